@@ -1,0 +1,116 @@
+// CUDA device queries and DeviceTensor: a buffer in GPU memory that lossAndGrad reads (logits) and writes (grad)
+// without copying through the host. Wraps the addon's exports.cuda (null when built without CUDA).
+import { addon, localError, NativeCuda, NativeDeviceInfo, NativeDeviceTensor } from '../native';
+
+export type DeviceInfo = NativeDeviceInfo;
+export type DeviceDtype = 'f32' | 'bf16';
+
+const DTYPE_CODE: Record<DeviceDtype, number> = { f32: 0, bf16: 1 };
+const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
+
+function native(): NativeCuda | null {
+  return addon.cuda ?? null;
+}
+
+/** Throws (in this realm's Error classes) the reason device tensors cannot be made, if there is one. */
+function requireCuda(): NativeCuda {
+  const c = native();
+  if (c === null) throw new Error('rift: CUDA is not available: the native addon was built without CUDA');
+  if (c.deviceCount() === 0) throw new Error('rift: CUDA is not available: no CUDA device is present (or no driver)');
+  return c;
+}
+
+/** Runs a native call and re-creates its error with this realm's constructors (see localError). */
+function call<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw localError(e);
+  }
+}
+
+export const cuda = {
+  /** True when the addon was built with CUDA and at least one device is present. */
+  isAvailable(): boolean {
+    const c = native();
+    return c !== null && c.deviceCount() > 0;
+  },
+  /** The CUDA devices ([] when none, or when built without CUDA). */
+  devices(): DeviceInfo[] {
+    const c = native();
+    return c === null ? [] : call(() => c.devices());
+  },
+  /** Waits until all queued GPU work has finished (no-op without CUDA). */
+  synchronize(): void {
+    const c = native();
+    if (c !== null) call(() => c.synchronize());
+  },
+};
+
+/** A 1-D array of f32 or bf16 (bit patterns, as Uint16Array) values in device memory. Free it with free(). */
+export class DeviceTensor {
+  readonly #native: NativeDeviceTensor;
+  readonly #dtype: DeviceDtype;
+  readonly #length: number;
+
+  private constructor(length: number, dtype: DeviceDtype) {
+    const c = requireCuda();
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
+    this.#native = call(() => new c.DeviceTensor(length * ELEMENT_BYTES[dtype], DTYPE_CODE[dtype]));
+    this.#dtype = dtype;
+    this.#length = length;
+  }
+
+  /** A device copy of arr: Float32Array gives an 'f32' tensor, Uint16Array (bf16 bits) a 'bf16' tensor. */
+  static fromArray(arr: Float32Array | Uint16Array): DeviceTensor {
+    let dtype: DeviceDtype;
+    if (arr instanceof Float32Array) dtype = 'f32';
+    else if (arr instanceof Uint16Array) dtype = 'bf16';
+    else throw new TypeError('arr: must be a Float32Array (f32) or a Uint16Array (bf16 bits)');
+    const t = new DeviceTensor(arr.length, dtype);
+    try {
+      t.upload(arr);
+    } catch (e) {
+      t.free();
+      throw e;
+    }
+    return t;
+  }
+
+  /** An uninitialised tensor of length elements. */
+  static empty(length: number, dtype: DeviceDtype): DeviceTensor {
+    if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype: must be 'f32' or 'bf16', got ${String(dtype)}`);
+    return new DeviceTensor(length, dtype);
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+  get dtype(): DeviceDtype {
+    return this.#dtype;
+  }
+  get freed(): boolean {
+    return this.#native.freed;
+  }
+  /** The addon's handle (what the native lossAndGrad takes). */
+  get native(): NativeDeviceTensor {
+    return this.#native;
+  }
+
+  /** Copies arr (same kind and length as this tensor) into device memory. */
+  upload(arr: Float32Array | Uint16Array): void {
+    call(() => this.#native.upload(arr));
+  }
+
+  /** A host copy: Float32Array for 'f32', Uint16Array (bf16 bits) for 'bf16'. */
+  download(): Float32Array | Uint16Array {
+    const out = this.#dtype === 'f32' ? new Float32Array(this.#length) : new Uint16Array(this.#length);
+    call(() => this.#native.download(out));
+    return out;
+  }
+
+  /** Releases the device memory now (idempotent); otherwise the garbage collector does it eventually. */
+  free(): void {
+    call(() => this.#native.free());
+  }
+}

@@ -1,0 +1,184 @@
+// The fused loss kernel API: lossAndGrad (sync) and lossAndGradAsync (off the event loop).
+// Math: ENGINEERING.md §1 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
+import { addon, localError, NativeLossResult } from '../native';
+import { DeviceTensor } from './device';
+import { checkArray, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
+
+export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob'] as const;
+export const NEGATIVE_FORMS = ['token', 'sequence'] as const;
+export const REDUCTIONS = ['token-mean', 'sequence-mean', 'sum'] as const;
+export type Method = (typeof METHODS)[number];
+export type NegativeForm = (typeof NEGATIVE_FORMS)[number];
+export type Reduction = (typeof REDUCTIONS)[number];
+
+/** Logits or gradient: fp32 (Float32Array), bf16 bit patterns (Uint16Array), or a CUDA DeviceTensor. */
+export type LogitsBuffer = Float32Array | Uint16Array | DeviceTensor;
+
+export interface DpoOptions {
+  /** Reference-model log-probability of each sequence, S_ref(i), length S. */
+  refLogps: Float32Array | Float64Array;
+  /** Flat (chosen, rejected) pairs of sequence indices, length 2·P. */
+  pairs: Int32Array;
+  /** DPO temperature β > 0 (default 0.1). */
+  beta?: number;
+}
+
+export interface LossOptions {
+  /** Row-major (rows, vocab) logits. Only rows whose target is not −100 are read. */
+  logits: LogitsBuffer;
+  rows: number;
+  vocab: number;
+  /** Target token of each row, or −100 to ignore the row (prompt, padding). Length rows. */
+  targets: Int32Array;
+  /** Sequence i owns rows offsets[i] .. offsets[i+1]−1. Length S+1, offsets[0] = 0, offsets[S] = rows. */
+  offsets: Int32Array;
+  /** Scalar reward per sequence (length S); required for 'rift'. */
+  rewards?: Float32Array;
+  method: Method;
+  /** RIFT negative-sample surrogate: per-token −r·p_t (default) or per-sequence −r·exp(S_i). */
+  negative?: NegativeForm;
+  /** Default 'token-mean'. For 'dpo', 'sum' sums the pair losses and the others average over pairs. */
+  reduction?: Reduction;
+  /** Explicit normaliser (> 0), e.g. the response-token count of the whole global batch for exact accumulation. */
+  normalizer?: number;
+  dpo?: DpoOptions;
+  /** Where to write ∂loss/∂logits (same kind, dtype and length as logits; may be logits itself). Omit for no gradient. */
+  grad?: LogitsBuffer;
+  /** Also return the per-token log-probs ℓ_t (0 on ignored rows). */
+  tokenLogps?: boolean;
+  /** Also return the per-token entropies H_t (0 on ignored rows). */
+  entropy?: boolean;
+}
+
+export interface LossResult {
+  loss: number;
+  /** What the summed terms were divided by (1 for 'sum'). */
+  normalizer: number;
+  /** Rows with a target. */
+  tokens: number;
+  /** S_i = Σ_t ℓ_t per sequence. */
+  seqLogps: Float64Array;
+  tokenLogps?: Float32Array;
+  entropy?: Float32Array;
+}
+
+function checkBuffer(arg: string, v: unknown): LogitsBuffer {
+  if (v instanceof Float32Array || v instanceof Uint16Array || v instanceof DeviceTensor) return v;
+  throw typeError(arg, `must be a Float32Array, a Uint16Array (bf16 bits) or a DeviceTensor, got ${describe(v)}`);
+}
+
+function bufferLength(b: LogitsBuffer): number {
+  return b.length;
+}
+function bufferDtype(b: LogitsBuffer): 'f32' | 'bf16' {
+  if (b instanceof DeviceTensor) return b.dtype;
+  return b instanceof Float32Array ? 'f32' : 'bf16';
+}
+function nativeBuffer(b: LogitsBuffer): unknown {
+  return b instanceof DeviceTensor ? b.native : b;
+}
+
+/** Validates the options and builds the object the native addon takes. Exported for tests. */
+export function toNative(o: LossOptions): Record<string, unknown> {
+  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+  const method = checkEnum('method', o.method, METHODS);
+  const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
+  const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
+  const rows = checkInteger('rows', o.rows, 0, 2 ** 31 - 1);
+  const vocab = checkInteger('vocab', o.vocab, 1, 2 ** 31 - 1);
+  const logits = checkBuffer('logits', o.logits);
+  if (bufferLength(logits) !== rows * vocab) throw rangeError('logits', `length must be rows × vocab = ${rows * vocab}, got ${bufferLength(logits)}`);
+  let grad: LogitsBuffer | undefined;
+  if (o.grad !== undefined) {
+    grad = checkBuffer('grad', o.grad);
+    if ((grad instanceof DeviceTensor) !== (logits instanceof DeviceTensor)) throw typeError('grad', 'must live where logits live (host array or DeviceTensor)');
+    if (bufferDtype(grad) !== bufferDtype(logits)) throw typeError('grad', `must have the logits' dtype (${bufferDtype(logits)})`);
+    if (bufferLength(grad) !== bufferLength(logits)) throw rangeError('grad', `length must equal the logits' length ${bufferLength(logits)}`);
+    if (method === 'logprob') throw typeError('grad', "method 'logprob' computes no gradient: omit grad");
+  }
+  const targets = checkArray('targets', o.targets, Int32Array, rows);
+  for (let t = 0; t < rows; t++) {
+    const y = targets[t];
+    if (y !== -100 && (y < 0 || y >= vocab)) throw rangeError('targets', `targets[${t}] = ${y} is outside [0, ${vocab}) and not -100`);
+  }
+  const offsets = checkArray('offsets', o.offsets, Int32Array);
+  if (offsets.length < 1) throw rangeError('offsets', 'must hold S + 1 entries (at least one)');
+  if (offsets[0] !== 0) throw rangeError('offsets', `offsets[0] must be 0, got ${offsets[0]}`);
+  for (let i = 1; i < offsets.length; i++) {
+    if (offsets[i] < offsets[i - 1]) throw rangeError('offsets', `must be non-decreasing: offsets[${i}] = ${offsets[i]} < offsets[${i - 1}] = ${offsets[i - 1]}`);
+  }
+  const S = offsets.length - 1;
+  if (offsets[S] !== rows) throw rangeError('offsets', `last offset must equal rows = ${rows}, got ${offsets[S]}`);
+  let rewards: Float32Array | undefined;
+  if (o.rewards !== undefined) {
+    rewards = checkArray('rewards', o.rewards, Float32Array, S);
+    for (let i = 0; i < S; i++) if (!Number.isFinite(rewards[i])) throw rangeError('rewards', `rewards[${i}] = ${rewards[i]} is not finite`);
+  }
+  if (method === 'rift' && rewards === undefined) throw typeError('rewards', "a Float32Array of length S is required for method 'rift'");
+  let normalizer = 0;
+  if (o.normalizer !== undefined) {
+    normalizer = checkFiniteNumber('normalizer', o.normalizer);
+    if (normalizer <= 0) throw rangeError('normalizer', `must be > 0, got ${normalizer}`);
+  }
+  const out: Record<string, unknown> = {
+    logits: nativeBuffer(logits),
+    grad: grad === undefined ? undefined : nativeBuffer(grad),
+    rows,
+    vocab,
+    targets,
+    offsets,
+    rewards,
+    method: METHODS.indexOf(method),
+    negative: NEGATIVE_FORMS.indexOf(negative),
+    reduction: REDUCTIONS.indexOf(reduction),
+    normalizer,
+    tokenLogps: !!o.tokenLogps,
+    entropy: !!o.entropy,
+  };
+  if (method === 'dpo') {
+    const d = o.dpo;
+    if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogps, pairs, beta?} is required for method 'dpo'");
+    if (!(d.refLogps instanceof Float64Array || d.refLogps instanceof Float32Array)) throw typeError('refLogps', `must be a Float64Array or Float32Array, got ${describe(d.refLogps)}`);
+    if (d.refLogps.length !== S) throw rangeError('refLogps', `length must be S = ${S}, got ${d.refLogps.length}`);
+    const ref = d.refLogps instanceof Float64Array ? d.refLogps : Float64Array.from(d.refLogps);
+    for (let i = 0; i < S; i++) if (!Number.isFinite(ref[i])) throw rangeError('refLogps', `refLogps[${i}] = ${ref[i]} is not finite`);
+    const pairs = checkArray('pairs', d.pairs, Int32Array);
+    if (pairs.length % 2 !== 0) throw rangeError('pairs', `length must be even (chosen, rejected), got ${pairs.length}`);
+    for (let k = 0; k < pairs.length; k++) {
+      if (pairs[k] < 0 || pairs[k] >= S) throw rangeError('pairs', `pairs[${k}] = ${pairs[k]} is not a sequence index in [0, ${S})`);
+    }
+    const beta = d.beta === undefined ? 0.1 : checkFiniteNumber('beta', d.beta);
+    if (beta <= 0) throw rangeError('beta', `must be > 0, got ${beta}`);
+    Object.assign(out, { refLogps: ref, pairs, beta });
+  }
+  return out;
+}
+
+function wrap(r: NativeLossResult): LossResult {
+  return r;
+}
+
+/** Computes the loss (and, when `grad` is given, ∂loss/∂logits) on the calling thread. */
+export function lossAndGrad(options: LossOptions): LossResult {
+  const args = toNative(options);
+  try {
+    return wrap(addon.lossAndGrad(args));
+  } catch (e) {
+    throw localError(e);
+  }
+}
+
+/**
+ * Same as lossAndGrad, run on a libuv worker thread. Do not touch logits/grad until the promise settles.
+ * Argument errors throw synchronously; errors found while running (NaN/Inf logits) reject the promise.
+ */
+export function lossAndGradAsync(options: LossOptions): Promise<LossResult> {
+  const args = toNative(options);
+  let p: Promise<NativeLossResult>;
+  try {
+    p = addon.lossAndGradAsync(args);
+  } catch (e) {
+    throw localError(e);
+  }
+  return p.then(wrap, (e) => Promise.reject(localError(e)));
+}

@@ -1,0 +1,46 @@
+// Argument checks shared by the kernel API: each failure is a TypeError or RangeError naming the argument.
+
+export function typeError(arg: string, what: string): TypeError {
+  return new TypeError(`${arg}: ${what}`);
+}
+export function rangeError(arg: string, what: string): RangeError {
+  return new RangeError(`${arg}: ${what}`);
+}
+
+export function checkInteger(arg: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number') throw typeError(arg, `must be a number, got ${typeof v}`);
+  if (!Number.isInteger(v) || v < min || v > max) throw rangeError(arg, `must be an integer in [${min}, ${max}], got ${v}`);
+  return v;
+}
+
+export function checkFiniteNumber(arg: string, v: unknown): number {
+  if (typeof v !== 'number') throw typeError(arg, `must be a number, got ${typeof v}`);
+  if (!Number.isFinite(v)) throw rangeError(arg, `must be finite, got ${v}`);
+  return v;
+}
+
+export function checkArray<T extends ArrayBufferView>(
+  arg: string,
+  v: unknown,
+  ctor: { new (n: number): T; name: string },
+  length?: number,
+): T {
+  if (!(v instanceof ctor)) throw typeError(arg, `must be a ${ctor.name}, got ${describe(v)}`);
+  const len = (v as unknown as { length: number }).length;
+  if (length !== undefined && len !== length) throw rangeError(arg, `length must be ${length}, got ${len}`);
+  return v;
+}
+
+export function checkEnum<T extends string>(arg: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw (typeof v === 'string' ? rangeError : typeError)(arg, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
+  }
+  return v as T;
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  if (typeof v === 'string') return `'${v}'`;
+  return typeof v;
+}

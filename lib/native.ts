@@ -1,0 +1,74 @@
+// Loads the compiled addon and declares, by hand, what it exports.
+// RIFT_ADDON=/path/to/rift.node overrides the default build/Release/rift.node.
+import * as path from 'path';
+
+export interface NativeLossResult {
+  loss: number;
+  normalizer: number;
+  tokens: number;
+  seqLogps: Float64Array;
+  tokenLogps?: Float32Array;
+  entropy?: Float32Array;
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  totalMemory: number;
+  computeCapability: string;
+  multiProcessors: number;
+}
+
+export interface NativeDeviceTensor {
+  readonly bytes: number;
+  readonly dtype: number;
+  readonly freed: boolean;
+  upload(src: Float32Array | Uint16Array): void;
+  download(dst: Float32Array | Uint16Array): void;
+  free(): void;
+}
+
+export interface NativeCuda {
+  deviceCount(): number;
+  devices(): NativeDeviceInfo[];
+  synchronize(): void;
+  DeviceTensor: new (bytes: number, dtype: number) => NativeDeviceTensor;
+}
+
+export interface NativeAddon {
+  lossAndGrad(opts: object): NativeLossResult;
+  lossAndGradAsync(opts: object): Promise<NativeLossResult>;
+  setNumThreads(n: number): number;
+  numThreads(): number;
+  buildInfo: { cuda: boolean; simd: string; napiVersion: number; compiler: string };
+  cuda: NativeCuda | null;
+  bench?: {
+    unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array): number;
+    copy(dst: ArrayBufferView, src: ArrayBufferView): void;
+  };
+}
+
+function load(): NativeAddon {
+  const file = process.env.RIFT_ADDON ?? path.resolve(__dirname, '..', ...(path.basename(path.resolve(__dirname, '..')) === 'dist' ? ['..'] : []), 'build', 'Release', 'rift.node');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as NativeAddon;
+  } catch (e) {
+    throw new Error(`rift: cannot load the native addon at ${file} (run \`npm install\` or \`npm run build:native\`): ${(e as Error).message}`);
+  }
+}
+
+export const addon: NativeAddon = load();
+
+/**
+ * Re-creates an error thrown by the addon with this realm's constructor (TypeError/RangeError/Error), so that
+ * `instanceof` works in every JS context (vm contexts such as jest's see the addon's errors as foreign).
+ */
+export function localError(e: unknown): unknown {
+  if (typeof e !== 'object' || e === null || typeof (e as Error).message !== 'string') return e;
+  const { name, message } = e as Error;
+  const ctor = name === 'TypeError' ? TypeError : name === 'RangeError' ? RangeError : Error;
+  if (e instanceof ctor) return e;
+  const out = new ctor(message);
+  if ((e as Error).stack) out.stack = `${name}: ${message}\n${((e as Error).stack ?? '').split('\n').slice(1).join('\n')}`;
+  return out;
+}

@@ -1,0 +1,34 @@
+// CUDA runtime errors as C++ exceptions. Never exit()/abort() inside the addon: every cudaError_t that is not
+// cudaSuccess becomes a std::runtime_error such as
+//   "CUDA error 2 (cudaErrorMemoryAllocation) in cudaMalloc at loss_rows.cu:123: out of memory"
+// which the N-API layer turns into a JS Error.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace rift::cuda {
+
+inline std::string error_message(cudaError_t e, const char* expr, const char* file, int line) {
+  const char* base = std::strrchr(file, '/');
+  base = base ? base + 1 : file;
+  const char* paren = std::strchr(expr, '(');  // "cudaMalloc(&p, n)" -> "cudaMalloc"
+  const std::string call = paren ? std::string(expr, size_t(paren - expr)) : std::string(expr);
+  return "CUDA error " + std::to_string(int(e)) + " (" + cudaGetErrorName(e) + ") in " + call + " at " + base + ":" +
+         std::to_string(line) + ": " + cudaGetErrorString(e);
+}
+
+inline void check(cudaError_t e, const char* expr, const char* file, int line) {
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();  // clear a non-sticky error so the next call does not report it again
+  throw std::runtime_error(error_message(e, expr, file, line));
+}
+
+}  // namespace rift::cuda
+
+// RIFT_CUDA_CHECK(cudaMalloc(&p, n)); throws std::runtime_error on failure.
+#define RIFT_CUDA_CHECK(expr) ::rift::cuda::check((expr), #expr, __FILE__, __LINE__)
+// After a kernel launch: reports launch-configuration errors (bad grid, too much shared memory, ...).
+#define RIFT_CUDA_CHECK_LAUNCH() ::rift::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)

@@ -1,0 +1,180 @@
+// Device helpers shared by the loss row kernels (loss_rows.cu: generic kernels; loss_cluster.cu: sm_90 cluster
+// kernel). Element type T is float (f32) or uint16_t (bf16 bits); all math is fp32.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace rift::cuda {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+constexpr int32_t kIgnore = -100;
+
+// Device view of one row pass: logits/grad are the caller's device tensors, the rest lives in the workspace.
+struct RowArgs {
+  const void* logits;       // (N, V) dtype. Never read through the non-coherent path: grad may alias it.
+  void* grad;               // (N, V) dtype, may equal logits; null: statistics only
+  int64_t N, V;
+  const int32_t* targets;   // (N)
+  const float* coef_a;      // (N) fused pass: w = a + b·exp(logp)
+  const float* coef_b;      // (N)
+  const float* weight;      // (N) grad pass: w
+  float* lse;               // (N) out of the fused pass, in for the grad pass
+  float* logp;              // (N) out of the fused pass, in for the grad pass
+  float* entropy;           // (N) out, or null
+  unsigned long long* bad;  // (1) smallest row index holding NaN/Inf; ULLONG_MAX when none
+};
+
+// ---- elements: 16-byte vectors of kVecN<T> values ------------------------------------------------------------
+template <typename T>
+constexpr int kVecN = 16 / int(sizeof(T));
+
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(uint16_t h) { return __uint_as_float(uint32_t(h) << 16); }
+template <typename T>
+__device__ __forceinline__ T from_f32(float f);
+template <>
+__device__ __forceinline__ float from_f32<float>(float f) { return f; }
+template <>
+__device__ __forceinline__ uint16_t from_f32<uint16_t>(float f) {  // round to nearest even, as the CPU twin
+  return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+__device__ __forceinline__ void unpack(const uint4& v, float (&x)[4]) {
+  x[0] = __uint_as_float(v.x), x[1] = __uint_as_float(v.y), x[2] = __uint_as_float(v.z), x[3] = __uint_as_float(v.w);
+}
+__device__ __forceinline__ void unpack(const uint4& v, float (&x)[8]) {
+  const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    x[2 * k] = __uint_as_float(w[k] << 16);
+    x[2 * k + 1] = __uint_as_float(w[k] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ uint4 pack(const float (&g)[4]) {
+  return make_uint4(__float_as_uint(g[0]), __float_as_uint(g[1]), __float_as_uint(g[2]), __float_as_uint(g[3]));
+}
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x = lo (low half), .y = hi
+  return uint32_t(__bfloat16_as_ushort(h.x)) | (uint32_t(__bfloat16_as_ushort(h.y)) << 16);
+}
+__device__ __forceinline__ uint4 pack(const float (&g)[8]) {
+  return make_uint4(pack2(g[0], g[1]), pack2(g[2], g[3]), pack2(g[4], g[5]), pack2(g[6], g[7]));
+}
+
+// NaN or ±Inf (exponent all ones). A bit test, immune to --use_fast_math.
+__device__ __forceinline__ bool non_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
+
+// ---- online softmax statistics --------------------------------------------------------------------------------
+// In log2 units u = z·log2e:  m = max u,  d = Σ 2^(u − m),  s = Σ 2^(u − m)·z  (for the entropy).
+// Then lse = (m + log2 d)·ln2 and H = lse − s/d.
+struct Stats {
+  float m, d, s;
+};
+__device__ __forceinline__ Stats empty_stats() { return {-INFINITY, 0.f, 0.f}; }
+
+template <bool kEnt, int n>
+__device__ __forceinline__ void stats_add(Stats& st, const float (&x)[n], bool& bad) {
+  float vm = x[0] * kLog2e;
+#pragma unroll
+  for (int k = 0; k < n; ++k) {
+    vm = fmaxf(vm, x[k] * kLog2e);
+    bad |= non_finite(x[k]);
+  }
+  if (vm > st.m) {  // rescale by 2^(m_old − m_new); m_old = −inf gives 0, and d = s = 0 then anyway
+    const float c = exp2f(st.m - vm);
+    st.d *= c;
+    if (kEnt) st.s *= c;
+    st.m = vm;
+  }
+#pragma unroll
+  for (int k = 0; k < n; ++k) {
+    const float e = exp2f(fmaf(x[k], kLog2e, -st.m));
+    st.d += e;
+    if (kEnt) st.s = fmaf(e, x[k], st.s);
+  }
+}
+
+__device__ __forceinline__ Stats merge(const Stats& a, const Stats& b) {
+  const float m = fmaxf(a.m, b.m);
+  if (m == -INFINITY) return a;  // both empty
+  const float ca = exp2f(a.m - m), cb = exp2f(b.m - m);
+  return {m, a.d * ca + b.d * cb, a.s * ca + b.s * cb};
+}
+
+// Block-wide merge of every thread's (Stats, bad). The result is valid in thread 0 only. Ends with a
+// __syncthreads, so every thread's earlier reads of the row are complete when it returns.
+__device__ __forceinline__ Stats block_reduce(Stats st, bool& bad) {
+  __shared__ Stats warp_st[32];
+  __shared__ int warp_bad[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const Stats t{__shfl_xor_sync(0xffffffffu, st.m, o), __shfl_xor_sync(0xffffffffu, st.d, o),
+                  __shfl_xor_sync(0xffffffffu, st.s, o)};
+    st = merge(st, t);
+  }
+  const int any_bad = __any_sync(0xffffffffu, bad);
+  if (lane == 0) {
+    warp_st[warp] = st;
+    warp_bad[warp] = any_bad;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    st = lane < nwarps ? warp_st[lane] : empty_stats();
+    int b = lane < nwarps ? warp_bad[lane] : 0;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const Stats t{__shfl_xor_sync(0xffffffffu, st.m, o), __shfl_xor_sync(0xffffffffu, st.d, o),
+                    __shfl_xor_sync(0xffffffffu, st.s, o)};
+      st = merge(st, t);
+    }
+    bad = __any_sync(0xffffffffu, b);
+  }
+  __syncthreads();
+  return st;
+}
+
+// What the gradient pass of one row does, decided by thread 0 from the row statistics.
+struct RowPlan {
+  float lse2;  // lse·log2e: g = w·2^(z·log2e − lse2)
+  float w;     // row weight
+  float gy;    // gradient of the target element, w·expm1(logp) in fp32
+  int mode;    // 0: write nothing, 1: zero the row, 2: write the gradient
+};
+
+// Thread 0 of a fused row plans the gradient (CPU twin rules) and, when report is set, writes lse/logp/entropy
+// or reports the row as bad (a bad row gets no outputs and no gradient).
+__device__ __forceinline__ RowPlan plan_fused_row(const RowArgs& a, int64_t r, const Stats& st, bool bad, float zy,
+                                                  bool report) {
+  if (bad) {
+    if (report) atomicMin(a.bad, static_cast<unsigned long long>(r));
+    return {0.f, 0.f, 0.f, 0};
+  }
+  const float lse2 = st.m + log2f(st.d);
+  const float lse = lse2 * kLn2;
+  const float logp = zy - lse;
+  if (report) {
+    a.lse[r] = lse;
+    a.logp[r] = logp;
+    if (a.entropy) a.entropy[r] = lse - st.s / st.d;
+  }
+  if (!a.grad) return {0.f, 0.f, 0.f, 0};
+  const float w = a.coef_a[r] + a.coef_b[r] * expf(logp);
+  if (w == 0.f) return {0.f, 0.f, 0.f, 1};
+  return {lse2, w, w * expm1f(logp), 2};
+}
+
+// ---- launchers -------------------------------------------------------------------------------------------------
+// Generic kernels (any arch, any V, any alignment): one block per row, two reads of the row (the second from L2).
+void launch_fused_generic(const RowArgs& a, int dtype, cudaStream_t stream);
+void launch_grad_generic(const RowArgs& a, int dtype, cudaStream_t stream);
+
+// sm_90 cluster kernel: the row is split over a cluster of C CTAs that hold it in shared memory, so it is read
+// from DRAM once. Returns false (launching nothing) when it does not apply: device or binary older than sm_90,
+// V·size not a multiple of 16 bytes, unaligned pointers, or a row too long for 8 CTAs of max_chunk_bytes.
+bool launch_fused_cluster(const RowArgs& a, int dtype, size_t max_chunk_bytes, cudaStream_t stream);
+
+}  // namespace rift::cuda

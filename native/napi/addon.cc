@@ -1,0 +1,21 @@
+// Addon entry: registers each binding file's exports. The only place that knows the full export list.
+#include <napi.h>
+
+#include "napi/bench.h"
+#include "napi/device.h"
+#include "napi/loss.h"
+
+namespace rift::napi {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  init_loss(env, exports);
+  init_device(env, exports);
+  init_bench(env, exports);
+  return exports;
+}
+
+}  // namespace rift::napi
+
+static Napi::Object InitRift(Napi::Env env, Napi::Object exports) { return rift::napi::Init(env, exports); }
+
+NODE_API_MODULE(rift, InitRift)

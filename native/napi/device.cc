@@ -1,0 +1,210 @@
+// exports.cuda: device queries and DeviceTensor (device memory owned by a JS object). See device.h.
+//
+// Identifying our objects: every DeviceTensor instance is stamped with a Node-API type tag in its constructor,
+// and unwrap_device_tensor checks that tag before ObjectWrap::Unwrap. Unlike `instanceof` against a stored
+// constructor, a tag cannot be faked by Object.create(DeviceTensor.prototype) or a changed prototype, and it
+// needs no per-environment state, so it works unchanged in every environment (main thread, worker threads):
+// each environment defines its own class in init_device.
+#include "napi/device.h"
+
+#include "napi/errors.h"
+
+#ifdef RIFT_WITH_CUDA
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "cuda/device_mem.h"
+#endif
+
+namespace rift::napi {
+
+#ifdef RIFT_WITH_CUDA
+namespace {
+
+// Random 128-bit tag marking objects made by DeviceTensor's constructor (must stay constant across builds of a
+// process; any value unique to this addon works).
+constexpr napi_type_tag kDeviceTensorTag = {0x5d1f0c9a3e7b4c21ULL, 0x9a64e2b7c80f1d35ULL};
+
+// Turns a std::exception from the CUDA layer into a JS Error (code and name are in the message).
+template <typename F>
+auto cuda_call(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+}
+
+// Total memory of the device tensors live on (device 0), queried once.
+size_t device_memory() {
+  static const size_t total = rift::cuda::device_props(0).total_memory;  // a throw leaves it to the next call
+  return total;
+}
+
+class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "DeviceTensor",
+                       {InstanceMethod<&DeviceTensor::upload>("upload"),
+                        InstanceMethod<&DeviceTensor::download>("download"),
+                        InstanceMethod<&DeviceTensor::free>("free"),
+                        InstanceAccessor<&DeviceTensor::get_bytes>("bytes"),
+                        InstanceAccessor<&DeviceTensor::get_dtype>("dtype"),
+                        InstanceAccessor<&DeviceTensor::get_freed>("freed")});
+  }
+
+  // new DeviceTensor(bytes, dtype): bytes a non-negative integer multiple of the element size, dtype 0 | 1.
+  explicit DeviceTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceTensor>(info) {
+    Napi::Env env = info.Env();
+    if (!info.IsConstructCall()) throw_type(env, "DeviceTensor", "must be called with new");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "bytes", "must be a number");
+    if (info.Length() < 2 || !info[1].IsNumber()) throw_type(env, "dtype", "must be 0 (f32) or 1 (bf16)");
+    const double b = info[0].As<Napi::Number>().DoubleValue();
+    const double d = info[1].As<Napi::Number>().DoubleValue();
+    if (d != 0 && d != 1) throw_range(env, "dtype", "must be 0 (f32) or 1 (bf16), got " + info[1].ToString().Utf8Value());
+    dtype_ = int(d);
+    const size_t elem = dtype_ == 0 ? 4 : 2;
+    if (!std::isfinite(b) || b != std::floor(b) || b < 0)
+      throw_range(env, "bytes", "must be a non-negative integer, got " + info[0].ToString().Utf8Value());
+    if (b > 9007199254740991.0) throw_range(env, "bytes", "is too large");
+    bytes_ = size_t(b);
+    if (bytes_ % elem != 0)
+      throw_range(env, "bytes", "must be a multiple of the element size " + std::to_string(elem));
+    const size_t total = cuda_call(env, device_memory);
+    if (bytes_ > total)
+      throw_range(env, "bytes", std::to_string(bytes_) + " is more than the device's " + std::to_string(total) + " bytes");
+    ptr_ = cuda_call(env, [&] { return rift::cuda::alloc(bytes_); });
+    live_ = true;
+    info.This().As<Napi::Object>().TypeTag(&kDeviceTensorTag);
+  }
+
+  ~DeviceTensor() override { release_noexcept(); }  // the finalizer frees what free() did not
+
+  bool live() const { return live_; }
+  void* ptr() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  int dtype() const { return dtype_; }
+
+ private:
+  void release_noexcept() {
+    if (live_) rift::cuda::free_noexcept(ptr_);
+    live_ = false;
+    ptr_ = nullptr;
+  }
+  void require_live(Napi::Env env) const {
+    if (!live_) throw Napi::Error::New(env, "DeviceTensor: used after free");
+  }
+  // The caller's typed array must be Float32Array (dtype 0) or Uint16Array (dtype 1) of exactly bytes_ bytes.
+  Napi::TypedArray host_array(const Napi::CallbackInfo& info, const char* arg) const {
+    Napi::Env env = info.Env();
+    require_live(env);
+    const char* want = dtype_ == 0 ? "Float32Array" : "Uint16Array";
+    const napi_typedarray_type want_type = dtype_ == 0 ? napi_float32_array : napi_uint16_array;
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw_type(env, arg, std::string("must be a ") + want);
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    if (ta.TypedArrayType() != want_type)
+      throw_type(env, arg, std::string("must be a ") + want + " for a " + (dtype_ == 0 ? "f32" : "bf16") + " tensor");
+    if (ta.ByteLength() != bytes_)
+      throw_range(env, arg, "length must be " + std::to_string(bytes_ / (dtype_ == 0 ? 4 : 2)) + " elements, got " +
+                                std::to_string(ta.ElementLength()));
+    return ta;
+  }
+  static void* data_of(const Napi::TypedArray& ta) {
+    return static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  }
+
+  Napi::Value upload(const Napi::CallbackInfo& info) {
+    Napi::TypedArray ta = host_array(info, "array");
+    cuda_call(info.Env(), [&] { rift::cuda::copy_to_device(ptr_, data_of(ta), bytes_); });
+    return info.Env().Undefined();
+  }
+  Napi::Value download(const Napi::CallbackInfo& info) {
+    Napi::TypedArray ta = host_array(info, "array");
+    cuda_call(info.Env(), [&] { rift::cuda::copy_to_host(data_of(ta), ptr_, bytes_); });
+    return ta;
+  }
+  Napi::Value free(const Napi::CallbackInfo& info) {  // idempotent
+    if (live_) {
+      void* p = ptr_;
+      live_ = false;
+      ptr_ = nullptr;
+      cuda_call(info.Env(), [&] { rift::cuda::free(p); });
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value get_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes_)); }
+  Napi::Value get_dtype(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dtype_); }
+  Napi::Value get_freed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !live_); }
+
+  void* ptr_ = nullptr;  // device (bytes_)
+  size_t bytes_ = 0;
+  int dtype_ = 0;
+  bool live_ = false;
+};
+
+Napi::Value device_count(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), rift::cuda::device_count());  // 0 without driver or device
+}
+
+Napi::Value devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int n = rift::cuda::device_count();
+  Napi::Array out = Napi::Array::New(env, size_t(n));
+  for (int i = 0; i < n; ++i) {
+    const rift::cuda::DeviceProps p = cuda_call(env, [&] { return rift::cuda::device_props(i); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", p.name);
+    o.Set("totalMemory", double(p.total_memory));
+    o.Set("computeCapability", std::to_string(p.major) + "." + std::to_string(p.minor));
+    o.Set("multiProcessors", p.multiprocessors);
+    out.Set(uint32_t(i), o);
+  }
+  return out;
+}
+
+Napi::Value synchronize(const Napi::CallbackInfo& info) {
+  if (rift::cuda::device_count() > 0) cuda_call(info.Env(), [] { rift::cuda::synchronize(); });
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+bool unwrap_device_tensor(const Napi::Value& v, void** ptr, size_t* bytes, int* dtype) {
+  if (!v.IsObject()) return false;
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.CheckTypeTag(&kDeviceTensorTag)) return false;  // not made by our constructor: Unwrap would be unsafe
+  DeviceTensor* t = DeviceTensor::Unwrap(o);
+  if (!t || !t->live()) return false;
+  *ptr = t->ptr();
+  *bytes = t->bytes();
+  *dtype = t->dtype();
+  return true;
+}
+
+void init_device(Napi::Env env, Napi::Object exports) {
+  Napi::Object cuda = Napi::Object::New(env);
+  cuda.Set("deviceCount", Napi::Function::New(env, device_count, "deviceCount"));
+  cuda.Set("devices", Napi::Function::New(env, devices, "devices"));
+  cuda.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));
+  cuda.Set("DeviceTensor", DeviceTensor::define(env));
+  exports.Set("cuda", cuda);
+}
+
+#else  // built without CUDA
+
+bool unwrap_device_tensor(const Napi::Value&, void**, size_t*, int*) { return false; }
+
+void init_device(Napi::Env env, Napi::Object exports) { exports.Set("cuda", env.Null()); }
+
+#endif
+
+}  // namespace rift::napi
+
+#ifndef RIFT_WITH_CUDA
+namespace rift {
+// core/loss.h declares cuda_backend() in every build; without CUDA it is this stub (the CUDA build defines it
+// in cuda/loss_rows.cu).
+RowBackend* cuda_backend() { return nullptr; }
+}  // namespace rift
+#endif
