@@ -10,9 +10,12 @@ namespace rift {
 // exp(x) for x <= 0-ish ranges used by softmax: 2^(x·log2 e) by range reduction and a degree-7 polynomial.
 // Relative error < 2e-7 over [-87, 88]; inputs below -87.3 give ~1e-38 instead of 0 (harmless after scaling).
 inline float vexp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+  x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);  // NaN passes through and makes the result NaN
   const float t = x * 1.44269504088896341f;
-  const float n = std::nearbyint(t);
+  // Round t to an integer with the 1.5·2^23 trick: no float→int conversion (undefined for NaN in C++).
+  const float magic = 12582912.0f;
+  const float nm = t + magic;
+  const float n = nm - magic;
   const float f = (t - n) * 0.693147180559945309f;  // |f| <= ln2/2
   float p = 1.f / 5040.f;
   p = p * f + 1.f / 720.f;
@@ -22,7 +25,9 @@ inline float vexp(float x) {
   p = p * f + 0.5f;
   p = p * f + 1.f;
   p = p * f + 1.f;
-  const int32_t bits = (int32_t(n) + 127) << 23;
+  uint32_t ib;
+  std::memcpy(&ib, &nm, 4);
+  const uint32_t bits = (ib - 0x4B400000u + 127u) << 23;  // 2^n as float bits (n in [-126, 127])
   float scale;
   std::memcpy(&scale, &bits, 4);
   return p * scale;
