@@ -16,7 +16,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { lossAndGrad } from '../lib';
+import { cuda, DeviceTensor, lossAndGrad } from '../lib';
 import type { LossOptions } from '../lib';
 import { addon } from '../lib/native';
 import { naiveSft } from './naive';
@@ -130,17 +130,21 @@ function makeProblem(N: number, V: number): Problem {
   return { N, V, S, targets, offsets, rewards, refLogps, pairs };
 }
 
-/** f32 logits (N, V): uniform [-4, 4) noise, target logit = 14. Rows copy windows of a random pool (fast). */
-function makeLogits(p: Problem): Float32Array {
+/** Logits (N, V): uniform [-4, 4) noise, target logit = 14. Rows copy windows of a random pool (fast). */
+function makeLogits(p: Problem): Float32Array;
+function makeLogits(p: Problem, bf16: true): Uint16Array;
+function makeLogits(p: Problem, bf16 = false): Float32Array | Uint16Array {
   const { N, V } = p;
   const rnd = xorshift(12345);
   const poolLen = Math.max(2 * V, 1 << 21);
-  const pool = Float32Array.from({ length: poolLen }, () => (rnd() / 2 ** 32) * 8 - 4);
-  const z = new Float32Array(N * V);
+  const pool32 = Float32Array.from({ length: poolLen }, () => (rnd() / 2 ** 32) * 8 - 4);
+  const pool = bf16 ? toBf16Bits(pool32) : pool32;
+  const target = bf16 ? toBf16Bits(Float32Array.of(TARGET_LOGIT))[0] : TARGET_LOGIT;
+  const z = bf16 ? new Uint16Array(N * V) : new Float32Array(N * V);
   for (let r = 0; r < N; r++) {
     const start = rnd() % (poolLen - V);
     z.set(pool.subarray(start, start + V), r * V);
-    z[r * V + p.targets[r]] = TARGET_LOGIT;
+    z[r * V + p.targets[r]] = target;
   }
   return z;
 }
@@ -327,50 +331,10 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// CUDA (guarded: lib/kernels/device.ts and a device may be absent)
+// CUDA (when the addon was built with CUDA and a device is present)
 
-interface CudaApi {
-  isAvailable(): boolean;
-  deviceName(): string;
-  synchronize(): void;
-  /** A bf16 DeviceTensor of n elements holding the given bits. */
-  upload(bits: Uint16Array): { tensor: unknown; free(): void };
-  alloc(n: number): { tensor: unknown; free(): void };
-}
-
-function loadCuda(): CudaApi | null {
-  let mod: Record<string, unknown>;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    mod = require('../lib/kernels/device') as Record<string, unknown>;
-  } catch {
-    return null;
-  }
-  const cuda = mod.cuda as Record<string, (...a: unknown[]) => unknown> | null | undefined;
-  const DT = mod.DeviceTensor as (new (...a: unknown[]) => Record<string, unknown>) & Record<string, unknown>;
-  if (!cuda || typeof cuda.isAvailable !== 'function' || !DT) return null;
-  return {
-    isAvailable: () => !!cuda.isAvailable(),
-    deviceName: () => {
-      const d = typeof cuda.devices === 'function' ? (cuda.devices() as Array<{ name: string }>) : [];
-      return d[0]?.name ?? 'CUDA device';
-    },
-    synchronize: () => void cuda.synchronize(),
-    upload: (bits) => {
-      const t = (typeof DT.fromHost === 'function' ? (DT.fromHost as (a: unknown, d: string) => unknown)(bits, 'bf16') : null) as Record<string, unknown> | null;
-      const tensor = t ?? new DT(bits.length, 'bf16');
-      if (!t) (tensor.upload as (a: unknown) => void).call(tensor, bits);
-      return { tensor, free: () => (tensor.free as () => void).call(tensor) };
-    },
-    alloc: (n) => {
-      const tensor = new DT(n, 'bf16');
-      return { tensor, free: () => (tensor.free as () => void).call(tensor) };
-    },
-  };
-}
-
-async function benchCuda(tb: Tinybench, cuda: CudaApi, quick: boolean, log: (s: string) => void): Promise<{ rows: Row[]; gpu: string }> {
-  const gpu = cuda.deviceName();
+async function benchCuda(tb: Tinybench, quick: boolean, log: (s: string) => void): Promise<{ rows: Row[]; gpu: string }> {
+  const gpu = cuda.devices()[0]?.name ?? 'CUDA device';
   const N = quick ? 512 : 8192;
   const V = 151936;
   const shape = `${N}×${V}`;
@@ -378,16 +342,16 @@ async function benchCuda(tb: Tinybench, cuda: CudaApi, quick: boolean, log: (s: 
   const bytes = 4 * N * V; // bf16: read 2·N·V + write 2·N·V
   log(`cuda ${shape} bf16 on ${gpu}: making data`);
   const p = makeProblem(N, V);
-  const host = toBf16Bits(makeLogits(p));
-  const logits = cuda.upload(host);
-  const grad = cuda.alloc(N * V);
+  const host = makeLogits(p, true);
+  const logits = DeviceTensor.fromArray(host);
+  const grad = DeviceTensor.empty(N * V, 'bf16');
   const rows: Row[] = [];
   try {
     for (const k of KERNELS) {
       // SFT runs in place (its weights do not depend on the data); the others write a separate gradient so
       // every call sees the original logits (their weights do).
       const inPlace = k === 'sft';
-      const opts = lossOptions(k, p, logits.tensor as LossOptions['logits'], (inPlace ? logits : grad).tensor as LossOptions['grad']);
+      const opts = lossOptions(k, p, logits, inPlace ? logits : grad);
       let loss = NaN;
       const st = await measure(tb, `cuda ${k}`, () => { loss = lossAndGrad(opts).loss; cuda.synchronize(); }, { iterations: quick ? 5 : 20, warmup: 2 });
       const row: Row = {
@@ -479,9 +443,8 @@ async function main(): Promise<void> {
   let gpu: string | null = null;
   if (args.only !== 'cuda') rows.push(...(await benchCpu(tb, args.quick, log)));
   if (args.only !== 'cpu') {
-    const cuda = loadCuda();
-    if (cuda && cuda.isAvailable()) {
-      const r = await benchCuda(tb, cuda, args.quick, log);
+    if (cuda.isAvailable()) {
+      const r = await benchCuda(tb, args.quick, log);
       gpu = r.gpu;
       rows.push(...r.rows);
     } else {

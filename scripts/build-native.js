@@ -47,7 +47,7 @@ const cmakeJs = path.join(path.dirname(require.resolve('cmake-js/package.json'))
 let ok = false;
 if (!args.has('--gyp') && have('cmake')) {
   const argv = [cmakeJs, 'compile', '--out', outDir];
-  if (asan) argv.push('--CDRIFT_ASAN=ON');
+  if (asan) argv.push('--CDRIFT_ASAN=ON', '--CDRIFT_CUDA=OFF', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo');
   if (process.env.RIFT_NO_CUDA) argv.push('--CDRIFT_CUDA=OFF');
   ok = run(process.execPath, argv);
   if (!ok) console.error('rift: cmake-js build failed; trying node-gyp (CPU only)');

@@ -34,10 +34,7 @@ __device__ __forceinline__ void write_grad(const T* row, T* g, int64_t V, int32_
     uint4* gv = reinterpret_cast<uint4*>(g);                // (V / n)
     for (int64_t i = threadIdx.x; i < V / n; i += blockDim.x) {
       float x[n];
-      unpack(__ldcs(rv + i), x);
-#pragma unroll
-      for (int k = 0; k < n; ++k) x[k] = p.w * exp2f(fmaf(x[k], kLog2e, -p.lse2));
-      __stcs(gv + i, pack(x));
+      __stcs(gv + i, grad_vec(__ldcs(rv + i), p, x));
     }
     if (threadIdx.x == (y / n) % blockDim.x) g[y] = from_f32<T>(p.gy);
   } else {
@@ -64,21 +61,22 @@ __global__ void __launch_bounds__(1024) fused_rows_generic(RowArgs a) {
   }
   const float zy = threadIdx.x == 0 ? to_f32(row[y]) : 0.f;
   Stats st = empty_stats();
-  bool bad = false;
+  float probe = 0.f;
   if (kVec) {
     constexpr int n = kVecN<T>;
     const uint4* rv = reinterpret_cast<const uint4*>(row);  // (V / n)
     for (int64_t i = threadIdx.x; i < V / n; i += blockDim.x) {
       float x[n];
       unpack(rv[i], x);
-      stats_add<kEnt>(st, x, bad);
+      stats_add<kEnt>(st, x, probe);
     }
   } else {
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
       const float x[1] = {to_f32(row[i])};
-      stats_add<kEnt>(st, x, bad);
+      stats_add<kEnt>(st, x, probe);
     }
   }
+  bool bad = probe_bad(probe);
   st = block_reduce(st, bad);  // all reads of pass 1 are done past this point
   if (threadIdx.x == 0) plan = plan_fused_row(a, r, st, bad, zy, true);
   __syncthreads();
@@ -99,7 +97,7 @@ __global__ void __launch_bounds__(1024) grad_rows_generic(RowArgs a) {
     zero_row<T, kVec>(g, V);
     return;
   }
-  const RowPlan p{a.lse[r] * kLog2e, w, w * expm1f(a.logp[r]), 2};
+  const RowPlan p = make_plan(a.lse[r] * kLog2e, w, w * expm1f(a.logp[r]));
   write_grad<T, kVec>(row, g, V, y, p);
 }
 

@@ -64,8 +64,12 @@ __device__ __forceinline__ uint4 pack(const float (&g)[8]) {
   return make_uint4(pack2(g[0], g[1]), pack2(g[2], g[3]), pack2(g[4], g[5]), pack2(g[6], g[7]));
 }
 
-// NaN or ±Inf (exponent all ones). A bit test, immune to --use_fast_math.
-__device__ __forceinline__ bool non_finite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
+// probe = x·0 + probe stays 0 while every x is finite and becomes NaN at the first NaN or ±Inf. Inline PTX, so
+// the compiler cannot fold x·0 to 0 (it would under a no-NaN assumption).
+__device__ __forceinline__ void probe_add(float& probe, float x) {
+  asm("fma.rn.f32 %0, %1, %2, %0;" : "+f"(probe) : "f"(x), "f"(0.f));
+}
+__device__ __forceinline__ bool probe_bad(float probe) { return (__float_as_uint(probe) << 1) != 0u; }  // ±0: fine
 
 // ---- online softmax statistics --------------------------------------------------------------------------------
 // In log2 units u = z·log2e:  m = max u,  d = Σ 2^(u − m),  s = Σ 2^(u − m)·z  (for the entropy).
@@ -76,13 +80,14 @@ struct Stats {
 __device__ __forceinline__ Stats empty_stats() { return {-INFINITY, 0.f, 0.f}; }
 
 template <bool kEnt, int n>
-__device__ __forceinline__ void stats_add(Stats& st, const float (&x)[n], bool& bad) {
-  float vm = x[0] * kLog2e;
+__device__ __forceinline__ void stats_add(Stats& st, const float (&x)[n], float& probe) {
+  float vm = x[0];
 #pragma unroll
   for (int k = 0; k < n; ++k) {
-    vm = fmaxf(vm, x[k] * kLog2e);
-    bad |= non_finite(x[k]);
+    vm = fmaxf(vm, x[k]);
+    probe_add(probe, x[k]);
   }
+  vm *= kLog2e;
   if (vm > st.m) {  // rescale by 2^(m_old − m_new); m_old = −inf gives 0, and d = s = 0 then anyway
     const float c = exp2f(st.m - vm);
     st.d *= c;
@@ -139,11 +144,34 @@ __device__ __forceinline__ Stats block_reduce(Stats st, bool& bad) {
 
 // What the gradient pass of one row does, decided by thread 0 from the row statistics.
 struct RowPlan {
-  float lse2;  // lse·log2e: g = w·2^(z·log2e − lse2)
-  float w;     // row weight
-  float gy;    // gradient of the target element, w·expm1(logp) in fp32
-  int mode;    // 0: write nothing, 1: zero the row, 2: write the gradient
+  float lse2;     // lse·log2e: g = w·2^(z·log2e − lse2)
+  float w;        // row weight
+  float gy;       // gradient of the target element, w·expm1(logp) in fp32
+  int mode;       // 0: write nothing, 1: zero the row, 2: write the gradient
+  float lse2w;    // lse2 − log2|w|
+  uint32_t sign;  // 0x80008000 when w < 0 (two bf16 sign bits), else 0
 };
+__device__ __forceinline__ RowPlan make_plan(float lse2, float w, float gy) {
+  return {lse2, w, gy, 2, lse2 - log2f(fabsf(w)), w < 0.f ? 0x80008000u : 0u};
+}
+constexpr RowPlan kPlanNothing{0.f, 0.f, 0.f, 0, 0.f, 0u}, kPlanZero{0.f, 0.f, 0.f, 1, 0.f, 0u};
+
+// g = w·2^(z·log2e − lse2) for the n values of a 16-byte vector. bf16: w's magnitude is folded into the exponent
+// (lse2w = lse2 − log2|w|) and its sign applied to the packed bits, one multiply fewer per value.
+__device__ __forceinline__ uint4 grad_vec(const uint4& v, const RowPlan& p, float (&x)[4]) {
+  unpack(v, x);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) x[k] = p.w * exp2f(fmaf(x[k], kLog2e, -p.lse2));
+  return pack(x);
+}
+__device__ __forceinline__ uint4 grad_vec(const uint4& v, const RowPlan& p, float (&x)[8]) {
+  unpack(v, x);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) x[k] = exp2f(fmaf(x[k], kLog2e, -p.lse2w));
+  uint4 g = pack(x);
+  g.x ^= p.sign, g.y ^= p.sign, g.z ^= p.sign, g.w ^= p.sign;
+  return g;
+}
 
 // Thread 0 of a fused row plans the gradient (CPU twin rules) and, when report is set, writes lse/logp/entropy
 // or reports the row as bad (a bad row gets no outputs and no gradient).
@@ -151,7 +179,7 @@ __device__ __forceinline__ RowPlan plan_fused_row(const RowArgs& a, int64_t r, c
                                                   bool report) {
   if (bad) {
     if (report) atomicMin(a.bad, static_cast<unsigned long long>(r));
-    return {0.f, 0.f, 0.f, 0};
+    return kPlanNothing;
   }
   const float lse2 = st.m + log2f(st.d);
   const float lse = lse2 * kLn2;
@@ -161,10 +189,10 @@ __device__ __forceinline__ RowPlan plan_fused_row(const RowArgs& a, int64_t r, c
     a.logp[r] = logp;
     if (a.entropy) a.entropy[r] = lse - st.s / st.d;
   }
-  if (!a.grad) return {0.f, 0.f, 0.f, 0};
+  if (!a.grad) return kPlanNothing;
   const float w = a.coef_a[r] + a.coef_b[r] * expf(logp);
-  if (w == 0.f) return {0.f, 0.f, 0.f, 1};
-  return {lse2, w, w * expm1f(logp), 2};
+  if (w == 0.f) return kPlanZero;
+  return make_plan(lse2, w, w * expm1f(logp));
 }
 
 // ---- launchers -------------------------------------------------------------------------------------------------
