@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { cuda, DeviceTensor } from '../lib/kernels/device';
+import { addon } from '../lib/native';
 import { f32ToBf16, bf16ToF32 } from '../lib/kernels/bf16';
 
 const gpu = cuda.isAvailable();
@@ -94,6 +95,15 @@ d('DeviceTensor', () => {
     expect(() => new Native(6, 0)).toThrow(/bytes/);
     expect(() => new Native(4, 3)).toThrow(/dtype/);
     expect(() => DeviceTensor.empty(-1, 'f32')).toThrow(RangeError);
+  });
+
+  test('the native loss accepts only live DeviceTensors made by the addon', () => {
+    const t = DeviceTensor.fromArray(new Float32Array(8));
+    const Native = t.native.constructor as { prototype: object };
+    const base = { rows: 1, vocab: 8, targets: Int32Array.from([1]), offsets: Int32Array.from([0, 1]), method: 0, negative: 0, reduction: 0 };
+    expect(() => addon.lossAndGrad({ ...base, logits: Object.create(Native.prototype) })).toThrow(/logits/);
+    t.free();
+    expect(() => addon.lossAndGrad({ ...base, logits: t.native })).toThrow(/logits/);
   });
 
   test('a tensor left to the garbage collector does not break later allocations', () => {

@@ -63,13 +63,9 @@ __global__ void __launch_bounds__(1024) fused_rows_generic(RowArgs a) {
   Stats st = empty_stats();
   float probe = 0.f;
   if (kVec) {
-    constexpr int n = kVecN<T>;
     const uint4* rv = reinterpret_cast<const uint4*>(row);  // (V / n)
-    for (int64_t i = threadIdx.x; i < V / n; i += blockDim.x) {
-      float x[n];
-      unpack(rv[i], x);
-      stats_add<kEnt>(st, x, probe);
-    }
+    st = thread_stats<T, kEnt>(
+        V / kVecN<T>, blockDim.x, [&](int64_t i) { return rv[i]; }, [](int64_t, const uint4&) {}, probe);
   } else {
     for (int64_t i = threadIdx.x; i < V; i += blockDim.x) {
       const float x[1] = {to_f32(row[i])};

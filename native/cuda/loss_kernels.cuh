@@ -79,27 +79,41 @@ struct Stats {
 };
 __device__ __forceinline__ Stats empty_stats() { return {-INFINITY, 0.f, 0.f}; }
 
+// Adds the n values of one vector: max, exponentials and sums as trees (short dependency chains, more ILP).
 template <bool kEnt, int n>
 __device__ __forceinline__ void stats_add(Stats& st, const float (&x)[n], float& probe) {
-  float vm = x[0];
+  float t[n];
 #pragma unroll
   for (int k = 0; k < n; ++k) {
-    vm = fmaxf(vm, x[k]);
+    t[k] = x[k];
     probe_add(probe, x[k]);
   }
-  vm *= kLog2e;
+#pragma unroll
+  for (int w = n / 2; w > 0; w /= 2)
+#pragma unroll
+    for (int k = 0; k < w; ++k) t[k] = fmaxf(t[k], t[k + w]);
+  const float vm = t[0] * kLog2e;
   if (vm > st.m) {  // rescale by 2^(m_old − m_new); m_old = −inf gives 0, and d = s = 0 then anyway
     const float c = exp2f(st.m - vm);
     st.d *= c;
     if (kEnt) st.s *= c;
     st.m = vm;
   }
+  float e[n], ez[n];
 #pragma unroll
   for (int k = 0; k < n; ++k) {
-    const float e = exp2f(fmaf(x[k], kLog2e, -st.m));
-    st.d += e;
-    if (kEnt) st.s = fmaf(e, x[k], st.s);
+    e[k] = exp2f(fmaf(x[k], kLog2e, -st.m));
+    if (kEnt) ez[k] = e[k] * x[k];
   }
+#pragma unroll
+  for (int w = n / 2; w > 0; w /= 2)
+#pragma unroll
+    for (int k = 0; k < w; ++k) {
+      e[k] += e[k + w];
+      if (kEnt) ez[k] += ez[k + w];
+    }
+  st.d += e[0];
+  if (kEnt) st.s += ez[0];
 }
 
 __device__ __forceinline__ Stats merge(const Stats& a, const Stats& b) {
@@ -107,6 +121,38 @@ __device__ __forceinline__ Stats merge(const Stats& a, const Stats& b) {
   if (m == -INFINITY) return a;  // both empty
   const float ca = exp2f(a.m - m), cb = exp2f(b.m - m);
   return {m, a.d * ca + b.d * cb, a.s * ca + b.s * cb};
+}
+
+// Statistics of this thread's vectors i = threadIdx.x + k·step < nv: load(i) reads vector i, keep(i, v) may stash
+// it (shared memory). Two vectors per step in two independent accumulators (shorter dependency chains). (Four
+// loads issued ahead measured slower for bf16 on H100.) probe: see probe_add.
+template <typename T, bool kEnt, typename Load, typename Keep>
+__device__ __forceinline__ Stats thread_stats(int64_t nv, int64_t step, const Load& load, const Keep& keep,
+                                              float& probe) {
+  constexpr int n = kVecN<T>;
+  Stats s0 = empty_stats(), s1 = empty_stats();
+  float p1 = 0.f;
+  int64_t i = threadIdx.x;
+  for (; i + step < nv; i += 2 * step) {
+    float x0[n], x1[n];
+    const uint4 v0 = load(i);
+    keep(i, v0);
+    unpack(v0, x0);
+    const uint4 v1 = load(i + step);
+    keep(i + step, v1);
+    unpack(v1, x1);
+    stats_add<kEnt>(s0, x0, probe);
+    stats_add<kEnt>(s1, x1, p1);
+  }
+  if (i < nv) {
+    float x0[n];
+    const uint4 v0 = load(i);
+    keep(i, v0);
+    unpack(v0, x0);
+    stats_add<kEnt>(s0, x0, probe);
+  }
+  probe += p1;
+  return merge(s0, s1);
 }
 
 // Block-wide merge of every thread's (Stats, bad). The result is valid in thread 0 only. Ends with a
@@ -196,13 +242,17 @@ __device__ __forceinline__ RowPlan plan_fused_row(const RowArgs& a, int64_t r, c
 }
 
 // ---- launchers -------------------------------------------------------------------------------------------------
-// Generic kernels (any arch, any V, any alignment): one block per row, two reads of the row (the second from L2).
+// Generic kernels (any arch, any V, any alignment): one block per row; the fused pass reads each row twice.
 void launch_fused_generic(const RowArgs& a, int dtype, cudaStream_t stream);
 void launch_grad_generic(const RowArgs& a, int dtype, cudaStream_t stream);
 
 // sm_90 cluster kernel: the row is split over a cluster of C CTAs that hold it in shared memory, so it is read
 // from DRAM once. Returns false (launching nothing) when it does not apply: device or binary older than sm_90,
 // V·size not a multiple of 16 bytes, unaligned pointers, or a row too long for 8 CTAs of max_chunk_bytes.
-bool launch_fused_cluster(const RowArgs& a, int dtype, size_t max_chunk_bytes, cudaStream_t stream);
+struct ClusterTuning {
+  size_t max_chunk_bytes = 76 * 1024;  // largest chunk of a row per CTA (the cluster size follows from it)
+  int threads = 0;                     // per CTA; 0: by chunk size
+};
+bool launch_fused_cluster(const RowArgs& a, int dtype, const ClusterTuning& tune, cudaStream_t stream);
 
 }  // namespace rift::cuda
