@@ -4,13 +4,16 @@
       "target_name": "rift",
       "sources": [
         "native/core/loss_plan.cc",
+        "native/core/safetensors.cc",
+        "native/core/safetensors_writer.cc",
         "native/cpu/loss_rows.cc",
         "native/cpu/thread_pool.cc",
         "native/cpu/bench_ops.cc",
         "native/napi/addon.cc",
         "native/napi/loss.cc",
         "native/napi/device.cc",
-        "native/napi/bench.cc"
+        "native/napi/bench.cc",
+        "native/napi/safetensors.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],

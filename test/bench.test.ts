@@ -6,7 +6,7 @@ import { naiveSft } from '../bench/naive';
 
 type Logits = Float32Array | Uint16Array;
 interface BenchAddon {
-  unfusedSft(logits: unknown, rows: unknown, vocab: unknown, targets: unknown, grad: unknown): number;
+  unfusedSft(logits: unknown, rows: unknown, vocab: unknown, targets: unknown, grad: unknown, vectorExp?: unknown): number;
   copy(dst: unknown, src: unknown): void;
 }
 const bench = addon.bench as unknown as BenchAddon;
@@ -81,26 +81,26 @@ function expectError(fn: () => unknown, name: 'TypeError' | 'RangeError', arg: s
 }
 
 describe('unfused C++ SFT (bench.unfusedSft)', () => {
-  test('f32 matches float64, separate grad and in place', () => {
+  test.each([false, true])('f32 matches float64, separate grad and in place (vectorExp %s)', (vectorExp) => {
     const z = makeLogits();
     const ref = reference(z, N, V, targets);
     const grad = new Float32Array(N * V).fill(123); // stale contents must be overwritten (ignored row too)
-    const loss = bench.unfusedSft(z, N, V, targets, grad);
+    const loss = bench.unfusedSft(z, N, V, targets, grad, vectorExp);
     expect(Math.abs(loss - ref.loss)).toBeLessThan(1e-5 * Math.max(1, ref.loss));
     expect(maxAbsDiff(grad, ref.grad)).toBeLessThan(1e-6);
     expect(grad.subarray(2 * V, 3 * V).every((g) => g === 0)).toBe(true);
 
     const inPlace = Float32Array.from(z);
-    const loss2 = bench.unfusedSft(inPlace, N, V, targets, inPlace);
+    const loss2 = bench.unfusedSft(inPlace, N, V, targets, inPlace, vectorExp);
     expect(loss2).toBe(loss);
     expect(maxAbsDiff(inPlace, grad)).toBe(0);
   });
 
-  test('bf16 matches float64 on the bf16-rounded logits', () => {
+  test.each([false, true])('bf16 matches float64 on the bf16-rounded logits (vectorExp %s)', (vectorExp) => {
     const z = toBf16(makeLogits());
     const ref = reference(fromBf16(z), N, V, targets);
     const grad = new Uint16Array(N * V).fill(0x3f80);
-    const loss = bench.unfusedSft(z, N, V, targets, grad);
+    const loss = bench.unfusedSft(z, N, V, targets, grad, vectorExp);
     expect(Math.abs(loss - ref.loss)).toBeLessThan(1e-5 * Math.max(1, ref.loss));
     const g = fromBf16(grad);
     for (let i = 0; i < g.length; i++) expect(Math.abs(g[i] - ref.grad[i])).toBeLessThanOrEqual(Math.abs(ref.grad[i]) * 2 ** -8 + 1e-9);
@@ -147,6 +147,7 @@ describe('unfused C++ SFT (bench.unfusedSft)', () => {
     expectError(call(z, N, V, targets, null), 'TypeError', 'grad');
     expectError(call(z, N, V, targets, new Float32Array(N * V - 1)), 'RangeError', 'grad');
     expectError(call(toBf16(z), N, V, targets, g), 'TypeError', 'grad');
+    expectError(() => bench.unfusedSft(z, N, V, targets, g, 1), 'TypeError', 'vectorExp');
     expectError(() => (bench.unfusedSft as unknown as (...a: unknown[]) => number)(z, N, V), 'TypeError', 'unfusedSft');
   });
 });

@@ -14,8 +14,11 @@ namespace rift::bench {
 //   2. ℓ_t = logp[t, y_t]; loss = mean −ℓ_t over rows with y_t != kIgnoreIndex
 //   3. grad = (exp(logp) − onehot(y)) / n_tokens   (ignored rows: 0), written in the logits' dtype
 // logits: (N, V) f32 or bf16 (uint16 bits); grad: (N, V) same dtype, may equal logits; targets: (N).
+// vector_exp: use vmath.h's vexp (vectorised, as the fused kernel does) instead of std::exp (scalar libm
+// calls without -ffast-math), so the benchmark can separate what fusion buys from what a vector exp buys.
 // Returns the loss (0 when no row has a target). Arguments are assumed checked by the caller.
-double unfused_sft(const void* logits, void* grad, DType dtype, int64_t N, int64_t V, const int32_t* targets);
+double unfused_sft(const void* logits, void* grad, DType dtype, int64_t N, int64_t V, const int32_t* targets,
+                   bool vector_exp = false);
 
 // memcpy(dst, src, bytes) split across the thread pool in 4 KiB-aligned blocks. Regions must not overlap.
 // Bandwidth reported by callers counts read + write: 2·bytes / time.

@@ -83,9 +83,15 @@ Napi::Value UnfusedSft(const Napi::CallbackInfo& info) {
     throw_range(env, "grad", "length " + std::to_string(grad.ElementLength()) + " != rows·vocab = " +
                                  std::to_string(N * V));
 
+  bool vector_exp = false;
+  if (info.Length() > 5 && !info[5].IsUndefined()) {
+    if (!info[5].IsBoolean()) throw_type(env, "vectorExp", "must be a boolean");
+    vector_exp = info[5].As<Napi::Boolean>().Value();
+  }
+
   const Bytes lb = get_bytes(env, logits, "logits");
   const Bytes gb = get_bytes(env, grad, "grad");
-  const double loss = bench::unfused_sft(lb.data, gb.data, dtype, N, V, y);
+  const double loss = bench::unfused_sft(lb.data, gb.data, dtype, N, V, y, vector_exp);
   return Napi::Number::New(env, loss);
 }
 

@@ -1,0 +1,110 @@
+// The CPU OpsBackend: wires model/ops.h to the implementations in ops_gemm.cc, ops_norm_rope.cc,
+// ops_attention.cc and ops_misc.cc. Linear layers are expressed through gemm here.
+#include "cpu/blas_loader.h"
+#include "cpu/ops_cpu.h"
+
+namespace rift {
+namespace {
+
+class CpuOps final : public OpsBackend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  OpsInfo info() const override {
+    OpsInfo i;
+    i.gemm = cpu::gemm_impl() == cpu::GemmImpl::OpenBlas ? "openblas" : "builtin";
+    i.threads = cpu::gemm_threads();
+    const cpu::BlasLib* lib = cpu::blas_lib();
+    i.blas_available = lib != nullptr;
+    i.blas_path = lib ? lib->path : "";
+    return i;
+  }
+
+  bool set_gemm(const std::string& impl) override {
+    if (impl == "builtin") return cpu::set_gemm_impl(cpu::GemmImpl::Builtin);
+    if (impl == "openblas") return cpu::set_gemm_impl(cpu::GemmImpl::OpenBlas);
+    return false;
+  }
+
+  void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    cpu::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+  // out = bias (or out += bias), then out += inp · weightᵀ: one gemm with beta = 1.
+  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t M, int64_t N,
+                      int64_t K, bool accumulate) override {
+    if (bias) cpu::bias_rows(out, bias, M, N, accumulate);
+    const float beta = (bias || accumulate) ? 1.f : 0.f;
+    cpu::gemm(false, true, M, N, K, 1.f, inp, K, weight, K, beta, out, N);
+  }
+
+  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                       const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) override {
+    if (dinp) cpu::gemm(false, false, M, K, N, 1.f, dout, N, weight, K, accumulate ? 1.f : 0.f, dinp, K);
+    if (dweight) cpu::gemm(true, false, N, K, M, 1.f, dout, N, inp, K, 1.f, dweight, K);
+    if (dbias) cpu::column_sums(dbias, dout, M, N);
+  }
+
+  void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V,
+                         int64_t C) override {
+    cpu::embedding_forward(out, ids, wte, T, V, C);
+  }
+  void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V,
+                          int64_t C) override {
+    cpu::embedding_backward(dwte, dout, ids, T, V, C);
+  }
+
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                       float eps) override {
+    cpu::rmsnorm_forward(out, rstd, inp, weight, T, C, eps);
+  }
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                        const float* rstd, int64_t T, int64_t C, bool accumulate) override {
+    cpu::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, T, C, accumulate);
+  }
+
+  void rope_forward(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D,
+                    float theta) override {
+    cpu::rope(out, inp, pos, T, H, D, theta, false, false);
+  }
+  void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D,
+                     float theta, bool accumulate) override {
+    cpu::rope(dinp, dout, pos, T, H, D, theta, true, accumulate);
+  }
+
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) override {
+    cpu::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+  }
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                          const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
+                          int64_t Hkv, int64_t D, bool accumulate) override {
+    cpu::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
+  }
+
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {
+    cpu::swiglu_forward(out, gate, up, n);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
+                       bool accumulate) override {
+    cpu::swiglu_backward(dgate, dup, dout, gate, up, n, accumulate);
+  }
+
+  void add(float* out, const float* a, const float* b, int64_t n) override { cpu::add(out, a, b, n); }
+  void scale(float* x, float s, int64_t n) override { cpu::scale(x, s, n); }
+  void zero(float* x, int64_t n) override { cpu::zero(x, n); }
+  double sumsq(const float* x, int64_t n) override { return cpu::sumsq(x, n); }
+  void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) override {
+    cpu::adamw(param, grad, m, v, n, p);
+  }
+};
+
+}  // namespace
+
+OpsBackend& cpu_ops() {
+  static CpuOps ops;
+  return ops;
+}
+
+}  // namespace rift

@@ -1,0 +1,191 @@
+// Embedding, bias helpers, SwiGLU, elementwise ops, Σx² and AdamW on the CPU (semantics in model/ops.h).
+// Flat loops split across the thread pool in blocks of kBlock; reductions over tokens go by column blocks so
+// results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/loss.h"
+#include "cpu/ops_cpu.h"
+#include "cpu/thread_pool.h"
+#include "cpu/vmath.h"
+
+namespace rift::cpu {
+namespace {
+
+constexpr int64_t kBlock = 1 << 14;  // elements per parallel block of the flat ops
+
+int64_t column_block(int64_t C) {
+  const int64_t per = (C + num_threads() - 1) / num_threads();
+  return std::max<int64_t>(16, (per + 15) / 16 * 16);
+}
+
+void check_ids(const int32_t* ids, int64_t T, int64_t V) {
+  for (int64_t t = 0; t < T; ++t)
+    if (ids[t] < 0 || ids[t] >= V)
+      throw ArgError{ArgError::Range, "ids", "ids: ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
+                                                 " is outside [0, " + std::to_string(V) + ")"};
+}
+
+inline float sigmoid(float x) { return 1.f / (1.f + vexp(-x)); }
+
+}  // namespace
+
+void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) {
+  check_ids(ids, T, V);
+  parallel_for(T, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) std::memcpy(out + t * C, wte + int64_t(ids[t]) * C, size_t(C) * sizeof(float));
+  }, std::max<int64_t>(1, kBlock / std::max<int64_t>(1, C)));
+}
+
+// Each thread owns a block of columns of dwte and walks every token: repeated ids add in token order.
+void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V, int64_t C) {
+  check_ids(ids, T, V);
+  const int64_t cb = column_block(C);
+  parallel_for((C + cb - 1) / cb, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t c0 = b * cb, n = std::min(cb, C - c0);
+      for (int64_t t = 0; t < T; ++t) {
+        float* d = dwte + int64_t(ids[t]) * C + c0;
+        const float* g = dout + t * C + c0;
+#pragma omp simd
+        for (int64_t c = 0; c < n; ++c) d[c] += g[c];
+      }
+    }
+  });
+}
+
+void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumulate) {
+  parallel_for(M, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      float* o = out + m * N;
+      if (accumulate) {
+#pragma omp simd
+        for (int64_t n = 0; n < N; ++n) o[n] += bias[n];
+      } else {
+        std::memcpy(o, bias, size_t(N) * sizeof(float));
+      }
+    }
+  }, std::max<int64_t>(1, kBlock / std::max<int64_t>(1, N)));
+}
+
+// dbias[n] += Σ_m dout[m][n], summed in double per column block.
+void column_sums(float* dbias, const float* dout, int64_t M, int64_t N) {
+  const int64_t cb = column_block(N);
+  parallel_for((N + cb - 1) / cb, [&](int64_t b0, int64_t b1) {
+    std::vector<double> acc(static_cast<size_t>(cb));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t c0 = b * cb, n = std::min(cb, N - c0);
+      double* a = acc.data();
+      std::fill(a, a + n, 0.0);
+      for (int64_t m = 0; m < M; ++m) {
+        const float* g = dout + m * N + c0;
+#pragma omp simd
+        for (int64_t c = 0; c < n; ++c) a[c] += double(g[c]);
+      }
+      for (int64_t c = 0; c < n; ++c) dbias[c0 + c] += float(a[c]);
+    }
+  });
+}
+
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
+  parallel_for(n, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+      const float g = gate[i];
+      out[i] = g * sigmoid(g) * up[i];
+    }
+  }, kBlock);
+}
+
+// d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g))).
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
+                     bool accumulate) {
+  parallel_for(n, [&](int64_t i0, int64_t i1) {
+    if (accumulate) {
+#pragma omp simd
+      for (int64_t i = i0; i < i1; ++i) {
+        const float g = gate[i], s = sigmoid(g), go = dout[i];
+        dgate[i] += go * up[i] * s * (1.f + g * (1.f - s));
+        dup[i] += go * g * s;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t i = i0; i < i1; ++i) {
+        const float g = gate[i], s = sigmoid(g), go = dout[i], u = up[i];
+        dgate[i] = go * u * s * (1.f + g * (1.f - s));
+        dup[i] = go * g * s;
+      }
+    }
+  }, kBlock);
+}
+
+void add(float* out, const float* a, const float* b, int64_t n) {
+  parallel_for(n, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) out[i] = a[i] + b[i];
+  }, kBlock);
+}
+
+void scale(float* x, float s, int64_t n) {
+  parallel_for(n, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) x[i] *= s;
+  }, kBlock);
+}
+
+void zero(float* x, int64_t n) {
+  parallel_for(n, [&](int64_t i0, int64_t i1) { std::memset(x + i0, 0, size_t(i1 - i0) * sizeof(float)); }, kBlock);
+}
+
+// Partial sums per fixed block of kBlock elements (double), added in block order: independent of threads.
+double sumsq(const float* x, int64_t n) {
+  if (n <= 0) return 0.0;
+  const int64_t nb = (n + kBlock - 1) / kBlock;
+  std::vector<double> part(static_cast<size_t>(nb));
+  parallel_for(nb, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
+      double s = 0.0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t i = i0; i < i1; ++i) s += double(x[i]) * double(x[i]);
+      part[size_t(b)] = s;
+    }
+  });
+  double s = 0.0;
+  for (double v : part) s += v;
+  return s;
+}
+
+// torch.optim.AdamW's single-tensor step (torch/optim/adamw.py → adam.py, _single_tensor_adam), in its order:
+//   param.mul_(1 − lr·wd); exp_avg.lerp_(g, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1 − β2);
+//   denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, −lr / bc1).
+// lerp with weight w < 0.5 is m + w·(g − m) (ATen's lerp formula). Bias corrections in double, as torch does
+// with Python floats.
+void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) {
+  const double bc1 = 1.0 - std::pow(p.beta1, double(p.step));
+  const double bc2 = 1.0 - std::pow(p.beta2, double(p.step));
+  const float neg_step = float(-(p.lr / bc1));
+  const float bc2_sqrt = float(std::sqrt(bc2));
+  const float decay = float(1.0 - p.lr * p.weight_decay);
+  const float w1 = float(1.0 - p.beta1), w1c = 1.f - w1;  // ATen lerp: 1 − weight in the tensor dtype
+  const float b2 = float(p.beta2), w2 = float(1.0 - p.beta2), eps = float(p.eps);
+  const float gs = p.grad_scale;
+  const bool lerp_low = (1.0 - p.beta1) < 0.5;
+  parallel_for(n, [&](int64_t i0, int64_t i1) {
+#pragma omp simd
+    for (int64_t i = i0; i < i1; ++i) {
+      const float g = grad[i] * gs;
+      const float pi = param[i] * decay;
+      const float mi = lerp_low ? m[i] + w1 * (g - m[i]) : g - (g - m[i]) * w1c;
+      const float vi = v[i] * b2 + (w2 * g) * g;
+      m[i] = mi;
+      v[i] = vi;
+      param[i] = pi + (neg_step * mi) / (std::sqrt(vi) / bc2_sqrt + eps);
+    }
+  }, kBlock);
+}
+
+}  // namespace rift::cpu

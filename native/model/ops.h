@@ -1,0 +1,127 @@
+// The ops the decoder (Qwen2 / Llama family, ENGINEERING.md §3) is built from, behind ONE backend interface
+// that cpu/ implements (cpu_ops()) and cuda/ will implement: the model code calls these and never branches on
+// the device. No Node, no CUDA in this header.
+//
+// Conventions (every op):
+// - fp32, row-major, contiguous unless a leading dimension says otherwise; shapes in comments, e.g. (T, C).
+//   Pointers are "data" pointers of the backend (host memory for the CPU backend, device memory for CUDA).
+// - Forward ops WRITE their outputs. Saved activations a backward needs are named in its comment.
+// - Backward ops ACCUMULATE (+=) into parameter gradients (dweight, dbias, dwte), always.
+//   Input gradients (dinp, dq, dk, dv, dgate, dup) are WRITTEN (=) when accumulate == false and ADDED (+=)
+//   when accumulate == true (a tensor read by several consumers: the residual stream, the normed input that
+//   feeds q/k/v or gate/up). With accumulate == false the input-gradient buffer need not be initialised.
+// - Outputs must not overlap inputs unless the comment allows it ("may alias": exact aliasing only).
+// - Arguments are assumed checked by the caller (napi/ops.cc checks everything it passes); the CPU backend
+//   still throws ArgError (core/loss.h) for data-dependent errors: a token id outside [0, V), a negative
+//   position. Sizes are element counts (int64); T = tokens, C = channels.
+// - Scratch memory (gemm packing, rope tables, attention's group reduction) is owned by the backend.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace rift {
+
+struct OpsInfo {
+  std::string gemm;        // implementation in use: cpu "builtin" | "openblas"
+  int threads = 1;         // threads the gemm runs on
+  bool blas_available = false;  // an OpenBLAS could be loaded (RIFT_BLAS=off: never)
+  std::string blas_path;   // the library that was loaded, "" when none
+};
+
+// torch.optim.AdamW (amsgrad=False, maximize=False), one step over a flat buffer, in torch's order:
+//   g = grad·grad_scale;  p ← p·(1 − lr·weight_decay);  m ← m + (1−β1)·(g − m);  v ← β2·v + (1−β2)·g²;
+//   p ← p − (lr / (1−β1^step)) · m / (sqrt(v) / sqrt(1−β2^step) + eps)
+// (== p − lr·(m̂/(sqrt(v̂)+eps) + wd·p) with the decay taken on the old p). step >= 1 is the count after this
+// update (torch increments state['step'] first). grad_scale: e.g. min(1, max_norm / ‖g‖) for clipping.
+// Hyperparameters are doubles (Python floats in torch); the update itself runs in fp32 like torch's on fp32.
+struct AdamWParams {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
+  int64_t step = 1;
+  float grad_scale = 1.f;
+};
+
+class OpsBackend {
+ public:
+  virtual ~OpsBackend() = default;
+  virtual const char* name() const = 0;  // "cpu" | "cuda"
+  virtual OpsInfo info() const = 0;
+  // Picks the GEMM implementation ("builtin" | "openblas" on CPU). Returns false (and keeps the current one)
+  // when that implementation is unavailable.
+  virtual bool set_gemm(const std::string& impl) = 0;
+
+  // ---- GEMM: C (M, N) = alpha · op(A) · op(B) + beta · C, row-major.
+  // op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when transA.
+  // op(B) is (K, N): B is (K, N) with ldb >= N, or (N, K) with ldb >= K when transB. C: ldc >= N.
+  // beta == 0: C is not read (may hold NaN). C must not overlap A or B.
+  virtual void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+
+  // ---- Linear (PyTorch layout): out (M, N) [+]= inp (M, K) · weight (N, K)ᵀ + bias (N). bias may be null.
+  virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t M,
+                              int64_t N, int64_t K, bool accumulate) = 0;
+  // dinp (M, K) [+]= dout (M, N) · weight (N, K);  dweight (N, K) += doutᵀ · inp (M, K);
+  // dbias (N) += column sums of dout. Any of dinp / dweight / dbias may be null (skipped).
+  // Saved: inp (for dweight), weight (for dinp).
+  virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                               const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) = 0;
+
+  // ---- Embedding: out (T, C) = wte (V, C)[ids (T)]. Throws ArgError for an id outside [0, V).
+  virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V,
+                                 int64_t C) = 0;
+  // dwte (V, C) += scatter-add of dout (T, C) by ids (T) (deterministic: no atomics).
+  virtual void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V,
+                                  int64_t C) = 0;
+
+  // ---- RMSNorm (HF Qwen2/Llama, fp32): rstd_t = 1/sqrt(mean_c x² + eps); out = x·rstd·weight.
+  // out (T, C), rstd (T) saved for the backward, inp (T, C), weight (C). out may alias inp.
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T,
+                               int64_t C, float eps) = 0;
+  // dinp (T, C) [+]=, dweight (C) +=. Saved: inp (T, C), rstd (T). dinp may alias dout when !accumulate.
+  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                                const float* weight, const float* rstd, int64_t T, int64_t C, bool accumulate) = 0;
+
+  // ---- RoPE, HF rotate-half layout, on (T, H, D) with pos (T) >= 0, D even:
+  // inv_freq_i = 1/θ^(2i/D) (i < D/2), a = pos·inv_freq (fp32, as HF), cos/sin of cat(a, a);
+  // out = x·cos + rotate_half(x)·sin, rotate_half(x) = cat(−x[D/2:], x[:D/2]). For (B, T, H, D) pass B·T tokens
+  // and the positions of every token. out may alias inp. Throws ArgError for a negative position.
+  virtual void rope_forward(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D,
+                            float theta) = 0;
+  // dinp (T, H, D) [+]= Rᵀ·dout (the inverse rotation). dinp may alias dout when !accumulate. Saved: pos only.
+  virtual void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D,
+                             float theta, bool accumulate) = 0;
+
+  // ---- Causal GQA attention, scale 1/sqrt(D), flash-style (online softmax over key tiles; no T×T buffer).
+  // q (B, Tq, Hq, D); k, v (B, Tkv, Hkv, D) where Tkv is the T-axis length of the k/v buffers (a KV cache's
+  // capacity); out (B, Tq, Hq, D); lse (B, Hq, Tq) natural-log logsumexp of each query row's scaled scores,
+  // saved for the backward (may be null when no backward follows). Query row i sits at absolute position
+  // past + i and attends to keys [0, past + i]; requires past + Tq <= Tkv and Hq % Hkv == 0 (query head h
+  // uses kv head h / (Hq / Hkv)). Training: past = 0, Tq = Tkv = T. Decode step with a KV cache: write the new
+  // k/v rows at [past, past + n) first, then call with Tq = n.
+  virtual void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                                 int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv,
+                                 int64_t D) = 0;
+  // Training shapes only (past = 0, Tq = Tkv = T). dq (B, T, Hq, D), dk / dv (B, T, Hkv, D) [+]= (dk, dv summed
+  // over the query heads of each group). Saved: q, k, v, out (B, T, Hq, D) and lse (B, Hq, T) from the forward.
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                  const float* k, const float* v, const float* out, const float* lse, int64_t B,
+                                  int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool accumulate) = 0;
+
+  // ---- SwiGLU: out (n) = silu(gate)·up, silu(x) = x·σ(x). out may alias gate or up.
+  virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;
+  // dgate (n), dup (n) [+]=. Saved: gate, up. dgate / dup may alias dout when !accumulate.
+  virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                               int64_t n, bool accumulate) = 0;
+
+  // ---- Elementwise, reductions, optimizer (flat buffers of n floats).
+  virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;  // out = a + b; may alias a or b
+  virtual void scale(float* x, float s, int64_t n) = 0;                          // x *= s
+  virtual void zero(float* x, int64_t n) = 0;                                    // x = 0
+  virtual double sumsq(const float* x, int64_t n) = 0;                           // Σ x² accumulated in double
+  // One AdamW step (see AdamWParams) over param, m, v (n) with grad (n); grad is only read.
+  virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) = 0;
+};
+
+// The CPU backend (threads: rift::parallel_for; GEMM: OpenBLAS loaded at run time when present, else builtin).
+OpsBackend& cpu_ops();
+
+}  // namespace rift
