@@ -4,6 +4,7 @@
 #include "napi/bench.h"
 #include "napi/device.h"
 #include "napi/loss.h"
+#include "napi/ops.h"
 #include "napi/safetensors.h"
 
 namespace rift::napi {
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_loss(env, exports);
   init_device(env, exports);
   init_bench(env, exports);
+  init_ops(env, exports);
   init_safetensors(env, exports);
   return exports;
 }

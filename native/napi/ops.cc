@@ -1,0 +1,363 @@
+// N-API binding of the decoder ops (model/ops.h, CPU backend): exports.ops.<op>(options), synchronous.
+// Every argument is checked before any data is touched: array kinds (TypeError), integer ranges, exact
+// lengths from the shape arguments, and overlaps between outputs and inputs (RangeError), each error
+// naming its argument. Data-dependent checks (token ids, positions) happen in the backend (ArgError).
+#include "napi/ops.h"
+
+#include <algorithm>
+#include <string>
+
+#include "model/ops.h"
+#include "napi/ops_args.h"
+
+namespace rift::napi {
+namespace {
+
+using namespace ops_args;
+
+OpsBackend& be() { return cpu_ops(); }
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  const OpsInfo i = be().info();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("backend", be().name());
+  o.Set("gemm", i.gemm);
+  o.Set("threads", i.threads);
+  o.Set("blasAvailable", i.blas_available);
+  o.Set("blasPath", i.blas_path);
+  return o;
+}
+
+Napi::Value SetGemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl", "must be 'builtin' or 'openblas'");
+  const std::string s = info[0].As<Napi::String>().Utf8Value();
+  if (s != "builtin" && s != "openblas") throw_range(env, "impl", "must be 'builtin' or 'openblas'");
+  return Napi::Boolean::New(env, be().set_gemm(s));
+}
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  Opts o(info, {"transA", "transB", "M", "N", "K", "alpha", "beta", "lda", "ldb", "ldc", "A", "B", "C"});
+  Napi::Env env = o.env();
+  const bool ta = o.flag("transA"), tb = o.flag("transB");
+  const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
+  const double alpha = o.num("alpha", 1), beta = o.num("beta", 0);
+  const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;  // stored rows / columns
+  const int64_t lda = o.dim_or("lda", std::max<int64_t>(1, ac), std::max<int64_t>(1, ac));
+  const int64_t ldb = o.dim_or("ldb", std::max<int64_t>(1, bc), std::max<int64_t>(1, bc));
+  const int64_t ldc = o.dim_or("ldc", std::max<int64_t>(1, N), std::max<int64_t>(1, N));
+  auto A = o.f32("A"), B = o.f32("B"), C = o.f32("C");
+  auto need = [&](const Span<float>& s, int64_t rows, int64_t cols, int64_t ld, const char* shape) {
+    const int64_t n = rows == 0 || cols == 0 ? 0 : product(env, s.name, {rows - 1, ld}) + cols;
+    if (s.length < n)
+      throw_range(env, s.name, std::string("length must be at least ") + shape + " = " + std::to_string(n) +
+                                   " (got " + std::to_string(s.length) + ")");
+  };
+  need(A, ar, ac, lda, ta ? "(K - 1) × lda + M" : "(M - 1) × lda + K");
+  need(B, br, bc, ldb, tb ? "(N - 1) × ldb + K" : "(K - 1) × ldb + N");
+  need(C, M, N, ldc, "(M - 1) × ldc + N");
+  disjoint(env, C, A);
+  disjoint(env, C, B);
+  guarded(env, [&] { be().gemm(ta, tb, M, N, K, float(alpha), A.data, lda, B.data, ldb, float(beta), C.data, ldc); });
+  return env.Undefined();
+}
+
+Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"M", "N", "K", "accumulate", "out", "inp", "weight", "bias"});
+  Napi::Env env = o.env();
+  const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
+  const bool acc = o.flag("accumulate");
+  auto out = o.f32("out"), inp = o.f32("inp"), w = o.f32("weight"), bias = o.f32("bias", true);
+  expect_len(env, out, {M, N}, "M × N");
+  expect_len(env, inp, {M, K}, "M × K");
+  expect_len(env, w, {N, K}, "N × K");
+  expect_len(env, bias, {N}, "N");
+  disjoint(env, out, inp);
+  disjoint(env, out, w);
+  disjoint(env, out, bias);
+  guarded(env, [&] { be().matmul_forward(out.data, inp.data, w.data, bias.data, M, N, K, acc); });
+  return env.Undefined();
+}
+
+Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"M", "N", "K", "accumulate", "dinp", "dweight", "dbias", "dout", "inp", "weight"});
+  Napi::Env env = o.env();
+  const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
+  const bool acc = o.flag("accumulate");
+  auto dinp = o.f32("dinp", true), dw = o.f32("dweight", true), db = o.f32("dbias", true);
+  auto dout = o.f32("dout"), inp = o.f32("inp", !dw.present), w = o.f32("weight", !dinp.present);
+  expect_len(env, dinp, {M, K}, "M × K");
+  expect_len(env, dw, {N, K}, "N × K");
+  expect_len(env, db, {N}, "N");
+  expect_len(env, dout, {M, N}, "M × N");
+  expect_len(env, inp, {M, K}, "M × K");
+  expect_len(env, w, {N, K}, "N × K");
+  for (const auto* g : {&dinp, &dw, &db}) {
+    for (const auto* x : {&dout, &inp, &w}) disjoint(env, *g, *x);
+  }
+  disjoint(env, dinp, dw);
+  disjoint(env, dinp, db);
+  disjoint(env, dw, db);
+  guarded(env, [&] { be().matmul_backward(dinp.data, dw.data, db.data, dout.data, inp.data, w.data, M, N, K, acc); });
+  return env.Undefined();
+}
+
+Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"T", "V", "C", "out", "ids", "wte"});
+  Napi::Env env = o.env();
+  const int64_t T = o.dim("T", 0), V = o.dim("V", 1), C = o.dim("C", 0);
+  auto out = o.f32("out"), wte = o.f32("wte");
+  auto ids = o.i32("ids");
+  expect_len(env, out, {T, C}, "T × C");
+  expect_len(env, ids, {T}, "T");
+  expect_len(env, wte, {V, C}, "V × C");
+  disjoint(env, out, wte);
+  disjoint(env, out, ids);
+  guarded(env, [&] { be().embedding_forward(out.data, ids.data, wte.data, T, V, C); });
+  return env.Undefined();
+}
+
+Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"T", "V", "C", "dwte", "dout", "ids"});
+  Napi::Env env = o.env();
+  const int64_t T = o.dim("T", 0), V = o.dim("V", 1), C = o.dim("C", 0);
+  auto dwte = o.f32("dwte"), dout = o.f32("dout");
+  auto ids = o.i32("ids");
+  expect_len(env, dwte, {V, C}, "V × C");
+  expect_len(env, dout, {T, C}, "T × C");
+  expect_len(env, ids, {T}, "T");
+  disjoint(env, dwte, dout);
+  disjoint(env, dwte, ids);
+  guarded(env, [&] { be().embedding_backward(dwte.data, dout.data, ids.data, T, V, C); });
+  return env.Undefined();
+}
+
+Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"T", "C", "eps", "out", "rstd", "inp", "weight"});
+  Napi::Env env = o.env();
+  const int64_t T = o.dim("T", 0), C = o.dim("C", 1);
+  const double eps = o.num("eps", 1e-6, 0, 1);
+  auto out = o.f32("out"), rstd = o.f32("rstd"), inp = o.f32("inp"), w = o.f32("weight");
+  expect_len(env, out, {T, C}, "T × C");
+  expect_len(env, rstd, {T}, "T");
+  expect_len(env, inp, {T, C}, "T × C");
+  expect_len(env, w, {C}, "C");
+  disjoint(env, out, inp, true);
+  disjoint(env, out, w);
+  disjoint(env, out, rstd);
+  disjoint(env, rstd, inp);
+  disjoint(env, rstd, w);
+  guarded(env, [&] { be().rmsnorm_forward(out.data, rstd.data, inp.data, w.data, T, C, float(eps)); });
+  return env.Undefined();
+}
+
+Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"T", "C", "accumulate", "dinp", "dweight", "dout", "inp", "weight", "rstd"});
+  Napi::Env env = o.env();
+  const int64_t T = o.dim("T", 0), C = o.dim("C", 1);
+  const bool acc = o.flag("accumulate");
+  auto dinp = o.f32("dinp", true), dw = o.f32("dweight", true);
+  auto dout = o.f32("dout"), inp = o.f32("inp"), w = o.f32("weight"), rstd = o.f32("rstd");
+  expect_len(env, dinp, {T, C}, "T × C");
+  expect_len(env, dw, {C}, "C");
+  expect_len(env, dout, {T, C}, "T × C");
+  expect_len(env, inp, {T, C}, "T × C");
+  expect_len(env, w, {C}, "C");
+  expect_len(env, rstd, {T}, "T");
+  disjoint(env, dinp, dout, !acc);
+  for (const auto* x : {&inp, &w, &rstd, &dw}) disjoint(env, dinp, *x);
+  for (const auto* x : {&dout, &inp, &w, &rstd}) disjoint(env, dw, *x);
+  guarded(env, [&] { be().rmsnorm_backward(dinp.data, dw.data, dout.data, inp.data, w.data, rstd.data, T, C, acc); });
+  return env.Undefined();
+}
+
+Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
+  Opts o(info, {"T", "H", "D", "theta", "accumulate", "out", "inp", "dinp", "dout", "positions"});
+  Napi::Env env = o.env();
+  const int64_t T = o.dim("T", 0), H = o.dim("H", 0), D = o.dim("D", 2);
+  if (D % 2) throw_range(env, "D", "must be even");
+  const double theta = o.num("theta", 10000, 1e-30, 1e30);
+  const bool acc = backward && o.flag("accumulate");
+  auto out = o.f32(backward ? "dinp" : "out"), inp = o.f32(backward ? "dout" : "inp");
+  auto pos = o.i32("positions");
+  expect_len(env, out, {T, H, D}, "T × H × D");
+  expect_len(env, inp, {T, H, D}, "T × H × D");
+  expect_len(env, pos, {T}, "T");
+  disjoint(env, out, inp, !acc);
+  disjoint(env, out, pos);
+  guarded(env, [&] {
+    if (backward) be().rope_backward(out.data, inp.data, pos.data, T, H, D, float(theta), acc);
+    else be().rope_forward(out.data, inp.data, pos.data, T, H, D, float(theta));
+  });
+  return env.Undefined();
+}
+Napi::Value RopeForward(const Napi::CallbackInfo& info) { return Rope(info, false); }
+Napi::Value RopeBackward(const Napi::CallbackInfo& info) { return Rope(info, true); }
+
+void heads(const Opts& o, int64_t* Hq, int64_t* Hkv, int64_t* D) {
+  *Hq = o.dim("Hq", 1);
+  *Hkv = o.dim("Hkv", 1);
+  *D = o.dim("D", 1);
+  if (*Hq % *Hkv) throw_range(o.env(), "Hq", "must be a multiple of Hkv");
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"B", "Tq", "Tkv", "past", "Hq", "Hkv", "D", "out", "lse", "q", "k", "v"});
+  Napi::Env env = o.env();
+  int64_t Hq, Hkv, D;
+  const int64_t B = o.dim("B", 0), Tq = o.dim("Tq", 0), past = o.dim_or("past", 0, 0);
+  heads(o, &Hq, &Hkv, &D);
+  const int64_t Tkv = o.dim_or("Tkv", past + Tq, 0);
+  if (Tkv < past + Tq) throw_range(env, "Tkv", "must be >= past + Tq = " + std::to_string(past + Tq));
+  auto out = o.f32("out"), lse = o.f32("lse", true), q = o.f32("q"), k = o.f32("k"), v = o.f32("v");
+  expect_len(env, out, {B, Tq, Hq, D}, "B × Tq × Hq × D");
+  expect_len(env, lse, {B, Hq, Tq}, "B × Hq × Tq");
+  expect_len(env, q, {B, Tq, Hq, D}, "B × Tq × Hq × D");
+  expect_len(env, k, {B, Tkv, Hkv, D}, "B × Tkv × Hkv × D");
+  expect_len(env, v, {B, Tkv, Hkv, D}, "B × Tkv × Hkv × D");
+  for (const auto* x : {&q, &k, &v, &lse}) disjoint(env, out, *x);
+  for (const auto* x : {&q, &k, &v}) disjoint(env, lse, *x);
+  guarded(env, [&] { be().attention_forward(out.data, lse.data, q.data, k.data, v.data, B, Tq, Tkv, past, Hq, Hkv, D); });
+  return env.Undefined();
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"B", "T", "Hq", "Hkv", "D", "accumulate", "dq", "dk", "dv", "dout", "q", "k", "v", "out", "lse"});
+  Napi::Env env = o.env();
+  int64_t Hq, Hkv, D;
+  const int64_t B = o.dim("B", 0), T = o.dim("T", 0);
+  heads(o, &Hq, &Hkv, &D);
+  const bool acc = o.flag("accumulate");
+  auto dq = o.f32("dq"), dk = o.f32("dk"), dv = o.f32("dv"), dout = o.f32("dout");
+  auto q = o.f32("q"), k = o.f32("k"), v = o.f32("v"), out = o.f32("out"), lse = o.f32("lse");
+  for (const auto* x : {&dq, &dout, &q, &out}) expect_len(env, *x, {B, T, Hq, D}, "B × T × Hq × D");
+  for (const auto* x : {&dk, &dv, &k, &v}) expect_len(env, *x, {B, T, Hkv, D}, "B × T × Hkv × D");
+  expect_len(env, lse, {B, Hq, T}, "B × Hq × T");
+  for (const auto* g : {&dq, &dk, &dv})
+    for (const auto* x : {&dout, &q, &k, &v, &out, &lse}) disjoint(env, *g, *x);
+  disjoint(env, dq, dk);
+  disjoint(env, dq, dv);
+  disjoint(env, dk, dv);
+  guarded(env, [&] {
+    be().attention_backward(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data, lse.data, B, T,
+                            Hq, Hkv, D, acc);
+  });
+  return env.Undefined();
+}
+
+Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"out", "gate", "up"});
+  Napi::Env env = o.env();
+  auto out = o.f32("out"), gate = o.f32("gate"), up = o.f32("up");
+  expect_len(env, gate, {out.length}, "out.length");
+  expect_len(env, up, {out.length}, "out.length");
+  disjoint(env, out, gate, true);
+  disjoint(env, out, up, true);
+  guarded(env, [&] { be().swiglu_forward(out.data, gate.data, up.data, out.length); });
+  return env.Undefined();
+}
+
+Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+  Opts o(info, {"accumulate", "dgate", "dup", "dout", "gate", "up"});
+  Napi::Env env = o.env();
+  const bool acc = o.flag("accumulate");
+  auto dgate = o.f32("dgate"), dup = o.f32("dup"), dout = o.f32("dout"), gate = o.f32("gate"), up = o.f32("up");
+  for (const auto* x : {&dup, &gate, &up}) expect_len(env, *x, {dout.length}, "dout.length");
+  expect_len(env, dgate, {dout.length}, "dout.length");
+  disjoint(env, dgate, dup);
+  for (const auto* g : {&dgate, &dup}) {
+    disjoint(env, *g, dout, !acc);
+    disjoint(env, *g, gate);
+    disjoint(env, *g, up);
+  }
+  guarded(env, [&] { be().swiglu_backward(dgate.data, dup.data, dout.data, gate.data, up.data, dout.length, acc); });
+  return env.Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  Opts o(info, {"out", "a", "b"});
+  Napi::Env env = o.env();
+  auto out = o.f32("out"), a = o.f32("a"), b = o.f32("b");
+  expect_len(env, a, {out.length}, "out.length");
+  expect_len(env, b, {out.length}, "out.length");
+  disjoint(env, out, a, true);
+  disjoint(env, out, b, true);
+  guarded(env, [&] { be().add(out.data, a.data, b.data, out.length); });
+  return env.Undefined();
+}
+
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  Opts o(info, {"x", "s"});
+  auto x = o.f32("x");
+  const double s = o.num("s", 1);
+  guarded(o.env(), [&] { be().scale(x.data, float(s), x.length); });
+  return o.env().Undefined();
+}
+
+Napi::Value Zero(const Napi::CallbackInfo& info) {
+  Opts o(info, {"x"});
+  auto x = o.f32("x");
+  guarded(o.env(), [&] { be().zero(x.data, x.length); });
+  return o.env().Undefined();
+}
+
+Napi::Value Sumsq(const Napi::CallbackInfo& info) {
+  Opts o(info, {"x"});
+  auto x = o.f32("x");
+  double r = 0;
+  guarded(o.env(), [&] { r = be().sumsq(x.data, x.length); });
+  return Napi::Number::New(o.env(), r);
+}
+
+Napi::Value Adamw(const Napi::CallbackInfo& info) {
+  Opts o(info, {"param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "weightDecay", "step", "gradScale"});
+  Napi::Env env = o.env();
+  AdamWParams p;
+  p.lr = o.num("lr", p.lr, 0);
+  p.beta1 = o.num("beta1", p.beta1, 0, 0.999999999);
+  p.beta2 = o.num("beta2", p.beta2, 0, 0.999999999);
+  p.eps = o.num("eps", p.eps, 0);
+  p.weight_decay = o.num("weightDecay", p.weight_decay, 0);
+  p.step = o.dim("step", 1, int64_t(1) << 53);
+  p.grad_scale = float(o.num("gradScale", 1));
+  auto param = o.f32("param"), grad = o.f32("grad"), m = o.f32("m"), v = o.f32("v");
+  for (const auto* x : {&grad, &m, &v}) expect_len(env, *x, {param.length}, "param.length");
+  disjoint(env, param, grad);
+  disjoint(env, param, m);
+  disjoint(env, param, v);
+  disjoint(env, m, grad);
+  disjoint(env, m, v);
+  disjoint(env, v, grad);
+  guarded(env, [&] { be().adamw(param.data, grad.data, m.data, v.data, param.length, p); });
+  return env.Undefined();
+}
+
+}  // namespace
+
+void init_ops(Napi::Env env, Napi::Object exports) {
+  Napi::Object ops = Napi::Object::New(env);
+  auto fn = [&](const char* name, Napi::Function::Callback cb) { ops.Set(name, Napi::Function::New(env, cb, name)); };
+  fn("info", Info);
+  fn("setGemm", SetGemm);
+  fn("gemm", Gemm);
+  fn("matmulForward", MatmulForward);
+  fn("matmulBackward", MatmulBackward);
+  fn("embeddingForward", EmbeddingForward);
+  fn("embeddingBackward", EmbeddingBackward);
+  fn("rmsnormForward", RmsnormForward);
+  fn("rmsnormBackward", RmsnormBackward);
+  fn("ropeForward", RopeForward);
+  fn("ropeBackward", RopeBackward);
+  fn("attentionForward", AttentionForward);
+  fn("attentionBackward", AttentionBackward);
+  fn("swigluForward", SwigluForward);
+  fn("swigluBackward", SwigluBackward);
+  fn("add", Add);
+  fn("scale", Scale);
+  fn("zero", Zero);
+  fn("sumsq", Sumsq);
+  fn("adamw", Adamw);
+  exports.Set("ops", ops);
+}
+
+}  // namespace rift::napi
