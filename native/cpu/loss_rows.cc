@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "core/loss.h"
 #include "cpu/thread_pool.h"
@@ -106,6 +107,101 @@ void row_grad(const T* row, T* g, int64_t V, int32_t y, float lse, float logp, f
   put(g, y, w * std::expm1(logp));
 }
 
+// Token-level fused row: ONE exp per element. Pass 1 stores e = exp(z − m_c) with the chunk's own max m_c
+// (so e <= 1) into the gradient row (fp32) or an fp32 scratch row (bf16) while it accumulates the online
+// softmax; pass 2 is a multiply: g = e · w·exp(m_c − lse), then g[y] = w·expm1(ℓ) in fp32.
+// Returns false (and writes nothing the caller relies on) for a row holding NaN/Inf.
+struct FusedScratch {
+  std::vector<float> e, cmax;
+};
+thread_local FusedScratch tls_fused;
+
+template <typename T>
+bool row_fused_grad(const T* row, T* g, int64_t V, int32_t y, float a, float b, bool want_ent, float* lse_out,
+                    float* logp_out, float* ent_out) {
+  const float zy = at(row, y);  // before the row may be overwritten (in place)
+  FusedScratch& ws = tls_fused;
+  const int64_t chunks = (V + kChunk - 1) / kChunk;
+  if (int64_t(ws.cmax.size()) < chunks) ws.cmax.resize(chunks);
+  float* E;
+  if constexpr (std::is_same_v<T, float>) {
+    E = g;
+  } else {
+    if (int64_t(ws.e.size()) < V) ws.e.resize(V);
+    E = ws.e.data();
+  }
+  alignas(64) float buf[kChunk];
+  float m = -INFINITY, lo = INFINITY, d = 0.f, sz = 0.f;
+  for (int64_t c = 0, v0 = 0; v0 < V; ++c, v0 += kChunk) {
+    const int64_t n = std::min(kChunk, V - v0);
+    const float* x = load(row, v0, n, buf);
+    float cm = -INFINITY, cl = INFINITY;
+#pragma omp simd reduction(max : cm) reduction(min : cl)
+    for (int64_t k = 0; k < n; ++k) {
+      cm = cm > x[k] ? cm : x[k];
+      cl = cl < x[k] ? cl : x[k];
+    }
+    lo = lo < cl ? lo : cl;
+    ws.cmax[c] = cm;
+    float* e = E + v0;
+    float cd = 0.f, cz = 0.f;
+    if (want_ent) {
+#pragma omp simd reduction(+ : cd, cz)
+      for (int64_t k = 0; k < n; ++k) {
+        const float xe = x[k];
+        const float ek = vexp(xe - cm);
+        e[k] = ek;
+        cd += ek;
+        cz += ek * xe;
+      }
+    } else {
+#pragma omp simd reduction(+ : cd)
+      for (int64_t k = 0; k < n; ++k) {
+        const float ek = vexp(x[k] - cm);
+        e[k] = ek;
+        cd += ek;
+      }
+    }
+    if (cm > m) {  // merge the chunk's (cm, cd) into the running (m, d)
+      const float r = std::isinf(m) ? 0.f : vexp(m - cm);
+      d = d * r + cd;
+      sz = sz * r + cz;
+      m = cm;
+    } else {
+      const float r = vexp(cm - m);
+      d += cd * r;
+      sz += cz * r;
+    }
+  }
+  if (!(std::isfinite(m) && std::isfinite(lo) && std::isfinite(d))) return false;
+  const float lse = m + std::log(d);
+  const float logp = zy - lse;
+  *lse_out = lse;
+  *logp_out = logp;
+  if (ent_out) *ent_out = lse - sz / d;
+  const float w = a + b * std::exp(logp);
+  if (w == 0.f) {
+    std::memset(static_cast<void*>(g), 0, size_t(V) * sizeof(T));
+    return true;
+  }
+  for (int64_t c = 0, v0 = 0; v0 < V; ++c, v0 += kChunk) {
+    const int64_t n = std::min(kChunk, V - v0);
+    const float s = w * std::exp(ws.cmax[c] - lse);
+    const float* e = E + v0;
+    if constexpr (std::is_same_v<T, float>) {
+      float* out = g + v0;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) out[k] = e[k] * s;
+    } else {
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) buf[k] = e[k] * s;
+      store(g + v0, buf, n);
+    }
+  }
+  put(g, y, w * std::expm1(logp));
+  return true;
+}
+
 template <typename T>
 void rows(RowsIO& io, bool grad_pass) {
   const T* logits = static_cast<const T*>(io.logits);
@@ -131,6 +227,17 @@ void rows(RowsIO& io, bool grad_pass) {
             row_grad(row, g, V, y, io.lse[r], io.logp[r], io.weight[r]);
             continue;
           }
+          if (g) {  // token-level: statistics and gradient in one fused row
+            float* ent = io.entropy ? io.entropy + r : nullptr;
+            if (row_fused_grad(row, g, V, y, io.coef_a[r], io.coef_b[r], ent != nullptr, io.lse + r, io.logp + r, ent))
+              continue;
+            if (static_cast<const void*>(g) != static_cast<const void*>(row))
+              std::memset(static_cast<void*>(g), 0, size_t(V) * sizeof(T));  // no partial gradient left behind
+            int64_t cur = bad.load();
+            while (r < cur && !bad.compare_exchange_weak(cur, r)) {
+            }
+            continue;
+          }
           const RowStats s = row_stats(row, V, io.entropy != nullptr);
           if (!s.finite) {
             int64_t cur = bad.load();
@@ -142,7 +249,6 @@ void rows(RowsIO& io, bool grad_pass) {
           io.lse[r] = s.lse;
           io.logp[r] = logp;
           if (io.entropy) io.entropy[r] = s.ent;
-          if (g) row_grad(row, g, V, y, s.lse, logp, io.coef_a[r] + io.coef_b[r] * std::exp(logp));
         }
       },
       4);
