@@ -1,7 +1,7 @@
 // `npm run bench`: the fused loss kernel against a naive TS implementation, an unfused C++ path and the machine's
 // copy bandwidth, all measured in the same run with tinybench (ENGINEERING.md §5).
 //
-//   node dist/bench/run.js [--quick] [--only cpu|cuda]
+//   node dist/bench/run.js [--quick] [--only cpu|cuda|engine]   (engine: sgemm + decoder training/sampling)
 //
 // Prints a Markdown table and writes bench/results/<machine-tag>-<YYYY-MM-DD>.json.
 //
@@ -17,6 +17,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { cuda, DeviceTensor, lossAndGrad } from '../lib';
+import { benchOps, table as opsTable } from './ops';
+import { benchTrain } from './train';
 import type { LossOptions } from '../lib';
 import { addon } from '../lib/native';
 import { naiveSft } from './naive';
@@ -35,7 +37,7 @@ interface BenchAddon {
 
 interface Args {
   quick: boolean;
-  only: 'cpu' | 'cuda' | null;
+  only: 'cpu' | 'cuda' | 'engine' | null;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -45,10 +47,10 @@ function parseArgs(argv: string[]): Args {
     if (s === '--quick') a.quick = true;
     else if (s === '--only' || s.startsWith('--only=')) {
       const v = s.includes('=') ? s.slice(7) : argv[++i];
-      if (v !== 'cpu' && v !== 'cuda') throw new Error(`--only: expected cpu or cuda, got ${v}`);
+      if (v !== 'cpu' && v !== 'cuda' && v !== 'engine') throw new Error(`--only: expected cpu, cuda or engine, got ${v}`);
       a.only = v;
     } else if (s === '--help' || s === '-h') {
-      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda]');
+      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine]');
       process.exit(0);
     } else throw new Error(`unknown argument ${s} (try --help)`);
   }
@@ -485,6 +487,20 @@ function writeJsonAtomic(file: string, data: unknown): void {
   fs.renameSync(tmp, file);
 }
 
+// The decoder engine: sgemm GFLOP/s (builtin vs OpenBLAS) and training tokens/s + MFU, sampling tokens/s.
+async function benchEngine(quick: boolean, log: (s: string) => void): Promise<void> {
+  const ops = await benchOps({ quick, log });
+  console.log(opsTable(ops));
+  const train = await benchTrain({ quick });
+  console.log('\nDecoder engine (CPU):\n');
+  for (const r of train) console.log(`- ${JSON.stringify(r)}`);
+  const cpus = os.cpus();
+  const day = new Date().toISOString().slice(0, 10);
+  const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `engine-cpu-${slug(cpus[0]?.model ?? 'unknown')}-${cpus.length}c-${day}${quick ? '-quick' : ''}.json`);
+  writeJsonAtomic(file, { machine: { cpu: cpus[0]?.model, cores: cpus.length, node: process.version, date: new Date().toISOString(), loadAverage: os.loadavg()[0] }, ops, train });
+  log(`wrote ${path.relative(process.cwd(), file)}`);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (s: string) => process.stderr.write(s + '\n');
@@ -497,8 +513,9 @@ async function main(): Promise<void> {
   if (load0 > 0.25 * os.cpus().length) {
     log(`note: load average ${load0.toFixed(2)} on ${os.cpus().length} cores: other processes will make the CPU numbers noisy`);
   }
-  if (args.only !== 'cuda') rows.push(...(await benchCpu(tb, args.quick, log)));
-  if (args.only !== 'cpu') {
+  if (args.only === null || args.only === 'engine') await benchEngine(args.quick, log);
+  if (args.only === null || args.only === 'cpu') rows.push(...(await benchCpu(tb, args.quick, log)));
+  if (args.only === null || args.only === 'cuda') {
     if (cuda.isAvailable()) {
       const r = await benchCuda(tb, args.quick, log);
       gpu = r.gpu;

@@ -8,3 +8,11 @@ export { loadCheckpoint, saveCheckpoint, parseConfig, expectedTensors } from './
 export type { DecoderConfig, TensorShape, LoadOptions, SaveOptions } from './engine/checkpoint';
 export { SafetensorsFile, readSafetensors, writeSafetensors, parseHeader } from './engine/safetensors';
 export type { SafetensorsHeader, SafetensorsEntry, HostTensor, TensorToWrite } from './engine/safetensors';
+export { Model, KvCache, TOKENIZER_FILES } from './engine/model';
+export type { ModelOptions, InitOptions, ModelLossOptions, StepOptions, StepResult, MemoryReport, TensorEntry } from './engine/model';
+export { Tokenizer, makeCharTokenizer } from './engine/tokenizer';
+export type { ChatMessage, ChatTemplateOptions, CharTokenizerFiles, CharTokenizerOptions } from './engine/tokenizer';
+export { generate, sampleToken, samplingProbs, Rng, sampleRng, SamplerScratch } from './engine/sampler';
+export type { SamplerModel, SamplerTokenizer, SamplingParams, SampledToken, GenerateOptions, Sample, PromptSamples, FinishReason } from './engine/sampler';
+export { lrAt, lrFactor, SCHEDULE_KINDS } from './train/schedule';
+export type { ScheduleKind, ScheduleOptions } from './train/schedule';

@@ -34,6 +34,60 @@ export interface NativeCuda {
   DeviceTensor: new (bytes: number, dtype: number) => NativeDeviceTensor;
 }
 
+/** Host memory of one tracker category (core/memory.h), in bytes. */
+export interface NativeMemStats {
+  current: number;
+  peak: number;
+}
+export type NativeMemoryReport = Record<
+  'params' | 'grads' | 'optimizer' | 'activations' | 'logitsChunk' | 'kvCache' | 'reference' | 'workspace' | 'total',
+  NativeMemStats
+>;
+
+export interface NativeKvCache {
+  readonly length: number;
+  readonly capacity: number;
+  readonly batch: number;
+  readonly freed: boolean;
+  reset(): void;
+  copyRows(src: NativeKvCache, srcRow: number, dstRow?: number, count?: number): void;
+  free(): void;
+}
+
+export interface NativeStepResult {
+  gradNorm: number;
+  clipScale: number;
+  step: number;
+}
+
+/** The decoder engine (native/napi/model.cc); the config holds HF config.json field names. */
+export interface NativeModel {
+  paramsView(): Float32Array;
+  gradsView(): Float32Array;
+  tensorTable(): { name: string; offset: number; shape: number[] }[];
+  info(): { numParams: number; chunkRows: number; optimizerSteps: number; hasGrads: boolean; busy: boolean; config: Record<string, number | boolean> };
+  forward(ids: Int32Array, B: number, T: number, lastOnly?: boolean): Float32Array;
+  lossAndBackward(opts: object): NativeLossResult;
+  lossAndBackwardAsync(opts: object): Promise<NativeLossResult>;
+  zeroGrad(): void;
+  gradNorm(): number;
+  step(opts: object): NativeStepResult;
+  stepAsync(opts: object): Promise<NativeStepResult>;
+  newKvCache(B: number, Tmax: number): NativeKvCache;
+  prefill(cache: NativeKvCache, ids: Int32Array, B: number, T: number): Float32Array;
+  decode(cache: NativeKvCache, tokens: Int32Array): Float32Array;
+  prefillAsync(cache: NativeKvCache, ids: Int32Array, B: number, T: number): Promise<Float32Array>;
+  decodeAsync(cache: NativeKvCache, tokens: Int32Array): Promise<Float32Array>;
+  memory(): NativeMemoryReport;
+  resetPeaks(): void;
+}
+
+export interface NativeModelClass {
+  new (config: object, options?: { chunkRows?: number; reference?: boolean }): NativeModel;
+  memory(): NativeMemoryReport;
+  resetPeaks(): void;
+}
+
 export interface NativeAddon {
   lossAndGrad(opts: object): NativeLossResult;
   lossAndGradAsync(opts: object): Promise<NativeLossResult>;
@@ -41,6 +95,8 @@ export interface NativeAddon {
   numThreads(): number;
   buildInfo: { cuda: boolean; simd: string; napiVersion: number; compiler: string };
   cuda: NativeCuda | null;
+  Model: NativeModelClass;
+  KvCache: { prototype: NativeKvCache };
   bench?: {
     unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array): number;
     copy(dst: ArrayBufferView, src: ArrayBufferView): void;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the CPU kernel suites against an AddressSanitizer + UBSan build of the addon (build-asan/).
+# Runs the native CPU suites (loss, ops, model, safetensors) against an AddressSanitizer + UBSan build of the addon (build-asan/).
 # Node itself is not instrumented, so the sanitizer runtimes are preloaded; leak checking is off (V8 noise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node scripts/build-native.js --asan
 preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  RIFT_ADDON="$PWD/build-asan/Release/rift.node" npx jest --ci -i test/loss.test.ts test/loss-edges.test.ts "$@"
+  RIFT_ADDON="$PWD/build-asan/Release/rift.node" npx jest --ci -i test/loss.test.ts test/loss-edges.test.ts \
+  test/ops.test.ts test/model.test.ts test/safetensors.test.ts test/checkpoint.test.ts "$@"

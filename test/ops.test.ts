@@ -15,12 +15,14 @@ import {
   adamwRef, attentionBackwardRef, attentionRef, dot, embeddingRef, f64, fdGrad, gemmRef, linearRef, ops, rand32, rmsnormRef, rng, ropeRef, silu, swigluRef,
 } from './helpers/ops-reference';
 
+const { abs, sqrt } = Math; // bound once (see ops-reference.ts)
+
 function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, atol: number, rtol: number, label: string): void {
   expect(got.length).toBe(want.length);
   let worst = 0;
   let at = -1;
   for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]) / (atol + rtol * Math.abs(want[i]));
+    const e = abs(got[i] - want[i]) / (atol + rtol * abs(want[i]));
     if (!(e <= worst)) {
       worst = Number.isNaN(e) ? Infinity : e;
       at = i;
@@ -61,10 +63,10 @@ describe('gemm', () => {
   });
 
   // (M, N, K): the odd sizes 1, 7, 33, 130, the M <= 4 path, K past one K block (256), M past a row tile,
-  // N past a column tile (512).
+  // N past a column tile (576 with AVX-512).
   const shapes: [number, number, number][] = [
     [1, 1, 1], [1, 7, 33], [7, 1, 130], [33, 130, 7], [130, 33, 1], [130, 130, 33], [7, 33, 130], [33, 7, 7],
-    [130, 1, 33], [3, 130, 130], [40, 50, 600], [200, 530, 20],
+    [130, 1, 33], [3, 130, 130], [40, 50, 600], [200, 600, 20],
   ];
   for (const impl of impls) {
     test(`${impl}: 4 transpose combos × odd shapes × alpha/beta × leading dimensions`, () => {
@@ -84,14 +86,14 @@ describe('gemm', () => {
               const { c, mag } = gemmRef(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
               const C0 = C.slice();
               ops.gemm({ transA: ta, transB: tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc });
-              const tol = 1e-6 * (Math.sqrt(K) + 2);
+              const tol = 1e-6 * (sqrt(K) + 2);
               for (let i = 0; i < c.length; i++) {
                 const inside = i % ldc < N;
                 if (!inside) {
                   if (!Object.is(C[i], C0[i])) throw new Error(`${impl} ${M}x${N}x${K} ta=${ta} tb=${tb}: padding element ${i} was written`);
                   continue;
                 }
-                if (!(Math.abs(C[i] - c[i]) <= tol * mag[i] + 1e-30))
+                if (!(abs(C[i] - c[i]) <= tol * mag[i] + 1e-30))
                   throw new Error(`${impl} ${M}x${N}x${K} ta=${ta} tb=${tb} alpha=${alpha} beta=${beta}: C[${i}] = ${C[i]}, want ${c[i]}`);
               }
             }
@@ -292,7 +294,7 @@ describe('attention', () => {
       expectClose(out, want, 1e-6, 1e-5, `out (past ${past}, n ${n})`);
       for (let b = 0; b < s.B; b++)
         for (let h = 0; h < s.Hq; h++)
-          for (let i = 0; i < n; i++) expect(Math.abs(lse[(b * s.Hq + h) * n + i] - full.lse[(b * s.Hq + h) * s.T + past + i])).toBeLessThan(1e-5);
+          for (let i = 0; i < n; i++) expect(abs(lse[(b * s.Hq + h) * n + i] - full.lse[(b * s.Hq + h) * s.T + past + i])).toBeLessThan(1e-5);
     }
     const kv = new Float32Array(s.B * 3 * s.Hkv * s.D);
     const one = s.B * s.Hq * s.D;
@@ -310,7 +312,7 @@ describe('attention', () => {
     { B: 2, T: 5, Hq: 4, Hkv: 2, D: 4 },
     { B: 1, T: 6, Hq: 2, Hkv: 1, D: 3 },
     { B: 1, T: 1, Hq: 3, Hkv: 3, D: 2 },
-    { B: 1, T: 67, Hq: 2, Hkv: 1, D: 2 },
+    { B: 1, T: 67, Hq: 2, Hkv: 1, D: 2 }, // crosses a 64-key tile
   ];
   test.each(fdShapes)('backward vs finite differences: %o', (s) => {
     const d = data(s, 9 + s.T);
@@ -343,11 +345,13 @@ describe('attention', () => {
     expectClose(twice.dv, Array.from(g.dv, (x) => 2 * x), 1e-6, 1e-5, 'dv (accumulate)');
   });
 
+  // With one thread this shape takes the (b, kv head) path with a group of 2; with more, the scratch path.
   test('the backward does not depend on the thread count', () => {
     const s = { B: 1, T: 40, Hq: 4, Hkv: 2, D: 8 };
     const d = data(s, 11);
     const fwd = forward(s, d.q, d.k, d.v);
     const two = backward(s, d, fwd);
+    expectClose(two.dk, attentionBackwardRef(d.q, d.k, d.v, d.R, s.B, s.T, s.Hq, s.Hkv, s.D).dk, GA, GR, 'dk');
     setNumThreads(1);
     try {
       const one = backward(s, d, fwd);
@@ -411,7 +415,7 @@ describe('elementwise, sumsq, adamw', () => {
     let want = 0;
     for (const v of x) want += v * v;
     const got = ops.sumsq({ x });
-    expect(Math.abs(got - want) / want).toBeLessThan(1e-12);
+    expect(abs(got - want) / want).toBeLessThan(1e-12);
     setNumThreads(1);
     try {
       expect(ops.sumsq({ x })).toBe(got);
@@ -431,7 +435,7 @@ describe('elementwise, sumsq, adamw', () => {
       const gradScale = t === 3 ? 0.25 : 1;
       ops.adamw({ param, grad, m, v, ...h, step: t, gradScale });
       adamwRef(p64, Array.from(grad, (g) => Math.fround(g * gradScale)), m64, v64, t, h);
-      expectClose(m, m64, 1e-9, 1e-6, `m after step ${t}`);
+      expectClose(m, m64, 1e-7, 1e-6, `m after step ${t}`); // atol: m is a difference of O(|g|) terms
       expectClose(v, v64, 1e-12, 1e-6, `v after step ${t}`);
       expectClose(param, p64, 1e-7, 1e-6, `param after step ${t}`);
     }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/loss.h"
@@ -147,10 +148,11 @@ double sumsq(const float* x, int64_t n) {
   std::vector<double> part(static_cast<size_t>(nb));
   parallel_for(nb, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t i0 = b * kBlock, i1 = std::min(n, i0 + kBlock);
+      const int64_t i0 = b * kBlock, len = std::min(n, i0 + kBlock) - i0;
+      const float* p = x + i0;
       double s = 0.0;
 #pragma omp simd reduction(+ : s)
-      for (int64_t i = i0; i < i1; ++i) s += double(x[i]) * double(x[i]);
+      for (int64_t i = 0; i < len; ++i) s += double(p[i]) * double(p[i]);
       part[size_t(b)] = s;
     }
   });
@@ -173,19 +175,28 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const
   const float w1 = float(1.0 - p.beta1), w1c = 1.f - w1;  // ATen lerp: 1 − weight in the tensor dtype
   const float b2 = float(p.beta2), w2 = float(1.0 - p.beta2), eps = float(p.eps);
   const float gs = p.grad_scale;
-  const bool lerp_low = (1.0 - p.beta1) < 0.5;
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
+  // ATen's lerp: m + w·(g − m) for w < 0.5, else g − (g − m)·(1 − w); the branch is hoisted out of the loop.
+  auto run = [&](auto low) {
+    parallel_for(n, [&](int64_t i0, int64_t i1) {
+      float* __restrict pp = param + i0;
+      float* __restrict mp = m + i0;
+      float* __restrict vp = v + i0;
+      const float* __restrict gp = grad + i0;
+      const int64_t len = i1 - i0;
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) {
-      const float g = grad[i] * gs;
-      const float pi = param[i] * decay;
-      const float mi = lerp_low ? m[i] + w1 * (g - m[i]) : g - (g - m[i]) * w1c;
-      const float vi = v[i] * b2 + (w2 * g) * g;
-      m[i] = mi;
-      v[i] = vi;
-      param[i] = pi + (neg_step * mi) / (std::sqrt(vi) / bc2_sqrt + eps);
-    }
-  }, kBlock);
+      for (int64_t i = 0; i < len; ++i) {
+        const float g = gp[i] * gs;
+        const float pi = pp[i] * decay;
+        const float mi = decltype(low)::value ? mp[i] + w1 * (g - mp[i]) : g - (g - mp[i]) * w1c;
+        const float vi = vp[i] * b2 + (w2 * g) * g;
+        mp[i] = mi;
+        vp[i] = vi;
+        pp[i] = pi + (neg_step * mi) / (std::sqrt(vi) / bc2_sqrt + eps);
+      }
+    }, kBlock);
+  };
+  if (1.0 - p.beta1 < 0.5) run(std::true_type{});
+  else run(std::false_type{});
 }
 
 }  // namespace rift::cpu

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/loss.h"
+#include "core/memory.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/thread_pool.h"
 
@@ -65,21 +66,22 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
   }
   if (!dinp) return;
   parallel_for(T, [&](int64_t t0, int64_t t1) {
+    const float* __restrict w = weight;
     for (int64_t t = t0; t < t1; ++t) {
       const float* g = dout + t * C;
       const float* x = inp + t * C;
-      float* d = dinp + t * C;
+      float* d = dinp + t * C;  // may alias g (each element is read before it is written)
       const float r = rstd[t];
       float s = 0.f;  // Σ_c (dout·w)_c · xhat_c
 #pragma omp simd reduction(+ : s)
-      for (int64_t c = 0; c < C; ++c) s += g[c] * weight[c] * (x[c] * r);
+      for (int64_t c = 0; c < C; ++c) s += g[c] * w[c] * (x[c] * r);
       const float m = s / float(C);
       if (accumulate) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) d[c] += r * (g[c] * weight[c] - (x[c] * r) * m);
+        for (int64_t c = 0; c < C; ++c) d[c] += r * (g[c] * w[c] - (x[c] * r) * m);
       } else {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) d[c] = r * (g[c] * weight[c] - (x[c] * r) * m);
+        for (int64_t c = 0; c < C; ++c) d[c] = r * (g[c] * w[c] - (x[c] * r) * m);
       }
     }
   }, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C)));
@@ -103,7 +105,7 @@ void rope_row(int64_t pos, int64_t D, float theta, float* cs, float* sn) {
 
 struct RopeTable {
   int64_t rows = 0, half = 0;
-  std::vector<float> cs, sn;  // (rows, D/2) each
+  HostBuffer cs, sn;  // (rows, D/2) each, tracked as workspace
 };
 
 constexpr int64_t kMaxCachedPos = int64_t(1) << 16;
@@ -120,8 +122,8 @@ std::shared_ptr<const RopeTable> rope_table(int64_t D, float theta, int64_t need
   auto t = std::make_shared<RopeTable>();
   t->rows = rows;
   t->half = D / 2;
-  t->cs.resize(size_t(rows * t->half));
-  t->sn.resize(size_t(rows * t->half));
+  t->cs = HostBuffer(MemCategory::Workspace, size_t(rows * t->half));
+  t->sn = HostBuffer(MemCategory::Workspace, size_t(rows * t->half));
   RopeTable* tp = t.get();
   parallel_for(rows, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) rope_row(r, D, theta, tp->cs.data() + r * tp->half, tp->sn.data() + r * tp->half);

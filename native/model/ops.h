@@ -14,7 +14,8 @@
 // - Arguments are assumed checked by the caller (napi/ops.cc checks everything it passes); the CPU backend
 //   still throws ArgError (core/loss.h) for data-dependent errors: a token id outside [0, V), a negative
 //   position. Sizes are element counts (int64); T = tokens, C = channels.
-// - Scratch memory (gemm packing, rope tables, attention's group reduction) is owned by the backend.
+// - Scratch memory (gemm packs, rope tables, attention tiles and group reduction) is owned by the backend and
+//   counted as Workspace in the memory tracker (core/memory.h).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -4,6 +4,7 @@
 #include "napi/bench.h"
 #include "napi/device.h"
 #include "napi/loss.h"
+#include "napi/model.h"
 #include "napi/ops.h"
 #include "napi/safetensors.h"
 
@@ -15,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_bench(env, exports);
   init_ops(env, exports);
   init_safetensors(env, exports);
+  init_model(env, exports);
   return exports;
 }
 

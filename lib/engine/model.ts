@@ -1,0 +1,437 @@
+// The decoder engine (Qwen2 / Llama, ENGINEERING.md §3) as a TypeScript class over the native Model
+// (native/napi/model.cc → native/model/decoder.h): HF checkpoints in and out, inference with and without a KV
+// cache, the fused lm_head + loss + backward over flat buffers, gradient accumulation and AdamW.
+//
+//   const model = Model.load('models/tiny');
+//   const out = model.lossAndBackward({ ids, B, T, targets, offsets, method: 'sft' });   // grads += ∂loss/∂θ
+//   model.step({ lr: 1e-4, maxGradNorm: 1 }); model.zeroGrad();
+//
+// Row b·T + t of the logits predicts the token after position t: targets[b·T + t] = ids[b·T + t + 1] for a
+// response token, −100 for prompt positions, padding and the last position.
+import * as fs from 'fs';
+import * as path from 'path';
+import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
+import { LossResult, Method, METHODS, NEGATIVE_FORMS, NegativeForm, Reduction, REDUCTIONS } from '../kernels/loss';
+import { checkArray, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
+
+export interface ModelOptions {
+  /** Rows per lm_head + loss chunk (the (rows, vocab) logits buffer); default: ~64 MB of logits, 64..1024 rows. */
+  chunkRows?: number;
+  /** A frozen reference model (DPO): its parameters count as 'reference' in memory(), not 'params'. */
+  reference?: boolean;
+}
+
+export interface InitOptions extends ModelOptions {
+  /** Seed of the random initialisation (default 0). */
+  seed?: number;
+  /** Std of every weight and bias (default 0.02, HF's initializer_range); 0 leaves them at zero. */
+  std?: number;
+  /** Std of the noise added to the RMSNorm weights around 1 (default 0). */
+  normStd?: number;
+}
+
+export interface TensorEntry {
+  name: string;
+  /** Offset in floats into the flat params (and grads) buffer. */
+  offset: number;
+  shape: number[];
+}
+
+export interface ModelLossOptions {
+  /** Token ids (B, T), row-major. */
+  ids: Int32Array;
+  B: number;
+  T: number;
+  /** Target of each of the B·T rows (the token after that position), −100 = no target. */
+  targets: Int32Array;
+  /** Sequence i owns rows offsets[i] .. offsets[i+1]−1 of the B·T rows. Length S+1, offsets[S] = B·T. */
+  offsets: Int32Array;
+  rewards?: Float32Array;
+  method: Method;
+  negative?: NegativeForm;
+  reduction?: Reduction;
+  /** Explicit normaliser (> 0): e.g. the response tokens of the whole global batch, for exact accumulation. */
+  normalizer?: number;
+  dpo?: { refLogps: Float32Array | Float64Array; pairs: Int32Array; beta?: number };
+  tokenLogps?: boolean;
+  entropy?: boolean;
+  /** false: loss and log-probs only, gradients untouched (always false for 'logprob'). Default true. */
+  backward?: boolean;
+}
+
+export interface StepOptions {
+  lr: number;
+  beta1?: number; // 0.9
+  beta2?: number; // 0.999
+  eps?: number; // 1e-8
+  /** Decoupled weight decay (torch.optim.AdamW), applied to every parameter. Default 0.01. */
+  weightDecay?: number;
+  /** Clip the global gradient norm to this (torch clip_grad_norm_); 0 or absent: no clipping. */
+  maxGradNorm?: number;
+}
+
+export type StepResult = NativeStepResult;
+export type MemoryReport = NativeMemoryReport;
+
+/** Files copied from the source checkpoint directory on save(), when present. */
+export const TOKENIZER_FILES = [
+  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'merges.txt',
+  'tokenizer.model', 'chat_template.jinja', 'chat_template.json', 'generation_config.json',
+] as const;
+
+function call<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw localError(e);
+  }
+}
+
+/**
+ * The same memory as a Float32Array of this realm: arrays made by the addon belong to the main context, and
+ * `instanceof Float32Array` is false for them in a vm context (jest); a re-wrap is zero-copy.
+ */
+function local(a: Float32Array): Float32Array {
+  if (a instanceof Float32Array) return a;
+  const f = a as { buffer: ArrayBuffer; byteOffset: number; length: number };
+  return new Float32Array(f.buffer, f.byteOffset, f.length);
+}
+
+function checkIds(arg: string, v: unknown, n: number, label = 'B × T'): Int32Array {
+  if (!(v instanceof Int32Array)) throw typeError(arg, `must be an Int32Array, got ${describe(v)}`);
+  if (v.length !== n) throw rangeError(arg, `length must be ${label} = ${n}, got ${v.length}`);
+  return v;
+}
+
+/** A KV cache for prefill/decode: (B, capacity) positions per layer; every row holds `length` tokens. */
+export class KvCache {
+  /** @internal */
+  constructor(readonly native: NativeKvCache) {}
+  get length(): number {
+    return this.native.length;
+  }
+  get capacity(): number {
+    return this.native.capacity;
+  }
+  get batch(): number {
+    return this.native.batch;
+  }
+  /** True after free(). */
+  get freed(): boolean {
+    return this.native.freed;
+  }
+  /** Forgets every token (the memory stays allocated). */
+  reset(): void {
+    this.native.reset();
+  }
+  /**
+   * Copies row srcRow of src into rows [dstRow, dstRow + count) (default: every row). This cache's length becomes
+   * src's (if it already holds tokens, its length must equal src's). Prefill a prompt once, then decode K samples.
+   */
+  copyRows(src: KvCache, srcRow: number, dstRow = 0, count?: number): void {
+    if (!(src instanceof KvCache)) throw typeError('src', `must be a KvCache, got ${describe(src)}`);
+    checkInteger('srcRow', srcRow, 0);
+    checkInteger('dstRow', dstRow, 0);
+    if (count !== undefined) checkInteger('count', count, 0);
+    call(() => this.native.copyRows(src.native, srcRow, dstRow, count));
+  }
+  /** Frees the cache's memory now (otherwise when garbage-collected). */
+  free(): void {
+    this.native.free();
+  }
+}
+
+export class Model {
+  readonly config: DecoderConfig;
+  readonly native: NativeModel;
+  /** The checkpoint directory this model was loaded from (tokenizer files are copied from it on save). */
+  readonly sourceDir?: string;
+  private table?: TensorEntry[];
+  private paramsArr?: Float32Array; // the flat buffers never move: one view each
+  private gradsArr?: Float32Array;
+
+  private constructor(config: DecoderConfig, opts: ModelOptions, sourceDir?: string) {
+    if (opts === null || typeof opts !== 'object') throw typeError('options', `must be an object, got ${describe(opts)}`);
+    const native: Record<string, unknown> = {};
+    for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
+      'head_dim', 'rms_norm_eps', 'rope_theta', 'tie_word_embeddings', 'qkv_bias', 'o_bias'] as const) native[k] = config[k];
+    const o: { chunkRows?: number; reference?: boolean } = {};
+    if (opts.chunkRows !== undefined) o.chunkRows = checkInteger('chunkRows', opts.chunkRows, 1, 2 ** 31 - 1);
+    if (opts.reference !== undefined) {
+      if (typeof opts.reference !== 'boolean') throw typeError('reference', `must be a boolean, got ${describe(opts.reference)}`);
+      o.reference = opts.reference;
+    }
+    this.config = config;
+    this.native = call(() => new addon.Model(native, o));
+    this.sourceDir = sourceDir;
+  }
+
+  /** Loads an HF checkpoint directory (config.json + model.safetensors or sharded) straight into the flat buffer. */
+  static load(dir: string, opts: ModelOptions = {}): Model {
+    const configFile = path.join(dir, 'config.json');
+    let json: unknown;
+    try {
+      json = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    } catch (e) {
+      throw new Error(`${configFile}: ${(e as Error).message}`);
+    }
+    const model = new Model(parseConfig(json), opts, path.resolve(dir));
+    const views = new Map(model.tensorTable().map((t) => [t.name, model.tensor(t.name)]));
+    loadCheckpoint(dir, { into: (name) => views.get(name) });
+    return model;
+  }
+
+  /**
+   * A model from a config (a config.json object, or a DecoderConfig from parseConfig) with seeded random weights:
+   * weights and biases ~ N(0, std), RMSNorm weights 1 + N(0, normStd).
+   */
+  static fromConfig(config: DecoderConfig | Record<string, unknown>, opts: InitOptions = {}): Model {
+    const cfg = 'raw' in config && 'qkv_bias' in config ? (config as DecoderConfig) : parseConfig(config);
+    const model = new Model(cfg, opts);
+    const std = opts.std === undefined ? 0.02 : checkFiniteNumber('std', opts.std);
+    const normStd = opts.normStd === undefined ? 0 : checkFiniteNumber('normStd', opts.normStd);
+    const rand = gaussian(opts.seed === undefined ? 0 : checkInteger('seed', opts.seed, 0, 2 ** 32 - 1));
+    for (const t of model.tensorTable()) {
+      const v = model.tensor(t.name);
+      const isNorm = t.name.endsWith('layernorm.weight') || t.name === 'model.norm.weight';
+      if (isNorm) for (let i = 0; i < v.length; i++) v[i] = 1 + (normStd ? normStd * rand() : 0);
+      else if (std) for (let i = 0; i < v.length; i++) v[i] = std * rand();
+    }
+    return model;
+  }
+
+  get numParams(): number {
+    return this.native.info().numParams;
+  }
+  get vocab(): number {
+    return this.config.vocab_size;
+  }
+  /** Steps taken by the optimizer so far. */
+  get optimizerSteps(): number {
+    return this.native.info().optimizerSteps;
+  }
+
+  /** HF tensor names, offsets (floats) into the flat buffers and shapes, in expectedTensors() order. */
+  tensorTable(): TensorEntry[] {
+    this.table ??= this.native.tensorTable();
+    return this.table.map((t) => ({ ...t, shape: [...t.shape] }));
+  }
+  /** The flat parameter buffer, zero-copy (writes change the model). */
+  params(): Float32Array {
+    return (this.paramsArr ??= local(this.native.paramsView()));
+  }
+  /** The flat gradient buffer, zero-copy (allocated on first use). */
+  grads(): Float32Array {
+    return (this.gradsArr ??= local(call(() => this.native.gradsView())));
+  }
+  /** A zero-copy view of one tensor of the flat params (or grads: which = 'grad'). */
+  tensor(name: string, which: 'param' | 'grad' = 'param'): Float32Array {
+    const t = (this.table ??= this.native.tensorTable()).find((e) => e.name === name);
+    if (!t) throw rangeError('name', `no tensor "${name}" in this model`);
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    return (which === 'grad' ? this.grads() : this.params()).subarray(t.offset, t.offset + n);
+  }
+
+  /** Writes config.json + model.safetensors (+ the source directory's tokenizer files) into dir. */
+  save(dir: string, opts: { dtype?: 'float32' | 'bfloat16' } = {}): void {
+    const tensors = new Map(this.tensorTable().map((t) => [t.name, { shape: t.shape, data: this.tensor(t.name) }]));
+    const extraFiles: Record<string, Uint8Array> = {};
+    if (this.sourceDir)
+      for (const f of TOKENIZER_FILES) {
+        const p = path.join(this.sourceDir, f);
+        if (fs.existsSync(p)) extraFiles[f] = fs.readFileSync(p);
+      }
+    saveCheckpoint(dir, this.config, tensors, { dtype: opts.dtype, extraFiles });
+  }
+
+  /** Logits (B·T, V) of every position, or (B, V) of the last position of each row. No KV cache, no gradient. */
+  forward(ids: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Float32Array {
+    checkInteger('B', B, 1, 2 ** 31 - 1);
+    checkInteger('T', T, 1, 2 ** 31 - 1);
+    checkIds('ids', ids, B * T);
+    return local(call(() => this.native.forward(ids, B, T, !!opts.lastOnly)));
+  }
+
+  /** Forward, fused lm_head + loss, backward: gradients are ADDED to the flat grad buffer (until zeroGrad()). */
+  lossAndBackward(opts: ModelLossOptions): LossResult {
+    const args = this.toNative(opts);
+    return call(() => this.native.lossAndBackward(args)) as LossResult;
+  }
+
+  /** Same on a libuv worker thread; the model refuses other calls (Error "busy") until the promise settles. */
+  lossAndBackwardAsync(opts: ModelLossOptions): Promise<LossResult> {
+    const args = this.toNative(opts);
+    let p: Promise<NativeLossResult>;
+    try {
+      p = this.native.lossAndBackwardAsync(args);
+    } catch (e) {
+      throw localError(e);
+    }
+    return p.then((r) => r as LossResult, (e) => Promise.reject(localError(e)));
+  }
+
+  zeroGrad(): void {
+    call(() => this.native.zeroGrad());
+  }
+  /** sqrt(Σ g²) over every gradient (0 before any backward). */
+  gradNorm(): number {
+    return call(() => this.native.gradNorm());
+  }
+  /** Clip (maxGradNorm) + one AdamW step over the whole flat buffer. Returns the norm before clipping. */
+  step(opts: StepOptions): StepResult {
+    return call(() => this.native.step(stepArgs(opts)));
+  }
+  stepAsync(opts: StepOptions): Promise<StepResult> {
+    const args = stepArgs(opts);
+    let p: Promise<StepResult>;
+    try {
+      p = this.native.stepAsync(args);
+    } catch (e) {
+      throw localError(e);
+    }
+    return p.catch((e) => Promise.reject(localError(e)));
+  }
+
+  /** A KV cache for B rows of up to Tmax positions. */
+  newKvCache(B: number, Tmax: number): KvCache {
+    checkInteger('B', B, 1, 2 ** 31 - 1);
+    checkInteger('Tmax', Tmax, 1, 2 ** 31 - 1);
+    return new KvCache(call(() => this.native.newKvCache(B, Tmax)));
+  }
+  /** Copies row srcRow of src into every row of dst (the sampler's prefill-once, decode-K-rows pattern). */
+  broadcastKvCache(src: KvCache, srcRow: number, dst: KvCache): void {
+    if (!(dst instanceof KvCache)) throw typeError('dst', `must be a KvCache, got ${describe(dst)}`);
+    dst.copyRows(src, srcRow, 0, dst.batch);
+  }
+  /** Appends ids (B, T) to the cache (positions continue from cache.length); returns the last position's logits (B, V). */
+  prefill(cache: KvCache, ids: Int32Array, B: number, T: number): Float32Array {
+    if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
+    checkInteger('B', B, 1, 2 ** 31 - 1);
+    checkInteger('T', T, 1, 2 ** 31 - 1);
+    checkIds('ids', ids, B * T);
+    return local(call(() => this.native.prefill(cache.native, ids, B, T)));
+  }
+  /** One token per row (tokens: Int32Array(cache.batch)); returns the logits (B, V) of that position. */
+  decode(cache: KvCache, tokens: Int32Array): Float32Array {
+    if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
+    checkIds('tokens', tokens, cache.batch, 'the cache batch');
+    return local(call(() => this.native.decode(cache.native, tokens)));
+  }
+
+  /** prefill() on a libuv worker; the model and the cache refuse other calls (Error "busy") until it settles. */
+  prefillAsync(cache: KvCache, ids: Int32Array, B: number, T: number): Promise<Float32Array> {
+    if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
+    checkInteger('B', B, 1, 2 ** 31 - 1);
+    checkInteger('T', T, 1, 2 ** 31 - 1);
+    checkIds('ids', ids, B * T);
+    return settle(call(() => this.native.prefillAsync(cache.native, ids, B, T)));
+  }
+  /** decode() on a libuv worker. */
+  decodeAsync(cache: KvCache, tokens: Int32Array): Promise<Float32Array> {
+    if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
+    checkIds('tokens', tokens, cache.batch, 'the cache batch');
+    return settle(call(() => this.native.decodeAsync(cache.native, tokens)));
+  }
+
+  /** Current and peak host bytes per memory category (process-wide: every model and cache), and the total. */
+  memory(): MemoryReport {
+    return this.native.memory();
+  }
+  /** Resets every peak to the current value (start of a measured region). */
+  resetPeaks(): void {
+    this.native.resetPeaks();
+  }
+  static memory(): MemoryReport {
+    return addon.Model.memory();
+  }
+  static resetPeaks(): void {
+    addon.Model.resetPeaks();
+  }
+
+  private toNative(o: ModelLossOptions): Record<string, unknown> {
+    if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+    const method = checkEnum('method', o.method, METHODS);
+    const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
+    const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
+    const B = checkInteger('B', o.B, 1, 2 ** 31 - 1);
+    const T = checkInteger('T', o.T, 1, 2 ** 31 - 1);
+    if (B * T > 2 ** 31 - 1) throw rangeError('T', `B × T must be < 2^31, got ${B * T}`);
+    const N = B * T;
+    const ids = checkIds('ids', o.ids, N);
+    const targets = checkIds('targets', o.targets, N);
+    const offsets = checkArray('offsets', o.offsets, Int32Array);
+    if (offsets.length < 1) throw rangeError('offsets', 'must hold S + 1 entries (at least one)');
+    const S = offsets.length - 1;
+    let rewards: Float32Array | undefined;
+    if (o.rewards !== undefined) rewards = checkArray('rewards', o.rewards, Float32Array, S);
+    if (method === 'rift' && rewards === undefined) throw typeError('rewards', "a Float32Array of length S is required for method 'rift'");
+    let normalizer = 0;
+    if (o.normalizer !== undefined) {
+      normalizer = checkFiniteNumber('normalizer', o.normalizer);
+      if (normalizer <= 0) throw rangeError('normalizer', `must be > 0, got ${normalizer}`);
+    }
+    if (o.backward !== undefined && typeof o.backward !== 'boolean') throw typeError('backward', `must be a boolean, got ${describe(o.backward)}`);
+    const out: Record<string, unknown> = {
+      ids, B, T, targets, offsets, rewards,
+      method: METHODS.indexOf(method),
+      negative: NEGATIVE_FORMS.indexOf(negative),
+      reduction: REDUCTIONS.indexOf(reduction),
+      normalizer,
+      tokenLogps: !!o.tokenLogps,
+      entropy: !!o.entropy,
+      backward: o.backward ?? true,
+    };
+    if (method === 'dpo') {
+      const d = o.dpo;
+      if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogps, pairs, beta?} is required for method 'dpo'");
+      if (!(d.refLogps instanceof Float64Array || d.refLogps instanceof Float32Array)) throw typeError('refLogps', `must be a Float64Array or Float32Array, got ${describe(d.refLogps)}`);
+      if (d.refLogps.length !== S) throw rangeError('refLogps', `length must be S = ${S}, got ${d.refLogps.length}`);
+      const pairs = checkArray('pairs', d.pairs, Int32Array);
+      const beta = d.beta === undefined ? 0.1 : checkFiniteNumber('beta', d.beta);
+      if (beta <= 0) throw rangeError('beta', `must be > 0, got ${beta}`);
+      Object.assign(out, { refLogps: d.refLogps instanceof Float64Array ? d.refLogps : Float64Array.from(d.refLogps), pairs, beta });
+    }
+    return out;
+  }
+}
+
+function settle(p: Promise<Float32Array>): Promise<Float32Array> {
+  return p.then(local, (e) => Promise.reject(localError(e)));
+}
+
+function stepArgs(o: StepOptions): Record<string, number> {
+  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+  const out: Record<string, number> = { lr: checkFiniteNumber('lr', o.lr) };
+  if (out.lr < 0) throw rangeError('lr', `must be >= 0, got ${out.lr}`);
+  for (const k of ['beta1', 'beta2', 'eps', 'weightDecay', 'maxGradNorm'] as const) {
+    if (o[k] === undefined) continue;
+    const v = checkFiniteNumber(k, o[k]);
+    if (v < 0 || ((k === 'beta1' || k === 'beta2') && v >= 1)) throw rangeError(k, `must be in ${k.startsWith('beta') ? '[0, 1)' : '[0, ∞)'}, got ${v}`);
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Seeded N(0, 1) samples (mulberry32 + Box–Muller). */
+function gaussian(seed: number): () => number {
+  let s = seed >>> 0;
+  const u = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  let spare: number | undefined;
+  return () => {
+    if (spare !== undefined) {
+      const r = spare;
+      spare = undefined;
+      return r;
+    }
+    const r = Math.sqrt(-2 * Math.log(u())), a = 2 * Math.PI * u();
+    spare = r * Math.sin(a);
+    return r * Math.cos(a);
+  };
+}

@@ -1,0 +1,164 @@
+// The decoder engine (Qwen2 / Llama family, ENGINEERING.md §3) over llm.c-style flat buffers.
+//
+//   params      ONE flat HostBuffer (Params) holding every tensor in HF named_parameters() order — the order of
+//               expectedTensors() in lib/engine/checkpoint.ts; tensors() gives each one's offset and shape.
+//   grads       ONE flat buffer (Grads) with the same layout, allocated on the first backward; gradients
+//               ACCUMULATE (+=) across loss_and_backward() calls until zero_grad().
+//   m, v        AdamW state (Optimizer), allocated on the first step().
+//   activations what the backward needs, sized for the largest B×T seen (Activations; regrown, never shrunk);
+//               the inference path (forward / prefill / decode) has its own smaller scratch (Activations).
+//   lm_head     fused with the loss over chunks of rows (decoder_lmhead.cc): logits never exist for all N rows.
+//
+// Every op goes through the OpsBackend (model/ops.h): the model never branches on the device. fp32 throughout.
+// Not thread-safe: one call at a time per Decoder (the N-API layer refuses concurrent calls).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/loss.h"
+#include "core/memory.h"
+#include "model/ops.h"
+
+namespace rift {
+
+// HF config.json fields (lib/engine/checkpoint.ts parseConfig() maps them; names in comments).
+struct DecoderConfig {
+  int64_t vocab = 0;         // vocab_size V
+  int64_t C = 0;             // hidden_size
+  int64_t I = 0;             // intermediate_size
+  int64_t L = 0;             // num_hidden_layers
+  int64_t Hq = 0;            // num_attention_heads
+  int64_t Hkv = 0;           // num_key_value_heads (Hq % Hkv == 0)
+  int64_t D = 0;             // head_dim (even)
+  double eps = 1e-6;         // rms_norm_eps
+  double theta = 10000;      // rope_theta
+  bool tied = false;         // tie_word_embeddings: lm_head.weight is model.embed_tokens.weight
+  bool qkv_bias = false;     // q/k/v_proj have biases (qwen2)
+  bool o_bias = false;       // o_proj has a bias (llama with attention_bias)
+};
+
+// Throws ArgError (Range) naming the HF field when a value is out of range.
+void validate_config(const DecoderConfig& c);
+
+struct TensorInfo {
+  std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
+  int64_t offset = 0, size = 0;  // in floats, into the flat params / grads / m / v buffers
+  std::vector<int64_t> shape;  // [out, in] for Linear weights, as HF stores them
+};
+
+// Offsets (floats) of one layer's tensors in the flat buffers; -1 where a bias is absent.
+struct LayerOffsets {
+  int64_t wq, bq, wk, bk, wv, bv, wo, bo, wg, wu, wd, ln1, ln2;
+};
+
+// The loss arguments of loss_and_backward(): a LossSpec over the N = B·T rows (row b·T + t predicts the
+// token after position t; build targets accordingly, −100 = no target). N and V are filled by the decoder.
+struct TrainBatch {
+  const int32_t* ids = nullptr;  // (B, T) token ids in [0, V)
+  int64_t B = 0, T = 0;
+  LossSpec loss;                 // targets (B·T), offsets (S+1) over the B·T rows, method, rewards, DPO, ...
+  bool backward = true;          // false: loss / log-probs only (always false for Method::LOGPROB)
+};
+
+// A key/value cache (KvCache category): per layer k and v of shape (B, Tmax, Hkv, D). All B rows share one
+// length (the ops' attention takes a single `past`): prefill/decode append to every row at once.
+class KvCache {
+ public:
+  KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax);
+  int64_t B() const { return B_; }
+  int64_t capacity() const { return Tmax_; }
+  int64_t length() const { return len_; }
+  void reset() { len_ = 0; }
+  // Copies row src_row of src into rows [dst_row, dst_row + count) of this cache (same model shape, same
+  // capacity). This cache's length becomes src's; if this cache already holds tokens its length must equal
+  // src's. E.g. prefill one prompt with B = 1, then broadcast it to K rows and decode K samples together.
+  void copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, int64_t count);
+  float* k(int64_t layer) { return buf_.data() + layer * 2 * layer_size(); }  // (B, Tmax, Hkv, D)
+  float* v(int64_t layer) { return k(layer) + layer_size(); }
+  const float* k(int64_t layer) const { return buf_.data() + layer * 2 * layer_size(); }
+  const float* v(int64_t layer) const { return k(layer) + layer_size(); }
+
+ private:
+  friend class Decoder;
+  int64_t layer_size() const { return B_ * Tmax_ * row_; }
+  int64_t L_, row_, B_, Tmax_, len_ = 0;  // row_: Hkv·D floats per token
+  HostBuffer buf_;
+};
+
+class Decoder {
+ public:
+  // chunk_rows: rows of the lm_head + loss chunk; 0 picks one (about 64 MB of logits, 64..1024 rows).
+  // params_category: Params, or Reference for a frozen DPO reference model (memory() tells them apart).
+  Decoder(const DecoderConfig& c, int64_t chunk_rows = 0, MemCategory params_category = MemCategory::Params,
+          OpsBackend& ops = cpu_ops(), RowBackend& rows = cpu_backend());
+  ~Decoder();
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+
+  const DecoderConfig& config() const { return cfg_; }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  int64_t num_params() const { return nparams_; }
+  int64_t chunk_rows() const { return chunk_rows_; }
+  int64_t optimizer_steps() const { return steps_; }
+
+  float* params() { return params_->data(); }
+  // The flat buffers are shared_ptrs so that zero-copy JS views can keep them alive past the Decoder.
+  std::shared_ptr<HostBuffer> params_buffer() { return params_; }
+  std::shared_ptr<HostBuffer> grads_buffer();  // allocates (zeroed) on first use
+  bool has_grads() const { return grads_ != nullptr; }
+
+  // ---- inference (no saved activations)
+  // logits (B·T, V), or (B, V) of the last position of each row when last_only.
+  void forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, float* logits);
+  // Appends ids (B, T) (B == cache.B(), length + T <= capacity) at positions length .. length + T − 1 and
+  // writes the last position's logits (B, V). decode() is prefill with T = 1.
+  void prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits);
+  void decode(KvCache& cache, const int32_t* tokens, int64_t B, float* logits) {
+    prefill(cache, tokens, B, 1, logits);
+  }
+
+  // ---- training
+  // Forward over (B, T), the fused lm_head + loss, and (unless !backward) the backward: gradients are ADDED to
+  // the flat grad buffer. Returns what run_loss returns (loss, S_i, token log-probs, entropies, ...).
+  // Bad arguments throw ArgError before any work. NaN/Inf logits throw ArgError("logits") after part of the
+  // lm_head gradient may have been added: zero_grad() before going on.
+  LossResult loss_and_backward(const TrainBatch& batch);
+  void zero_grad();
+  double grad_norm();  // sqrt(Σ g²) over the flat grad buffer (0 before any backward)
+  // Clips (scale min(1, max_norm / (‖g‖ + 1e-6)) when max_norm > 0, as torch's clip_grad_norm_) and runs one
+  // AdamW pass over the whole flat buffer (hp.step and hp.grad_scale are set here). Returns ‖g‖ before clipping.
+  double step(AdamWParams hp, double max_grad_norm);
+
+ private:
+  struct Acts;  // saved activations of the training forward (decoder.cc)
+  void check_ids(const int32_t* ids, int64_t n, const char* arg) const;
+  void ensure_acts(int64_t B, int64_t T);
+  float* scratch(int64_t floats);  // inference scratch (Activations), grown on demand
+  void train_forward(const int32_t* ids, int64_t B, int64_t T);
+  void train_backward(const int32_t* ids, int64_t B, int64_t T);
+  // The inference layers over x (B·T, C) in place; k/v go to the cache (at past) when cache != null.
+  void infer_layers(float* x, int64_t B, int64_t T, KvCache* cache);
+  void lm_head_rows(const float* h, int64_t rows, float* logits);  // logits (rows, V) = h·Wᵀ
+  const float* lm_head_weight() const;
+  float* lm_head_grad();
+
+  DecoderConfig cfg_;
+  OpsBackend& ops_;
+  RowBackend& rows_;  // the loss row kernels (core/loss.h) of the same device
+  std::vector<TensorInfo> tensors_;
+  std::vector<LayerOffsets> layers_;
+  int64_t off_embed_ = 0, off_norm_ = 0, off_lm_head_ = 0, nparams_ = 0;
+  int64_t chunk_rows_ = 0, steps_ = 0;
+  std::shared_ptr<HostBuffer> params_, grads_;
+  HostBuffer m_, v_;
+  std::unique_ptr<Acts> acts_;
+  HostBuffer infer_;              // inference scratch
+  HostBuffer chunk_;              // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
+  std::vector<int32_t> pos_;      // positions of the tokens of the current call
+
+  friend class LmHeadLoss;
+};
+
+}  // namespace rift

@@ -1,0 +1,73 @@
+// Internal to native/model/decoder*.cc: the saved activations and the fused lm_head + loss row backend.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/decoder.h"
+
+namespace rift {
+
+inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned sub-buffers
+
+// The training forward's saved activations for up to `cap` tokens (N = B·T), carved from ONE HostBuffer.
+struct Decoder::Acts {
+  struct Layer {
+    float* res;    // (N, C) the layer's input (the residual stream)
+    float* ln1;    // (N, C) input_layernorm output
+    float* rstd1;  // (N)
+    float* q;      // (N, Hq·D) after RoPE
+    float* k;      // (N, Hkv·D) after RoPE
+    float* v;      // (N, Hkv·D)
+    float* att;    // (N, Hq·D) attention output (before o_proj)
+    float* lse;    // (B, Hq, T) attention logsumexp
+    float* xmid;   // (N, C) residual after attention
+    float* ln2;    // (N, C) post_attention_layernorm output
+    float* rstd2;  // (N)
+    float* gate;   // (N, I)
+    float* up;     // (N, I)
+    float* h;      // (N, I) silu(gate)·up
+  };
+  int64_t cap = 0;
+  HostBuffer buf;
+  std::vector<Layer> layer;
+  float* res_out = nullptr;  // (N, C) output of the last layer
+  float* lnf = nullptr;      // (N, C) final norm output = lm_head input
+  float* rstdf = nullptr;    // (N)
+  // backward scratch (one set, reused by every layer)
+  float *dres = nullptr, *dln = nullptr;              // (N, C) residual grad; normed-input grad (dlnf first)
+  float *dq = nullptr, *datt = nullptr;               // (N, Hq·D)
+  float *dk = nullptr, *dv = nullptr;                 // (N, Hkv·D)
+  float *dI1 = nullptr, *dI2 = nullptr;               // (N, I)
+};
+
+// The fused lm_head + loss as a RowBackend for run_loss (core/loss.h). run_loss does all the loss math
+// (normalisers, per-row coefficients, S_i, DPO/RIFT-sequence weights, the loss value); its "logits" are never
+// materialised: this backend walks the rows that have a target in chunks of R rows and, per chunk,
+//   logits (R, V) = H_c·Wᵀ                  (LogitsChunk buffer)
+//   rows_fused / rows_grad of the device     (statistics; gradient G written in place of the logits)
+//   dH_c = G·W  (scattered into dH)   and   dW += Gᵀ·H_c.
+// Token-level methods: one pass (rows_fused with a gradient). Sequence-level ones (RIFT-sequence with negative
+// rewards, DPO): run_loss calls rows_fused without a gradient (pass A: lse_t, ℓ_t only), forms S_i and w_t,
+// then rows_grad (pass B) — which recomputes each chunk's logits (one extra R×V×C gemm per chunk) and skips rows
+// whose weight is 0. Recomputing beats the G = diag(w)·G₁ factorisation here: dW needs w_t while G₁ exists,
+// and w_t (DPO pairs, exp(S_i)) is only known after every chunk of every sequence has been seen.
+class LmHeadLoss final : public RowBackend {
+ public:
+  // h: (N, C) lm_head input; dh: (N, C) written (rows without a target get 0), null for no gradient.
+  LmHeadLoss(Decoder& d, const float* h, float* dh, int64_t N) : d_(d), h_(h), dh_(dh), N_(N) {}
+  const char* name() const override { return "lm_head"; }
+  void rows_fused(RowsIO& io) override { pass(io, false); }
+  void rows_grad(RowsIO& io) override { pass(io, true); }
+
+ private:
+  void pass(RowsIO& io, bool grad_pass);
+  Decoder& d_;
+  const float* h_;
+  float* dh_;
+  int64_t N_;
+  std::vector<int64_t> idx_;
+  std::vector<int32_t> tg_;
+  std::vector<float> a_, b_, w_, lse_, logp_, ent_;
+};
+
+}  // namespace rift

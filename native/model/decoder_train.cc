@@ -1,0 +1,189 @@
+// Decoder training: the forward that saves activations, the backward through every layer, gradient
+// accumulation, the gradient norm and the AdamW step over the flat buffers (decoder.h).
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "model/decoder_internal.h"
+
+namespace rift {
+namespace {
+
+[[noreturn]] void bad(const std::string& arg, const std::string& msg) {
+  throw ArgError{ArgError::Range, arg, arg + ": " + msg};
+}
+
+}  // namespace
+
+void Decoder::ensure_acts(int64_t B, int64_t T) {
+  const int64_t N = B * T;
+  if (!acts_) acts_ = std::make_unique<Acts>();
+  Acts& a = *acts_;
+  if (N > a.cap) {
+    const DecoderConfig& c = cfg_;
+    const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
+    const int64_t per_layer = round16(N * C) * 4 + round16(N) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 +
+                              round16(N * c.Hq) + round16(N * I) * 3;
+    const int64_t tail = round16(N * C) * 2 + round16(N);
+    const int64_t bwd = round16(N * C) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 + round16(N * I) * 2;
+    a.buf = HostBuffer();  // free the old one first
+    a.buf = HostBuffer(MemCategory::Activations, size_t(c.L * per_layer + tail + bwd));
+    float* p = a.buf.data();
+    auto take = [&](int64_t n) {
+      float* r = p;
+      p += round16(n);
+      return r;
+    };
+    a.layer.resize(size_t(c.L));
+    for (Acts::Layer& l : a.layer) {
+      l.res = take(N * C);
+      l.ln1 = take(N * C);
+      l.rstd1 = take(N);
+      l.q = take(N * QD);
+      l.k = take(N * KD);
+      l.v = take(N * KD);
+      l.att = take(N * QD);
+      l.lse = take(N * c.Hq);
+      l.xmid = take(N * C);
+      l.ln2 = take(N * C);
+      l.rstd2 = take(N);
+      l.gate = take(N * I);
+      l.up = take(N * I);
+      l.h = take(N * I);
+    }
+    a.res_out = take(N * C);
+    a.lnf = take(N * C);
+    a.rstdf = take(N);
+    a.dres = take(N * C);
+    a.dln = take(N * C);
+    a.dq = take(N * QD);
+    a.datt = take(N * QD);
+    a.dk = take(N * KD);
+    a.dv = take(N * KD);
+    a.dI1 = take(N * I);
+    a.dI2 = take(N * I);
+    a.cap = N;
+  }
+  pos_.resize(size_t(N));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) pos_[size_t(b * T + t)] = int32_t(t);
+}
+
+void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
+  const DecoderConfig& c = cfg_;
+  const int64_t N = B * T, C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
+  const float eps = float(c.eps), theta = float(c.theta);
+  const float* P = params_->data();
+  auto opt = [&](int64_t off) { return off < 0 ? nullptr : P + off; };
+  Acts& a = *acts_;
+  ops_.embedding_forward(a.layer[0].res, ids, P + off_embed_, N, c.vocab, C);
+  for (int64_t l = 0; l < c.L; ++l) {
+    const LayerOffsets& o = layers_[size_t(l)];
+    Acts::Layer& s = a.layer[size_t(l)];
+    float* out = l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out;
+    ops_.rmsnorm_forward(s.ln1, s.rstd1, s.res, P + o.ln1, N, C, eps);
+    ops_.matmul_forward(s.q, s.ln1, P + o.wq, opt(o.bq), N, QD, C, false);
+    ops_.matmul_forward(s.k, s.ln1, P + o.wk, opt(o.bk), N, KD, C, false);
+    ops_.matmul_forward(s.v, s.ln1, P + o.wv, opt(o.bv), N, KD, C, false);
+    ops_.rope_forward(s.q, s.q, pos_.data(), N, c.Hq, c.D, theta);
+    ops_.rope_forward(s.k, s.k, pos_.data(), N, c.Hkv, c.D, theta);
+    ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D);
+    ops_.matmul_forward(s.xmid, s.att, P + o.wo, opt(o.bo), N, C, QD, false);
+    ops_.add(s.xmid, s.xmid, s.res, N * C);  // residual
+    ops_.rmsnorm_forward(s.ln2, s.rstd2, s.xmid, P + o.ln2, N, C, eps);
+    ops_.matmul_forward(s.gate, s.ln2, P + o.wg, nullptr, N, I, C, false);
+    ops_.matmul_forward(s.up, s.ln2, P + o.wu, nullptr, N, I, C, false);
+    ops_.swiglu_forward(s.h, s.gate, s.up, N * I);
+    ops_.matmul_forward(out, s.h, P + o.wd, nullptr, N, C, I, false);
+    ops_.add(out, out, s.xmid, N * C);  // residual
+  }
+  ops_.rmsnorm_forward(a.lnf, a.rstdf, a.res_out, P + off_norm_, N, C, eps);
+}
+
+// Starts from a.dln = ∂loss/∂lnf (written by the lm_head pass); ADDS every parameter gradient.
+void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
+  const DecoderConfig& c = cfg_;
+  const int64_t N = B * T, C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
+  const float theta = float(c.theta);
+  const float* P = params_->data();
+  float* G = grads_->data();
+  auto opt = [](float* base, int64_t off) { return off < 0 ? nullptr : base + off; };
+  Acts& a = *acts_;
+  // final norm: dres = ∂/∂res_out
+  ops_.rmsnorm_backward(a.dres, G + off_norm_, a.dln, a.res_out, P + off_norm_, a.rstdf, N, C, false);
+  for (int64_t l = c.L - 1; l >= 0; --l) {
+    const LayerOffsets& o = layers_[size_t(l)];
+    Acts::Layer& s = a.layer[size_t(l)];
+    // MLP: out = xmid + down(swiglu(gate(ln2), up(ln2)))
+    ops_.matmul_backward(a.dI1, G + o.wd, nullptr, a.dres, s.h, P + o.wd, N, C, I, false);
+    ops_.swiglu_backward(a.dI1, a.dI2, a.dI1, s.gate, s.up, N * I, false);  // dgate in place, dup
+    ops_.matmul_backward(a.dln, G + o.wg, nullptr, a.dI1, s.ln2, P + o.wg, N, I, C, false);
+    ops_.matmul_backward(a.dln, G + o.wu, nullptr, a.dI2, s.ln2, P + o.wu, N, I, C, true);
+    ops_.rmsnorm_backward(a.dres, G + o.ln2, a.dln, s.xmid, P + o.ln2, s.rstd2, N, C, true);  // dres = ∂/∂xmid
+    // attention: xmid = res + o_proj(attn(rope(q), rope(k), v))
+    ops_.matmul_backward(a.datt, G + o.wo, opt(G, o.bo), a.dres, s.att, P + o.wo, N, C, QD, false);
+    ops_.attention_backward(a.dq, a.dk, a.dv, a.datt, s.q, s.k, s.v, s.att, s.lse, B, T, c.Hq, c.Hkv, c.D, false);
+    ops_.rope_backward(a.dq, a.dq, pos_.data(), N, c.Hq, c.D, theta, false);
+    ops_.rope_backward(a.dk, a.dk, pos_.data(), N, c.Hkv, c.D, theta, false);
+    ops_.matmul_backward(a.dln, G + o.wq, opt(G, o.bq), a.dq, s.ln1, P + o.wq, N, QD, C, false);
+    ops_.matmul_backward(a.dln, G + o.wk, opt(G, o.bk), a.dk, s.ln1, P + o.wk, N, KD, C, true);
+    ops_.matmul_backward(a.dln, G + o.wv, opt(G, o.bv), a.dv, s.ln1, P + o.wv, N, KD, C, true);
+    ops_.rmsnorm_backward(a.dres, G + o.ln1, a.dln, s.res, P + o.ln1, s.rstd1, N, C, true);  // dres = ∂/∂res
+  }
+  ops_.embedding_backward(G + off_embed_, a.dres, ids, N, c.vocab, C);
+}
+
+LossResult Decoder::loss_and_backward(const TrainBatch& batch) {
+  const int64_t B = batch.B, T = batch.T;
+  if (B < 1) bad("B", "must be >= 1");
+  if (T < 1) bad("T", "must be >= 1");
+  if (B * T >= (int64_t(1) << 31)) bad("T", "B × T must be < 2^31");
+  check_ids(batch.ids, B * T, "ids");
+  LossSpec spec = batch.loss;
+  spec.N = B * T;
+  spec.V = cfg_.vocab;
+  validate(spec);  // before any work: a bad argument leaves the gradients untouched
+  const bool backward = batch.backward && spec.method != Method::LOGPROB;
+  if (backward) grads_buffer();
+  ensure_acts(B, T);
+  train_forward(batch.ids, B, T);
+  Acts& a = *acts_;
+  if (backward) ops_.zero(a.dln, B * T * cfg_.C);
+  LmHeadLoss head(*this, a.lnf, backward ? a.dln : nullptr, B * T);
+  static char token;  // run_loss's logits/grad are opaque to the LmHeadLoss backend: any non-null pointer
+  LossResult r = run_loss(spec, head, &token, backward ? &token : nullptr, DType::F32);
+  if (backward && r.tokens > 0) train_backward(batch.ids, B, T);  // no target: the gradient is 0
+  return r;
+}
+
+void Decoder::zero_grad() {
+  if (grads_) ops_.zero(grads_->data(), nparams_);
+}
+
+double Decoder::grad_norm() { return grads_ ? std::sqrt(ops_.sumsq(grads_->data(), nparams_)) : 0.0; }
+
+double Decoder::step(AdamWParams hp, double max_grad_norm) {
+  if (!grads_) throw std::runtime_error("step: no gradients yet (call lossAndBackward first)");
+  if (!(std::isfinite(hp.lr) && hp.lr >= 0)) bad("lr", "must be a finite number >= 0");
+  if (!(hp.beta1 >= 0 && hp.beta1 < 1)) bad("beta1", "must be in [0, 1)");
+  if (!(hp.beta2 >= 0 && hp.beta2 < 1)) bad("beta2", "must be in [0, 1)");
+  if (!(std::isfinite(hp.eps) && hp.eps >= 0)) bad("eps", "must be a finite number >= 0");
+  if (!(std::isfinite(hp.weight_decay) && hp.weight_decay >= 0)) bad("weightDecay", "must be a finite number >= 0");
+  if (!(std::isfinite(max_grad_norm) && max_grad_norm >= 0))
+    bad("maxGradNorm", "must be a finite number >= 0 (0: no clipping)");
+  const double norm = grad_norm();
+  if (!std::isfinite(norm))
+    throw std::runtime_error("step: the gradient norm is " + std::to_string(norm) +
+                             "; parameters left unchanged (zeroGrad() and lower the learning rate)");
+  // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
+  hp.grad_scale = max_grad_norm > 0 ? float(std::min(1.0, max_grad_norm / (norm + 1e-6))) : 1.f;
+  if (!m_.data()) {
+    m_ = HostBuffer(MemCategory::Optimizer, size_t(nparams_));
+    v_ = HostBuffer(MemCategory::Optimizer, size_t(nparams_));
+  }
+  hp.step = ++steps_;
+  ops_.adamw(params_->data(), grads_->data(), m_.data(), v_.data(), nparams_, hp);
+  return norm;
+}
+
+}  // namespace rift

@@ -1,0 +1,93 @@
+// exports.KvCache (napi/model.cc constructs it through Model.newKvCache): a JS object owning a KvCache
+// (model/decoder.h). Header-only: included by napi/model.cc alone.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "model/decoder.h"
+#include "napi/model_args.h"
+
+namespace rift::napi {
+
+// Objects made by KvCache's constructor carry this tag; unwrap checks it before ObjectWrap::Unwrap (a tag cannot
+// be faked with Object.create(KvCache.prototype) and needs no per-environment state).
+constexpr const char* kBusy = "busy — an async prefill/decode is still using this KvCache";
+
+constexpr napi_type_tag kKvCacheTag = {0x2b8e41f07c9d4a63ULL, 0xd15a6c0e93f7b248ULL};
+
+class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
+ public:
+  // Defines the class in this environment; returns a reference to its constructor (kept for the environment's
+  // lifetime: Model.newKvCache constructs through it).
+  static Napi::FunctionReference* Init(Napi::Env env, Napi::Object exports) {
+    Napi::Function f = DefineClass(env, "KvCache",
+                                   {InstanceAccessor<&KvCacheWrap::Length>("length"),
+                                    InstanceAccessor<&KvCacheWrap::Capacity>("capacity"),
+                                    InstanceAccessor<&KvCacheWrap::Batch>("batch"),
+                                    InstanceAccessor<&KvCacheWrap::Freed>("freed"),
+                                    InstanceMethod<&KvCacheWrap::Reset>("reset"),
+                                    InstanceMethod<&KvCacheWrap::CopyRows>("copyRows"),
+                                    InstanceMethod<&KvCacheWrap::Free>("free")});
+    exports.Set("KvCache", f);
+    return new Napi::FunctionReference(Napi::Persistent(f));
+  }
+  // Constructed only through Model.newKvCache (an External carrying the KvCache).
+  explicit KvCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvCacheWrap>(info) {
+    if (info.Length() < 1 || !info[0].IsExternal())
+      throw Napi::TypeError::New(info.Env(), "KvCache: use model.newKvCache(B, Tmax)");
+    cache_.reset(info[0].As<Napi::External<KvCache>>().Data());
+    info.This().As<Napi::Object>().TypeTag(&kKvCacheTag);
+  }
+  KvCache& get(Napi::Env env, const char* arg) {
+    if (!cache_) throw_type(env, arg, "this KvCache was freed");
+    if (busy_) throw Napi::Error::New(env, std::string(arg) + ": " + kBusy);
+    return *cache_;
+  }
+  bool busy_ = false;  // set while an async prefill/decode uses the cache (JS thread only)
+  static KvCacheWrap* unwrap(Napi::Env env, Napi::Value v, const char* arg) {
+    if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kKvCacheTag))
+      throw_type(env, arg, "must be a KvCache (from model.newKvCache)");
+    return Napi::ObjectWrap<KvCacheWrap>::Unwrap(v.As<Napi::Object>());
+  }
+
+ private:
+  Napi::Value Length(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), cache_ ? double(cache_->length()) : 0);
+  }
+  Napi::Value Capacity(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), cache_ ? double(cache_->capacity()) : 0);
+  }
+  Napi::Value Batch(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), cache_ ? double(cache_->B()) : 0);
+  }
+  Napi::Value Freed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !cache_); }
+  Napi::Value Reset(const Napi::CallbackInfo& info) {
+    get(info.Env(), "cache").reset();
+    return info.Env().Undefined();
+  }
+  // copyRows(src, srcRow, dstRow = 0, count = batch - dstRow)
+  Napi::Value CopyRows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    KvCache& dst = get(env, "cache");
+    KvCacheWrap* src = unwrap(env, info[0], "src");
+    KvCache& s = src->get(env, "src");
+    constexpr int64_t kMax = model_args::kMaxI32;
+    const int64_t src_row = model_args::integer(env, info[1], "srcRow", 0, kMax);
+    const int64_t dst_row = info[2].IsUndefined() ? 0 : model_args::integer(env, info[2], "dstRow", 0, kMax);
+    const int64_t count =
+        info[3].IsUndefined() ? dst.B() - dst_row : model_args::integer(env, info[3], "count", 0, kMax);
+    model_args::guarded(env, [&] { dst.copy_rows(s, src_row, dst_row, count); });
+    return env.Undefined();
+  }
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), std::string("cache: ") + kBusy);
+    cache_.reset();
+    return info.Env().Undefined();
+  }
+  std::unique_ptr<KvCache> cache_;
+};
+
+
+}  // namespace rift::napi
