@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "rift",
-      "sources": ["<!@(node scripts/gyp-sources.js)",
+      "sources": ["<!@(node scripts/gyp-sources.js)"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
