@@ -16,3 +16,8 @@ export { generate, sampleToken, samplingProbs, Rng, sampleRng, SamplerScratch } 
 export type { SamplerModel, SamplerTokenizer, SamplingParams, SampledToken, GenerateOptions, Sample, PromptSamples, FinishReason } from './engine/sampler';
 export { lrAt, lrFactor, SCHEDULE_KINDS } from './train/schedule';
 export type { ScheduleKind, ScheduleOptions } from './train/schedule';
+export { Trainer } from './train/trainer';
+export type { TrainerOptions } from './train/trainer';
+export { selectExamples } from './train/examples';
+export type { Example } from './train/examples';
+export { measureMemory, predictMemory, profileMemory, QWEN25_MATH_1_5B, QWEN25_MATH_7B } from './profile/memory';

@@ -98,6 +98,15 @@ function local(a: Float32Array): Float32Array {
   return new Float32Array(f.buffer, f.byteOffset, f.length);
 }
 
+/** Re-wraps a native loss result's arrays in this realm's typed-array classes (see local()). */
+function localResult(r: NativeLossResult): LossResult {
+  const seq = r.seqLogps as unknown as { buffer: ArrayBuffer; byteOffset: number; length: number };
+  const out: LossResult = { ...r, seqLogps: r.seqLogps instanceof Float64Array ? r.seqLogps : new Float64Array(seq.buffer, seq.byteOffset, seq.length) };
+  if (r.tokenLogps) out.tokenLogps = local(r.tokenLogps);
+  if (r.entropy) out.entropy = local(r.entropy);
+  return out;
+}
+
 function checkIds(arg: string, v: unknown, n: number, label = 'B × T'): Int32Array {
   if (!(v instanceof Int32Array)) throw typeError(arg, `must be an Int32Array, got ${describe(v)}`);
   if (v.length !== n) throw rangeError(arg, `length must be ${label} = ${n}, got ${v.length}`);
@@ -256,7 +265,7 @@ export class Model {
   /** Forward, fused lm_head + loss, backward: gradients are ADDED to the flat grad buffer (until zeroGrad()). */
   lossAndBackward(opts: ModelLossOptions): LossResult {
     const args = this.toNative(opts);
-    return call(() => this.native.lossAndBackward(args)) as LossResult;
+    return localResult(call(() => this.native.lossAndBackward(args)));
   }
 
   /** Same on a libuv worker thread; the model refuses other calls (Error "busy") until the promise settles. */
@@ -268,7 +277,19 @@ export class Model {
     } catch (e) {
       throw localError(e);
     }
-    return p.then((r) => r as LossResult, (e) => Promise.reject(localError(e)));
+    return p.then(localResult, (e) => Promise.reject(localError(e)));
+  }
+
+  /** Zero-copy views of the AdamW moments m and v (flat, in the params layout; zero before the first step). */
+  optimizerState(): { m: Float32Array; v: Float32Array } {
+    const s = call(() => (this.native as unknown as { optimizerView(): { m: Float32Array; v: Float32Array } }).optimizerView());
+    return { m: local(s.m), v: local(s.v) };
+  }
+
+  /** Sets the AdamW step counter (bias correction), e.g. when restoring a checkpoint's optimizer state. */
+  setOptimizerSteps(n: number): void {
+    checkInteger('n', n, 0);
+    call(() => (this.native as unknown as { setOptimizerSteps(n: number): void }).setOptimizerSteps(n));
   }
 
   zeroGrad(): void {

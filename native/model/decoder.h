@@ -108,6 +108,11 @@ class Decoder {
   std::shared_ptr<HostBuffer> params_buffer() { return params_; }
   std::shared_ptr<HostBuffer> grads_buffer();  // allocates (zeroed) on first use
   bool has_grads() const { return grads_ != nullptr; }
+  // AdamW state (exact resume from a checkpoint): the flat m and v buffers (same layout as params), allocated
+  // zeroed on first use, and the step counter the bias corrections use.
+  std::shared_ptr<HostBuffer> m_buffer();
+  std::shared_ptr<HostBuffer> v_buffer();
+  void set_optimizer_steps(int64_t steps) { steps_ = steps; }
 
   // ---- inference (no saved activations)
   // logits (B·T, V), or (B, V) of the last position of each row when last_only.
@@ -151,8 +156,7 @@ class Decoder {
   std::vector<LayerOffsets> layers_;
   int64_t off_embed_ = 0, off_norm_ = 0, off_lm_head_ = 0, nparams_ = 0;
   int64_t chunk_rows_ = 0, steps_ = 0;
-  std::shared_ptr<HostBuffer> params_, grads_;
-  HostBuffer m_, v_;
+  std::shared_ptr<HostBuffer> params_, grads_, m_, v_;
   std::unique_ptr<Acts> acts_;
   HostBuffer infer_;              // inference scratch
   HostBuffer chunk_;              // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)

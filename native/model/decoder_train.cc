@@ -156,6 +156,15 @@ LossResult Decoder::loss_and_backward(const TrainBatch& batch) {
   return r;
 }
 
+std::shared_ptr<HostBuffer> Decoder::m_buffer() {
+  if (!m_) m_ = std::make_shared<HostBuffer>(MemCategory::Optimizer, size_t(nparams_));
+  return m_;
+}
+std::shared_ptr<HostBuffer> Decoder::v_buffer() {
+  if (!v_) v_ = std::make_shared<HostBuffer>(MemCategory::Optimizer, size_t(nparams_));
+  return v_;
+}
+
 void Decoder::zero_grad() {
   if (grads_) ops_.zero(grads_->data(), nparams_);
 }
@@ -177,12 +186,10 @@ double Decoder::step(AdamWParams hp, double max_grad_norm) {
                              "; parameters left unchanged (zeroGrad() and lower the learning rate)");
   // torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped to 1.
   hp.grad_scale = max_grad_norm > 0 ? float(std::min(1.0, max_grad_norm / (norm + 1e-6))) : 1.f;
-  if (!m_.data()) {
-    m_ = HostBuffer(MemCategory::Optimizer, size_t(nparams_));
-    v_ = HostBuffer(MemCategory::Optimizer, size_t(nparams_));
-  }
+  m_buffer();
+  v_buffer();
   hp.step = ++steps_;
-  ops_.adamw(params_->data(), grads_->data(), m_.data(), v_.data(), nparams_, hp);
+  ops_.adamw(params_->data(), grads_->data(), m_->data(), v_->data(), nparams_, hp);
   return norm;
 }
 

@@ -45,6 +45,8 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Function f = DefineClass(
         env, "Model",
         {InstanceMethod<&ModelWrap::ParamsView>("paramsView"), InstanceMethod<&ModelWrap::GradsView>("gradsView"),
+         InstanceMethod<&ModelWrap::OptimizerView>("optimizerView"),
+         InstanceMethod<&ModelWrap::SetOptimizerSteps>("setOptimizerSteps"),
          InstanceMethod<&ModelWrap::TensorTable>("tensorTable"), InstanceMethod<&ModelWrap::Info>("info"),
          InstanceMethod<&ModelWrap::Forward>("forward"),
          InstanceMethod<&ModelWrap::LossAndBackward>("lossAndBackward"),
@@ -112,6 +114,23 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     if (!d_->has_grads()) dec(env);  // allocating races with nothing, but keep the rule simple
     return view(env, guarded(env, [&] { return d_->grads_buffer(); }));
+  }
+
+  // optimizerView() → {m, v}: zero-copy Float32Arrays (numParams each, the params layout) over AdamW's state.
+  Napi::Value OptimizerView(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("m", view(env, guarded(env, [&] { return d.m_buffer(); })));
+    o.Set("v", view(env, guarded(env, [&] { return d.v_buffer(); })));
+    return o;
+  }
+  // setOptimizerSteps(n): the AdamW step counter (bias corrections) — restore it with m and v.
+  Napi::Value SetOptimizerSteps(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    d.set_optimizer_steps(integer(env, info[0], "steps", 0, kMaxI32));
+    return env.Undefined();
   }
 
   Napi::Value TensorTable(const Napi::CallbackInfo& info) {

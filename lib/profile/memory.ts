@@ -1,0 +1,289 @@
+// Memory profile of one training step, RIFT vs DPO (the RIFT loop's step 6): measured from the engine's memory
+// tracker (native/core/memory.h, Model.memory()) and predicted with the same accounting for any config.
+//
+//   measureMemory({config, method, B, T})   builds the model(s) at that shape (random init), runs real training
+//                                           steps and returns the bytes each tracker category reached
+//   predictMemory(config, {method, B, T})   the same numbers from the shapes alone (exact for the CPU engine)
+//   profileMemory({...})                    both, for the three methods, plus predictions for large configs
+//
+// Methods (same model, same batch of B sequences × T tokens):
+//   rift              the policy only: params, grads, AdamW m and v, activations, the lm_head logits chunk
+//   dpo-precomputed   the same buffers: S_ref was computed beforehand by the initial policy ('logprob' on the same
+//                     buffers), so the step itself holds no reference model
+//   dpo-held          + a reference Model held in memory (`reference: true`): its parameters ('reference'), and,
+//                     because it runs the training path with method 'logprob', its own activation buffer and
+//                     logits chunk (counted under 'activations' and 'logitsChunk')
+//
+// The accounting, in floats (bytes = 4 × floats; fp32 everywhere), from native/model/decoder*.cc:
+//   P        Σ expectedTensors(config) sizes (tied: no lm_head.weight)
+//   params = P, grads = P, optimizer = 2P (AdamW m, v), reference (held) = P
+//   activations (Decoder::ensure_acts, N = B·T, r(n) = n rounded up to 16 floats):
+//     L · [4 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]     saved per layer
+//     + 2 r(N·C) + r(N)                                                             final norm in/out, rstd
+//     + 2 r(N·C) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)                             backward scratch
+//   logitsChunk (LmHeadLoss): R·V + 2 r(R·C), R = min(chunkRows, rows with a target),
+//     chunkRows default = clamp(⌊2^24 / V⌋, 64, 1024)
+// Not predicted: 'workspace' (the CPU kernels' grow-only per-thread scratch — GEMM packs, RoPE tables, attention
+// tiles — shared by every model in the process; measured and reported, not compared) and 'kvCache' (sampling).
+//
+// Measured bytes of a category = its peak during the measurement − its current bytes just before (peaks reset,
+// unreachable models garbage-collected first), i.e. what this measurement added on top of the process.
+import * as v8 from 'v8';
+import * as vm from 'vm';
+import { DecoderConfig, expectedTensors, parseConfig } from '../engine/checkpoint';
+import { MemoryReport, Model } from '../engine/model';
+import { checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+
+export type ProfileMethod = 'rift' | 'dpo-held' | 'dpo-precomputed';
+export const PROFILE_METHODS: readonly ProfileMethod[] = ['rift', 'dpo-held', 'dpo-precomputed'];
+
+/** The categories the prediction covers (and the test compares exactly). */
+export const PREDICTED_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference'] as const;
+export type PredictedCategory = (typeof PREDICTED_CATEGORIES)[number];
+
+export interface MemoryBytes extends Record<PredictedCategory, number> {
+  /** Σ of the predicted categories. */
+  total: number;
+}
+
+export interface MeasuredBytes extends MemoryBytes {
+  workspace: number;
+  kvCache: number;
+  /** Peak of the tracker's total (all categories at once, workspace included) − its current value before. */
+  peakTotal: number;
+}
+
+export interface MemoryMeasurement {
+  method: ProfileMethod;
+  B: number;
+  T: number;
+  chunkRows: number;
+  numParams: number;
+  /** Rows with a target in the batch. */
+  targetRows: number;
+  bytes: MeasuredBytes;
+  seconds: number;
+}
+
+export interface MemoryPrediction {
+  method: ProfileMethod;
+  B: number;
+  T: number;
+  chunkRows: number;
+  numParams: number;
+  targetRows: number;
+  bytes: MemoryBytes;
+}
+
+/** Qwen2.5-Math-1.5B's config.json shape (ENGINEERING.md §3). */
+export const QWEN25_MATH_1_5B = {
+  model_type: 'qwen2', hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28, num_attention_heads: 12,
+  num_key_value_heads: 2, vocab_size: 151936, tie_word_embeddings: true, rms_norm_eps: 1e-6, rope_theta: 10000,
+  max_position_embeddings: 4096,
+} as const;
+/** Qwen2.5-Math-7B's config.json shape. */
+export const QWEN25_MATH_7B = {
+  model_type: 'qwen2', hidden_size: 3584, intermediate_size: 18944, num_hidden_layers: 28, num_attention_heads: 28,
+  num_key_value_heads: 4, vocab_size: 152064, tie_word_embeddings: false, rms_norm_eps: 1e-6, rope_theta: 10000,
+  max_position_embeddings: 4096,
+} as const;
+
+function toConfig(config: unknown): DecoderConfig {
+  if (config === null || typeof config !== 'object') throw typeError('config', `must be a config.json object or a DecoderConfig, got ${describe(config)}`);
+  const c = config as Record<string, unknown>;
+  return 'raw' in c && 'qkv_bias' in c ? (c as unknown as DecoderConfig) : parseConfig(c, 'config');
+}
+
+function checkMethod(m: unknown): ProfileMethod {
+  if (typeof m !== 'string' || !PROFILE_METHODS.includes(m as ProfileMethod))
+    throw (typeof m === 'string' ? rangeError : typeError)('method', `must be one of ${PROFILE_METHODS.map((x) => `'${x}'`).join(', ')}, got ${describe(m)}`);
+  return m as ProfileMethod;
+}
+
+const r16 = (n: number) => Math.ceil(n / 16) * 16;
+
+/** Floats of the decoder's training activation buffer for N = B·T tokens (Decoder::ensure_acts). */
+export function activationFloats(c: DecoderConfig, N: number): number {
+  const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
+  const perLayer = 4 * r16(N * C) + 2 * r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + r16(N * c.num_attention_heads) + 3 * r16(N * I);
+  const tail = 2 * r16(N * C) + r16(N);
+  const bwd = 2 * r16(N * C) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
+  return c.num_hidden_layers * perLayer + tail + bwd;
+}
+
+/** The engine's default lm_head chunk rows for a vocabulary (Decoder's constructor). */
+export function defaultChunkRows(vocab: number): number {
+  return Math.min(1024, Math.max(64, Math.floor(2 ** 24 / vocab)));
+}
+
+/** Floats of the lm_head + loss chunk buffer (LmHeadLoss::pass). */
+export function logitsChunkFloats(c: DecoderConfig, chunkRows: number, targetRows: number): number {
+  const R = Math.min(chunkRows, targetRows);
+  return R > 0 ? R * c.vocab_size + 2 * r16(R * c.hidden_size) : 0;
+}
+
+export function numParams(c: DecoderConfig): number {
+  return expectedTensors(c).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+export interface PredictOptions {
+  method: ProfileMethod;
+  B: number;
+  T: number;
+  /** lm_head chunk rows (default: the engine's default for the vocabulary). */
+  chunkRows?: number;
+  /** Rows with a target (default B·(T − 1): every position but the last of each row). */
+  targetRows?: number;
+}
+
+/** Peak bytes per category of a training step at (B, T), from the engine's buffer layout (see the file comment). */
+export function predictMemory(config: DecoderConfig | Record<string, unknown>, o: PredictOptions): MemoryPrediction {
+  const c = toConfig(config);
+  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+  const method = checkMethod(o.method);
+  const B = checkInteger('B', o.B, 1), T = checkInteger('T', o.T, 1);
+  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size) : checkInteger('chunkRows', o.chunkRows, 1);
+  const targetRows = o.targetRows === undefined ? B * (T - 1) : checkInteger('targetRows', o.targetRows, 0, B * T);
+  const P = numParams(c);
+  const models = method === 'dpo-held' ? 2 : 1; // the held reference runs the same training path ('logprob')
+  const bytes: MemoryBytes = {
+    params: 4 * P,
+    grads: 4 * P,
+    optimizer: 8 * P,
+    activations: 4 * models * activationFloats(c, B * T),
+    logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
+    reference: method === 'dpo-held' ? 4 * P : 0,
+    total: 0,
+  };
+  bytes.total = PREDICTED_CATEGORIES.reduce((s, k) => s + bytes[k], 0);
+  return { method, B, T, chunkRows, numParams: P, targetRows, bytes };
+}
+
+export interface MeasureOptions {
+  config: DecoderConfig | Record<string, unknown>;
+  method: ProfileMethod;
+  B: number;
+  T: number;
+  chunkRows?: number;
+  /** Prompt positions per row without a target (default 1: rows with a target = B·(T − 1)). */
+  promptTokens?: number;
+  /** Training steps run (default 1). */
+  steps?: number;
+  /** Seed of the random weights and token ids (default 0). */
+  seed?: number;
+  /** RIFT negatives (default 'token'). */
+  negative?: 'token' | 'sequence';
+}
+
+let gcFn: (() => void) | undefined;
+/** A full GC, so that models nobody references free their tracked buffers before the baseline is taken. */
+function collectGarbage(): void {
+  if (!gcFn) {
+    const g = (globalThis as { gc?: () => void }).gc;
+    if (typeof g === 'function') gcFn = g;
+    else {
+      v8.setFlagsFromString('--expose-gc');
+      gcFn = vm.runInNewContext('gc') as () => void;
+    }
+  }
+  gcFn();
+}
+
+function lcgIds(n: number, V: number, seed: number): Int32Array {
+  let s = (seed * 2654435761 + 12345) >>> 0;
+  return Int32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
+}
+
+/**
+ * Runs `steps` real training steps of `method` at (B, T) on a fresh random model (plus a held reference for
+ * dpo-held) and returns the bytes each tracker category reached above its value before the measurement.
+ * Everything runs synchronously after one event-loop turn (finalisers of garbage-collected models run there).
+ */
+export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasurement> {
+  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+  const c = toConfig(o.config);
+  const method = checkMethod(o.method);
+  const B = checkInteger('B', o.B, 1), T = checkInteger('T', o.T, 2);
+  if (method !== 'rift' && B % 2) throw rangeError('B', `must be even for DPO (chosen, rejected) pairs, got ${B}`);
+  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size) : checkInteger('chunkRows', o.chunkRows, 1);
+  const prompt = o.promptTokens === undefined ? 1 : checkInteger('promptTokens', o.promptTokens, 1, T - 1);
+  const steps = o.steps === undefined ? 1 : checkInteger('steps', o.steps, 1);
+  const seed = o.seed === undefined ? 0 : checkInteger('seed', o.seed, 0, 2 ** 32 - 1);
+  const negative = o.negative ?? 'token';
+  if (negative !== 'token' && negative !== 'sequence') throw rangeError('negative', `must be 'token' or 'sequence', got ${describe(negative)}`);
+
+  // the batch: B rows of T random tokens; positions prompt−1 .. T−2 predict the next token
+  const N = B * T;
+  const ids = lcgIds(N, c.vocab_size, seed);
+  const targets = new Int32Array(N).fill(-100);
+  for (let b = 0; b < B; b++) for (let t = prompt - 1; t < T - 1; t++) targets[b * T + t] = ids[b * T + t + 1];
+  const offsets = Int32Array.from({ length: B + 1 }, (_, i) => i * T);
+  const rewards = Float32Array.from({ length: B }, (_, i) => (i % 2 ? -0.5 : 1));
+  const pairs = Int32Array.from({ length: B }, (_, i) => i);
+  const batch = { ids, B, T, targets, offsets };
+
+  collectGarbage();
+  await new Promise((r) => setImmediate(r));
+  const before: MemoryReport = Model.memory();
+  Model.resetPeaks();
+  const t0 = performance.now();
+  const policy = Model.fromConfig(c, { seed, chunkRows });
+  const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true }) : undefined;
+  let refLogps: Float64Array | undefined;
+  if (method === 'dpo-precomputed') refLogps = Float64Array.from(policy.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogps);
+  for (let s = 0; s < steps; s++) {
+    policy.zeroGrad();
+    if (method === 'rift') policy.lossAndBackward({ ...batch, method: 'rift', rewards, negative });
+    else {
+      const ref = held ? Float64Array.from(held.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogps) : refLogps!;
+      policy.lossAndBackward({ ...batch, method: 'dpo', dpo: { refLogps: ref, pairs, beta: 0.1 } });
+    }
+    policy.step({ lr: 1e-4, maxGradNorm: 1 });
+  }
+  const after = Model.memory();
+  const seconds = (performance.now() - t0) / 1e3;
+  const d = (k: keyof MemoryReport) => after[k].peak - before[k].current;
+  const bytes: MeasuredBytes = {
+    params: d('params'), grads: d('grads'), optimizer: d('optimizer'), activations: d('activations'), logitsChunk: d('logitsChunk'),
+    reference: d('reference'), total: 0, workspace: d('workspace'), kvCache: d('kvCache'), peakTotal: d('total'),
+  };
+  bytes.total = PREDICTED_CATEGORIES.reduce((s, k) => s + bytes[k], 0);
+  const result: MemoryMeasurement = { method, B, T, chunkRows, numParams: policy.numParams, targetRows: B * (T - prompt), bytes, seconds };
+  void held; // both models stay alive until here
+  return result;
+}
+
+export interface ProfileOptions {
+  /** The measured model (small enough to train here). */
+  config: DecoderConfig | Record<string, unknown>;
+  B: number;
+  T: number;
+  chunkRows?: number;
+  methods?: readonly ProfileMethod[];
+  /** Large configs to predict at (predictB × predictT): default Qwen2.5-Math-1.5B and 7B shapes. */
+  predictFor?: Record<string, DecoderConfig | Record<string, unknown>>;
+  predictB?: number;
+  predictT?: number;
+}
+
+export interface MemoryProfile {
+  measured: { measurement: MemoryMeasurement; prediction: MemoryPrediction; matches: boolean }[];
+  predicted: { name: string; prediction: MemoryPrediction }[];
+}
+
+/** Measures each method at (B, T) next to its prediction, and predicts the large configs. */
+export async function profileMemory(o: ProfileOptions): Promise<MemoryProfile> {
+  const methods = o.methods ?? PROFILE_METHODS;
+  const measured: MemoryProfile['measured'] = [];
+  for (const method of methods) {
+    const measurement = await measureMemory({ config: o.config, method, B: o.B, T: o.T, chunkRows: o.chunkRows });
+    const prediction = predictMemory(o.config, { method, B: o.B, T: o.T, chunkRows: o.chunkRows, targetRows: measurement.targetRows });
+    const matches = PREDICTED_CATEGORIES.every((k) => measurement.bytes[k] === prediction.bytes[k]);
+    measured.push({ measurement, prediction, matches });
+  }
+  const big = o.predictFor ?? { 'Qwen2.5-Math-1.5B': QWEN25_MATH_1_5B, 'Qwen2.5-Math-7B': QWEN25_MATH_7B };
+  const predicted: MemoryProfile['predicted'] = [];
+  for (const [name, cfg] of Object.entries(big))
+    for (const method of methods) predicted.push({ name, prediction: predictMemory(cfg, { method, B: o.predictB ?? 8, T: o.predictT ?? 1024 }) });
+  return { measured, predicted };
+}

@@ -1,0 +1,567 @@
+// One training harness for every method (the RIFT loop's step 4): sft, rft, dft, dpo and rift on the decoder
+// engine, with the same AdamW, LR schedule, token-budget micro-batches, exact gradient accumulation and
+// checkpoints.
+//
+//   const trainer = new Trainer(model, { method: 'rift', lr: 1e-5, schedule: 'cosine', tokenBudget: 8192,
+//                                        examplesPerStep: 64, epochs: 2, checkpointDir: 'ckpt', checkpointEvery: 50 });
+//   const metrics = await trainer.run(examples);            // one entry per optimizer step
+//   ...
+//   const again = new Trainer(Model.load('ckpt/step-000050'), sameOptions);
+//   await again.resume('ckpt');                             // latest checkpoint (or a step-… directory)
+//   await again.run(examples);                              // continues at step 51: the same loss curve
+//
+// A step: zeroGrad → for each micro-batch lossAndBackwardAsync(…, normalizer = the step's GLOBAL normaliser)
+// → stepAsync({lr: lrAt(step), …}). Every model call is async (a libuv worker): the event loop stays free.
+//
+// DPO reference log-probs (dpoReference):
+//   'precomputed'  S_ref of every selected example, computed once at the start by the initial policy itself
+//                  (method 'logprob', no gradient), kept in the trainer (and in each checkpoint)
+//   'held'         a second Model with the initial weights (`reference: true`: its parameters count as
+//                  'reference' memory) queried every micro-batch; checkpoints save its weights once
+//                  (<checkpointDir>/reference) so a resumed run uses the same reference
+//   {model}        that Model as the held reference (precompute: true → precompute with it instead)
+//
+// Checkpoints (<checkpointDir>/step-NNNNNN/, every checkpointEvery steps and at the end), each written into a
+// temporary directory and renamed into place, then <checkpointDir>/latest.json (atomic) points at it:
+//   config.json + model.safetensors   model.save()
+//   optimizer.safetensors             AdamW m ("exp_avg.<name>") and v ("exp_avg_sq.<name>") per tensor, F32
+//   trainer-state.json                step, RNG/data position (the epoch order is a function of (seed, epoch)),
+//                                     the options that shape the trajectory, a fingerprint of the data,
+//                                     precomputed reference log-probs, the metrics so far
+// Exact resume needs the model's AdamW state: Model.optimizerState() / setOptimizerSteps() (or the native
+// optimizerView() / setOptimizerSteps()). Without them checkpoints hold no optimizer state and resume() refuses
+// (unless {allowInexact: true}: AdamW then restarts from zero moments).
+import * as fs from 'fs';
+import * as path from 'path';
+import { Model } from '../engine/model';
+import { loadCheckpoint } from '../engine/checkpoint';
+import { SafetensorsFile, writeBytesAtomic, writeSafetensors } from '../engine/safetensors';
+import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
+import { Example, selectExamples, Selection, TRAIN_METHODS, TrainMethod } from './examples';
+import { lrAt, SCHEDULE_KINDS, ScheduleKind, ScheduleOptions } from './schedule';
+
+export type DpoReference = 'precomputed' | 'held' | { model: Model; precompute?: boolean };
+
+export interface TrainerOptions {
+  method: TrainMethod;
+  /** RIFT negatives: 'token' (default) or 'sequence' (ENGINEERING.md §1). */
+  negative?: 'token' | 'sequence';
+  /** 'token-mean' (default), 'sequence-mean' or 'sum'; DPO averages over pairs unless 'sum'. */
+  reduction?: Reduction;
+  /** Base learning rate (≥ 0). */
+  lr: number;
+  /** LR schedule over the run's optimizer steps (lib/train/schedule.ts): 'constant' (default), 'linear', 'cosine'. */
+  schedule?: ScheduleKind;
+  warmupSteps?: number;
+  minLr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /** Clip the global gradient norm (default 1, as HF's Trainer; 0: no clipping). */
+  maxGradNorm?: number;
+  /** Most tokens (B × T, padding included) per micro-batch (default 4096). */
+  tokenBudget?: number;
+  /** Micro-batches per optimizer step (default 1) — or: */
+  microBatchesPerStep?: number;
+  /** Examples (DPO: pairs) per optimizer step, packed into as many micro-batches as the budget needs. */
+  examplesPerStep?: number;
+  /** Passes over the data (default 1). */
+  epochs?: number;
+  /** Shuffle seed (default 0); each epoch's order is a function of (seed, epoch). */
+  seed?: number;
+  /** false: keep the data order (default true). */
+  shuffle?: boolean;
+  /** Token id of padding (default 0). */
+  padId?: number;
+  /** DPO β (default 0.1). */
+  dpoBeta?: number;
+  /** Where DPO reference log-probs come from (default 'precomputed'). */
+  dpoReference?: DpoReference;
+  /** What 'dft' trains on: the positives (default) or the reference solutions. */
+  dftData?: 'positives' | 'reference';
+  checkpointDir?: string;
+  /** Checkpoint every N optimizer steps (and always at the end when checkpointDir is set). */
+  checkpointEvery?: number;
+  /** Called after every optimizer step (awaited). */
+  onStep?: (m: StepMetrics) => void | Promise<void>;
+}
+
+export interface StepMetrics {
+  /** Optimizer updates done (1-based). */
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  /** The step's loss: Σ over its micro-batches (each divided by the global normaliser). */
+  loss: number;
+  /** The LR this update used: lrAt(step − 1). */
+  lr: number;
+  /** ‖g‖ before clipping. */
+  gradNorm: number;
+  clipScale: number;
+  /** Response tokens (rows with a target). */
+  tokens: number;
+  /** B × T summed over micro-batches (padding and prompts included). */
+  paddedTokens: number;
+  sequences: number;
+  /** DPO pairs (0 otherwise). */
+  pairs: number;
+  microBatches: number;
+  /** Response tokens per second of this step (wall clock, reference queries included). */
+  tokensPerSec: number;
+  /** Seconds spent on reference log-probs (DPO 'held'). */
+  referenceSeconds: number;
+  seconds: number;
+  /** Process-wide high-water mark of tracked host bytes since run() started (Model.memory().total.peak). */
+  memoryPeak: number;
+}
+
+export interface RunOptions {
+  /** Reference solutions: the data of 'sft' (and of 'dft' with dftData 'reference'). */
+  refSolutions?: readonly Example[];
+}
+
+export interface ResumeOptions {
+  /** Resume from a checkpoint without optimizer state (AdamW restarts from zero moments). Default false. */
+  allowInexact?: boolean;
+}
+
+/** Options that shape the trajectory: a resumed run must use the checkpoint's values. */
+const TRAJECTORY_KEYS = ['method', 'negative', 'reduction', 'lr', 'schedule', 'warmupSteps', 'minLr', 'beta1', 'beta2', 'eps', 'weightDecay',
+  'maxGradNorm', 'tokenBudget', 'microBatchesPerStep', 'examplesPerStep', 'epochs', 'seed', 'shuffle', 'padId', 'dpoBeta', 'dpoReference', 'dftData'] as const;
+
+type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference'>> & {
+  microBatchesPerStep?: number;
+  examplesPerStep?: number;
+  minLr: number;
+  dpoReference: DpoReference;
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  onStep?: TrainerOptions['onStep'];
+};
+
+const STATE_FILE = 'trainer-state.json';
+const OPTIMIZER_FILE = 'optimizer.safetensors';
+const STATE_FORMAT = 'rift-trainer-state';
+const STATE_VERSION = 1;
+
+interface TrainerState {
+  format: string;
+  version: number;
+  step: number;
+  totalSteps: number;
+  /** The next step's epoch and its index in that epoch (the data order position). */
+  epoch: number;
+  stepInEpoch: number;
+  rng: { kind: string; seed: number; epoch: number };
+  options: Record<string, unknown>;
+  fingerprint: string;
+  examples: number;
+  optimizer: { file: string; steps: number } | null;
+  refLogps?: number[];
+  referenceDir?: string;
+  history: StepMetrics[];
+}
+
+/** The AdamW state of a Model, when the engine exposes it (see the file comment). */
+export interface OptimizerAccess {
+  m: Float32Array;
+  v: Float32Array;
+  setSteps(n: number): void;
+}
+
+const realm = (a: Float32Array): Float32Array =>
+  a instanceof Float32Array ? a : new Float32Array((a as Float32Array).buffer, (a as Float32Array).byteOffset, (a as Float32Array).length);
+
+/** Zero-copy views of the model's AdamW m and v (allocated zeroed on first use), or undefined if unsupported. */
+export function optimizerAccess(model: Model): OptimizerAccess | undefined {
+  const ts = model as unknown as { optimizerState?: () => { m: Float32Array; v: Float32Array }; setOptimizerSteps?: (n: number) => void };
+  if (typeof ts.optimizerState === 'function' && typeof ts.setOptimizerSteps === 'function') {
+    const s = ts.optimizerState();
+    return { m: realm(s.m), v: realm(s.v), setSteps: (n) => ts.setOptimizerSteps!(n) };
+  }
+  const nat = model.native as unknown as { optimizerView?: () => { m: Float32Array; v: Float32Array }; setOptimizerSteps?: (n: number) => void };
+  if (typeof nat.optimizerView === 'function' && typeof nat.setOptimizerSteps === 'function') {
+    const s = nat.optimizerView();
+    return { m: realm(s.m), v: realm(s.v), setSteps: (n) => nat.setOptimizerSteps!(n) };
+  }
+  return undefined;
+}
+
+function checkOptions(o: TrainerOptions): Resolved {
+  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+  const oneOf = <T extends string>(k: string, v: unknown, allowed: readonly T[], dflt: T): T => {
+    if (v === undefined) return dflt;
+    if (typeof v !== 'string' || !allowed.includes(v as T))
+      throw (typeof v === 'string' ? rangeError : typeError)(k, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
+    return v as T;
+  };
+  if (o.method === undefined) throw typeError('method', `is required (${TRAIN_METHODS.join(', ')})`);
+  const method = oneOf('method', o.method, TRAIN_METHODS, 'sft');
+  // a finite number ≥ lo (> lo when loOpen), < 1 when below1 (the betas)
+  const num = (k: string, v: unknown, dflt: number, lo: number, below1 = false, loOpen = false): number => {
+    if (v === undefined) return dflt;
+    const x = checkFiniteNumber(k, v);
+    if (x < lo || (loOpen && x === lo) || (below1 && x >= 1))
+      throw rangeError(k, `must be in ${loOpen ? '(' : '['}${lo}, ${below1 ? '1)' : '∞)'}, got ${x}`);
+    return x;
+  };
+  const int = (k: string, v: unknown, dflt: number | undefined, lo: number): number | undefined => (v === undefined ? dflt : checkInteger(k, v, lo));
+  if (o.lr === undefined) throw typeError('lr', 'is required (the base learning rate)');
+  const r: Resolved = {
+    method,
+    negative: oneOf('negative', o.negative, ['token', 'sequence'] as const, 'token'),
+    reduction: oneOf('reduction', o.reduction, ['token-mean', 'sequence-mean', 'sum'] as const, 'token-mean'),
+    lr: num('lr', o.lr, 0, 0),
+    schedule: oneOf('schedule', o.schedule, SCHEDULE_KINDS, 'constant'),
+    warmupSteps: int('warmupSteps', o.warmupSteps, 0, 0)!,
+    minLr: num('minLr', o.minLr, 0, 0),
+    beta1: num('beta1', o.beta1, 0.9, 0, true),
+    beta2: num('beta2', o.beta2, 0.999, 0, true),
+    eps: num('eps', o.eps, 1e-8, 0),
+    weightDecay: num('weightDecay', o.weightDecay, 0.01, 0),
+    maxGradNorm: num('maxGradNorm', o.maxGradNorm, 1, 0),
+    tokenBudget: int('tokenBudget', o.tokenBudget, 4096, 1)!,
+    microBatchesPerStep: int('microBatchesPerStep', o.microBatchesPerStep, undefined, 1),
+    examplesPerStep: int('examplesPerStep', o.examplesPerStep, undefined, 1),
+    epochs: int('epochs', o.epochs, 1, 1)!,
+    seed: int('seed', o.seed, 0, 0)!,
+    shuffle: o.shuffle ?? true,
+    padId: int('padId', o.padId, 0, 0)!,
+    dpoBeta: num('dpoBeta', o.dpoBeta, 0.1, 0, false, true),
+    dpoReference: o.dpoReference ?? 'precomputed',
+    dftData: oneOf('dftData', o.dftData, ['positives', 'reference'] as const, 'positives'),
+    checkpointDir: o.checkpointDir,
+    checkpointEvery: int('checkpointEvery', o.checkpointEvery, undefined, 1),
+    onStep: o.onStep,
+  };
+  if (typeof r.shuffle !== 'boolean') throw typeError('shuffle', `must be a boolean, got ${describe(r.shuffle)}`);
+  if (r.minLr > r.lr) throw rangeError('minLr', `must be ≤ lr = ${r.lr}, got ${r.minLr}`);
+  if (r.microBatchesPerStep !== undefined && r.examplesPerStep !== undefined)
+    throw rangeError('examplesPerStep', 'give examplesPerStep or microBatchesPerStep, not both');
+  const ref = r.dpoReference;
+  if (ref !== 'precomputed' && ref !== 'held') {
+    if (ref === null || typeof ref !== 'object' || !(ref.model instanceof Model))
+      throw (typeof ref === 'string' ? rangeError : typeError)('dpoReference', `must be 'precomputed', 'held' or {model: Model}, got ${describe(ref)}`);
+  }
+  if (r.checkpointDir !== undefined && (typeof r.checkpointDir !== 'string' || !r.checkpointDir))
+    throw typeError('checkpointDir', `must be a non-empty string, got ${describe(r.checkpointDir)}`);
+  if (r.checkpointEvery !== undefined && r.checkpointDir === undefined) throw typeError('checkpointDir', 'is required when checkpointEvery is set');
+  if (r.onStep !== undefined && typeof r.onStep !== 'function') throw typeError('onStep', `must be a function, got ${describe(r.onStep)}`);
+  return r;
+}
+
+/** The serialisable options that shape the trajectory (saved in trainer-state.json, checked on resume). */
+function trajectory(o: Resolved): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of TRAJECTORY_KEYS) {
+    const v = o[k];
+    out[k] = k === 'dpoReference' ? (typeof v === 'string' ? v : (v as { precompute?: boolean }).precompute ? 'model-precomputed' : 'model') : v ?? null;
+  }
+  return out;
+}
+
+/** FNV-1a over what is trained on (ids, rewards, problem ids, pairs): a resumed run must see the same data. */
+function fingerprint(sel: Selection, units: readonly Unit[]): string {
+  let h = 0x811c9dc5;
+  const mix = (x: number) => {
+    h ^= x & 0xff;
+    h = Math.imul(h, 0x01000193);
+    h ^= (x >>> 8) & 0xff;
+    h = Math.imul(h, 0x01000193);
+    h ^= (x >>> 16) & 0xff;
+    h = Math.imul(h, 0x01000193);
+    h ^= x >>> 24;
+    h = Math.imul(h, 0x01000193);
+  };
+  const f64 = new Float64Array(1), u32 = new Uint32Array(f64.buffer);
+  const index = new Map(sel.examples.map((e, i) => [e, i]));
+  for (const e of sel.examples) {
+    for (let i = 0; i < e.problemId.length; i++) mix(e.problemId.charCodeAt(i));
+    mix(e.sampleIndex);
+    f64[0] = e.reward;
+    mix(u32[0]);
+    mix(u32[1]);
+    mix(e.promptIds.length);
+    for (const x of e.promptIds) mix(x);
+    mix(e.responseIds.length);
+    for (const x of e.responseIds) mix(x);
+  }
+  for (const u of units) for (const e of u) mix(index.get(e) ?? -1);
+  return (h >>> 0).toString(16).padStart(8, '0') + `-${sel.examples.length}-${units.length}`;
+}
+
+function stepDirName(step: number): string {
+  return `step-${String(step).padStart(6, '0')}`;
+}
+
+/** Writes a directory atomically: fill a temporary sibling, then rename it over `dir`. */
+function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
+  const parent = path.dirname(path.resolve(dir));
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+  fs.mkdirSync(tmp);
+  try {
+    fill(tmp);
+    if (fs.existsSync(dir)) {
+      const old = `${tmp}.old`;
+      fs.renameSync(dir, old);
+      fs.renameSync(tmp, dir);
+      fs.rmSync(old, { recursive: true, force: true });
+    } else fs.renameSync(tmp, dir);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export class Trainer {
+  readonly model: Model;
+  readonly options: Readonly<Resolved>;
+  /** Metrics of every step so far (including those before a resume). */
+  readonly history: StepMetrics[] = [];
+  private resumed?: TrainerState;
+  private reference?: Model; // DPO 'held'
+  private referenceDir?: string;
+  private running = false;
+
+  constructor(model: Model, options: TrainerOptions) {
+    if (!(model instanceof Model)) throw typeError('model', `must be a Model, got ${describe(model)}`);
+    this.model = model;
+    this.options = checkOptions(options);
+  }
+
+  /** Steps done so far (0 before run(); the checkpoint's step after resume()). */
+  get step(): number {
+    return this.history.length ? this.history[this.history.length - 1].step : this.resumed?.step ?? 0;
+  }
+
+  /**
+   * Loads a checkpoint written by a Trainer with the same trajectory options into this trainer's model (weights,
+   * AdamW m/v and step counter) and remembers the data position; the next run() continues from there.
+   * `dir`: a checkpoint root (its latest.json is followed) or one step-… directory.
+   */
+  async resume(dir: string, opts: ResumeOptions = {}): Promise<void> {
+    if (typeof dir !== 'string') throw typeError('dir', `must be a string, got ${describe(dir)}`);
+    if (this.running) throw new Error('Trainer: busy — run() is in progress');
+    const latest = path.join(dir, 'latest.json');
+    if (fs.existsSync(latest) && !fs.existsSync(path.join(dir, STATE_FILE))) {
+      const l = JSON.parse(fs.readFileSync(latest, 'utf8')) as { dir: string };
+      dir = path.join(dir, l.dir);
+    }
+    const file = path.join(dir, STATE_FILE);
+    if (!fs.existsSync(file)) throw new Error(`${dir}: no ${STATE_FILE} (not a trainer checkpoint)`);
+    const state = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainerState;
+    if (state.format !== STATE_FORMAT || state.version !== STATE_VERSION)
+      throw new Error(`${file}: format ${state.format} version ${state.version} is not ${STATE_FORMAT} version ${STATE_VERSION}`);
+    const mine = trajectory(this.options as Resolved);
+    for (const k of TRAJECTORY_KEYS)
+      if (JSON.stringify(mine[k]) !== JSON.stringify(state.options[k]))
+        throw rangeError(k, `${JSON.stringify(mine[k])} differs from the checkpoint's ${JSON.stringify(state.options[k])} (${file})`);
+    const opt = state.optimizer;
+    const access = optimizerAccess(this.model);
+    if (!opt && !opts.allowInexact)
+      throw new Error(`${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`);
+    if (opt && !access && !opts.allowInexact)
+      throw new Error('resume: this Model exposes no AdamW state (Model.optimizerState() / setOptimizerSteps()); an exact resume needs it — pass {allowInexact: true} to restart AdamW from zero moments');
+    const views = new Map(this.model.tensorTable().map((t) => [t.name, this.model.tensor(t.name)]));
+    loadCheckpoint(dir, {
+      into: (name) => {
+        const v = views.get(name);
+        if (!v) throw rangeError('dir', `${dir}: tensor "${name}" is not part of this model`);
+        return v;
+      },
+    });
+    if (opt && access) {
+      const f = SafetensorsFile.open(path.join(dir, opt.file));
+      try {
+        for (const t of this.model.tensorTable()) {
+          const n = t.shape.reduce((a, b) => a * b, 1);
+          f.readFloat32(`exp_avg.${t.name}`, access.m.subarray(t.offset, t.offset + n));
+          f.readFloat32(`exp_avg_sq.${t.name}`, access.v.subarray(t.offset, t.offset + n));
+        }
+      } finally {
+        f.close();
+      }
+      access.setSteps(opt.steps);
+    } else if (access) {
+      access.m.fill(0);
+      access.v.fill(0);
+      access.setSteps(0);
+    }
+    this.resumed = state;
+    this.history.length = 0;
+    this.history.push(...state.history);
+    this.referenceDir = state.referenceDir;
+    this.reference = undefined;
+  }
+
+  /** Trains on `examples` (selected per method) from step 0, or from the resumed checkpoint's step. */
+  async run(examples: readonly Example[], runOpts: RunOptions = {}): Promise<StepMetrics[]> {
+    if (this.running) throw new Error('Trainer: busy — run() is already in progress');
+    this.running = true;
+    try {
+      return await this.runInner(examples, runOpts);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async runInner(examples: readonly Example[], runOpts: RunOptions): Promise<StepMetrics[]> {
+    const o = this.options;
+    if (runOpts === null || typeof runOpts !== 'object') throw typeError('options', `must be an object, got ${describe(runOpts)}`);
+    const sel = selectExamples(o.method, examples, { refSolutions: runOpts.refSolutions, dftData: o.dftData });
+    const dpo = o.method === 'dpo';
+    const units: Unit[] = dpo ? sel.pairs!.map((p) => [p.chosen, p.rejected]) : sel.examples.map((e) => [e]);
+    if (!units.length)
+      throw rangeError('examples', `nothing to train on for method '${o.method}' (${JSON.stringify(sel.stats)})`);
+    const plan: { epoch: number; inEpoch: number; units: Unit[][] }[] = [];
+    for (let epoch = 0; epoch < o.epochs; epoch++)
+      planEpoch(units, epoch, { tokenBudget: o.tokenBudget, seed: o.seed, shuffle: o.shuffle, examplesPerStep: o.examplesPerStep, microBatchesPerStep: o.microBatchesPerStep })
+        .forEach((mbs, inEpoch) => plan.push({ epoch, inEpoch, units: mbs }));
+    const totalSteps = plan.length;
+    const fp = fingerprint(sel, units);
+    const start = this.resumed?.step ?? 0;
+    if (this.resumed) {
+      if (this.resumed.fingerprint !== fp) throw rangeError('examples', `differ from the checkpoint's data (fingerprint ${fp} vs ${this.resumed.fingerprint})`);
+      if (this.resumed.totalSteps !== totalSteps) throw rangeError('examples', `give ${totalSteps} steps, the checkpoint's run had ${this.resumed.totalSteps}`);
+    }
+    const sched: ScheduleOptions = { kind: o.schedule, baseLr: o.lr, warmupSteps: o.warmupSteps, totalSteps, minLr: o.minLr };
+    lrAt(0, sched); // validates warmupSteps against totalSteps
+    const lossMethod: LossMethod = o.method === 'rft' ? 'sft' : o.method === 'dpo' ? 'dpo' : o.method === 'dft' ? 'dft' : o.method === 'rift' ? 'rift' : 'sft';
+
+    // DPO reference log-probs
+    let refLogps: Map<Example, number> | undefined;
+    let held: Model | undefined;
+    const refOpt = o.dpoReference;
+    const precompute = dpo && (refOpt === 'precomputed' || (typeof refOpt === 'object' && !!refOpt.precompute));
+    if (dpo && precompute) {
+      refLogps = new Map();
+      if (this.resumed) {
+        const saved = this.resumed.refLogps;
+        if (!saved || saved.length !== sel.examples.length) throw new Error('resume: the checkpoint holds no precomputed reference log-probs for this data');
+        sel.examples.forEach((e, i) => refLogps!.set(e, saved[i]));
+      } else {
+        const by = typeof refOpt === 'object' ? refOpt.model : this.model;
+        for (const mb of packMicroBatches(sel.examples.map((e) => [e]), { tokenBudget: o.tokenBudget, padId: o.padId })) {
+          const r = await by.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
+          mb.examples.forEach((e, b) => refLogps!.set(e, r.seqLogps[b]));
+        }
+      }
+    } else if (dpo) {
+      held = typeof refOpt === 'object' ? refOpt.model : (this.reference ??= this.makeHeldReference());
+    }
+
+    Model.resetPeaks();
+    const done: StepMetrics[] = [];
+    for (let s = start; s < totalSteps; s++) {
+      const t0 = performance.now();
+      let refSeconds = 0;
+      const mbs: MicroBatch[] = plan[s].units.map((g) => buildMicroBatch(g, { padId: o.padId, pairs: dpo }));
+      const normalizer = globalNormalizer(mbs, lossMethod, o.reduction);
+      this.model.zeroGrad();
+      let loss = 0;
+      for (const mb of mbs) {
+        let dpoArgs: { refLogps: Float64Array; pairs: Int32Array; beta: number } | undefined;
+        if (dpo) {
+          let ref: Float64Array;
+          if (held) {
+            const r0 = performance.now();
+            ref = Float64Array.from((await held.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false })).seqLogps);
+            refSeconds += (performance.now() - r0) / 1e3;
+          } else ref = Float64Array.from(mb.examples, (e) => refLogps!.get(e)!);
+          dpoArgs = { refLogps: ref, pairs: mb.pairs!, beta: o.dpoBeta };
+        }
+        const r = await this.model.lossAndBackwardAsync({
+          ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets,
+          rewards: lossMethod === 'rift' ? mb.rewards : undefined,
+          method: lossMethod, negative: o.negative, reduction: o.reduction, normalizer, dpo: dpoArgs,
+        });
+        loss += r.loss;
+      }
+      const lr = lrAt(s, sched);
+      const st = await this.model.stepAsync({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+      const seconds = (performance.now() - t0) / 1e3;
+      const tokens = mbs.reduce((a, m) => a + m.tokens, 0);
+      const m: StepMetrics = {
+        step: s + 1, totalSteps, epoch: plan[s].epoch, loss, lr, gradNorm: st.gradNorm, clipScale: st.clipScale, tokens,
+        paddedTokens: mbs.reduce((a, mb) => a + mb.B * mb.T, 0), sequences: mbs.reduce((a, mb) => a + mb.B, 0),
+        pairs: dpo ? mbs.reduce((a, mb) => a + mb.pairs!.length / 2, 0) : 0, microBatches: mbs.length,
+        tokensPerSec: tokens / Math.max(seconds, 1e-9), referenceSeconds: refSeconds, seconds, memoryPeak: Model.memory().total.peak,
+      };
+      this.history.push(m);
+      done.push(m);
+      if (o.checkpointDir && ((o.checkpointEvery && (s + 1) % o.checkpointEvery === 0) || s + 1 === totalSteps)) {
+        const next = plan[s + 1];
+        this.saveCheckpoint(o.checkpointDir, {
+          format: STATE_FORMAT, version: STATE_VERSION, step: s + 1, totalSteps,
+          epoch: next ? next.epoch : o.epochs, stepInEpoch: next ? next.inEpoch : 0,
+          rng: { kind: 'mulberry32 seeded from (seed, epoch), Fisher–Yates per epoch', seed: o.seed, epoch: next ? next.epoch : o.epochs },
+          options: trajectory(o as Resolved), fingerprint: fp, examples: sel.examples.length, optimizer: null,
+          refLogps: refLogps ? sel.examples.map((e) => refLogps!.get(e)!) : undefined,
+          history: [...this.history],
+        }, held && refOpt === 'held' ? held : undefined);
+      }
+      if (o.onStep) await o.onStep(m);
+    }
+    this.resumed = undefined; // a second run() starts over unless resume() is called again
+    return done;
+  }
+
+  /** The initial policy weights as a frozen reference Model ('reference' memory), or the checkpoint's. */
+  private makeHeldReference(): Model {
+    const chunkRows = this.model.native.info().chunkRows;
+    if (this.referenceDir) return Model.load(this.referenceDir, { reference: true, chunkRows });
+    if (this.resumed) throw new Error("resume: the checkpoint holds no reference model for dpoReference 'held'");
+    const ref = Model.fromConfig(this.model.config, { reference: true, std: 0, chunkRows });
+    ref.params().set(this.model.params());
+    return ref;
+  }
+
+  private saveCheckpoint(root: string, state: TrainerState, heldRef?: Model): void {
+    if (heldRef && !this.referenceDir) {
+      const refDir = path.resolve(root, 'reference');
+      writeDirAtomic(refDir, (tmp) => heldRef.save(tmp));
+      this.referenceDir = refDir;
+    }
+    if (heldRef) state.referenceDir = this.referenceDir;
+    const name = stepDirName(state.step);
+    writeDirAtomic(path.join(root, name), (tmp) => {
+      this.model.save(tmp);
+      const access = optimizerAccess(this.model);
+      if (access) {
+        const tensors = this.model.tensorTable().flatMap((t) => {
+          const n = t.shape.reduce((a, b) => a * b, 1);
+          return [
+            { name: `exp_avg.${t.name}`, shape: t.shape, data: access.m.subarray(t.offset, t.offset + n) },
+            { name: `exp_avg_sq.${t.name}`, shape: t.shape, data: access.v.subarray(t.offset, t.offset + n) },
+          ];
+        });
+        const steps = this.model.optimizerSteps;
+        writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensors, { metadata: { format: 'rift-adamw', step: String(steps) } });
+        state.optimizer = { file: OPTIMIZER_FILE, steps };
+      }
+      writeBytesAtomic(path.join(tmp, STATE_FILE), JSON.stringify(state) + '\n');
+    });
+    writeBytesAtomic(path.join(root, 'latest.json'), JSON.stringify({ dir: name, step: state.step }) + '\n');
+  }
+
+  /** A Trainer over Model.load(dir) with the checkpoint's options (plus overrides), resumed from dir. */
+  static async load(dir: string, overrides: Partial<TrainerOptions> = {}, modelOpts: { chunkRows?: number } = {}): Promise<Trainer> {
+    if (typeof dir !== 'string') throw typeError('dir', `must be a string, got ${describe(dir)}`);
+    let stepDir = dir;
+    const latest = path.join(dir, 'latest.json');
+    if (fs.existsSync(latest) && !fs.existsSync(path.join(dir, STATE_FILE))) stepDir = path.join(dir, (JSON.parse(fs.readFileSync(latest, 'utf8')) as { dir: string }).dir);
+    const state = JSON.parse(fs.readFileSync(path.join(stepDir, STATE_FILE), 'utf8')) as TrainerState;
+    const saved: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(state.options)) if (v !== null) saved[k] = v;
+    if (saved.dpoReference === 'model' || saved.dpoReference === 'model-precomputed') {
+      if (!overrides.dpoReference) throw typeError('dpoReference', 'this checkpoint used a caller-given reference Model: pass it again in overrides');
+      delete saved.dpoReference;
+    }
+    const t = new Trainer(Model.load(stepDir, modelOpts), { ...(saved as unknown as TrainerOptions), ...overrides });
+    await t.resume(stepDir);
+    return t;
+  }
+}

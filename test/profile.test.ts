@@ -1,0 +1,70 @@
+// The memory profile (lib/profile/memory.ts): the predicted bytes per category equal the engine tracker's
+// measurement exactly on tiny shapes (params, grads, optimizer, activations, logits chunk, reference), RIFT
+// needs less than DPO with a held reference, and the large-config predictions are sane.
+import { parseConfig } from '../lib/engine/checkpoint';
+import { Model } from '../lib/engine/model';
+import {
+  measureMemory, numParams, PREDICTED_CATEGORIES, predictMemory, profileMemory, PROFILE_METHODS, QWEN25_MATH_1_5B, QWEN25_MATH_7B,
+} from '../lib/profile/memory';
+
+const SHAPES = [
+  {
+    name: 'qwen2 tied, default chunk',
+    config: { model_type: 'qwen2', vocab_size: 64, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true },
+    B: 4, T: 16,
+  },
+  {
+    name: 'llama untied with biases, chunk 7 (odd sizes)',
+    config: { model_type: 'llama', vocab_size: 50, hidden_size: 24, intermediate_size: 40, num_hidden_layers: 3, num_attention_heads: 6, num_key_value_heads: 3, attention_bias: true, tie_word_embeddings: false },
+    B: 2, T: 13, chunkRows: 7,
+  },
+  {
+    name: 'qwen2 MHA, more target rows than the chunk',
+    config: { model_type: 'qwen2', vocab_size: 200, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2, tie_word_embeddings: true },
+    B: 6, T: 9, chunkRows: 20,
+  },
+];
+
+describe.each(SHAPES)('$name', ({ config, B, T, chunkRows }) => {
+  test.each(PROFILE_METHODS)('%s: predicted == measured per category', async (method) => {
+    const m = await measureMemory({ config, method, B, T, chunkRows, steps: 2 });
+    const p = predictMemory(config, { method, B, T, chunkRows, targetRows: m.targetRows });
+    expect(m.numParams).toBe(p.numParams);
+    for (const k of PREDICTED_CATEGORIES) expect([k, m.bytes[k]]).toEqual([k, p.bytes[k]]);
+    expect(m.bytes.total).toBe(p.bytes.total);
+    expect(m.bytes.peakTotal).toBeGreaterThanOrEqual(p.bytes.total); // + transient kernel workspace
+    expect(m.bytes.kvCache).toBe(0);
+  });
+
+  test('RIFT < DPO with a held reference; DPO precomputed == RIFT', () => {
+    const [rift, held, pre] = PROFILE_METHODS.map((method) => predictMemory(config, { method, B, T, chunkRows }).bytes);
+    expect(rift.total).toBeLessThan(held.total);
+    expect(held.reference).toBe(rift.params);
+    expect(pre).toEqual(rift);
+  });
+});
+
+test('profileMemory: measured next to predicted, and the Qwen2.5-Math shapes', async () => {
+  const prof = await profileMemory({ config: SHAPES[0].config, B: 4, T: 16 });
+  expect(prof.measured.map((x) => x.matches)).toEqual([true, true, true]);
+  const byName = (name: string, method: string) => prof.predicted.find((x) => x.name === name && x.prediction.method === method)!.prediction;
+  // published parameter counts: 1.54B (tied) and 7.62B (untied)
+  expect(numParams(parseConfig(QWEN25_MATH_1_5B))).toBe(1543714304);
+  expect(numParams(parseConfig(QWEN25_MATH_7B))).toBe(7615616512);
+  for (const name of ['Qwen2.5-Math-1.5B', 'Qwen2.5-Math-7B']) {
+    const r = byName(name, 'rift'), h = byName(name, 'dpo-held');
+    expect([r.B, r.T]).toEqual([8, 1024]);
+    expect(r.bytes.optimizer).toBe(2 * r.bytes.params);
+    expect(h.bytes.total - r.bytes.total).toBe(h.bytes.reference + r.bytes.activations + r.bytes.logitsChunk);
+  }
+});
+
+test('bad options → typed errors naming the option', async () => {
+  const config = SHAPES[0].config;
+  expect(() => predictMemory(config, { method: 'ppo' as 'rift', B: 1, T: 2 })).toThrow(/^method: /);
+  expect(() => predictMemory(config, { method: 'rift', B: 0, T: 2 })).toThrow(/^B: /);
+  expect(() => predictMemory({ ...config, hidden_size: 'x' }, { method: 'rift', B: 1, T: 2 })).toThrow(/hidden_size/);
+  await expect(measureMemory({ config, method: 'dpo-held', B: 3, T: 4 })).rejects.toThrow(/^B: must be even/);
+  await expect(measureMemory({ config, method: 'rift', B: 2, T: 4, promptTokens: 4 })).rejects.toThrow(/^promptTokens: /);
+  expect(Model.memory().total.current).toBeGreaterThan(0);
+});
