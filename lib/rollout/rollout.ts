@@ -1,0 +1,267 @@
+// Rollouts: K samples per problem from the engine's sampler, scored, appended to a JSONL store; resumable.
+//
+// Determinism. Sample i of problem p is drawn from the sampler's RNG stream (seed, problemKey(p.id), i) — the key
+// is a hash of the problem id, not its position — so a sample does not depend on which other problems are in the
+// list, their order, or whether the run was interrupted. A problem is always generated with all K rows (the same
+// batch shape as an unbroken run) and only its missing samples are kept, so a resumed run writes exactly the bytes
+// an unbroken run would.
+import { generate, type SamplerModel, type SamplerTokenizer } from '../engine/sampler';
+import { openRollouts, appendRollouts, sameParams, type RolloutRecord, type RolloutSamplingParams } from './store';
+
+/** What a problem needs to be rolled out: a stable string id (lib/data/problems.ts's Problem is one). */
+export interface ProblemLike {
+  id: string;
+}
+
+export interface ScoreResult {
+  reward: number;
+  correct: boolean;
+  /** The extracted answer (null or undefined: none). */
+  extracted?: string | null;
+}
+
+/** Scores one sample's text against its problem (e.g. lib/reward's verify() + rewardFor()). */
+export type Scorer<P> = (problem: P, text: string) => ScoreResult | Promise<ScoreResult>;
+
+export interface RolloutParams {
+  /** Default 1. */
+  temperature?: number;
+  /** Default 0 (off). */
+  topK?: number;
+  /** Default 1 (off). */
+  topP?: number;
+  maxNewTokens: number;
+  /** Default 0. */
+  seed?: number;
+  /** Passed to generate() (not recorded). */
+  stopTokens?: readonly number[];
+  stopStrings?: readonly string[];
+  /** Passed to generate(): false for chat-templated prompts. Default true. */
+  addSpecialTokens?: boolean;
+}
+
+/** The recorded sampling parameters with defaults filled in. */
+export function resolveParams(p: RolloutParams): RolloutSamplingParams {
+  if (typeof p !== 'object' || p === null) throw new TypeError('params: must be an object with at least maxNewTokens');
+  const r = { temperature: p.temperature ?? 1, topK: p.topK ?? 0, topP: p.topP ?? 1, maxNewTokens: p.maxNewTokens, seed: p.seed ?? 0 };
+  if (!Number.isSafeInteger(r.maxNewTokens) || r.maxNewTokens < 1) throw new RangeError(`params: maxNewTokens must be an integer ≥ 1, got ${p.maxNewTokens}`);
+  return r;
+}
+
+/**
+ * The sampler's prompt key of a problem: a 53-bit hash of its id (two 32-bit FNV-1a variants over UTF-16 code
+ * units), so each problem has its own RNG streams whatever its position.
+ */
+export function problemKey(id: string): number {
+  let a = 0x811c9dc5, b = 0x9747b28c;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 13;
+  }
+  a >>>= 0;
+  b = (b ^ (b >>> 15)) >>> 0;
+  return (b & 0x1fffff) * 2 ** 32 + a;
+}
+
+export function checkProblems(problems: readonly ProblemLike[]): void {
+  if (!Array.isArray(problems)) throw new TypeError('problems: must be an array');
+  const ids = new Set<string>();
+  problems.forEach((p, i) => {
+    if (typeof p !== 'object' || p === null || typeof p.id !== 'string' || p.id.length === 0)
+      throw new TypeError(`problems: problems[${i}] must have a non-empty string id`);
+    if (ids.has(p.id)) throw new RangeError(`problems: id ${JSON.stringify(p.id)} appears twice`);
+    ids.add(p.id);
+  });
+}
+
+export function checkK(k: unknown): asserts k is number {
+  if (!Number.isSafeInteger(k) || (k as number) < 1) throw new RangeError(`k: must be an integer ≥ 1, got ${String(k)}`);
+}
+
+export function checkScore(s: unknown, where: string): asserts s is ScoreResult {
+  const o = s as ScoreResult;
+  if (typeof s !== 'object' || s === null) throw new TypeError(`score: returned ${String(s)} for ${where}, want {reward, correct, extracted?}`);
+  if (typeof o.reward !== 'number' || !Number.isFinite(o.reward)) throw new TypeError(`score: reward for ${where} must be a finite number, got ${o.reward}`);
+  if (typeof o.correct !== 'boolean') throw new TypeError(`score: correct for ${where} must be a boolean`);
+  if (o.extracted !== undefined && o.extracted !== null && typeof o.extracted !== 'string')
+    throw new TypeError(`score: extracted for ${where} must be a string, null or undefined`);
+}
+
+/** K samples of one prompt with a problem's streams (shared by rollouts and evaluation). */
+export async function sampleProblem<Cache>(
+  model: SamplerModel<Cache>,
+  tokenizer: SamplerTokenizer,
+  prompt: string | Int32Array,
+  problemId: string,
+  k: number,
+  params: RolloutParams,
+) {
+  const p = resolveParams(params);
+  const [out] = await generate(model, tokenizer, [prompt], {
+    k,
+    maxNewTokens: p.maxNewTokens,
+    temperature: p.temperature,
+    topK: p.topK,
+    topP: p.topP,
+    seed: p.seed,
+    promptKeys: [problemKey(problemId)],
+    ...(params.stopTokens !== undefined ? { stopTokens: params.stopTokens } : {}),
+    ...(params.stopStrings !== undefined ? { stopStrings: params.stopStrings } : {}),
+    ...(params.addSpecialTokens !== undefined ? { addSpecialTokens: params.addSpecialTokens } : {}),
+  });
+  return out;
+}
+
+export interface RolloutProgress {
+  problemId: string;
+  /** Position of the problem in `problems`. */
+  index: number;
+  /** Number of problems in this run. */
+  total: number;
+  /** The records just appended for this problem. */
+  records: readonly RolloutRecord[];
+}
+
+export interface RolloutOptions<P extends ProblemLike, Cache = unknown> {
+  model: SamplerModel<Cache>;
+  tokenizer: SamplerTokenizer;
+  problems: readonly P[];
+  /** Samples per problem. */
+  k: number;
+  params: RolloutParams;
+  /** The JSONL store (created when missing). */
+  file: string;
+  score: Scorer<P>;
+  /** The prompt text of a problem (or its token ids). */
+  promptFor: (problem: P) => string | Int32Array;
+  /** Called after each generated problem's records are appended; a throw stops the run (the records stay). */
+  onProgress?: (p: RolloutProgress) => void | Promise<void>;
+  /** Write an ISO `ts` into each record (default false: a rerun then reproduces the file byte for byte). */
+  timestamps?: boolean;
+}
+
+export interface RolloutStats {
+  problems: number;
+  samples: number;
+  /** Correct samples. */
+  positives: number;
+  /** Incorrect samples. */
+  negatives: number;
+  /** Fraction of problems with both correct and incorrect samples. */
+  mixedRate: number;
+  /** Problems whose samples are all correct / all incorrect. */
+  allCorrect: number;
+  allWrong: number;
+  meanReward: number;
+}
+
+export interface RolloutResult {
+  /** The records of `problems` × samples 0..K−1, in problem order then sample index (old and new). */
+  records: RolloutRecord[];
+  /** Samples generated by this call. */
+  generated: number;
+  /** Samples found in the store and kept. */
+  reused: number;
+  /** Bytes of a torn last line removed from the store before resuming. */
+  droppedBytes: number;
+  stats: RolloutStats;
+}
+
+/**
+ * Samples K responses per problem, scores them and appends them to `file`; (problem, sample) pairs already in the
+ * file are skipped. Records in the file for other problems or sample indices ≥ K are left alone. A record of one
+ * of these (problem, sample) pairs made with other sampling parameters is an error: use a different file.
+ */
+export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: RolloutOptions<P, Cache>): Promise<RolloutResult> {
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('options: must be an object');
+  const { model, tokenizer, problems, k, file, score, promptFor, onProgress } = opts;
+  checkProblems(problems);
+  checkK(k);
+  if (typeof file !== 'string' || file.length === 0) throw new TypeError('file: must be a path');
+  if (typeof score !== 'function') throw new TypeError('score: must be a function (problem, text) => {reward, correct, extracted}');
+  if (typeof promptFor !== 'function') throw new TypeError('promptFor: must be a function (problem) => prompt');
+  const params = resolveParams(opts.params);
+
+  const wanted = new Set(problems.map((p) => p.id));
+  const { records: existing, droppedBytes } = openRollouts(file);
+  const done = new Map<string, Map<number, RolloutRecord>>();
+  existing.forEach((r, i) => {
+    if (!wanted.has(r.problemId) || r.sampleIndex >= k) return;
+    if (!sameParams(r.params, params))
+      throw new Error(
+        `${file}: record ${i + 1} (problem ${JSON.stringify(r.problemId)}, sample ${r.sampleIndex}) was sampled with ` +
+          `${JSON.stringify(r.params)}, this run uses ${JSON.stringify(params)}; use another file`,
+      );
+    let m = done.get(r.problemId);
+    if (!m) done.set(r.problemId, (m = new Map()));
+    if (!m.has(r.sampleIndex)) m.set(r.sampleIndex, r);
+  });
+
+  let generated = 0, reused = 0;
+  const all: RolloutRecord[] = [];
+  for (const [index, problem] of problems.entries()) {
+    const have = done.get(problem.id) ?? new Map<number, RolloutRecord>();
+    const missing: number[] = [];
+    for (let i = 0; i < k; i++) if (!have.has(i)) missing.push(i);
+    reused += k - missing.length;
+    if (missing.length > 0) {
+      const out = await sampleProblem(model, tokenizer, promptFor(problem), problem.id, k, opts.params);
+      const fresh: RolloutRecord[] = [];
+      for (const i of missing) {
+        const s = out.samples[i];
+        const sc = await score(problem, s.text);
+        checkScore(sc, `problem ${JSON.stringify(problem.id)} sample ${i}`);
+        const rec: RolloutRecord = {
+          problemId: problem.id,
+          sampleIndex: i,
+          text: s.text,
+          tokens: s.ids.length,
+          reward: sc.reward,
+          correct: sc.correct,
+          ...(sc.extracted !== undefined ? { extracted: sc.extracted } : {}),
+          finishReason: s.finishReason,
+          params: { ...params },
+          ...(opts.timestamps ? { ts: new Date().toISOString() } : {}),
+        };
+        fresh.push(rec);
+        have.set(i, rec);
+      }
+      appendRollouts(file, fresh);
+      generated += fresh.length;
+      if (onProgress) await onProgress({ problemId: problem.id, index, total: problems.length, records: fresh });
+    }
+    for (let i = 0; i < k; i++) all.push(have.get(i)!);
+  }
+  return { records: all, generated, reused, droppedBytes, stats: rolloutStats(all) };
+}
+
+/** Positives / negatives (by `correct`), mixed-problem rate and mean reward of a set of records. */
+export function rolloutStats(records: readonly Pick<RolloutRecord, 'problemId' | 'correct' | 'reward'>[]): RolloutStats {
+  if (!Array.isArray(records)) throw new TypeError('records: must be an array');
+  const per = new Map<string, { pos: number; neg: number }>();
+  let positives = 0, rewardSum = 0;
+  for (const r of records) {
+    let e = per.get(r.problemId);
+    if (!e) per.set(r.problemId, (e = { pos: 0, neg: 0 }));
+    if (r.correct) { e.pos++; positives++; } else e.neg++;
+    rewardSum += r.reward;
+  }
+  let mixed = 0, allCorrect = 0, allWrong = 0;
+  for (const e of per.values()) {
+    if (e.pos && e.neg) mixed++;
+    else if (e.pos) allCorrect++;
+    else allWrong++;
+  }
+  return {
+    problems: per.size,
+    samples: records.length,
+    positives,
+    negatives: records.length - positives,
+    mixedRate: per.size ? mixed / per.size : 0,
+    allCorrect,
+    allWrong,
+    meanReward: records.length ? rewardSum / records.length : 0,
+  };
+}

@@ -1,0 +1,83 @@
+// The rollout store: one JSONL file, one record per (problem, sample), append-only (lib/data/jsonl.ts).
+//
+// A run appends a problem's records as soon as they are scored (appendJsonl: one write + fsync). An interrupted
+// append can leave a torn last line; openRollouts() cuts it off (repairJsonlTail: one ftruncate to the end of the
+// last complete line, so the file is either as it was or without the torn bytes) before anything new is appended.
+// A last line that is complete JSON but lacks its '\n' is an ordinary record (appendJsonl completes it).
+import * as fs from 'fs';
+import { readJsonl, appendJsonl, repairJsonlTail } from '../data/jsonl';
+
+/** The sampling parameters a record was generated with. */
+export interface RolloutSamplingParams {
+  temperature: number;
+  topK: number;
+  topP: number;
+  maxNewTokens: number;
+  seed: number;
+}
+
+export interface RolloutRecord {
+  problemId: string;
+  /** 0 … K−1: the sample's RNG stream within its problem. */
+  sampleIndex: number;
+  /** The generated text (special tokens skipped). */
+  text: string;
+  /** Generated tokens (a stop token included). */
+  tokens: number;
+  reward: number;
+  correct: boolean;
+  /** The answer the verifier extracted (null: none found). */
+  extracted?: string | null;
+  /** 'stop': ended by a stop token or string; 'length': hit maxNewTokens. */
+  finishReason?: 'stop' | 'length';
+  params: RolloutSamplingParams;
+  /** ISO time the record was written (only when the run asks for timestamps). */
+  ts?: string;
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const PARAM_KEYS = ['temperature', 'topK', 'topP', 'maxNewTokens', 'seed'] as const;
+
+/** Returns `v` as a RolloutRecord, or throws a TypeError naming the bad field (readJsonl prefixes `file:line:`). */
+export function checkRecord(v: unknown): RolloutRecord {
+  const bad = (what: string) => new TypeError(what);
+  if (!isObj(v)) throw bad('not a JSON object');
+  if (typeof v.problemId !== 'string') throw bad('problemId must be a string');
+  if (!Number.isSafeInteger(v.sampleIndex) || (v.sampleIndex as number) < 0) throw bad('sampleIndex must be an integer ≥ 0');
+  if (typeof v.text !== 'string') throw bad('text must be a string');
+  if (!Number.isSafeInteger(v.tokens) || (v.tokens as number) < 0) throw bad('tokens must be an integer ≥ 0');
+  if (typeof v.reward !== 'number' || !Number.isFinite(v.reward)) throw bad('reward must be a finite number');
+  if (typeof v.correct !== 'boolean') throw bad('correct must be a boolean');
+  if (!isObj(v.params)) throw bad('params must be an object');
+  for (const k of PARAM_KEYS) if (typeof v.params[k] !== 'number') throw bad(`params.${k} must be a number`);
+  return v as unknown as RolloutRecord;
+}
+
+export function sameParams(a: RolloutSamplingParams, b: RolloutSamplingParams): boolean {
+  return PARAM_KEYS.every((k) => a[k] === b[k]);
+}
+
+/**
+ * Opens a store for appending: reads and checks every record (a missing file holds none) and cuts off a torn last
+ * line. Any other malformed line is an error naming `file:line`.
+ */
+export function openRollouts(file: string): { records: RolloutRecord[]; droppedBytes: number } {
+  if (!fs.existsSync(file)) return { records: [], droppedBytes: 0 };
+  const r = readJsonl<RolloutRecord>(file, { validate: checkRecord, allowTruncatedTail: true });
+  let droppedBytes = 0;
+  if (r.truncatedTail) {
+    droppedBytes = fs.statSync(file).size - r.validBytes;
+    repairJsonlTail(file);
+  }
+  return { records: r.records, droppedBytes };
+}
+
+/** Reads a store without modifying it (a torn last line is skipped). */
+export function readRollouts(file: string): RolloutRecord[] {
+  return readJsonl<RolloutRecord>(file, { validate: checkRecord, allowTruncatedTail: true }).records;
+}
+
+/** Appends records (one JSON line each, fsync'd). */
+export function appendRollouts(file: string, records: readonly RolloutRecord[]): void {
+  if (records.length) appendJsonl(file, records);
+}

@@ -1,0 +1,169 @@
+// Rollouts with the pure-TS fake model and a character tokenizer: resume after an interruption (a throw from
+// onProgress, a torn last line) reproduces an unbroken run's file byte for byte; samples depend on the problem id,
+// not its position; statistics on a hand-made set.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { makeCharTokenizer, Tokenizer } from '../lib/engine/tokenizer';
+import { runRollouts, rolloutStats, problemKey, type RolloutOptions, type ScoreResult } from '../lib/rollout/rollout';
+import { readRollouts, openRollouts, type RolloutRecord } from '../lib/rollout/store';
+import { FakeModel } from './helpers/fake-model';
+
+const CHARS = [...'0123456789+= abc'];
+const tok = new Tokenizer(makeCharTokenizer(CHARS, ['<eos>'], { eos: '<eos>' }).tokenizer, { eos_token: '<eos>' });
+const model = new FakeModel(tok.vocabSize);
+
+interface P { id: string; problem: string; answer: string }
+const problems: P[] = Array.from({ length: 6 }, (_, i) => ({ id: `p${i}`, problem: `${i}+${i + 1}=`, answer: String(2 * i + 1) }));
+const K = 4;
+const score = (p: P, text: string): ScoreResult => {
+  const correct = text.includes(p.answer.slice(-1)); // about half the samples hold the answer's last digit
+  return { reward: correct ? 1 : -0.25, correct, extracted: text.replace(/\D/g, '').slice(0, 3) || null };
+};
+
+let dir: string;
+beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-rollout-')); });
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+let n = 0;
+const opts = (over: Partial<RolloutOptions<P>> = {}): RolloutOptions<P> => ({
+  model,
+  tokenizer: tok,
+  problems,
+  k: K,
+  params: { temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 10, seed: 3 },
+  file: path.join(dir, `r${n++}.jsonl`),
+  score,
+  promptFor: (p) => p.problem,
+  ...over,
+});
+
+let reference: { file: string; text: string; records: RolloutRecord[] };
+beforeAll(async () => {
+  const o = opts();
+  const r = await runRollouts(o);
+  reference = { file: o.file, text: fs.readFileSync(o.file, 'utf8'), records: r.records };
+  expect(r.generated).toBe(problems.length * K);
+  expect(r.reused).toBe(0);
+});
+
+test('an unbroken run writes one well-formed record per (problem, sample)', () => {
+  const lines = reference.text.trimEnd().split('\n');
+  expect(lines).toHaveLength(problems.length * K);
+  expect(readRollouts(reference.file)).toEqual(reference.records);
+  const first = reference.records[0];
+  expect(Object.keys(first)).toEqual(['problemId', 'sampleIndex', 'text', 'tokens', 'reward', 'correct', 'extracted', 'finishReason', 'params']);
+  expect(first.params).toEqual({ temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 10, seed: 3 });
+  reference.records.forEach((r, i) => {
+    expect(r.problemId).toBe(problems[Math.floor(i / K)].id);
+    expect(r.sampleIndex).toBe(i % K);
+    expect(r.tokens).toBeGreaterThan(0);
+    expect(r.tokens).toBeLessThanOrEqual(10);
+    expect(tok.encode(r.text, { addSpecialTokens: false }).length).toBe(r.finishReason === 'stop' ? r.tokens - 1 : r.tokens);
+    expect(score(problems[Math.floor(i / K)], r.text)).toEqual({ reward: r.reward, correct: r.correct, extracted: r.extracted });
+  });
+  // the samples differ (the streams are independent) and the set is mixed, so stats below mean something
+  expect(new Set(reference.records.map((r) => r.text)).size).toBeGreaterThan(problems.length * K - 3);
+  const s = rolloutStats(reference.records);
+  expect(s.positives).toBeGreaterThan(0);
+  expect(s.negatives).toBeGreaterThan(0);
+});
+
+test('a run stopped after 2 problems (throw from onProgress) resumes to the same file', async () => {
+  const o = opts();
+  let calls = 0;
+  await expect(runRollouts({ ...o, onProgress: () => { if (++calls === 2) throw new Error('killed'); } })).rejects.toThrow('killed');
+  expect(fs.readFileSync(o.file, 'utf8').trimEnd().split('\n')).toHaveLength(2 * K);
+  const seen: string[] = [];
+  const r = await runRollouts({ ...o, onProgress: (p) => { seen.push(`${p.problemId}:${p.records.length}`); } });
+  expect(seen).toEqual(['p2:4', 'p3:4', 'p4:4', 'p5:4']);
+  expect(r).toMatchObject({ generated: 4 * K, reused: 2 * K, droppedBytes: 0 });
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
+  expect(r.records).toEqual(reference.records);
+});
+
+test('a torn last line is cut off and the problem it belonged to is completed', async () => {
+  const o = opts();
+  const lines = reference.text.split('\n');
+  const keep = lines.slice(0, 9).join('\n') + '\n'; // problems 0, 1 and sample 0 of problem 2
+  const torn = lines[9].slice(0, Math.floor(lines[9].length / 2));
+  fs.writeFileSync(o.file, keep + torn);
+  const r = await runRollouts(o);
+  expect(r).toMatchObject({ generated: 3 + 3 * K, reused: 9, droppedBytes: Buffer.byteLength(torn) });
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
+  expect(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+});
+
+test('a complete run reruns to nothing; a complete last line without its newline is a record', async () => {
+  const o = opts();
+  fs.writeFileSync(o.file, reference.text);
+  const r = await runRollouts(o);
+  expect(r).toMatchObject({ generated: 0, reused: problems.length * K });
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
+  // last record without '\n' (cut after problem 3): kept, and the resumed run still matches
+  const cut = reference.text.split('\n').slice(0, 4 * K).join('\n');
+  fs.writeFileSync(o.file, cut);
+  expect(openRollouts(o.file)).toEqual({ records: reference.records.slice(0, 4 * K), droppedBytes: 0 });
+  const r2 = await runRollouts(o);
+  expect(r2).toMatchObject({ generated: 2 * K, reused: 4 * K });
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
+  expect(openRollouts(path.join(dir, 'missing.jsonl'))).toEqual({ records: [], droppedBytes: 0 });
+});
+
+test('samples depend on the problem id, not on its position or the other problems', async () => {
+  const o = opts({ problems: [problems[4], problems[1]] });
+  const r = await runRollouts(o);
+  const byKey = new Map(reference.records.map((x) => [`${x.problemId}/${x.sampleIndex}`, x]));
+  for (const x of r.records) expect(x).toEqual(byKey.get(`${x.problemId}/${x.sampleIndex}`));
+  expect(problemKey('p1')).not.toBe(problemKey('p2'));
+  expect(Number.isSafeInteger(problemKey('a'.repeat(1000)))).toBe(true);
+});
+
+test('more samples later: K = 6 on a K = 4 file adds samples 4 and 5 only; other records are left alone', async () => {
+  const o = opts();
+  const foreign = { ...reference.records[0], problemId: 'other' };
+  fs.writeFileSync(o.file, reference.text + JSON.stringify(foreign) + '\n');
+  const r = await runRollouts({ ...o, k: 6 });
+  expect(r).toMatchObject({ generated: 2 * problems.length, reused: K * problems.length });
+  const all = readRollouts(o.file);
+  expect(all.slice(0, K * problems.length + 1)).toEqual([...reference.records, foreign]);
+  expect(r.records.filter((x) => x.sampleIndex < K)).toEqual(reference.records);
+  // and the first 4 samples of a K = 6 run are those of the K = 4 run (per-sample streams)
+  const fresh = await runRollouts({ ...opts(), k: 6, problems: problems.slice(0, 1) });
+  expect(fresh.records.slice(0, K)).toEqual(reference.records.slice(0, K));
+});
+
+test('records made with other sampling parameters are an error', async () => {
+  const o = opts();
+  fs.writeFileSync(o.file, reference.text);
+  await expect(runRollouts({ ...o, params: { ...o.params, temperature: 0.7 } })).rejects.toThrow(/was sampled with .* use another file/);
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
+});
+
+test('bad arguments', async () => {
+  await expect(runRollouts(opts({ k: 0 }))).rejects.toThrow(/^k: /);
+  await expect(runRollouts(opts({ problems: [problems[0], problems[0]] }))).rejects.toThrow(/appears twice/);
+  await expect(runRollouts(opts({ score: () => ({ reward: NaN, correct: true }) }))).rejects.toThrow(/^score: reward/);
+  await expect(runRollouts(opts({ params: { maxNewTokens: 0 } }))).rejects.toThrow(/maxNewTokens/);
+  const o = opts();
+  fs.writeFileSync(o.file, '{"problemId":"p0"}\n');
+  await expect(runRollouts(o)).rejects.toThrow(/r\d+\.jsonl:1: sampleIndex must be/);
+});
+
+test('timestamps are opt-in', async () => {
+  const r = await runRollouts(opts({ problems: problems.slice(0, 1), timestamps: true }));
+  expect(r.records.every((x) => typeof x.ts === 'string' && !Number.isNaN(Date.parse(x.ts)))).toBe(true);
+  expect(reference.records.every((x) => x.ts === undefined)).toBe(true);
+});
+
+test('rolloutStats on a hand-made set', () => {
+  const rec = (problemId: string, correct: boolean, reward: number) => ({ problemId, correct, reward });
+  const s = rolloutStats([
+    rec('a', true, 1), rec('a', false, -0.5), rec('a', true, 1), // mixed
+    rec('b', true, 1), rec('b', true, 1), // all correct
+    rec('c', false, -0.5), rec('c', false, -0.5), // all wrong
+    rec('d', false, 0), rec('d', true, 2), // mixed
+  ]);
+  expect(s).toEqual({ problems: 4, samples: 9, positives: 5, negatives: 4, mixedRate: 0.5, allCorrect: 1, allWrong: 1, meanReward: 4.5 / 9 });
+  expect(rolloutStats([])).toEqual({ problems: 0, samples: 0, positives: 0, negatives: 0, mixedRate: 0, allCorrect: 0, allWrong: 0, meanReward: 0 });
+});
