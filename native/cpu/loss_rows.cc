@@ -36,6 +36,18 @@ struct RowStats {
   bool finite;
 };
 
+// Max of x[0, n), and lo = min(lo, min of x): both vectorised; ±Inf shows in one of them.
+inline float chunk_max_min(const float* x, int64_t n, float& lo) {
+  float cm = -INFINITY, cl = INFINITY;
+#pragma omp simd reduction(max : cm) reduction(min : cl)
+  for (int64_t k = 0; k < n; ++k) {
+    cm = cm > x[k] ? cm : x[k];
+    cl = cl < x[k] ? cl : x[k];
+  }
+  lo = lo < cl ? lo : cl;
+  return cm;
+}
+
 // Finite check without a per-element branch: the running max and min of the row are finite and so is the
 // sum (a NaN anywhere makes the exp sum NaN; ±Inf shows in the max or the min).
 template <typename T>
@@ -45,13 +57,7 @@ RowStats row_stats(const T* row, int64_t V, bool want_ent) {
   for (int64_t v0 = 0; v0 < V; v0 += kChunk) {
     const int64_t n = std::min(kChunk, V - v0);
     const float* x = load(row, v0, n, buf);
-    float cm = -INFINITY, cl = INFINITY;
-#pragma omp simd reduction(max : cm) reduction(min : cl)
-    for (int64_t k = 0; k < n; ++k) {
-      cm = cm > x[k] ? cm : x[k];
-      cl = cl < x[k] ? cl : x[k];
-    }
-    lo = lo < cl ? lo : cl;
+    const float cm = chunk_max_min(x, n, lo);
     if (cm > m) {
       const float r = std::isinf(m) ? 0.f : vexp(m - cm);
       d *= r;
@@ -135,13 +141,7 @@ bool row_fused_grad(const T* row, T* g, int64_t V, int32_t y, float a, float b, 
   for (int64_t c = 0, v0 = 0; v0 < V; ++c, v0 += kChunk) {
     const int64_t n = std::min(kChunk, V - v0);
     const float* x = load(row, v0, n, buf);
-    float cm = -INFINITY, cl = INFINITY;
-#pragma omp simd reduction(max : cm) reduction(min : cl)
-    for (int64_t k = 0; k < n; ++k) {
-      cm = cm > x[k] ? cm : x[k];
-      cl = cl < x[k] ? cl : x[k];
-    }
-    lo = lo < cl ? lo : cl;
+    const float cm = chunk_max_min(x, n, lo);
     ws.cmax[c] = cm;
     float* e = E + v0;
     float cd = 0.f, cz = 0.f;
