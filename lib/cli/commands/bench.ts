@@ -1,0 +1,23 @@
+// rift bench: runs the benchmark script (dist/bench/run.js) with the given arguments.
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { Command } from 'commander';
+import { packageRoot } from '../../demo/loop';
+import { CliError } from '../io';
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('run the benchmarks (arguments go to bench/run.ts: --quick, --only cpu|cuda|engine)')
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[args...]', 'arguments for the benchmark script')
+    .action((args: string[]) => {
+      const script = path.join(packageRoot(), 'dist', 'bench', 'run.js');
+      if (!fs.existsSync(script)) throw new CliError(`bench: ${script} not found (run \`npm run build:ts\` first)`);
+      const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
+      if (r.error) throw r.error;
+      if (r.status !== 0) process.exitCode = r.status ?? 1;
+    });
+}

@@ -1,0 +1,47 @@
+// rift eval: Mean@K and Pass@k of a model on held-out problems.
+import { Command } from 'commander';
+import { evaluate, writeJsonAtomic, evalTable } from '../../eval/evaluate';
+import { makeScorer, promptFor } from '../../demo/loop';
+import type { Output } from '../io';
+import { int } from '../parse';
+import { samplingOptions } from './rollout';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags } from './common';
+
+interface Flags extends SamplingFlags {
+  model: string;
+  problems: string;
+  k: number;
+  json?: string | boolean;
+}
+
+export function evalCommand(out: () => Output): Command {
+  const cmd = new Command('eval')
+    .description('evaluate a model: K samples per problem → Mean@K, Pass@k')
+    .option('--model <dir>', 'model directory', DEFAULT_MODEL)
+    .requiredOption('--problems <file>', 'problems JSONL')
+    .option('--k <n>', 'samples per problem', int(1), 8);
+  samplingOptions(cmd)
+    .option('--json [file]', 'JSON lines on stdout; with a file, also write the full result there')
+    .action(async (f: Flags) => {
+      const o = out();
+      const problems = loadProblems(f.problems);
+      const { model, tokenizer } = loadModelDir(f.model);
+      o.startBar('eval', problems.length);
+      const t0 = Date.now();
+      const r = await evaluate({
+        model, tokenizer, problems, k: f.k, score: makeScorer(), promptFor,
+        params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
+        keepTexts: true,
+        onProgress: (p) => o.updateBar('eval', p.index + 1, p.total),
+      });
+      const tokens = r.perProblem.reduce((a, e) => a + e.tokens.reduce((x, y) => x + y, 0), 0);
+      o.endBar('eval', { tokens });
+      const seconds = (Date.now() - t0) / 1000;
+      if (typeof f.json === 'string') writeJsonAtomic(f.json, { model: f.model, problemsFile: f.problems, seconds, ...r });
+      o.result(
+        { command: 'eval', model: f.model, k: r.k, problems: r.problems, meanAtK: r.meanAtK, passAtK: r.passAtK, meanTokens: r.meanTokens, seconds },
+        evalTable([{ method: f.model, meanAtK: r.meanAtK, passAtK: r.passAtK, k: r.k }]) + `(${r.problems} problems × ${r.k} samples, ${seconds.toFixed(1)} s)`,
+      );
+    });
+  return cmd;
+}

@@ -1,0 +1,73 @@
+// rift rollout: K samples per problem from a model, scored, appended to a JSONL store (resumable: a rerun skips
+// the (problem, sample) pairs already there).
+import * as path from 'path';
+import { Command } from 'commander';
+import { runRollouts } from '../../rollout/rollout';
+import { loadRewardModule } from '../../reward/rewards';
+import { makeScorer, promptFor } from '../../demo/loop';
+import { BASE_MAX_NEW_TOKENS } from '../../demo/base-model';
+import type { Output } from '../io';
+import { int, num } from '../parse';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags } from './common';
+
+interface Flags extends SamplingFlags {
+  model: string;
+  problems: string;
+  k: number;
+  out: string;
+  rewardModule?: string;
+  rPos: number;
+  rNeg: number;
+}
+
+export function samplingOptions(cmd: Command): Command {
+  return cmd
+    .option('--temperature <t>', 'sampling temperature (0: greedy)', num(0), 1)
+    .option('--top-p <p>', 'nucleus sampling (1: off)', num(0, 1), 1)
+    .option('--top-k <k>', 'top-k sampling (0: off)', int(0), 0)
+    .option('--max-new-tokens <n>', 'most generated tokens per sample', int(1), BASE_MAX_NEW_TOKENS)
+    .option('--seed <n>', 'sampling seed', int(0), 0);
+}
+
+export function rolloutCommand(out: () => Output): Command {
+  const cmd = new Command('rollout')
+    .description('sample K answers per problem, score them, append them to a JSONL file (resumable)')
+    .option('--model <dir>', 'model directory (config.json, model.safetensors, tokenizer.json)', DEFAULT_MODEL)
+    .requiredOption('--problems <file>', 'problems JSONL: {id, problem, answer, solution?} per line')
+    .option('--k <n>', 'samples per problem', int(1), 8)
+    .requiredOption('--out <file>', 'rollouts JSONL (appended to; existing samples are kept)');
+  samplingOptions(cmd)
+    .option('--reward-module <path>', 'JS module exporting (sample) => number (replaces --r-pos/--r-neg)')
+    .option('--r-pos <r>', 'reward of a correct answer', num(), 1)
+    .option('--r-neg <r>', 'reward of a wrong answer', num(), -0.2)
+    .option('--json', 'JSON lines on stdout')
+    .action(async (f: Flags) => {
+      const o = out();
+      const problems = loadProblems(f.problems);
+      const { model, tokenizer } = loadModelDir(f.model);
+      const rewardFn = f.rewardModule ? await loadRewardModule(path.resolve(f.rewardModule)) : undefined;
+      const score = makeScorer({ rPos: f.rPos, rNeg: f.rNeg, rewardFn });
+      let tokens = 0;
+      const t0 = Date.now();
+      o.startBar('rollout', problems.length);
+      const r = await runRollouts({
+        model, tokenizer, problems, k: f.k, file: f.out, score, promptFor,
+        params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
+        onProgress: (p) => {
+          tokens += p.records.reduce((a, x) => a + x.tokens, 0);
+          o.updateBar('rollout', p.index + 1, p.total, { tokens });
+        },
+      });
+      o.endBar('rollout', { generated: r.generated, reused: r.reused });
+      const s = r.stats;
+      const seconds = (Date.now() - t0) / 1000;
+      o.result(
+        { command: 'rollout', file: f.out, generated: r.generated, reused: r.reused, droppedBytes: r.droppedBytes, seconds, tokens, stats: s },
+        `${f.out}: ${s.samples} samples for ${s.problems} problems (${r.generated} generated, ${r.reused} already there` +
+          `${r.droppedBytes ? `, ${r.droppedBytes} torn bytes cut` : ''}) in ${seconds.toFixed(1)} s\n` +
+          `positives ${s.positives}, negatives ${s.negatives}, mixed problems ${(100 * s.mixedRate).toFixed(1)}%, ` +
+          `all-correct ${s.allCorrect}, all-wrong ${s.allWrong}, mean reward ${s.meanReward.toFixed(4)}`,
+      );
+    });
+  return cmd;
+}

@@ -1,0 +1,116 @@
+// rift train: one method (sft | rft | dft | dpo | rift) on rollouts (SFT: on the problems' reference solutions),
+// checkpoints and exact resume; the trained model is saved to --out (HF layout, tokenizer files copied).
+import * as fs from 'fs';
+import * as path from 'path';
+import { Command, Option } from 'commander';
+import { readRollouts } from '../../rollout/store';
+import { appendJsonl } from '../../data/jsonl';
+import { writeJsonAtomic } from '../../eval/evaluate';
+import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
+import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
+import { referenceExamples, rolloutExamples, trainMethod } from '../../demo/loop';
+import { CliError, type Output } from '../io';
+import { int, num } from '../parse';
+import { DEFAULT_MODEL, loadModelDir, loadProblems } from './common';
+
+interface Flags {
+  method: TrainMethod;
+  negative: 'token' | 'sequence';
+  model: string;
+  rollouts?: string;
+  problems: string;
+  out: string;
+  lr: number;
+  steps?: number;
+  epochs?: number;
+  schedule: ScheduleKind;
+  warmupSteps: number;
+  tokenBudget: number;
+  examplesPerStep: number;
+  checkpointEvery?: number;
+  dpoReference: 'precomputed' | 'held';
+  seed: number;
+  resume?: boolean;
+  json?: boolean;
+}
+
+export function trainCommand(out: () => Output): Command {
+  return new Command('train')
+    .description('fine-tune a model with one method on rollouts (sft: on the reference solutions)')
+    .addOption(new Option('--method <name>', 'training method').choices(TRAIN_METHODS as string[]).makeOptionMandatory())
+    .addOption(new Option('--negative <form>', 'RIFT negatives: per token or per sequence').choices(['token', 'sequence']).default('token'))
+    .option('--model <dir>', 'initial model directory', DEFAULT_MODEL)
+    .option('--rollouts <file>', 'rollouts JSONL (rift rollout); not used by sft')
+    .requiredOption('--problems <file>', 'the problems JSONL the rollouts were made from')
+    .requiredOption('--out <dir>', 'output directory: the trained model, checkpoints/, metrics.jsonl, train.json')
+    .option('--lr <lr>', 'learning rate', num(0), 1e-4)
+    .option('--steps <n>', 'exactly this many optimizer updates (default: --epochs)', int(1))
+    .option('--epochs <n>', 'passes over the data (when --steps is not given; default 1)', int(1))
+    .addOption(new Option('--schedule <kind>', 'LR schedule').choices(SCHEDULE_KINDS as string[]).default('constant'))
+    .option('--warmup-steps <n>', 'linear LR warm-up steps', int(0), 0)
+    .option('--token-budget <n>', 'most tokens (B × T) per micro-batch', int(1), 4096)
+    .option('--examples-per-step <n>', 'sequences (DPO: pairs) per optimizer update', int(1), 16)
+    .option('--checkpoint-every <n>', 'checkpoint every N updates (and at the end) into OUT/checkpoints', int(1))
+    .addOption(new Option('--dpo-reference <kind>', 'DPO reference log-probs').choices(['precomputed', 'held']).default('precomputed'))
+    .option('--seed <n>', 'data-order seed', int(0), 0)
+    .option('--resume', 'continue from OUT/checkpoints (same options and data)')
+    .option('--json', 'JSON lines on stdout')
+    .action(async (f: Flags) => {
+      const o = out();
+      if (f.steps !== undefined && f.epochs !== undefined) throw new CliError('--steps and --epochs: give one of them');
+      if (f.method !== 'sft' && !f.rollouts) throw new CliError(`--rollouts: required for --method ${f.method}`);
+      if (f.rollouts && !fs.existsSync(f.rollouts)) throw new CliError(`--rollouts: ${f.rollouts}: no such file`);
+      const problems = loadProblems(f.problems);
+      const { model, tokenizer } = loadModelDir(f.model);
+      const records = f.rollouts ? readRollouts(f.rollouts) : [];
+      const { examples, skipped } = rolloutExamples(records, problems, tokenizer);
+      const refs = referenceExamples(problems, tokenizer);
+      if (f.method === 'sft' && !refs.length) throw new CliError(`--problems: ${f.problems}: no problem has a "solution" (needed by --method sft)`);
+      if (skipped) o.log(`${skipped} rollout records skipped (problem not in ${f.problems}, or an empty response)`);
+      const ckpt = path.join(f.out, 'checkpoints');
+      if (f.resume && !fs.existsSync(path.join(ckpt, 'latest.json'))) throw new CliError(`--resume: ${ckpt}: no checkpoint to resume from`);
+      fs.mkdirSync(f.out, { recursive: true });
+      const metricsFile = path.join(f.out, 'metrics.jsonl');
+      if (!f.resume) fs.rmSync(metricsFile, { force: true });
+      let tokens = 0;
+      const label = `train ${f.method}${f.method === 'rift' ? `-${f.negative}` : ''}`;
+      let total = f.steps ?? 0;
+      const t0 = Date.now();
+      const { metrics, trainer } = await trainMethod(model, examples, refs, {
+        method: f.method,
+        ...(f.method === 'rift' ? { negative: f.negative } : {}),
+        ...(f.method === 'dpo' ? { dpoReference: f.dpoReference } : {}),
+        lr: f.lr,
+        schedule: f.schedule,
+        warmupSteps: f.warmupSteps,
+        tokenBudget: f.tokenBudget,
+        examplesPerStep: f.examplesPerStep,
+        seed: f.seed,
+        padId: tokenizer.padTokenId ?? 0,
+        ...(f.steps === undefined ? { epochs: f.epochs ?? 1 } : { steps: f.steps }),
+        ...(f.checkpointEvery !== undefined || f.resume ? { checkpointDir: ckpt, checkpointEvery: f.checkpointEvery } : {}),
+        ...(f.resume ? { resumeFrom: ckpt } : {}),
+        onStep: (m) => {
+          if (!total) {
+            total = f.steps ?? m.totalSteps;
+            o.startBar(label, total);
+          }
+          tokens += m.tokens;
+          appendJsonl(metricsFile, [{ step: m.step, epoch: m.epoch, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, tokensPerSec: m.tokensPerSec, memoryPeak: m.memoryPeak, seconds: m.seconds }]);
+          o.updateBar(label, m.step, total, { tokens, loss: m.loss });
+        },
+      });
+      o.endBar(label, { steps: metrics.length });
+      void trainer;
+      model.save(f.out);
+      const seconds = (Date.now() - t0) / 1000;
+      const last = metrics[metrics.length - 1];
+      const summary = {
+        command: 'train', method: f.method, negative: f.method === 'rift' ? f.negative : undefined, out: f.out, steps: metrics.length,
+        firstLoss: metrics[0]?.loss, lastLoss: last?.loss, peakMemoryBytes: Math.max(0, ...metrics.map((m) => m.memoryPeak)), seconds,
+        examples: examples.length, referenceSolutions: refs.length,
+      };
+      writeJsonAtomic(path.join(f.out, 'train.json'), { ...summary, options: f, metrics });
+      o.result(summary, `${label}: ${metrics.length} updates, loss ${summary.firstLoss?.toFixed(4)} → ${summary.lastLoss?.toFixed(4)}, ${seconds.toFixed(1)} s; model saved to ${f.out}`);
+    });
+}
