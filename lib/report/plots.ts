@@ -137,6 +137,20 @@ export interface PlotOptions {
 }
 
 /** Training loss against step, one line per method. `logScale` puts loss on a log axis (all losses must be > 0). */
+// One colour per method name in every plot (a plot that lacks 'base' must not shift the others' colours):
+// the project's method names take fixed slots of PALETTE; other names are hashed into it.
+const METHOD_SLOTS = ['base', 'sft', 'rft', 'dft', 'dpo', 'rift-token', 'rift-sequence'];
+export function methodColor(method: string): string {
+  const slot = METHOD_SLOTS.indexOf(method.toLowerCase());
+  if (slot >= 0) return PALETTE[slot];
+  let h = 0;
+  for (const ch of method) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
+  return PALETTE[h % PALETTE.length];
+}
+function methodScale(methods: readonly string[]): { domain: string[]; range: string[] } {
+  return { domain: [...methods], range: methods.map(methodColor) };
+}
+
 export function lossCurvePlot(series: readonly LossPoint[], opts: PlotOptions & { logScale?: boolean } = {}): VegaLiteSpec {
   checkRows('series', series, (r, i) => {
     if (!finite(r.step)) throw new RangeError(`series: series[${i}].step must be a finite number`);
@@ -153,7 +167,7 @@ export function lossCurvePlot(series: readonly LossPoint[], opts: PlotOptions & 
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step', axis: { tickMinStep: 1, format: 'd' } },
       y: { field: 'loss', type: 'quantitative', title: 'loss', scale: opts.logScale ? { type: 'log' } : { zero: false } },
-      color: { field: 'method', type: 'nominal', title: 'method', scale: { domain: methods } },
+      color: { field: 'method', type: 'nominal', title: 'method', scale: methodScale(methods) },
       tooltip: [{ field: 'method' }, { field: 'step' }, { field: 'loss', format: '.4f' }],
     },
   });
@@ -202,7 +216,7 @@ export function accuracyPlot(rows: readonly AccuracyRow[], opts: PlotOptions = {
       {
         mark: { type: 'bar' },
         encoding: {
-          color: { field: 'method', type: 'nominal', title: 'method', scale: { domain: methods } },
+          color: { field: 'method', type: 'nominal', title: 'method', scale: methodScale(methods) },
           tooltip: [{ field: 'method' }, { field: 'metric' }, { field: 'value', format: '.1%' }],
         },
       },
