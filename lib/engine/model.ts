@@ -11,7 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
-import { LossResult, Method, METHODS, NEGATIVE_FORMS, NegativeForm, Reduction, REDUCTIONS } from '../kernels/loss';
+import { LossOptions, LossResult, METHODS, NEGATIVE_FORMS, NegativeForm, Reduction, REDUCTIONS } from '../kernels/loss';
 import { checkArray, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
@@ -38,27 +38,18 @@ export interface TensorEntry {
   shape: number[];
 }
 
-export interface ModelLossOptions {
+/**
+ * lossAndGrad's options (lib/kernels/loss.ts) with the model's tokens in place of the logits: row b·T + t of the
+ * B·T rows has targets[b·T + t] (the token after that position, −100 = none); offsets run over those rows.
+ */
+export type ModelLossOptions = Omit<LossOptions, 'logits' | 'grad' | 'rows' | 'vocab'> & {
   /** Token ids (B, T), row-major. */
   ids: Int32Array;
   B: number;
   T: number;
-  /** Target of each of the B·T rows (the token after that position), −100 = no target. */
-  targets: Int32Array;
-  /** Sequence i owns rows offsets[i] .. offsets[i+1]−1 of the B·T rows. Length S+1, offsets[S] = B·T. */
-  offsets: Int32Array;
-  rewards?: Float32Array;
-  method: Method;
-  negative?: NegativeForm;
-  reduction?: Reduction;
-  /** Explicit normaliser (> 0): e.g. the response tokens of the whole global batch, for exact accumulation. */
-  normalizer?: number;
-  dpo?: { refLogps: Float32Array | Float64Array; pairs: Int32Array; beta?: number };
-  tokenLogps?: boolean;
-  entropy?: boolean;
   /** false: loss and log-probs only, gradients untouched (always false for 'logprob'). Default true. */
   backward?: boolean;
-}
+};
 
 export interface StepOptions {
   lr: number;
