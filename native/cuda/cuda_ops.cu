@@ -1,0 +1,309 @@
+// The CUDA OpsBackend (cuda_ops.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and the kernels of
+// cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. Semantics match the CPU twin
+// (cpu/cpu_ops.cc) op for op; linear layers are expressed through gemm exactly as there.
+//
+// Row-major GEMM through column-major cuBLAS: a row-major (r, c) matrix with row stride ld is, byte for byte,
+// the column-major (c, r) matrix — its transpose — with leading dimension ld. So row-major C = op(A)·op(B)
+// (M, N) is column-major Cᵀ (N, M) = op(B)ᵀ·op(A)ᵀ: call cuBLAS with the operands swapped, m = N, n = M, k = K,
+// first operand B (ldb) with transb kept (row-major B (K, N) is column-major Bᵀ (N, K), exactly op(B)ᵀ when
+// !transB; row-major B (N, K) for transB is column-major (K, N) and needs CUBLAS_OP_T), second operand A (lda)
+// with transA kept the same way, and ldc as C's leading dimension.
+//
+// Data-dependent errors (a token id outside [0, V), a negative position) are checked on the host after copying
+// ids / positions down (T ints, one synchronous copy): the CPU twin's ArgError and message, nothing written.
+// Scratch (embedding groups, rope inv_freq, column-sum partials, sumsq partials, attention Di) is one device
+// buffer grown on demand, counted as Device/Workspace in the memory tracker. All work is on the legacy default
+// stream; a mutex serialises callers (the cuBLAS handle and the scratch are shared).
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/loss.h"
+#include "core/memory.h"
+#include "cuda/cublas_loader.h"
+#include "cuda/cuda_check.h"
+#include "cuda/cuda_ops.h"
+#include "cuda/cuda_ops_kernels.h"
+#include "cuda/device_mem.h"
+
+namespace rift {
+namespace {
+
+using namespace rift::cuda;
+
+size_t align256(size_t x) { return (x + 255) & ~size_t(255); }
+
+int to_int(int64_t x, const char* what) {
+  if (x < 0 || x > int64_t(INT_MAX))
+    throw std::runtime_error(std::string("cuda gemm: ") + what + " = " + std::to_string(x) +
+                             " does not fit cuBLAS's 32-bit int");
+  return int(x);
+}
+
+std::vector<int32_t> download_ints(const int32_t* p, int64_t n) {
+  std::vector<int32_t> h(size_t(std::max<int64_t>(0, n)));
+  if (n > 0) RIFT_CUDA_CHECK(cudaMemcpy(h.data(), p, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost));
+  return h;
+}
+
+void check_ids(const std::vector<int32_t>& ids, int64_t V) {
+  for (size_t t = 0; t < ids.size(); ++t)
+    if (ids[t] < 0 || ids[t] >= V)
+      throw ArgError{ArgError::Range, "ids", "ids: ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
+                                                 " is outside [0, " + std::to_string(V) + ")"};
+}
+
+void check_positions(const std::vector<int32_t>& pos) {
+  for (size_t t = 0; t < pos.size(); ++t)
+    if (pos[t] < 0)
+      throw ArgError{ArgError::Range, "positions", "positions: positions[" + std::to_string(t) + "] = " +
+                                                       std::to_string(pos[t]) + " is negative"};
+}
+
+class CudaOps final : public OpsBackend {
+ public:
+  explicit CudaOps(const CublasApi* api) : api_(api) {
+    RIFT_CUDA_CHECK(cudaGetDevice(&device_));
+    cublas_check(api_->create(&handle_), "cublasCreate_v2");
+    cublas_check(api_->set_stream(handle_, nullptr), "cublasSetStream_v2");
+    cublas_check(api_->set_math_mode(handle_, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
+  }
+  // Process-wide and never destroyed (cuda_ops() leaks it): tearing down cuBLAS during static destruction,
+  // after the CUDA runtime may have shut down, is not safe.
+  ~CudaOps() override = default;
+
+  const char* name() const override { return "cuda"; }
+
+  OpsInfo info() const override {
+    OpsInfo i;
+    i.gemm = tf32_ ? "cublas-tf32" : "cublas";
+    i.threads = 1;
+    i.blas_available = true;
+    i.blas_path = api_->path;
+    return i;
+  }
+
+  // "cublas": fp32 sgemm (default math, no TF32); "cublas-tf32": cublasGemmEx with CUBLAS_COMPUTE_32F_FAST_TF32.
+  bool set_gemm(const std::string& impl) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (impl == "cublas") tf32_ = false;
+    else if (impl == "cublas-tf32") tf32_ = true;
+    else return false;
+    return true;
+  }
+
+  void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+            const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    gemm_locked(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
+  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t M, int64_t N,
+                      int64_t K, bool accumulate) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (bias) ops::bias_rows(out, bias, M, N, accumulate);
+    const float beta = (bias || accumulate) ? 1.f : 0.f;
+    gemm_locked(false, true, M, N, K, 1.f, inp, K, weight, K, beta, out, N);
+  }
+
+  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                       const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (dinp) gemm_locked(false, false, M, K, N, 1.f, dout, N, weight, K, accumulate ? 1.f : 0.f, dinp, K);
+    if (dweight) gemm_locked(true, false, N, K, M, 1.f, dout, N, inp, K, 1.f, dweight, K);
+    if (dbias && M > 0 && N > 0) {
+      double* part = static_cast<double*>(scratch(size_t(ops::colsum_scratch(M, N)) * sizeof(double)));
+      ops::column_sums(dbias, dout, M, N, part);
+    }
+  }
+
+  void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V,
+                         int64_t C) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    check_ids(download_ints(ids, T), V);
+    ops::embedding_forward(out, ids, wte, T, C);
+  }
+
+  // Tokens grouped by id on the host (stable: token order inside a group), one block per group and column
+  // chunk on the device: deterministic, and the same summation order as the CPU twin.
+  void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V,
+                          int64_t C) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    const std::vector<int32_t> h = download_ints(ids, T);
+    check_ids(h, V);
+    if (T <= 0 || C <= 0) return;
+    std::vector<int32_t> order(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) order[size_t(t)] = int32_t(t);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return h[size_t(a)] < h[size_t(b)]; });
+    std::vector<int32_t> seg, seg_id;
+    for (int64_t k = 0; k < T; ++k)
+      if (k == 0 || h[size_t(order[size_t(k)])] != h[size_t(order[size_t(k - 1)])]) {
+        seg.push_back(int32_t(k));
+        seg_id.push_back(h[size_t(order[size_t(k)])]);
+      }
+    const int64_t U = int64_t(seg_id.size());
+    seg.push_back(int32_t(T));
+    const size_t o_order = 0, o_seg = align256(size_t(T) * 4), o_id = o_seg + align256(size_t(U + 1) * 4);
+    char* base = static_cast<char*>(scratch(o_id + size_t(U) * 4));
+    RIFT_CUDA_CHECK(cudaMemcpy(base + o_order, order.data(), size_t(T) * 4, cudaMemcpyHostToDevice));
+    RIFT_CUDA_CHECK(cudaMemcpy(base + o_seg, seg.data(), size_t(U + 1) * 4, cudaMemcpyHostToDevice));
+    RIFT_CUDA_CHECK(cudaMemcpy(base + o_id, seg_id.data(), size_t(U) * 4, cudaMemcpyHostToDevice));
+    ops::embedding_backward(dwte, dout, reinterpret_cast<int32_t*>(base + o_order),
+                            reinterpret_cast<int32_t*>(base + o_seg), reinterpret_cast<int32_t*>(base + o_id), U, C);
+  }
+
+  void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                       float eps) override {
+    ops::rmsnorm_forward(out, rstd, inp, weight, T, C, eps);
+  }
+
+  void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                        const float* rstd, int64_t T, int64_t C, bool accumulate) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    double* part = nullptr;
+    if (dweight && T > 0 && C > 0)
+      part = static_cast<double*>(scratch(size_t(ops::colsum_scratch(T, C)) * sizeof(double)));
+    ops::rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, T, C, accumulate, part);
+  }
+
+  void rope_forward(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D,
+                    float theta) override {
+    rope(out, inp, pos, T, H, D, theta, false, false);
+  }
+  void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D,
+                     float theta, bool accumulate) override {
+    rope(dinp, dout, pos, T, H, D, theta, true, accumulate);
+  }
+
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) override {
+    ops::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+  }
+
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                          const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
+                          int64_t Hkv, int64_t D, bool accumulate) override {
+    if (B <= 0 || T <= 0 || Hq <= 0 || D <= 0) return;
+    std::lock_guard<std::mutex> lk(mu_);
+    float* di = static_cast<float*>(scratch(size_t(B * Hq * T) * sizeof(float)));
+    ops::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, di);
+  }
+
+  void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {
+    ops::swiglu_forward(out, gate, up, n);
+  }
+  void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
+                       bool accumulate) override {
+    ops::swiglu_backward(dgate, dup, dout, gate, up, n, accumulate);
+  }
+
+  void add(float* out, const float* a, const float* b, int64_t n) override { ops::add(out, a, b, n); }
+  void scale(float* x, float s, int64_t n) override { ops::scale(x, s, n); }
+  void zero(float* x, int64_t n) override { ops::zero(x, n); }
+
+  // Fixed grid of partial sums in double, added on the host in block order: deterministic.
+  double sumsq(const float* x, int64_t n) override {
+    if (n <= 0) return 0.0;
+    std::lock_guard<std::mutex> lk(mu_);
+    double* part = static_cast<double*>(scratch(sizeof(double) * ops::kSumsqParts));
+    ops::sumsq_parts(x, n, part);
+    double h[ops::kSumsqParts];
+    RIFT_CUDA_CHECK(cudaMemcpy(h, part, sizeof(h), cudaMemcpyDeviceToHost));
+    double s = 0.0;
+    for (double v : h) s += v;
+    return s;
+  }
+
+  void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) override {
+    ops::adamw(param, grad, m, v, n, p);
+  }
+
+ private:
+  void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    const int m = to_int(N, "N"), n = to_int(M, "M"), k = to_int(K, "K");
+    const int la = to_int(std::max<int64_t>(1, lda), "lda"), lb = to_int(std::max<int64_t>(1, ldb), "ldb");
+    const int lc = to_int(std::max<int64_t>(1, ldc), "ldc");
+    const cublasOperation_t opb = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (tf32_) {
+      cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, B, CUDA_R_32F, lb, A, CUDA_R_32F, la, &beta, C,
+                                 CUDA_R_32F, lc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
+                   "cublasGemmEx");
+    } else {
+      cublas_check(api_->sgemm(handle_, opb, opa, m, n, k, &alpha, B, lb, A, la, &beta, C, lc), "cublasSgemm_v2");
+    }
+  }
+
+  void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
+            bool inverse, bool accumulate) {
+    std::lock_guard<std::mutex> lk(mu_);
+    check_positions(download_ints(pos, T));
+    const int64_t half = D / 2;
+    if (T <= 0 || half <= 0) return;
+    // inv_freq_i = 1 / θ^(float(2i)/D), exactly as the CPU twin's table (cpu/ops_norm_rope.cc rope_row).
+    std::vector<float> inv(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+      const float e = float(2 * i) / float(D);
+      inv[size_t(i)] = 1.f / float(std::pow(double(theta), double(e)));
+    }
+    float* dinv = static_cast<float*>(scratch(size_t(half) * sizeof(float)));
+    RIFT_CUDA_CHECK(cudaMemcpy(dinv, inv.data(), size_t(half) * sizeof(float), cudaMemcpyHostToDevice));
+    ops::rope(out, inp, pos, dinv, T, H, D, inverse, accumulate);
+  }
+
+  // Device scratch of at least `bytes` (mu_ held). Growing frees the old buffer: cudaFree waits for the device,
+  // so kernels still reading it finish first.
+  void* scratch(size_t bytes) {
+    bytes = std::max<size_t>(256, align256(bytes));
+    if (bytes > cap_) {
+      const size_t want = std::max(bytes, cap_ + cap_ / 2);
+      if (buf_) {
+        cuda::free(buf_);
+        mem_note_free(MemSpace::Device, MemCategory::Workspace, int64_t(cap_));
+        buf_ = nullptr, cap_ = 0;
+      }
+      buf_ = cuda::alloc(want);
+      cap_ = want;
+      mem_note_alloc(MemSpace::Device, MemCategory::Workspace, int64_t(cap_));
+    }
+    return buf_;
+  }
+
+  const CublasApi* api_;
+  int device_ = 0;
+  cublasHandle_t handle_ = nullptr;
+  bool tf32_ = false;
+  std::mutex mu_;
+  void* buf_ = nullptr;
+  size_t cap_ = 0;
+};
+
+}  // namespace
+
+OpsBackend* cuda_ops() {
+  static std::once_flag once;
+  static CudaOps* ops = nullptr;
+  try {
+    std::call_once(once, [] {
+      if (cuda::device_count() <= 0) return;
+      const CublasApi* api = cublas_api();
+      if (!api) return;
+      try {
+        ops = new CudaOps(api);  // never deleted (see ~CudaOps)
+      } catch (...) {
+        ops = nullptr;
+      }
+    });
+  } catch (...) {
+    return nullptr;
+  }
+  return ops;
+}
+
+}  // namespace rift

@@ -1,0 +1,40 @@
+// Internal helpers shared by the cuda_ops_*.cu kernels.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/cuda_check.h"
+
+namespace rift::cuda::ops {
+
+constexpr int kThreads = 256;
+
+// Blocks for a grid-stride loop over n elements (capped; the loops stride over the rest).
+inline unsigned flat_blocks(int64_t n, int threads = kThreads) {
+  const int64_t b = (n + threads - 1) / threads;
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>(b, int64_t(1) << 20)));
+}
+
+__device__ __forceinline__ int64_t flat_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ int64_t flat_stride() { return int64_t(gridDim.x) * blockDim.x; }
+
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+__device__ __forceinline__ float warp_max(float x) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+__device__ __forceinline__ double warp_sum_d(double x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+// The build uses --use_fast_math: divisions, square roots and 1/x that must match the CPU go through the
+// IEEE round-to-nearest intrinsics below.
+__device__ __forceinline__ float sigmoid_rn(float x) { return __frcp_rn(__fadd_rn(1.f, expf(-x))); }
+
+}  // namespace rift::cuda::ops
