@@ -104,7 +104,9 @@ export interface NativeAddon {
 }
 
 function load(): NativeAddon {
-  const file = process.env.RIFT_ADDON ?? path.resolve(__dirname, '..', ...(path.basename(path.resolve(__dirname, '..')) === 'dist' ? ['..'] : []), 'build', 'Release', 'rift.node');
+  // This file runs from lib/ (ts-jest) or dist/lib/ (compiled): the package root is one or two levels up.
+  const up = path.basename(path.resolve(__dirname, '..')) === 'dist' ? '../..' : '..';
+  const file = process.env.RIFT_ADDON ?? path.resolve(__dirname, up, 'build', 'Release', 'rift.node');
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as NativeAddon;
