@@ -182,4 +182,17 @@ dl('lossAndGrad: CUDA matches CPU', () => {
     expect(() => lossAndGrad({ rows: 8, vocab: 640, targets: c.targets, offsets: c.offsets, method: 'sft', logits: t, grad: t })).toThrow(/row 5/);
     t.free();
   });
+
+  test('a DeviceTensor in use by lossAndGradAsync cannot be freed or overwritten until the promise settles', async () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { lossAndGradAsync } = require('../lib/kernels/loss') as typeof import('../lib/kernels/loss');
+    const c = makeCase(64, 32000, 4);
+    const t = DeviceTensor.fromArray(c.logits);
+    const p = lossAndGradAsync({ rows: 64, vocab: 32000, targets: c.targets, offsets: c.offsets, method: 'sft', logits: t, grad: t });
+    expect(() => t.free()).toThrow(/in use/);
+    expect(() => t.upload(c.logits)).toThrow(/in use/);
+    await p;
+    expect(() => t.free()).not.toThrow();
+    expect(t.freed).toBe(true);
+  });
 });

@@ -82,6 +82,8 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   ~DeviceTensor() override { release_noexcept(); }  // the finalizer frees what free() did not
 
   bool live() const { return live_; }
+  // A running lossAndGradAsync uses this tensor: free/upload/download refuse until it settles.
+  void set_busy(bool busy) { busy_ += busy ? 1 : -1; }
   void* ptr() const { return ptr_; }
   size_t bytes() const { return bytes_; }
   int dtype() const { return dtype_; }
@@ -94,6 +96,11 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   }
   void require_live(Napi::Env env) const {
     if (!live_) throw Napi::Error::New(env, "DeviceTensor: used after free");
+    require_idle(env);
+  }
+  void require_idle(Napi::Env env) const {
+    if (busy_ > 0)
+      throw Napi::Error::New(env, "DeviceTensor: in use by a running lossAndGradAsync; wait for its promise to settle");
   }
   // The caller's typed array must be Float32Array (dtype 0) or Uint16Array (dtype 1) of exactly bytes_ bytes.
   Napi::TypedArray host_array(const Napi::CallbackInfo& info, const char* arg) const {
@@ -125,6 +132,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     return ta;
   }
   Napi::Value free(const Napi::CallbackInfo& info) {  // idempotent
+    require_idle(info.Env());
     if (live_) {
       void* p = ptr_;
       live_ = false;
@@ -141,6 +149,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   size_t bytes_ = 0;
   int dtype_ = 0;
   bool live_ = false;
+  int busy_ = 0;
 };
 
 Napi::Value device_count(const Napi::CallbackInfo& info) {
@@ -182,6 +191,11 @@ bool unwrap_device_tensor(const Napi::Value& v, void** ptr, size_t* bytes, int* 
   return true;
 }
 
+void set_device_tensor_busy(const Napi::Value& v, bool busy) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kDeviceTensorTag)) return;
+  if (DeviceTensor* t = DeviceTensor::Unwrap(v.As<Napi::Object>())) t->set_busy(busy);
+}
+
 void init_device(Napi::Env env, Napi::Object exports) {
   Napi::Object cuda = Napi::Object::New(env);
   cuda.Set("deviceCount", Napi::Function::New(env, device_count, "deviceCount"));
@@ -194,6 +208,8 @@ void init_device(Napi::Env env, Napi::Object exports) {
 #else  // built without CUDA
 
 bool unwrap_device_tensor(const Napi::Value&, void**, size_t*, int*) { return false; }
+
+void set_device_tensor_busy(const Napi::Value&, bool) {}  // nothing is a DeviceTensor without CUDA
 
 void init_device(Napi::Env env, Napi::Object exports) { exports.Set("cuda", env.Null()); }
 

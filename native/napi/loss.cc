@@ -204,7 +204,9 @@ class LossWorker final : public Napi::AsyncWorker {
  public:
   LossWorker(Napi::Env env, std::unique_ptr<Call> call)
       : Napi::AsyncWorker(env, "rift.lossAndGrad"), deferred_(Napi::Promise::Deferred::New(env)),
-        call_(std::move(call)) {}
+        call_(std::move(call)) {
+    set_busy(true);
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -218,14 +220,22 @@ class LossWorker final : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
+    set_busy(false);
     deferred_.Resolve(result_object(Env(), result_, call_->spec));
   }
   void OnError(const Napi::Error& e) override {
+    set_busy(false);
     if (arg_error_) deferred_.Reject(to_js(Env(), *arg_error_).Value());
     else deferred_.Reject(e.Value());
   }
 
  private:
+  // Device tensors in use must not be freed or overwritten from JS until the worker is done.
+  void set_busy(bool busy) {
+    if (call_->logits.device) set_device_tensor_busy(call_->logits.ref.Value(), busy);
+    if (call_->grad.device && call_->grad.data != call_->logits.data)
+      set_device_tensor_busy(call_->grad.ref.Value(), busy);
+  }
   Napi::Promise::Deferred deferred_;
   std::unique_ptr<Call> call_;
   LossResult result_;
