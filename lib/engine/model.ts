@@ -11,8 +11,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
-import { LossOptions, LossResult, METHODS, NEGATIVE_FORMS, NegativeForm, Reduction, REDUCTIONS } from '../kernels/loss';
-import { checkArray, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
+import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
 export interface ModelOptions {
@@ -42,7 +42,7 @@ export interface TensorEntry {
  * lossAndGrad's options (lib/kernels/loss.ts) with the model's tokens in place of the logits: row b·T + t of the
  * B·T rows has targets[b·T + t] (the token after that position, −100 = none); offsets run over those rows.
  */
-export type ModelLossOptions = Omit<LossOptions, 'logits' | 'grad' | 'rows' | 'vocab'> & {
+export type ModelLossOptions = LossSpecOptions & {
   /** Token ids (B, T), row-major. */
   ids: Int32Array;
   B: number;
@@ -259,7 +259,11 @@ export class Model {
     return localResult(call(() => this.native.lossAndBackward(args)));
   }
 
-  /** Same on a libuv worker thread; the model refuses other calls (Error "busy") until the promise settles. */
+  /**
+   * Same on a libuv worker thread; the model refuses other calls (Error "busy") until the promise settles.
+   * Argument errors throw synchronously, as lossAndGradAsync's do; token ids and target values are checked by the
+   * engine while it runs, and reject the promise.
+   */
   lossAndBackwardAsync(opts: ModelLossOptions): Promise<LossResult> {
     const args = this.toNative(opts);
     let p: Promise<NativeLossResult>;
@@ -363,48 +367,14 @@ export class Model {
 
   private toNative(o: ModelLossOptions): Record<string, unknown> {
     if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
-    const method = checkEnum('method', o.method, METHODS);
-    const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
-    const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
     const B = checkInteger('B', o.B, 1, 2 ** 31 - 1);
     const T = checkInteger('T', o.T, 1, 2 ** 31 - 1);
     if (B * T > 2 ** 31 - 1) throw rangeError('T', `B × T must be < 2^31, got ${B * T}`);
-    const N = B * T;
-    const ids = checkIds('ids', o.ids, N);
-    const targets = checkIds('targets', o.targets, N);
-    const offsets = checkArray('offsets', o.offsets, Int32Array);
-    if (offsets.length < 1) throw rangeError('offsets', 'must hold S + 1 entries (at least one)');
-    const S = offsets.length - 1;
-    let rewards: Float32Array | undefined;
-    if (o.rewards !== undefined) rewards = checkArray('rewards', o.rewards, Float32Array, S);
-    if (method === 'rift' && rewards === undefined) throw typeError('rewards', "a Float32Array of length S is required for method 'rift'");
-    let normalizer = 0;
-    if (o.normalizer !== undefined) {
-      normalizer = checkFiniteNumber('normalizer', o.normalizer);
-      if (normalizer <= 0) throw rangeError('normalizer', `must be > 0, got ${normalizer}`);
-    }
+    const ids = checkIds('ids', o.ids, B * T);
     if (o.backward !== undefined && typeof o.backward !== 'boolean') throw typeError('backward', `must be a boolean, got ${describe(o.backward)}`);
-    const out: Record<string, unknown> = {
-      ids, B, T, targets, offsets, rewards,
-      method: METHODS.indexOf(method),
-      negative: NEGATIVE_FORMS.indexOf(negative),
-      reduction: REDUCTIONS.indexOf(reduction),
-      normalizer,
-      tokenLogps: !!o.tokenLogps,
-      entropy: !!o.entropy,
-      backward: o.backward ?? true,
-    };
-    if (method === 'dpo') {
-      const d = o.dpo;
-      if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogps, pairs, beta?} is required for method 'dpo'");
-      if (!(d.refLogps instanceof Float64Array || d.refLogps instanceof Float32Array)) throw typeError('refLogps', `must be a Float64Array or Float32Array, got ${describe(d.refLogps)}`);
-      if (d.refLogps.length !== S) throw rangeError('refLogps', `length must be S = ${S}, got ${d.refLogps.length}`);
-      const pairs = checkArray('pairs', d.pairs, Int32Array);
-      const beta = d.beta === undefined ? 0.1 : checkFiniteNumber('beta', d.beta);
-      if (beta <= 0) throw rangeError('beta', `must be > 0, got ${beta}`);
-      Object.assign(out, { refLogps: d.refLogps instanceof Float64Array ? d.refLogps : Float64Array.from(d.refLogps), pairs, beta });
-    }
-    return out;
+    // Token ids and target values are checked by the engine itself (ids first), on the worker for async calls.
+    const { args } = lossSpecArgs(o, B * T, this.vocab, { targetValues: false });
+    return { ids, B, T, ...args, backward: o.backward ?? true };
   }
 }
 

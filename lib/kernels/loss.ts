@@ -78,26 +78,25 @@ function nativeBuffer(b: LogitsBuffer): unknown {
   return b instanceof DeviceTensor ? b.native : b;
 }
 
-/** Validates the options and builds the object the native addon takes. Exported for tests. */
-export function toNative(o: LossOptions): Record<string, unknown> {
-  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+/** The loss options every caller shares (lossAndGrad, Model.lossAndBackward): everything but the logits. */
+export type LossSpecOptions = Omit<LossOptions, 'logits' | 'grad' | 'rows' | 'vocab'>;
+
+/**
+ * Validates the method, targets (rows, each in [0, vocab) or −100 unless `targetValues` is false: the caller's
+ * native side checks them), offsets, rewards, normaliser and DPO options, and returns them as the fields the
+ * native loss/model bindings take. Throws TypeError/RangeError naming the argument.
+ */
+export function lossSpecArgs(
+  o: LossSpecOptions,
+  rows: number,
+  vocab: number,
+  { targetValues = true }: { targetValues?: boolean } = {},
+): { method: Method; args: Record<string, unknown> } {
   const method = checkEnum('method', o.method, METHODS);
   const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
   const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
-  const rows = checkInteger('rows', o.rows, 0, 2 ** 31 - 1);
-  const vocab = checkInteger('vocab', o.vocab, 1, 2 ** 31 - 1);
-  const logits = checkBuffer('logits', o.logits);
-  if (bufferLength(logits) !== rows * vocab) throw rangeError('logits', `length must be rows × vocab = ${rows * vocab}, got ${bufferLength(logits)}`);
-  let grad: LogitsBuffer | undefined;
-  if (o.grad !== undefined) {
-    grad = checkBuffer('grad', o.grad);
-    if ((grad instanceof DeviceTensor) !== (logits instanceof DeviceTensor)) throw typeError('grad', 'must live where logits live (host array or DeviceTensor)');
-    if (bufferDtype(grad) !== bufferDtype(logits)) throw typeError('grad', `must have the logits' dtype (${bufferDtype(logits)})`);
-    if (bufferLength(grad) !== bufferLength(logits)) throw rangeError('grad', `length must equal the logits' length ${bufferLength(logits)}`);
-    if (method === 'logprob') throw typeError('grad', "method 'logprob' computes no gradient: omit grad");
-  }
   const targets = checkArray('targets', o.targets, Int32Array, rows);
-  for (let t = 0; t < rows; t++) {
+  for (let t = 0; targetValues && t < rows; t++) {
     const y = targets[t];
     if (y !== -100 && (y < 0 || y >= vocab)) throw rangeError('targets', `targets[${t}] = ${y} is outside [0, ${vocab}) and not -100`);
   }
@@ -120,11 +119,7 @@ export function toNative(o: LossOptions): Record<string, unknown> {
     normalizer = checkFiniteNumber('normalizer', o.normalizer);
     if (normalizer <= 0) throw rangeError('normalizer', `must be > 0, got ${normalizer}`);
   }
-  const out: Record<string, unknown> = {
-    logits: nativeBuffer(logits),
-    grad: grad === undefined ? undefined : nativeBuffer(grad),
-    rows,
-    vocab,
+  const args: Record<string, unknown> = {
     targets,
     offsets,
     rewards,
@@ -149,9 +144,29 @@ export function toNative(o: LossOptions): Record<string, unknown> {
     }
     const beta = d.beta === undefined ? 0.1 : checkFiniteNumber('beta', d.beta);
     if (beta <= 0) throw rangeError('beta', `must be > 0, got ${beta}`);
-    Object.assign(out, { refLogps: ref, pairs, beta });
+    Object.assign(args, { refLogps: ref, pairs, beta });
   }
-  return out;
+  return { method, args };
+}
+
+/** Validates the options and builds the object the native addon takes. Exported for tests. */
+export function toNative(o: LossOptions): Record<string, unknown> {
+  if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
+  checkEnum('method', o.method, METHODS);
+  const rows = checkInteger('rows', o.rows, 0, 2 ** 31 - 1);
+  const vocab = checkInteger('vocab', o.vocab, 1, 2 ** 31 - 1);
+  const logits = checkBuffer('logits', o.logits);
+  if (bufferLength(logits) !== rows * vocab) throw rangeError('logits', `length must be rows × vocab = ${rows * vocab}, got ${bufferLength(logits)}`);
+  let grad: LogitsBuffer | undefined;
+  if (o.grad !== undefined) {
+    grad = checkBuffer('grad', o.grad);
+    if ((grad instanceof DeviceTensor) !== (logits instanceof DeviceTensor)) throw typeError('grad', 'must live where logits live (host array or DeviceTensor)');
+    if (bufferDtype(grad) !== bufferDtype(logits)) throw typeError('grad', `must have the logits' dtype (${bufferDtype(logits)})`);
+    if (bufferLength(grad) !== bufferLength(logits)) throw rangeError('grad', `length must equal the logits' length ${bufferLength(logits)}`);
+    if (o.method === 'logprob') throw typeError('grad', "method 'logprob' computes no gradient: omit grad");
+  }
+  const { args } = lossSpecArgs(o, rows, vocab);
+  return { logits: nativeBuffer(logits), grad: grad === undefined ? undefined : nativeBuffer(grad), rows, vocab, ...args };
 }
 
 function wrap(r: NativeLossResult): LossResult {
