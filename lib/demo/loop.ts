@@ -8,8 +8,6 @@
 //
 // Prompt format: the embedded base model's (lib/demo/base-model.ts): prompt = problem text + "\n", response = the
 // solution + eos. A rollout's text has special tokens stripped, so a sample that ended on the eos token gets it back.
-import * as v8 from 'v8';
-import * as vm from 'vm';
 import type { Problem } from '../data/problems';
 import { Model, type MemoryReport } from '../engine/model';
 import type { Tokenizer } from '../engine/tokenizer';
@@ -137,20 +135,6 @@ export async function trainMethod(model: Model, examples: readonly Example[], re
     if (!(e instanceof StopTraining)) throw e;
   }
   return { metrics: trainer.history.slice(), trainer };
-}
-
-let gcFn: (() => void) | undefined;
-/** A full GC so that models nobody references free their tracked buffers before a memory baseline. */
-export function collectGarbage(): void {
-  if (!gcFn) {
-    const g = (globalThis as { gc?: () => void }).gc;
-    if (typeof g === 'function') gcFn = g;
-    else {
-      v8.setFlagsFromString('--expose-gc');
-      gcFn = vm.runInNewContext('gc') as () => void;
-    }
-  }
-  gcFn();
 }
 
 export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference', 'workspace', 'kvCache'] as const;

@@ -176,8 +176,8 @@ export interface MeasureOptions {
 }
 
 let gcFn: (() => void) | undefined;
-/** A full GC, so that models nobody references free their tracked buffers before the baseline is taken. */
-function collectGarbage(): void {
+/** A full GC, so that models nobody references free their tracked buffers before a memory baseline is taken. */
+export function collectGarbage(): void {
   if (!gcFn) {
     const g = (globalThis as { gc?: () => void }).gc;
     if (typeof g === 'function') gcFn = g;
