@@ -1,5 +1,9 @@
 // The CPU OpsBackend: wires model/ops.h to the implementations in ops_gemm.cc, ops_norm_rope.cc,
 // ops_attention.cc and ops_misc.cc. Linear layers are expressed through gemm here.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
 #include "cpu/blas_loader.h"
 #include "cpu/ops_cpu.h"
 
@@ -8,7 +12,35 @@ namespace {
 
 class CpuOps final : public OpsBackend {
  public:
+  explicit CpuOps(DType gemm_dtype) : dtype_(gemm_dtype) {}
   const char* name() const override { return "cpu"; }
+
+  MemSpace space() const override { return MemSpace::Host; }
+  float* alloc(MemCategory c, size_t n) override {
+    if (n == 0) return nullptr;
+    if (n > (SIZE_MAX - 63) / sizeof(float)) throw std::bad_alloc();
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes);
+    mem_note_alloc(MemSpace::Host, c, int64_t(n * sizeof(float)));
+    return static_cast<float*>(p);
+  }
+  void release(float* p, MemCategory c, size_t n) noexcept override {
+    if (!p) return;
+    std::free(p);
+    mem_note_free(MemSpace::Host, c, int64_t(n * sizeof(float)));
+  }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows) override {
+    for (size_t r = 0; r < rows; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  }
 
   OpsInfo info() const override {
     OpsInfo i;
@@ -17,6 +49,7 @@ class CpuOps final : public OpsBackend {
     const cpu::BlasLib* lib = cpu::blas_lib();
     i.blas_available = lib != nullptr;
     i.blas_path = lib ? lib->path : "";
+    i.gemm_dtype = dtype_;
     return i;
   }
 
@@ -98,13 +131,16 @@ class CpuOps final : public OpsBackend {
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) override {
     cpu::adamw(param, grad, m, v, n, p);
   }
+
+ private:
+  DType dtype_;
 };
 
 }  // namespace
 
-OpsBackend& cpu_ops() {
-  static CpuOps ops;
-  return ops;
+OpsBackend& cpu_ops(DType gemm_dtype) {
+  static CpuOps f32(DType::F32), bf16(DType::BF16);
+  return gemm_dtype == DType::BF16 ? bf16 : f32;
 }
 
 }  // namespace rift

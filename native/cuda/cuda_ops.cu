@@ -67,7 +67,7 @@ void check_positions(const std::vector<int32_t>& pos) {
 
 class CudaOps final : public OpsBackend {
  public:
-  explicit CudaOps(const CublasApi* api) : api_(api) {
+  CudaOps(const CublasApi* api, DType gemm_dtype) : api_(api), dtype_(gemm_dtype) {
     RIFT_CUDA_CHECK(cudaGetDevice(&device_));
     cublas_check(api_->create(&handle_), "cublasCreate_v2");
     cublas_check(api_->set_stream(handle_, nullptr), "cublasSetStream_v2");
@@ -79,12 +79,38 @@ class CudaOps final : public OpsBackend {
 
   const char* name() const override { return "cuda"; }
 
+  MemSpace space() const override { return MemSpace::Device; }
+  float* alloc(MemCategory c, size_t n) override {
+    if (n == 0) return nullptr;
+    if (n > SIZE_MAX / sizeof(float)) throw std::runtime_error("cuda alloc: size overflow");
+    void* p = cuda::alloc(n * sizeof(float));
+    const cudaError_t e = cudaMemset(p, 0, n * sizeof(float));
+    if (e != cudaSuccess) {
+      cuda::free_noexcept(p);
+      RIFT_CUDA_CHECK(e);
+    }
+    mem_note_alloc(MemSpace::Device, c, int64_t(n * sizeof(float)));
+    return static_cast<float*>(p);
+  }
+  void release(float* p, MemCategory c, size_t n) noexcept override {
+    if (!p) return;
+    cuda::free_noexcept(p);
+    mem_note_free(MemSpace::Device, c, int64_t(n * sizeof(float)));
+  }
+  void upload(void* dst, const void* src, size_t bytes) override { cuda::copy_to_device(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { cuda::copy_to_host(dst, src, bytes); }
+  void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows) override {
+    if (width && rows)
+      RIFT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, nullptr));
+  }
+
   OpsInfo info() const override {
     OpsInfo i;
     i.gemm = tf32_ ? "cublas-tf32" : "cublas";
     i.threads = 1;
     i.blas_available = true;
     i.blas_path = api_->path;
+    i.gemm_dtype = dtype_;
     return i;
   }
 
@@ -276,6 +302,7 @@ class CudaOps final : public OpsBackend {
   }
 
   const CublasApi* api_;
+  DType dtype_;
   int device_ = 0;
   cublasHandle_t handle_ = nullptr;
   bool tf32_ = false;
@@ -286,24 +313,26 @@ class CudaOps final : public OpsBackend {
 
 }  // namespace
 
-OpsBackend* cuda_ops() {
+OpsBackend* cuda_ops(DType gemm_dtype) {
   static std::once_flag once;
-  static CudaOps* ops = nullptr;
+  static CudaOps* f32 = nullptr;
+  static CudaOps* bf16 = nullptr;
   try {
     std::call_once(once, [] {
       if (cuda::device_count() <= 0) return;
       const CublasApi* api = cublas_api();
       if (!api) return;
       try {
-        ops = new CudaOps(api);  // never deleted (see ~CudaOps)
+        f32 = new CudaOps(api, DType::F32);  // never deleted (see ~CudaOps)
+        bf16 = new CudaOps(api, DType::BF16);
       } catch (...) {
-        ops = nullptr;
+        f32 = bf16 = nullptr;
       }
     });
   } catch (...) {
     return nullptr;
   }
-  return ops;
+  return gemm_dtype == DType::BF16 ? bf16 : f32;
 }
 
 }  // namespace rift

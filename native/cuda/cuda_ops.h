@@ -9,6 +9,8 @@ namespace rift {
 
 // The process-wide CUDA backend, or nullptr when there is no CUDA device or no loadable cuBLAS. Never throws.
 // Selftest plan: cuda/cuda_ops_selftest.md.
-OpsBackend* cuda_ops();
+// gemm_dtype BF16: a second instance whose gemm / matmul_* run on bf16 operands (rounded from the fp32 inputs)
+// with fp32 accumulation and fp32 output (cublasGemmEx, tensor cores); see cpu_ops() for the twin.
+OpsBackend* cuda_ops(DType gemm_dtype = DType::F32);
 
 }  // namespace rift

@@ -17,8 +17,13 @@
 // - Scratch memory (gemm packs, rope tables, attention tiles and group reduction) is owned by the backend and
 //   counted as Workspace in the memory tracker (core/memory.h).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+
+#include "core/loss.h"
+#include "core/memory.h"
 
 namespace rift {
 
@@ -27,6 +32,7 @@ struct OpsInfo {
   int threads = 1;         // threads the gemm runs on
   bool blas_available = false;  // an OpenBLAS could be loaded (RIFT_BLAS=off: never)
   std::string blas_path;   // the library that was loaded, "" when none
+  DType gemm_dtype = DType::F32;  // operand precision of gemm / matmul_* (see cpu_ops())
 };
 
 // torch.optim.AdamW (amsgrad=False, maximize=False), one step over a flat buffer, in torch's order:
@@ -49,6 +55,20 @@ class OpsBackend {
   // Picks the GEMM implementation ("builtin" | "openblas" on CPU). Returns false (and keeps the current one)
   // when that implementation is unavailable.
   virtual bool set_gemm(const std::string& impl) = 0;
+
+  // ---- Memory in this backend's space (host for the CPU, the current device for CUDA), counted in the memory
+  // tracker (core/memory.h) under (space(), category). alloc: n floats, zero-initialised, 64-byte aligned (256 on
+  // CUDA); n == 0 gives nullptr; out of memory throws (std::bad_alloc, or std::runtime_error with the CUDA
+  // error). release: a pointer from alloc with the same category and n (nullptr: no-op).
+  virtual MemSpace space() const = 0;
+  virtual float* alloc(MemCategory c, size_t n) = 0;
+  virtual void release(float* p, MemCategory c, size_t n) noexcept = 0;
+  // Copies: upload host → backend memory, download backend → host (both complete before they return), and
+  // copy2d within backend memory: `rows` rows of `width` bytes, row starts `spitch` / `dpitch` bytes apart
+  // (regions must not overlap).
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows) = 0;
 
   // ---- GEMM: C (M, N) = alpha · op(A) · op(B) + beta · C, row-major.
   // op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when transA.
@@ -122,7 +142,49 @@ class OpsBackend {
   virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) = 0;
 };
 
+// A tracked buffer of n floats in a backend's memory (OpsBackend::alloc / release). Movable, not copyable. The
+// backend must outlive the buffer (cpu_ops() and cuda_ops() are process-wide and never destroyed).
+class OpsBuffer {
+ public:
+  OpsBuffer() = default;
+  OpsBuffer(OpsBackend& ops, MemCategory c, size_t n) : ops_(&ops), data_(ops.alloc(c, n)), size_(n), cat_(c) {}
+  ~OpsBuffer() { reset(); }
+  OpsBuffer(OpsBuffer&& o) noexcept { *this = std::move(o); }
+  OpsBuffer& operator=(OpsBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      ops_ = std::exchange(o.ops_, nullptr);
+      data_ = std::exchange(o.data_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+      cat_ = o.cat_;
+    }
+    return *this;
+  }
+  OpsBuffer(const OpsBuffer&) = delete;
+  OpsBuffer& operator=(const OpsBuffer&) = delete;
+  void reset() noexcept {
+    if (ops_) ops_->release(data_, cat_, size_);
+    data_ = nullptr;
+    size_ = 0;
+  }
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  size_t size() const { return size_; }
+  MemCategory category() const { return cat_; }
+  MemSpace space() const { return ops_ ? ops_->space() : MemSpace::Host; }
+  OpsBackend* ops() const { return ops_; }
+
+ private:
+  OpsBackend* ops_ = nullptr;
+  float* data_ = nullptr;
+  size_t size_ = 0;
+  MemCategory cat_ = MemCategory::Workspace;
+};
+
 // The CPU backend (threads: rift::parallel_for; GEMM: OpenBLAS loaded at run time when present, else builtin).
-OpsBackend& cpu_ops();
+// gemm_dtype BF16 gives a second process-wide instance whose gemm / matmul_* round both operands to bfloat16
+// (round to nearest even) and accumulate in fp32 — the CPU twin of the CUDA backend's bf16 tensor-core GEMMs
+// (torch autocast's bf16 matmul). Every other op is fp32 in both instances.
+OpsBackend& cpu_ops(DType gemm_dtype = DType::F32);
 
 }  // namespace rift
