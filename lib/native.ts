@@ -39,10 +39,9 @@ export interface NativeMemStats {
   current: number;
   peak: number;
 }
-export type NativeMemoryReport = Record<
-  'params' | 'grads' | 'optimizer' | 'activations' | 'logitsChunk' | 'kvCache' | 'reference' | 'workspace' | 'total',
-  NativeMemStats
->;
+export type NativeMemCategory = 'params' | 'grads' | 'optimizer' | 'activations' | 'logitsChunk' | 'kvCache' | 'reference' | 'workspace' | 'total';
+/** Host memory per category at the top level; device (GPU) memory per category under `device`. */
+export type NativeMemoryReport = Record<NativeMemCategory, NativeMemStats> & { device: Record<NativeMemCategory, NativeMemStats> };
 
 export interface NativeKvCache {
   readonly length: number;
@@ -64,8 +63,13 @@ export interface NativeStepResult {
 export interface NativeModel {
   paramsView(): Float32Array;
   gradsView(): Float32Array;
+  readBuffer(which: 'params' | 'grads' | 'm' | 'v', offset?: number, n?: number): Float32Array;
+  writeBuffer(which: 'params' | 'grads' | 'm' | 'v', data: Float32Array, offset?: number): void;
   tensorTable(): { name: string; offset: number; shape: number[] }[];
-  info(): { numParams: number; chunkRows: number; optimizerSteps: number; hasGrads: boolean; busy: boolean; config: Record<string, number | boolean> };
+  info(): {
+    numParams: number; chunkRows: number; optimizerSteps: number; hasGrads: boolean; busy: boolean;
+    device: 'cpu' | 'cuda'; precision: 'fp32' | 'bf16'; config: Record<string, number | boolean>;
+  };
   forward(ids: Int32Array, B: number, T: number, lastOnly?: boolean): Float32Array;
   lossAndBackward(opts: object): NativeLossResult;
   lossAndBackwardAsync(opts: object): Promise<NativeLossResult>;
@@ -83,7 +87,8 @@ export interface NativeModel {
 }
 
 export interface NativeModelClass {
-  new (config: object, options?: { chunkRows?: number; reference?: boolean }): NativeModel;
+  new (config: object, options?: { chunkRows?: number; reference?: boolean; device?: 'cpu' | 'cuda'; precision?: 'fp32' | 'bf16' }): NativeModel;
+  devices(): ('cpu' | 'cuda')[];
   memory(): NativeMemoryReport;
   resetPeaks(): void;
 }

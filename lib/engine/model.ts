@@ -15,7 +15,21 @@ import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
 import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
+export type Device = 'cpu' | 'cuda';
+export type Precision = 'fp32' | 'bf16';
+
 export interface ModelOptions {
+  /**
+   * Where every buffer lives and every op runs: 'cpu' (default) or 'cuda' (the GPU backend: cuBLAS loaded at run
+   * time; Model.devices() tells whether it is usable). The API is the same on both; on 'cuda', params() / grads() /
+   * tensor() / optimizerState() return host COPIES — write through setParams() / setTensor() / setOptimizerState().
+   */
+  device?: Device;
+  /**
+   * GEMM operand precision: 'fp32', or 'bf16' (operands rounded to bfloat16, fp32 accumulation and output, like
+   * torch autocast; master weights, gradients and AdamW state stay fp32). Default: 'fp32' on the CPU, 'bf16' on CUDA.
+   */
+  precision?: Precision;
   /** Rows per lm_head + loss chunk (the (rows, vocab) logits buffer); default: ~64 MB of logits, 64..1024 rows. */
   chunkRows?: number;
   /** A frozen reference model (DPO): its parameters count as 'reference' in memory(), not 'params'. */
@@ -156,8 +170,16 @@ export class Model {
     const native: Record<string, unknown> = {};
     for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
       'head_dim', 'rms_norm_eps', 'rope_theta', 'tie_word_embeddings', 'qkv_bias', 'o_bias'] as const) native[k] = config[k];
-    const o: { chunkRows?: number; reference?: boolean } = {};
+    const o: { chunkRows?: number; reference?: boolean; device?: Device; precision?: Precision } = {};
     if (opts.chunkRows !== undefined) o.chunkRows = checkInteger('chunkRows', opts.chunkRows, 1, 2 ** 31 - 1);
+    if (opts.device !== undefined) {
+      if (opts.device !== 'cpu' && opts.device !== 'cuda') throw rangeError('device', `must be 'cpu' or 'cuda', got ${describe(opts.device)}`);
+      o.device = opts.device;
+    }
+    if (opts.precision !== undefined) {
+      if (opts.precision !== 'fp32' && opts.precision !== 'bf16') throw rangeError('precision', `must be 'fp32' or 'bf16', got ${describe(opts.precision)}`);
+      o.precision = opts.precision;
+    }
     if (opts.reference !== undefined) {
       if (typeof opts.reference !== 'boolean') throw typeError('reference', `must be a boolean, got ${describe(opts.reference)}`);
       o.reference = opts.reference;
@@ -177,9 +199,90 @@ export class Model {
       throw new Error(`${configFile}: ${(e as Error).message}`);
     }
     const model = new Model(parseConfig(json), opts, path.resolve(dir));
-    const views = new Map(model.tensorTable().map((t) => [t.name, model.tensor(t.name)]));
-    loadCheckpoint(dir, { into: (name) => views.get(name) });
+    model.loadWeights(dir);
     return model;
+  }
+
+  /**
+   * Loads the weights of an HF checkpoint directory into this model (same config). A CPU model reads straight into
+   * its flat buffer; a CUDA model reads into one host staging buffer and uploads it once.
+   */
+  loadWeights(dir: string): void {
+    this.editParams((tensor) =>
+      loadCheckpoint(dir, {
+        into: (name) => {
+          const v = tensor(name);
+          if (!v) throw rangeError('dir', `${dir}: tensor "${name}" is not part of this model`);
+          return v;
+        },
+      }),
+    );
+  }
+
+  /** The devices a Model can be made on here: always 'cpu'; 'cuda' when a CUDA device and cuBLAS are usable. */
+  static devices(): Device[] {
+    return addon.Model.devices();
+  }
+
+  get device(): Device {
+    return this.native.info().device;
+  }
+  get precision(): Precision {
+    return this.native.info().precision;
+  }
+
+  /**
+   * Runs fn with writable host arrays of this model's tensors (by HF name; undefined for an unknown name), then
+   * makes the writes take effect: zero-copy views on the CPU; on CUDA one host copy of the flat params, uploaded
+   * once fn returns (not when it throws).
+   */
+  editParams<T>(fn: (tensor: (name: string) => Float32Array | undefined) => T): T {
+    const table = (this.table ??= this.native.tensorTable());
+    const flat = this.device === 'cpu' ? this.params() : new Float32Array(this.numParams);
+    const byName = new Map(table.map((t) => [t.name, t]));
+    const out = fn((name) => {
+      const t = byName.get(name);
+      return t ? flat.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) : undefined;
+    });
+    if (this.device !== 'cpu') this.setParams(flat);
+    return out;
+  }
+
+  /** Copies data into the flat params at offset (any device). */
+  setParams(data: Float32Array, offset = 0): void {
+    if (!(data instanceof Float32Array)) throw typeError('data', `must be a Float32Array, got ${describe(data)}`);
+    checkInteger('offset', offset, 0, this.numParams);
+    call(() => this.native.writeBuffer('params', data, offset));
+  }
+  /** Copies data (its exact size) into one tensor of the params (any device). */
+  setTensor(name: string, data: Float32Array): void {
+    const t = this.entry(name);
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (!(data instanceof Float32Array)) throw typeError('data', `must be a Float32Array, got ${describe(data)}`);
+    if (data.length !== n) throw rangeError('data', `length must be ${n} (${name} ${JSON.stringify(t.shape)}), got ${data.length}`);
+    this.setParams(data, t.offset);
+  }
+  /** Writes the AdamW moments (flat, params layout; exact resume on any device). */
+  setOptimizerState(s: { m: Float32Array; v: Float32Array }): void {
+    for (const k of ['m', 'v'] as const) {
+      const a = s?.[k];
+      if (!(a instanceof Float32Array)) throw typeError(k, `must be a Float32Array, got ${describe(a)}`);
+      if (a.length !== this.numParams) throw rangeError(k, `length must be numParams = ${this.numParams}, got ${a.length}`);
+    }
+    if (this.device === 'cpu') {
+      const views = this.optimizerState();
+      if (views.m !== s.m) views.m.set(s.m);
+      if (views.v !== s.v) views.v.set(s.v);
+      return;
+    }
+    call(() => this.native.writeBuffer('m', s.m, 0));
+    call(() => this.native.writeBuffer('v', s.v, 0));
+  }
+
+  private entry(name: string): TensorEntry {
+    const t = (this.table ??= this.native.tensorTable()).find((e) => e.name === name);
+    if (!t) throw rangeError('name', `no tensor "${name}" in this model`);
+    return t;
   }
 
   /**
@@ -192,12 +295,14 @@ export class Model {
     const std = opts.std === undefined ? 0.02 : checkFiniteNumber('std', opts.std);
     const normStd = opts.normStd === undefined ? 0 : checkFiniteNumber('normStd', opts.normStd);
     const rand = gaussian(opts.seed === undefined ? 0 : checkInteger('seed', opts.seed, 0, 2 ** 32 - 1));
-    for (const t of model.tensorTable()) {
-      const v = model.tensor(t.name);
-      const isNorm = t.name.endsWith('layernorm.weight') || t.name === 'model.norm.weight';
-      if (isNorm) for (let i = 0; i < v.length; i++) v[i] = 1 + (normStd ? normStd * rand() : 0);
-      else if (std) for (let i = 0; i < v.length; i++) v[i] = std * rand();
-    }
+    model.editParams((tensor) => {
+      for (const t of model.tensorTable()) {
+        const v = tensor(t.name)!;
+        const isNorm = t.name.endsWith('layernorm.weight') || t.name === 'model.norm.weight';
+        if (isNorm) for (let i = 0; i < v.length; i++) v[i] = 1 + (normStd ? normStd * rand() : 0);
+        else if (std) for (let i = 0; i < v.length; i++) v[i] = std * rand();
+      }
+    });
     return model;
   }
 
@@ -217,19 +322,21 @@ export class Model {
     this.table ??= this.native.tensorTable();
     return this.table.map((t) => ({ ...t, shape: [...t.shape] }));
   }
-  /** The flat parameter buffer, zero-copy (writes change the model). */
+  /** The flat parameter buffer: zero-copy on the CPU (writes change the model); a host copy on CUDA. */
   params(): Float32Array {
+    if (this.device !== 'cpu') return local(call(() => this.native.readBuffer('params')));
     return (this.paramsArr ??= local(this.native.paramsView()));
   }
-  /** The flat gradient buffer, zero-copy (allocated on first use). */
+  /** The flat gradient buffer (allocated on first use): zero-copy on the CPU, a host copy on CUDA. */
   grads(): Float32Array {
+    if (this.device !== 'cpu') return local(call(() => this.native.readBuffer('grads')));
     return (this.gradsArr ??= local(call(() => this.native.gradsView())));
   }
-  /** A zero-copy view of one tensor of the flat params (or grads: which = 'grad'). */
+  /** One tensor of the flat params (or grads: which = 'grad'): a zero-copy view on the CPU, a host copy on CUDA. */
   tensor(name: string, which: 'param' | 'grad' = 'param'): Float32Array {
-    const t = (this.table ??= this.native.tensorTable()).find((e) => e.name === name);
-    if (!t) throw rangeError('name', `no tensor "${name}" in this model`);
+    const t = this.entry(name);
     const n = t.shape.reduce((a, b) => a * b, 1);
+    if (this.device !== 'cpu') return local(call(() => this.native.readBuffer(which === 'grad' ? 'grads' : 'params', t.offset, n)));
     return (which === 'grad' ? this.grads() : this.params()).subarray(t.offset, t.offset + n);
   }
 
@@ -275,8 +382,12 @@ export class Model {
     return p.then(localResult, (e) => Promise.reject(localError(e)));
   }
 
-  /** Zero-copy views of the AdamW moments m and v (flat, in the params layout; zero before the first step). */
+  /**
+   * The AdamW moments m and v (flat, in the params layout; zero before the first step): zero-copy views on the CPU,
+   * host copies on CUDA (write them back with setOptimizerState()).
+   */
   optimizerState(): { m: Float32Array; v: Float32Array } {
+    if (this.device !== 'cpu') return { m: local(call(() => this.native.readBuffer('m'))), v: local(call(() => this.native.readBuffer('v'))) };
     const s = call(() => (this.native as unknown as { optimizerView(): { m: Float32Array; v: Float32Array } }).optimizerView());
     return { m: local(s.m), v: local(s.v) };
   }
@@ -350,7 +461,10 @@ export class Model {
     return settle(call(() => this.native.decodeAsync(cache.native, tokens)));
   }
 
-  /** Current and peak host bytes per memory category (process-wide: every model and cache), and the total. */
+  /**
+   * Current and peak bytes per memory category (process-wide: every model and cache), and the total: host memory at
+   * the top level, GPU memory under `device`.
+   */
   memory(): MemoryReport {
     return this.native.memory();
   }

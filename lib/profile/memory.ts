@@ -31,7 +31,8 @@
 import * as v8 from 'v8';
 import * as vm from 'vm';
 import { DecoderConfig, expectedTensors, parseConfig } from '../engine/checkpoint';
-import { MemoryReport, Model } from '../engine/model';
+import { Device, MemoryReport, Model, Precision } from '../engine/model';
+import { NativeMemCategory } from '../native';
 import { checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 
 export type ProfileMethod = 'rift' | 'dpo-held' | 'dpo-precomputed';
@@ -173,6 +174,10 @@ export interface MeasureOptions {
   seed?: number;
   /** RIFT negatives (default 'token'). */
   negative?: 'token' | 'sequence';
+  /** Where the models run (default 'cpu'); 'cuda' measures GPU memory (MemoryReport.device). */
+  device?: Device;
+  /** GEMM precision (the Model default for the device when absent). */
+  precision?: Precision;
 }
 
 let gcFn: (() => void) | undefined;
@@ -227,8 +232,9 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const before: MemoryReport = Model.memory();
   Model.resetPeaks();
   const t0 = performance.now();
-  const policy = Model.fromConfig(c, { seed, chunkRows });
-  const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true }) : undefined;
+  const dev = { device: o.device, precision: o.precision };
+  const policy = Model.fromConfig(c, { seed, chunkRows, ...dev });
+  const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true, ...dev }) : undefined;
   let refLogps: Float64Array | undefined;
   if (method === 'dpo-precomputed') refLogps = Float64Array.from(policy.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogps);
   for (let s = 0; s < steps; s++) {
@@ -242,7 +248,8 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   }
   const after = Model.memory();
   const seconds = (performance.now() - t0) / 1e3;
-  const d = (k: keyof MemoryReport) => after[k].peak - before[k].current;
+  const space = (r: MemoryReport) => (o.device === 'cuda' ? r.device : r);
+  const d = (k: NativeMemCategory) => space(after)[k].peak - space(before)[k].current;
   const bytes: MeasuredBytes = {
     params: d('params'), grads: d('grads'), optimizer: d('optimizer'), activations: d('activations'), logitsChunk: d('logitsChunk'),
     reference: d('reference'), total: 0, workspace: d('workspace'), kvCache: d('kvCache'), peakTotal: d('total'),

@@ -169,6 +169,8 @@ export interface OptimizerAccess {
   m: Float32Array;
   v: Float32Array;
   setSteps(n: number): void;
+  /** Makes writes into m / v take effect (a CUDA model's m / v are host copies); absent for zero-copy views. */
+  commit?(): void;
 }
 
 const realm = (a: Float32Array): Float32Array =>
@@ -179,7 +181,9 @@ export function optimizerAccess(model: Model): OptimizerAccess | undefined {
   const ts = model as unknown as { optimizerState?: () => { m: Float32Array; v: Float32Array }; setOptimizerSteps?: (n: number) => void };
   if (typeof ts.optimizerState === 'function' && typeof ts.setOptimizerSteps === 'function') {
     const s = ts.optimizerState();
-    return { m: realm(s.m), v: realm(s.v), setSteps: (n) => ts.setOptimizerSteps!(n) };
+    const access: OptimizerAccess = { m: realm(s.m), v: realm(s.v), setSteps: (n) => ts.setOptimizerSteps!(n) };
+    if (model.device !== 'cpu') access.commit = () => model.setOptimizerState({ m: access.m, v: access.v });
+    return access;
   }
   const nat = model.native as unknown as { optimizerView?: () => { m: Float32Array; v: Float32Array }; setOptimizerSteps?: (n: number) => void };
   if (typeof nat.optimizerView === 'function' && typeof nat.setOptimizerSteps === 'function') {
@@ -365,14 +369,7 @@ export class Trainer {
       throw new Error(`${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`);
     if (opt && !access && !opts.allowInexact)
       throw new Error('resume: this Model exposes no AdamW state (Model.optimizerState() / setOptimizerSteps()); an exact resume needs it — pass {allowInexact: true} to restart AdamW from zero moments');
-    const views = new Map(this.model.tensorTable().map((t) => [t.name, this.model.tensor(t.name)]));
-    loadCheckpoint(dir, {
-      into: (name) => {
-        const v = views.get(name);
-        if (!v) throw rangeError('dir', `${dir}: tensor "${name}" is not part of this model`);
-        return v;
-      },
-    });
+    this.model.loadWeights(dir);
     if (opt && access) {
       const f = SafetensorsFile.open(path.join(dir, opt.file));
       try {
@@ -384,10 +381,12 @@ export class Trainer {
       } finally {
         f.close();
       }
+      access.commit?.();
       access.setSteps(opt.steps);
     } else if (access) {
       access.m.fill(0);
       access.v.fill(0);
+      access.commit?.();
       access.setSteps(0);
     }
     this.resumed = state;
@@ -512,10 +511,10 @@ export class Trainer {
   /** The initial policy weights as a frozen reference Model ('reference' memory), or the checkpoint's. */
   private makeHeldReference(): Model {
     const chunkRows = this.model.native.info().chunkRows;
-    if (this.referenceDir) return Model.load(this.referenceDir, { reference: true, chunkRows });
+    if (this.referenceDir) return Model.load(this.referenceDir, { reference: true, chunkRows, device: this.model.device, precision: this.model.precision });
     if (this.resumed) throw new Error("resume: the checkpoint holds no reference model for dpoReference 'held'");
-    const ref = Model.fromConfig(this.model.config, { reference: true, std: 0, chunkRows });
-    ref.params().set(this.model.params());
+    const ref = Model.fromConfig(this.model.config, { reference: true, std: 0, chunkRows, device: this.model.device, precision: this.model.precision });
+    ref.setParams(this.model.params());
     return ref;
   }
 

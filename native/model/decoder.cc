@@ -43,15 +43,16 @@ void validate_config(const DecoderConfig& c) {
 // ------------------------------------------------------------------------------------------------------------
 // KV cache
 
-KvCache::KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax)
-    : L_(c.L), row_(c.Hkv * c.D), B_(B), Tmax_(Tmax) {
+KvCache::KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& ops)
+    : L_(c.L), row_(c.Hkv * c.D), B_(B), Tmax_(Tmax), ops_(&ops) {
   if (B < 1 || B >= (int64_t(1) << 31)) bad("B", "must be an integer in [1, 2^31)");
   if (Tmax < 1 || Tmax >= (int64_t(1) << 31)) bad("Tmax", "must be an integer in [1, 2^31)");
-  buf_ = HostBuffer(MemCategory::KvCache, size_t(2 * L_ * layer_size()));
+  buf_ = OpsBuffer(ops, MemCategory::KvCache, size_t(2 * L_ * layer_size()));
 }
 
 void KvCache::copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, int64_t count) {
   if (src.L_ != L_ || src.row_ != row_) bad("src", "belongs to a model of another shape");
+  if (src.ops_->space() != ops_->space()) bad("src", "lives on another device");
   if (src.Tmax_ != Tmax_)
     bad("src", "capacity " + std::to_string(src.Tmax_) + " differs from this cache's " + std::to_string(Tmax_));
   if (src_row < 0 || src_row >= src.B_) bad("srcRow", "must be in [0, " + std::to_string(src.B_) + ")");
@@ -64,8 +65,8 @@ void KvCache::copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, in
   for (int64_t l = 0; l < L_; ++l)
     for (int64_t r = dst_row; r < dst_row + count; ++r) {
       if (&src == this && r == src_row) continue;
-      std::memcpy(k(l) + r * Tmax_ * row_, src.k(l) + src_row * Tmax_ * row_, bytes);
-      std::memcpy(v(l) + r * Tmax_ * row_, src.v(l) + src_row * Tmax_ * row_, bytes);
+      ops_->copy2d(k(l) + r * Tmax_ * row_, bytes, src.k(l) + src_row * Tmax_ * row_, bytes, bytes, 1);
+      ops_->copy2d(v(l) + r * Tmax_ * row_, bytes, src.v(l) + src_row * Tmax_ * row_, bytes, bytes, 1);
     }
   len_ = src.len_;
 }
@@ -110,20 +111,88 @@ Decoder::Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_
   off_norm_ = add("model.norm.weight", {C});
   off_lm_head_ = c.tied ? off_embed_ : add("lm_head.weight", {c.vocab, C});
   nparams_ = off;
-  params_ = std::make_shared<HostBuffer>(params_category, size_t(nparams_));
+  params_ = std::make_shared<OpsBuffer>(ops_, params_category, size_t(nparams_));
   // RMSNorm weights start at 1 (as HF initialises them), everything else at 0 until loaded.
+  const std::vector<float> ones(size_t(C), 1.f);
   for (const LayerOffsets& o : layers_) {
-    std::fill(params() + o.ln1, params() + o.ln1 + C, 1.f);
-    std::fill(params() + o.ln2, params() + o.ln2 + C, 1.f);
+    ops_.upload(params() + o.ln1, ones.data(), ones.size() * sizeof(float));
+    ops_.upload(params() + o.ln2, ones.data(), ones.size() * sizeof(float));
   }
-  std::fill(params() + off_norm_, params() + off_norm_ + C, 1.f);
+  ops_.upload(params() + off_norm_, ones.data(), ones.size() * sizeof(float));
 }
 
 Decoder::~Decoder() = default;
 
-std::shared_ptr<HostBuffer> Decoder::grads_buffer() {
-  if (!grads_) grads_ = std::make_shared<HostBuffer>(MemCategory::Grads, size_t(nparams_));
+std::shared_ptr<OpsBuffer> Decoder::grads_buffer() {
+  if (!grads_) grads_ = std::make_shared<OpsBuffer>(ops_, MemCategory::Grads, size_t(nparams_));
   return grads_;
+}
+
+std::shared_ptr<OpsBuffer>& Decoder::flat(FlatBuffer which) {
+  switch (which) {
+    case FlatBuffer::Params: return params_;
+    case FlatBuffer::Grads: grads_buffer(); return grads_;
+    case FlatBuffer::M: m_buffer(); return m_;
+    case FlatBuffer::V: break;
+  }
+  v_buffer();
+  return v_;
+}
+
+void Decoder::read(FlatBuffer which, int64_t offset, int64_t n, float* host) {
+  if (offset < 0 || n < 0 || offset > nparams_ || n > nparams_ - offset)
+    bad("offset", "[offset, offset + n) = [" + std::to_string(offset) + ", " + std::to_string(offset + n) +
+                      ") is outside [0, " + std::to_string(nparams_) + ")");
+  ops_.download(host, flat(which)->data() + offset, size_t(n) * sizeof(float));
+}
+
+void Decoder::write(FlatBuffer which, int64_t offset, int64_t n, const float* host) {
+  if (offset < 0 || n < 0 || offset > nparams_ || n > nparams_ - offset)
+    bad("offset", "[offset, offset + n) = [" + std::to_string(offset) + ", " + std::to_string(offset + n) +
+                      ") is outside [0, " + std::to_string(nparams_) + ")");
+  ops_.upload(flat(which)->data() + offset, host, size_t(n) * sizeof(float));
+}
+
+const int32_t* Decoder::stage(OpsBuffer& buf, const int32_t* host, int64_t n) {
+  if (ops_.space() == MemSpace::Host) return host;
+  if (int64_t(buf.size()) < n) {
+    buf = OpsBuffer();
+    buf = OpsBuffer(ops_, MemCategory::Workspace, size_t(n));
+  }
+  static_assert(sizeof(float) == sizeof(int32_t), "ints are staged in float buffers");
+  ops_.upload(buf.data(), host, size_t(n) * sizeof(int32_t));
+  return reinterpret_cast<const int32_t*>(buf.data());
+}
+
+void Decoder::stage_positions(int64_t B, int64_t T, int64_t past) {
+  pos_.resize(size_t(B * T));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) pos_[size_t(b * T + t)] = int32_t(past + t);
+  pos_ptr_ = stage(pos_dev_, pos_.data(), B * T);
+}
+
+void Decoder::gather_rows(float* dst, const float* src, int64_t rows, int64_t first, int64_t stride) {
+  const size_t C = size_t(cfg_.C) * sizeof(float);
+  ops_.copy2d(dst, C, src + first * cfg_.C, size_t(stride) * C, C, size_t(rows));
+}
+
+void Decoder::lm_head_to_host(const float* h, int64_t rows, float* host_logits) {
+  const int64_t V = cfg_.vocab;
+  if (ops_.space() == MemSpace::Host) {
+    lm_head_rows(h, rows, host_logits);
+    return;
+  }
+  // Device: chunks of at most chunk_rows_ rows through the lm_head chunk buffer, each downloaded.
+  const int64_t R = std::min(rows, chunk_rows_);
+  if (int64_t(chunk_.size()) < R * V) {
+    chunk_ = OpsBuffer();
+    chunk_ = OpsBuffer(ops_, MemCategory::LogitsChunk, size_t(R * V));
+  }
+  for (int64_t r0 = 0; r0 < rows; r0 += R) {
+    const int64_t r = std::min(R, rows - r0);
+    lm_head_rows(h + r0 * cfg_.C, r, chunk_.data());
+    ops_.download(host_logits + r0 * V, chunk_.data(), size_t(r * V) * sizeof(float));
+  }
 }
 
 const float* Decoder::lm_head_weight() const { return params_->data() + off_lm_head_; }
@@ -139,8 +208,8 @@ void Decoder::check_ids(const int32_t* ids, int64_t n, const char* arg) const {
 
 float* Decoder::scratch(int64_t floats) {
   if (int64_t(infer_.size()) < floats) {
-    infer_ = HostBuffer();  // free first: the peak is the larger buffer, not both
-    infer_ = HostBuffer(MemCategory::Activations, size_t(floats));
+    infer_ = OpsBuffer();  // free first: the peak is the larger buffer, not both
+    infer_ = OpsBuffer(ops_, MemCategory::Activations, size_t(floats));
   }
   return infer_.data();
 }
@@ -173,9 +242,7 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
   float* att = v + rup(n * KD);        // (n, QD)
   float* gate = att + rup(n * QD);     // (n, I)
   float* up = gate + rup(n * c.I);     // (n, I)
-  pos_.resize(size_t(n));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) pos_[size_t(b * T + t)] = int32_t(past + t);
+  stage_positions(B, T, past);
   const float* P = params_->data();
   for (int64_t l = 0; l < c.L; ++l) {
     const LayerOffsets& o = layers_[size_t(l)];
@@ -184,16 +251,14 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
     ops_.matmul_forward(q, ln, P + o.wq, opt(o.bq), n, QD, C, false);
     ops_.matmul_forward(k, ln, P + o.wk, opt(o.bk), n, KD, C, false);
     ops_.matmul_forward(v, ln, P + o.wv, opt(o.bv), n, KD, C, false);
-    ops_.rope_forward(q, q, pos_.data(), n, c.Hq, c.D, theta);
-    ops_.rope_forward(k, k, pos_.data(), n, c.Hkv, c.D, theta);
+    ops_.rope_forward(q, q, pos_ptr_, n, c.Hq, c.D, theta);
+    ops_.rope_forward(k, k, pos_ptr_, n, c.Hkv, c.D, theta);
     if (cache) {
-      // Append the new rows at [past, past + T) of each batch row. (A host copy: a CUDA backend needs a
-      // strided copy op here.)
+      // Append the new rows at [past, past + T) of each batch row: one strided copy each for k and v.
       const int64_t Tm = cache->Tmax_;
-      for (int64_t b = 0; b < B; ++b) {
-        std::memcpy(cache->k(l) + (b * Tm + past) * KD, k + b * T * KD, size_t(T * KD) * sizeof(float));
-        std::memcpy(cache->v(l) + (b * Tm + past) * KD, v + b * T * KD, size_t(T * KD) * sizeof(float));
-      }
+      const size_t w = size_t(T * KD) * sizeof(float), dp = size_t(Tm * KD) * sizeof(float);
+      ops_.copy2d(cache->k(l) + past * KD, dp, k, w, w, size_t(B));
+      ops_.copy2d(cache->v(l) + past * KD, dp, v, w, w, size_t(B));
       ops_.attention_forward(att, nullptr, q, cache->k(l), cache->v(l), B, T, Tm, past, c.Hq, c.Hkv, c.D);
     } else {
       ops_.attention_forward(att, nullptr, q, k, v, B, T, T, 0, c.Hq, c.Hkv, c.D);
@@ -223,20 +288,19 @@ void Decoder::forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, 
   check_ids(ids, B * T, "ids");
   const int64_t n = B * T, C = cfg_.C;
   float* x = scratch(infer_floats(cfg_, n));
-  ops_.embedding_forward(x, ids, params_->data() + off_embed_, n, cfg_.vocab, C);
+  ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, nullptr);
   float* ln = infer_.data() + rup(n * C);
   float* rstd = ln + rup(n * C);
   const float* w = params_->data() + off_norm_;
   if (!last_only) {
     ops_.rmsnorm_forward(ln, rstd, x, w, n, C, float(cfg_.eps));
-    lm_head_rows(ln, n, logits);
+    lm_head_to_host(ln, n, logits);
     return;
   }
-  for (int64_t b = 0; b < B; ++b)  // the last row of each sequence, gathered (B, C)
-    std::memcpy(ln + b * C, x + (b * T + T - 1) * C, size_t(C) * sizeof(float));
+  gather_rows(ln, x, B, T - 1, T);  // the last row of each sequence (B, C)
   ops_.rmsnorm_forward(ln, rstd, ln, w, B, C, float(cfg_.eps));
-  lm_head_rows(ln, B, logits);
+  lm_head_to_host(ln, B, logits);
 }
 
 void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits) {
@@ -249,15 +313,15 @@ void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, 
                      " positions: no room for " + std::to_string(T) + " more");
   check_ids(ids, B * T, T == 1 ? "tokens" : "ids");
   const int64_t n = B * T, C = cfg_.C;
+  if (cache.ops_->space() != ops_.space()) bad("cache", "lives on another device than this model");
   float* x = scratch(infer_floats(cfg_, n));
-  ops_.embedding_forward(x, ids, params_->data() + off_embed_, n, cfg_.vocab, C);
+  ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, &cache);
   float* ln = infer_.data() + rup(n * C);
   float* rstd = ln + rup(n * C);
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(ln + b * C, x + (b * T + T - 1) * C, size_t(C) * sizeof(float));
+  gather_rows(ln, x, B, T - 1, T);
   ops_.rmsnorm_forward(ln, rstd, ln, params_->data() + off_norm_, B, C, float(cfg_.eps));
-  lm_head_rows(ln, B, logits);
+  lm_head_to_host(ln, B, logits);
 }
 
 }  // namespace rift

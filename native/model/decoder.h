@@ -1,6 +1,6 @@
 // The decoder engine (Qwen2 / Llama family, ENGINEERING.md §3) over llm.c-style flat buffers.
 //
-//   params      ONE flat HostBuffer (Params) holding every tensor in HF named_parameters() order — the order of
+//   params      ONE flat buffer (Params) holding every tensor in HF named_parameters() order — the order of
 //               expectedTensors() in lib/engine/checkpoint.ts; tensors() gives each one's offset and shape.
 //   grads       ONE flat buffer (Grads) with the same layout, allocated on the first backward; gradients
 //               ACCUMULATE (+=) across loss_and_backward() calls until zero_grad().
@@ -9,7 +9,10 @@
 //               the inference path (forward / prefill / decode) has its own smaller scratch (Activations).
 //   lm_head     fused with the loss over chunks of rows (decoder_lmhead.cc): logits never exist for all N rows.
 //
-// Every op goes through the OpsBackend (model/ops.h): the model never branches on the device. fp32 throughout.
+// Every op goes through the OpsBackend (model/ops.h): the model never branches on the device. Every buffer lives
+// in the backend's memory (OpsBuffer: host for cpu_ops(), device for cuda_ops()); the public methods take and
+// return HOST arrays (ids, targets, logits) and stage them. fp32 master weights, gradients and AdamW state; the
+// backend's gemm_dtype decides the GEMM operand precision (BF16: bf16 operands, fp32 accumulation).
 // Not thread-safe: one call at a time per Decoder (the N-API layer refuses concurrent calls).
 #pragma once
 #include <cstdint>
@@ -62,11 +65,11 @@ struct TrainBatch {
   bool backward = true;          // false: loss / log-probs only (always false for Method::LOGPROB)
 };
 
-// A key/value cache (KvCache category): per layer k and v of shape (B, Tmax, Hkv, D). All B rows share one
+// A key/value cache (KvCache category, in the backend's memory): per layer k and v of shape (B, Tmax, Hkv, D). All B rows share one
 // length (the ops' attention takes a single `past`): prefill/decode append to every row at once.
 class KvCache {
  public:
-  KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax);
+  KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& ops = cpu_ops());
   int64_t B() const { return B_; }
   int64_t capacity() const { return Tmax_; }
   int64_t length() const { return len_; }
@@ -84,8 +87,12 @@ class KvCache {
   friend class Decoder;
   int64_t layer_size() const { return B_ * Tmax_ * row_; }
   int64_t L_, row_, B_, Tmax_, len_ = 0;  // row_: Hkv·D floats per token
-  HostBuffer buf_;
+  OpsBackend* ops_;
+  OpsBuffer buf_;
 };
+
+// Which flat buffer Decoder::read / write address (all share the params layout).
+enum class FlatBuffer : int { Params = 0, Grads, M, V };
 
 class Decoder {
  public:
@@ -103,18 +110,25 @@ class Decoder {
   int64_t chunk_rows() const { return chunk_rows_; }
   int64_t optimizer_steps() const { return steps_; }
 
-  float* params() { return params_->data(); }
-  // The flat buffers are shared_ptrs so that zero-copy JS views can keep them alive past the Decoder.
-  std::shared_ptr<HostBuffer> params_buffer() { return params_; }
-  std::shared_ptr<HostBuffer> grads_buffer();  // allocates (zeroed) on first use
+  OpsBackend& ops() const { return ops_; }
+  MemSpace space() const { return ops_.space(); }
+  float* params() { return params_->data(); }  // backend memory
+  // The flat buffers are shared_ptrs so that zero-copy JS views (host space only) can keep them alive past the
+  // Decoder.
+  std::shared_ptr<OpsBuffer> params_buffer() { return params_; }
+  std::shared_ptr<OpsBuffer> grads_buffer();  // allocates (zeroed) on first use
   bool has_grads() const { return grads_ != nullptr; }
   // AdamW state (exact resume from a checkpoint): the flat m and v buffers (same layout as params), allocated
   // zeroed on first use, and the step counter the bias corrections use.
-  std::shared_ptr<HostBuffer> m_buffer();
-  std::shared_ptr<HostBuffer> v_buffer();
+  std::shared_ptr<OpsBuffer> m_buffer();
+  std::shared_ptr<OpsBuffer> v_buffer();
+  // Copies n floats at `offset` of a flat buffer to / from host memory (any space; grads / m / v are allocated
+  // zeroed on first use). Throws ArgError (Range, "offset") when [offset, offset + n) is outside [0, numParams).
+  void read(FlatBuffer which, int64_t offset, int64_t n, float* host);
+  void write(FlatBuffer which, int64_t offset, int64_t n, const float* host);
   void set_optimizer_steps(int64_t steps) { steps_ = steps; }
 
-  // ---- inference (no saved activations)
+  // ---- inference (no saved activations). ids and logits are host arrays.
   // logits (B·T, V), or (B, V) of the last position of each row when last_only.
   void forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, float* logits);
   // Appends ids (B, T) (B == cache.B(), length + T <= capacity) at positions length .. length + T − 1 and
@@ -139,8 +153,16 @@ class Decoder {
  private:
   struct Acts;  // saved activations of the training forward (decoder.cc)
   void check_ids(const int32_t* ids, int64_t n, const char* arg) const;
+  // ints (ids, positions) in the backend's memory: the host array itself on the CPU, a copy in buf on a device.
+  const int32_t* stage(OpsBuffer& buf, const int32_t* host, int64_t n);
+  void stage_positions(int64_t B, int64_t T, int64_t past);  // pos_ (host) and pos_dev_ for B rows of T tokens
+  std::shared_ptr<OpsBuffer>& flat(FlatBuffer which);
   void ensure_acts(int64_t B, int64_t T);
   float* scratch(int64_t floats);  // inference scratch (Activations), grown on demand
+  // Logits of `rows` rows of h (backend memory) into host memory: directly on the CPU, through chunk_ on a device.
+  void lm_head_to_host(const float* h, int64_t rows, float* host_logits);
+  // dst row i = src row (first + i·stride) for i < rows; rows of C floats (backend memory).
+  void gather_rows(float* dst, const float* src, int64_t rows, int64_t first, int64_t stride);
   void train_forward(const int32_t* ids, int64_t B, int64_t T);
   void train_backward(const int32_t* ids, int64_t B, int64_t T);
   // The inference layers over x (B·T, C) in place; k/v go to the cache (at past) when cache != null.
@@ -156,11 +178,13 @@ class Decoder {
   std::vector<LayerOffsets> layers_;
   int64_t off_embed_ = 0, off_norm_ = 0, off_lm_head_ = 0, nparams_ = 0;
   int64_t chunk_rows_ = 0, steps_ = 0;
-  std::shared_ptr<HostBuffer> params_, grads_, m_, v_;
+  std::shared_ptr<OpsBuffer> params_, grads_, m_, v_;
   std::unique_ptr<Acts> acts_;
-  HostBuffer infer_;              // inference scratch
-  HostBuffer chunk_;              // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
-  std::vector<int32_t> pos_;      // positions of the tokens of the current call
+  OpsBuffer infer_;               // inference scratch
+  OpsBuffer chunk_;               // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
+  std::vector<int32_t> pos_;      // positions of the tokens of the current call (host)
+  OpsBuffer ids_dev_, pos_dev_;   // staged ids / positions (device backends only; Workspace)
+  const int32_t* pos_ptr_ = nullptr;  // positions in backend memory
 
   friend class LmHeadLoss;
 };

@@ -9,7 +9,7 @@ namespace rift {
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned sub-buffers
 
-// The training forward's saved activations for up to `cap` tokens (N = B·T), carved from ONE HostBuffer.
+// The training forward's saved activations for up to `cap` tokens (N = B·T), carved from ONE buffer (backend memory).
 struct Decoder::Acts {
   struct Layer {
     float* res;    // (N, C) the layer's input (the residual stream)
@@ -28,7 +28,7 @@ struct Decoder::Acts {
     float* h;      // (N, I) silu(gate)·up
   };
   int64_t cap = 0;
-  HostBuffer buf;
+  OpsBuffer buf;
   std::vector<Layer> layer;
   float* res_out = nullptr;  // (N, C) output of the last layer
   float* lnf = nullptr;      // (N, C) final norm output = lm_head input
@@ -65,6 +65,9 @@ class LmHeadLoss final : public RowBackend {
   const float* h_;
   float* dh_;
   int64_t N_;
+  // Copies rows ix[0..r) of src (C floats each) to consecutive rows of dst, or back (scatter), one copy2d per
+  // run of consecutive indices.
+  void move_rows(float* dst, const float* src, const int64_t* ix, int64_t r, bool scatter);
   std::vector<int64_t> idx_;
   std::vector<int32_t> tg_;
   std::vector<float> a_, b_, w_, lse_, logp_, ent_;

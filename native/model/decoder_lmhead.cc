@@ -6,6 +6,19 @@
 
 namespace rift {
 
+void LmHeadLoss::move_rows(float* dst, const float* src, const int64_t* ix, int64_t r, bool scatter) {
+  const int64_t C = d_.cfg_.C;
+  const size_t w = size_t(C) * sizeof(float);
+  for (int64_t i = 0; i < r;) {
+    int64_t j = i + 1;  // [i, j): a run of consecutive row indices
+    while (j < r && ix[j] == ix[j - 1] + 1) ++j;
+    const size_t bytes = size_t(j - i) * w;
+    if (scatter) d_.ops_.copy2d(dst + ix[i] * C, bytes, src + i * C, bytes, bytes, 1);
+    else d_.ops_.copy2d(dst + i * C, bytes, src + ix[i] * C, bytes, bytes, 1);
+    i = j;
+  }
+}
+
 void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
   const int64_t C = d_.cfg_.C, V = d_.cfg_.vocab;
   const bool want_grad = grad_pass || io.grad != nullptr;
@@ -27,8 +40,8 @@ void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
   const int64_t R = std::min(d_.chunk_rows_, active);
   const size_t need = size_t(R * V + 2 * round16(R * C));
   if (d_.chunk_.size() < need) {
-    d_.chunk_ = HostBuffer();
-    d_.chunk_ = HostBuffer(MemCategory::LogitsChunk, need);
+    d_.chunk_ = OpsBuffer();
+    d_.chunk_ = OpsBuffer(d_.ops_, MemCategory::LogitsChunk, need);
   }
   float* logits = d_.chunk_.data();      // (R, V), the gradient G in place
   float* hbuf = logits + R * V;          // (R, C) gathered lm_head inputs
@@ -44,7 +57,7 @@ void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
     const bool contiguous = ix[r - 1] - ix[0] == r - 1;
     const float* H = h_ + ix[0] * C;
     if (!contiguous) {
-      for (int64_t i = 0; i < r; ++i) std::memcpy(hbuf + i * C, h_ + ix[i] * C, size_t(C) * sizeof(float));
+      move_rows(hbuf, h_, ix, r, false);
       H = hbuf;
     }
     d_.ops_.gemm(false, true, r, V, C, 1.f, H, C, W, C, 0.f, logits, V);  // logits = H·Wᵀ
@@ -92,7 +105,7 @@ void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
     float* dH = contiguous ? dh_ + ix[0] * C : dbuf;
     d_.ops_.gemm(false, false, r, C, V, 1.f, logits, V, W, C, 0.f, dH, C);
     if (!contiguous)
-      for (int64_t i = 0; i < r; ++i) std::memcpy(dh_ + ix[i] * C, dbuf + i * C, size_t(C) * sizeof(float));
+      move_rows(dh_, dbuf, ix, r, true);
     d_.ops_.gemm(true, false, V, C, r, 1.f, logits, V, H, C, 1.f, dW, C);
   }
 }

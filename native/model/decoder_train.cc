@@ -26,8 +26,8 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
                               round16(N * c.Hq) + round16(N * I) * 3;
     const int64_t tail = round16(N * C) * 2 + round16(N);
     const int64_t bwd = round16(N * C) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 + round16(N * I) * 2;
-    a.buf = HostBuffer();  // free the old one first
-    a.buf = HostBuffer(MemCategory::Activations, size_t(c.L * per_layer + tail + bwd));
+    a.buf = OpsBuffer();  // free the old one first
+    a.buf = OpsBuffer(ops_, MemCategory::Activations, size_t(c.L * per_layer + tail + bwd));
     float* p = a.buf.data();
     auto take = [&](int64_t n) {
       float* r = p;
@@ -64,9 +64,7 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
     a.dI2 = take(N * I);
     a.cap = N;
   }
-  pos_.resize(size_t(N));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) pos_[size_t(b * T + t)] = int32_t(t);
+  stage_positions(B, T, 0);
 }
 
 void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
@@ -85,8 +83,8 @@ void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
     ops_.matmul_forward(s.q, s.ln1, P + o.wq, opt(o.bq), N, QD, C, false);
     ops_.matmul_forward(s.k, s.ln1, P + o.wk, opt(o.bk), N, KD, C, false);
     ops_.matmul_forward(s.v, s.ln1, P + o.wv, opt(o.bv), N, KD, C, false);
-    ops_.rope_forward(s.q, s.q, pos_.data(), N, c.Hq, c.D, theta);
-    ops_.rope_forward(s.k, s.k, pos_.data(), N, c.Hkv, c.D, theta);
+    ops_.rope_forward(s.q, s.q, pos_ptr_, N, c.Hq, c.D, theta);
+    ops_.rope_forward(s.k, s.k, pos_ptr_, N, c.Hkv, c.D, theta);
     ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D);
     ops_.matmul_forward(s.xmid, s.att, P + o.wo, opt(o.bo), N, C, QD, false);
     ops_.add(s.xmid, s.xmid, s.res, N * C);  // residual
@@ -123,8 +121,8 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
     // attention: xmid = res + o_proj(attn(rope(q), rope(k), v))
     ops_.matmul_backward(a.datt, G + o.wo, opt(G, o.bo), a.dres, s.att, P + o.wo, N, C, QD, false);
     ops_.attention_backward(a.dq, a.dk, a.dv, a.datt, s.q, s.k, s.v, s.att, s.lse, B, T, c.Hq, c.Hkv, c.D, false);
-    ops_.rope_backward(a.dq, a.dq, pos_.data(), N, c.Hq, c.D, theta, false);
-    ops_.rope_backward(a.dk, a.dk, pos_.data(), N, c.Hkv, c.D, theta, false);
+    ops_.rope_backward(a.dq, a.dq, pos_ptr_, N, c.Hq, c.D, theta, false);
+    ops_.rope_backward(a.dk, a.dk, pos_ptr_, N, c.Hkv, c.D, theta, false);
     ops_.matmul_backward(a.dln, G + o.wq, opt(G, o.bq), a.dq, s.ln1, P + o.wq, N, QD, C, false);
     ops_.matmul_backward(a.dln, G + o.wk, opt(G, o.bk), a.dk, s.ln1, P + o.wk, N, KD, C, true);
     ops_.matmul_backward(a.dln, G + o.wv, opt(G, o.bv), a.dv, s.ln1, P + o.wv, N, KD, C, true);
@@ -146,22 +144,23 @@ LossResult Decoder::loss_and_backward(const TrainBatch& batch) {
   const bool backward = batch.backward && spec.method != Method::LOGPROB;
   if (backward) grads_buffer();
   ensure_acts(B, T);
-  train_forward(batch.ids, B, T);
+  const int32_t* ids = stage(ids_dev_, batch.ids, B * T);  // stays valid through the backward
+  train_forward(ids, B, T);
   Acts& a = *acts_;
   if (backward) ops_.zero(a.dln, B * T * cfg_.C);
   LmHeadLoss head(*this, a.lnf, backward ? a.dln : nullptr, B * T);
   static char token;  // run_loss's logits/grad are opaque to the LmHeadLoss backend: any non-null pointer
   LossResult r = run_loss(spec, head, &token, backward ? &token : nullptr, DType::F32);
-  if (backward && r.tokens > 0) train_backward(batch.ids, B, T);  // no target: the gradient is 0
+  if (backward && r.tokens > 0) train_backward(ids, B, T);  // no target: the gradient is 0
   return r;
 }
 
-std::shared_ptr<HostBuffer> Decoder::m_buffer() {
-  if (!m_) m_ = std::make_shared<HostBuffer>(MemCategory::Optimizer, size_t(nparams_));
+std::shared_ptr<OpsBuffer> Decoder::m_buffer() {
+  if (!m_) m_ = std::make_shared<OpsBuffer>(ops_, MemCategory::Optimizer, size_t(nparams_));
   return m_;
 }
-std::shared_ptr<HostBuffer> Decoder::v_buffer() {
-  if (!v_) v_ = std::make_shared<HostBuffer>(MemCategory::Optimizer, size_t(nparams_));
+std::shared_ptr<OpsBuffer> Decoder::v_buffer() {
+  if (!v_) v_ = std::make_shared<OpsBuffer>(ops_, MemCategory::Optimizer, size_t(nparams_));
   return v_;
 }
 

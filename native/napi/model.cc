@@ -1,8 +1,11 @@
 // N-API binding of the decoder engine (model/decoder.h): exports.Model and exports.KvCache.
 //
 // - Arguments are read once, checked (TypeError / RangeError naming the argument) and only then dereferenced.
-// - paramsView() / gradsView() are zero-copy Float32Arrays over the flat buffers; each view keeps its buffer
-//   alive (a shared_ptr in the ArrayBuffer's finaliser), so a view never dangles.
+// - options.device 'cpu' | 'cuda' picks the backend (model/ops.h) and options.precision 'fp32' | 'bf16' its GEMM
+//   operand precision (default: fp32 on the CPU, bf16 on CUDA).
+// - paramsView() / gradsView() / optimizerView() are zero-copy Float32Arrays over the flat buffers of a CPU model;
+//   each view keeps its buffer alive (a shared_ptr in the ArrayBuffer's finaliser), so a view never dangles.
+//   readBuffer / writeBuffer copy any range of params / grads / m / v to and from the host on any device.
 // - lossAndBackwardAsync / stepAsync / prefillAsync / decodeAsync run on a libuv worker (Napi::AsyncWorker) that
 //   holds references to the model and to its input arrays. While one runs, every other call that touches the
 //   model throws an Error ("busy") instead of racing with it; a KvCache in use by an async call is busy the same way.
@@ -18,6 +21,9 @@
 #include <string>
 
 #include "core/memory.h"
+#ifdef RIFT_WITH_CUDA
+#include "cuda/cuda_ops.h"
+#endif
 #include "model/decoder.h"
 #include "napi/errors.h"
 #include "napi/kv_cache.h"
@@ -45,6 +51,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Function f = DefineClass(
         env, "Model",
         {InstanceMethod<&ModelWrap::ParamsView>("paramsView"), InstanceMethod<&ModelWrap::GradsView>("gradsView"),
+         InstanceMethod<&ModelWrap::ReadBuffer>("readBuffer"), InstanceMethod<&ModelWrap::WriteBuffer>("writeBuffer"),
          InstanceMethod<&ModelWrap::OptimizerView>("optimizerView"),
          InstanceMethod<&ModelWrap::SetOptimizerSteps>("setOptimizerSteps"),
          InstanceMethod<&ModelWrap::TensorTable>("tensorTable"), InstanceMethod<&ModelWrap::Info>("info"),
@@ -58,6 +65,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::PrefillAsync>("prefillAsync"), InstanceMethod<&ModelWrap::Decode>("decode"),
          InstanceMethod<&ModelWrap::DecodeAsync>("decodeAsync"), InstanceMethod<&ModelWrap::Memory>("memory"),
          InstanceMethod<&ModelWrap::ResetPeaks>("resetPeaks"), StaticMethod<&ModelWrap::MemoryStatic>("memory"),
+         StaticMethod<&ModelWrap::Devices>("devices"),
          StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks")});
     exports.Set("Model", f);
   }
@@ -92,13 +100,37 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     c.o_bias = boolean(env, o.Get("o_bias"), "o_bias", false);
     int64_t chunk = 0;
     MemCategory cat = MemCategory::Params;
+    std::string device = "cpu", precision;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       Napi::Object opt = object_arg(info, 1, "options");
       Napi::Value cr = opt.Get("chunkRows");
       if (!cr.IsUndefined()) chunk = integer(env, cr, "chunkRows", 1, kMaxI32);
       if (boolean(env, opt.Get("reference"), "reference", false)) cat = MemCategory::Reference;
+      device = choice(env, opt.Get("device"), "device", {"cpu", "cuda"}, "cpu");
+      precision = choice(env, opt.Get("precision"), "precision", {"fp32", "bf16"}, "");
     }
-    d_ = guarded(env, [&] { return std::make_unique<Decoder>(c, chunk, cat); });
+    if (precision.empty()) precision = device == "cuda" ? "bf16" : "fp32";
+    const DType gemm = precision == "bf16" ? DType::BF16 : DType::F32;
+    OpsBackend* ops = nullptr;
+    RowBackend* rows = nullptr;
+    if (device == "cpu") {
+      ops = &cpu_ops(gemm);
+      rows = &cpu_backend();
+    } else {
+#ifdef RIFT_WITH_CUDA
+      ops = cuda_ops(gemm);
+      rows = cuda_backend();
+#endif
+      if (!ops || !rows)
+        throw_type(env, "device", "is 'cuda' but no CUDA device with a loadable cuBLAS is usable here"
+#ifndef RIFT_WITH_CUDA
+                                  " (the addon was built without CUDA)"
+#endif
+        );
+    }
+    d_ = guarded(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
+    device_ = device;
+    precision_ = precision;
   }
 
  private:
@@ -109,11 +141,47 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     return *d_;
   }
 
-  Napi::Value ParamsView(const Napi::CallbackInfo& info) { return view(info.Env(), d_->params_buffer()); }
+  Napi::Value ParamsView(const Napi::CallbackInfo& info) {
+    return view(info.Env(), d_->params_buffer(), "paramsView");
+  }
   Napi::Value GradsView(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    if (d_->space() != MemSpace::Host) return view(env, d_->params_buffer(), "gradsView");  // throws
     if (!d_->has_grads()) dec(env);  // allocating races with nothing, but keep the rule simple
-    return view(env, guarded(env, [&] { return d_->grads_buffer(); }));
+    return view(env, guarded(env, [&] { return d_->grads_buffer(); }), "gradsView");
+  }
+
+  static FlatBuffer which_buffer(Napi::Env env, Napi::Value v) {
+    const std::string w = choice(env, v, "which", {"params", "grads", "m", "v"}, "");
+    if (w.empty()) throw_type(env, "which", "must be one of 'params', 'grads', 'm', 'v'");
+    return w == "params" ? FlatBuffer::Params : w == "grads" ? FlatBuffer::Grads : w == "m" ? FlatBuffer::M
+                                                                                           : FlatBuffer::V;
+  }
+  // readBuffer(which, offset = 0, n = numParams − offset) → Float32Array copy (any device).
+  Napi::Value ReadBuffer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    const FlatBuffer w = which_buffer(env, info[0]);
+    const int64_t P = d.num_params();
+    const int64_t off = info[1].IsUndefined() ? 0 : integer(env, info[1], "offset", 0, P);
+    const int64_t n = info[2].IsUndefined() ? P - off : integer(env, info[2], "n", 0, P - off);
+    auto out = Napi::Float32Array::New(env, size_t(n));
+    guarded(env, [&] { d.read(w, off, n, out.Data()); });
+    return out;
+  }
+  // writeBuffer(which, data: Float32Array, offset = 0): copies data into [offset, offset + data.length).
+  Napi::Value WriteBuffer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    const FlatBuffer w = which_buffer(env, info[0]);
+    auto data = typed<float>(env, info[1], "data", napi_float32_array, "Float32Array");
+    const int64_t P = d.num_params();
+    const int64_t off = info[2].IsUndefined() ? 0 : integer(env, info[2], "offset", 0, P);
+    if (data.length > P - off)
+      throw_range(env, "data", "length " + std::to_string(data.length) + " at offset " + std::to_string(off) +
+                                   " runs past numParams = " + std::to_string(P));
+    guarded(env, [&] { d.write(w, off, data.length, data.data); });
+    return env.Undefined();
   }
 
   // optimizerView() → {m, v}: zero-copy Float32Arrays (numParams each, the params layout) over AdamW's state.
@@ -121,8 +189,8 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     Napi::Object o = Napi::Object::New(env);
-    o.Set("m", view(env, guarded(env, [&] { return d.m_buffer(); })));
-    o.Set("v", view(env, guarded(env, [&] { return d.v_buffer(); })));
+    o.Set("m", view(env, guarded(env, [&] { return d.m_buffer(); }), "optimizerView"));
+    o.Set("v", view(env, guarded(env, [&] { return d.v_buffer(); }), "optimizerView"));
     return o;
   }
   // setOptimizerSteps(n): the AdamW step counter (bias corrections) — restore it with m and v.
@@ -158,6 +226,8 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     o.Set("optimizerSteps", double(d_->optimizer_steps()));
     o.Set("hasGrads", d_->has_grads());
     o.Set("busy", bool(busy_));
+    o.Set("device", device_);
+    o.Set("precision", precision_);
     Napi::Object k = Napi::Object::New(env);
     k.Set("vocab_size", double(c.vocab));
     k.Set("hidden_size", double(c.C));
@@ -384,7 +454,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     const int64_t B = integer(env, info[0], "B", 1, kMaxI32), T = integer(env, info[1], "Tmax", 1, kMaxI32);
     if (double(B) * double(T) * double(d.config().Hkv * d.config().D) * double(2 * d.config().L) > 1e11)
       throw_range(env, "Tmax", "the cache (2 × layers × B × Tmax × kv heads × head_dim floats) would be too large");
-    KvCache* cache = guarded(env, [&] { return new KvCache(d.config(), B, T); });
+    KvCache* cache = guarded(env, [&] { return new KvCache(d.config(), B, T, d.ops()); });
     auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
     return ctor->New({Napi::External<KvCache>::New(env, cache)});
   }
@@ -452,12 +522,23 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
   static Napi::Value MemoryStatic(const Napi::CallbackInfo& info) { return memory_object(info.Env()); }
+  // Model.devices() → ['cpu'] or ['cpu', 'cuda'] (a CUDA device with a loadable cuBLAS and the loss kernels).
+  static Napi::Value Devices(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array a = Napi::Array::New(env);
+    a.Set(uint32_t(0), "cpu");
+#ifdef RIFT_WITH_CUDA
+    if (cuda_ops() && cuda_backend()) a.Set(uint32_t(1), "cuda");
+#endif
+    return a;
+  }
   static Napi::Value ResetPeaksStatic(const Napi::CallbackInfo& info) {
     mem_reset_peaks();
     return info.Env().Undefined();
   }
 
   std::unique_ptr<Decoder> d_;
+  std::string device_ = "cpu", precision_ = "fp32";
   bool busy_ = false;  // only read/written on the JS thread
   std::string busy_what_;
 };

@@ -14,6 +14,7 @@
 
 #include "core/loss.h"
 #include "core/memory.h"
+#include "model/ops.h"
 #include "napi/errors.h"
 
 namespace rift::napi::model_args {
@@ -73,6 +74,19 @@ inline bool boolean(Napi::Env env, Napi::Value v, const char* key, bool dflt) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// A string that must be one of `allowed` (dflt when undefined).
+inline std::string choice(Napi::Env env, Napi::Value v, const char* key, const std::vector<std::string>& allowed,
+                          const std::string& dflt) {
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "'" : ", '") + a + "'";
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsString()) throw_type(env, key, "must be one of " + list);
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  for (const auto& a : allowed)
+    if (s == a) return s;
+  throw_range(env, key, "must be one of " + list + ", got '" + s + "'");
+}
+
 inline Napi::Object object_arg(const Napi::CallbackInfo& info, size_t i, const char* key) {
   if (info.Length() <= i || !info[i].IsObject() || info[i].IsTypedArray())
     throw_type(info.Env(), key, "must be an object");
@@ -93,12 +107,17 @@ auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
   }
 }
 
-// A zero-copy Float32Array over a shared HostBuffer; the ArrayBuffer's finaliser holds the shared_ptr.
-inline Napi::Float32Array view(Napi::Env env, const std::shared_ptr<HostBuffer>& buf) {
-  auto* hold = new std::shared_ptr<HostBuffer>(buf);
+// A zero-copy Float32Array over a shared host OpsBuffer; the ArrayBuffer's finaliser holds the shared_ptr.
+// A buffer in device memory cannot be viewed: Error naming the method, pointing at readBuffer / writeBuffer.
+inline Napi::Float32Array view(Napi::Env env, const std::shared_ptr<OpsBuffer>& buf, const char* method) {
+  if (buf->space() != MemSpace::Host)
+    throw Napi::Error::New(env, std::string(method) +
+                                    ": this model's buffers are in GPU memory (device 'cuda'): no zero-copy view; "
+                                    "use readBuffer / writeBuffer (Model.params() / tensor() return copies)");
+  auto* hold = new std::shared_ptr<OpsBuffer>(buf);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
       env, buf->data(), buf->size() * sizeof(float),
-      [](Napi::Env, void*, std::shared_ptr<HostBuffer>* h) { delete h; }, hold);
+      [](Napi::Env, void*, std::shared_ptr<OpsBuffer>* h) { delete h; }, hold);
   return Napi::Float32Array::New(env, buf->size(), ab, 0);
 }
 
@@ -110,9 +129,15 @@ inline Napi::Object memory_object(Napi::Env env) {
     x.Set("peak", double(s.peak));
     return x;
   };
-  for (int c = 0; c < int(MemCategory::kCount); ++c)
-    o.Set(mem_category_name(MemCategory(c)), stats(mem_stats(MemSpace::Host, MemCategory(c))));
-  o.Set("total", stats(mem_total(MemSpace::Host)));
+  auto space = [&](Napi::Object into, MemSpace sp) {
+    for (int c = 0; c < int(MemCategory::kCount); ++c)
+      into.Set(mem_category_name(MemCategory(c)), stats(mem_stats(sp, MemCategory(c))));
+    into.Set("total", stats(mem_total(sp)));
+  };
+  space(o, MemSpace::Host);  // host categories at the top level, device memory under "device"
+  Napi::Object dev = Napi::Object::New(env);
+  space(dev, MemSpace::Device);
+  o.Set("device", dev);
   return o;
 }
 
