@@ -50,10 +50,17 @@ function expectError(fn: () => unknown, name: 'TypeError' | 'RangeError' | 'Erro
   if (name !== 'Error' && sameRealm) expect(err).toBeInstanceOf(name === 'TypeError' ? TypeError : RangeError);
 }
 
-// ---------------------------------------------------------------------------------------------------------
+// Every test below runs once per usable device (Model.devices(): 'cpu' here; 'cpu' and 'cuda' on a GPU machine)
+// with fp32 GEMMs, so the CUDA engine is held to the same references and tolerances as its CPU twin.
+type Dev = { device: 'cpu' | 'cuda'; precision: 'fp32' };
+const DEVICES: Dev[] = Model.devices().map((device) => ({ device, precision: 'fp32' }));
+/** The memory report's categories of the device the model runs on (host at the top level, GPU under .device). */
+const space = (m: ReturnType<Model['memory']>, dev: Dev) => (dev.device === 'cuda' ? m.device : m);
+
+function suite(DEV: Dev): void {
 describe.each(['tiny-qwen2', 'tiny-llama'])('parity with HF transformers: %s', (name) => {
   const fx = readParity(path.join(FIX, `${name}.bin`));
-  const model = Model.load(path.join(FIX, name));
+  const model = Model.load(path.join(FIX, name), DEV);
   const ids = fx.get('input_ids')!.data as Int32Array;
   const [B, T] = fx.get('input_ids')!.shape;
 
@@ -105,7 +112,7 @@ const TINY = {
 
 describe('finite differences of the whole model (float64 reference decoder)', () => {
   const cfg = parseConfig(TINY);
-  const model = Model.fromConfig(cfg, { seed: 7, std: 0.3, normStd: 0.2, chunkRows: 5 });
+  const model = Model.fromConfig(cfg, { ...DEV, seed: 7, std: 0.3, normStd: 0.2, chunkRows: 5 });
   const B = 2, T = 7, N = B * T;
   const ids = makeIds(N, cfg.vocab_size, 3);
   const table = model.tensorTable();
@@ -127,7 +134,7 @@ describe('finite differences of the whole model (float64 reference decoder)', ()
     expect(Math.abs(r.loss - want)).toBeLessThanOrEqual(2e-5 * Math.abs(want) + 1e-9);
     let worst = 0, at = '';
     for (const { name, i } of coords) {
-      const p = model.tensor(name);
+      const p = views.get(name)!.data; // the reference's copy (a zero-copy view on the CPU)
       const g = model.tensor(name, 'grad')[i];
       const gmax = maxAbs(model.tensor(name, 'grad'));
       const p0 = p[i];
@@ -172,7 +179,7 @@ describe('finite differences of the whole model (float64 reference decoder)', ()
   });
 
   test('the chunk size does not change the result', () => {
-    const other = Model.fromConfig(cfg, { seed: 7, std: 0.3, normStd: 0.2, chunkRows: 1024 });
+    const other = Model.fromConfig(cfg, { ...DEV, seed: 7, std: 0.3, normStd: 0.2, chunkRows: 1024 });
     const o = { ids, B, T, targets, offsets: new Int32Array([0, 4, 7, 11, 14]), method: 'dpo' as const,
       dpo: { refLogps: new Float64Array([-9.5, -10.2, -8.1, -11.3]), pairs: new Int32Array([0, 1, 2, 3]) } };
     model.zeroGrad();
@@ -189,7 +196,7 @@ const QWEN = {
 };
 
 describe('KV cache', () => {
-  const model = Model.fromConfig(QWEN, { seed: 11, std: 0.2, normStd: 0.1 });
+  const model = Model.fromConfig(QWEN, { ...DEV, seed: 11, std: 0.2, normStd: 0.1 });
   const V = QWEN.vocab_size;
 
   test('prefill + decode steps give the full forward logits', () => {
@@ -264,7 +271,7 @@ describe('training state', () => {
   });
 
   test('gradient accumulation: two half batches with the global normaliser equal the full batch', () => {
-    const model = Model.fromConfig(QWEN, { seed: 1, std: 0.2 });
+    const model = Model.fromConfig(QWEN, { ...DEV, seed: 1, std: 0.2 });
     const full = model.lossAndBackward({ ids, B, T, targets, offsets, method: 'sft', normalizer: tokens });
     const g = Float32Array.from(model.grads());
     model.zeroGrad();
@@ -285,7 +292,7 @@ describe('training state', () => {
   });
 
   test('AdamW steps move the parameters as torch.optim.AdamW (+ clip_grad_norm_) would', () => {
-    const model = Model.fromConfig(QWEN, { seed: 2, std: 0.2 });
+    const model = Model.fromConfig(QWEN, { ...DEV, seed: 2, std: 0.2 });
     const n = model.numParams;
     const p = Float64Array.from(model.params());
     const m = new Float64Array(n), v = new Float64Array(n);
@@ -312,51 +319,52 @@ describe('training state', () => {
   });
 
   test('memory(): every category the training step uses is non-zero; resetPeaks() sets peaks to current', () => {
-    const model = Model.fromConfig(QWEN, { seed: 3 });
+    const model = Model.fromConfig(QWEN, { ...DEV, seed: 3 });
     model.lossAndBackward({ ids, B, T, targets, offsets, method: 'sft' });
     model.step({ lr: 1e-3 });
     const cache = model.newKvCache(2, 32);
-    const mem = model.memory();
+    const mem = space(model.memory(), DEV);
     const bytes = model.numParams * 4;
     for (const k of ['params', 'grads', 'activations', 'logitsChunk', 'kvCache'] as const) expect(mem[k].current).toBeGreaterThan(0);
     expect(mem.params.current).toBeGreaterThanOrEqual(bytes);
     expect(mem.grads.current).toBeGreaterThanOrEqual(bytes);
     expect(mem.optimizer.current).toBeGreaterThanOrEqual(2 * bytes);
     expect(mem.kvCache.current).toBeGreaterThanOrEqual(2 * 2 * 2 * 32 * 2 * 8 * 4); // 2 (k,v) × L × B × Tmax × Hkv × D × 4
-    const sum = Object.entries(mem).filter(([k]) => k !== 'total' && k !== 'device').reduce((s, [, x]) => s + x.current, 0);
+    const sum = Object.entries(mem).filter(([k]) => k !== 'total' && k !== 'device').reduce((s, [, x]) => s + (x as { current: number }).current, 0);
     expect(mem.total.current).toBe(sum);
     // a bigger batch regrows the activations (the old buffer is freed first)
     const big = makeIds(8 * 16, QWEN.vocab_size, 5);
     model.lossAndBackward({ ids: big, B: 8, T: 16, targets: lmTargets(big, 8, 16, 0), offsets: new Int32Array([0, 128]), method: 'sft' });
-    const after = Model.memory();
+    const after = space(Model.memory(), DEV);
     expect(after.activations.current).toBeGreaterThan(mem.activations.current);
     expect(after.activations.peak).toBeGreaterThanOrEqual(after.activations.current);
     cache.free();
-    const freed = Model.memory();
+    const freed = space(Model.memory(), DEV);
     expect(freed.kvCache.current).toBe(mem.kvCache.current - 2 * 2 * 2 * 32 * 2 * 8 * 4);
     expect(freed.kvCache.peak).toBeGreaterThan(freed.kvCache.current);
-    const ref = Model.fromConfig(QWEN, { seed: 3, reference: true }); // a DPO reference model
-    expect(Model.memory().reference.current).toBeGreaterThanOrEqual(ref.numParams * 4);
+    const ref = Model.fromConfig(QWEN, { ...DEV, seed: 3, reference: true }); // a DPO reference model
+    expect(space(Model.memory(), DEV).reference.current).toBeGreaterThanOrEqual(ref.numParams * 4);
     model.resetPeaks();
     const reset = Model.memory();
-    for (const [k, s] of Object.entries(reset)) expect([k, s.peak]).toEqual([k, s.current]);
+    for (const [k, s] of [...Object.entries(reset), ...Object.entries(reset.device)])
+      if (k !== 'device') expect([k, (s as { peak: number }).peak]).toEqual([k, (s as { current: number }).current]);
   });
 
   test('save → load round trip is bit-exact (float32) and copies tokenizer files through', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-model-'));
     try {
-      const model = Model.fromConfig(QWEN, { seed: 4, std: 0.2, normStd: 0.1 });
+      const model = Model.fromConfig(QWEN, { ...DEV, seed: 4, std: 0.2, normStd: 0.1 });
       model.save(path.join(dir, 'a'));
-      const loaded = Model.load(path.join(dir, 'a'));
+      const loaded = Model.load(path.join(dir, 'a'), DEV);
       expect(loaded.config.tie_word_embeddings).toBe(true);
       expect(Buffer.from(loaded.params().buffer).equals(Buffer.from(model.params().buffer))).toBe(true);
       const ids2 = makeIds(10, QWEN.vocab_size, 1);
       expect(Buffer.from(loaded.forward(ids2, 2, 5).buffer).equals(Buffer.from(model.forward(ids2, 2, 5).buffer))).toBe(true);
       fs.writeFileSync(path.join(dir, 'a', 'tokenizer.json'), '{"model":{}}');
-      const withTok = Model.load(path.join(dir, 'a'));
+      const withTok = Model.load(path.join(dir, 'a'), DEV);
       withTok.save(path.join(dir, 'b'), { dtype: 'bfloat16' });
       expect(fs.readFileSync(path.join(dir, 'b', 'tokenizer.json'), 'utf8')).toBe('{"model":{}}');
-      const bf = Model.load(path.join(dir, 'b'));
+      const bf = Model.load(path.join(dir, 'b'), DEV);
       expect(Array.from(bf.params())).toEqual(Array.from(bf16ToF32(f32ToBf16(model.params()))));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
@@ -364,7 +372,7 @@ describe('training state', () => {
   });
 
   test('lossAndBackwardAsync matches the sync call; the model refuses other calls until it settles', async () => {
-    const model = Model.fromConfig(QWEN, { seed: 5, std: 0.2 });
+    const model = Model.fromConfig(QWEN, { ...DEV, seed: 5, std: 0.2 });
     const o = { ids, B, T, targets, offsets, method: 'rift' as const, rewards: new Float32Array([1, -1, 0.5, -0.5]), negative: 'sequence' as const, tokenLogps: true };
     const sync = model.lossAndBackward(o);
     const g = Float32Array.from(model.grads());
@@ -384,7 +392,7 @@ describe('training state', () => {
 
 // ---------------------------------------------------------------------------------------------------------
 describe('bad input → typed errors naming the argument', () => {
-  const model = Model.fromConfig(QWEN, { seed: 6 });
+  const model = Model.fromConfig(QWEN, { ...DEV, seed: 6 });
   const B = 2, T = 4;
   const ids = makeIds(B * T, QWEN.vocab_size, 2);
   const base = { ids, B, T, targets: lmTargets(ids, B, T, 0), offsets: new Int32Array([0, 8]), method: 'sft' as const };
@@ -426,7 +434,7 @@ describe('bad input → typed errors naming the argument', () => {
   });
 
   test('state and cache errors', () => {
-    const fresh = Model.fromConfig(QWEN, { seed: 6 });
+    const fresh = Model.fromConfig(QWEN, { ...DEV, seed: 6 });
     expectError(() => fresh.step({ lr: 1e-3 }), 'Error', 'step: no gradients');
     expectError(() => fresh.step({ lr: -1 }), 'RangeError', 'lr');
     expectError(() => fresh.step({ lr: 1e-3, beta1: 1 }), 'RangeError', 'beta1');
@@ -442,3 +450,6 @@ describe('bad input → typed errors naming the argument', () => {
     expectError(() => Model.load(path.join(FIX, 'does-not-exist')), 'Error', '.*config.json');
   });
 });
+}
+
+describe.each(DEVICES)('device $device', (dev) => suite(dev));

@@ -1,0 +1,160 @@
+// The device / precision options of Model (lib/engine/model.ts → native/napi/model.cc → OpsBackend):
+// (a) the host-copy API every device shares (readBuffer / writeBuffer through params(), tensor(), setParams(),
+//     setTensor(), optimizerState() / setOptimizerState(), editParams()), run on every usable device;
+// (b) precision 'bf16' (GEMM operands rounded to bfloat16, fp32 accumulation) against the fp32 model: close, but
+//     measurably different — so the bf16 path is really taken;
+// (c) CUDA against its CPU twin (only where Model.devices() lists 'cuda'): forward, loss, every gradient, an AdamW
+//     step and KV-cache decoding, in fp32 and in bf16;
+// (d) typed errors for bad options, and a clear error for device 'cuda' where no GPU is usable.
+// test/model.test.ts runs the whole engine suite once per usable device as well.
+import { parseConfig } from '../lib/engine/checkpoint';
+import { Device, Model, Precision } from '../lib/engine/model';
+import { maxAbs } from './helpers/parity';
+
+const QWEN = parseConfig({
+  model_type: 'qwen2', vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
+  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
+});
+const DEVICES = Model.devices();
+const B = 2, T = 12, N = B * T;
+
+function ids(seed: number): Int32Array {
+  let s = seed >>> 0;
+  return Int32Array.from({ length: N }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % QWEN.vocab_size);
+}
+const IDS = ids(5);
+const TARGETS = Int32Array.from({ length: N }, (_, i) => (i % T >= 2 && i % T < T - 1 ? IDS[i + 1] : -100));
+const OFFSETS = new Int32Array([0, T, N]);
+const REWARDS = new Float32Array([1, -0.5]);
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function make(device: Device, precision: Precision): Model {
+  return Model.fromConfig(QWEN, { device, precision, seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
+}
+
+/** One RIFT training step; returns what a comparison needs. */
+function run(m: Model) {
+  const logits = m.forward(IDS, B, T);
+  const r = m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'rift', rewards: REWARDS, negative: 'sequence' });
+  const grads = m.grads();
+  m.step({ lr: 1e-2, maxGradNorm: 1 });
+  const cache = m.newKvCache(B, T + 2);
+  m.prefill(cache, IDS, B, T);
+  const decoded = m.decode(cache, new Int32Array([1, 2]));
+  return { logits, loss: r.loss, seq: Array.from(r.seqLogps), grads, params: m.params(), opt: m.optimizerState(), decoded };
+}
+
+describe.each(DEVICES)('host-copy API on device %s', (device) => {
+  test('params / tensor / setParams / setTensor / editParams / optimizer state round-trip', () => {
+    const m = make(device, 'fp32');
+    expect(m.device).toBe(device);
+    expect(m.precision).toBe('fp32');
+    const p = Float32Array.from(m.params());
+    expect(p.length).toBe(m.numParams);
+    const name = 'model.layers.1.mlp.up_proj.weight';
+    const t = m.tensorTable().find((e) => e.name === name)!;
+    expect(Array.from(m.tensor(name))).toEqual(Array.from(p.subarray(t.offset, t.offset + 64 * 32)));
+    const w = Float32Array.from({ length: 64 * 32 }, (_, i) => i / 7);
+    m.setTensor(name, w);
+    expect(Array.from(m.tensor(name))).toEqual(Array.from(w));
+    m.setParams(new Float32Array([9, 8]), 3);
+    expect(Array.from(m.params().subarray(2, 6))).toEqual([p[2], 9, 8, p[5]]);
+    m.editParams((tensor) => tensor('model.norm.weight')!.fill(2));
+    expect(Array.from(new Set(m.tensor('model.norm.weight')))).toEqual([2]);
+    const n = m.numParams;
+    const mm = Float32Array.from({ length: n }, (_, i) => i % 5), vv = Float32Array.from({ length: n }, (_, i) => i % 3);
+    m.setOptimizerState({ m: mm, v: vv });
+    m.setOptimizerSteps(4);
+    const s = m.optimizerState();
+    expect(Buffer.from(s.m.buffer, s.m.byteOffset, s.m.byteLength).equals(Buffer.from(mm.buffer))).toBe(true);
+    expect(Buffer.from(s.v.buffer, s.v.byteOffset, s.v.byteLength).equals(Buffer.from(vv.buffer))).toBe(true);
+    expect(m.optimizerSteps).toBe(4);
+  });
+
+  test('bad arguments are typed errors naming the argument', () => {
+    const m = make(device, 'fp32');
+    expect(() => m.setParams(new Float64Array(2) as unknown as Float32Array)).toThrow(/^data: /);
+    expect(() => m.setParams(new Float32Array(2), m.numParams - 1)).toThrow(RangeError);
+    expect(() => m.setParams(new Float32Array(2), -1)).toThrow(/^offset: /);
+    expect(() => m.setTensor('nope', new Float32Array(1))).toThrow(/^name: /);
+    expect(() => m.setTensor('model.norm.weight', new Float32Array(3))).toThrow(/^data: length must be 32/);
+    expect(() => m.setOptimizerState({ m: new Float32Array(1), v: new Float32Array(1) })).toThrow(/^m: length/);
+    expect(() => m.native.readBuffer('x' as 'm')).toThrow(/^which: /);
+    expect(() => m.native.readBuffer('params', 0, m.numParams + 1)).toThrow(/^n: /);
+    expect(() => m.native.writeBuffer('grads', new Float32Array(4), m.numParams - 3)).toThrow(/^data: /);
+  });
+});
+
+describe.each(DEVICES)('precision bf16 on device %s', (device) => {
+  test('close to fp32, but not equal: the bf16 GEMMs are in use', () => {
+    const a = run(make(device, 'fp32'));
+    const b = run(make(device, 'bf16'));
+    const scale = maxAbs(a.logits);
+    const d = maxDiff(a.logits, b.logits);
+    // bf16 keeps 8 significant bits: relative rounding 2^-9 per operand; through 2 layers a few 1e-3 of the scale.
+    expect(d).toBeGreaterThan(1e-6 * scale);
+    expect(d).toBeLessThan(3e-2 * scale);
+    expect(Math.abs(a.loss - b.loss)).toBeLessThan(2e-2 * Math.abs(a.loss));
+    const gd = maxDiff(a.grads, b.grads), gs = maxAbs(a.grads);
+    expect(gd).toBeGreaterThan(0);
+    expect(gd).toBeLessThan(5e-2 * gs);
+  });
+});
+
+const cudaOnly = DEVICES.includes('cuda') ? describe : describe.skip;
+cudaOnly.each(['fp32', 'bf16'] as const)('CUDA against its CPU twin, precision %s', (precision) => {
+  // fp32: the same math in another summation order (cuBLAS, warp reductions, fast-math exp in attention);
+  // bf16: both round the GEMM operands identically, so only the summation order differs there too.
+  const tol = precision === 'fp32' ? 1e-4 : 2e-3;
+  test('forward, loss, every gradient, one AdamW step and KV-cache decoding agree', () => {
+    const c = run(make('cpu', precision));
+    const g = run(make('cuda', precision));
+    expect(maxDiff(g.logits, c.logits)).toBeLessThanOrEqual(tol * maxAbs(c.logits));
+    expect(Math.abs(g.loss - c.loss)).toBeLessThanOrEqual(tol * Math.abs(c.loss));
+    expect(maxDiff(g.seq, c.seq)).toBeLessThanOrEqual(tol * maxAbs(c.seq));
+    expect(maxDiff(g.grads, c.grads)).toBeLessThanOrEqual(10 * tol * maxAbs(c.grads));
+    expect(maxDiff(g.params, c.params)).toBeLessThanOrEqual(1e-5 + 1e-2 * 10 * tol); // lr 1e-2 × normalised step
+    expect(maxDiff(g.opt.m, c.opt.m)).toBeLessThanOrEqual(10 * tol * maxAbs(c.opt.m));
+    expect(maxDiff(g.decoded, c.decoded)).toBeLessThanOrEqual(tol * maxAbs(c.decoded) * 4);
+  });
+
+  test('memory lives on the device: params, grads, optimizer, activations under memory().device', () => {
+    const before = Model.memory().device;
+    const m = make('cuda', precision);
+    run(m);
+    const after = Model.memory().device;
+    for (const k of ['params', 'grads', 'optimizer'] as const) expect(after[k].current - before[k].current).toBeGreaterThanOrEqual(m.numParams * 4 * (k === 'optimizer' ? 2 : 1));
+    expect(after.activations.peak).toBeGreaterThan(0);
+  });
+});
+
+describe('options', () => {
+  test('bad device / precision are typed errors; cuda without a usable GPU is a clear TypeError', () => {
+    expect(() => Model.fromConfig(QWEN, { device: 'tpu' as Device })).toThrow(/^device: must be 'cpu' or 'cuda'/);
+    expect(() => Model.fromConfig(QWEN, { precision: 'fp16' as Precision })).toThrow(/^precision: must be 'fp32' or 'bf16'/);
+    expect(() => new (Object.getPrototypeOf(make('cpu', 'fp32').native).constructor)(QWEN.raw, { device: 3 })).toThrow(/^device: /);
+    if (!DEVICES.includes('cuda')) {
+      let err: unknown;
+      try {
+        Model.fromConfig(QWEN, { device: 'cuda' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(TypeError);
+      expect((err as Error).message).toMatch(/^device: is 'cuda' but no CUDA device/);
+    }
+    expect(DEVICES[0]).toBe('cpu');
+  });
+
+  test("defaults: fp32 on the CPU; a CPU model's params() is a zero-copy view", () => {
+    const m = Model.fromConfig(QWEN, { seed: 1 });
+    expect([m.device, m.precision]).toEqual(['cpu', 'fp32']);
+    m.params()[0] = 42;
+    expect(m.params()[0]).toBe(42);
+  });
+});
