@@ -90,6 +90,28 @@ describe.each(DEVICES)('host-copy API on device %s', (device) => {
   });
 });
 
+describe.each(DEVICES)('activation recomputation on device %s', (device) => {
+  test('the same loss, log-probs and gradients as saving every activation, with fewer activation bytes', () => {
+    const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
+    const grads = (recompute: boolean) => {
+      const m = Model.fromConfig(QWEN, { device, precision: 'fp32', recompute, seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
+      expect(m.recompute).toBe(recompute);
+      const before = space(Model.memory()).activations.current;
+      const r = m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'rift', rewards: REWARDS, negative: 'sequence' });
+      const acts = space(Model.memory()).activations.current - before;
+      return { loss: r.loss, seq: Array.from(r.seqLogps), g: m.grads(), acts };
+    };
+    const a = grads(false), b = grads(true);
+    expect(b.loss).toBe(a.loss);
+    expect(b.seq).toEqual(a.seq);
+    // CPU: the same deterministic ops in the same order, bit for bit; CUDA: allow cuBLAS a different algorithm.
+    const tol = device === 'cpu' ? 0 : 1e-6 * maxAbs(a.g);
+    expect(maxDiff(b.g, a.g)).toBeLessThanOrEqual(tol);
+    expect(b.acts).toBeLessThan(a.acts);
+    expect(() => Model.fromConfig(QWEN, { device, recompute: 1 as unknown as boolean })).toThrow(/^recompute: must be a boolean/);
+  });
+});
+
 describe.each(DEVICES)('precision bf16 on device %s', (device) => {
   test('close to fp32, but not equal: the bf16 GEMMs are in use', () => {
     const a = run(make(device, 'fp32'));

@@ -36,6 +36,15 @@ describe.each(SHAPES)('$name', ({ config, B, T, chunkRows }) => {
     expect(m.bytes.kvCache).toBe(0);
   });
 
+  test.each(PROFILE_METHODS)('%s with activation recomputation: predicted == measured, fewer activation bytes', async (method) => {
+    const m = await measureMemory({ config, method, B, T, chunkRows, steps: 2, recompute: true });
+    const p = predictMemory(config, { method, B, T, chunkRows, targetRows: m.targetRows, recompute: true });
+    for (const k of PREDICTED_CATEGORIES) expect([k, m.bytes[k]]).toEqual([k, p.bytes[k]]);
+    const full = predictMemory(config, { method, B, T, chunkRows, targetRows: m.targetRows });
+    if (config.num_hidden_layers > 1) expect(p.bytes.activations).toBeLessThan(full.bytes.activations);
+    else expect(p.bytes.activations).toBe(full.bytes.activations);
+  });
+
   test('RIFT < DPO with a held reference; DPO precomputed == RIFT', () => {
     const [rift, held, pre] = PROFILE_METHODS.map((method) => predictMemory(config, { method, B, T, chunkRows }).bytes);
     expect(rift.total).toBeLessThan(held.total);

@@ -30,6 +30,12 @@ export interface ModelOptions {
    * torch autocast; master weights, gradients and AdamW state stay fp32). Default: 'fp32' on the CPU, 'bf16' on CUDA.
    */
   precision?: Precision;
+  /**
+   * Activation recomputation (default false): keep only each layer's input during the forward and rerun each
+   * layer's forward just before its backward — one more forward per step for activations of about L·N·C floats plus
+   * one layer's worth, instead of ~L × (4C + 3I + …)·N. Same gradients.
+   */
+  recompute?: boolean;
   /** Rows per lm_head + loss chunk (the (rows, vocab) logits buffer); default: ~64 MB of logits, 64..1024 rows. */
   chunkRows?: number;
   /** A frozen reference model (DPO): its parameters count as 'reference' in memory(), not 'params'. */
@@ -170,7 +176,11 @@ export class Model {
     const native: Record<string, unknown> = {};
     for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
       'head_dim', 'rms_norm_eps', 'rope_theta', 'tie_word_embeddings', 'qkv_bias', 'o_bias'] as const) native[k] = config[k];
-    const o: { chunkRows?: number; reference?: boolean; device?: Device; precision?: Precision } = {};
+    const o: { chunkRows?: number; reference?: boolean; device?: Device; precision?: Precision; recompute?: boolean } = {};
+    if (opts.recompute !== undefined) {
+      if (typeof opts.recompute !== 'boolean') throw typeError('recompute', `must be a boolean, got ${describe(opts.recompute)}`);
+      o.recompute = opts.recompute;
+    }
     if (opts.chunkRows !== undefined) o.chunkRows = checkInteger('chunkRows', opts.chunkRows, 1, 2 ** 31 - 1);
     if (opts.device !== undefined) {
       if (opts.device !== 'cpu' && opts.device !== 'cuda') throw rangeError('device', `must be 'cpu' or 'cuda', got ${describe(opts.device)}`);
@@ -229,6 +239,9 @@ export class Model {
   }
   get precision(): Precision {
     return this.native.info().precision;
+  }
+  get recompute(): boolean {
+    return this.native.info().recompute;
   }
 
   /**

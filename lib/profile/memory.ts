@@ -18,7 +18,8 @@
 //   P        Σ expectedTensors(config) sizes (tied: no lm_head.weight)
 //   params = P, grads = P, optimizer = 2P (AdamW m, v), reference (held) = P
 //   activations (Decoder::ensure_acts, N = B·T, r(n) = n rounded up to 16 floats):
-//     L · [4 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]     saved per layer
+//     L · r(N·C) + S · [3 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]
+//                                         saved: each layer's input, and S = L sets of the rest (S = 1: recompute)
 //     + 2 r(N·C) + r(N)                                                             final norm in/out, rstd
 //     + 2 r(N·C) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)                             backward scratch
 //   logitsChunk (LmHeadLoss): R·V + 2 r(R·C), R = min(chunkRows, rows with a target),
@@ -104,12 +105,12 @@ function checkMethod(m: unknown): ProfileMethod {
 const r16 = (n: number) => Math.ceil(n / 16) * 16;
 
 /** Floats of the decoder's training activation buffer for N = B·T tokens (Decoder::ensure_acts). */
-export function activationFloats(c: DecoderConfig, N: number): number {
+export function activationFloats(c: DecoderConfig, N: number, recompute = false): number {
   const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
-  const perLayer = 4 * r16(N * C) + 2 * r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + r16(N * c.num_attention_heads) + 3 * r16(N * I);
+  const perSet = 3 * r16(N * C) + 2 * r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + r16(N * c.num_attention_heads) + 3 * r16(N * I);
   const tail = 2 * r16(N * C) + r16(N);
   const bwd = 2 * r16(N * C) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
-  return c.num_hidden_layers * perLayer + tail + bwd;
+  return c.num_hidden_layers * r16(N * C) + (recompute ? 1 : c.num_hidden_layers) * perSet + tail + bwd;
 }
 
 /** The engine's default lm_head chunk rows for a vocabulary (Decoder's constructor). */
@@ -135,6 +136,8 @@ export interface PredictOptions {
   chunkRows?: number;
   /** Rows with a target (default B·(T − 1): every position but the last of each row). */
   targetRows?: number;
+  /** Activation recomputation (Model option recompute; default false). */
+  recompute?: boolean;
 }
 
 /** Peak bytes per category of a training step at (B, T), from the engine's buffer layout (see the file comment). */
@@ -151,7 +154,7 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
     params: 4 * P,
     grads: 4 * P,
     optimizer: 8 * P,
-    activations: 4 * models * activationFloats(c, B * T),
+    activations: 4 * models * activationFloats(c, B * T, !!o.recompute),
     logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
     reference: method === 'dpo-held' ? 4 * P : 0,
     total: 0,
@@ -174,6 +177,8 @@ export interface MeasureOptions {
   seed?: number;
   /** RIFT negatives (default 'token'). */
   negative?: 'token' | 'sequence';
+  /** Activation recomputation for the models (default false). */
+  recompute?: boolean;
   /** Where the models run (default 'cpu'); 'cuda' measures GPU memory (MemoryReport.device). */
   device?: Device;
   /** GEMM precision (the Model default for the device when absent). */
@@ -232,7 +237,7 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const before: MemoryReport = Model.memory();
   Model.resetPeaks();
   const t0 = performance.now();
-  const dev = { device: o.device, precision: o.precision };
+  const dev = { device: o.device, precision: o.precision, recompute: o.recompute };
   const policy = Model.fromConfig(c, { seed, chunkRows, ...dev });
   const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true, ...dev }) : undefined;
   let refLogps: Float64Array | undefined;

@@ -28,6 +28,7 @@ struct Decoder::Acts {
     float* h;      // (N, I) silu(gate)·up
   };
   int64_t cap = 0;
+  bool recompute = false;  // layers share one set of saved tensors (all but res); see Decoder::set_recompute
   OpsBuffer buf;
   std::vector<Layer> layer;
   float* res_out = nullptr;  // (N, C) output of the last layer

@@ -19,15 +19,19 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
   const int64_t N = B * T;
   if (!acts_) acts_ = std::make_unique<Acts>();
   Acts& a = *acts_;
-  if (N > a.cap) {
+  if (N > a.cap || a.recompute != recompute_) {
     const DecoderConfig& c = cfg_;
     const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
-    const int64_t per_layer = round16(N * C) * 4 + round16(N) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 +
+    // Everything a layer saves besides its input (the residual stream res): one set per layer, or ONE set shared
+    // by every layer when recomputing (the backward reruns each layer's forward from its res first).
+    const int64_t per_layer = round16(N * C) * 3 + round16(N) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 +
                               round16(N * c.Hq) + round16(N * I) * 3;
+    const int64_t sets = recompute_ ? 1 : c.L;
     const int64_t tail = round16(N * C) * 2 + round16(N);
     const int64_t bwd = round16(N * C) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 + round16(N * I) * 2;
     a.buf = OpsBuffer();  // free the old one first
-    a.buf = OpsBuffer(ops_, MemCategory::Activations, size_t(c.L * per_layer + tail + bwd));
+    a.buf = OpsBuffer(ops_, MemCategory::Activations,
+                      size_t(c.L * round16(N * C) + sets * per_layer + tail + bwd));
     float* p = a.buf.data();
     auto take = [&](int64_t n) {
       float* r = p;
@@ -35,8 +39,15 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
       return r;
     };
     a.layer.resize(size_t(c.L));
-    for (Acts::Layer& l : a.layer) {
-      l.res = take(N * C);
+    for (Acts::Layer& l : a.layer) l.res = take(N * C);
+    for (int64_t i = 0; i < c.L; ++i) {
+      Acts::Layer& l = a.layer[size_t(i)];
+      if (recompute_ && i > 0) {  // share layer 0's set
+        const float* res = l.res;
+        l = a.layer[0];
+        l.res = const_cast<float*>(res);
+        continue;
+      }
       l.ln1 = take(N * C);
       l.rstd1 = take(N);
       l.q = take(N * QD);
@@ -63,39 +74,47 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
     a.dI1 = take(N * I);
     a.dI2 = take(N * I);
     a.cap = N;
+    a.recompute = recompute_;
   }
   stage_positions(B, T, 0);
 }
 
-void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
+// Layer l's forward from a.layer[l].res, saving what its backward needs; the layer's output (the next residual)
+// goes to out, or is not computed when out is null (a recompute before the backward needs only the saved tensors).
+void Decoder::layer_forward(int64_t l, int64_t B, int64_t T, float* out) {
   const DecoderConfig& c = cfg_;
   const int64_t N = B * T, C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
   const float eps = float(c.eps), theta = float(c.theta);
   const float* P = params_->data();
   auto opt = [&](int64_t off) { return off < 0 ? nullptr : P + off; };
+  const LayerOffsets& o = layers_[size_t(l)];
+  Acts::Layer& s = acts_->layer[size_t(l)];
+  ops_.rmsnorm_forward(s.ln1, s.rstd1, s.res, P + o.ln1, N, C, eps);
+  ops_.matmul_forward(s.q, s.ln1, P + o.wq, opt(o.bq), N, QD, C, false);
+  ops_.matmul_forward(s.k, s.ln1, P + o.wk, opt(o.bk), N, KD, C, false);
+  ops_.matmul_forward(s.v, s.ln1, P + o.wv, opt(o.bv), N, KD, C, false);
+  ops_.rope_forward(s.q, s.q, pos_ptr_, N, c.Hq, c.D, theta);
+  ops_.rope_forward(s.k, s.k, pos_ptr_, N, c.Hkv, c.D, theta);
+  ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D);
+  ops_.matmul_forward(s.xmid, s.att, P + o.wo, opt(o.bo), N, C, QD, false);
+  ops_.add(s.xmid, s.xmid, s.res, N * C);  // residual
+  ops_.rmsnorm_forward(s.ln2, s.rstd2, s.xmid, P + o.ln2, N, C, eps);
+  ops_.matmul_forward(s.gate, s.ln2, P + o.wg, nullptr, N, I, C, false);
+  ops_.matmul_forward(s.up, s.ln2, P + o.wu, nullptr, N, I, C, false);
+  ops_.swiglu_forward(s.h, s.gate, s.up, N * I);
+  if (!out) return;
+  ops_.matmul_forward(out, s.h, P + o.wd, nullptr, N, C, I, false);
+  ops_.add(out, out, s.xmid, N * C);  // residual
+}
+
+void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
+  const DecoderConfig& c = cfg_;
+  const int64_t N = B * T;
+  const float* P = params_->data();
   Acts& a = *acts_;
-  ops_.embedding_forward(a.layer[0].res, ids, P + off_embed_, N, c.vocab, C);
-  for (int64_t l = 0; l < c.L; ++l) {
-    const LayerOffsets& o = layers_[size_t(l)];
-    Acts::Layer& s = a.layer[size_t(l)];
-    float* out = l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out;
-    ops_.rmsnorm_forward(s.ln1, s.rstd1, s.res, P + o.ln1, N, C, eps);
-    ops_.matmul_forward(s.q, s.ln1, P + o.wq, opt(o.bq), N, QD, C, false);
-    ops_.matmul_forward(s.k, s.ln1, P + o.wk, opt(o.bk), N, KD, C, false);
-    ops_.matmul_forward(s.v, s.ln1, P + o.wv, opt(o.bv), N, KD, C, false);
-    ops_.rope_forward(s.q, s.q, pos_ptr_, N, c.Hq, c.D, theta);
-    ops_.rope_forward(s.k, s.k, pos_ptr_, N, c.Hkv, c.D, theta);
-    ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D);
-    ops_.matmul_forward(s.xmid, s.att, P + o.wo, opt(o.bo), N, C, QD, false);
-    ops_.add(s.xmid, s.xmid, s.res, N * C);  // residual
-    ops_.rmsnorm_forward(s.ln2, s.rstd2, s.xmid, P + o.ln2, N, C, eps);
-    ops_.matmul_forward(s.gate, s.ln2, P + o.wg, nullptr, N, I, C, false);
-    ops_.matmul_forward(s.up, s.ln2, P + o.wu, nullptr, N, I, C, false);
-    ops_.swiglu_forward(s.h, s.gate, s.up, N * I);
-    ops_.matmul_forward(out, s.h, P + o.wd, nullptr, N, C, I, false);
-    ops_.add(out, out, s.xmid, N * C);  // residual
-  }
-  ops_.rmsnorm_forward(a.lnf, a.rstdf, a.res_out, P + off_norm_, N, C, eps);
+  ops_.embedding_forward(a.layer[0].res, ids, P + off_embed_, N, c.vocab, c.C);
+  for (int64_t l = 0; l < c.L; ++l) layer_forward(l, B, T, l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out);
+  ops_.rmsnorm_forward(a.lnf, a.rstdf, a.res_out, P + off_norm_, N, c.C, float(c.eps));
 }
 
 // Starts from a.dln = ∂loss/∂lnf (written by the lm_head pass); ADDS every parameter gradient.
@@ -112,6 +131,7 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
   for (int64_t l = c.L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[size_t(l)];
     Acts::Layer& s = a.layer[size_t(l)];
+    if (a.recompute && l + 1 < c.L) layer_forward(l, B, T, nullptr);  // the last layer's set is still intact
     // MLP: out = xmid + down(swiglu(gate(ln2), up(ln2)))
     ops_.matmul_backward(a.dI1, G + o.wd, nullptr, a.dres, s.h, P + o.wd, N, C, I, false);
     ops_.swiglu_backward(a.dI1, a.dI2, a.dI1, s.gate, s.up, N * I, false);  // dgate in place, dup

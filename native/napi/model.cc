@@ -101,6 +101,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     int64_t chunk = 0;
     MemCategory cat = MemCategory::Params;
     std::string device = "cpu", precision;
+    bool recompute = false;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       Napi::Object opt = object_arg(info, 1, "options");
       Napi::Value cr = opt.Get("chunkRows");
@@ -108,6 +109,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
       if (boolean(env, opt.Get("reference"), "reference", false)) cat = MemCategory::Reference;
       device = choice(env, opt.Get("device"), "device", {"cpu", "cuda"}, "cpu");
       precision = choice(env, opt.Get("precision"), "precision", {"fp32", "bf16"}, "");
+      recompute = boolean(env, opt.Get("recompute"), "recompute", false);
     }
     if (precision.empty()) precision = device == "cuda" ? "bf16" : "fp32";
     const DType gemm = precision == "bf16" ? DType::BF16 : DType::F32;
@@ -129,6 +131,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
         );
     }
     d_ = guarded(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
+    d_->set_recompute(recompute);
     device_ = device;
     precision_ = precision;
   }
@@ -228,6 +231,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     o.Set("busy", bool(busy_));
     o.Set("device", device_);
     o.Set("precision", precision_);
+    o.Set("recompute", d_->recompute());
     Napi::Object k = Napi::Object::New(env);
     k.Set("vocab_size", double(c.vocab));
     k.Set("hidden_size", double(c.C));
