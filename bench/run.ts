@@ -2,6 +2,9 @@
 // copy bandwidth, all measured in the same run with tinybench (ENGINEERING.md §5).
 //
 //   node dist/bench/run.js [--quick] [--only cpu|cuda|engine]   (engine: sgemm + decoder training/sampling)
+//   node dist/bench/run.js --only engine-cuda [--model-dir DIR]  (the decoder engine on the GPU, bf16: train step,
+//        MFU, sampling, RIFT vs DPO device memory; writes bench/results/engine-gpu-<gpu>-<date>.json; skips
+//        with a message and exit 0 when CUDA is absent; never part of the default run)
 //
 // Prints a Markdown table and writes bench/results/<machine-tag>-<YYYY-MM-DD>.json.
 //
@@ -18,7 +21,7 @@ import * as path from 'path';
 
 import { cuda, DeviceTensor, lossAndGrad } from '../lib';
 import { benchOps, table as opsTable } from './ops';
-import { benchTrain } from './train';
+import { benchTrain, benchTrainCuda } from './train';
 import type { LossOptions } from '../lib';
 import { addon } from '../lib/native';
 import { naiveSft } from './naive';
@@ -37,7 +40,9 @@ interface BenchAddon {
 
 interface Args {
   quick: boolean;
-  only: 'cpu' | 'cuda' | 'engine' | null;
+  only: 'cpu' | 'cuda' | 'engine' | 'engine-cuda' | null;
+  /** engine-cuda: an HF checkpoint of the Qwen2.5-1.5B shape to load instead of a random init. */
+  modelDir?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -47,10 +52,14 @@ function parseArgs(argv: string[]): Args {
     if (s === '--quick') a.quick = true;
     else if (s === '--only' || s.startsWith('--only=')) {
       const v = s.includes('=') ? s.slice(7) : argv[++i];
-      if (v !== 'cpu' && v !== 'cuda' && v !== 'engine') throw new Error(`--only: expected cpu, cuda or engine, got ${v}`);
+      if (v !== 'cpu' && v !== 'cuda' && v !== 'engine' && v !== 'engine-cuda') throw new Error(`--only: expected cpu, cuda, engine or engine-cuda, got ${v}`);
       a.only = v;
+    } else if (s === '--model-dir' || s.startsWith('--model-dir=')) {
+      const v = s.includes('=') ? s.slice(12) : argv[++i];
+      if (!v) throw new Error('--model-dir: expected a directory');
+      a.modelDir = v;
     } else if (s === '--help' || s === '-h') {
-      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine]');
+      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine|engine-cuda] [--model-dir DIR]');
       process.exit(0);
     } else throw new Error(`unknown argument ${s} (try --help)`);
   }
@@ -501,9 +510,34 @@ async function benchEngine(quick: boolean, log: (s: string) => void): Promise<vo
   log(`wrote ${path.relative(process.cwd(), file)}`);
 }
 
+// The decoder engine on CUDA (bench/train.ts benchTrainCuda): only with --only engine-cuda.
+async function benchEngineCuda(args: Args, log: (s: string) => void): Promise<void> {
+  const r = await benchTrainCuda({ modelDir: args.modelDir, log, ...(args.quick ? { T: 1024, steps: 2, memT: 512, maxNewTokens: 16 } : {}) });
+  if (r.skipped) {
+    log(`engine-cuda: skipped: ${r.skipped}`);
+    return;
+  }
+  console.log(`\nDecoder engine (CUDA, ${r.gpu}):\n`);
+  for (const row of r.rows) console.log(`- ${JSON.stringify(row)}`);
+  const day = new Date().toISOString().slice(0, 10);
+  const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `engine-gpu-${slug(r.gpu ?? 'cuda')}-${day}${args.quick ? '-quick' : ''}.json`);
+  writeJsonAtomic(file, {
+    machine: { gpu: r.gpu, cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, date: new Date().toISOString() },
+    peakFlops: r.peakFlops ?? null,
+    conventions: {
+      step: 'lossAndBackward (sft, every position but the last has a target) + step (clip 1.0 + AdamW) + zeroGrad; median of the timed steps after one warm-up',
+      flops: '6·P_matmul per token + causal attention 6·L·Hq·D·(T+1); MFU = FLOP/s ÷ 989e12 (dense bf16, H100/H200 SXM)',
+      memory: 'device tracker (Model.memory().device): peak during one step − current before, RIFT vs DPO with a held reference model',
+    },
+    train: r.rows,
+  });
+  log(`wrote ${path.relative(process.cwd(), file)}`);
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (s: string) => process.stderr.write(s + '\n');
+  if (args.only === 'engine-cuda') return benchEngineCuda(args, log);
   const tb = await importEsm('tinybench');
   const started = new Date();
   const rows: Row[] = [];

@@ -15,11 +15,21 @@
 // - Sampling: P prompts × K samples per prompt through lib/engine/sampler.ts generate() (prefill each prompt
 //   once, broadcast its KV cache to K rows, decode the K rows together), no stop tokens: tokens/s counts the
 //   P·K·maxNewTokens generated tokens.
+//
+// benchTrainCuda (node dist/bench/run.js --only engine-cuda): the same step on the GPU for the Qwen2.5-1.5B shape
+// (hidden 1536, 28 layers, 12/2 heads, V 151936, tied) at B = 1, T = 4096, precision 'bf16' (GEMM operands
+// rounded to bf16, fp32 accumulation, fp32 master weights and AdamW): step time, tokens/s, MFU against 989e12
+// FLOP/s (H100/H200 SXM dense bf16 datasheet; the same FLOP convention as above), sampling tokens/s with the KV
+// cache (4 prompts × K = 4, 64 new tokens), and the peak device memory of one RIFT step vs one DPO step with a
+// held reference model (lib/profile/memory.ts's 'dpo-held') at the same batch of 2 × 2048 tokens. Weights come
+// from --model-dir (an HF checkpoint of that shape, e.g. scripts/hf_parity.py's model/) or a seeded random init.
 import * as os from 'os';
 
+import { DecoderConfig } from '../lib/engine/checkpoint';
 import { Model } from '../lib/engine/model';
 import { generate } from '../lib/engine/sampler';
 import { addon } from '../lib/native';
+import { collectGarbage } from '../lib/profile/memory';
 
 interface OpsAddon {
   info(): { gemm: string; threads: number; blasAvailable: boolean; blasPath: string };
@@ -78,6 +88,21 @@ export function sgemmPeak(n = 2048, reps = 3): { gflops: number; n: number; impl
   return { gflops: Math.max(...Object.values(byLayout)), n, impl: info.gemm, threads: info.threads, byLayout };
 }
 
+/**
+ * P_matmul: every parameter of a *_proj module (weights and their biases) + the lm_head matrix (tied: the
+ * embedding, V·C); the embedding lookup is not a matmul. scripts/hf_train_bench.py computes the same sum.
+ */
+export function matmulParams(model: Model): number {
+  const c = model.config;
+  return model.numParams - model.tensorTable().filter((t) => !t.name.includes('_proj.') && !t.name.startsWith('lm_head')).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0)
+    + (c.tie_word_embeddings ? c.vocab_size * c.hidden_size : 0);
+}
+
+/** Causal attention FLOPs per token of a training step at sequence length T: 6·L·Hq·D·(T+1). */
+export function attentionFlopsPerToken(c: DecoderConfig, T: number): number {
+  return 6 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * (T + 1);
+}
+
 function lcgIds(n: number, V: number, seed: number): Int32Array {
   let s = seed >>> 0;
   return Int32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
@@ -91,9 +116,8 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
   const model = Model.fromConfig(BENCH_CONFIG, { seed: 1, std: 0.02 });
   const c = model.config;
   const P = model.numParams;
-  const pMatmul = P - model.tensorTable().filter((t) => !t.name.includes('_proj.') && !t.name.startsWith('lm_head')).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0)
-    + (c.tie_word_embeddings ? c.vocab_size * c.hidden_size : 0); // Linear weights + the lm_head matrix (tied: the embedding)
-  const attnPerToken = 6 * c.num_hidden_layers * c.num_attention_heads * c.head_dim * (T + 1);
+  const pMatmul = matmulParams(model);
+  const attnPerToken = attentionFlopsPerToken(c, T);
   const N = B * T;
   const ids = lcgIds(N, c.vocab_size, 7);
   const targets = new Int32Array(N);
@@ -131,7 +155,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       mfu6P: round(flopsModel / 1e9 / peak.gflops, 3), mfuWithAttention: round(flopsAll / 1e9 / peak.gflops, 3),
       flops: '6·P_matmul per token (+ causal attention 6·L·Hq·D·(T+1))',
       chunkRows: model.native.info().chunkRows,
-      memoryMB: Object.fromEntries(Object.entries(mem).map(([k, v]) => [k, round(v.peak / 2 ** 20, 1)])),
+      memoryMB: Object.fromEntries(Object.entries(mem).filter(([k]) => k !== 'device').map(([k, v]) => [k, round((v as { peak: number }).peak / 2 ** 20, 1)])),
     },
   ];
 
@@ -146,6 +170,224 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     rows.push({ name: 'sampling', prompts: nPrompts, k: K, promptLength: Lp, maxNewTokens: maxNew, generatedTokens: generated, ms: round(ms), tokensPerSec: round(generated / (ms / 1e3)) });
   }
   return rows;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// CUDA: the Qwen2.5-1.5B shape at B = 1, T = 4096 in precision 'bf16'
+
+/** Qwen2.5-1.5B's shape (Qwen2.5-Math-1.5B's config.json; rope_theta of Qwen2.5-1.5B). */
+export const QWEN25_1_5B_CONFIG = {
+  model_type: 'qwen2', vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28,
+  num_attention_heads: 12, num_key_value_heads: 2, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
+  tie_word_embeddings: true, max_position_embeddings: 32768,
+};
+
+/** Dense bf16 tensor-core peak from the datasheet (H100 SXM5: 989.4 TFLOP/s; the H200 has the same SMs and clocks). */
+export const GPU_BF16_PEAK = 989e12;
+
+export interface CudaBenchOptions {
+  /** An HF checkpoint directory of the benchmark's shape (random init of QWEN25_1_5B_CONFIG when absent). */
+  modelDir?: string;
+  /** Training batch (default 1 × 4096) and timed steps after one warm-up step (default 3). */
+  B?: number;
+  T?: number;
+  steps?: number;
+  /** RIFT vs DPO memory batch (default 2 × 2048: DPO needs a (chosen, rejected) pair; same tokens as 1 × 4096). */
+  memB?: number;
+  memT?: number;
+  /** Sampling: prompts × k, prompt length, new tokens (default 4 × 4, 32, 64). */
+  prompts?: number;
+  k?: number;
+  promptLength?: number;
+  maxNewTokens?: number;
+  /** Skip parts (default: all run). */
+  sampling?: boolean;
+  memory?: boolean;
+  log?: (s: string) => void;
+}
+
+export interface CudaBenchResult {
+  /** Why nothing ran (no CUDA device or an addon without CUDA). */
+  skipped?: string;
+  gpu?: string;
+  peakFlops?: number;
+  rows: TrainBenchRow[];
+}
+
+type DeviceOptions = Parameters<typeof Model.load>[1] & Parameters<typeof Model.fromConfig>[1];
+
+/** The device tracker's bytes (Model.memory().device), or null when the engine does not report device memory. */
+function deviceMemory(): Record<string, { current: number; peak: number }> | null {
+  const m = Model.memory() as unknown as { device?: Record<string, { current: number; peak: number }> };
+  return m.device && typeof m.device === 'object' && m.device.total ? m.device : null;
+}
+
+const GB = 2 ** 30;
+
+/** An Error's message, and whether it looks like an out-of-memory failure. */
+function failure(e: unknown): { error: string; oom: boolean } {
+  const msg = e instanceof Error ? e.message : String(e);
+  return { error: msg.slice(0, 500), oom: /out of memory|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|bad_alloc/i.test(msg) };
+}
+
+export function cudaDeviceName(): string | null {
+  const devs = addon.cuda ? addon.cuda.devices() : [];
+  return devs.length ? devs[0].name : null;
+}
+
+/**
+ * The engine on CUDA (see the file comment). Every part is bounded (1 + steps training steps, one sampling call,
+ * one step per memory method) and catches its own errors (an out-of-memory is recorded in its row, and the later
+ * parts still run). Returns { skipped } without CUDA.
+ */
+export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaBenchResult> {
+  const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
+  const gpu = cudaDeviceName();
+  if (!addon.buildInfo.cuda) return { skipped: 'the addon was built without CUDA (no nvcc at build time)', rows: [] };
+  if (!gpu) return { skipped: 'no CUDA device found', rows: [] };
+  const peakFlops = /H100|H200|GH200/i.test(gpu) ? GPU_BF16_PEAK : undefined;
+  const B = opts.B ?? 1, T = opts.T ?? 4096, steps = opts.steps ?? 3;
+  const dev: DeviceOptions = { device: 'cuda', precision: 'bf16' } as DeviceOptions;
+  const rows: TrainBenchRow[] = [];
+  const make = (o: { reference?: boolean; random?: boolean } = {}): Model => {
+    if (opts.modelDir && !o.random) return Model.load(opts.modelDir, { ...dev, ...(o.reference ? { reference: true } : {}) });
+    return Model.fromConfig(QWEN25_1_5B_CONFIG, { ...dev, seed: 1, std: o.random ? 0 : 0.02, ...(o.reference ? { reference: true } : {}) });
+  };
+  const checkDevice = (m: Model) => {
+    const info = m.native.info() as { device?: string; precision?: string };
+    if (info.device !== undefined && info.device !== 'cuda') throw new Error(`the engine put the model on '${info.device}', not 'cuda'`);
+    return { device: info.device ?? null, precision: info.precision ?? null };
+  };
+
+  // 1. Training step time, tokens/s, MFU.
+  let model: Model | undefined;
+  try {
+    const t0 = now();
+    log(`engine-cuda: ${opts.modelDir ? `loading ${opts.modelDir}` : 'random init of the Qwen2.5-1.5B shape'} on ${gpu} (bf16)`);
+    model = make();
+    const loadSeconds = (now() - t0) / 1e3;
+    const where = checkDevice(model);
+    const c = model.config;
+    const pMatmul = matmulParams(model);
+    const attnPerToken = attentionFlopsPerToken(c, T);
+    const N = B * T;
+    const ids = lcgIds(N, c.vocab_size, 7);
+    const targets = new Int32Array(N);
+    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
+    const offsets = Int32Array.from({ length: B + 1 }, (_, i) => i * T);
+    const m = model;
+    let loss = NaN;
+    const stepOnce = async () => {
+      const a = now();
+      loss = (await m.lossAndBackwardAsync({ ids, B, T, targets, offsets, method: 'sft' })).loss;
+      const b = now();
+      await m.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
+      m.zeroGrad();
+      return { total: now() - a, lossBackward: b - a };
+    };
+    const w = await stepOnce();
+    log(`  warm-up step ${round(w.total)} ms (loss ${loss})`);
+    const times: { total: number; lossBackward: number }[] = [];
+    for (let i = 0; i < steps; i++) times.push(await stepOnce());
+    const sorted = [...times].sort((a, b) => a.total - b.total);
+    const med = sorted[Math.floor(sorted.length / 2)];
+    const tokPerSec = N / (med.total / 1e3);
+    const f6p = 6 * pMatmul * tokPerSec, fAll = (6 * pMatmul + attnPerToken) * tokPerSec;
+    const devMem = deviceMemory();
+    const row: TrainBenchRow = {
+      name: 'cuda train step (sft)', gpu, ...where,
+      config: `qwen2 V=${c.vocab_size} C=${c.hidden_size} I=${c.intermediate_size} L=${c.num_hidden_layers} H=${c.num_attention_heads}/${c.num_key_value_heads} D=${c.head_dim} tied`,
+      weights: opts.modelDir ? `loaded from ${opts.modelDir}` : 'random N(0, 0.02), seed 1', loadSeconds: round(loadSeconds),
+      params: model.numParams, matmulParams: pMatmul, B, T, tokensPerStep: N,
+      stepMs: round(med.total), stepMsAll: times.map((t) => round(t.total)), warmupMs: round(w.total),
+      lossBackwardMs: round(med.lossBackward), optimizerMs: round(med.total - med.lossBackward), loss,
+      tokensPerSec: round(tokPerSec), tflops6P: round(f6p / 1e12), tflopsWithAttention: round(fAll / 1e12),
+      peakTflops: peakFlops ? peakFlops / 1e12 : null,
+      mfu6P: peakFlops ? round(f6p / peakFlops, 4) : null, mfuWithAttention: peakFlops ? round(fAll / peakFlops, 4) : null,
+      flops: '6·P_matmul per token (+ causal attention 6·L·Hq·D·(T+1)); peak: 989e12 FLOP/s dense bf16 (H100/H200 SXM datasheet)',
+      chunkRows: model.native.info().chunkRows,
+      deviceMemoryGB: devMem ? Object.fromEntries(Object.entries(devMem).map(([k, v]) => [k, round(v.peak / GB, 2)])) : null,
+    };
+    rows.push(row);
+    log(`  train: ${row.stepMs} ms/step, ${row.tokensPerSec} tok/s, MFU ${row.mfuWithAttention ?? '—'} (with attention)`);
+
+    // 2. Sampling with the KV cache.
+    if (opts.sampling !== false) {
+      try {
+        const nPrompts = opts.prompts ?? 4, K = opts.k ?? 4, Lp = opts.promptLength ?? 32, maxNew = opts.maxNewTokens ?? 64;
+        const prompts = Array.from({ length: nPrompts }, (_, i) => lcgIds(Lp, c.vocab_size, 100 + i));
+        const tokenizer = { encode: () => new Int32Array(0), decode: () => '', eosTokenIds: [] as number[] };
+        const t1 = now();
+        const out = await generate(model, tokenizer, prompts, { k: K, maxNewTokens: maxNew, temperature: 1, seed: 1, stopTokens: [] });
+        const ms = now() - t1;
+        const generated = out.reduce((s, p) => s + p.samples.reduce((a, x) => a + x.ids.length, 0), 0);
+        rows.push({ name: 'cuda sampling (KV cache)', prompts: nPrompts, k: K, promptLength: Lp, maxNewTokens: maxNew, generatedTokens: generated, ms: round(ms), tokensPerSec: round(generated / (ms / 1e3)) });
+        log(`  sampling: ${round(generated / (ms / 1e3))} tok/s (${generated} tokens)`);
+      } catch (e) {
+        rows.push({ name: 'cuda sampling (KV cache)', ...failure(e) });
+        log(`  sampling failed: ${failure(e).error}`);
+      }
+    }
+  } catch (e) {
+    rows.push({ name: 'cuda train step (sft)', gpu, B, T, ...failure(e) });
+    log(`  training failed: ${failure(e).error}`);
+  }
+  model = undefined;
+
+  // 3. Peak device memory of one RIFT step vs one DPO step with a held reference model, same batch.
+  if (opts.memory !== false) {
+    const mB = opts.memB ?? 2, mT = opts.memT ?? 2048;
+    const mem: Record<string, unknown> = { name: 'cuda memory: rift vs dpo-held', B: mB, T: mT, target: 'rift ≤ 0.55 × dpo-held' };
+    const peaks: Record<string, number> = {};
+    for (const method of ['rift', 'dpo-held'] as const) {
+      collectGarbage();
+      await new Promise((r) => setImmediate(r));
+      const before = deviceMemory();
+      if (!before) {
+        mem.error = 'Model.memory() has no device section: the engine does not track device memory';
+        break;
+      }
+      Model.resetPeaks();
+      try {
+        // Zero weights (std 0): the buffers and the work are the same, and nothing is spent on a random init.
+        const policy = make({ random: true });
+        checkDevice(policy);
+        const c = policy.config;
+        const N = mB * mT;
+        const ids = lcgIds(N, c.vocab_size, 5);
+        const targets = new Int32Array(N).fill(-100);
+        for (let b = 0; b < mB; b++) for (let t = 0; t < mT - 1; t++) targets[b * mT + t] = ids[b * mT + t + 1];
+        const offsets = Int32Array.from({ length: mB + 1 }, (_, i) => i * mT);
+        const batch = { ids, B: mB, T: mT, targets, offsets };
+        if (method === 'rift') {
+          const rewards = Float32Array.from({ length: mB }, (_, i) => (i % 2 ? -0.5 : 1));
+          await policy.lossAndBackwardAsync({ ...batch, method: 'rift', rewards });
+        } else {
+          const ref = make({ random: true, reference: true });
+          const refLogps = Float64Array.from((await ref.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogps);
+          const pairs = Int32Array.from({ length: mB - (mB % 2) }, (_, i) => i);
+          await policy.lossAndBackwardAsync({ ...batch, method: 'dpo', dpo: { refLogps, pairs, beta: 0.1 } });
+          void ref;
+        }
+        await policy.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
+        const after = deviceMemory()!;
+        const by = Object.fromEntries(Object.keys(after).map((k) => [k, round((after[k].peak - (before[k]?.current ?? 0)) / GB, 3)]));
+        peaks[method] = after.total.peak - before.total.current;
+        mem[method] = { peakGB: round(peaks[method] / GB, 3), byCategoryGB: by };
+        log(`  memory ${method}: ${round(peaks[method] / GB, 2)} GB peak`);
+      } catch (e) {
+        mem[method] = failure(e);
+        log(`  memory ${method} failed: ${failure(e).error}`);
+      }
+    }
+    if (peaks.rift && peaks['dpo-held']) {
+      const ratio = peaks.rift / peaks['dpo-held'];
+      mem.ratio = round(ratio, 3);
+      mem.pass = ratio <= 0.55;
+    }
+    rows.push(mem as TrainBenchRow);
+  }
+  return { gpu, peakFlops, rows };
 }
 
 function round(x: number, d = 2): number {
