@@ -59,9 +59,11 @@ class CpuOps final : public OpsBackend {
     return false;
   }
 
+  // BF16 instance: every GEMM operand (A and B; inp / weight, dout / weight, dout / inp) rounded to bf16, fp32
+  // accumulation and output (cpu::gemm_bf16). Bias and dbias stay fp32 (from the fp32 bias / dout).
   void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
-    cpu::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    mm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 
   // out = bias (or out += bias), then out += inp · weightᵀ: one gemm with beta = 1.
@@ -69,13 +71,13 @@ class CpuOps final : public OpsBackend {
                       int64_t K, bool accumulate) override {
     if (bias) cpu::bias_rows(out, bias, M, N, accumulate);
     const float beta = (bias || accumulate) ? 1.f : 0.f;
-    cpu::gemm(false, true, M, N, K, 1.f, inp, K, weight, K, beta, out, N);
+    mm(false, true, M, N, K, 1.f, inp, K, weight, K, beta, out, N);
   }
 
   void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                        const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) override {
-    if (dinp) cpu::gemm(false, false, M, K, N, 1.f, dout, N, weight, K, accumulate ? 1.f : 0.f, dinp, K);
-    if (dweight) cpu::gemm(true, false, N, K, M, 1.f, dout, N, inp, K, 1.f, dweight, K);
+    if (dinp) mm(false, false, M, K, N, 1.f, dout, N, weight, K, accumulate ? 1.f : 0.f, dinp, K);
+    if (dweight) mm(true, false, N, K, M, 1.f, dout, N, inp, K, 1.f, dweight, K);
     if (dbias) cpu::column_sums(dbias, dout, M, N);
   }
 
@@ -133,6 +135,12 @@ class CpuOps final : public OpsBackend {
   }
 
  private:
+  void mm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+    if (dtype_ == DType::BF16) cpu::gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else cpu::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+
   DType dtype_;
 };
 

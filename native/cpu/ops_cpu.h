@@ -19,6 +19,14 @@ GemmImpl gemm_impl();
 bool set_gemm_impl(GemmImpl impl);  // false when OpenBLAS is asked for and not loadable
 int gemm_threads();
 
+// ---- ops_bf16.cc (the BF16 instance of cpu_ops(): bf16 operands, fp32 accumulation)
+// dst (rows, cols) contiguous = src (rows, cols, row stride ld) rounded to the nearest bf16 (ties to even, NaN
+// stays NaN), held as fp32.
+void round_bf16_matrix(float* dst, const float* src, int64_t rows, int64_t cols, int64_t ld);
+// gemm (same contract) on round_bf16(A), round_bf16(B): rounded into thread-local scratch, then gemm().
+void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
 // ---- ops_norm_rope.cc
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
                      float eps);

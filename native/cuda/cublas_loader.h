@@ -25,7 +25,8 @@ constexpr cublasMath_t CUBLAS_DEFAULT_MATH = 0;         // cublas_api.h: CUBLAS_
 constexpr cublasMath_t CUBLAS_PEDANTIC_MATH = 2;        // cublas_api.h: CUBLAS_PEDANTIC_MATH = 2
 constexpr cublasMath_t CUBLAS_TF32_TENSOR_OP_MATH = 3;  // cublas_api.h: CUBLAS_TF32_TENSOR_OP_MATH = 3
 using cudaDataType_t = int;
-constexpr cudaDataType_t CUDA_R_32F = 0;  // library_types.h: CUDA_R_32F = 0
+constexpr cudaDataType_t CUDA_R_32F = 0;   // library_types.h: CUDA_R_32F = 0
+constexpr cudaDataType_t CUDA_R_16BF = 14; // library_types.h: CUDA_R_16BF = 14 (__nv_bfloat16)
 using cublasComputeType_t = int;
 constexpr cublasComputeType_t CUBLAS_COMPUTE_32F = 68;            // cublas_api.h: CUBLAS_COMPUTE_32F = 68
 constexpr cublasComputeType_t CUBLAS_COMPUTE_32F_PEDANTIC = 69;   // cublas_api.h: = 69
@@ -43,7 +44,8 @@ struct CublasApi {
   cublasStatus_t (*sgemm)(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                           int k, const float* alpha, const float* A, int lda, const float* B, int ldb,
                           const float* beta, float* C, int ldc) = nullptr;
-  // cublasGemmEx (used with CUDA_R_32F operands and CUBLAS_COMPUTE_32F_FAST_TF32).
+  // cublasGemmEx: CUDA_R_32F operands with CUBLAS_COMPUTE_32F_FAST_TF32 (set_gemm "cublas-tf32"), and
+  // CUDA_R_16BF operands with a CUDA_R_32F C and CUBLAS_COMPUTE_32F (the BF16 instance of cuda_ops()).
   cublasStatus_t (*gemm_ex)(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
                             int k, const void* alpha, const void* A, cudaDataType_t Atype, int lda, const void* B,
                             cudaDataType_t Btype, int ldb, const void* beta, void* C, cudaDataType_t Ctype, int ldc,

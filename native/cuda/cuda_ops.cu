@@ -250,6 +250,9 @@ class CudaOps final : public OpsBackend {
   }
 
  private:
+  // BF16 instance (dtype_ == BF16): both operands rounded to contiguous bf16 copies in the scratch (A's at offset
+  // 0, B's at the next 256-byte boundary; ld = stored columns), then cublasGemmEx with CUDA_R_16BF operands,
+  // fp32 C and CUBLAS_COMPUTE_32F (tensor cores, fp32 accumulation). set_gemm's TF32 choice does not apply.
   void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
@@ -257,7 +260,20 @@ class CudaOps final : public OpsBackend {
     const int la = to_int(std::max<int64_t>(1, lda), "lda"), lb = to_int(std::max<int64_t>(1, ldb), "ldb");
     const int lc = to_int(std::max<int64_t>(1, ldc), "ldc");
     const cublasOperation_t opb = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (tf32_) {
+    if (dtype_ == DType::BF16) {
+      // Stored shapes (row-major): A (K, M) when transA else (M, K); B (N, K) when transB else (K, N).
+      const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+      const size_t off_b = align256(size_t(ar) * size_t(ac) * sizeof(uint16_t));
+      char* base = static_cast<char*>(scratch(off_b + size_t(br) * size_t(bc) * sizeof(uint16_t)));
+      uint16_t* a16 = reinterpret_cast<uint16_t*>(base);
+      uint16_t* b16 = reinterpret_cast<uint16_t*>(base + off_b);
+      ops::round_bf16(a16, A, ar, ac, lda);
+      ops::round_bf16(b16, B, br, bc, ldb);
+      const int la16 = to_int(std::max<int64_t>(1, ac), "lda"), lb16 = to_int(std::max<int64_t>(1, bc), "ldb");
+      cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, b16, CUDA_R_16BF, lb16, a16, CUDA_R_16BF, la16,
+                                 &beta, C, CUDA_R_32F, lc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   "cublasGemmEx");
+    } else if (tf32_) {
       cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, B, CUDA_R_32F, lb, A, CUDA_R_32F, la, &beta, C,
                                  CUDA_R_32F, lc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
                    "cublasGemmEx");

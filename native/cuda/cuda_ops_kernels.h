@@ -48,4 +48,9 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                         int64_t Hkv, int64_t D, bool accumulate, float* scratch);
 
+// ---- cuda_ops_bf16.cu
+// dst (rows, cols) contiguous bfloat16 bit patterns (== __nv_bfloat16, CUDA_R_16BF) = src (rows, cols) fp32 with
+// row stride ld, rounded to nearest even (NaN stays NaN) exactly as the CPU twin (cpu/vmath.h f32_to_bf16).
+void round_bf16(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int64_t ld);
+
 }  // namespace rift::cuda::ops

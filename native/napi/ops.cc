@@ -1,43 +1,182 @@
-// N-API binding of the decoder ops (model/ops.h, CPU backend): exports.ops.<op>(options), synchronous.
+// N-API binding of the decoder ops (model/ops.h): exports.ops.<op>(options), synchronous, on any backend.
 // Every argument is checked before any data is touched: array kinds (TypeError), integer ranges, exact
 // lengths from the shape arguments, and overlaps between outputs and inputs (RangeError), each error
-// naming its argument. Data-dependent checks (token ids, positions) happen in the backend (ArgError).
+// naming its argument. Data-dependent checks (token ids, positions) happen in the backend (ArgError → RangeError).
+//
+// Backend selection, on every op (read with the op's own keys, before any data pointer is taken):
+//   device: 'cpu' (default) | 'cuda';  gemmDtype: 'f32' (default) | 'bf16' (the bf16-operand GEMM instance of
+//   cpu_ops() / cuda_ops(): gemm, matmulForward, matmulBackward round both operands to bf16).
+// device 'cuda' without a usable CUDA backend (no device, no loadable cuBLAS, or an addon built without CUDA)
+// throws an Error with code 'ERR_RIFT_NO_CUDA' whose message starts with "device: ".
+//
+// The CUDA backend computes on device memory: Staging (below) copies every host array the op touches into a
+// device buffer of the backend's own (OpsBuffer, Workspace), runs the op and copies every output back. Arrays
+// that are the same host memory (the aliasing the ops allow: out = inp, dinp = dout) share one device buffer.
 #include "napi/ops.h"
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "model/ops.h"
 #include "napi/ops_args.h"
+#ifdef RIFT_WITH_CUDA
+#include "cuda/cublas_loader.h"
+#include "cuda/cuda_ops.h"
+#include "cuda/device_mem.h"
+#endif
 
 namespace rift::napi {
 namespace {
 
 using namespace ops_args;
 
-OpsBackend& be() { return cpu_ops(); }
+// Why cuda_ops() is unusable here ("" when it is usable).
+std::string cuda_unusable_reason(DType dt) {
+#ifdef RIFT_WITH_CUDA
+  if (cuda_ops(dt)) return "";
+  if (cuda::device_count() <= 0) return "no CUDA device is visible";
+  if (!cuda::cublas_available()) return cuda::cublas_load_error();
+  return "the CUDA ops backend could not be created";
+#else
+  (void)dt;
+  return "this addon was built without CUDA (nvcc was not found at build time)";
+#endif
+}
 
+[[noreturn]] void throw_no_cuda(Napi::Env env, DType dt) {
+  Napi::Error e = Napi::Error::New(env, "device: 'cuda' is not usable (it needs a CUDA device and a loadable "
+                                        "cuBLAS): " + cuda_unusable_reason(dt) + "; use device 'cpu'");
+  e.Set("code", Napi::String::New(env, "ERR_RIFT_NO_CUDA"));
+  throw e;
+}
+
+// The backend the options select (device, gemmDtype). Parses values already read by Opts: runs no user code.
+OpsBackend& be(const Opts& o) {
+  const bool cuda = o.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
+  const DType dt = o.choice("gemmDtype", {"f32", "bf16"}, "f32") == "bf16" ? DType::BF16 : DType::F32;
+  if (!cuda) return cpu_ops(dt);
+#ifdef RIFT_WITH_CUDA
+  if (OpsBackend* b = cuda_ops(dt)) return *b;
+#endif
+  throw_no_cuda(o.env(), dt);
+}
+
+// Host arrays → the backend's memory and back. On the CPU backend a mapped pointer is the caller's own memory.
+// On CUDA every mapped array is uploaded (outputs too: elements an op does not write, such as gemm's ldc
+// padding, come back unchanged), and download() copies the arrays mapped as outputs back to the host. The same
+// host memory (pointer and length) maps to one device buffer, so allowed aliasing keeps its meaning. Absent
+// arrays map to nullptr, and so do empty ones on the device (the ops read nothing there).
+class Staging {
+ public:
+  explicit Staging(OpsBackend& ops) : ops_(ops), host_(ops.space() == MemSpace::Host) {}
+  template <typename T>
+  T* in(const Span<T>& s) {  // read by the op
+    return static_cast<T*>(map(s.present ? s.data : nullptr, size_t(s.length) * sizeof(T), false));
+  }
+  template <typename T>
+  T* out(const Span<T>& s) {  // written (or read and written) by the op: copied back after it
+    return static_cast<T*>(map(s.present ? s.data : nullptr, size_t(s.length) * sizeof(T), true));
+  }
+  void download() {
+    if (host_) return;
+    for (Entry& e : entries_)
+      if (e.write) ops_.download(e.host, e.buf.data(), e.bytes);
+  }
+
+ private:
+  static_assert(sizeof(int32_t) == sizeof(float), "int32 arrays are staged in float-sized buffers");
+  struct Entry {
+    void* host;
+    size_t bytes;
+    OpsBuffer buf;
+    bool write;
+  };
+  void* map(void* host, size_t bytes, bool write) {
+    if (host_ || !host) return host;
+    if (bytes == 0) return nullptr;
+    for (Entry& e : entries_)
+      if (e.host == host && e.bytes == bytes) {
+        e.write = e.write || write;
+        return e.buf.data();
+      }
+    OpsBuffer buf(ops_, MemCategory::Workspace, (bytes + sizeof(float) - 1) / sizeof(float));
+    ops_.upload(buf.data(), host, bytes);
+    entries_.push_back(Entry{host, bytes, std::move(buf), write});
+    return entries_.back().buf.data();
+  }
+
+  OpsBackend& ops_;
+  bool host_;
+  std::vector<Entry> entries_;
+};
+
+// Runs f(staging) on the backend under guarded(): uploads happen in f (through staging.in / out), the outputs
+// come back after it; an exception (ArgError → RangeError / TypeError) leaves the caller's arrays untouched on
+// CUDA.
+template <typename F>
+void run(Napi::Env env, OpsBackend& ops, F&& f) {
+  guarded(env, [&] {
+    Staging st(ops);
+    f(st);
+    st.download();
+  });
+}
+
+const char* dtype_name(DType d) { return d == DType::BF16 ? "bf16" : "f32"; }
+
+// info(options?): the selected backend's name, GEMM implementation and operand dtype, threads, BLAS library.
 Napi::Value Info(const Napi::CallbackInfo& info) {
-  const OpsInfo i = be().info();
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("backend", be().name());
+  Napi::Env env = info.Env();
+  OpsBackend* b = &cpu_ops();
+  if (info.Length() >= 1 && !info[0].IsUndefined()) {
+    Opts o(info, {});
+    b = &be(o);
+  }
+  const OpsInfo i = b->info();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("backend", b->name());
   o.Set("gemm", i.gemm);
+  o.Set("gemmDtype", dtype_name(i.gemm_dtype));
   o.Set("threads", i.threads);
   o.Set("blasAvailable", i.blas_available);
   o.Set("blasPath", i.blas_path);
   return o;
 }
 
+// devices(): the devices an op may name: ['cpu'] or ['cpu', 'cuda'] (a CUDA device and a loadable cuBLAS).
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env);
+  a.Set(uint32_t(0), "cpu");
+  if (cuda_unusable_reason(DType::F32).empty()) a.Set(uint32_t(1), "cuda");
+  return a;
+}
+
+// setGemm(impl, options?): 'builtin' | 'openblas' on the CPU (shared by both CPU instances), 'cublas' |
+// 'cublas-tf32' on CUDA (per instance; the bf16 instance's GEMMs are bf16 either way).
 Napi::Value SetGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl", "must be 'builtin' or 'openblas'");
+  OpsBackend* b = &cpu_ops();
+  if (info.Length() >= 2 && !info[1].IsUndefined()) {
+    Opts o(info, {}, 1);
+    b = &be(o);
+  }
+  const bool cpu = b->space() == MemSpace::Host;
+  const char* a = cpu ? "builtin" : "cublas";
+  const char* c = cpu ? "openblas" : "cublas-tf32";
+  const std::string allowed = std::string("must be '") + a + "' or '" + c + "'";
+  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl", allowed);
   const std::string s = info[0].As<Napi::String>().Utf8Value();
-  if (s != "builtin" && s != "openblas") throw_range(env, "impl", "must be 'builtin' or 'openblas'");
-  return Napi::Boolean::New(env, be().set_gemm(s));
+  if (s != a && s != c) throw_range(env, "impl", allowed + " on device '" + b->name() + "'");
+  bool ok = false;
+  guarded(env, [&] { ok = b->set_gemm(s); });
+  return Napi::Boolean::New(env, ok);
 }
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Opts o(info, {"transA", "transB", "M", "N", "K", "alpha", "beta", "lda", "ldb", "ldc", "A", "B", "C"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const bool ta = o.flag("transA"), tb = o.flag("transB");
   const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
@@ -58,12 +197,15 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   need(C, M, N, ldc, "(M - 1) × ldc + N");
   disjoint(env, C, A);
   disjoint(env, C, B);
-  guarded(env, [&] { be().gemm(ta, tb, M, N, K, float(alpha), A.data, lda, B.data, ldb, float(beta), C.data, ldc); });
+  run(env, ops, [&](Staging& st) {
+    ops.gemm(ta, tb, M, N, K, float(alpha), st.in(A), lda, st.in(B), ldb, float(beta), st.out(C), ldc);
+  });
   return env.Undefined();
 }
 
 Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
   Opts o(info, {"M", "N", "K", "accumulate", "out", "inp", "weight", "bias"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
   const bool acc = o.flag("accumulate");
@@ -75,12 +217,13 @@ Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
   disjoint(env, out, inp);
   disjoint(env, out, w);
   disjoint(env, out, bias);
-  guarded(env, [&] { be().matmul_forward(out.data, inp.data, w.data, bias.data, M, N, K, acc); });
+  run(env, ops, [&](Staging& st) { ops.matmul_forward(st.out(out), st.in(inp), st.in(w), st.in(bias), M, N, K, acc); });
   return env.Undefined();
 }
 
 Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
   Opts o(info, {"M", "N", "K", "accumulate", "dinp", "dweight", "dbias", "dout", "inp", "weight"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
   const bool acc = o.flag("accumulate");
@@ -98,12 +241,15 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
   disjoint(env, dinp, dw);
   disjoint(env, dinp, db);
   disjoint(env, dw, db);
-  guarded(env, [&] { be().matmul_backward(dinp.data, dw.data, db.data, dout.data, inp.data, w.data, M, N, K, acc); });
+  run(env, ops, [&](Staging& st) {
+    ops.matmul_backward(st.out(dinp), st.out(dw), st.out(db), st.in(dout), st.in(inp), st.in(w), M, N, K, acc);
+  });
   return env.Undefined();
 }
 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   Opts o(info, {"T", "V", "C", "out", "ids", "wte"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t T = o.dim("T", 0), V = o.dim("V", 1), C = o.dim("C", 0);
   auto out = o.f32("out"), wte = o.f32("wte");
@@ -113,12 +259,13 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   expect_len(env, wte, {V, C}, "V × C");
   disjoint(env, out, wte);
   disjoint(env, out, ids);
-  guarded(env, [&] { be().embedding_forward(out.data, ids.data, wte.data, T, V, C); });
+  run(env, ops, [&](Staging& st) { ops.embedding_forward(st.out(out), st.in(ids), st.in(wte), T, V, C); });
   return env.Undefined();
 }
 
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   Opts o(info, {"T", "V", "C", "dwte", "dout", "ids"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t T = o.dim("T", 0), V = o.dim("V", 1), C = o.dim("C", 0);
   auto dwte = o.f32("dwte"), dout = o.f32("dout");
@@ -128,12 +275,13 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   expect_len(env, ids, {T}, "T");
   disjoint(env, dwte, dout);
   disjoint(env, dwte, ids);
-  guarded(env, [&] { be().embedding_backward(dwte.data, dout.data, ids.data, T, V, C); });
+  run(env, ops, [&](Staging& st) { ops.embedding_backward(st.out(dwte), st.in(dout), st.in(ids), T, V, C); });
   return env.Undefined();
 }
 
 Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   Opts o(info, {"T", "C", "eps", "out", "rstd", "inp", "weight"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t T = o.dim("T", 0), C = o.dim("C", 1);
   const double eps = o.num("eps", 1e-6, 0, 1);
@@ -147,12 +295,15 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   disjoint(env, out, rstd);
   disjoint(env, rstd, inp);
   disjoint(env, rstd, w);
-  guarded(env, [&] { be().rmsnorm_forward(out.data, rstd.data, inp.data, w.data, T, C, float(eps)); });
+  run(env, ops, [&](Staging& st) {
+    ops.rmsnorm_forward(st.out(out), st.out(rstd), st.in(inp), st.in(w), T, C, float(eps));
+  });
   return env.Undefined();
 }
 
 Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   Opts o(info, {"T", "C", "accumulate", "dinp", "dweight", "dout", "inp", "weight", "rstd"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t T = o.dim("T", 0), C = o.dim("C", 1);
   const bool acc = o.flag("accumulate");
@@ -167,12 +318,15 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   disjoint(env, dinp, dout, !acc);
   for (const auto* x : {&inp, &w, &rstd, &dw}) disjoint(env, dinp, *x);
   for (const auto* x : {&dout, &inp, &w, &rstd}) disjoint(env, dw, *x);
-  guarded(env, [&] { be().rmsnorm_backward(dinp.data, dw.data, dout.data, inp.data, w.data, rstd.data, T, C, acc); });
+  run(env, ops, [&](Staging& st) {
+    ops.rmsnorm_backward(st.out(dinp), st.out(dw), st.in(dout), st.in(inp), st.in(w), st.in(rstd), T, C, acc);
+  });
   return env.Undefined();
 }
 
 Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
   Opts o(info, {"T", "H", "D", "theta", "accumulate", "out", "inp", "dinp", "dout", "positions"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const int64_t T = o.dim("T", 0), H = o.dim("H", 0), D = o.dim("D", 2);
   if (D % 2) throw_range(env, "D", "must be even");
@@ -185,9 +339,12 @@ Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
   expect_len(env, pos, {T}, "T");
   disjoint(env, out, inp, !acc);
   disjoint(env, out, pos);
-  guarded(env, [&] {
-    if (backward) be().rope_backward(out.data, inp.data, pos.data, T, H, D, float(theta), acc);
-    else be().rope_forward(out.data, inp.data, pos.data, T, H, D, float(theta));
+  run(env, ops, [&](Staging& st) {
+    float* y = st.out(out);
+    const float* x = st.in(inp);
+    const int32_t* p = st.in(pos);
+    if (backward) ops.rope_backward(y, x, p, T, H, D, float(theta), acc);
+    else ops.rope_forward(y, x, p, T, H, D, float(theta));
   });
   return env.Undefined();
 }
@@ -203,6 +360,7 @@ void heads(const Opts& o, int64_t* Hq, int64_t* Hkv, int64_t* D) {
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   Opts o(info, {"B", "Tq", "Tkv", "past", "Hq", "Hkv", "D", "out", "lse", "q", "k", "v"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   int64_t Hq, Hkv, D;
   const int64_t B = o.dim("B", 0), Tq = o.dim("Tq", 0), past = o.dim_or("past", 0, 0);
@@ -217,12 +375,15 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   expect_len(env, v, {B, Tkv, Hkv, D}, "B × Tkv × Hkv × D");
   for (const auto* x : {&q, &k, &v, &lse}) disjoint(env, out, *x);
   for (const auto* x : {&q, &k, &v}) disjoint(env, lse, *x);
-  guarded(env, [&] { be().attention_forward(out.data, lse.data, q.data, k.data, v.data, B, Tq, Tkv, past, Hq, Hkv, D); });
+  run(env, ops, [&](Staging& st) {
+    ops.attention_forward(st.out(out), st.out(lse), st.in(q), st.in(k), st.in(v), B, Tq, Tkv, past, Hq, Hkv, D);
+  });
   return env.Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   Opts o(info, {"B", "T", "Hq", "Hkv", "D", "accumulate", "dq", "dk", "dv", "dout", "q", "k", "v", "out", "lse"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   int64_t Hq, Hkv, D;
   const int64_t B = o.dim("B", 0), T = o.dim("T", 0);
@@ -238,8 +399,9 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   disjoint(env, dq, dk);
   disjoint(env, dq, dv);
   disjoint(env, dk, dv);
-  guarded(env, [&] {
-    be().attention_backward(dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data, lse.data, B, T,
+  run(env, ops, [&](Staging& st) {
+    ops.attention_backward(st.out(dq), st.out(dk), st.out(dv), st.in(dout), st.in(q), st.in(k), st.in(v), st.in(out),
+                           st.in(lse), B, T,
                             Hq, Hkv, D, acc);
   });
   return env.Undefined();
@@ -247,18 +409,20 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
   Opts o(info, {"out", "gate", "up"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   auto out = o.f32("out"), gate = o.f32("gate"), up = o.f32("up");
   expect_len(env, gate, {out.length}, "out.length");
   expect_len(env, up, {out.length}, "out.length");
   disjoint(env, out, gate, true);
   disjoint(env, out, up, true);
-  guarded(env, [&] { be().swiglu_forward(out.data, gate.data, up.data, out.length); });
+  run(env, ops, [&](Staging& st) { ops.swiglu_forward(st.out(out), st.in(gate), st.in(up), out.length); });
   return env.Undefined();
 }
 
 Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
   Opts o(info, {"accumulate", "dgate", "dup", "dout", "gate", "up"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   const bool acc = o.flag("accumulate");
   auto dgate = o.f32("dgate"), dup = o.f32("dup"), dout = o.f32("dout"), gate = o.f32("gate"), up = o.f32("up");
@@ -270,47 +434,54 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
     disjoint(env, *g, gate);
     disjoint(env, *g, up);
   }
-  guarded(env, [&] { be().swiglu_backward(dgate.data, dup.data, dout.data, gate.data, up.data, dout.length, acc); });
+  run(env, ops, [&](Staging& st) {
+    ops.swiglu_backward(st.out(dgate), st.out(dup), st.in(dout), st.in(gate), st.in(up), dout.length, acc);
+  });
   return env.Undefined();
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
   Opts o(info, {"out", "a", "b"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   auto out = o.f32("out"), a = o.f32("a"), b = o.f32("b");
   expect_len(env, a, {out.length}, "out.length");
   expect_len(env, b, {out.length}, "out.length");
   disjoint(env, out, a, true);
   disjoint(env, out, b, true);
-  guarded(env, [&] { be().add(out.data, a.data, b.data, out.length); });
+  run(env, ops, [&](Staging& st) { ops.add(st.out(out), st.in(a), st.in(b), out.length); });
   return env.Undefined();
 }
 
 Napi::Value Scale(const Napi::CallbackInfo& info) {
   Opts o(info, {"x", "s"});
+  OpsBackend& ops = be(o);
   auto x = o.f32("x");
   const double s = o.num("s", 1);
-  guarded(o.env(), [&] { be().scale(x.data, float(s), x.length); });
+  run(o.env(), ops, [&](Staging& st) { ops.scale(st.out(x), float(s), x.length); });
   return o.env().Undefined();
 }
 
 Napi::Value Zero(const Napi::CallbackInfo& info) {
   Opts o(info, {"x"});
+  OpsBackend& ops = be(o);
   auto x = o.f32("x");
-  guarded(o.env(), [&] { be().zero(x.data, x.length); });
+  run(o.env(), ops, [&](Staging& st) { ops.zero(st.out(x), x.length); });
   return o.env().Undefined();
 }
 
 Napi::Value Sumsq(const Napi::CallbackInfo& info) {
   Opts o(info, {"x"});
+  OpsBackend& ops = be(o);
   auto x = o.f32("x");
   double r = 0;
-  guarded(o.env(), [&] { r = be().sumsq(x.data, x.length); });
+  run(o.env(), ops, [&](Staging& st) { r = ops.sumsq(st.in(x), x.length); });
   return Napi::Number::New(o.env(), r);
 }
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
   Opts o(info, {"param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "weightDecay", "step", "gradScale"});
+  OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   AdamWParams p;
   p.lr = o.num("lr", p.lr, 0);
@@ -328,7 +499,7 @@ Napi::Value Adamw(const Napi::CallbackInfo& info) {
   disjoint(env, m, grad);
   disjoint(env, m, v);
   disjoint(env, v, grad);
-  guarded(env, [&] { be().adamw(param.data, grad.data, m.data, v.data, param.length, p); });
+  run(env, ops, [&](Staging& st) { ops.adamw(st.out(param), st.in(grad), st.out(m), st.out(v), param.length, p); });
   return env.Undefined();
 }
 
@@ -338,6 +509,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   Napi::Object ops = Napi::Object::New(env);
   auto fn = [&](const char* name, Napi::Function::Callback cb) { ops.Set(name, Napi::Function::New(env, cb, name)); };
   fn("info", Info);
+  fn("devices", Devices);
   fn("setGemm", SetGemm);
   fn("gemm", Gemm);
   fn("matmulForward", MatmulForward);

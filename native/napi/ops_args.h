@@ -26,14 +26,19 @@ struct Span {
   std::string name;
 };
 
-// The options object, read once: every key of the op is fetched up front, so no user getter can run (and
-// detach a buffer) after a data pointer has been taken.
+// The options object, read once: every key of the op, and the backend keys every op accepts (kBackendKeys:
+// device, gemmDtype), is fetched up front, so no user getter can run (and detach a buffer) after a data pointer
+// has been taken.
+constexpr const char* kBackendKeys[] = {"device", "gemmDtype"};
+
 class Opts {
  public:
-  Opts(const Napi::CallbackInfo& info, std::initializer_list<const char*> keys) : env_(info.Env()) {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type(env_, "options", "must be an object");
-    Napi::Object o = info[0].As<Napi::Object>();
+  // The options object is argument `arg` (0 for the ops; 1 for setGemm(impl, options)).
+  Opts(const Napi::CallbackInfo& info, std::initializer_list<const char*> keys, size_t arg = 0) : env_(info.Env()) {
+    if (info.Length() <= arg || !info[arg].IsObject()) throw_type(env_, "options", "must be an object");
+    Napi::Object o = info[arg].As<Napi::Object>();
     for (const char* k : keys) vals_.emplace_back(k, o.Get(k));
+    for (const char* k : kBackendKeys) vals_.emplace_back(k, o.Get(k));
   }
   Napi::Env env() const { return env_; }
 
@@ -71,6 +76,19 @@ class Opts {
     if (v.IsUndefined()) return false;
     if (!v.IsBoolean()) throw_type(env_, key, "must be a boolean");
     return v.As<Napi::Boolean>().Value();
+  }
+  // One of `allowed` (a string); dflt when the key is absent (undefined or null, as has()). TypeError for a
+  // non-string, RangeError for another string.
+  std::string choice(const char* key, std::initializer_list<const char*> allowed, const char* dflt) const {
+    Napi::Value v = get(key);
+    std::string list;
+    for (const char* a : allowed) list += std::string(list.empty() ? "" : " or ") + "'" + a + "'";
+    if (v.IsUndefined() || v.IsNull()) return dflt;
+    if (!v.IsString()) throw_type(env_, key, "must be " + list);
+    const std::string s = v.As<Napi::String>().Utf8Value();
+    for (const char* a : allowed)
+      if (s == a) return s;
+    throw_range(env_, key, "must be " + list + " (got '" + s + "')");
   }
   Span<float> f32(const char* key, bool optional = false) const {
     return typed<float>(key, napi_float32_array, "Float32Array", optional);

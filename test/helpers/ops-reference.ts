@@ -10,30 +10,77 @@ const { abs, cos, exp, fround, log, max, pow, sin, sqrt } = Math;
 type F32 = Float32Array;
 type I32 = Int32Array;
 
+export type OpsDevice = 'cpu' | 'cuda';
+export type GemmDtype = 'f32' | 'bf16';
+/** Backend selection accepted by every addon.ops call (native/napi/ops.cc). */
+export interface OpsSelect {
+  device?: OpsDevice;
+  /** 'bf16': gemm / matmulForward / matmulBackward round both GEMM operands to bfloat16, fp32 accumulation. */
+  gemmDtype?: GemmDtype;
+}
+
 export interface NativeOps {
-  info(): { backend: string; gemm: 'openblas' | 'builtin'; threads: number; blasAvailable: boolean; blasPath: string };
-  setGemm(impl: 'builtin' | 'openblas'): boolean;
-  gemm(o: { transA?: boolean; transB?: boolean; M: number; N: number; K: number; alpha?: number; beta?: number; A: F32; lda?: number; B: F32; ldb?: number; C: F32; ldc?: number }): void;
-  matmulForward(o: { out: F32; inp: F32; weight: F32; bias?: F32; M: number; N: number; K: number; accumulate?: boolean }): void;
-  matmulBackward(o: { dinp?: F32; dweight?: F32; dbias?: F32; dout: F32; inp?: F32; weight?: F32; M: number; N: number; K: number; accumulate?: boolean }): void;
-  embeddingForward(o: { out: F32; ids: I32; wte: F32; T: number; V: number; C: number }): void;
-  embeddingBackward(o: { dwte: F32; dout: F32; ids: I32; T: number; V: number; C: number }): void;
-  rmsnormForward(o: { out: F32; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number }): void;
-  rmsnormBackward(o: { dinp?: F32; dweight?: F32; dout: F32; inp: F32; weight: F32; rstd: F32; T: number; C: number; accumulate?: boolean }): void;
-  ropeForward(o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number }): void;
-  ropeBackward(o: { dinp: F32; dout: F32; positions: I32; T: number; H: number; D: number; theta: number; accumulate?: boolean }): void;
-  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; Hq: number; Hkv: number; D: number }): void;
-  attentionBackward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean }): void;
-  swigluForward(o: { out: F32; gate: F32; up: F32 }): void;
-  swigluBackward(o: { dgate: F32; dup: F32; dout: F32; gate: F32; up: F32; accumulate?: boolean }): void;
-  add(o: { out: F32; a: F32; b: F32 }): void;
-  scale(o: { x: F32; s: number }): void;
-  zero(o: { x: F32 }): void;
-  sumsq(o: { x: F32 }): number;
-  adamw(o: { param: F32; grad: F32; m: F32; v: F32; lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step: number; gradScale?: number }): void;
+  /** The selected backend (default: device 'cpu', gemmDtype 'f32'). */
+  info(sel?: OpsSelect): { backend: OpsDevice; gemm: string; gemmDtype: GemmDtype; threads: number; blasAvailable: boolean; blasPath: string };
+  /** The devices an op may name: ['cpu'] or ['cpu', 'cuda'] (a CUDA device with a loadable cuBLAS). */
+  devices(): OpsDevice[];
+  /** 'builtin' | 'openblas' on the CPU, 'cublas' | 'cublas-tf32' on CUDA; false when unavailable. */
+  setGemm(impl: string, sel?: OpsSelect): boolean;
+  gemm(o: { transA?: boolean; transB?: boolean; M: number; N: number; K: number; alpha?: number; beta?: number; A: F32; lda?: number; B: F32; ldb?: number; C: F32; ldc?: number } & OpsSelect): void;
+  matmulForward(o: { out: F32; inp: F32; weight: F32; bias?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
+  matmulBackward(o: { dinp?: F32; dweight?: F32; dbias?: F32; dout: F32; inp?: F32; weight?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
+  embeddingForward(o: { out: F32; ids: I32; wte: F32; T: number; V: number; C: number } & OpsSelect): void;
+  embeddingBackward(o: { dwte: F32; dout: F32; ids: I32; T: number; V: number; C: number } & OpsSelect): void;
+  rmsnormForward(o: { out: F32; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number } & OpsSelect): void;
+  rmsnormBackward(o: { dinp?: F32; dweight?: F32; dout: F32; inp: F32; weight: F32; rstd: F32; T: number; C: number; accumulate?: boolean } & OpsSelect): void;
+  ropeForward(o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number } & OpsSelect): void;
+  ropeBackward(o: { dinp: F32; dout: F32; positions: I32; T: number; H: number; D: number; theta: number; accumulate?: boolean } & OpsSelect): void;
+  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; Hq: number; Hkv: number; D: number } & OpsSelect): void;
+  attentionBackward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean } & OpsSelect): void;
+  swigluForward(o: { out: F32; gate: F32; up: F32 } & OpsSelect): void;
+  swigluBackward(o: { dgate: F32; dup: F32; dout: F32; gate: F32; up: F32; accumulate?: boolean } & OpsSelect): void;
+  add(o: { out: F32; a: F32; b: F32 } & OpsSelect): void;
+  scale(o: { x: F32; s: number } & OpsSelect): void;
+  zero(o: { x: F32 } & OpsSelect): void;
+  sumsq(o: { x: F32 } & OpsSelect): number;
+  adamw(o: { param: F32; grad: F32; m: F32; v: F32; lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step: number; gradScale?: number } & OpsSelect): void;
 }
 
 export const ops = (addon as unknown as { ops: NativeOps }).ops;
+
+/** addon.ops with `sel` merged into every call (an op's own device / gemmDtype keys are overridden). */
+export function opsOn(sel: OpsSelect): NativeOps {
+  const bound: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(ops) as [string, (...a: unknown[]) => unknown][]) {
+    if (name === 'info') bound[name] = (s?: OpsSelect) => ops.info({ ...s, ...sel });
+    else if (name === 'setGemm') bound[name] = (impl: string, s?: OpsSelect) => ops.setGemm(impl, { ...s, ...sel });
+    else if (name === 'devices') bound[name] = () => ops.devices();
+    else bound[name] = (o: unknown) => fn(o !== null && typeof o === 'object' ? { ...(o as object), ...sel } : o);
+  }
+  return bound as unknown as NativeOps;
+}
+
+/**
+ * x rounded to the nearest bfloat16 (ties to even), as a number: written from the format (8 significant bits,
+ * fp32's exponent range, subnormal step 2^-133, overflow to ±Infinity), not from the bit trick the kernels use.
+ */
+export function roundBf16(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const ax = abs(x);
+  let e = Math.floor(Math.log2(ax));
+  while (2 ** e > ax) e--;
+  while (2 ** (e + 1) <= ax) e++;
+  const ulp = 2 ** (Math.max(e, -126) - 7);
+  const q = ax / ulp; // exact: ulp is a power of two
+  const fl = Math.floor(q);
+  const d = q - fl;
+  const r = d > 0.5 || (d === 0.5 && fl % 2 === 1) ? fl + 1 : fl;
+  const y = r * ulp;
+  return (x < 0 ? -1 : 1) * (y >= 2 ** 128 ? Infinity : y);
+}
+
+/** roundBf16 of every element (fp32 in, float64 out: every bf16 value is exact in both). */
+export const roundBf16All = (a: ArrayLike<number>): Float64Array => Float64Array.from(a, roundBf16);
 
 // ---- data
 
