@@ -29,7 +29,7 @@ import { DecoderConfig } from '../lib/engine/checkpoint';
 import { Model } from '../lib/engine/model';
 import { generate } from '../lib/engine/sampler';
 import { addon } from '../lib/native';
-import { collectGarbage } from '../lib/profile/memory';
+import { collectGarbage, predictMemory } from '../lib/profile/memory';
 
 interface OpsAddon {
   info(): { gemm: string; threads: number; blasAvailable: boolean; blasPath: string };
@@ -204,6 +204,9 @@ export interface CudaBenchOptions {
   sampling?: boolean;
   memory?: boolean;
   log?: (s: string) => void;
+  /** Smoke runs of this code on the CPU with a small config (tests): default 'cuda' and QWEN25_1_5B_CONFIG. */
+  device?: 'cuda' | 'cpu';
+  config?: Record<string, unknown>;
 }
 
 export interface CudaBenchResult {
@@ -214,59 +217,54 @@ export interface CudaBenchResult {
   rows: TrainBenchRow[];
 }
 
-type DeviceOptions = Parameters<typeof Model.load>[1] & Parameters<typeof Model.fromConfig>[1];
-
-/** The device tracker's bytes (Model.memory().device), or null when the engine does not report device memory. */
-function deviceMemory(): Record<string, { current: number; peak: number }> | null {
-  const m = Model.memory() as unknown as { device?: Record<string, { current: number; peak: number }> };
-  return m.device && typeof m.device === 'object' && m.device.total ? m.device : null;
-}
-
-const GB = 2 ** 30;
-
 /** An Error's message, and whether it looks like an out-of-memory failure. */
 function failure(e: unknown): { error: string; oom: boolean } {
   const msg = e instanceof Error ? e.message : String(e);
   return { error: msg.slice(0, 500), oom: /out of memory|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|bad_alloc/i.test(msg) };
 }
 
+const GB = 2 ** 30;
+
+/** The first CUDA device's name, or null when the engine cannot run on CUDA here (Model.devices()). */
 export function cudaDeviceName(): string | null {
-  const devs = addon.cuda ? addon.cuda.devices() : [];
-  return devs.length ? devs[0].name : null;
+  if (!Model.devices().includes('cuda')) return null;
+  return addon.cuda?.devices()[0]?.name ?? 'CUDA device';
 }
 
 /**
  * The engine on CUDA (see the file comment). Every part is bounded (1 + steps training steps, one sampling call,
- * one step per memory method) and catches its own errors (an out-of-memory is recorded in its row, and the later
+ * one step per memory variant) and catches its own errors (an out-of-memory is recorded in its row, and the later
  * parts still run). Returns { skipped } without CUDA.
  */
 export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaBenchResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
-  const gpu = cudaDeviceName();
-  if (!addon.buildInfo.cuda) return { skipped: 'the addon was built without CUDA (no nvcc at build time)', rows: [] };
-  if (!gpu) return { skipped: 'no CUDA device found', rows: [] };
-  const peakFlops = /H100|H200|GH200/i.test(gpu) ? GPU_BF16_PEAK : undefined;
+  const device = opts.device ?? 'cuda';
+  const config = opts.config ?? QWEN25_1_5B_CONFIG;
+  let gpu: string;
+  if (device === 'cuda') {
+    if (!addon.buildInfo.cuda) return { skipped: 'the addon was built without CUDA (no nvcc at build time)', rows: [] };
+    const name = cudaDeviceName();
+    if (!name) return { skipped: 'no usable CUDA device (Model.devices() has no cuda: no device, or cuBLAS not loadable)', rows: [] };
+    gpu = name;
+  } else gpu = `cpu (${os.cpus()[0]?.model ?? 'unknown'})`;
+  const peakFlops = /H100|H200/i.test(gpu) ? GPU_BF16_PEAK : undefined;
   const B = opts.B ?? 1, T = opts.T ?? 4096, steps = opts.steps ?? 3;
-  const dev: DeviceOptions = { device: 'cuda', precision: 'bf16' } as DeviceOptions;
   const rows: TrainBenchRow[] = [];
-  const make = (o: { reference?: boolean; random?: boolean } = {}): Model => {
-    if (opts.modelDir && !o.random) return Model.load(opts.modelDir, { ...dev, ...(o.reference ? { reference: true } : {}) });
-    return Model.fromConfig(QWEN25_1_5B_CONFIG, { ...dev, seed: 1, std: o.random ? 0 : 0.02, ...(o.reference ? { reference: true } : {}) });
-  };
+  const dev = { device, precision: 'bf16' } as const;
   const checkDevice = (m: Model) => {
-    const info = m.native.info() as { device?: string; precision?: string };
-    if (info.device !== undefined && info.device !== 'cuda') throw new Error(`the engine put the model on '${info.device}', not 'cuda'`);
-    return { device: info.device ?? null, precision: info.precision ?? null };
+    if (m.device !== device || m.precision !== 'bf16') throw new Error(`the engine runs on ${m.device}/${m.precision}, not ${device}/bf16`);
   };
+  // The tracker's space that holds this device's buffers (memory.ts does the same).
+  const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
 
   // 1. Training step time, tokens/s, MFU.
   let model: Model | undefined;
   try {
     const t0 = now();
     log(`engine-cuda: ${opts.modelDir ? `loading ${opts.modelDir}` : 'random init of the Qwen2.5-1.5B shape'} on ${gpu} (bf16)`);
-    model = make();
+    model = opts.modelDir ? Model.load(opts.modelDir, dev) : Model.fromConfig(config, { ...dev, seed: 1, std: 0.02 });
     const loadSeconds = (now() - t0) / 1e3;
-    const where = checkDevice(model);
+    checkDevice(model);
     const c = model.config;
     const pMatmul = matmulParams(model);
     const attnPerToken = attentionFlopsPerToken(c, T);
@@ -285,6 +283,7 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
       m.zeroGrad();
       return { total: now() - a, lossBackward: b - a };
     };
+    Model.resetPeaks();
     const w = await stepOnce();
     log(`  warm-up step ${round(w.total)} ms (loss ${loss})`);
     const times: { total: number; lossBackward: number }[] = [];
@@ -293,9 +292,9 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
     const med = sorted[Math.floor(sorted.length / 2)];
     const tokPerSec = N / (med.total / 1e3);
     const f6p = 6 * pMatmul * tokPerSec, fAll = (6 * pMatmul + attnPerToken) * tokPerSec;
-    const devMem = deviceMemory();
+    const devMem = space(Model.memory());
     const row: TrainBenchRow = {
-      name: 'cuda train step (sft)', gpu, ...where,
+      name: `${device} train step (sft)`, gpu, device: model.device, precision: model.precision, recompute: model.recompute,
       config: `qwen2 V=${c.vocab_size} C=${c.hidden_size} I=${c.intermediate_size} L=${c.num_hidden_layers} H=${c.num_attention_heads}/${c.num_key_value_heads} D=${c.head_dim} tied`,
       weights: opts.modelDir ? `loaded from ${opts.modelDir}` : 'random N(0, 0.02), seed 1', loadSeconds: round(loadSeconds),
       params: model.numParams, matmulParams: pMatmul, B, T, tokensPerStep: N,
@@ -306,7 +305,7 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
       mfu6P: peakFlops ? round(f6p / peakFlops, 4) : null, mfuWithAttention: peakFlops ? round(fAll / peakFlops, 4) : null,
       flops: '6·P_matmul per token (+ causal attention 6·L·Hq·D·(T+1)); peak: 989e12 FLOP/s dense bf16 (H100/H200 SXM datasheet)',
       chunkRows: model.native.info().chunkRows,
-      deviceMemoryGB: devMem ? Object.fromEntries(Object.entries(devMem).map(([k, v]) => [k, round(v.peak / GB, 2)])) : null,
+      memoryPeakGB: Object.fromEntries(Object.entries(devMem).filter(([k]) => k !== 'device').map(([k, v]) => [k, round((v as { peak: number }).peak / GB, 2)])),
     };
     rows.push(row);
     log(`  train: ${row.stepMs} ms/step, ${row.tokensPerSec} tok/s, MFU ${row.mfuWithAttention ?? '—'} (with attention)`);
@@ -321,71 +320,75 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
         const out = await generate(model, tokenizer, prompts, { k: K, maxNewTokens: maxNew, temperature: 1, seed: 1, stopTokens: [] });
         const ms = now() - t1;
         const generated = out.reduce((s, p) => s + p.samples.reduce((a, x) => a + x.ids.length, 0), 0);
-        rows.push({ name: 'cuda sampling (KV cache)', prompts: nPrompts, k: K, promptLength: Lp, maxNewTokens: maxNew, generatedTokens: generated, ms: round(ms), tokensPerSec: round(generated / (ms / 1e3)) });
+        rows.push({ name: `${device} sampling (KV cache)`, prompts: nPrompts, k: K, promptLength: Lp, maxNewTokens: maxNew, generatedTokens: generated, ms: round(ms), tokensPerSec: round(generated / (ms / 1e3)) });
         log(`  sampling: ${round(generated / (ms / 1e3))} tok/s (${generated} tokens)`);
       } catch (e) {
-        rows.push({ name: 'cuda sampling (KV cache)', ...failure(e) });
+        rows.push({ name: `${device} sampling (KV cache)`, ...failure(e) });
         log(`  sampling failed: ${failure(e).error}`);
       }
     }
   } catch (e) {
-    rows.push({ name: 'cuda train step (sft)', gpu, B, T, ...failure(e) });
+    rows.push({ name: `${device} train step (sft)`, gpu, B, T, ...failure(e) });
     log(`  training failed: ${failure(e).error}`);
   }
   model = undefined;
 
-  // 3. Peak device memory of one RIFT step vs one DPO step with a held reference model, same batch.
+  // 3. Peak device memory of one RIFT step vs one DPO step with a held reference model (the 'rift' and 'dpo-held'
+  //    of lib/profile/memory.ts, measured the same way: peak during the step − current before), same batch, without
+  //    and with activation recomputation; predictMemory's numbers next to them.
   if (opts.memory !== false) {
     const mB = opts.memB ?? 2, mT = opts.memT ?? 2048;
-    const mem: Record<string, unknown> = { name: 'cuda memory: rift vs dpo-held', B: mB, T: mT, target: 'rift ≤ 0.55 × dpo-held' };
-    const peaks: Record<string, number> = {};
-    for (const method of ['rift', 'dpo-held'] as const) {
-      collectGarbage();
-      await new Promise((r) => setImmediate(r));
-      const before = deviceMemory();
-      if (!before) {
-        mem.error = 'Model.memory() has no device section: the engine does not track device memory';
-        break;
-      }
-      Model.resetPeaks();
-      try {
-        // Zero weights (std 0): the buffers and the work are the same, and nothing is spent on a random init.
-        const policy = make({ random: true });
-        checkDevice(policy);
-        const c = policy.config;
-        const N = mB * mT;
-        const ids = lcgIds(N, c.vocab_size, 5);
-        const targets = new Int32Array(N).fill(-100);
-        for (let b = 0; b < mB; b++) for (let t = 0; t < mT - 1; t++) targets[b * mT + t] = ids[b * mT + t + 1];
-        const offsets = Int32Array.from({ length: mB + 1 }, (_, i) => i * mT);
-        const batch = { ids, B: mB, T: mT, targets, offsets };
-        if (method === 'rift') {
-          const rewards = Float32Array.from({ length: mB }, (_, i) => (i % 2 ? -0.5 : 1));
-          await policy.lossAndBackwardAsync({ ...batch, method: 'rift', rewards });
-        } else {
-          const ref = make({ random: true, reference: true });
-          const refLogps = Float64Array.from((await ref.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogps);
-          const pairs = Int32Array.from({ length: mB - (mB % 2) }, (_, i) => i);
-          await policy.lossAndBackwardAsync({ ...batch, method: 'dpo', dpo: { refLogps, pairs, beta: 0.1 } });
-          void ref;
+    const mem: TrainBenchRow & Record<string, unknown> = { name: `${device} memory: rift vs dpo-held`, B: mB, T: mT, target: 'rift ≤ 0.55 × dpo-held' };
+    for (const recompute of [false, true]) {
+      const peaks: Partial<Record<'rift' | 'dpo-held', number>> = {};
+      for (const method of ['rift', 'dpo-held'] as const) {
+        const key = `${method}${recompute ? '+recompute' : ''}`;
+        let policy: Model | undefined, held: Model | undefined;
+        try {
+          collectGarbage();
+          await new Promise((r) => setImmediate(r));
+          const before = space(Model.memory());
+          Model.resetPeaks();
+          // Zero weights (std 0): the same buffers and the same work, without seconds of random init in JS.
+          policy = Model.fromConfig(config, { ...dev, recompute, seed: 1, std: 0 });
+          checkDevice(policy);
+          const c = policy.config;
+          const N = mB * mT;
+          const ids = lcgIds(N, c.vocab_size, 5);
+          const targets = new Int32Array(N).fill(-100);
+          for (let b = 0; b < mB; b++) for (let t = 0; t < mT - 1; t++) targets[b * mT + t] = ids[b * mT + t + 1];
+          const offsets = Int32Array.from({ length: mB + 1 }, (_, i) => i * mT);
+          const batch = { ids, B: mB, T: mT, targets, offsets };
+          if (method === 'rift') {
+            await policy.lossAndBackwardAsync({ ...batch, method: 'rift', rewards: Float32Array.from({ length: mB }, (_, i) => (i % 2 ? -0.5 : 1)) });
+          } else {
+            held = Model.fromConfig(config, { ...dev, recompute, seed: 1, std: 0, reference: true });
+            const refLogps = Float64Array.from((await held.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogps);
+            const pairs = Int32Array.from({ length: mB - (mB % 2) }, (_, i) => i);
+            await policy.lossAndBackwardAsync({ ...batch, method: 'dpo', dpo: { refLogps, pairs, beta: 0.1 } });
+          }
+          await policy.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
+          const after = space(Model.memory());
+          const byCategory = Object.fromEntries(Object.entries(after).filter(([k]) => k !== 'device')
+            .map(([k, v]) => [k, round(((v as { peak: number }).peak - (before[k as keyof typeof before] as { current: number }).current) / 2 ** 20, 2)]));
+          const peak = after.total.peak - before.total.current;
+          peaks[method] = peak;
+          const predicted = predictMemory(config, { method, B: mB, T: mT, recompute, chunkRows: policy.native.info().chunkRows });
+          mem[key] = { peakGB: round(peak / GB, 3), peakBytes: peak, byCategoryMB: byCategory, predictedGB: round(predicted.bytes.total / GB, 3), predictedBytes: predicted.bytes.total };
+          log(`  memory ${key}: ${round(peak / GB, 2)} GB peak (predicted ${round(predicted.bytes.total / GB, 2)} GB)`);
+        } catch (e) {
+          mem[key] = failure(e);
+          log(`  memory ${key} failed: ${failure(e).error}`);
         }
-        await policy.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
-        const after = deviceMemory()!;
-        const by = Object.fromEntries(Object.keys(after).map((k) => [k, round((after[k].peak - (before[k]?.current ?? 0)) / GB, 3)]));
-        peaks[method] = after.total.peak - before.total.current;
-        mem[method] = { peakGB: round(peaks[method] / GB, 3), byCategoryGB: by };
-        log(`  memory ${method}: ${round(peaks[method] / GB, 2)} GB peak`);
-      } catch (e) {
-        mem[method] = failure(e);
-        log(`  memory ${method} failed: ${failure(e).error}`);
+        policy = held = undefined;
+      }
+      if (peaks.rift && peaks['dpo-held']) {
+        const ratio = peaks.rift / peaks['dpo-held'];
+        mem[recompute ? 'ratioRecompute' : 'ratio'] = round(ratio, 3);
+        mem[recompute ? 'passRecompute' : 'pass'] = ratio <= 0.55;
       }
     }
-    if (peaks.rift && peaks['dpo-held']) {
-      const ratio = peaks.rift / peaks['dpo-held'];
-      mem.ratio = round(ratio, 3);
-      mem.pass = ratio <= 0.55;
-    }
-    rows.push(mem as TrainBenchRow);
+    rows.push(mem);
   }
   return { gpu, peakFlops, rows };
 }

@@ -19,7 +19,7 @@ backward + clip_grad_norm_(1.0) + AdamW step + zero_grad(set_to_none=True): the 
 FLOPs per token (bench/train.ts's convention, reused exactly): 6·P_matmul + 6·L·Hq·D·(T+1), where P_matmul = every
 parameter of a *_proj module (weights and their biases) + the lm_head matrix (tied: the embedding, V·C); the
 embedding lookup is not a matmul. MFU = achieved FLOP/s ÷ 989e12 (H100 SXM dense bf16; the H200 has the same
-tensor cores). Memory: torch.cuda.max_memory_allocated over the warm-up and timed steps.
+tensor cores), and ÷ the bf16 GEMM peak measured here (torch.matmul 8192³, best of 10). Memory: torch.cuda.max_memory_allocated over the warm-up and timed steps.
 
 Each attention implementation (default: eager — the HF baseline asked for — then sdpa, which uses
 flash/memory-efficient kernels) runs in its own try block: a CUDA out-of-memory error is recorded in the JSON and
@@ -62,7 +62,26 @@ def matmul_params(model, cfg):
     return p
 
 
-def run_one(attn, B, T, steps, lr):
+def matmul_peak(n=8192, reps=10):
+    """Measured dense bf16 GEMM peak (torch.matmul, n³, best of `reps` after 3 warm-ups), FLOP/s."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        a @ b
+        e.record()
+        torch.cuda.synchronize()
+        best = min(best, s.elapsed_time(e) / 1e3)
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * n**3 / best
+
+
+def run_one(attn, B, T, steps, lr, measured_peak):
     torch.manual_seed(SEED)
     cfg = make_config(attn)
     result = {"attention": attn, "B": B, "T": T, "numerics": "fp32 master + torch.autocast(bfloat16), fused AdamW fp32 state",
@@ -120,6 +139,7 @@ def run_one(attn, B, T, steps, lr):
             "tokensPerSec": round(tok_s, 1),
             "tflops6P": round(flops6p / 1e12, 2), "tflopsWithAttention": round(flops_all / 1e12, 2),
             "mfu6P": round(flops6p / PEAK_BF16_DENSE, 4), "mfuWithAttention": round(flops_all / PEAK_BF16_DENSE, 4),
+            "mfuWithAttentionVsMeasured": round(flops_all / measured_peak, 4) if measured_peak else None,
             "loss": float(loss), "maxMemoryAllocatedGB": round(torch.cuda.max_memory_allocated() / 2**30, 2),
             "maxMemoryReservedGB": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         })
@@ -157,8 +177,14 @@ def main():
         doc["gpu"] = gpu
         doc["memoryGB"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
         torch.backends.cuda.matmul.allow_tf32 = True  # only fp32 GEMMs outside autocast (none in the step)
+        try:
+            peak = matmul_peak()
+            doc["measuredBf16MatmulTflops"] = round(peak / 1e12, 1)
+        except RuntimeError as e:
+            peak = None
+            doc["measuredBf16MatmulError"] = str(e).split("\n")[0][:300]
         for attn in [a.strip() for a in args.attn.split(",") if a.strip()]:
-            r = run_one(attn, args.B, args.T, args.steps, 1e-5)
+            r = run_one(attn, args.B, args.T, args.steps, 1e-5, peak)
             doc["runs"].append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     slug = re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")[:40]

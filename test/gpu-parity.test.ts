@@ -9,11 +9,12 @@ import * as path from 'path';
 import {
   compareTensor, DEFAULT_TOLERANCES, parityTable, readReferenceMeta, referenceFromFixture, runParity, writeParityResult,
 } from '../bench/gpu-parity';
+import { benchTrainCuda, BENCH_CONFIG } from '../bench/train';
+import { Model } from '../lib/engine/model';
 import { readSafetensors, writeSafetensors } from '../lib/engine/safetensors';
-import { addon } from '../lib/native';
 
 const FIX = path.join(__dirname, 'fixtures', 'parity');
-const hasCuda = !!addon.cuda && addon.cuda.devices().length > 0;
+const hasCuda = Model.devices().includes('cuda');
 const silent = () => undefined;
 
 let tmp: string;
@@ -189,4 +190,36 @@ test('writeParityResult merges runs into one file per device and day', () => {
   expect(Object.keys(doc.runs).sort()).toEqual(['other/cpu/fp32', 'tiny-qwen2/cpu/fp32']);
   expect(doc.runs['tiny-qwen2/cpu/fp32']).toMatchObject({ pass: true, failures: 0, B: 2, T: 12 });
   expect(doc.runs['tiny-qwen2/cpu/fp32'].table).toMatch(/PASS/);
+});
+
+describe('the engine-cuda benchmark (bench/train.ts benchTrainCuda)', () => {
+  (hasCuda ? test.skip : test)('skips cleanly without CUDA', async () => {
+    const r = await benchTrainCuda({ log: silent });
+    expect(r.rows).toEqual([]);
+    expect(r.skipped).toMatch(/CUDA/);
+  });
+
+  test('runs its whole path on the CPU with a small config: step, sampling, RIFT vs DPO-held memory', async () => {
+    const config = { ...BENCH_CONFIG, vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+    const r = await benchTrainCuda({ device: 'cpu', config, T: 64, steps: 2, memT: 32, prompts: 2, k: 2, maxNewTokens: 8, log: silent });
+    expect(r.skipped).toBeUndefined();
+    const [train, sampling, mem] = r.rows as Record<string, any>[];
+    expect(train).toMatchObject({ name: 'cpu train step (sft)', device: 'cpu', precision: 'bf16', B: 1, T: 64, tokensPerStep: 64 });
+    expect(train.stepMsAll).toHaveLength(2);
+    expect(Number.isFinite(train.loss) && train.tokensPerSec > 0).toBe(true);
+    expect(train.mfu6P).toBeNull(); // no datasheet peak for a CPU
+    expect(sampling).toMatchObject({ name: 'cpu sampling (KV cache)', generatedTokens: 2 * 2 * 8 });
+    expect(mem.name).toBe('cpu memory: rift vs dpo-held');
+    for (const k of ['rift', 'dpo-held', 'rift+recompute', 'dpo-held+recompute']) {
+      expect(mem[k].error).toBeUndefined();
+      expect(mem[k].peakBytes).toBeGreaterThan(0);
+      expect(mem[k].predictedBytes).toBeGreaterThan(0);
+    }
+    // the held reference model's parameters alone make DPO-held bigger
+    expect(mem.ratio).toBeGreaterThan(0);
+    expect(mem.ratio).toBeLessThan(1);
+    expect(mem['dpo-held'].byCategoryMB.reference).toBeGreaterThan(0);
+    expect(mem.rift.byCategoryMB.reference).toBe(0);
+    expect(mem['rift+recompute'].byCategoryMB.activations).toBeLessThan(mem.rift.byCategoryMB.activations);
+  });
 });
