@@ -35,7 +35,7 @@ void load() {
     const bool ok = sym(lib, "cublasCreate_v2", api.create) && sym(lib, "cublasDestroy_v2", api.destroy) &&
                     sym(lib, "cublasSetStream_v2", api.set_stream) &&
                     sym(lib, "cublasSetMathMode", api.set_math_mode) && sym(lib, "cublasSgemm_v2", api.sgemm) &&
-                    sym(lib, "cublasGemmEx", api.gemm_ex);
+                    sym(lib, "cublasGemmEx", api.gemm_ex) && sym(lib, "cublasGemmBatchedEx", api.gemm_batched_ex);
     if (!ok) {
       tried += std::string(tried.empty() ? "" : "; ") + name + ": a required symbol is missing";
       dlclose(lib);

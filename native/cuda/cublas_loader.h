@@ -50,6 +50,14 @@ struct CublasApi {
                             int k, const void* alpha, const void* A, cudaDataType_t Atype, int lda, const void* B,
                             cudaDataType_t Btype, int ldb, const void* beta, void* C, cudaDataType_t Ctype, int ldc,
                             cublasComputeType_t computeType, cublasGemmAlgo_t algo) = nullptr;
+  // cublasGemmBatchedEx: gemm_ex over batchCount (A_i, B_i, C_i) given as DEVICE arrays of device pointers (the
+  // bf16 attention of cuda_attention_gemm.cu: one call per product over every (batch row, head)).
+  cublasStatus_t (*gemm_batched_ex)(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m,
+                                    int n, int k, const void* alpha, const void* const Aarray[], cudaDataType_t Atype,
+                                    int lda, const void* const Barray[], cudaDataType_t Btype, int ldb,
+                                    const void* beta, void* const Carray[], cudaDataType_t Ctype, int ldc,
+                                    int batchCount, cublasComputeType_t computeType,
+                                    cublasGemmAlgo_t algo) = nullptr;
   const char* (*status_string)(cublasStatus_t status) = nullptr;  // cublasGetStatusString (optional)
 };
 

@@ -1,0 +1,336 @@
+// The bf16 attention of cuda_ops(DType::BF16) (cuda_attention_gemm.h): chunks of R query rows, every
+// (batch row b, query head h) of a chunk at once, e = b·Hq + h, kv head g = h / (Hq / Hkv):
+//
+//   forward   S_e (r × L1) = q̃_e·k̃_gᵀ            one batched GEMM (bf16 in, fp32 out); L1 = past + r1 keys
+//             P̃_e = bf16(exp(S·scale − lse)), lse   one block per score row (masked: key j > past + i gets 0)
+//             out_e (r × D) = P̃_e·ṽ_g             one batched GEMM, written straight into out (ldc = Hq·D)
+//   backward  (past = 0) Di = Σ dout·out per row first; per chunk: S again, P̃ from the saved lse,
+//             dv_g += P̃_eᵀ·dõ_e  and  dk_g += dS̃_eᵀ·q̃_e   (one batched GEMM per head of the group: the entries of
+//                                                         one call never share an output)
+//             dP_e = dõ_e·ṽ_gᵀ,  dS̃_e = bf16(scale·P̃·(dP − Di)),  dq_e = dS̃_e·k̃_g
+//
+// x̃ = bf16(x): q, k, v (and dout) are converted once per call into scratch. Scores live in a pitch ldS =
+// round8(L) (32-byte aligned rows); R is the largest row count whose (b, h) scores fit ctx.chunk_bytes (a
+// multiple of 64 when that is >= 64). The device arrays of GEMM operand pointers for every chunk are built on the
+// host and uploaded in one copy per call. No atomics: dk / dv sums run in a fixed order (chunk, then head).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_attention_gemm.h"
+#include "cuda/cuda_check.h"
+
+namespace rift::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kThreads = 256;
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+inline size_t align256(size_t x) { return (x + 255) & ~size_t(255); }
+
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error ") + std::to_string(int(e)) + " (" + cudaGetErrorName(e) +
+                             ") launching " + what);
+}
+
+// dst[b·n + i] = bf16(src[b·sstride + i]) for b < B, i < n.
+__global__ void to_bf16_kernel(bf16* dst, const float* src, int64_t B, int64_t n, int64_t sstride) {
+  const int64_t total = B * n;
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < total; x += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = x / n, i = x - b * n;
+    dst[x] = __float2bfloat16(src[b * sstride + i]);
+  }
+}
+
+void to_bf16(bf16* dst, const float* src, int64_t B, int64_t n, int64_t sstride) {
+  const int64_t total = B * n;
+  if (total == 0) return;
+  const int blocks = int(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+  to_bf16_kernel<<<blocks, kThreads>>>(dst, src, B, n, sstride);
+  check_launch("to_bf16");
+}
+
+__device__ float block_reduce(float x, bool is_max, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float y = __shfl_xor_sync(0xffffffffu, x, o);
+    x = is_max ? fmaxf(x, y) : x + y;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();  // sh may still be read from a previous reduction
+  if (lane == 0) sh[warp] = x;
+  __syncthreads();
+  if (warp == 0) {
+    x = lane < int(blockDim.x >> 5) ? sh[lane] : (is_max ? -INFINITY : 0.f);
+    for (int o = 16; o > 0; o >>= 1) {
+      const float y = __shfl_xor_sync(0xffffffffu, x, o);
+      x = is_max ? fmaxf(x, y) : x + y;
+    }
+    if (lane == 0) sh[0] = x;
+  }
+  __syncthreads();
+  return sh[0];
+}
+
+// One block per score row (i, e): blockIdx.x = i (< r), blockIdx.y = e (< BH). Row i of chunk r0 sees keys
+// [0, past + r0 + i]. With lse_in null: computes lse (written to lse_out when not null); else uses lse_in.
+// P row = bf16(exp(S·scale − lse)) on the visible keys, 0 on [visible, L1).
+__global__ void softmax_kernel(const float* S, bf16* P, int64_t ldS, int64_t R, int64_t L1, int64_t past, int64_t r0,
+                               float scale, const float* lse_in, float* lse_out, int64_t Tq) {
+  __shared__ float sh[32];
+  const int64_t i = blockIdx.x, e = blockIdx.y;
+  const float* s = S + (e * R + i) * ldS;
+  bf16* p = P + (e * R + i) * ldS;
+  const int64_t n = past + r0 + i + 1;
+  float l;
+  if (lse_in) {
+    l = lse_in[e * Tq + r0 + i];
+  } else {
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, s[j] * scale);
+    m = block_reduce(m, true, sh);
+    float sum = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += expf(s[j] * scale - m);
+    sum = block_reduce(sum, false, sh);
+    l = m + logf(sum);
+    if (lse_out && threadIdx.x == 0) lse_out[e * Tq + r0 + i] = l;
+  }
+  for (int64_t j = threadIdx.x; j < L1; j += blockDim.x)
+    p[j] = __float2bfloat16(j < n ? expf(s[j] * scale - l) : 0.f);
+}
+
+// dS̃ = bf16(scale·P̃·(dP − Di)) in place of P̃ (0 past the visible keys). Grid as softmax_kernel (past = 0).
+__global__ void ds_kernel(bf16* P, const float* dP, int64_t ldS, int64_t R, int64_t L1, int64_t r0, float scale,
+                          const float* Di, int64_t T) {
+  const int64_t i = blockIdx.x, e = blockIdx.y;
+  bf16* p = P + (e * R + i) * ldS;
+  const float* dp = dP + (e * R + i) * ldS;
+  const int64_t n = r0 + i + 1;
+  const float di = Di[e * T + r0 + i];
+  for (int64_t j = threadIdx.x; j < L1; j += blockDim.x)
+    p[j] = __float2bfloat16(j < n ? scale * __bfloat162float(p[j]) * (dp[j] - di) : 0.f);
+}
+
+// Di[(b·Hq + h)·T + t] = Σ_d dout·out over row (b, t, h): one warp per row.
+__global__ void di_kernel(float* Di, const float* dout, const float* out, int64_t B, int64_t T, int64_t Hq,
+                          int64_t D) {
+  const int64_t rows = B * T * Hq;
+  const int lane = threadIdx.x & 31;
+  for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < rows;
+       w += (int64_t(gridDim.x) * blockDim.x) >> 5) {
+    const float* a = dout + w * D;
+    const float* o = out + w * D;
+    float acc = 0.f;
+    for (int64_t d = lane; d < D; d += 32) acc += a[d] * o[d];
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) {
+      const int64_t h = w % Hq, bt = w / Hq, b = bt / T, t = bt - b * T;
+      Di[(b * Hq + h) * T + t] = acc;
+    }
+  }
+}
+
+// Row-major batched GEMM through column-major cuBLAS (the mapping of cuda_ops.cu): C_i (M × N, ldc) =
+// alpha·op(A_i)·op(B_i) + beta·C_i, A_i (M × K) or (K × M) when ta, B_i (K × N) or (N × K) when tb.
+void bgemm(const AttnGemmCtx& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* const* A,
+           cudaDataType_t At, int64_t lda, const void* const* Bp, int64_t ldb, float beta, void* const* C,
+           int64_t ldc, int64_t batch) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  const float alpha = 1.f;
+  cublas_check(c.api->gemm_batched_ex(c.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                      int(N), int(M), int(K), &alpha, Bp, CUDA_R_16BF, int(ldb), A, At, int(lda),
+                                      &beta, C, CUDA_R_32F, int(ldc), int(batch), CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT),
+               "cublasGemmBatchedEx");
+}
+
+// Scratch carving and the pointer tables (host side, uploaded once).
+struct Carver {
+  char* base;
+  size_t off = 0;
+  template <typename T>
+  T* take(size_t count) {
+    T* p = reinterpret_cast<T*>(base + off);
+    off += align256(count * sizeof(T));
+    return p;
+  }
+};
+
+struct Plan {
+  int64_t ldS, R, chunks;
+};
+
+Plan plan(const AttnGemmCtx& c, int64_t BH, int64_t rows, int64_t keys) {
+  Plan p;
+  p.ldS = round_up(keys, 8);
+  const int64_t per_row = BH * p.ldS * 6;  // fp32 S + bf16 P
+  int64_t R = std::max<int64_t>(1, int64_t(c.chunk_bytes) / std::max<int64_t>(per_row, 1));
+  if (R >= 64) R = R / 64 * 64;
+  p.R = std::min(R, rows);
+  p.chunks = (rows + p.R - 1) / p.R;
+  return p;
+}
+
+void check_dims(int64_t B, int64_t Tq, int64_t L, int64_t Hq, int64_t Hkv, int64_t D, int64_t ldS) {
+  const int64_t lim = int64_t(1) << 31;
+  if (Hq * D >= lim || Hkv * D >= lim || ldS >= lim || B * Hq >= lim || Tq >= lim || L >= lim)
+    throw std::runtime_error("cuda attention (bf16): a dimension does not fit cuBLAS's 32-bit int");
+}
+
+}  // namespace
+
+void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const float* q, const float* k,
+                            const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq,
+                            int64_t Hkv, int64_t D) {
+  const int64_t L = past + Tq, G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, BH = B * Hq;
+  if (B == 0 || Tq == 0) return;
+  const float scale = 1.f / std::sqrt(float(D));
+  const Plan pl = plan(c, BH, Tq, L);
+  check_dims(B, Tq, L, Hq, Hkv, D, pl.ldS);
+  const int64_t nptr = pl.chunks * 6 * BH;
+  const size_t bytes = align256(size_t(B * Tq * QD) * 2) + 2 * align256(size_t(B * L * KD) * 2) +
+                       align256(size_t(BH * pl.R * pl.ldS) * 4) + align256(size_t(BH * pl.R * pl.ldS) * 2) +
+                       align256(size_t(nptr) * sizeof(void*));
+  Carver cv{static_cast<char*>(c.scratch(bytes))};
+  bf16* qb = cv.take<bf16>(size_t(B * Tq * QD));
+  bf16* kb = cv.take<bf16>(size_t(B * L * KD));
+  bf16* vb = cv.take<bf16>(size_t(B * L * KD));
+  float* S = cv.take<float>(size_t(BH * pl.R * pl.ldS));
+  bf16* P = cv.take<bf16>(size_t(BH * pl.R * pl.ldS));
+  const void** dptr = cv.take<const void*>(size_t(nptr));
+
+  // Pointer tables: per chunk, [S: A B C][O: A B C] × BH.
+  std::vector<const void*> h(static_cast<size_t>(nptr));
+  for (int64_t ch = 0; ch < pl.chunks; ++ch) {
+    const int64_t r0 = ch * pl.R;
+    const void** t = h.data() + ch * 6 * BH;
+    for (int64_t e = 0; e < BH; ++e) {
+      const int64_t b = e / Hq, hh = e % Hq, g = hh / G;
+      const bf16* qrow = qb + ((b * Tq + r0) * Hq + hh) * D;
+      t[0 * BH + e] = qrow;
+      t[1 * BH + e] = kb + (b * L * Hkv + g) * D;
+      t[2 * BH + e] = S + e * pl.R * pl.ldS;
+      t[3 * BH + e] = P + e * pl.R * pl.ldS;
+      t[4 * BH + e] = vb + (b * L * Hkv + g) * D;
+      t[5 * BH + e] = out + ((b * Tq + r0) * Hq + hh) * D;
+    }
+  }
+  RIFT_CUDA_CHECK(cudaMemcpy(dptr, h.data(), h.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  to_bf16(qb, q, 1, B * Tq * QD, 0);
+  to_bf16(kb, k, B, L * KD, Tkv * KD);
+  to_bf16(vb, v, B, L * KD, Tkv * KD);
+
+  for (int64_t ch = 0; ch < pl.chunks; ++ch) {
+    const int64_t r0 = ch * pl.R, r = std::min(pl.R, Tq - r0), L1 = past + r0 + r;
+    const void* const* t = dptr + ch * 6 * BH;
+    bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, const_cast<void* const*>(t + 2 * BH),
+          pl.ldS, BH);
+    softmax_kernel<<<dim3(unsigned(r), unsigned(BH)), kThreads>>>(S, P, pl.ldS, pl.R, L1, past, r0, scale, nullptr,
+                                                                   lse, Tq);
+    check_launch("attention softmax");
+    bgemm(c, false, false, r, D, L1, t + 3 * BH, CUDA_R_16BF, pl.ldS, t + 4 * BH, KD, 0.f,
+          const_cast<void* const*>(t + 5 * BH), QD, BH);
+  }
+}
+
+void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* dv, const float* dout,
+                             const float* q, const float* k, const float* v, const float* out, const float* lse,
+                             int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool accumulate) {
+  const int64_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, BH = B * Hq, BK = B * Hkv;
+  if (B == 0 || T == 0) return;
+  const float scale = 1.f / std::sqrt(float(D));
+  const Plan pl = plan(c, BH, T, T);
+  check_dims(B, T, T, Hq, Hkv, D, pl.ldS);
+  // Per chunk: S [3 BH], dV [G × 3 BK = 3 BH], dP [3 BH], dQ [3 BH], dK [3 BH].
+  const int64_t per_chunk = 15 * BH, nptr = pl.chunks * per_chunk;
+  const size_t bytes = 2 * align256(size_t(B * T * QD) * 2) + 2 * align256(size_t(B * T * KD) * 2) +
+                       align256(size_t(BH * pl.R * pl.ldS) * 4) + align256(size_t(BH * pl.R * pl.ldS) * 2) +
+                       align256(size_t(BH * T) * 4) + align256(size_t(nptr) * sizeof(void*));
+  Carver cv{static_cast<char*>(c.scratch(bytes))};
+  bf16* qb = cv.take<bf16>(size_t(B * T * QD));
+  bf16* dob = cv.take<bf16>(size_t(B * T * QD));
+  bf16* kb = cv.take<bf16>(size_t(B * T * KD));
+  bf16* vb = cv.take<bf16>(size_t(B * T * KD));
+  float* S = cv.take<float>(size_t(BH * pl.R * pl.ldS));
+  bf16* P = cv.take<bf16>(size_t(BH * pl.R * pl.ldS));
+  float* Di = cv.take<float>(size_t(BH * T));
+  const void** dptr = cv.take<const void*>(size_t(nptr));
+
+  std::vector<const void*> h(static_cast<size_t>(nptr));
+  for (int64_t ch = 0; ch < pl.chunks; ++ch) {
+    const int64_t r0 = ch * pl.R;
+    const void** t = h.data() + ch * per_chunk;
+    auto qrow = [&](const bf16* base, int64_t b, int64_t hh) { return base + ((b * T + r0) * Hq + hh) * D; };
+    for (int64_t e = 0; e < BH; ++e) {
+      const int64_t b = e / Hq, hh = e % Hq, g = hh / G;
+      // S = q̃·k̃ᵀ
+      t[0 * BH + e] = qrow(qb, b, hh);
+      t[1 * BH + e] = kb + (b * T * Hkv + g) * D;
+      t[2 * BH + e] = S + e * pl.R * pl.ldS;
+      // dP = dõ·ṽᵀ
+      t[6 * BH + e] = qrow(dob, b, hh);
+      t[7 * BH + e] = vb + (b * T * Hkv + g) * D;
+      t[8 * BH + e] = S + e * pl.R * pl.ldS;
+      // dq = dS̃·k̃
+      t[9 * BH + e] = P + e * pl.R * pl.ldS;
+      t[10 * BH + e] = kb + (b * T * Hkv + g) * D;
+      t[11 * BH + e] = dq + ((b * T + r0) * Hq + hh) * D;
+    }
+    // dv += P̃ᵀ·dõ and dk += dS̃ᵀ·q̃: call j (head g·G + j of every group) covers entries (b, g), index j·BK + b·Hkv + g.
+    for (int64_t j = 0; j < G; ++j)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t g = 0; g < Hkv; ++g) {
+          const int64_t x = j * BK + b * Hkv + g, hh = g * G + j, e = b * Hq + hh;
+          t[3 * BH + x] = P + e * pl.R * pl.ldS;
+          t[4 * BH + x] = qrow(dob, b, hh);
+          t[5 * BH + x] = dv + (b * T * Hkv + g) * D;
+          t[12 * BH + x] = P + e * pl.R * pl.ldS;
+          t[13 * BH + x] = qrow(qb, b, hh);
+          t[14 * BH + x] = dk + (b * T * Hkv + g) * D;
+        }
+  }
+  RIFT_CUDA_CHECK(cudaMemcpy(dptr, h.data(), h.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  to_bf16(qb, q, 1, B * T * QD, 0);
+  to_bf16(dob, dout, 1, B * T * QD, 0);
+  to_bf16(kb, k, 1, B * T * KD, 0);
+  to_bf16(vb, v, 1, B * T * KD, 0);
+  if (!accumulate) {
+    RIFT_CUDA_CHECK(cudaMemsetAsync(dk, 0, size_t(B * T * KD) * sizeof(float), nullptr));
+    RIFT_CUDA_CHECK(cudaMemsetAsync(dv, 0, size_t(B * T * KD) * sizeof(float), nullptr));
+  }
+  {
+    const int64_t warps = B * T * Hq;
+    const int blocks = int(std::min<int64_t>((warps * 32 + kThreads - 1) / kThreads, 65535));
+    di_kernel<<<blocks, kThreads>>>(Di, dout, out, B, T, Hq, D);
+    check_launch("attention Di");
+  }
+  for (int64_t ch = 0; ch < pl.chunks; ++ch) {
+    const int64_t r0 = ch * pl.R, r = std::min(pl.R, T - r0), L1 = r0 + r;
+    const void* const* t = dptr + ch * per_chunk;
+    auto C = [&](int slot) { return const_cast<void* const*>(t + slot * BH); };
+    const dim3 grid{static_cast<unsigned>(r), static_cast<unsigned>(BH)};
+    bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, C(2), pl.ldS, BH);  // S
+    softmax_kernel<<<grid, kThreads>>>(S, P, pl.ldS, pl.R, L1, 0, r0, scale, lse, nullptr, T);
+    check_launch("attention backward P");
+    for (int64_t j = 0; j < G; ++j)  // dv_g += P̃ᵀ·dõ (K = r rows of the chunk)
+      bgemm(c, true, false, L1, D, r, t + 3 * BH + j * BK, CUDA_R_16BF, pl.ldS, t + 4 * BH + j * BK, QD, 1.f,
+            C(5) + j * BK, KD, BK);
+    bgemm(c, false, true, r, L1, D, t + 6 * BH, CUDA_R_16BF, QD, t + 7 * BH, KD, 0.f, C(8), pl.ldS, BH);  // dP
+    ds_kernel<<<grid, kThreads>>>(P, S, pl.ldS, pl.R, L1, r0, scale, Di, T);
+    check_launch("attention dS");
+    bgemm(c, false, false, r, D, L1, t + 9 * BH, CUDA_R_16BF, pl.ldS, t + 10 * BH, KD, accumulate ? 1.f : 0.f,
+          C(11), QD, BH);  // dq
+    for (int64_t j = 0; j < G; ++j)  // dk_g += dS̃ᵀ·q̃
+      bgemm(c, true, false, L1, D, r, t + 12 * BH + j * BK, CUDA_R_16BF, pl.ldS, t + 13 * BH + j * BK, QD, 1.f,
+            C(14) + j * BK, KD, BK);
+  }
+}
+
+}  // namespace rift::cuda
