@@ -3,8 +3,8 @@
 //
 //   node dist/bench/run.js [--quick] [--only cpu|cuda|engine]   (engine: sgemm + decoder training/sampling)
 //   node dist/bench/run.js --only engine-cuda [--model-dir DIR]  (the decoder engine on the GPU, bf16: train step,
-//        MFU, sampling, RIFT vs DPO device memory; writes bench/results/engine-gpu-<gpu>-<date>.json; skips
-//        with a message and exit 0 when CUDA is absent; never part of the default run)
+//        MFU, sampling, RIFT vs DPO device memory; writes bench/results/engine-gpu-<gpu>-<date>.json; exit 1
+//        when a part failed; skips with a message and exit 0 when CUDA is absent; never part of the default run)
 //
 // Prints a Markdown table and writes bench/results/<machine-tag>-<YYYY-MM-DD>.json.
 //
@@ -532,6 +532,12 @@ async function benchEngineCuda(args: Args, log: (s: string) => void): Promise<vo
     train: r.rows,
   });
   log(`wrote ${path.relative(process.cwd(), file)}`);
+  // A part that failed (an engine error, an out-of-memory) is in the JSON; the exit status says so too.
+  const failed = r.rows.flatMap((row) => [row, ...Object.values(row)]).filter((x) => x !== null && typeof x === 'object' && 'error' in (x as object));
+  if (failed.length) {
+    log(`engine-cuda: ${failed.length} part(s) failed: ${failed.map((x) => (x as { error: string }).error).join(' | ')}`);
+    process.exitCode = 1;
+  }
 }
 
 async function main(): Promise<void> {

@@ -81,7 +81,7 @@ for step in $steps; do
       ;;
     engine)
       model_dir=()
-      [[ -f $hf/qwen2.5-1.5b/model/model.safetensors ]] && model_dir=(--model-dir "$hf/qwen2.5-1.5b/model")
+      [[ -f $hf/qwen2.5-1.5b/model/config.json ]] && model_dir=(--model-dir "$hf/qwen2.5-1.5b/model")  # else a random init (~30 s)
       run engine 240 node dist/bench/run.js --only engine-cuda ${model_dir[@]+"${model_dir[@]}"}
       cp bench/results/engine-gpu-*.json "$OUT/" 2>/dev/null
       ;;
