@@ -7,7 +7,8 @@
 //
 //   node scripts/cuda-train-step.js [--device cuda|cpu] [--precision bf16|fp32]     (needs dist/: npx tsc)
 //
-// Prints one JSON line; exits 1 on any failure (an engine error, a non-finite loss, a mismatch).
+// Without --precision it runs the whole pass twice, bf16 then fp32 (different GEMM and attention kernels).
+// Prints one JSON line per pass; exits 1 on any failure (an engine error, a non-finite loss, a mismatch).
 'use strict';
 const path = require('path');
 
@@ -42,14 +43,12 @@ function finite(label, x) {
   return x;
 }
 
-function main() {
-  const args = parseArgs(process.argv.slice(2));
-  const opts = { seed: 3, std: 0.05, device: args.device };
-  if (args.precision) opts.precision = args.precision;
+function pass(device, precision) {
+  const opts = { seed: 3, std: 0.05, device, precision };
   const t0 = Date.now();
   const model = Model.fromConfig(CONFIG, opts);
   const info = model.native.info();
-  if (info.device !== undefined && info.device !== args.device) throw new Error(`the model runs on '${info.device}', not '${args.device}'`);
+  if (info.device !== device || info.precision !== precision) throw new Error(`the model runs on ${info.device}/${info.precision}, not ${device}/${precision}`);
   const B = 2, T = 24, V = CONFIG.vocab_size;
   const ids = lcg(B * T, V, 11);
   const targets = new Int32Array(B * T).fill(-100);
@@ -90,14 +89,19 @@ function main() {
     maxRef = Math.max(maxRef, Math.abs(full[(T - 1) * V + v]));
   }
   // bf16 GEMMs round differently for a (1, C) decode row and a (T, C) block: allow a few bf16 ulps of the scale.
-  const bound = (info.precision === 'bf16' ? 3e-2 : 1e-4) * Math.max(1, maxRef);
+  const bound = (precision === 'bf16' ? 3e-2 : 1e-4) * Math.max(1, maxRef);
   if (!(maxDiff <= bound)) throw new Error(`KV-cache decode logits differ from the full forward by ${maxDiff} (bound ${bound})`);
 
   const mem = model.memory();
   console.log(JSON.stringify({
-    ok: true, device: info.device ?? args.device, precision: info.precision ?? null, losses, changed,
-    kvMaxDiff: maxDiff, deviceBytesPeak: mem.device ? mem.device.total.peak : null, ms: Date.now() - t0,
+    ok: true, device, precision, losses, changed, kvMaxDiff: maxDiff,
+    deviceBytesPeak: mem.device ? mem.device.total.peak : null, ms: Date.now() - t0,
   }));
+}
+
+function main() {
+  const args = parseArgs(process.argv.slice(2));
+  for (const precision of args.precision ? [args.precision] : ['bf16', 'fp32']) pass(args.device, precision);
 }
 
 try {

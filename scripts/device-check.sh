@@ -18,7 +18,7 @@
 #             vs 989 TFLOP/s, KV-cache sampling, RIFT vs DPO-held device memory at 2×2048      cap 240 s, ~1 min
 #   hfbench   scripts/hf_train_bench.py: the HF eager (and sdpa) baseline at the same shape      cap 180 s, ~45 s
 #   memcheck  compute-sanitizer memcheck on scripts/cuda-train-step.js (2 training steps, DPO, KV decode of a
-#             tiny model on cuda), then on test/cuda.test.ts                                   caps 150+90 s, ~1.5 min
+#             tiny model on cuda, bf16 and fp32), then on test/cuda.test.ts                                  caps 150+90 s, ~1.5 min
 #   bench     node dist/bench/run.js --only cuda: the fused loss kernels at 8192×151936 bf16   cap 120 s, ~40 s
 #   parity    scripts/make_parity_fixture.py: regenerates the checked-in tiny HF fixtures       cap 90 s, ~20 s
 #   jest      only test/cuda.test.ts (JEST_ARGS), a subset of opsjest; not in the default list
