@@ -5,6 +5,7 @@
 #include <new>
 
 #include "cpu/blas_loader.h"
+#include "cpu/ops_attention_bf16.h"
 #include "cpu/ops_cpu.h"
 
 namespace rift {
@@ -110,11 +111,14 @@ class CpuOps final : public OpsBackend {
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
                          int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) override {
+    if (dtype_ == DType::BF16) return cpu::attention_forward_bf16(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
     cpu::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                           const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                           int64_t Hkv, int64_t D, bool accumulate) override {
+    if (dtype_ == DType::BF16)
+      return cpu::attention_backward_bf16(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
     cpu::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
   }
 

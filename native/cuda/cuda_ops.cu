@@ -16,6 +16,7 @@
 // stream; a mutex serialises callers (the cuBLAS handle and the scratch are shared).
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cmath>
 #include <memory>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "core/loss.h"
 #include "core/memory.h"
 #include "cuda/cublas_loader.h"
+#include "cuda/cuda_attention_gemm.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_ops.h"
 #include "cuda/cuda_ops_kernels.h"
@@ -206,8 +208,30 @@ class CudaOps final : public OpsBackend {
     rope(dinp, dout, pos, T, H, D, theta, true, accumulate);
   }
 
+  // The BF16 instance runs attention's two products as tensor-core GEMMs on bf16 operands
+  // (cuda_attention_gemm.cu; twin: cpu/ops_attention_bf16.cc); RIFT_CUDA_ATTENTION=fp32 keeps the fp32 kernel.
+  bool attn_gemm() const {
+    static const bool off = [] {
+      const char* e = std::getenv("RIFT_CUDA_ATTENTION");
+      return e && std::string(e) == "fp32";
+    }();
+    return dtype_ == DType::BF16 && !off;
+  }
+  cuda::AttnGemmCtx attn_ctx() {
+    cuda::AttnGemmCtx c;
+    c.api = api_;
+    c.handle = handle_;
+    c.scratch = [this](size_t bytes) { return scratch(bytes); };
+    return c;
+  }
+
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
                          int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) override {
+    if (attn_gemm()) {
+      std::lock_guard<std::mutex> lk(mu_);
+      cuda::attention_forward_gemm(attn_ctx(), out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+      return;
+    }
     ops::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
   }
 
@@ -216,6 +240,10 @@ class CudaOps final : public OpsBackend {
                           int64_t Hkv, int64_t D, bool accumulate) override {
     if (B <= 0 || T <= 0 || Hq <= 0 || D <= 0) return;
     std::lock_guard<std::mutex> lk(mu_);
+    if (attn_gemm()) {
+      cuda::attention_backward_gemm(attn_ctx(), dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
+      return;
+    }
     float* di = static_cast<float*>(scratch(size_t(B * Hq * T) * sizeof(float)));
     ops::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, di);
   }

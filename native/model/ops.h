@@ -184,7 +184,9 @@ class OpsBuffer {
 // The CPU backend (threads: rift::parallel_for; GEMM: OpenBLAS loaded at run time when present, else builtin).
 // gemm_dtype BF16 gives a second process-wide instance whose gemm / matmul_* round both operands to bfloat16
 // (round to nearest even) and accumulate in fp32 — the CPU twin of the CUDA backend's bf16 tensor-core GEMMs
-// (torch autocast's bf16 matmul). Every other op is fp32 in both instances.
+// (torch autocast's bf16 matmul) — and whose attention runs its two products on bf16 operands the same way
+// (q, k, v and the probabilities; dout and dS in the backward: cpu/ops_attention_bf16.cc). Every other op is fp32
+// in both instances.
 OpsBackend& cpu_ops(DType gemm_dtype = DType::F32);
 
 }  // namespace rift
