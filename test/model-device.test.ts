@@ -131,8 +131,10 @@ describe.each(DEVICES)('precision bf16 on device %s', (device) => {
 const cudaOnly = DEVICES.includes('cuda') ? describe : describe.skip;
 cudaOnly.each(['fp32', 'bf16'] as const)('CUDA against its CPU twin, precision %s', (precision) => {
   // fp32: the same math in another summation order (cuBLAS, warp reductions, fast-math exp in attention);
-  // bf16: both round the GEMM operands identically, so only the summation order differs there too.
-  const tol = precision === 'fp32' ? 1e-4 : 2e-3;
+  // bf16: both round the GEMM / attention operands by the same rule, so only the summation order differs — but an
+  // fp32 value within ~1e-6 of a bf16 rounding tie may round the other way (one bf16 step, 2^-8 relative, on one
+  // operand element), which moves an output by up to ~1e-3 of its scale in this 32-wide model.
+  const tol = precision === 'fp32' ? 1e-4 : 5e-3;
   test('forward, loss, every gradient, one AdamW step and KV-cache decoding agree', () => {
     const c = run(make('cpu', precision));
     const g = run(make('cuda', precision));
