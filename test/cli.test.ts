@@ -126,6 +126,15 @@ test('malformed inputs: exit 1 with a one-line message naming the file:line or t
   expect(f.code).toBe(1);
   expect(f.stderr).toMatch(/^rift: --model: .*nope: no such directory/);
 
+  const dev = rift(['eval', '--model', modelDir, '--problems', 'problems.jsonl', '--device', 'tpu']);
+  expect(dev.code).toBe(1);
+  expect(dev.stderr).toMatch(/--device/);
+  if (!Model.devices().includes('cuda')) {
+    const cu = rift(['eval', '--model', modelDir, '--problems', 'problems.jsonl', '--device', 'cuda']);
+    expect(cu.code).toBe(1);
+    expect(cu.stderr).toMatch(/^rift: --device: cuda: no CUDA device/);
+  }
+
   const g = rift(['frobnicate']);
   expect(g.code).toBe(1);
   expect(g.stderr).toMatch(/unknown command 'frobnicate'/);

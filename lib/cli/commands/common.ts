@@ -1,19 +1,34 @@
 // Shared pieces of the commands: loading a model directory and a problems file with CLI-grade errors.
 import * as fs from 'fs';
 import * as path from 'path';
+import { Command, Option } from 'commander';
 import { readProblems, type Problem } from '../../data/problems';
-import { Model } from '../../engine/model';
+import { Device, Model, Precision } from '../../engine/model';
 import { Tokenizer } from '../../engine/tokenizer';
 import { defaultModelDir } from '../../demo/loop';
 import { CliError } from '../io';
 
 export const DEFAULT_MODEL = defaultModelDir();
 
-export function loadModelDir(dir: string, opt = '--model'): { model: Model; tokenizer: Tokenizer } {
+/** Where the model runs: --device and --precision (the Model options of the same names). */
+export interface DeviceFlags {
+  device: Device;
+  precision?: Precision;
+}
+
+export function deviceOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--device <name>', 'where the model runs').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--precision <p>', 'GEMM operand precision (default: fp32 on cpu, bf16 on cuda)').choices(['fp32', 'bf16']));
+}
+
+export function loadModelDir(dir: string, opt = '--model', dev: Partial<DeviceFlags> = {}): { model: Model; tokenizer: Tokenizer } {
   if (!fs.existsSync(dir)) throw new CliError(`${opt}: ${dir}: no such directory`);
   if (!fs.existsSync(path.join(dir, 'config.json'))) throw new CliError(`${opt}: ${dir}: no config.json (not a model directory)`);
   if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) throw new CliError(`${opt}: ${dir}: no tokenizer.json`);
-  return { model: Model.load(dir), tokenizer: Tokenizer.load(dir) };
+  if (dev.device === 'cuda' && !Model.devices().includes('cuda'))
+    throw new CliError('--device: cuda: no CUDA device with a loadable cuBLAS is usable on this machine');
+  return { model: Model.load(dir, { device: dev.device, precision: dev.precision }), tokenizer: Tokenizer.load(dir) };
 }
 
 export function loadProblems(file: string, opt = '--problems'): Problem[] {

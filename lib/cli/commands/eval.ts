@@ -5,9 +5,9 @@ import { makeScorer, promptFor } from '../../demo/loop';
 import type { Output } from '../io';
 import { int } from '../parse';
 import { samplingOptions } from './rollout';
-import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags } from './common';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
 
-interface Flags extends SamplingFlags {
+interface Flags extends SamplingFlags, DeviceFlags {
   model: string;
   problems: string;
   k: number;
@@ -20,12 +20,12 @@ export function evalCommand(out: () => Output): Command {
     .option('--model <dir>', 'model directory', DEFAULT_MODEL)
     .requiredOption('--problems <file>', 'problems JSONL')
     .option('--k <n>', 'samples per problem', int(1), 8);
-  samplingOptions(cmd)
+  samplingOptions(deviceOptions(cmd))
     .option('--json [file]', 'JSON lines on stdout; with a file, also write the full result there')
     .action(async (f: Flags) => {
       const o = out();
       const problems = loadProblems(f.problems);
-      const { model, tokenizer } = loadModelDir(f.model);
+      const { model, tokenizer } = loadModelDir(f.model, '--model', f);
       o.startBar('eval', problems.length);
       const t0 = Date.now();
       const r = await evaluate({

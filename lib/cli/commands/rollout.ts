@@ -8,9 +8,9 @@ import { makeScorer, promptFor } from '../../demo/loop';
 import { BASE_MAX_NEW_TOKENS } from '../../demo/base-model';
 import type { Output } from '../io';
 import { int, num } from '../parse';
-import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags } from './common';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
 
-interface Flags extends SamplingFlags {
+interface Flags extends SamplingFlags, DeviceFlags {
   model: string;
   problems: string;
   k: number;
@@ -36,7 +36,7 @@ export function rolloutCommand(out: () => Output): Command {
     .requiredOption('--problems <file>', 'problems JSONL: {id, problem, answer, solution?} per line')
     .option('--k <n>', 'samples per problem', int(1), 8)
     .requiredOption('--out <file>', 'rollouts JSONL (appended to; existing samples are kept)');
-  samplingOptions(cmd)
+  samplingOptions(deviceOptions(cmd))
     .option('--reward-module <path>', 'JS module exporting (sample) => number (replaces --r-pos/--r-neg)')
     .option('--r-pos <r>', 'reward of a correct answer', num(), 1)
     .option('--r-neg <r>', 'reward of a wrong answer', num(), -0.2)
@@ -44,7 +44,7 @@ export function rolloutCommand(out: () => Output): Command {
     .action(async (f: Flags) => {
       const o = out();
       const problems = loadProblems(f.problems);
-      const { model, tokenizer } = loadModelDir(f.model);
+      const { model, tokenizer } = loadModelDir(f.model, '--model', f);
       const rewardFn = f.rewardModule ? await loadRewardModule(path.resolve(f.rewardModule)) : undefined;
       const score = makeScorer({ rPos: f.rPos, rNeg: f.rNeg, rewardFn });
       let tokens = 0;

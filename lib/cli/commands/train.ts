@@ -11,9 +11,9 @@ import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
 import { referenceExamples, rolloutExamples, trainMethod } from '../../demo/loop';
 import { CliError, type Output } from '../io';
 import { int, num } from '../parse';
-import { DEFAULT_MODEL, loadModelDir, loadProblems } from './common';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, deviceOptions, type DeviceFlags } from './common';
 
-interface Flags {
+interface Flags extends DeviceFlags {
   method: TrainMethod;
   negative: 'token' | 'sequence';
   model: string;
@@ -35,7 +35,7 @@ interface Flags {
 }
 
 export function trainCommand(out: () => Output): Command {
-  return new Command('train')
+  return deviceOptions(new Command('train'))
     .description('fine-tune a model with one method on rollouts (sft: on the reference solutions)')
     .addOption(new Option('--method <name>', 'training method').choices(TRAIN_METHODS as string[]).makeOptionMandatory())
     .addOption(new Option('--negative <form>', 'RIFT negatives: per token or per sequence').choices(['token', 'sequence']).default('token'))
@@ -61,7 +61,7 @@ export function trainCommand(out: () => Output): Command {
       if (f.method !== 'sft' && !f.rollouts) throw new CliError(`--rollouts: required for --method ${f.method}`);
       if (f.rollouts && !fs.existsSync(f.rollouts)) throw new CliError(`--rollouts: ${f.rollouts}: no such file`);
       const problems = loadProblems(f.problems);
-      const { model, tokenizer } = loadModelDir(f.model);
+      const { model, tokenizer } = loadModelDir(f.model, '--model', f);
       const records = f.rollouts ? readRollouts(f.rollouts) : [];
       const { examples, skipped } = rolloutExamples(records, problems, tokenizer);
       const refs = referenceExamples(problems, tokenizer);
