@@ -374,7 +374,8 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
           const peak = after.total.peak - before.total.current;
           peaks[method] = peak;
           const predicted = predictMemory(config, { method, B: mB, T: mT, recompute, chunkRows: policy.native.info().chunkRows });
-          mem[key] = { peakGB: round(peak / GB, 3), peakBytes: peak, byCategoryMB: byCategory, predictedGB: round(predicted.bytes.total / GB, 3), predictedBytes: predicted.bytes.total };
+          // baselineGB: what was still allocated before this variant (the earlier models should have been freed)
+          mem[key] = { peakGB: round(peak / GB, 3), peakBytes: peak, baselineGB: round(before.total.current / GB, 3), byCategoryMB: byCategory, predictedGB: round(predicted.bytes.total / GB, 3), predictedBytes: predicted.bytes.total };
           log(`  memory ${key}: ${round(peak / GB, 2)} GB peak (predicted ${round(predicted.bytes.total / GB, 2)} GB)`);
         } catch (e) {
           mem[key] = failure(e);
