@@ -108,6 +108,14 @@ function lcgIds(n: number, V: number, seed: number): Int32Array {
   return Int32Array.from({ length: n }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
 }
 
+/** The benchmarks' batch: B rows of T seeded tokens, every position but the last predicting the next token. */
+function sftBatch(vocab: number, B: number, T: number): { ids: Int32Array; targets: Int32Array; offsets: Int32Array } {
+  const ids = lcgIds(B * T, vocab, 7);
+  const targets = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
+  return { ids, targets, offsets: Int32Array.from({ length: B + 1 }, (_, i) => i * T) };
+}
+
 export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBenchRow[]> {
   const quick = !!opts.quick;
   const B = opts.B ?? (quick ? 4 : 8), T = opts.T ?? (quick ? 128 : 256), steps = opts.steps ?? (quick ? 2 : 4);
@@ -119,10 +127,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
   const pMatmul = matmulParams(model);
   const attnPerToken = attentionFlopsPerToken(c, T);
   const N = B * T;
-  const ids = lcgIds(N, c.vocab_size, 7);
-  const targets = new Int32Array(N);
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
-  const offsets = Int32Array.from({ length: B + 1 }, (_, i) => i * T);
+  const { ids, targets, offsets } = sftBatch(c.vocab_size, B, T);
   const tokens = N - B; // rows with a target
   const stepOnce = async () => {
     const t0 = now();
@@ -269,10 +274,7 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
     const pMatmul = matmulParams(model);
     const attnPerToken = attentionFlopsPerToken(c, T);
     const N = B * T;
-    const ids = lcgIds(N, c.vocab_size, 7);
-    const targets = new Int32Array(N);
-    for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
-    const offsets = Int32Array.from({ length: B + 1 }, (_, i) => i * T);
+    const { ids, targets, offsets } = sftBatch(c.vocab_size, B, T);
     const m = model;
     let loss = NaN;
     const stepOnce = async () => {
