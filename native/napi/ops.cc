@@ -4,8 +4,9 @@
 // naming its argument. Data-dependent checks (token ids, positions) happen in the backend (ArgError → RangeError).
 //
 // Backend selection, on every op (read with the op's own keys, before any data pointer is taken):
-//   device: 'cpu' (default) | 'cuda';  gemmDtype: 'f32' (default) | 'bf16' (the bf16-operand GEMM instance of
-//   cpu_ops() / cuda_ops(): gemm, matmulForward, matmulBackward round both operands to bf16).
+//   device: 'cpu' (default) | 'cuda';  gemmDtype: 'f32' (default) | 'bf16' (the BF16 instance of cpu_ops() /
+//   cuda_ops(), model/ops.h: gemm, matmulForward, matmulBackward round both operands to bf16, and attention runs
+//   its products on bf16 operands; the other ops are fp32).
 // device 'cuda' without a usable CUDA backend (no device, no loadable cuBLAS, or an addon built without CUDA)
 // throws an Error with code 'ERR_RIFT_NO_CUDA' whose message starts with "device: ".
 //

@@ -15,7 +15,10 @@ export type GemmDtype = 'f32' | 'bf16';
 /** Backend selection accepted by every addon.ops call (native/napi/ops.cc). */
 export interface OpsSelect {
   device?: OpsDevice;
-  /** 'bf16': gemm / matmulForward / matmulBackward round both GEMM operands to bfloat16, fp32 accumulation. */
+  /**
+   * 'bf16': the BF16 instance (model/ops.h): gemm / matmulForward / matmulBackward round both GEMM operands to
+   * bfloat16 with fp32 accumulation; attention's products also take bf16 operands; the other ops are fp32.
+   */
   gemmDtype?: GemmDtype;
 }
 
