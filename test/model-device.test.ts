@@ -112,6 +112,30 @@ describe.each(DEVICES)('activation recomputation on device %s', (device) => {
   });
 });
 
+describe.each(DEVICES)('the no-gradient forward on device %s', (device) => {
+  test("'logprob' and backward:false: the training path's log-probs and loss, one temporary scratch, gradients untouched", () => {
+    const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
+    const m = Model.fromConfig(QWEN, { device, precision: 'fp32', seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
+    const batch = { ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, tokenLogps: true };
+    Model.resetPeaks();
+    const before = space(Model.memory()).activations;
+    const lp = m.lossAndBackward({ ...batch, method: 'logprob' });
+    const sft = m.lossAndBackward({ ...batch, method: 'sft', backward: false });
+    const after = space(Model.memory()).activations;
+    expect(after.current).toBe(before.current); // the scratch is freed; no training activations were allocated
+    const N_ = N, n16 = (x: number) => Math.ceil(x / 16) * 16, { hidden_size: C, intermediate_size: I } = QWEN;
+    const QD = QWEN.num_attention_heads * QWEN.head_dim, KD = QWEN.num_key_value_heads * QWEN.head_dim;
+    expect(after.peak - before.current).toBe(4 * (2 * n16(N_ * C) + n16(N_) + 2 * n16(N_ * QD) + 2 * n16(N_ * KD) + 2 * n16(N_ * I)));
+    expect(m.native.info().hasGrads).toBe(false);
+    const train = m.lossAndBackward({ ...batch, method: 'sft' }); // the training path (saves activations)
+    const tol = 2e-6 * maxAbs(train.tokenLogps!);
+    expect(maxDiff(lp.tokenLogps!, train.tokenLogps!)).toBeLessThanOrEqual(tol);
+    expect(maxDiff(sft.tokenLogps!, train.tokenLogps!)).toBeLessThanOrEqual(tol);
+    expect(Math.abs(sft.loss - train.loss)).toBeLessThanOrEqual(2e-6 * Math.abs(train.loss));
+    expect(maxDiff(lp.seqLogps, train.seqLogps)).toBeLessThanOrEqual(1e-5 * maxAbs(train.seqLogps));
+  });
+});
+
 describe.each(DEVICES)('precision bf16 on device %s', (device) => {
   test('close to fp32, but not equal: the bf16 GEMMs are in use', () => {
     const a = run(make(device, 'fp32'));

@@ -10,9 +10,10 @@
 //   rift              the policy only: params, grads, AdamW m and v, activations, the lm_head logits chunk
 //   dpo-precomputed   the same buffers: S_ref was computed beforehand by the initial policy ('logprob' on the same
 //                     buffers), so the step itself holds no reference model
-//   dpo-held          + a reference Model held in memory (`reference: true`): its parameters ('reference'), and,
-//                     because it runs the training path with method 'logprob', its own activation buffer and
-//                     logits chunk (counted under 'activations' and 'logitsChunk')
+//   dpo-held          + a reference Model held in memory (`reference: true`): its parameters ('reference'), its
+//                     logits chunk, and while its 'logprob' pass runs, the no-gradient forward's one temporary
+//                     inference scratch (under 'activations'; from the second step on the policy's activations are
+//                     allocated at that moment, so the steady-state peak holds both)
 //
 // The accounting, in floats (bytes = 4 × floats; fp32 everywhere), from native/model/decoder*.cc:
 //   P        Σ expectedTensors(config) sizes (tied: no lm_head.weight)
@@ -22,6 +23,8 @@
 //                                         saved: each layer's input, and S = L sets of the rest (S = 1: recompute)
 //     + 2 r(N·C) + r(N)                                                             final norm in/out, rstd
 //     + 2 r(N·C) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)                             backward scratch
+//   the no-gradient forward (Decoder::loss_forward_only, freed on return):
+//     2 r(N·C) + r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)
 //   logitsChunk (LmHeadLoss): R·V + 2 r(R·C), R = min(chunkRows, rows with a target),
 //     chunkRows default = clamp(⌊2^24 / V⌋, 64, 1024)
 // Not predicted: 'workspace' (the CPU kernels' grow-only per-thread scratch — GEMM packs, RoPE tables, attention
@@ -105,6 +108,12 @@ function checkMethod(m: unknown): ProfileMethod {
 const r16 = (n: number) => Math.ceil(n / 16) * 16;
 
 /** Floats of the decoder's training activation buffer for N = B·T tokens (Decoder::ensure_acts). */
+/** Floats of the no-gradient forward's temporary scratch (Decoder::loss_forward_only) for N tokens. */
+export function inferenceFloats(c: DecoderConfig, N: number): number {
+  const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
+  return 2 * r16(N * C) + r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
+}
+
 export function activationFloats(c: DecoderConfig, N: number, recompute = false): number {
   const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
   const perSet = 3 * r16(N * C) + 2 * r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + r16(N * c.num_attention_heads) + 3 * r16(N * I);
@@ -140,7 +149,10 @@ export interface PredictOptions {
   recompute?: boolean;
 }
 
-/** Peak bytes per category of a training step at (B, T), from the engine's buffer layout (see the file comment). */
+/**
+ * Peak bytes per category of a training step at (B, T) in steady state (the second step on), from the engine's
+ * buffer layout (see the file comment).
+ */
 export function predictMemory(config: DecoderConfig | Record<string, unknown>, o: PredictOptions): MemoryPrediction {
   const c = toConfig(config);
   if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
@@ -149,12 +161,13 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size) : checkInteger('chunkRows', o.chunkRows, 1);
   const targetRows = o.targetRows === undefined ? B * (T - 1) : checkInteger('targetRows', o.targetRows, 0, B * T);
   const P = numParams(c);
-  const models = method === 'dpo-held' ? 2 : 1; // the held reference runs the same training path ('logprob')
+  const models = method === 'dpo-held' ? 2 : 1; // the held reference keeps its own logits chunk
+  const refForward = method === 'dpo-held' ? inferenceFloats(c, B * T) : 0; // its 'logprob' pass, during the step
   const bytes: MemoryBytes = {
     params: 4 * P,
     grads: 4 * P,
     optimizer: 8 * P,
-    activations: 4 * models * activationFloats(c, B * T, !!o.recompute),
+    activations: 4 * (activationFloats(c, B * T, !!o.recompute) + refForward),
     logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
     reference: method === 'dpo-held' ? 4 * P : 0,
     total: 0,
@@ -171,7 +184,7 @@ export interface MeasureOptions {
   chunkRows?: number;
   /** Prompt positions per row without a target (default 1: rows with a target = B·(T − 1)). */
   promptTokens?: number;
-  /** Training steps run (default 1). */
+  /** Training steps run (default 2: the steady state predictMemory gives). */
   steps?: number;
   /** Seed of the random weights and token ids (default 0). */
   seed?: number;
@@ -217,7 +230,7 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   if (method !== 'rift' && B % 2) throw rangeError('B', `must be even for DPO (chosen, rejected) pairs, got ${B}`);
   const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size) : checkInteger('chunkRows', o.chunkRows, 1);
   const prompt = o.promptTokens === undefined ? 1 : checkInteger('promptTokens', o.promptTokens, 1, T - 1);
-  const steps = o.steps === undefined ? 1 : checkInteger('steps', o.steps, 1);
+  const steps = o.steps === undefined ? 2 : checkInteger('steps', o.steps, 1);
   const seed = o.seed === undefined ? 0 : checkInteger('seed', o.seed, 0, 2 ** 32 - 1);
   const negative = o.negative ?? 'token';
   if (negative !== 'token' && negative !== 'sequence') throw rangeError('negative', `must be 'token' or 'sequence', got ${describe(negative)}`);

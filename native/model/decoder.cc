@@ -303,6 +303,28 @@ void Decoder::forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, 
   lm_head_to_host(ln, B, logits);
 }
 
+// The loss without a gradient (log-probs for a DPO reference, evaluation): the inference layers over ONE
+// temporary scratch (Activations, freed on return: nothing of the training path's saved activations is allocated),
+// the final norm, and the fused lm_head + loss over chunks.
+LossResult Decoder::loss_forward_only(const int32_t* ids, int64_t B, int64_t T, const LossSpec& spec) {
+  const int64_t n = B * T, C = cfg_.C;
+  struct Restore {  // the persistent inference scratch comes back however this call ends
+    Decoder& d;
+    OpsBuffer saved;
+    ~Restore() { d.infer_ = std::move(saved); }
+  } restore{*this, std::move(infer_)};
+  infer_ = OpsBuffer(ops_, MemCategory::Activations, size_t(infer_floats(cfg_, n)));
+  float* x = infer_.data();
+  ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
+  infer_layers(x, B, T, nullptr);
+  float* ln = infer_.data() + rup(n * C);
+  float* rstd = ln + rup(n * C);
+  ops_.rmsnorm_forward(ln, rstd, x, params_->data() + off_norm_, n, C, float(cfg_.eps));
+  LmHeadLoss head(*this, ln, nullptr, n);
+  static char token;  // opaque to the LmHeadLoss backend (see loss_and_backward)
+  return run_loss(spec, head, &token, nullptr, DType::F32);
+}
+
 void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits) {
   if (cache.L_ != cfg_.L || cache.row_ != cfg_.Hkv * cfg_.D) bad("cache", "was made for a model of another shape");
   if (B != cache.B_)

@@ -140,7 +140,8 @@ class Decoder {
 
   // ---- training
   // Forward over (B, T), the fused lm_head + loss, and (unless !backward) the backward: gradients are ADDED to
-  // the flat grad buffer. Returns what run_loss returns (loss, S_i, token log-probs, entropies, ...).
+  // the flat grad buffer. Without a backward (Method::LOGPROB, backward = false) the forward is the inference
+  // path over one temporary scratch: no training activations are kept. Returns what run_loss returns (loss, S_i, token log-probs, entropies, ...).
   // Bad arguments throw ArgError before any work. NaN/Inf logits throw ArgError("logits") after part of the
   // lm_head gradient may have been added: zero_grad() before going on.
   LossResult loss_and_backward(const TrainBatch& batch);
@@ -170,6 +171,7 @@ class Decoder {
   // dst row i = src row (first + i·stride) for i < rows; rows of C floats (backend memory).
   void gather_rows(float* dst, const float* src, int64_t rows, int64_t first, int64_t stride);
   void train_forward(const int32_t* ids, int64_t B, int64_t T);
+  LossResult loss_forward_only(const int32_t* ids, int64_t B, int64_t T, const LossSpec& spec);
   void layer_forward(int64_t l, int64_t B, int64_t T, float* out);
   void train_backward(const int32_t* ids, int64_t B, int64_t T);
   // The inference layers over x (B·T, C) in place; k/v go to the cache (at past) when cache != null.

@@ -162,16 +162,17 @@ LossResult Decoder::loss_and_backward(const TrainBatch& batch) {
   spec.V = cfg_.vocab;
   validate(spec);  // before any work: a bad argument leaves the gradients untouched
   const bool backward = batch.backward && spec.method != Method::LOGPROB;
-  if (backward) grads_buffer();
+  if (!backward) return loss_forward_only(batch.ids, B, T, spec);
+  grads_buffer();
   ensure_acts(B, T);
   const int32_t* ids = stage(ids_dev_, batch.ids, B * T);  // stays valid through the backward
   train_forward(ids, B, T);
   Acts& a = *acts_;
-  if (backward) ops_.zero(a.dln, B * T * cfg_.C);
-  LmHeadLoss head(*this, a.lnf, backward ? a.dln : nullptr, B * T);
+  ops_.zero(a.dln, B * T * cfg_.C);
+  LmHeadLoss head(*this, a.lnf, a.dln, B * T);
   static char token;  // run_loss's logits/grad are opaque to the LmHeadLoss backend: any non-null pointer
-  LossResult r = run_loss(spec, head, &token, backward ? &token : nullptr, DType::F32);
-  if (backward && r.tokens > 0) train_backward(ids, B, T);  // no target: the gradient is 0
+  LossResult r = run_loss(spec, head, &token, &token, DType::F32);
+  if (r.tokens > 0) train_backward(ids, B, T);  // no target: the gradient is 0
   return r;
 }
 
