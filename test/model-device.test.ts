@@ -9,6 +9,7 @@
 // test/model.test.ts runs the whole engine suite once per usable device as well.
 import { parseConfig } from '../lib/engine/checkpoint';
 import { Device, Model, Precision } from '../lib/engine/model';
+import { defaultChunkRows } from '../lib/profile/memory';
 import { maxAbs } from './helpers/parity';
 
 const QWEN = parseConfig({
@@ -197,6 +198,15 @@ describe('options', () => {
       expect((err as Error).message).toMatch(/^device: is 'cuda' but no CUDA device/);
     }
     expect(DEVICES[0]).toBe('cpu');
+  });
+
+  test.each(DEVICES)('default lm_head chunk rows on %s follow defaultChunkRows (the memory prediction relies on it)', (device) => {
+    for (const vocab of [48, 5000, 151936]) {
+      const cfg = parseConfig({ ...QWEN.raw, vocab_size: vocab, num_hidden_layers: 1 });
+      expect([vocab, Model.fromConfig(cfg, { device, std: 0 }).native.info().chunkRows]).toEqual([vocab, defaultChunkRows(vocab, device)]);
+    }
+    expect(defaultChunkRows(151936, 'cpu')).toBe(110);
+    expect(defaultChunkRows(151936, 'cuda')).toBe(1766);
   });
 
   test("defaults: fp32 on the CPU; a CPU model's params() is a zero-copy view", () => {

@@ -26,7 +26,7 @@
 //   the no-gradient forward (Decoder::loss_forward_only, freed on return):
 //     2 r(N·C) + r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)
 //   logitsChunk (LmHeadLoss): R·V + 2 r(R·C), R = min(chunkRows, rows with a target),
-//     chunkRows default = clamp(⌊2^24 / V⌋, 64, 1024)
+//     chunkRows default = clamp(⌊2^24 / V⌋, 64, 1024) on the CPU, clamp(⌊2^28 / V⌋, 64, 4096) on CUDA
 // Not predicted: 'workspace' (the CPU kernels' grow-only per-thread scratch — GEMM packs, RoPE tables, attention
 // tiles — shared by every model in the process; measured and reported, not compared) and 'kvCache' (sampling).
 //
@@ -122,9 +122,9 @@ export function activationFloats(c: DecoderConfig, N: number, recompute = false)
   return c.num_hidden_layers * r16(N * C) + (recompute ? 1 : c.num_hidden_layers) * perSet + tail + bwd;
 }
 
-/** The engine's default lm_head chunk rows for a vocabulary (Decoder's constructor). */
-export function defaultChunkRows(vocab: number): number {
-  return Math.min(1024, Math.max(64, Math.floor(2 ** 24 / vocab)));
+/** The engine's default lm_head chunk rows for a vocabulary on a device (native default_chunk_rows). */
+export function defaultChunkRows(vocab: number, device: Device = 'cpu'): number {
+  return device === 'cpu' ? Math.min(1024, Math.max(64, Math.floor(2 ** 24 / vocab))) : Math.min(4096, Math.max(64, Math.floor(2 ** 28 / vocab)));
 }
 
 /** Floats of the lm_head + loss chunk buffer (LmHeadLoss::pass). */
@@ -147,6 +147,8 @@ export interface PredictOptions {
   targetRows?: number;
   /** Activation recomputation (Model option recompute; default false). */
   recompute?: boolean;
+  /** The device whose default chunk rows apply (default 'cpu'). */
+  device?: Device;
 }
 
 /**
@@ -158,7 +160,7 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
   const method = checkMethod(o.method);
   const B = checkInteger('B', o.B, 1), T = checkInteger('T', o.T, 1);
-  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size) : checkInteger('chunkRows', o.chunkRows, 1);
+  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size, o.device) : checkInteger('chunkRows', o.chunkRows, 1);
   const targetRows = o.targetRows === undefined ? B * (T - 1) : checkInteger('targetRows', o.targetRows, 0, B * T);
   const P = numParams(c);
   const models = method === 'dpo-held' ? 2 : 1; // the held reference keeps its own logits chunk
@@ -228,7 +230,7 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const method = checkMethod(o.method);
   const B = checkInteger('B', o.B, 1), T = checkInteger('T', o.T, 2);
   if (method !== 'rift' && B % 2) throw rangeError('B', `must be even for DPO (chosen, rejected) pairs, got ${B}`);
-  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size) : checkInteger('chunkRows', o.chunkRows, 1);
+  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size, o.device) : checkInteger('chunkRows', o.chunkRows, 1);
   const prompt = o.promptTokens === undefined ? 1 : checkInteger('promptTokens', o.promptTokens, 1, T - 1);
   const steps = o.steps === undefined ? 2 : checkInteger('steps', o.steps, 1);
   const seed = o.seed === undefined ? 0 : checkInteger('seed', o.seed, 0, 2 ** 32 - 1);

@@ -44,6 +44,9 @@ struct DecoderConfig {
 
 // Throws ArgError (Range) naming the HF field when a value is out of range.
 void validate_config(const DecoderConfig& c);
+// Rows of the lm_head + loss chunk when none is given: clamp(2^24 / V, 64, 1024) on the host (~64 MB of fp32
+// logits), clamp(2^28 / V, 64, 4096) on a device (~1 GB).
+int64_t default_chunk_rows(int64_t vocab, MemSpace space);
 
 struct TensorInfo {
   std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
@@ -96,7 +99,7 @@ enum class FlatBuffer : int { Params = 0, Grads, M, V };
 
 class Decoder {
  public:
-  // chunk_rows: rows of the lm_head + loss chunk; 0 picks one (about 64 MB of logits, 64..1024 rows).
+  // chunk_rows: rows of the lm_head + loss chunk; 0 picks default_chunk_rows(vocab, ops.space()).
   // params_category: Params, or Reference for a frozen DPO reference model (memory() tells them apart).
   Decoder(const DecoderConfig& c, int64_t chunk_rows = 0, MemCategory params_category = MemCategory::Params,
           OpsBackend& ops = cpu_ops(), RowBackend& rows = cpu_backend());
