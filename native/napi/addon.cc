@@ -3,6 +3,7 @@
 
 #include "napi/bench.h"
 #include "napi/device.h"
+#include "napi/errors.h"
 #include "napi/loss.h"
 #include "napi/model.h"
 #include "napi/ops.h"
@@ -17,6 +18,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_ops(env, exports);
   init_safetensors(env, exports);
   init_model(env, exports);
+  // Test hook: throws the JS error an engine exception with this message becomes (CUDA / cuBLAS status parsing is
+  // otherwise only reachable on a GPU).
+  exports.Set("_engineError", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    throw engine_error(info.Env(), info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
+  }, "_engineError"));
   return exports;
 }
 

@@ -32,7 +32,7 @@ auto cuda_call(Napi::Env env, F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw engine_error(env, e.what());
   }
 }
 

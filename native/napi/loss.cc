@@ -196,7 +196,7 @@ Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
   } catch (const ArgError& e) {
     throw to_js(env, e);
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw engine_error(env, e.what());
   }
 }
 
@@ -226,7 +226,7 @@ class LossWorker final : public Napi::AsyncWorker {
   void OnError(const Napi::Error& e) override {
     set_busy(false);
     if (arg_error_) deferred_.Reject(to_js(Env(), *arg_error_).Value());
-    else deferred_.Reject(e.Value());
+    else deferred_.Reject(engine_error(Env(), e.Message()).Value());
   }
 
  private:

@@ -371,7 +371,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     }
     void OnError(const Napi::Error& e) override {
       settle();
-      deferred_.Reject(arg_error_ ? to_js(Env(), *arg_error_).Value() : e.Value());
+      deferred_.Reject(arg_error_ ? to_js(Env(), *arg_error_).Value() : engine_error(Env(), e.Message()).Value());
     }
 
    private:

@@ -103,7 +103,7 @@ auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
   } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory");
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw engine_error(env, e.what());
   }
 }
 

@@ -167,7 +167,7 @@ void guarded(Napi::Env env, F&& f) {
   } catch (const ArgError& e) {
     throw to_js(env, e);
   } catch (const std::exception& e) {
-    throw Napi::Error::New(env, e.what());
+    throw engine_error(env, e.what());
   }
 }
 
