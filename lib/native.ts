@@ -94,6 +94,9 @@ export interface NativeModelClass {
 }
 
 export interface NativeAddon {
+  sampleRows(logits: Float32Array, B: number, V: number, temperature: number, topK: number, topP: number, u: Float64Array): {
+    tokens: Int32Array; logprobs: Float64Array; samplingLogprobs: Float64Array;
+  };
   lossAndGrad(opts: object): NativeLossResult;
   lossAndGradAsync(opts: object): Promise<NativeLossResult>;
   setNumThreads(n: number): number;

@@ -2,7 +2,8 @@
 // greedy, log-prob values), the seeded RNG, and generate() over a fake model (KV cache broadcast, per-row stops,
 // determinism independent of batching), and generate() on the native engine with the tiny-qwen2 fixture.
 import * as path from 'path';
-import { generate, Rng, sampleRng, SamplerScratch, samplingProbs, sampleToken, SamplingParams } from '../lib/engine/sampler';
+import { generate, Rng, sampleRng, SamplerScratch, samplingProbs, sampleToken, sampleTokenReference, SamplingParams } from '../lib/engine/sampler';
+import { addon } from '../lib/native';
 import { Model } from '../lib/engine/model';
 import { makeCharTokenizer, Tokenizer } from '../lib/engine/tokenizer';
 import { FakeModel, hashLogits } from './helpers/fake-model';
@@ -201,6 +202,64 @@ const tok = new Tokenizer(TOK_JSON, { eos_token: '<eos>' });
 const V = tok.vocabSize; // 25
 const EOS = 0;
 const id = (c: string) => 1 + CHARS.indexOf(c);
+
+describe('the native sampler (addon.sampleRows) against the TypeScript reference', () => {
+  function row(V: number, seed: number, kind: number): Float32Array {
+    const r = new Rng(seed, kind);
+    const z = Float32Array.from({ length: V }, () => (r.next() * 2 - 1) * (kind === 0 ? 3 : 12));
+    if (kind === 1) for (let v = 3; v < V; v += 7) z[v] = -Infinity; // masked tokens
+    if (kind === 2) for (let v = 0; v < V; v++) z[v] = Math.round(z[v]); // many exact ties
+    if (kind === 3) z.fill(0.5); // one value everywhere
+    return z;
+  }
+  const PARAMS: SamplingParams[] = [
+    { temperature: 0 }, { temperature: 1 }, { temperature: 0.6 }, { temperature: 1.7, topK: 5 }, { temperature: 1, topK: 1 },
+    { temperature: 1, topP: 0.9 }, { temperature: 0.8, topK: 40, topP: 0.95 }, { temperature: 1, topP: 1e-9 }, { temperature: 2, topP: 0.5, topK: 3 },
+  ];
+  test('same token for every row, parameter set and draw; log-probs equal to float64 rounding', () => {
+    let rows = 0;
+    for (const V of [1, 2, 17, 1000, 50000])
+      for (let kind = 0; kind < 4; kind++) {
+        const z = row(V, V, kind);
+        for (const p of PARAMS)
+          for (let d = 0; d < 6; d++) {
+            const a = sampleToken(z, p, new Rng(V, kind, d)), b = sampleTokenReference(z, p, new Rng(V, kind, d));
+            expect([V, kind, p, d, a.token]).toEqual([V, kind, p, d, b.token]);
+            expect(Math.abs(a.logprob - b.logprob)).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(b.logprob)));
+            expect(Math.abs(a.samplingLogprob - b.samplingLogprob)).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(b.samplingLogprob)));
+            rows++;
+          }
+      }
+    expect(rows).toBe(5 * 4 * PARAMS.length * 6);
+  });
+
+  test('rows of one call are independent: each equals its own single-row call', () => {
+    const V = 300, B = 9;
+    const z = new Float32Array(B * V);
+    for (let b = 0; b < B; b++) z.set(row(V, 40 + b, b % 3), b * V);
+    const u = Float64Array.from({ length: B }, (_, b) => (b + 0.5) / B);
+    const all = addon.sampleRows(z, B, V, 0.9, 20, 0.9, u);
+    for (let b = 0; b < B; b++) {
+      const one = addon.sampleRows(z.subarray(b * V, (b + 1) * V), 1, V, 0.9, 20, 0.9, u.subarray(b, b + 1));
+      expect([b, all.tokens[b], all.logprobs[b]]).toEqual([b, one.tokens[0], one.logprobs[0]]);
+    }
+  });
+
+  test('bad arguments: typed errors naming them, the row of a bad logit', () => {
+    const z = new Float32Array(8);
+    const u = new Float64Array(2);
+    expect(() => addon.sampleRows(z as unknown as Float32Array, 2, 3, 1, 0, 1, u)).toThrow(/^logits: length must be B × V = 6/);
+    expect(() => addon.sampleRows(Array.from(z) as unknown as Float32Array, 2, 4, 1, 0, 1, u)).toThrow(/^logits: must be a Float32Array/);
+    expect(() => addon.sampleRows(z, 2, 4, -1, 0, 1, u)).toThrow(/^temperature: /);
+    expect(() => addon.sampleRows(z, 2, 4, 1, 0.5, 1, u)).toThrow(/^topK: /);
+    expect(() => addon.sampleRows(z, 2, 4, 1, 0, 0, u)).toThrow(/^topP: /);
+    expect(() => addon.sampleRows(z, 2, 4, 1, 0, 1, new Float64Array([0, 1]))).toThrow(/^u: u\[1\] must be in \[0, 1\)/);
+    expect(() => addon.sampleRows(z, 2, 4, 1, 0, 1, new Float64Array(3))).toThrow(/^u: length must be B = 2/);
+    const bad = new Float32Array(8);
+    bad[6] = NaN;
+    expect(() => addon.sampleRows(bad, 2, 4, 1, 0, 1, u)).toThrow(/^logits: row 1: logits\[2\] = NaN/);
+  });
+});
 
 describe('generate (fake model)', () => {
   test('prefill once per prompt (B=1), broadcast to K rows, one decode per step; shapes and finish reasons', async () => {

@@ -1,6 +1,12 @@
 // Sampling: one token from a row of logits (temperature, top-k, top-p, seeded RNG), and generate(): prompts × K
-// samples with a KV cache, stop tokens / strings, per-token log-probs. Pure TypeScript over a small model
-// interface (SamplerModel) that the engine's Model implements; tests drive it with a fake model.
+// samples with a KV cache, stop tokens / strings, per-token log-probs, over a small model interface
+// (SamplerModel) that the engine's Model implements; tests drive it with a fake model.
+//
+// Where it runs. sampleTokenReference() below is the TypeScript implementation and the specification; the tokens
+// are drawn by its native twin (cpu/sampler.cc through addon.sampleRows: the same float64 steps in the same order,
+// all rows of a decode step in parallel) — at a vocabulary of 151936 the TypeScript takes 4.5–25 ms per row, the
+// native one 1.9–7.9 (one thread; 2-core VM, 2026-11-26), and a GPU decode step would otherwise wait on it. The
+// RNG streams stay here: one uniform per non-greedy token, drawn in TypeScript and handed to the native sampler.
 //
 // Log-probs. Every sampled token carries two numbers:
 //   logprob          log p(token) under the MODEL's distribution: log_softmax(logits) at temperature 1, no top-k /
@@ -14,6 +20,8 @@
 // Randomness. Each (prompt, sample) pair has its own xoshiro128** stream, seeded from (seed, prompt key, sample
 // index), so a sample does not change when K, the prompt order within a call, or the batching change. Draws
 // happen only for non-greedy steps, one 53-bit uniform per token.
+
+import { addon, localError } from '../native';
 
 // ---- RNG ------------------------------------------------------------------------------------------------------
 
@@ -250,6 +258,29 @@ export function samplingProbs(logits: Float32Array, params: SamplingParams = {})
 export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng, scratch?: SamplerScratch): SampledToken {
   const p = checkSamplingParams(params);
   const V = logits.length;
+  if (V === 0) throw new RangeError('logits: empty row');
+  if (scratch && scratch.vocab !== V) throw new RangeError(`scratch: made for V = ${scratch.vocab}, logits have ${V}`);
+  const u = new Float64Array(1);
+  if (p.temperature > 0) u[0] = rng.next();
+  const r = nativeSample(logits, 1, V, p, u);
+  return { token: r.tokens[0], logprob: r.logprobs[0], samplingLogprob: r.samplingLogprobs[0] };
+}
+
+function nativeSample(logits: Float32Array, B: number, V: number, p: CheckedParams, u: Float64Array) {
+  try {
+    return addon.sampleRows(logits, B, V, p.temperature, p.topK, p.topP, u);
+  } catch (e) {
+    throw localError(e);
+  }
+}
+
+/**
+ * The TypeScript sampler: the specification sampleToken()'s native twin is tested against (same tokens, log-probs
+ * within float64 rounding). Same arguments and results as sampleToken().
+ */
+export function sampleTokenReference(logits: Float32Array, params: SamplingParams, rng: Rng, scratch?: SamplerScratch): SampledToken {
+  const p = checkSamplingParams(params);
+  const V = logits.length;
   const { argmax, lse } = rowStats(logits);
   if (p.temperature === 0) return { token: argmax, logprob: logits[argmax] - lse, samplingLogprob: 0 };
   if (scratch && scratch.vocab !== V) throw new RangeError(`scratch: made for V = ${scratch.vocab}, logits have ${V}`);
@@ -421,7 +452,7 @@ export async function generate<Cache>(
     return ids;
   });
 
-  const scratch = new SamplerScratch(V);
+  const checked = checkSamplingParams(params);
   const out: PromptSamples[] = [];
   for (let p = 0; p < promptIds.length; p++) {
     const ids = promptIds[p];
@@ -484,11 +515,20 @@ export async function generate<Cache>(
         if (!isTyped(logits, 'Float32Array') || logits.length < expect)
           throw new Error(`model: ${step === 0 ? 'prefill' : 'decode'} returned ${logits?.length} logits, want ${expect} ((${shared ? 1 : K}, ${V}))`);
         let active = 0;
+        // One uniform per live row (non-greedy), then every row in one native call (the first step's logits are one
+        // row shared by all K samples).
+        const u = new Float64Array(K);
+        if (checked.temperature > 0) for (let r = 0; r < K; r++) if (!rows[r].done) u[r] = rows[r].rng.next();
+        let rowLogits = logits.subarray(0, K * V);
+        if (shared) {
+          rowLogits = new Float32Array(K * V);
+          for (let r = 0; r < K; r++) rowLogits.set(logits.subarray(0, V), r * V);
+        }
+        const drawn = nativeSample(rowLogits, K, V, checked, u);
         for (let r = 0; r < K; r++) {
           const row = rows[r];
           if (row.done) continue;
-          const off = shared ? 0 : r * V;
-          const s = sampleToken(logits.subarray(off, off + V), params, row.rng, scratch);
+          const s = { token: drawn.tokens[r], logprob: drawn.logprobs[r], samplingLogprob: drawn.samplingLogprobs[r] };
           row.ids.push(s.token);
           row.lp.push(s.logprob);
           row.slp.push(s.samplingLogprob);

@@ -7,6 +7,7 @@
 #include "napi/loss.h"
 #include "napi/model.h"
 #include "napi/ops.h"
+#include "napi/sampler.h"
 #include "napi/safetensors.h"
 
 namespace rift::napi {
@@ -18,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_ops(env, exports);
   init_safetensors(env, exports);
   init_model(env, exports);
+  init_sampler(env, exports);
   // Test hook: throws the JS error an engine exception with this message becomes (CUDA / cuBLAS status parsing is
   // otherwise only reachable on a GPU).
   exports.Set("_engineError", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
