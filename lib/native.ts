@@ -68,7 +68,7 @@ export interface NativeModel {
   tensorTable(): { name: string; offset: number; shape: number[] }[];
   info(): {
     numParams: number; chunkRows: number; optimizerSteps: number; hasGrads: boolean; busy: boolean;
-    device: 'cpu' | 'cuda'; precision: 'fp32' | 'bf16'; recompute: boolean; config: Record<string, number | boolean>;
+    device: 'cpu' | 'cuda'; precision: 'fp32' | 'bf16'; recompute: boolean; activationDtype: 'fp32' | 'bf16'; config: Record<string, number | boolean>;
   };
   forward(ids: Int32Array, B: number, T: number, lastOnly?: boolean): Float32Array;
   lossAndBackward(opts: object): NativeLossResult;
@@ -87,7 +87,7 @@ export interface NativeModel {
 }
 
 export interface NativeModelClass {
-  new (config: object, options?: { chunkRows?: number; reference?: boolean; device?: 'cpu' | 'cuda'; precision?: 'fp32' | 'bf16'; recompute?: boolean }): NativeModel;
+  new (config: object, options?: { chunkRows?: number; reference?: boolean; device?: 'cpu' | 'cuda'; precision?: 'fp32' | 'bf16'; recompute?: boolean; activationDtype?: 'fp32' | 'bf16' }): NativeModel;
   devices(): ('cpu' | 'cuda')[];
   memory(): NativeMemoryReport;
   resetPeaks(): void;

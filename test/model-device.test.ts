@@ -113,6 +113,29 @@ describe.each(DEVICES)('activation recomputation on device %s', (device) => {
   });
 });
 
+describe.each(DEVICES)('bf16 activation storage on device %s', (device) => {
+  test('the same forward and loss; gradients within bf16 rounding of the fp32-stored ones; about half the bytes', () => {
+    const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
+    const run1 = (activationDtype: Precision) => {
+      const deep = parseConfig({ ...QWEN.raw, num_hidden_layers: 6 }); // L bf16 copies + one fp32 set: ~(L/2 + 1) sets
+      const m = Model.fromConfig(deep, { device, precision: 'fp32', activationDtype, seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
+      expect(m.activationDtype).toBe(activationDtype);
+      const before = space(Model.memory()).activations.current;
+      const r = m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'rift', rewards: REWARDS, negative: 'sequence', tokenLogps: true });
+      return { r, g: m.grads(), acts: space(Model.memory()).activations.current - before };
+    };
+    const a = run1('fp32'), b = run1('bf16');
+    expect(b.r.loss).toBe(a.r.loss); // the forward is fp32 either way; only the saved copies are rounded
+    expect(Array.from(b.r.tokenLogps!)).toEqual(Array.from(a.r.tokenLogps!));
+    const d = maxDiff(b.g, a.g), s = maxAbs(a.g);
+    expect(d).toBeGreaterThan(0);
+    expect(d).toBeLessThan(2e-2 * s);
+    expect(b.acts).toBeLessThan(0.8 * a.acts);
+    expect(Model.fromConfig(QWEN, { device, precision: 'bf16' }).activationDtype).toBe('bf16'); // follows the precision
+    expect(() => Model.fromConfig(QWEN, { device, activationDtype: 'fp16' as Precision })).toThrow(/^activationDtype: /);
+  });
+});
+
 describe.each(DEVICES)('the no-gradient forward on device %s', (device) => {
   test("'logprob' and backward:false: the training path's log-probs and loss, one temporary scratch, gradients untouched", () => {
     const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);

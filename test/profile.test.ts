@@ -45,6 +45,16 @@ describe.each(SHAPES)('$name', ({ config, B, T, chunkRows }) => {
     else expect(p.bytes.activations).toBe(full.bytes.activations);
   });
 
+  test.each(PROFILE_METHODS)('%s with bf16 activation storage: predicted == measured, fewer bytes from three layers on', async (method) => {
+    const m = await measureMemory({ config, method, B, T, chunkRows, steps: 2, activationDtype: 'bf16' });
+    const p = predictMemory(config, { method, B, T, chunkRows, targetRows: m.targetRows, activationDtype: 'bf16' });
+    for (const k of PREDICTED_CATEGORIES) expect([k, m.bytes[k]]).toEqual([k, p.bytes[k]]);
+    const full = predictMemory(config, { method, B, T, chunkRows, targetRows: m.targetRows, activationDtype: 'fp32' });
+    // L bf16 copies + one fp32 set vs L fp32 sets: equal at two layers, fewer from three on
+    if (config.num_hidden_layers > 2) expect(p.bytes.activations).toBeLessThan(full.bytes.activations);
+    else expect(p.bytes.activations).toBeGreaterThanOrEqual(full.bytes.activations);
+  });
+
   test('RIFT < DPO with a held reference; DPO precomputed == RIFT', () => {
     const [rift, held, pre] = PROFILE_METHODS.map((method) => predictMemory(config, { method, B, T, chunkRows }).bytes);
     expect(rift.total).toBeLessThan(held.total);

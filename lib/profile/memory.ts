@@ -20,7 +20,9 @@
 //   params = P, grads = P, optimizer = 2P (AdamW m, v), reference (held) = P
 //   activations (Decoder::ensure_acts, N = B·T, r(n) = n rounded up to 16 floats):
 //     L · r(N·C) + S · [3 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]
-//                                         saved: each layer's input, and S = L sets of the rest (S = 1: recompute)
+//                                         saved: each layer's input, and S = L sets of the rest (S = 1: recompute);
+//     activationDtype bf16: L · [r(N·C) + 2 r(N) + r(N·Hq) + Σ r(⌈N·w/2⌉)] + Σ r(N·w) over the ten big tensors'
+//                           widths w = C, Hq·D, Hkv·D, Hkv·D, Hq·D, C, C, I, I, I (bf16 copies + one fp32 set)
 //     + 2 r(N·C) + r(N)                                                             final norm in/out, rstd
 //     + 2 r(N·C) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)                             backward scratch
 //   the no-gradient forward (Decoder::loss_forward_only, freed on return):
@@ -114,12 +116,23 @@ export function inferenceFloats(c: DecoderConfig, N: number): number {
   return 2 * r16(N * C) + r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
 }
 
-export function activationFloats(c: DecoderConfig, N: number, recompute = false): number {
+/**
+ * Floats of the training forward's saved activations for N tokens (Decoder::ensure_acts): every layer's own fp32
+ * set ('full'), one shared set (recompute), or bf16 copies per layer plus one shared fp32 set (activationDtype bf16).
+ */
+export function activationFloats(c: DecoderConfig, N: number, recompute = false, activationDtype: Precision = 'fp32'): number {
   const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
-  const perSet = 3 * r16(N * C) + 2 * r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + r16(N * c.num_attention_heads) + 3 * r16(N * I);
+  const widths = [C, QD, KD, KD, QD, C, C, I, I, I]; // the ten big saved tensors, per token
+  const small = 2 * r16(N) + r16(N * c.num_attention_heads); // rstd1, rstd2, lse
+  const big = widths.reduce((s, w) => s + r16(N * w), 0);
+  const z = widths.reduce((s, w) => s + r16(Math.ceil((N * w) / 2)), 0); // bf16 copies
   const tail = 2 * r16(N * C) + r16(N);
   const bwd = 2 * r16(N * C) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
-  return c.num_hidden_layers * r16(N * C) + (recompute ? 1 : c.num_hidden_layers) * perSet + tail + bwd;
+  const L = c.num_hidden_layers;
+  const layers = recompute ? L * r16(N * C) + small + big
+    : activationDtype === 'bf16' ? L * (r16(N * C) + small + z) + big
+      : L * (r16(N * C) + small + big);
+  return layers + tail + bwd;
 }
 
 /** The engine's default lm_head chunk rows for a vocabulary on a device (native default_chunk_rows). */
@@ -149,6 +162,8 @@ export interface PredictOptions {
   recompute?: boolean;
   /** The device whose default chunk rows apply (default 'cpu'). */
   device?: Device;
+  /** Saved-activation storage (Model option activationDtype; default: the device's default precision). */
+  activationDtype?: Precision;
 }
 
 /**
@@ -169,7 +184,7 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
     params: 4 * P,
     grads: 4 * P,
     optimizer: 8 * P,
-    activations: 4 * (activationFloats(c, B * T, !!o.recompute) + refForward),
+    activations: 4 * (activationFloats(c, B * T, !!o.recompute, o.activationDtype ?? (o.device === 'cuda' ? 'bf16' : 'fp32')) + refForward),
     logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
     reference: method === 'dpo-held' ? 4 * P : 0,
     total: 0,
@@ -194,6 +209,8 @@ export interface MeasureOptions {
   negative?: 'token' | 'sequence';
   /** Activation recomputation for the models (default false). */
   recompute?: boolean;
+  /** Saved-activation storage for the models (the Model default when absent). */
+  activationDtype?: Precision;
   /** Where the models run (default 'cpu'); 'cuda' measures GPU memory (MemoryReport.device). */
   device?: Device;
   /** GEMM precision (the Model default for the device when absent). */
@@ -252,7 +269,7 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const before: MemoryReport = Model.memory();
   Model.resetPeaks();
   const t0 = performance.now();
-  const dev = { device: o.device, precision: o.precision, recompute: o.recompute };
+  const dev = { device: o.device, precision: o.precision, recompute: o.recompute, activationDtype: o.activationDtype };
   const policy = Model.fromConfig(c, { seed, chunkRows, ...dev });
   const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true, ...dev }) : undefined;
   let refLogps: Float64Array | undefined;

@@ -130,6 +130,8 @@ class CpuOps final : public OpsBackend {
     cpu::swiglu_backward(dgate, dup, dout, gate, up, n, accumulate);
   }
 
+  void to_bf16(uint16_t* dst, const float* src, int64_t n) override { cpu::to_bf16(dst, src, n); }
+  void from_bf16(float* dst, const uint16_t* src, int64_t n) override { cpu::from_bf16(dst, src, n); }
   void add(float* out, const float* a, const float* b, int64_t n) override { cpu::add(out, a, b, n); }
   void scale(float* x, float s, int64_t n) override { cpu::scale(x, s, n); }
   void zero(float* x, int64_t n) override { cpu::zero(x, n); }

@@ -23,6 +23,9 @@ int gemm_threads();
 // dst (rows, cols) contiguous = src (rows, cols, row stride ld) rounded to the nearest bf16 (ties to even, NaN
 // stays NaN), held as fp32.
 void round_bf16_matrix(float* dst, const float* src, int64_t rows, int64_t cols, int64_t ld);
+// n values to / from bfloat16 bit patterns (OpsBackend::to_bf16 / from_bf16).
+void to_bf16(uint16_t* dst, const float* src, int64_t n);
+void from_bf16(float* dst, const uint16_t* src, int64_t n);
 // gemm (same contract) on round_bf16(A), round_bf16(B): rounded into thread-local scratch, then gemm().
 void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc);

@@ -256,6 +256,8 @@ class CudaOps final : public OpsBackend {
     ops::swiglu_backward(dgate, dup, dout, gate, up, n, accumulate);
   }
 
+  void to_bf16(uint16_t* dst, const float* src, int64_t n) override { ops::round_bf16(dst, src, 1, n, n); }
+  void from_bf16(float* dst, const uint16_t* src, int64_t n) override { ops::from_bf16(dst, src, n); }
   void add(float* out, const float* a, const float* b, int64_t n) override { ops::add(out, a, b, n); }
   void scale(float* x, float s, int64_t n) override { ops::scale(x, s, n); }
   void zero(float* x, int64_t n) override { ops::zero(x, n); }

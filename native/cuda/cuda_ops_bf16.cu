@@ -28,7 +28,17 @@ __global__ void round_bf16_kernel(uint16_t* dst, const float* src, int64_t rows,
   }
 }
 
+__global__ void from_bf16_kernel(float* dst, const uint16_t* src, int64_t n) {
+  for (int64_t i = flat_index(); i < n; i += flat_stride()) dst[i] = __uint_as_float(uint32_t(src[i]) << 16);
+}
+
 }  // namespace
+
+void from_bf16(float* dst, const uint16_t* src, int64_t n) {
+  if (n <= 0) return;
+  from_bf16_kernel<<<flat_blocks(n), kThreads>>>(dst, src, n);
+  RIFT_CUDA_CHECK_LAUNCH();
+}
 
 void round_bf16(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int64_t ld) {
   if (rows <= 0 || cols <= 0) return;

@@ -52,5 +52,6 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 // dst (rows, cols) contiguous bfloat16 bit patterns (== __nv_bfloat16, CUDA_R_16BF) = src (rows, cols) fp32 with
 // row stride ld, rounded to nearest even (NaN stays NaN) exactly as the CPU twin (cpu/vmath.h f32_to_bf16).
 void round_bf16(uint16_t* dst, const float* src, int64_t rows, int64_t cols, int64_t ld);
+void from_bf16(float* dst, const uint16_t* src, int64_t n);  // exact widening
 
 }  // namespace rift::cuda::ops

@@ -154,6 +154,12 @@ class Decoder {
   // deterministic). Activations then scale as L·N·C + one layer's worth instead of L × a layer's worth.
   void set_recompute(bool on) { recompute_ = on; }
   bool recompute() const { return recompute_; }
+  // Saved-activation storage: F32, or BF16 — each layer keeps its ten big saved tensors (normed inputs, q/k/v,
+  // attention output, the mid residual, gate/up/h) as bfloat16 and the backward widens them back, one layer at a
+  // time, into one shared fp32 set: about half the activation bytes, no extra FLOPs; the backward then sees those
+  // tensors rounded to bf16 (the residual inputs, rstd and lse stay fp32). Recompute, when on, takes precedence.
+  void set_activation_dtype(DType d) { act_dtype_ = d; }
+  DType activation_dtype() const { return act_dtype_; }
   void zero_grad();
   double grad_norm();  // sqrt(Σ g²) over the flat grad buffer (0 before any backward)
   // Clips (scale min(1, max_norm / (‖g‖ + 1e-6)) when max_norm > 0, as torch's clip_grad_norm_) and runs one
@@ -176,6 +182,7 @@ class Decoder {
   void train_forward(const int32_t* ids, int64_t B, int64_t T);
   LossResult loss_forward_only(const int32_t* ids, int64_t B, int64_t T, const LossSpec& spec);
   void layer_forward(int64_t l, int64_t B, int64_t T, float* out);
+  void move_bf16(int64_t l, int64_t N, bool store);
   void train_backward(const int32_t* ids, int64_t B, int64_t T);
   // The inference layers over x (B·T, C) in place; k/v go to the cache (at past) when cache != null.
   void infer_layers(float* x, int64_t B, int64_t T, KvCache* cache);
@@ -191,6 +198,7 @@ class Decoder {
   int64_t off_embed_ = 0, off_norm_ = 0, off_lm_head_ = 0, nparams_ = 0;
   int64_t chunk_rows_ = 0, steps_ = 0;
   bool recompute_ = false;
+  DType act_dtype_ = DType::F32;
   std::shared_ptr<OpsBuffer> params_, grads_, m_, v_;
   std::unique_ptr<Acts> acts_;
   OpsBuffer infer_;               // inference scratch

@@ -10,7 +10,15 @@ namespace rift {
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned sub-buffers
 
 // The training forward's saved activations for up to `cap` tokens (N = B·T), carved from ONE buffer (backend memory).
+// Three layouts (Mode):
+//   Full       every layer owns an fp32 set of everything below
+//   Recompute  every layer owns res; the rest is ONE fp32 set shared by all layers (the backward reruns each
+//              layer's forward first: Decoder::set_recompute)
+//   Bf16       every layer owns res, rstd1, rstd2, lse (fp32) and a bfloat16 copy of the ten big tensors (kBig);
+//              the fp32 big tensors are ONE shared set: the forward computes a layer there and stores its bf16 copy,
+//              the backward widens that copy back before the layer's backward (Decoder::set_activation_dtype)
 struct Decoder::Acts {
+  enum class Mode { Full, Recompute, Bf16 };
   struct Layer {
     float* res;    // (N, C) the layer's input (the residual stream)
     float* ln1;    // (N, C) input_layernorm output
@@ -26,9 +34,18 @@ struct Decoder::Acts {
     float* gate;   // (N, I)
     float* up;     // (N, I)
     float* h;      // (N, I) silu(gate)·up
+    uint16_t* z[10] = {};  // Bf16: the bf16 copies of kBig, in that order
   };
+  // The big tensors a Bf16 layout stores as bfloat16, and their element counts per token.
+  static constexpr float* Layer::* kBig[10] = {&Layer::ln1, &Layer::q,    &Layer::k,  &Layer::v,    &Layer::att,
+                                               &Layer::xmid, &Layer::ln2, &Layer::gate, &Layer::up, &Layer::h};
+  static int64_t big_width(const DecoderConfig& c, int i) {  // per token
+    const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
+    const int64_t w[10] = {C, QD, KD, KD, QD, C, C, c.I, c.I, c.I};
+    return w[i];
+  }
   int64_t cap = 0;
-  bool recompute = false;  // layers share one set of saved tensors (all but res); see Decoder::set_recompute
+  Mode mode = Mode::Full;
   OpsBuffer buf;
   std::vector<Layer> layer;
   float* res_out = nullptr;  // (N, C) output of the last layer

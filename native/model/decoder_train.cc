@@ -19,48 +19,60 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
   const int64_t N = B * T;
   if (!acts_) acts_ = std::make_unique<Acts>();
   Acts& a = *acts_;
-  if (N > a.cap || a.recompute != recompute_) {
+  using Mode = Acts::Mode;
+  const Mode mode = recompute_ ? Mode::Recompute : act_dtype_ == DType::BF16 ? Mode::Bf16 : Mode::Full;
+  if (N > a.cap || a.mode != mode) {
     const DecoderConfig& c = cfg_;
     const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
-    // Everything a layer saves besides its input (the residual stream res): one set per layer, or ONE set shared
-    // by every layer when recomputing (the backward reruns each layer's forward from its res first).
-    const int64_t per_layer = round16(N * C) * 3 + round16(N) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 +
-                              round16(N * c.Hq) + round16(N * I) * 3;
-    const int64_t sets = recompute_ ? 1 : c.L;
+    // Per layer: res, then (Full: all; Recompute: none; Bf16: rstd1, rstd2, lse + the bf16 copies) of its own; the
+    // fp32 big tensors once per layer (Full) or once in all (Recompute, Bf16). See Decoder::Acts.
+    const int64_t small = round16(N) * 2 + round16(N * c.Hq);
+    int64_t big = 0, z = 0;
+    for (int i = 0; i < 10; ++i) {
+      big += round16(N * Acts::big_width(c, i));
+      z += round16((N * Acts::big_width(c, i) + 1) / 2);  // bf16 values, two per float slot
+    }
+    const int64_t own = mode == Mode::Full ? small + big : mode == Mode::Bf16 ? small + z : 0;
+    const int64_t shared = mode == Mode::Full ? 0 : mode == Mode::Bf16 ? big : small + big;
     const int64_t tail = round16(N * C) * 2 + round16(N);
     const int64_t bwd = round16(N * C) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 + round16(N * I) * 2;
     a.buf = OpsBuffer();  // free the old one first
     a.buf = OpsBuffer(ops_, MemCategory::Activations,
-                      size_t(c.L * round16(N * C) + sets * per_layer + tail + bwd));
+                      size_t(c.L * (round16(N * C) + own) + shared + tail + bwd));
     float* p = a.buf.data();
     auto take = [&](int64_t n) {
       float* r = p;
       p += round16(n);
       return r;
     };
-    a.layer.resize(size_t(c.L));
+    a.layer.assign(size_t(c.L), Acts::Layer{});
     for (Acts::Layer& l : a.layer) l.res = take(N * C);
-    for (int64_t i = 0; i < c.L; ++i) {
-      Acts::Layer& l = a.layer[size_t(i)];
-      if (recompute_ && i > 0) {  // share layer 0's set
-        const float* res = l.res;
-        l = a.layer[0];
-        l.res = const_cast<float*>(res);
-        continue;
-      }
-      l.ln1 = take(N * C);
+    auto take_small = [&](Acts::Layer& l) {
       l.rstd1 = take(N);
-      l.q = take(N * QD);
-      l.k = take(N * KD);
-      l.v = take(N * KD);
-      l.att = take(N * QD);
-      l.lse = take(N * c.Hq);
-      l.xmid = take(N * C);
-      l.ln2 = take(N * C);
       l.rstd2 = take(N);
-      l.gate = take(N * I);
-      l.up = take(N * I);
-      l.h = take(N * I);
+      l.lse = take(N * c.Hq);
+    };
+    auto take_big = [&](Acts::Layer& l) {
+      for (int i = 0; i < 10; ++i) l.*Acts::kBig[i] = take(N * Acts::big_width(c, i));
+    };
+    if (mode == Mode::Full) {
+      for (Acts::Layer& l : a.layer) {
+        take_small(l);
+        take_big(l);
+      }
+    } else {
+      Acts::Layer one;
+      if (mode == Mode::Recompute) take_small(one);
+      take_big(one);
+      for (Acts::Layer& l : a.layer) {
+        if (mode == Mode::Bf16) {
+          take_small(l);
+          for (int i = 0; i < 10; ++i) l.z[i] = reinterpret_cast<uint16_t*>(take((N * Acts::big_width(c, i) + 1) / 2));
+        } else {
+          l.rstd1 = one.rstd1, l.rstd2 = one.rstd2, l.lse = one.lse;
+        }
+        for (int i = 0; i < 10; ++i) l.*Acts::kBig[i] = one.*Acts::kBig[i];
+      }
     }
     a.res_out = take(N * C);
     a.lnf = take(N * C);
@@ -74,9 +86,19 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
     a.dI1 = take(N * I);
     a.dI2 = take(N * I);
     a.cap = N;
-    a.recompute = recompute_;
+    a.mode = mode;
   }
   stage_positions(B, T, 0);
+}
+
+// Bf16 layout: layer l's big tensors (fp32, shared) → its bf16 copies (store) or back (load).
+void Decoder::move_bf16(int64_t l, int64_t N, bool store) {
+  Acts::Layer& s = acts_->layer[size_t(l)];
+  for (int i = 0; i < 10; ++i) {
+    const int64_t n = N * Acts::big_width(cfg_, i);
+    if (store) ops_.to_bf16(s.z[i], s.*Acts::kBig[i], n);
+    else ops_.from_bf16(s.*Acts::kBig[i], s.z[i], n);
+  }
 }
 
 // Layer l's forward from a.layer[l].res, saving what its backward needs; the layer's output (the next residual)
@@ -113,7 +135,10 @@ void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
   const float* P = params_->data();
   Acts& a = *acts_;
   ops_.embedding_forward(a.layer[0].res, ids, P + off_embed_, N, c.vocab, c.C);
-  for (int64_t l = 0; l < c.L; ++l) layer_forward(l, B, T, l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out);
+  for (int64_t l = 0; l < c.L; ++l) {
+    layer_forward(l, B, T, l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out);
+    if (a.mode == Acts::Mode::Bf16) move_bf16(l, N, true);
+  }
   ops_.rmsnorm_forward(a.lnf, a.rstdf, a.res_out, P + off_norm_, N, c.C, float(c.eps));
 }
 
@@ -131,7 +156,9 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
   for (int64_t l = c.L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[size_t(l)];
     Acts::Layer& s = a.layer[size_t(l)];
-    if (a.recompute && l + 1 < c.L) layer_forward(l, B, T, nullptr);  // the last layer's set is still intact
+    if (a.mode == Acts::Mode::Recompute && l + 1 < c.L) layer_forward(l, B, T, nullptr);  // the last is intact
+    // Bf16: every layer, the last included, runs its backward on the widened bf16 values
+    if (a.mode == Acts::Mode::Bf16) move_bf16(l, N, false);
     // MLP: out = xmid + down(swiglu(gate(ln2), up(ln2)))
     ops_.matmul_backward(a.dI1, G + o.wd, nullptr, a.dres, s.h, P + o.wd, N, C, I, false);
     ops_.swiglu_backward(a.dI1, a.dI2, a.dI1, s.gate, s.up, N * I, false);  // dgate in place, dup

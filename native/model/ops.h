@@ -133,6 +133,11 @@ class OpsBackend {
   virtual void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
                                int64_t n, bool accumulate) = 0;
 
+  // ---- bfloat16 storage (the decoder's saved activations with activation dtype BF16): dst (n) = bf16(src), round to
+  // nearest even on the bit pattern, NaN stays NaN (cpu/vmath.h f32_to_bf16); from_bf16 widens exactly.
+  virtual void to_bf16(uint16_t* dst, const float* src, int64_t n) = 0;
+  virtual void from_bf16(float* dst, const uint16_t* src, int64_t n) = 0;
+
   // ---- Elementwise, reductions, optimizer (flat buffers of n floats).
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;  // out = a + b; may alias a or b
   virtual void scale(float* x, float s, int64_t n) = 0;                          // x *= s

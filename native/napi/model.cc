@@ -2,7 +2,8 @@
 //
 // - Arguments are read once, checked (TypeError / RangeError naming the argument) and only then dereferenced.
 // - options.device 'cpu' | 'cuda' picks the backend (model/ops.h) and options.precision 'fp32' | 'bf16' its GEMM
-//   operand precision (default: fp32 on the CPU, bf16 on CUDA).
+//   operand precision (default: fp32 on the CPU, bf16 on CUDA); options.activationDtype (default: the precision)
+//   how saved activations are stored; options.recompute activation recomputation.
 // - paramsView() / gradsView() / optimizerView() are zero-copy Float32Arrays over the flat buffers of a CPU model;
 //   each view keeps its buffer alive (a shared_ptr in the ArrayBuffer's finaliser), so a view never dangles.
 //   readBuffer / writeBuffer copy any range of params / grads / m / v to and from the host on any device.
@@ -100,7 +101,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     c.o_bias = boolean(env, o.Get("o_bias"), "o_bias", false);
     int64_t chunk = 0;
     MemCategory cat = MemCategory::Params;
-    std::string device = "cpu", precision;
+    std::string device = "cpu", precision, act_dtype;
     bool recompute = false;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       Napi::Object opt = object_arg(info, 1, "options");
@@ -110,8 +111,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
       device = choice(env, opt.Get("device"), "device", {"cpu", "cuda"}, "cpu");
       precision = choice(env, opt.Get("precision"), "precision", {"fp32", "bf16"}, "");
       recompute = boolean(env, opt.Get("recompute"), "recompute", false);
+      act_dtype = choice(env, opt.Get("activationDtype"), "activationDtype", {"fp32", "bf16"}, "");
     }
     if (precision.empty()) precision = device == "cuda" ? "bf16" : "fp32";
+    if (act_dtype.empty()) act_dtype = precision;
     const DType gemm = precision == "bf16" ? DType::BF16 : DType::F32;
     OpsBackend* ops = nullptr;
     RowBackend* rows = nullptr;
@@ -132,6 +135,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     }
     d_ = guarded(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
     d_->set_recompute(recompute);
+    d_->set_activation_dtype(act_dtype == "bf16" ? DType::BF16 : DType::F32);
     device_ = device;
     precision_ = precision;
   }
@@ -232,6 +236,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     o.Set("device", device_);
     o.Set("precision", precision_);
     o.Set("recompute", d_->recompute());
+    o.Set("activationDtype", d_->activation_dtype() == DType::BF16 ? "bf16" : "fp32");
     Napi::Object k = Napi::Object::New(env);
     k.Set("vocab_size", double(c.vocab));
     k.Set("hidden_size", double(c.C));
