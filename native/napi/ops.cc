@@ -471,6 +471,30 @@ Napi::Value Zero(const Napi::CallbackInfo& info) {
   return o.env().Undefined();
 }
 
+// toBf16({out: Uint16Array (n), x: Float32Array (n)}) and fromBf16({out: Float32Array (n), x: Uint16Array (n)}):
+// the saved-activation storage conversions (bf16 bit patterns, round to nearest even; widening is exact).
+Napi::Value ToBf16(const Napi::CallbackInfo& info) {
+  Opts o(info, {"out", "x"});
+  OpsBackend& ops = be(o);
+  Napi::Env env = o.env();
+  auto out = o.u16("out");
+  auto x = o.f32("x");
+  expect_len(env, x, {out.length}, "out.length");
+  run(env, ops, [&](Staging& st) { ops.to_bf16(st.out(out), st.in(x), out.length); });
+  return env.Undefined();
+}
+
+Napi::Value FromBf16(const Napi::CallbackInfo& info) {
+  Opts o(info, {"out", "x"});
+  OpsBackend& ops = be(o);
+  Napi::Env env = o.env();
+  auto out = o.f32("out");
+  auto x = o.u16("x");
+  expect_len(env, x, {out.length}, "out.length");
+  run(env, ops, [&](Staging& st) { ops.from_bf16(st.out(out), st.in(x), out.length); });
+  return env.Undefined();
+}
+
 Napi::Value Sumsq(const Napi::CallbackInfo& info) {
   Opts o(info, {"x"});
   OpsBackend& ops = be(o);
@@ -529,6 +553,8 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   fn("scale", Scale);
   fn("zero", Zero);
   fn("sumsq", Sumsq);
+  fn("toBf16", ToBf16);
+  fn("fromBf16", FromBf16);
   fn("adamw", Adamw);
   exports.Set("ops", ops);
 }

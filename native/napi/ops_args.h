@@ -94,6 +94,7 @@ class Opts {
     return typed<float>(key, napi_float32_array, "Float32Array", optional);
   }
   Span<int32_t> i32(const char* key) const { return typed<int32_t>(key, napi_int32_array, "Int32Array", false); }
+  Span<uint16_t> u16(const char* key) const { return typed<uint16_t>(key, napi_uint16_array, "Uint16Array", false); }
 
  private:
   static std::string fmt(double d) {
