@@ -15,7 +15,7 @@ enum class MemCategory : int {
   LogitsChunk,
   KvCache,
   Reference,  // a reference model held for DPO
-  Workspace,  // scratch owned by kernels
+  Workspace,  // scratch owned by kernels (and, on a device, user DeviceTensors and the loss kernels' staging)
   kCount
 };
 const char* mem_category_name(MemCategory c);

@@ -36,6 +36,7 @@
 #include <string>
 
 #include "core/loss.h"
+#include "core/memory.h"
 #include "cuda/cuda_check.h"
 #include "cuda/loss_kernels.cuh"
 
@@ -73,11 +74,21 @@ class CudaBackend final : public RowBackend {
   void reserve(size_t bytes) {
     if (bytes <= capacity_) return;
     const size_t want = std::max(bytes, capacity_ + capacity_ / 2);
-    if (dev_buf_) RIFT_CUDA_CHECK(cudaFree(dev_buf_));
-    if (host_buf_) RIFT_CUDA_CHECK(cudaFreeHost(host_buf_));
-    dev_buf_ = nullptr, host_buf_ = nullptr, capacity_ = 0;
+    if (dev_buf_) {
+      RIFT_CUDA_CHECK(cudaFree(dev_buf_));
+      mem_note_free(MemSpace::Device, MemCategory::Workspace, int64_t(capacity_));
+      dev_buf_ = nullptr;
+    }
+    if (host_buf_) {
+      RIFT_CUDA_CHECK(cudaFreeHost(host_buf_));
+      mem_note_free(MemSpace::Host, MemCategory::Workspace, int64_t(capacity_));
+      host_buf_ = nullptr;
+    }
+    capacity_ = 0;
     RIFT_CUDA_CHECK(cudaMalloc(&dev_buf_, want));
+    mem_note_alloc(MemSpace::Device, MemCategory::Workspace, int64_t(want));
     RIFT_CUDA_CHECK(cudaMallocHost(&host_buf_, want));
+    mem_note_alloc(MemSpace::Host, MemCategory::Workspace, int64_t(want));
     capacity_ = want;
   }
 

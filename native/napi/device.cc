@@ -7,6 +7,7 @@
 // each environment defines its own class in init_device.
 #include "napi/device.h"
 
+#include "core/memory.h"
 #include "napi/errors.h"
 
 #ifdef RIFT_WITH_CUDA
@@ -75,6 +76,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     if (bytes_ > total)
       throw_range(env, "bytes", std::to_string(bytes_) + " is more than the device's " + std::to_string(total) + " bytes");
     ptr_ = cuda_call(env, [&] { return rift::cuda::alloc(bytes_); });
+    mem_note_alloc(MemSpace::Device, MemCategory::Workspace, int64_t(bytes_));  // user tensors count as workspace
     live_ = true;
     info.This().As<Napi::Object>().TypeTag(&kDeviceTensorTag);
   }
@@ -90,7 +92,10 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
 
  private:
   void release_noexcept() {
-    if (live_) rift::cuda::free_noexcept(ptr_);
+    if (live_) {
+      rift::cuda::free_noexcept(ptr_);
+      mem_note_free(MemSpace::Device, MemCategory::Workspace, int64_t(bytes_));
+    }
     live_ = false;
     ptr_ = nullptr;
   }
@@ -137,6 +142,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
       void* p = ptr_;
       live_ = false;
       ptr_ = nullptr;
+      mem_note_free(MemSpace::Device, MemCategory::Workspace, int64_t(bytes_));
       cuda_call(info.Env(), [&] { rift::cuda::free(p); });
     }
     return info.Env().Undefined();
