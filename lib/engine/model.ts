@@ -182,28 +182,25 @@ export class Model {
     const native: Record<string, unknown> = {};
     for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
       'head_dim', 'rms_norm_eps', 'rope_theta', 'tie_word_embeddings', 'qkv_bias', 'o_bias'] as const) native[k] = config[k];
-    const o: { chunkRows?: number; reference?: boolean; device?: Device; precision?: Precision; recompute?: boolean; activationDtype?: Precision } = {};
-    if (opts.activationDtype !== undefined) {
-      if (opts.activationDtype !== 'fp32' && opts.activationDtype !== 'bf16') throw rangeError('activationDtype', `must be 'fp32' or 'bf16', got ${describe(opts.activationDtype)}`);
-      o.activationDtype = opts.activationDtype;
-    }
-    if (opts.recompute !== undefined) {
-      if (typeof opts.recompute !== 'boolean') throw typeError('recompute', `must be a boolean, got ${describe(opts.recompute)}`);
-      o.recompute = opts.recompute;
-    }
+    const o: Record<string, unknown> = {};
+    const oneOf = (k: 'device' | 'precision' | 'activationDtype', allowed: readonly string[]) => {
+      const v = opts[k];
+      if (v === undefined) return;
+      if (!allowed.includes(v as string)) throw rangeError(k, `must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${describe(v)}`);
+      o[k] = v;
+    };
+    const flag = (k: 'recompute' | 'reference') => {
+      const v = opts[k];
+      if (v === undefined) return;
+      if (typeof v !== 'boolean') throw typeError(k, `must be a boolean, got ${describe(v)}`);
+      o[k] = v;
+    };
+    oneOf('device', ['cpu', 'cuda']);
+    oneOf('precision', ['fp32', 'bf16']);
+    oneOf('activationDtype', ['fp32', 'bf16']);
+    flag('recompute');
+    flag('reference');
     if (opts.chunkRows !== undefined) o.chunkRows = checkInteger('chunkRows', opts.chunkRows, 1, 2 ** 31 - 1);
-    if (opts.device !== undefined) {
-      if (opts.device !== 'cpu' && opts.device !== 'cuda') throw rangeError('device', `must be 'cpu' or 'cuda', got ${describe(opts.device)}`);
-      o.device = opts.device;
-    }
-    if (opts.precision !== undefined) {
-      if (opts.precision !== 'fp32' && opts.precision !== 'bf16') throw rangeError('precision', `must be 'fp32' or 'bf16', got ${describe(opts.precision)}`);
-      o.precision = opts.precision;
-    }
-    if (opts.reference !== undefined) {
-      if (typeof opts.reference !== 'boolean') throw typeError('reference', `must be a boolean, got ${describe(opts.reference)}`);
-      o.reference = opts.reference;
-    }
     this.config = config;
     this.native = call(() => new addon.Model(native, o));
     this.sourceDir = sourceDir;
