@@ -5,60 +5,40 @@
 // parameters with the messages of checkSamplingParams first.
 #include "napi/sampler.h"
 
-#include <cmath>
 #include <string>
 
 #include "core/loss.h"
 #include "cpu/sampler.h"
 #include "napi/errors.h"
+#include "napi/model_args.h"
 
 namespace rift::napi {
 namespace {
 
-double number_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw_type(info.Env(), name, "must be a number");
-  const double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d)) throw_range(info.Env(), name, "must be finite");
-  return d;
-}
-
-int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi) {
-  const double d = number_arg(info, i, name);
-  if (d != std::floor(d) || d < lo || d > hi)
-    throw_range(info.Env(), name, "must be an integer in [" + std::to_string(int64_t(lo)) + ", " +
-                                      std::to_string(int64_t(hi)) + "]");
-  return int64_t(d);
-}
+using namespace model_args;
 
 Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw_type(env, "logits", "must be a Float32Array");
-  const int64_t B = int_arg(info, 1, "B", 1, 2147483647.0), V = int_arg(info, 2, "V", 1, 2147483647.0);
+  auto logits = typed<float>(env, info[0], "logits", napi_float32_array, "Float32Array");
+  const int64_t B = integer(env, info[1], "B", 1, kMaxI32), V = integer(env, info[2], "V", 1, kMaxI32);
   cpu::SampleParams p;
-  p.temperature = number_arg(info, 3, "temperature");
-  p.top_k = int_arg(info, 4, "topK", 0, 9007199254740991.0);
-  p.top_p = number_arg(info, 5, "topP");
+  p.temperature = number(env, info[3], "temperature", 0, true);
+  p.top_k = integer(env, info[4], "topK", 0, int64_t(1) << 53);
+  p.top_p = number(env, info[5], "topP", 0, true);
   if (p.temperature < 0) throw_range(env, "temperature", "must be >= 0");
   if (!(p.top_p > 0 && p.top_p <= 1)) throw_range(env, "topP", "must be in (0, 1]");
-  if (info.Length() < 7 || !info[6].IsTypedArray() ||
-      info[6].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type(env, "u", "must be a Float64Array");
-  auto logits = info[0].As<Napi::Float32Array>();
-  auto u = info[6].As<Napi::Float64Array>();
-  if (double(logits.ElementLength()) != double(B) * double(V))
+  auto u = typed<double>(env, info[6], "u", napi_float64_array, "Float64Array");
+  if (double(logits.length) != double(B) * double(V))
     throw_range(env, "logits", "length must be B × V = " + std::to_string(B * V) + ", got " +
-                                   std::to_string(logits.ElementLength()));
-  if (int64_t(u.ElementLength()) != B)
-    throw_range(env, "u", "length must be B = " + std::to_string(B) + ", got " + std::to_string(u.ElementLength()));
+                                   std::to_string(logits.length));
+  if (u.length != B) throw_range(env, "u", "length must be B = " + std::to_string(B) + ", got " + std::to_string(u.length));
   for (int64_t b = 0; b < B; ++b)
-    if (!(u[size_t(b)] >= 0 && u[size_t(b)] < 1)) throw_range(env, "u", "u[" + std::to_string(b) + "] must be in [0, 1)");
+    if (!(u.data[b] >= 0 && u.data[b] < 1)) throw_range(env, "u", "u[" + std::to_string(b) + "] must be in [0, 1)");
   auto tokens = Napi::Int32Array::New(env, size_t(B));
   auto lp = Napi::Float64Array::New(env, size_t(B));
   auto slp = Napi::Float64Array::New(env, size_t(B));
   try {
-    cpu::sample_rows(logits.Data(), B, V, p, u.Data(), tokens.Data(), lp.Data(), slp.Data());
+    cpu::sample_rows(logits.data, B, V, p, u.data, tokens.Data(), lp.Data(), slp.Data());
   } catch (const ArgError& e) {
     throw to_js(env, e);
   } catch (const std::exception& e) {
