@@ -13,6 +13,7 @@
 // group in tiles of kBQ rows (lane r = row r: p_r, ds_r), dv += Σ_r p_r·dout_r, dk += Σ_r ds_r·q_r. Fixed
 // order everywhere: deterministic, no atomics; dk/dv summed over the group inside the block.
 // The build uses --use_fast_math: exp/log are the fast approximations (relative error ~1e-6).
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,7 @@ constexpr int kNW = 8;    // warps per block
 constexpr int kBK = 32;   // keys per tile (= lanes)
 constexpr int kBQ = 32;   // query rows per tile of the dk/dv pass (= lanes)
 constexpr int kKPW = kBK / kNW;  // keys per warp in the dk/dv pass
+constexpr int64_t kMaxGridZ = 65535;  // CUDA's limit on gridDim.z (the batch axis of every launch here)
 
 struct Shape {
   int64_t B, Tq, Tkv, past, Hq, Hkv, D, group;
@@ -227,9 +229,16 @@ void launch_rows(float* out, float* lse_out, const float* lse_in, const float* q
   const size_t smem = sizeof(float) * size_t(2 * kBK * (s.D + 1) + 2 * kNW * s.D);
   auto kern = rows_kernel<DPL, MODE>;
   set_smem(kern, smem);
-  const dim3 grid(unsigned((s.Tq * s.group + kNW - 1) / kNW), unsigned(s.Hkv), unsigned(s.B));
-  kern<<<grid, kNW * 32, smem>>>(out, lse_out, lse_in, q, k, v, dout, Di, s, accumulate);
-  RIFT_CUDA_CHECK_LAUNCH();
+  // gridDim.z (the batch) is limited to 65535: larger batches go in chunks of kMaxGridZ sequences, every pointer
+  // advanced to the chunk's first sequence (the kernel indexes from b = blockIdx.z and never reads s.B).
+  for (int64_t b0 = 0; b0 < s.B; b0 += kMaxGridZ) {
+    const int64_t nb = std::min(kMaxGridZ, s.B - b0);
+    const int64_t qo = b0 * s.Tq * s.Hq * s.D, ko = b0 * s.Tkv * s.Hkv * s.D, lo = b0 * s.Hq * s.Tq;
+    const dim3 grid(unsigned((s.Tq * s.group + kNW - 1) / kNW), unsigned(s.Hkv), unsigned(nb));
+    kern<<<grid, kNW * 32, smem>>>(out + qo, lse_out ? lse_out + lo : nullptr, lse_in ? lse_in + lo : nullptr, q + qo,
+                                   k + ko, v + ko, dout ? dout + qo : nullptr, Di ? Di + lo : nullptr, s, accumulate);
+    RIFT_CUDA_CHECK_LAUNCH();
+  }
 }
 
 template <int DPL>
@@ -238,9 +247,13 @@ void launch_dkdv(float* dk, float* dv, const float* dout, const float* q, const 
   const size_t smem = sizeof(float) * size_t(2 * kBK * s.D + 2 * kBQ * (s.D + 1) + 2 * kBQ);
   auto kern = dkdv_kernel<DPL>;
   set_smem(kern, smem);
-  const dim3 grid(unsigned((s.Tq + kBK - 1) / kBK), unsigned(s.Hkv), unsigned(s.B));
-  kern<<<grid, kNW * 32, smem>>>(dk, dv, dout, q, k, v, lse, Di, s, accumulate);
-  RIFT_CUDA_CHECK_LAUNCH();
+  for (int64_t b0 = 0; b0 < s.B; b0 += kMaxGridZ) {  // gridDim.z <= 65535: chunks of the batch (see launch_rows)
+    const int64_t nb = std::min(kMaxGridZ, s.B - b0);
+    const int64_t qo = b0 * s.Tq * s.Hq * s.D, ko = b0 * s.Tq * s.Hkv * s.D, lo = b0 * s.Hq * s.Tq;
+    const dim3 grid(unsigned((s.Tq + kBK - 1) / kBK), unsigned(s.Hkv), unsigned(nb));
+    kern<<<grid, kNW * 32, smem>>>(dk + ko, dv + ko, dout + qo, q + qo, k + ko, v + ko, lse + lo, Di + lo, s, accumulate);
+    RIFT_CUDA_CHECK_LAUNCH();
+  }
 }
 
 int dims_per_lane(int64_t D) {
