@@ -79,13 +79,15 @@ __device__ float block_reduce(float x, bool is_max, float* sh) {
   return sh[0];
 }
 
-// One block per score row (i, e): blockIdx.x = i (< r), blockIdx.y = e (< BH). Row i of chunk r0 sees keys
+// One block per score row (i, e): blockIdx.x = e (< BH), blockIdx.y = i (< r). Row i of chunk r0 sees keys
 // [0, past + r0 + i]. With lse_in null: computes lse (written to lse_out when not null); else uses lse_in.
 // P row = bf16(exp(S·scale − lse)) on the visible keys, 0 on [visible, L1).
 __global__ void softmax_kernel(const float* S, bf16* P, int64_t ldS, int64_t R, int64_t L1, int64_t past, int64_t r0,
                                float scale, const float* lse_in, float* lse_out, int64_t Tq) {
   __shared__ float sh[32];
-  const int64_t i = blockIdx.x, e = blockIdx.y;
+  // e on x (up to 2^31 − 1 blocks), i on y (r <= R <= 65535, see plan()): B·Hq may exceed gridDim.y's 65535 (a
+  // decode step over thousands of rows), the chunk's rows never do.
+  const int64_t e = blockIdx.x, i = blockIdx.y;
   const float* s = S + (e * R + i) * ldS;
   bf16* p = P + (e * R + i) * ldS;
   const int64_t n = past + r0 + i + 1;
@@ -109,7 +111,7 @@ __global__ void softmax_kernel(const float* S, bf16* P, int64_t ldS, int64_t R, 
 // dS̃ = bf16(scale·P̃·(dP − Di)) in place of P̃ (0 past the visible keys). Grid as softmax_kernel (past = 0).
 __global__ void ds_kernel(bf16* P, const float* dP, int64_t ldS, int64_t R, int64_t L1, int64_t r0, float scale,
                           const float* Di, int64_t T) {
-  const int64_t i = blockIdx.x, e = blockIdx.y;
+  const int64_t e = blockIdx.x, i = blockIdx.y;
   bf16* p = P + (e * R + i) * ldS;
   const float* dp = dP + (e * R + i) * ldS;
   const int64_t n = r0 + i + 1;
@@ -173,7 +175,7 @@ Plan plan(const AttnGemmCtx& c, int64_t BH, int64_t rows, int64_t keys) {
   const int64_t per_row = BH * p.ldS * 6;  // fp32 S + bf16 P
   int64_t R = std::max<int64_t>(1, int64_t(c.chunk_bytes) / std::max<int64_t>(per_row, 1));
   if (R >= 64) R = R / 64 * 64;
-  p.R = std::min(R, rows);
+  p.R = std::min({R, rows, int64_t(65535)});  // the row kernels put a chunk's rows on gridDim.y (<= 65535)
   p.chunks = (rows + p.R - 1) / p.R;
   return p;
 }
@@ -232,7 +234,7 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
     const void* const* t = dptr + ch * 6 * BH;
     bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, const_cast<void* const*>(t + 2 * BH),
           pl.ldS, BH);
-    softmax_kernel<<<dim3(unsigned(r), unsigned(BH)), kThreads>>>(S, P, pl.ldS, pl.R, L1, past, r0, scale, nullptr,
+    softmax_kernel<<<dim3(unsigned(BH), unsigned(r)), kThreads>>>(S, P, pl.ldS, pl.R, L1, past, r0, scale, nullptr,
                                                                    lse, Tq);
     check_launch("attention softmax");
     bgemm(c, false, false, r, D, L1, t + 3 * BH, CUDA_R_16BF, pl.ldS, t + 4 * BH, KD, 0.f,
@@ -315,7 +317,7 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
     const int64_t r0 = ch * pl.R, r = std::min(pl.R, T - r0), L1 = r0 + r;
     const void* const* t = dptr + ch * per_chunk;
     auto C = [&](int slot) { return const_cast<void* const*>(t + slot * BH); };
-    const dim3 grid{static_cast<unsigned>(r), static_cast<unsigned>(BH)};
+    const dim3 grid{static_cast<unsigned>(BH), static_cast<unsigned>(r)};
     bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, C(2), pl.ldS, BH);  // S
     softmax_kernel<<<grid, kThreads>>>(S, P, pl.ldS, pl.R, L1, 0, r0, scale, lse, nullptr, T);
     check_launch("attention backward P");
