@@ -67,6 +67,7 @@ describe.each(DEVICES)('host-copy API on device %s', (device) => {
     expect(Array.from(m.params().subarray(2, 6))).toEqual([p[2], 9, 8, p[5]]);
     m.editParams((tensor) => tensor('model.norm.weight')!.fill(2));
     expect(Array.from(new Set(m.tensor('model.norm.weight')))).toEqual([2]);
+    expect(Array.from(m.tensor(name))).toEqual(Array.from(w)); // tensors fn did not touch keep their values
     const n = m.numParams;
     const mm = Float32Array.from({ length: n }, (_, i) => i % 5), vv = Float32Array.from({ length: n }, (_, i) => i % 3);
     m.setOptimizerState({ m: mm, v: vv });

@@ -261,7 +261,9 @@ export class Model {
    */
   editParams<T>(fn: (tensor: (name: string) => Float32Array | undefined) => T): T {
     const table = (this.table ??= this.native.tensorTable());
-    const flat = this.device === 'cpu' ? this.params() : new Float32Array(this.numParams);
+    // params(): the zero-copy view on the CPU, a host copy of the current params on CUDA (a zero-filled array here
+    // would upload zeros over every tensor fn does not write).
+    const flat = this.params();
     const byName = new Map(table.map((t) => [t.name, t]));
     const out = fn((name) => {
       const t = byName.get(name);
