@@ -286,6 +286,9 @@ class CudaOps final : public OpsBackend {
   void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    // alpha == 0 (or K == 0): C = beta·C and A, B are not read (ops.h; the CPU twin never reads them, and A may hold
+    // NaN). cuBLAS does not document skipping A·B for alpha == 0, so pass k = 0, which it defines as C = beta·C.
+    if (alpha == 0.f) K = 0;
     const int m = to_int(N, "N"), n = to_int(M, "M"), k = to_int(K, "K");
     const int la = to_int(std::max<int64_t>(1, lda), "lda"), lb = to_int(std::max<int64_t>(1, ldb), "ldb");
     const int lc = to_int(std::max<int64_t>(1, ldc), "ldc");
@@ -297,8 +300,10 @@ class CudaOps final : public OpsBackend {
       char* base = static_cast<char*>(scratch(off_b + size_t(br) * size_t(bc) * sizeof(uint16_t)));
       uint16_t* a16 = reinterpret_cast<uint16_t*>(base);
       uint16_t* b16 = reinterpret_cast<uint16_t*>(base + off_b);
-      ops::round_bf16(a16, A, ar, ac, lda);
-      ops::round_bf16(b16, B, br, bc, ldb);
+      if (k > 0) {
+        ops::round_bf16(a16, A, ar, ac, lda);
+        ops::round_bf16(b16, B, br, bc, ldb);
+      }
       const int la16 = to_int(std::max<int64_t>(1, ac), "lda"), lb16 = to_int(std::max<int64_t>(1, bc), "ldb");
       cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, b16, CUDA_R_16BF, lb16, a16, CUDA_R_16BF, la16,
                                  &beta, C, CUDA_R_32F, lc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
