@@ -11,9 +11,10 @@
 //   when accumulate == true (a tensor read by several consumers: the residual stream, the normed input that
 //   feeds q/k/v or gate/up). With accumulate == false the input-gradient buffer need not be initialised.
 // - Outputs must not overlap inputs unless the comment allows it ("may alias": exact aliasing only).
-// - Arguments are assumed checked by the caller (napi/ops.cc checks everything it passes); the CPU backend
-//   still throws ArgError (core/loss.h) for data-dependent errors: a token id outside [0, V), a negative
-//   position. Sizes are element counts (int64); T = tokens, C = channels.
+// - Arguments are assumed checked by the caller (napi/ops.cc checks everything it passes, token ids and positions
+//   included; the decoder checks ids and makes the positions). The CPU backend still throws ArgError
+//   (core/loss.h) for a token id outside [0, V) or a negative position; the CUDA backend does not read ids or
+//   positions back to the host (a synchronisation per call) except in embedding_backward, which checks them. Sizes are element counts (int64); T = tokens, C = channels.
 // - Scratch memory (gemm packs, rope tables, attention tiles and group reduction) is owned by the backend and
 //   counted as Workspace in the memory tracker (core/memory.h).
 #pragma once
