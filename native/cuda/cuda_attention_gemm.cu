@@ -11,8 +11,8 @@
 //
 // x̃ = bf16(x): q, k, v (and dout) are converted once per call into scratch. Scores live in a pitch ldS =
 // round8(L) (32-byte aligned rows); R is the largest row count whose (b, h) scores fit ctx.chunk_bytes (a
-// multiple of 64 when that is >= 64). The device arrays of GEMM operand pointers for every chunk are built on the
-// host and uploaded in one copy per call. No atomics: dk / dv sums run in a fixed order (chunk, then head).
+// multiple of 64 when that is >= 64). The device arrays of GEMM operand pointers for every chunk are built by one
+// small kernel per call (fill_tables): nothing goes through the host. No atomics: dk / dv sums run in a fixed order (chunk, then head).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -139,6 +139,52 @@ __global__ void di_kernel(float* Di, const float* dout, const float* out, int64_
   }
 }
 
+// The batched GEMMs' operand pointer tables, built on the device (no host round trip, no synchronisation). One
+// Slot per table: entry pointer = base + elem·(b·cb + h·ch + g·cg + r0·cr) for batch row b, query head h, kv head
+// g and the chunk's first row r0, where the entry index enumerates (b, h) as e = b·Hq + h (mode 0) or, for the
+// calls that must not share an output within one call, x = j·BK + b·Hkv + g with h = g·G + j (mode 1).
+// Layout: table[(chunk·n + slot)·BH + entry].
+struct Slot {
+  const char* base;
+  int64_t cb, ch, cg, cr;
+  int32_t elem, mode;
+};
+struct Slots {
+  Slot s[15];
+  int n;
+};
+
+__global__ void fill_tables_kernel(const void** out, Slots sl, int64_t chunks, int64_t BH, int64_t Hq, int64_t Hkv,
+                                   int64_t R) {
+  const int64_t total = chunks * sl.n * BH, G = Hq / Hkv, BK = BH / G;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t chunk = i / (sl.n * BH), rem = i - chunk * sl.n * BH;
+    const int slot = int(rem / BH);
+    const int64_t e = rem - int64_t(slot) * BH;
+    const Slot& t = sl.s[slot];
+    int64_t b, h, g;
+    if (t.mode == 0) {
+      b = e / Hq, h = e - b * Hq, g = h / G;
+    } else {
+      const int64_t j = e / BK, x = e - j * BK;
+      b = x / Hkv, g = x - b * Hkv, h = g * G + j;
+    }
+    out[i] = t.base + int64_t(t.elem) * (b * t.cb + h * t.ch + g * t.cg + chunk * R * t.cr);
+  }
+}
+
+void fill_tables(const void** out, const Slots& sl, int64_t chunks, int64_t BH, int64_t Hq, int64_t Hkv, int64_t R) {
+  const int64_t total = chunks * sl.n * BH;
+  if (total == 0) return;
+  const int blocks = int(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+  fill_tables_kernel<<<blocks, kThreads>>>(out, sl, chunks, BH, Hq, Hkv, R);
+  check_launch("attention pointer tables");
+}
+
+Slot slot(const void* base, int elem, int mode, int64_t cb, int64_t ch, int64_t cg, int64_t cr) {
+  return Slot{static_cast<const char*>(base), cb, ch, cg, cr, elem, mode};
+}
+
 // Row-major batched GEMM through column-major cuBLAS (the mapping of cuda_ops.cu): C_i (M × N, ldc) =
 // alpha·op(A_i)·op(B_i) + beta·C_i, A_i (M × K) or (K × M) when ta, B_i (K × N) or (N × K) when tb.
 void bgemm(const AttnGemmCtx& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* const* A,
@@ -191,7 +237,7 @@ void check_dims(int64_t B, int64_t Tq, int64_t L, int64_t Hq, int64_t Hkv, int64
 void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const float* q, const float* k,
                             const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq,
                             int64_t Hkv, int64_t D) {
-  const int64_t L = past + Tq, G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, BH = B * Hq;
+  const int64_t L = past + Tq, QD = Hq * D, KD = Hkv * D, BH = B * Hq;
   if (B == 0 || Tq == 0) return;
   const float scale = 1.f / std::sqrt(float(D));
   const Plan pl = plan(c, BH, Tq, L);
@@ -208,23 +254,17 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
   bf16* P = cv.take<bf16>(size_t(BH * pl.R * pl.ldS));
   const void** dptr = cv.take<const void*>(size_t(nptr));
 
-  // Pointer tables: per chunk, [S: A B C][O: A B C] × BH.
-  std::vector<const void*> h(static_cast<size_t>(nptr));
-  for (int64_t ch = 0; ch < pl.chunks; ++ch) {
-    const int64_t r0 = ch * pl.R;
-    const void** t = h.data() + ch * 6 * BH;
-    for (int64_t e = 0; e < BH; ++e) {
-      const int64_t b = e / Hq, hh = e % Hq, g = hh / G;
-      const bf16* qrow = qb + ((b * Tq + r0) * Hq + hh) * D;
-      t[0 * BH + e] = qrow;
-      t[1 * BH + e] = kb + (b * L * Hkv + g) * D;
-      t[2 * BH + e] = S + e * pl.R * pl.ldS;
-      t[3 * BH + e] = P + e * pl.R * pl.ldS;
-      t[4 * BH + e] = vb + (b * L * Hkv + g) * D;
-      t[5 * BH + e] = out + ((b * Tq + r0) * Hq + hh) * D;
-    }
-  }
-  RIFT_CUDA_CHECK(cudaMemcpy(dptr, h.data(), h.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  // Pointer tables: per chunk, [S: A B C][O: A B C] × BH (entries e = b·Hq + h).
+  const int64_t pe = pl.R * pl.ldS;  // one (b, h) entry's scores
+  Slots sl{};
+  sl.n = 6;
+  sl.s[0] = slot(qb, 2, 0, Tq * QD, D, 0, QD);
+  sl.s[1] = slot(kb, 2, 0, L * KD, 0, D, 0);
+  sl.s[2] = slot(S, 4, 0, Hq * pe, pe, 0, 0);
+  sl.s[3] = slot(P, 2, 0, Hq * pe, pe, 0, 0);
+  sl.s[4] = slot(vb, 2, 0, L * KD, 0, D, 0);
+  sl.s[5] = slot(out, 4, 0, Tq * QD, D, 0, QD);
+  fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R);
   to_bf16(qb, q, 1, B * Tq * QD, 0);
   to_bf16(kb, k, B, L * KD, Tkv * KD);
   to_bf16(vb, v, B, L * KD, Tkv * KD);
@@ -265,40 +305,27 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
   float* Di = cv.take<float>(size_t(BH * T));
   const void** dptr = cv.take<const void*>(size_t(nptr));
 
-  std::vector<const void*> h(static_cast<size_t>(nptr));
-  for (int64_t ch = 0; ch < pl.chunks; ++ch) {
-    const int64_t r0 = ch * pl.R;
-    const void** t = h.data() + ch * per_chunk;
-    auto qrow = [&](const bf16* base, int64_t b, int64_t hh) { return base + ((b * T + r0) * Hq + hh) * D; };
-    for (int64_t e = 0; e < BH; ++e) {
-      const int64_t b = e / Hq, hh = e % Hq, g = hh / G;
-      // S = q̃·k̃ᵀ
-      t[0 * BH + e] = qrow(qb, b, hh);
-      t[1 * BH + e] = kb + (b * T * Hkv + g) * D;
-      t[2 * BH + e] = S + e * pl.R * pl.ldS;
-      // dP = dõ·ṽᵀ
-      t[6 * BH + e] = qrow(dob, b, hh);
-      t[7 * BH + e] = vb + (b * T * Hkv + g) * D;
-      t[8 * BH + e] = S + e * pl.R * pl.ldS;
-      // dq = dS̃·k̃
-      t[9 * BH + e] = P + e * pl.R * pl.ldS;
-      t[10 * BH + e] = kb + (b * T * Hkv + g) * D;
-      t[11 * BH + e] = dq + ((b * T + r0) * Hq + hh) * D;
-    }
-    // dv += P̃ᵀ·dõ and dk += dS̃ᵀ·q̃: call j (head g·G + j of every group) covers entries (b, g), index j·BK + b·Hkv + g.
-    for (int64_t j = 0; j < G; ++j)
-      for (int64_t b = 0; b < B; ++b)
-        for (int64_t g = 0; g < Hkv; ++g) {
-          const int64_t x = j * BK + b * Hkv + g, hh = g * G + j, e = b * Hq + hh;
-          t[3 * BH + x] = P + e * pl.R * pl.ldS;
-          t[4 * BH + x] = qrow(dob, b, hh);
-          t[5 * BH + x] = dv + (b * T * Hkv + g) * D;
-          t[12 * BH + x] = P + e * pl.R * pl.ldS;
-          t[13 * BH + x] = qrow(qb, b, hh);
-          t[14 * BH + x] = dk + (b * T * Hkv + g) * D;
-        }
-  }
-  RIFT_CUDA_CHECK(cudaMemcpy(dptr, h.data(), h.size() * sizeof(void*), cudaMemcpyHostToDevice));
+  // Pointer tables per chunk (15 × BH): S = q̃·k̃ᵀ [0-2], dv += P̃ᵀ·dõ [3-5, mode 1: call j covers entries (b, g) at
+  // j·BK + b·Hkv + g, head h = g·G + j], dP = dõ·ṽᵀ [6-8], dq = dS̃·k̃ [9-11], dk += dS̃ᵀ·q̃ [12-14, mode 1].
+  const int64_t pe = pl.R * pl.ldS;
+  Slots sl{};
+  sl.n = 15;
+  sl.s[0] = slot(qb, 2, 0, T * QD, D, 0, QD);
+  sl.s[1] = slot(kb, 2, 0, T * KD, 0, D, 0);
+  sl.s[2] = slot(S, 4, 0, Hq * pe, pe, 0, 0);
+  sl.s[3] = slot(P, 2, 1, Hq * pe, pe, 0, 0);
+  sl.s[4] = slot(dob, 2, 1, T * QD, D, 0, QD);
+  sl.s[5] = slot(dv, 4, 1, T * KD, 0, D, 0);
+  sl.s[6] = slot(dob, 2, 0, T * QD, D, 0, QD);
+  sl.s[7] = slot(vb, 2, 0, T * KD, 0, D, 0);
+  sl.s[8] = slot(S, 4, 0, Hq * pe, pe, 0, 0);
+  sl.s[9] = slot(P, 2, 0, Hq * pe, pe, 0, 0);
+  sl.s[10] = slot(kb, 2, 0, T * KD, 0, D, 0);
+  sl.s[11] = slot(dq, 4, 0, T * QD, D, 0, QD);
+  sl.s[12] = slot(P, 2, 1, Hq * pe, pe, 0, 0);
+  sl.s[13] = slot(qb, 2, 1, T * QD, D, 0, QD);
+  sl.s[14] = slot(dk, 4, 1, T * KD, 0, D, 0);
+  fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R);
   to_bf16(qb, q, 1, B * T * QD, 0);
   to_bf16(dob, dout, 1, B * T * QD, 0);
   to_bf16(kb, k, 1, B * T * KD, 0);
