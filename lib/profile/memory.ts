@@ -27,7 +27,7 @@
 //     + 2 r(N·C) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)                             backward scratch
 //   the no-gradient forward (Decoder::loss_forward_only, freed on return):
 //     2 r(N·C) + r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)
-//   logitsChunk (LmHeadLoss): R·V + 2 r(R·C), R = min(chunkRows, rows with a target),
+//   logitsChunk (LmHeadLoss): r(R·V) + 2 r(R·C), R = min(chunkRows, rows with a target),
 //     chunkRows default = clamp(⌊2^24 / V⌋, 64, 1024) on the CPU, clamp(⌊2^28 / V⌋, 64, 4096) on CUDA
 // Not predicted: 'workspace' (the CPU kernels' grow-only per-thread scratch — GEMM packs, RoPE tables, attention
 // tiles — shared by every model in the process; measured and reported, not compared) and 'kvCache' (sampling).
@@ -143,7 +143,7 @@ export function defaultChunkRows(vocab: number, device: Device = 'cpu'): number 
 /** Floats of the lm_head + loss chunk buffer (LmHeadLoss::pass). */
 export function logitsChunkFloats(c: DecoderConfig, chunkRows: number, targetRows: number): number {
   const R = Math.min(chunkRows, targetRows);
-  return R > 0 ? R * c.vocab_size + 2 * r16(R * c.hidden_size) : 0;
+  return R > 0 ? r16(R * c.vocab_size) + 2 * r16(R * c.hidden_size) : 0;
 }
 
 export function numParams(c: DecoderConfig): number {
