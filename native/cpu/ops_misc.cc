@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/loss.h"
+#include "core/checks.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/thread_pool.h"
 #include "cpu/vmath.h"
@@ -23,19 +24,12 @@ int64_t column_block(int64_t C) {
   return std::max<int64_t>(16, (per + 15) / 16 * 16);
 }
 
-void check_ids(const int32_t* ids, int64_t T, int64_t V) {
-  for (int64_t t = 0; t < T; ++t)
-    if (ids[t] < 0 || ids[t] >= V)
-      throw ArgError{ArgError::Range, "ids", "ids: ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
-                                                 " is outside [0, " + std::to_string(V) + ")"};
-}
-
 inline float sigmoid(float x) { return 1.f / (1.f + vexp(-x)); }
 
 }  // namespace
 
 void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) {
-  check_ids(ids, T, V);
+  check_token_ids(ids, T, V);
   parallel_for(T, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) std::memcpy(out + t * C, wte + int64_t(ids[t]) * C, size_t(C) * sizeof(float));
   }, std::max<int64_t>(1, kBlock / std::max<int64_t>(1, C)));
@@ -43,7 +37,7 @@ void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t
 
 // Each thread owns a block of columns of dwte and walks every token: repeated ids add in token order.
 void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V, int64_t C) {
-  check_ids(ids, T, V);
+  check_token_ids(ids, T, V);
   const int64_t cb = column_block(C);
   parallel_for((C + cb - 1) / cb, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {

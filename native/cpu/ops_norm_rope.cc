@@ -12,6 +12,7 @@
 
 #include "core/loss.h"
 #include "core/memory.h"
+#include "core/checks.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/thread_pool.h"
 
@@ -138,13 +139,9 @@ std::shared_ptr<const RopeTable> rope_table(int64_t D, float theta, int64_t need
 void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
           bool inverse, bool accumulate) {
   const int64_t half = D / 2;
+  check_positions(pos, T);
   int64_t maxpos = -1;
-  for (int64_t t = 0; t < T; ++t) {
-    if (pos[t] < 0)
-      throw ArgError{ArgError::Range, "positions", "positions: positions[" + std::to_string(t) + "] = " +
-                                                       std::to_string(pos[t]) + " is negative"};
-    maxpos = std::max<int64_t>(maxpos, pos[t]);
-  }
+  for (int64_t t = 0; t < T; ++t) maxpos = std::max<int64_t>(maxpos, pos[t]);
   if (T == 0 || half == 0) return;
   std::shared_ptr<const RopeTable> table;
   if (maxpos < kMaxCachedPos) table = rope_table(D, theta, maxpos + 1);

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checks.h"
 #include "core/loss.h"
 #include "core/memory.h"
 #include "cuda/cublas_loader.h"
@@ -54,13 +55,6 @@ std::vector<int32_t> download_ints(const int32_t* p, int64_t n) {
   std::vector<int32_t> h(size_t(std::max<int64_t>(0, n)));
   if (n > 0) RIFT_CUDA_CHECK(cudaMemcpy(h.data(), p, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost));
   return h;
-}
-
-void check_ids(const std::vector<int32_t>& ids, int64_t V) {
-  for (size_t t = 0; t < ids.size(); ++t)
-    if (ids[t] < 0 || ids[t] >= V)
-      throw ArgError{ArgError::Range, "ids", "ids: ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
-                                                 " is outside [0, " + std::to_string(V) + ")"};
 }
 
 class CudaOps final : public OpsBackend {
@@ -160,7 +154,7 @@ class CudaOps final : public OpsBackend {
                           int64_t C) override {
     std::lock_guard<std::mutex> lk(mu_);
     const std::vector<int32_t> h = download_ints(ids, T);
-    check_ids(h, V);
+    check_token_ids(h.data(), T, V);
     if (T <= 0 || C <= 0) return;
     std::vector<int32_t> order(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) order[size_t(t)] = int32_t(t);

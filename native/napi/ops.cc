@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "core/checks.h"
 #include "model/ops.h"
 #include "napi/ops_args.h"
 #ifdef RIFT_WITH_CUDA
@@ -248,21 +249,6 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// Data-dependent checks on the host arrays, before anything is staged or written, with the CPU twin's messages:
-// the CUDA backend does not read ids / positions back (that would synchronise every call; model/ops.h).
-void check_ids_host(Napi::Env env, const Span<int32_t>& ids, int64_t V) {
-  for (int64_t t = 0; t < ids.length; ++t)
-    if (ids.data[t] < 0 || ids.data[t] >= V)
-      throw_range(env, "ids", "ids[" + std::to_string(t) + "] = " + std::to_string(ids.data[t]) + " is outside [0, " +
-                                  std::to_string(V) + ")");
-}
-void check_positions_host(Napi::Env env, const Span<int32_t>& pos) {
-  for (int64_t t = 0; t < pos.length; ++t)
-    if (pos.data[t] < 0)
-      throw_range(env, "positions", "positions[" + std::to_string(t) + "] = " + std::to_string(pos.data[t]) +
-                                        " is negative");
-}
-
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   Opts o(info, {"T", "V", "C", "out", "ids", "wte"});
   OpsBackend& ops = be(o);
@@ -275,7 +261,7 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
   expect_len(env, wte, {V, C}, "V × C");
   disjoint(env, out, wte);
   disjoint(env, out, ids);
-  check_ids_host(env, ids, V);
+  guarded(env, [&] { check_token_ids(ids.data, ids.length, V); });  // on the host: CUDA never reads ids back
   run(env, ops, [&](Staging& st) { ops.embedding_forward(st.out(out), st.in(ids), st.in(wte), T, V, C); });
   return env.Undefined();
 }
@@ -292,7 +278,7 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
   expect_len(env, ids, {T}, "T");
   disjoint(env, dwte, dout);
   disjoint(env, dwte, ids);
-  check_ids_host(env, ids, V);
+  guarded(env, [&] { check_token_ids(ids.data, ids.length, V); });  // on the host: CUDA never reads ids back
   run(env, ops, [&](Staging& st) { ops.embedding_backward(st.out(dwte), st.in(dout), st.in(ids), T, V, C); });
   return env.Undefined();
 }
@@ -357,7 +343,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
   expect_len(env, pos, {T}, "T");
   disjoint(env, out, inp, !acc);
   disjoint(env, out, pos);
-  check_positions_host(env, pos);
+  guarded(env, [&] { check_positions(pos.data, pos.length); });  // on the host, as ids
   run(env, ops, [&](Staging& st) {
     float* y = st.out(out);
     const float* x = st.in(inp);
@@ -420,8 +406,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   disjoint(env, dk, dv);
   run(env, ops, [&](Staging& st) {
     ops.attention_backward(st.out(dq), st.out(dk), st.out(dv), st.in(dout), st.in(q), st.in(k), st.in(v), st.in(out),
-                           st.in(lse), B, T,
-                            Hq, Hkv, D, acc);
+                           st.in(lse), B, T, Hq, Hkv, D, acc);
   });
   return env.Undefined();
 }
