@@ -146,26 +146,32 @@ std::shared_ptr<OpsBuffer>& Decoder::flat(FlatBuffer which) {
   return v_;
 }
 
-void Decoder::read(FlatBuffer which, int64_t offset, int64_t n, float* host) {
+float* Decoder::flat_range(FlatBuffer which, int64_t offset, int64_t n) {
   if (offset < 0 || n < 0 || offset > nparams_ || n > nparams_ - offset)
     bad("offset", "[offset, offset + n) = [" + std::to_string(offset) + ", " + std::to_string(offset + n) +
                       ") is outside [0, " + std::to_string(nparams_) + ")");
-  ops_.download(host, flat(which)->data() + offset, size_t(n) * sizeof(float));
+  return flat(which)->data() + offset;
+}
+
+void Decoder::read(FlatBuffer which, int64_t offset, int64_t n, float* host) {
+  ops_.download(host, flat_range(which, offset, n), size_t(n) * sizeof(float));
 }
 
 void Decoder::write(FlatBuffer which, int64_t offset, int64_t n, const float* host) {
-  if (offset < 0 || n < 0 || offset > nparams_ || n > nparams_ - offset)
-    bad("offset", "[offset, offset + n) = [" + std::to_string(offset) + ", " + std::to_string(offset + n) +
-                      ") is outside [0, " + std::to_string(nparams_) + ")");
-  ops_.upload(flat(which)->data() + offset, host, size_t(n) * sizeof(float));
+  ops_.upload(flat_range(which, offset, n), host, size_t(n) * sizeof(float));
+}
+
+float* Decoder::grow(OpsBuffer& buf, MemCategory c, int64_t floats) {
+  if (int64_t(buf.size()) < floats) {
+    buf = OpsBuffer();  // free first: the peak is the larger buffer, not both
+    buf = OpsBuffer(ops_, c, size_t(floats));
+  }
+  return buf.data();
 }
 
 const int32_t* Decoder::stage(OpsBuffer& buf, const int32_t* host, int64_t n) {
   if (ops_.space() == MemSpace::Host) return host;
-  if (int64_t(buf.size()) < n) {
-    buf = OpsBuffer();
-    buf = OpsBuffer(ops_, MemCategory::Workspace, size_t(n));
-  }
+  grow(buf, MemCategory::Workspace, n);
   static_assert(sizeof(float) == sizeof(int32_t), "ints are staged in float buffers");
   ops_.upload(buf.data(), host, size_t(n) * sizeof(int32_t));
   return reinterpret_cast<const int32_t*>(buf.data());
@@ -191,10 +197,7 @@ void Decoder::lm_head_to_host(const float* h, int64_t rows, float* host_logits) 
   }
   // Device: chunks of at most chunk_rows_ rows through the lm_head chunk buffer, each downloaded.
   const int64_t R = std::min(rows, chunk_rows_);
-  if (int64_t(chunk_.size()) < R * V) {
-    chunk_ = OpsBuffer();
-    chunk_ = OpsBuffer(ops_, MemCategory::LogitsChunk, size_t(R * V));
-  }
+  grow(chunk_, MemCategory::LogitsChunk, R * V);
   for (int64_t r0 = 0; r0 < rows; r0 += R) {
     const int64_t r = std::min(R, rows - r0);
     lm_head_rows(h + r0 * cfg_.C, r, chunk_.data());
@@ -213,13 +216,7 @@ void Decoder::check_ids(const int32_t* ids, int64_t n, const char* arg) const {
                                                std::to_string(cfg_.vocab) + ")"};
 }
 
-float* Decoder::scratch(int64_t floats) {
-  if (int64_t(infer_.size()) < floats) {
-    infer_ = OpsBuffer();  // free first: the peak is the larger buffer, not both
-    infer_ = OpsBuffer(ops_, MemCategory::Activations, size_t(floats));
-  }
-  return infer_.data();
-}
+float* Decoder::scratch(int64_t floats) { return grow(infer_, MemCategory::Activations, floats); }
 
 void Decoder::lm_head_rows(const float* h, int64_t rows, float* logits) {
   ops_.gemm(false, true, rows, cfg_.vocab, cfg_.C, 1.f, h, cfg_.C, lm_head_weight(), cfg_.C, 0.f, logits, cfg_.vocab);
@@ -297,17 +294,11 @@ void Decoder::forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, 
   float* x = scratch(infer_floats(cfg_, n));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, nullptr);
+  if (last_only) return last_logits(x, B, T, logits);
   float* ln = infer_.data() + rup(n * C);
   float* rstd = ln + rup(n * C);
-  const float* w = params_->data() + off_norm_;
-  if (!last_only) {
-    ops_.rmsnorm_forward(ln, rstd, x, w, n, C, float(cfg_.eps));
-    lm_head_to_host(ln, n, logits);
-    return;
-  }
-  gather_rows(ln, x, B, T - 1, T);  // the last row of each sequence (B, C)
-  ops_.rmsnorm_forward(ln, rstd, ln, w, B, C, float(cfg_.eps));
-  lm_head_to_host(ln, B, logits);
+  ops_.rmsnorm_forward(ln, rstd, x, params_->data() + off_norm_, n, C, float(cfg_.eps));
+  lm_head_to_host(ln, n, logits);
 }
 
 // The loss without a gradient (log-probs for a DPO reference, evaluation): the inference layers over ONE
@@ -346,8 +337,15 @@ void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, 
   float* x = scratch(infer_floats(cfg_, n));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, &cache);
-  float* ln = infer_.data() + rup(n * C);
-  float* rstd = ln + rup(n * C);
+  last_logits(x, B, T, logits);
+}
+
+// The last position's logits (B, V) to the host from the layers' output x (B·T, C) at the start of the inference
+// scratch: gather each row's last token, the final norm, the lm_head.
+void Decoder::last_logits(const float* x, int64_t B, int64_t T, float* logits) {
+  const int64_t C = cfg_.C;
+  float* ln = infer_.data() + rup(B * T * C);
+  float* rstd = ln + rup(B * T * C);
   gather_rows(ln, x, B, T - 1, T);
   ops_.rmsnorm_forward(ln, rstd, ln, params_->data() + off_norm_, B, C, float(cfg_.eps));
   lm_head_to_host(ln, B, logits);

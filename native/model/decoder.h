@@ -173,6 +173,10 @@ class Decoder {
   const int32_t* stage(OpsBuffer& buf, const int32_t* host, int64_t n);
   void stage_positions(int64_t B, int64_t T, int64_t past);  // pos_ (host) and pos_dev_ for B rows of T tokens
   std::shared_ptr<OpsBuffer>& flat(FlatBuffer which);
+  float* flat_range(FlatBuffer which, int64_t offset, int64_t n);  // checked [offset, offset + n)
+  // buf holds at least `floats` (category c): grown by freeing first, so the peak is the larger buffer only.
+  float* grow(OpsBuffer& buf, MemCategory c, int64_t floats);
+  void last_logits(const float* x, int64_t B, int64_t T, float* logits);
   void ensure_acts(int64_t B, int64_t T);
   float* scratch(int64_t floats);  // inference scratch (Activations), grown on demand
   // Logits of `rows` rows of h (backend memory) into host memory: directly on the CPU, through chunk_ on a device.

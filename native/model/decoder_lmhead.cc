@@ -39,12 +39,8 @@ void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
   if (active == 0) return;
   const int64_t R = std::min(d_.chunk_rows_, active);
   // logits first, then the gathered rows at a 64-byte boundary (cuBLAS picks its fast kernels for aligned operands)
-  const size_t need = size_t(round16(R * V) + 2 * round16(R * C));
-  if (d_.chunk_.size() < need) {
-    d_.chunk_ = OpsBuffer();
-    d_.chunk_ = OpsBuffer(d_.ops_, MemCategory::LogitsChunk, need);
-  }
-  float* logits = d_.chunk_.data();      // (R, V), the gradient G in place
+  float* logits = d_.grow(d_.chunk_, MemCategory::LogitsChunk, round16(R * V) + 2 * round16(R * C));
+  // logits (R, V), the gradient G in place
   float* hbuf = logits + round16(R * V);  // (R, C) gathered lm_head inputs
   float* dbuf = hbuf + round16(R * C);   // (R, C) dH of the chunk before the scatter
   const float* W = d_.lm_head_weight();  // (V, C)
