@@ -17,6 +17,8 @@ const QWEN = parseConfig({
   num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
 });
 const DEVICES = Model.devices();
+/** The memory report's categories of a device (host at the top level, GPU under .device). */
+const space = (r: ReturnType<typeof Model.memory>, device: Device) => (device === 'cuda' ? r.device : r);
 const B = 2, T = 12, N = B * T;
 
 function ids(seed: number): Int32Array {
@@ -94,13 +96,12 @@ describe.each(DEVICES)('host-copy API on device %s', (device) => {
 
 describe.each(DEVICES)('activation recomputation on device %s', (device) => {
   test('the same loss, log-probs and gradients as saving every activation, with fewer activation bytes', () => {
-    const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
     const grads = (recompute: boolean) => {
       const m = Model.fromConfig(QWEN, { device, precision: 'fp32', recompute, seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
       expect(m.recompute).toBe(recompute);
-      const before = space(Model.memory()).activations.current;
+      const before = space(Model.memory(), device).activations.current;
       const r = m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'rift', rewards: REWARDS, negative: 'sequence' });
-      const acts = space(Model.memory()).activations.current - before;
+      const acts = space(Model.memory(), device).activations.current - before;
       return { loss: r.loss, seq: Array.from(r.seqLogps), g: m.grads(), acts };
     };
     const a = grads(false), b = grads(true);
@@ -116,14 +117,13 @@ describe.each(DEVICES)('activation recomputation on device %s', (device) => {
 
 describe.each(DEVICES)('bf16 activation storage on device %s', (device) => {
   test('the same forward and loss; gradients within bf16 rounding of the fp32-stored ones; about half the bytes', () => {
-    const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
     const run1 = (activationDtype: Precision) => {
       const deep = parseConfig({ ...QWEN.raw, num_hidden_layers: 6 }); // L bf16 copies + one fp32 set: ~(L/2 + 1) sets
       const m = Model.fromConfig(deep, { device, precision: 'fp32', activationDtype, seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
       expect(m.activationDtype).toBe(activationDtype);
-      const before = space(Model.memory()).activations.current;
+      const before = space(Model.memory(), device).activations.current;
       const r = m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'rift', rewards: REWARDS, negative: 'sequence', tokenLogps: true });
-      return { r, g: m.grads(), acts: space(Model.memory()).activations.current - before };
+      return { r, g: m.grads(), acts: space(Model.memory(), device).activations.current - before };
     };
     const a = run1('fp32'), b = run1('bf16');
     expect(b.r.loss).toBe(a.r.loss); // the forward is fp32 either way; only the saved copies are rounded
@@ -139,14 +139,13 @@ describe.each(DEVICES)('bf16 activation storage on device %s', (device) => {
 
 describe.each(DEVICES)('the no-gradient forward on device %s', (device) => {
   test("'logprob' and backward:false: the training path's log-probs and loss, one temporary scratch, gradients untouched", () => {
-    const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
     const m = Model.fromConfig(QWEN, { device, precision: 'fp32', seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
     const batch = { ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, tokenLogps: true };
     Model.resetPeaks();
-    const before = space(Model.memory()).activations;
+    const before = space(Model.memory(), device).activations;
     const lp = m.lossAndBackward({ ...batch, method: 'logprob' });
     const sft = m.lossAndBackward({ ...batch, method: 'sft', backward: false });
-    const after = space(Model.memory()).activations;
+    const after = space(Model.memory(), device).activations;
     expect(after.current).toBe(before.current); // the scratch is freed; no training activations were allocated
     const N_ = N, n16 = (x: number) => Math.ceil(x / 16) * 16, { hidden_size: C, intermediate_size: I } = QWEN;
     const QD = QWEN.num_attention_heads * QWEN.head_dim, KD = QWEN.num_key_value_heads * QWEN.head_dim;

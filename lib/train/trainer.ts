@@ -511,9 +511,11 @@ export class Trainer {
   /** The initial policy weights as a frozen reference Model ('reference' memory), or the checkpoint's. */
   private makeHeldReference(): Model {
     const chunkRows = this.model.native.info().chunkRows;
-    if (this.referenceDir) return Model.load(this.referenceDir, { reference: true, chunkRows, device: this.model.device, precision: this.model.precision, recompute: this.model.recompute, activationDtype: this.model.activationDtype });
+    // the policy's device and numerics; its parameters count as 'reference'
+    const opts = { reference: true, chunkRows, device: this.model.device, precision: this.model.precision, recompute: this.model.recompute, activationDtype: this.model.activationDtype };
+    if (this.referenceDir) return Model.load(this.referenceDir, opts);
     if (this.resumed) throw new Error("resume: the checkpoint holds no reference model for dpoReference 'held'");
-    const ref = Model.fromConfig(this.model.config, { reference: true, std: 0, chunkRows, device: this.model.device, precision: this.model.precision, recompute: this.model.recompute, activationDtype: this.model.activationDtype });
+    const ref = Model.fromConfig(this.model.config, { ...opts, std: 0 });
     ref.setParams(this.model.params());
     return ref;
   }
