@@ -124,6 +124,11 @@ function localResult(r: NativeLossResult): LossResult {
   return out;
 }
 
+/** Elements of a tensor of the table. */
+function numel(t: TensorEntry): number {
+  return t.shape.reduce((a, b) => a * b, 1);
+}
+
 function checkIds(arg: string, v: unknown, n: number, label = 'B × T'): Int32Array {
   if (!(v instanceof Int32Array)) throw typeError(arg, `must be an Int32Array, got ${describe(v)}`);
   if (v.length !== n) throw rangeError(arg, `length must be ${label} = ${n}, got ${v.length}`);
@@ -267,7 +272,7 @@ export class Model {
     const byName = new Map(table.map((t) => [t.name, t]));
     const out = fn((name) => {
       const t = byName.get(name);
-      return t ? flat.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) : undefined;
+      return t ? flat.subarray(t.offset, t.offset + numel(t)) : undefined;
     });
     if (this.device !== 'cpu') this.setParams(flat);
     return out;
@@ -282,7 +287,7 @@ export class Model {
   /** Copies data (its exact size) into one tensor of the params (any device). */
   setTensor(name: string, data: Float32Array): void {
     const t = this.entry(name);
-    const n = t.shape.reduce((a, b) => a * b, 1);
+    const n = numel(t);
     if (!(data instanceof Float32Array)) throw typeError('data', `must be a Float32Array, got ${describe(data)}`);
     if (data.length !== n) throw rangeError('data', `length must be ${n} (${name} ${JSON.stringify(t.shape)}), got ${data.length}`);
     this.setParams(data, t.offset);
@@ -360,7 +365,7 @@ export class Model {
   /** One tensor of the flat params (or grads: which = 'grad'): a zero-copy view on the CPU, a host copy on CUDA. */
   tensor(name: string, which: 'param' | 'grad' = 'param'): Float32Array {
     const t = this.entry(name);
-    const n = t.shape.reduce((a, b) => a * b, 1);
+    const n = numel(t);
     if (this.device !== 'cpu') return local(call(() => this.native.readBuffer(which === 'grad' ? 'grads' : 'params', t.offset, n)));
     return (which === 'grad' ? this.grads() : this.params()).subarray(t.offset, t.offset + n);
   }
