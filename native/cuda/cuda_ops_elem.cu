@@ -159,7 +159,11 @@ void column_sums(float* dbias, const float* dout, int64_t M, int64_t N, double* 
   const unsigned cb = unsigned((N + kThreads - 1) / kThreads);
   colsum_partial_kernel<<<dim3(cb, unsigned(P)), kThreads>>>(scratch, dout, M, N, rpp);
   RIFT_CUDA_CHECK_LAUNCH();
-  colsum_finish_kernel<<<cb, kThreads>>>(dbias, scratch, P, N);
+  colsum_finish(dbias, scratch, P, N);
+}
+
+void colsum_finish(float* dst, const double* partial, int64_t P, int64_t N) {
+  colsum_finish_kernel<<<unsigned((N + kThreads - 1) / kThreads), kThreads>>>(dst, partial, P, N);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 

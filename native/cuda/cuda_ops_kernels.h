@@ -19,6 +19,8 @@ void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumul
 int64_t colsum_rows_per_part(int64_t M, int64_t N);
 int64_t colsum_scratch(int64_t M, int64_t N);
 void column_sums(float* dbias, const float* dout, int64_t M, int64_t N, double* scratch);
+// dst (N) += Σ_p partial[p][c] over P rows of doubles (the second pass of column_sums and of RMSNorm's dweight).
+void colsum_finish(float* dst, const double* partial, int64_t P, int64_t N);
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
                      bool accumulate);

@@ -47,14 +47,6 @@ __global__ void rms_dweight_partial_kernel(double* partial, const float* dout, c
   partial[int64_t(blockIdx.y) * C + c] = a;
 }
 
-__global__ void rms_dweight_finish_kernel(float* dweight, const double* partial, int64_t P, int64_t C) {
-  const int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  double a = 0.0;
-  for (int64_t p = 0; p < P; ++p) a += partial[p * C + c];
-  dweight[c] += float(a);
-}
-
 // dinp = r·(g·w − xhat·mean(g·w·xhat)); dinp may alias dout (read by the reduction, then element by element).
 __global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp, const float* weight,
                                         const float* rstd, int64_t C, bool accumulate) {
@@ -118,8 +110,7 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
     const unsigned cb = unsigned((C + kThreads - 1) / kThreads);
     rms_dweight_partial_kernel<<<dim3(cb, unsigned(P)), kThreads>>>(scratch, dout, inp, rstd, T, C, rpp);
     RIFT_CUDA_CHECK_LAUNCH();
-    rms_dweight_finish_kernel<<<cb, kThreads>>>(dweight, scratch, P, C);
-    RIFT_CUDA_CHECK_LAUNCH();
+    colsum_finish(dweight, scratch, P, C);
   }
   if (!dinp) return;
   rmsnorm_backward_kernel<<<unsigned(T), kNormThreads>>>(dinp, dout, inp, weight, rstd, C, accumulate);
