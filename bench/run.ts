@@ -43,6 +43,8 @@ interface Args {
   only: 'cpu' | 'cuda' | 'engine' | 'engine-cuda' | null;
   /** engine-cuda: an HF checkpoint of the Qwen2.5-1.5B shape to load instead of a random init. */
   modelDir?: string;
+  /** cuda: timed calls per kernel (default 20; 5 with --quick), e.g. few under a profiler. */
+  iterations?: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -58,8 +60,12 @@ function parseArgs(argv: string[]): Args {
       const v = s.includes('=') ? s.slice(12) : argv[++i];
       if (!v) throw new Error('--model-dir: expected a directory');
       a.modelDir = v;
+    } else if (s === '--iterations' || s.startsWith('--iterations=')) {
+      const v = Number(s.includes('=') ? s.slice(13) : argv[++i]);
+      if (!Number.isInteger(v) || v < 1) throw new Error('--iterations: expected an integer >= 1');
+      a.iterations = v;
     } else if (s === '--help' || s === '-h') {
-      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine|engine-cuda] [--model-dir DIR]');
+      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine|engine-cuda] [--model-dir DIR] [--iterations N]');
       process.exit(0);
     } else throw new Error(`unknown argument ${s} (try --help)`);
   }
@@ -390,7 +396,7 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
 // ---------------------------------------------------------------------------------------------------------
 // CUDA (when the addon was built with CUDA and a device is present)
 
-async function benchCuda(tb: Tinybench, quick: boolean, log: (s: string) => void): Promise<{ rows: Row[]; gpu: string }> {
+async function benchCuda(tb: Tinybench, quick: boolean, log: (s: string) => void, iterations?: number): Promise<{ rows: Row[]; gpu: string }> {
   const gpu = cuda.devices()[0]?.name ?? 'CUDA device';
   const N = quick ? 512 : 8192;
   const V = 151936;
@@ -410,7 +416,7 @@ async function benchCuda(tb: Tinybench, quick: boolean, log: (s: string) => void
       const inPlace = k === 'sft';
       const opts = lossOptions(k, p, logits, inPlace ? logits : grad);
       let loss = NaN;
-      const st = await measure(tb, `cuda ${k}`, () => { loss = lossAndGrad(opts).loss; cuda.synchronize(); }, { iterations: quick ? 5 : 20, warmup: 2 });
+      const st = await measure(tb, `cuda ${k}`, () => { loss = lossAndGrad(opts).loss; cuda.synchronize(); }, { iterations: iterations ?? (quick ? 5 : 20), warmup: 2 });
       const row: Row = {
         backend: 'cuda', shape, N, V, case: KERNEL_LABEL[k], kind: 'fused', kernel: k, dtype: 'bf16', inPlace, ...st, bytes,
         gbps: bytes / (st.meanMs * 1e-3) / 1e9, targets: [], loss,
@@ -557,7 +563,7 @@ async function main(): Promise<void> {
   if (args.only === null || args.only === 'cpu') rows.push(...(await benchCpu(tb, args.quick, log)));
   if (args.only === null || args.only === 'cuda') {
     if (cuda.isAvailable()) {
-      const r = await benchCuda(tb, args.quick, log);
+      const r = await benchCuda(tb, args.quick, log, args.iterations);
       gpu = r.gpu;
       rows.push(...r.rows);
     } else {
