@@ -31,6 +31,7 @@ export interface NativeCuda {
   deviceCount(): number;
   devices(): NativeDeviceInfo[];
   synchronize(): void;
+  profiler(on: boolean): void;
   DeviceTensor: new (bytes: number, dtype: number) => NativeDeviceTensor;
 }
 

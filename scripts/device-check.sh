@@ -25,6 +25,8 @@
 #   torchloss   scripts/torch_loss_bench.py: PyTorch cross-entropy (eager, compiled) on the same problem
 #   kernels     Nsight Compute: each loss kernel's own duration (kernel alone, no API or sync overhead)
 #   memcheckops compute-sanitizer memcheck on test/cuda.test.ts
+#   profile     where the time goes (not by default): scripts/cuda-profile.js wall-clock parts at the 1.5B layer
+#               shape, then Nsight Compute over one training step and over 8 decode steps, summed per kernel
 #   parity      scripts/make_parity_fixture.py: regenerates the checked-in tiny HF fixtures (not by default)
 # Exit status: 0 all ran and passed, 1 a step failed or timed out, 2 none failed but some were skipped,
 # 3 the preflight found no usable GPU (PREFLIGHT=0 goes on regardless: a dry run of the script on a CPU machine). HF_DIR (default /tmp/rift-hf, ~13 GB) is removed at the end unless KEEP_HF=1.
@@ -124,9 +126,20 @@ step() {
       else run kernels 90 "$ncu" --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$W/ncu-kernels.csv" \
              node dist/bench/run.js --only cuda --iterations 3
       fi ;;
+    profile)  # wall-clock parts, then Nsight Compute on one training step and on 8 decode steps (4 of 28 layers)
+      run profile-wall 120 node scripts/cuda-profile.js --layers 4
+      if [[ -z $ncu ]]; then note "== profile-ncu: FAIL (ncu not found)"
+      else
+        for ph in train decode; do
+          run profile-ncu-$ph 150 "$ncu" --clock-control none --profile-from-start off --metrics gpu__time_duration.sum \
+            --csv --log-file "$W/ncu-$ph.csv" node scripts/cuda-profile.js --phase $ph --layers 4 \
+            && node scripts/ncu-summary.js "$W/ncu-$ph.csv" --top 30 > "$W/ncu-$ph-summary.md" && cat "$W/ncu-$ph-summary.md"
+        done
+        pack
+      fi ;;
     parity) run parity 90 python3 scripts/make_parity_fixture.py --out /tmp/parity
             tar -czf "$W/parity-fixtures.tgz" -C /tmp parity 2>/dev/null; pack ;;
-    *) note "== $1: FAIL (unknown step; known: opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels parity)" ;;
+    *) note "== $1: FAIL (unknown step; known: opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity)" ;;
   esac
 }
 

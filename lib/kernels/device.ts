@@ -45,6 +45,16 @@ export const cuda = {
     const c = native();
     if (c !== null) call(() => c.synchronize());
   },
+  /**
+   * Starts (true) or stops (false) the CUDA profiler's capture range after a synchronise, so that
+   * `ncu --profile-from-start off` or `nsys profile --capture-range=cudaProfilerApi` record only the work in
+   * between. No-op without CUDA.
+   */
+  profiler(on: boolean): void {
+    if (typeof on !== 'boolean') throw new TypeError(`on: must be a boolean, got ${typeof on}`);
+    const c = native();
+    if (c !== null && c.deviceCount() > 0) call(() => c.profiler(on));
+  },
 };
 
 /** A 1-D array of f32 or bf16 (bit patterns, as Uint16Array) values in device memory. Free it with free(). */

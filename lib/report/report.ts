@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeBytesAtomic } from '../engine/safetensors';
-import { renderSvgs, svgToPng, type VegaLiteSpec, type PngOptions } from './plots';
+import { plotFont, renderSvgs, svgToPng, type VegaLiteSpec, type PngOptions } from './plots';
 
 export interface ReportPlot {
   /** File stem: `${name}.svg` and `${name}.png` (letters, digits, '-', '_'). */
@@ -37,6 +37,8 @@ export interface WrittenReport {
 const NAME = /^[A-Za-z0-9_-]+$/;
 
 /** Writes `dir`/report.md plus `name`.svg and `name`.png for every plot (creates `dir`). */
+let warnedNoFont = false;
+
 export async function writeReport(dir: string, content: ReportContent): Promise<WrittenReport> {
   if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('dir: must be a non-empty path');
   if (typeof content !== 'object' || content === null || !Array.isArray(content.plots)) throw new TypeError('content: must be an object with a plots array');
@@ -49,6 +51,10 @@ export async function writeReport(dir: string, content: ReportContent): Promise<
     if (typeof p.spec !== 'object' || p.spec === null) throw new TypeError(`plots: plots[${i}].spec must be a vega-lite spec object`);
   });
 
+  if (!plotFont().file && !warnedNoFont) {
+    warnedNoFont = true;
+    console.warn('rift report: no TrueType font found (e.g. DejaVu Sans: apt install fonts-dejavu-core); the PNG charts will have no text, the SVGs are complete');
+  }
   const svgs = await renderSvgs(Object.fromEntries(content.plots.map((p) => [p.name, p.spec])));
   fs.mkdirSync(dir, { recursive: true });
   const files: string[] = [];

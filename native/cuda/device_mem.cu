@@ -3,6 +3,8 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_mem.h"
 
+#include <cuda_profiler_api.h>
+
 namespace rift::cuda {
 
 int device_count() noexcept {
@@ -51,5 +53,7 @@ void copy_to_host(void* dst, const void* src, size_t bytes) {
 }
 
 void synchronize() { RIFT_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+void profiler(bool on) { RIFT_CUDA_CHECK(on ? cudaProfilerStart() : cudaProfilerStop()); }
 
 }  // namespace rift::cuda

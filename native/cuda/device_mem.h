@@ -24,5 +24,6 @@ void free_noexcept(void* ptr) noexcept;  // for destructors/finalizers: errors a
 void copy_to_device(void* dst, const void* src, size_t bytes);  // dst: device, src: host
 void copy_to_host(void* dst, const void* src, size_t bytes);    // dst: host, src: device
 void synchronize();                // waits for all work on the current device
+void profiler(bool on);            // cudaProfilerStart / Stop: brackets what Nsight tools capture
 
 }  // namespace rift::cuda

@@ -183,6 +183,16 @@ Napi::Value synchronize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// cuda.profiler(on): cudaProfilerStart / Stop, so `ncu --profile-from-start off` (or nsys --capture-range
+// cudaProfilerApi) captures only the bracketed work. Synchronises first: the range starts and ends on idle work.
+Napi::Value profiler(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw_type(env, "on", "must be a boolean");
+  const bool on = info[0].As<Napi::Boolean>().Value();
+  if (rift::cuda::device_count() > 0) cuda_call(env, [on] { rift::cuda::synchronize(); rift::cuda::profiler(on); });
+  return env.Undefined();
+}
+
 }  // namespace
 
 bool unwrap_device_tensor(const Napi::Value& v, void** ptr, size_t* bytes, int* dtype) {
@@ -207,6 +217,7 @@ void init_device(Napi::Env env, Napi::Object exports) {
   cuda.Set("deviceCount", Napi::Function::New(env, device_count, "deviceCount"));
   cuda.Set("devices", Napi::Function::New(env, devices, "devices"));
   cuda.Set("synchronize", Napi::Function::New(env, synchronize, "synchronize"));
+  cuda.Set("profiler", Napi::Function::New(env, profiler, "profiler"));
   cuda.Set("DeviceTensor", DeviceTensor::define(env));
   exports.Set("cuda", cuda);
 }
