@@ -34,7 +34,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/rift-out}
 W=${WORK_DIR:-/tmp/rift-device-check}   # every log and JSON; packed into $OUT/results.tgz after each step
 rm -rf "$W"; mkdir -p "$OUT" "$W"
-[[ -f .device/env.sh ]] && source .device/env.sh
+[[ -f .device/env.sh ]] && source .device/env.sh   # a packed Node + addon for a GPU host without Node, when present
 export RIFT_ADDON=${RIFT_ADDON:-$PWD/build/Release/rift.node}
 par_steps=${PAR_STEPS-"opsjest hfparity memcheck"}
 seq_steps=${SEQ_STEPS-"engine hfbench bench torchloss kernels memcheckops"}
