@@ -375,7 +375,7 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
             .map(([k, v]) => [k, round(((v as { peak: number }).peak - (before[k as keyof typeof before] as { current: number }).current) / 2 ** 20, 2)]));
           const peak = after.total.peak - before.total.current;
           peaks[method] = peak;
-          const predicted = predictMemory(config, { method, B: mB, T: mT, recompute, chunkRows: policy.native.info().chunkRows, device: 'cuda', activationDtype: policy.activationDtype });
+          const predicted = predictMemory(config, { method, B: mB, T: mT, recompute, chunkRows: policy.native.info().chunkRows, device: 'cuda', precision: policy.precision, activationDtype: policy.activationDtype });
           // baselineGB: what was still allocated before this variant (the earlier models should have been freed)
           mem[key] = { peakGB: round(peak / GB, 3), peakBytes: peak, baselineGB: round(before.total.current / GB, 3), byCategoryMB: byCategory, predictedGB: round(predicted.bytes.total / GB, 3), predictedBytes: predicted.bytes.total };
           log(`  memory ${key}: ${round(peak / GB, 2)} GB peak (predicted ${round(predicted.bytes.total / GB, 2)} GB)`);

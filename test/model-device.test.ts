@@ -37,6 +37,12 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** The embedding's values reversed (a different but same-scale table) and its offset in the flat buffer. */
+function m0Embedding(m: Model): { data: Float32Array; offset: number } {
+  const t = m.tensorTable().find((e) => e.name === 'model.embed_tokens.weight')!;
+  return { data: Float32Array.from(m.tensor(t.name)).reverse(), offset: t.offset };
+}
+
 function make(device: Device, precision: Precision): Model {
   return Model.fromConfig(QWEN, { device, precision, seed: 3, std: 0.2, normStd: 0.1, chunkRows: 7 });
 }
@@ -214,7 +220,32 @@ cudaOnly.each(['fp32', 'bf16'] as const)('CUDA against its CPU twin, precision %
     run(m);
     const after = Model.memory().device;
     for (const k of ['params', 'grads', 'optimizer'] as const) expect(after[k].current - before[k].current).toBeGreaterThanOrEqual(m.numParams * 4 * (k === 'optimizer' ? 2 : 1));
+    // bf16 keeps a bf16 copy of the weights for its GEMMs, under params (lib/profile/memory.ts predicts it)
+    expect(after.params.current - before.params.current).toBe(m.numParams * (precision === 'bf16' ? 6 : 4));
     expect(after.activations.peak).toBeGreaterThan(0);
+  });
+
+  test("the GEMMs see every write to the weights (bf16: the weights' bf16 copy follows them)", () => {
+    const c = make('cpu', precision), g = make('cuda', precision);
+    const check = (what: string) => {
+      const a = c.forward(IDS, B, T), b = g.forward(IDS, B, T);
+      expect([what, maxDiff(b, a) <= tol * maxAbs(a)]).toEqual([what, true]);
+    };
+    check('initial');
+    const name = 'model.layers.0.mlp.up_proj.weight';
+    const w = Float32Array.from({ length: 64 * 32 }, (_, i) => Math.sin(i) / 4);
+    for (const m of [c, g]) m.setTensor(name, w);
+    check('setTensor');
+    const emb = m0Embedding(c);
+    for (const m of [c, g]) m.setParams(emb.data, emb.offset);
+    check('setParams');
+    for (const m of [c, g]) m.editParams((tensor) => tensor('model.layers.1.self_attn.q_proj.weight')!.forEach((x, i, t) => (t[i] = -2 * x)));
+    check('editParams');
+    for (const m of [c, g]) {
+      m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'sft' });
+      m.step({ lr: 5e-2 });
+    }
+    check('step');
   });
 });
 

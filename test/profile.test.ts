@@ -81,6 +81,15 @@ test('profileMemory: measured next to predicted, and the Qwen2.5-Math shapes', a
   }
 });
 
+test('predictMemory: CUDA at bf16 counts the weights\' bf16 copy (params and a held reference: 6 bytes per parameter)', () => {
+  const config = SHAPES[0].config;
+  const P = numParams(parseConfig(config));
+  const at = (device: 'cpu' | 'cuda', precision?: 'fp32' | 'bf16') => predictMemory(config, { method: 'dpo-held', B: 2, T: 8, device, precision }).bytes;
+  expect([at('cpu').params, at('cpu', 'bf16').params, at('cuda', 'fp32').params]).toEqual([4 * P, 4 * P, 4 * P]);
+  expect([at('cuda').params, at('cuda').reference, at('cuda', 'bf16').params]).toEqual([6 * P, 6 * P, 6 * P]);
+  expect(at('cuda').optimizer).toBe(8 * P);
+});
+
 test('bad options → typed errors naming the option', async () => {
   const config = SHAPES[0].config;
   expect(() => predictMemory(config, { method: 'ppo' as 'rift', B: 1, T: 2 })).toThrow(/^method: /);

@@ -18,6 +18,7 @@
 // The accounting, in floats (bytes = 4 × floats; fp32 everywhere), from native/model/decoder*.cc:
 //   P        Σ expectedTensors(config) sizes (tied: no lm_head.weight)
 //   params = P, grads = P, optimizer = 2P (AdamW m, v), reference (held) = P
+//   + on CUDA at precision bf16: the weights' bf16 copy the GEMMs read, P/2 more under params (and reference)
 //   activations (Decoder::ensure_acts, N = B·T, r(n) = n rounded up to 16 floats):
 //     L · r(N·C) + S · [3 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]
 //                                         saved: each layer's input, and S = L sets of the rest (S = 1: recompute);
@@ -162,8 +163,10 @@ export interface PredictOptions {
   recompute?: boolean;
   /** The device whose default chunk rows apply (default 'cpu'). */
   device?: Device;
-  /** Saved-activation storage (Model option activationDtype; default: the device's default precision). */
+  /** Saved-activation storage (Model option activationDtype; default: the precision). */
   activationDtype?: Precision;
+  /** GEMM precision (Model option precision; default: the device's, bf16 on CUDA, fp32 on the CPU). */
+  precision?: Precision;
 }
 
 /**
@@ -180,13 +183,16 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   const P = numParams(c);
   const models = method === 'dpo-held' ? 2 : 1; // the held reference keeps its own logits chunk
   const refForward = method === 'dpo-held' ? inferenceFloats(c, B * T) : 0; // its 'logprob' pass, during the step
+  const precision = o.precision ?? (o.device === 'cuda' ? 'bf16' : 'fp32');
+  // CUDA bf16 keeps a bf16 copy of the weights for its GEMMs (native/cuda/cuda_ops.cu register_weights).
+  const weights = o.device === 'cuda' && precision === 'bf16' ? 6 * P : 4 * P;
   const bytes: MemoryBytes = {
-    params: 4 * P,
+    params: weights,
     grads: 4 * P,
     optimizer: 8 * P,
-    activations: 4 * (activationFloats(c, B * T, !!o.recompute, o.activationDtype ?? (o.device === 'cuda' ? 'bf16' : 'fp32')) + refForward),
+    activations: 4 * (activationFloats(c, B * T, !!o.recompute, o.activationDtype ?? precision) + refForward),
     logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
-    reference: method === 'dpo-held' ? 4 * P : 0,
+    reference: method === 'dpo-held' ? weights : 0,
     total: 0,
   };
   bytes.total = PREDICTED_CATEGORIES.reduce((s, k) => s + bytes[k], 0);

@@ -86,14 +86,38 @@ class CudaOps final : public OpsBackend {
   }
   void release(float* p, MemCategory c, size_t n) noexcept override {
     if (!p) return;
+    if (dtype_ == DType::BF16) drop_weights(p);
     cuda::free_noexcept(p);
     mem_note_free(MemSpace::Device, c, int64_t(n * sizeof(float)));
   }
-  void upload(void* dst, const void* src, size_t bytes) override { cuda::copy_to_device(dst, src, bytes); }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    weights_written(dst, bytes);
+    cuda::copy_to_device(dst, src, bytes);
+  }
   void download(void* dst, const void* src, size_t bytes) override { cuda::copy_to_host(dst, src, bytes); }
   void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows) override {
-    if (width && rows)
-      RIFT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, nullptr));
+    if (!width || !rows) return;
+    weights_written(dst, (rows - 1) * dpitch + width);
+    RIFT_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, nullptr));
+  }
+
+  // The BF16 instance's weight copies (model/ops.h register_weights): allocated at once, filled lazily at the
+  // first GEMM that reads the region after a write (one rounding pass over the region), and rewritten by adamw
+  // in its own pass. RIFT_CUDA_WEIGHT_COPY=0 turns them off (every GEMM rounds both operands, 2 bytes per
+  // parameter less memory).
+  void register_weights(const float* region, size_t n, MemCategory c) override {
+    static const bool off = [] {
+      const char* e = std::getenv("RIFT_CUDA_WEIGHT_COPY");
+      return e && std::string(e) == "0";
+    }();
+    if (dtype_ != DType::BF16 || off || !region || n == 0) return;
+    if (n > SIZE_MAX / sizeof(uint16_t)) throw std::runtime_error("cuda weights copy: size overflow");
+    std::lock_guard<std::mutex> lk(mu_);
+    for (const Weights& w : weights_)
+      if (w.base == region) return;
+    auto* copy = static_cast<uint16_t*>(cuda::alloc(n * sizeof(uint16_t)));
+    mem_note_alloc(MemSpace::Device, c, int64_t(n * sizeof(uint16_t)));
+    weights_.push_back({region, n, c, copy, true});
   }
 
   OpsInfo info() const override {
@@ -266,8 +290,17 @@ class CudaOps final : public OpsBackend {
     return s;
   }
 
+  // Writes the weights' bf16 copy in the same pass when param lies in a registered region whose copy is current.
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) override {
-    ops::adamw(param, grad, m, v, n, p);
+    if (n <= 0) return;
+    std::lock_guard<std::mutex> lk(mu_);
+    uint16_t* copy = nullptr;
+    if (Weights* w = weights_holding(param, size_t(n))) {
+      if (!w->stale) copy = w->copy + (param - w->base);
+    } else {
+      mark_stale(param, size_t(n) * sizeof(float));
+    }
+    ops::adamw(param, grad, m, v, n, p, copy);
   }
 
  private:
@@ -286,16 +319,19 @@ class CudaOps final : public OpsBackend {
     const cublasOperation_t opb = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     if (dtype_ == DType::BF16) {
       // Stored shapes (row-major): A (K, M) when transA else (M, K); B (N, K) when transB else (K, N).
+      // An operand inside registered weights is read from their bf16 copy in place (same offset and stride).
       const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-      const size_t off_b = align256(size_t(ar) * size_t(ac) * sizeof(uint16_t));
-      char* base = static_cast<char*>(scratch(off_b + size_t(br) * size_t(bc) * sizeof(uint16_t)));
-      uint16_t* a16 = reinterpret_cast<uint16_t*>(base);
-      uint16_t* b16 = reinterpret_cast<uint16_t*>(base + off_b);
-      if (k > 0) {
-        ops::round_bf16(a16, A, ar, ac, lda);
-        ops::round_bf16(b16, B, br, bc, ldb);
-      }
-      const int la16 = to_int(std::max<int64_t>(1, ac), "lda"), lb16 = to_int(std::max<int64_t>(1, bc), "ldb");
+      const uint16_t* wa = k > 0 ? weights_copy(A, ar, ac, lda) : nullptr;
+      const uint16_t* wb = k > 0 ? weights_copy(B, br, bc, ldb) : nullptr;
+      const size_t bytes_a = wa ? 0 : align256(size_t(ar) * size_t(ac) * sizeof(uint16_t));
+      const size_t bytes_b = wb ? 0 : size_t(br) * size_t(bc) * sizeof(uint16_t);
+      char* base = static_cast<char*>(scratch(bytes_a + bytes_b));
+      const uint16_t* a16 = wa ? wa : reinterpret_cast<uint16_t*>(base);
+      const uint16_t* b16 = wb ? wb : reinterpret_cast<uint16_t*>(base + bytes_a);
+      if (k > 0 && !wa) ops::round_bf16(reinterpret_cast<uint16_t*>(base), A, ar, ac, lda);
+      if (k > 0 && !wb) ops::round_bf16(reinterpret_cast<uint16_t*>(base + bytes_a), B, br, bc, ldb);
+      const int la16 = to_int(std::max<int64_t>(1, wa ? lda : ac), "lda");
+      const int lb16 = to_int(std::max<int64_t>(1, wb ? ldb : bc), "ldb");
       cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, b16, CUDA_R_16BF, lb16, a16, CUDA_R_16BF, la16,
                                  &beta, C, CUDA_R_32F, lc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                    "cublasGemmEx");
@@ -356,8 +392,62 @@ class CudaOps final : public OpsBackend {
     return buf_;
   }
 
+  struct Weights {
+    const float* base;
+    size_t n;  // floats
+    MemCategory category;
+    uint16_t* copy;  // n bf16 values
+    bool stale;      // written since the copy was made
+  };
+
+  // The registered region holding [p, p + n) floats whole, or null (mu_ held).
+  Weights* weights_holding(const float* p, size_t n) {
+    for (Weights& w : weights_)
+      if (p >= w.base && p < w.base + w.n && n <= size_t(w.base + w.n - p)) return &w;
+    return nullptr;
+  }
+  // Marks every region overlapping [dst, dst + bytes) stale (mu_ held).
+  void mark_stale(const void* dst, size_t bytes) {
+    const char* d = static_cast<const char*>(dst);
+    for (Weights& w : weights_) {
+      const char* b = reinterpret_cast<const char*>(w.base);
+      if (d < b + w.n * sizeof(float) && b < d + bytes) w.stale = true;
+    }
+  }
+  void weights_written(const void* dst, size_t bytes) {
+    if (dtype_ != DType::BF16) return;
+    std::lock_guard<std::mutex> lk(mu_);
+    mark_stale(dst, bytes);
+  }
+  // The bf16 copy of a (rows, cols) operand with row stride ld when it lies in registered weights (refreshing a
+  // stale copy first), else null (mu_ held).
+  const uint16_t* weights_copy(const float* p, int64_t rows, int64_t cols, int64_t ld) {
+    if (weights_.empty() || rows <= 0 || cols <= 0) return nullptr;
+    Weights* w = weights_holding(p, size_t((rows - 1) * ld + cols));
+    if (!w) return nullptr;
+    if (w->stale) {
+      ops::round_bf16(w->copy, w->base, 1, int64_t(w->n), int64_t(w->n));
+      w->stale = false;
+    }
+    return w->copy + (p - w->base);
+  }
+  void drop_weights(const float* p) noexcept {
+    try {
+      std::lock_guard<std::mutex> lk(mu_);
+      for (size_t i = 0; i < weights_.size(); ++i)
+        if (weights_[i].base == p) {
+          cuda::free_noexcept(weights_[i].copy);
+          mem_note_free(MemSpace::Device, weights_[i].category, int64_t(weights_[i].n * sizeof(uint16_t)));
+          weights_.erase(weights_.begin() + std::ptrdiff_t(i));
+          return;
+        }
+    } catch (...) {  // a mutex that cannot be locked: leave the copy (it is freed with the process)
+    }
+  }
+
   const CublasApi* api_;
   DType dtype_;
+  std::vector<Weights> weights_;  // mu_
   int device_ = 0;
   cublasHandle_t handle_ = nullptr;
   bool tf32_ = false;

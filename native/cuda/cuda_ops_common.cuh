@@ -33,6 +33,15 @@ __device__ __forceinline__ double warp_sum_d(double x) {
   return x;
 }
 
+// fp32 → bf16 bit pattern, round to nearest even; NaN stays NaN (quietened, sign kept); subnormals rounded like any
+// other value. Integer math, so --use_fast_math cannot change it; the CPU twin is cpu/vmath.h f32_to_bf16.
+__device__ __forceinline__ uint16_t f32_to_bf16_rne(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
 // The build uses --use_fast_math: divisions, square roots and 1/x that must match the CPU go through the
 // IEEE round-to-nearest intrinsics below.
 __device__ __forceinline__ float sigmoid_rn(float x) { return __frcp_rn(__fadd_rn(1.f, expf(-x))); }

@@ -110,7 +110,10 @@ struct AdamConst {
 };
 
 // torch's _single_tensor_adam order (see cpu/ops_misc.cc); division and sqrt rounded as IEEE (fast math is on).
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamConst k) {
+// mirror (may be null): the bf16 copy of param that the BF16 instance's GEMMs read (cuda_ops.cu), rewritten
+// from the updated value in the same pass.
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, int64_t n, AdamConst k,
+                             uint16_t* mirror) {
   for (int64_t i = flat_index(); i < n; i += flat_stride()) {
     const float g = grad[i] * k.gs;
     const float pi = param[i] * k.decay;
@@ -119,7 +122,9 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
     const float vi = v[i] * k.b2 + (k.w2 * g) * g;
     m[i] = mi;
     v[i] = vi;
-    param[i] = pi + __fdiv_rn(k.neg_step * mi, __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps));
+    const float p = pi + __fdiv_rn(k.neg_step * mi, __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps));
+    param[i] = p;
+    if (mirror) mirror[i] = f32_to_bf16_rne(p);
   }
 }
 
@@ -201,7 +206,8 @@ void sumsq_parts(const float* x, int64_t n, double* scratch) {
   RIFT_CUDA_CHECK_LAUNCH();
 }
 
-void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) {
+void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p,
+           uint16_t* mirror) {
   if (n <= 0) return;
   const double bc1 = 1.0 - std::pow(p.beta1, double(p.step));
   const double bc2 = 1.0 - std::pow(p.beta2, double(p.step));
@@ -216,7 +222,7 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const
   k.eps = float(p.eps);
   k.gs = p.grad_scale;
   k.low = 1.0 - p.beta1 < 0.5;
-  adamw_kernel<<<flat_blocks(n), kThreads>>>(param, grad, m, v, n, k);
+  adamw_kernel<<<flat_blocks(n), kThreads>>>(param, grad, m, v, n, k, mirror);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 

@@ -29,7 +29,9 @@ void scale(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
 constexpr int kSumsqParts = 512;                        // doubles of scratch for sumsq
 void sumsq_parts(const float* x, int64_t n, double* scratch);  // scratch[kSumsqParts]: partial sums
-void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p);
+// mirror: null, or n bf16 values rewritten from the updated param (the BF16 instance's weight copy).
+void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p,
+           uint16_t* mirror = nullptr);
 
 // ---- cuda_ops_norm_rope.cu
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,

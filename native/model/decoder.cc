@@ -119,6 +119,7 @@ Decoder::Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_
   off_lm_head_ = c.tied ? off_embed_ : add("lm_head.weight", {c.vocab, C});
   nparams_ = off;
   params_ = std::make_shared<OpsBuffer>(ops_, params_category, size_t(nparams_));
+  ops_.register_weights(params_->data(), size_t(nparams_), params_category);  // bf16 CUDA: a bf16 copy for GEMMs
   // RMSNorm weights start at 1 (as HF initialises them), everything else at 0 until loaded.
   const std::vector<float> ones(size_t(C), 1.f);
   for (const LayerOffsets& o : layers_) {

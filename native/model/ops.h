@@ -71,6 +71,15 @@ class OpsBackend {
   virtual void download(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy2d(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t rows) = 0;
 
+  // ---- Weights (a hint; the default ignores it). `region` (n floats, from alloc with category c) holds tensors
+  // read as GEMM operands many times between writes: a model's parameters. A backend whose GEMMs round operands
+  // (the CUDA BF16 instance) keeps a bf16 copy of the region, counted under c, and reads it instead of rounding
+  // an operand that lies in the region. The copy follows the backend's own writes into the region (upload,
+  // copy2d, adamw); no other op may write there. The registration ends when the region is released.
+  virtual void register_weights(const float* region, size_t n, MemCategory c) {
+    (void)region, (void)n, (void)c;
+  }
+
   // ---- GEMM: C (M, N) = alpha · op(A) · op(B) + beta · C, row-major.
   // op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when transA.
   // op(B) is (K, N): B is (K, N) with ldb >= N, or (N, K) with ldb >= K when transB. C: ldc >= N.
