@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native addon when it is missing or older than its sources.
 // cmake-js first (CUDA kernels when nvcc is found); node-gyp (CPU only) when CMake is absent or fails.
-// Flags: --force (always rebuild), --gyp (use node-gyp), --asan (AddressSanitizer build into build-asan/).
+// Flags: --force (always rebuild), --gyp (use node-gyp), --asan (AddressSanitizer build into build-asan/),
+// --portable (no -march=native: the addon runs on other x86-64 / arm64 CPUs).
 // RIFT_BUILD_DIR=dir builds into another folder (load it with RIFT_ADDON=dir/Release/rift.node).
 'use strict';
 const { spawnSync } = require('child_process');
@@ -46,10 +47,20 @@ if (!args.has('--force') && upToDate()) process.exit(0);
 const cmakeJs = path.join(path.dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
 let ok = false;
 if (!args.has('--gyp') && have('cmake')) {
-  const argv = [cmakeJs, 'compile', '--out', outDir];
-  if (asan) argv.push('--CDRIFT_ASAN=ON', '--CDRIFT_CUDA=OFF', '--CDCMAKE_BUILD_TYPE=RelWithDebInfo');
-  if (process.env.RIFT_NO_CUDA) argv.push('--CDRIFT_CUDA=OFF');
-  ok = run(process.execPath, argv);
+  // Every option is passed explicitly and CMake reconfigures each time, so a flag takes effect on a build folder
+  // configured before with other settings (only what changed is rebuilt).
+  // --portable (or RIFT_PORTABLE=1): no -march=native, for an addon built here and run on another machine's CPU.
+  // (The addon needs the build machine's glibc and libstdc++ versions or newer: build on the oldest distribution
+  // it must run on.)
+  const portable = args.has('--portable') || process.env.RIFT_PORTABLE === '1';
+  const on = (b) => (b ? 'ON' : 'OFF');
+  const defs = [
+    `--CDRIFT_CUDA=${on(!asan && !process.env.RIFT_NO_CUDA)}`,
+    `--CDRIFT_NATIVE_ARCH=${on(!portable)}`,
+    `--CDRIFT_ASAN=${on(asan)}`,
+  ];
+  if (asan) defs.push('--CDCMAKE_BUILD_TYPE=RelWithDebInfo');
+  ok = run(process.execPath, [cmakeJs, 'configure', '--out', outDir, ...defs]) && run(process.execPath, [cmakeJs, 'build', '--out', outDir]);
   if (!ok) console.error('rift: cmake-js build failed; trying node-gyp (CPU only)');
 }
 if (!ok && !asan) {

@@ -5,9 +5,9 @@
 # then, on the GPU machine, from the project root:
 #   bash scripts/device-check.sh        ($OUT/summary.txt + $OUT/results.tgz with every log and JSON)
 #
-# Order: a preflight (node, the addon, a CUDA device, cuBLAS, torch; stops at once when the addon sees no usable
-# GPU), then phase A — the correctness checks, run concurrently (they time nothing) — then phase B — the timed
-# benchmarks, one after another on an otherwise idle GPU. Every step is bounded by its own cap, clamped to what is
+# Order: a preflight (node, the addon, a CUDA device, cuBLAS, torch, a tiny training step on cuda; stops at once
+# when the addon sees no usable GPU or that step fails), then phase A — the correctness checks, run concurrently
+# (they time nothing) — then phase B — the timed benchmarks, one after another on an otherwise idle GPU. Every step is bounded by its own cap, clamped to what is
 # left of BUDGET_S (default 540 s); a step that would get under 20 s is skipped and named in the last line.
 #
 # Phase A (PAR_STEPS, default "opsjest hfparity memcheck"):
@@ -16,7 +16,7 @@
 #              dist/bench/gpu-parity.js on each (engine fp32 on cuda; tiny on cpu too): logits rows, loss, token
 #              log-probs and every gradient vs HF; writes parity-<gpu>-<date>.json
 #   memcheck   compute-sanitizer memcheck on scripts/cuda-train-step.js (2 training steps, DPO, KV decode, bf16
-#              and fp32)
+#              and fp32), then the same pass with RIFT_CUDA_SYNC=1 (a check after every kernel and cuBLAS call)
 # Phase B (SEQ_STEPS, default "engine hfbench bench torchloss kernels memcheckops"):
 #   engine      dist/bench/run.js --only engine-cuda: Qwen2.5-1.5B shape, T=4096 bf16 train step, MFU, per-part
 #               timings, KV-cache sampling, RIFT vs DPO-held device memory
@@ -29,7 +29,8 @@
 #               shape, then Nsight Compute over one training step and over 8 decode steps, summed per kernel
 #   parity      scripts/make_parity_fixture.py: regenerates the checked-in tiny HF fixtures (not by default)
 # Exit status: 0 all ran and passed, 1 a step failed or timed out, 2 none failed but some were skipped,
-# 3 the preflight found no usable GPU (PREFLIGHT=0 goes on regardless: a dry run of the script on a CPU machine). HF_DIR (default /tmp/rift-hf, ~13 GB) is removed at the end unless KEEP_HF=1.
+# 3 the preflight failed (no usable GPU, or the tiny step failed; PREFLIGHT=0 goes on regardless: a dry run of the
+# script on a CPU machine). HF_DIR (default /tmp/rift-hf, ~13 GB) is removed at the end unless KEEP_HF=1.
 set -uo pipefail
 OUT=${OUT:-/tmp/rift-out}
 W=${WORK_DIR:-/tmp/rift-device-check}   # every log and JSON; packed into $OUT/results.tgz after each step
@@ -83,6 +84,10 @@ if [[ ${PREFLIGHT:-1} != 0 ]] && ! node -e "const {Model}=require('./dist/lib/en
   note "== preflight: FAIL: the addon sees no usable CUDA device (GPU + cuBLAS); see gpu.txt"
   pack; exit 3
 fi
+if [[ ${PREFLIGHT:-1} != 0 ]] && ! timeout 60 node scripts/cuda-train-step.js --device cuda > "$W/preflight-step.log" 2>&1; then
+  note "== preflight: FAIL: a tiny training step on cuda failed; see preflight-step.log"
+  tail -n 20 "$W/preflight-step.log"; pack; exit 3
+fi
 note "== preflight: ok at $((SECONDS - start)) s"
 pack
 
@@ -106,7 +111,8 @@ step() {
       if [[ -z $sanitizer ]]; then note "== memcheck: FAIL (compute-sanitizer not found)"
       else run memcheck 180 "$sanitizer" --tool memcheck --leak-check no --print-limit 20 --error-exitcode 99 \
              node scripts/cuda-train-step.js --device cuda
-      fi ;;
+      fi
+      RIFT_CUDA_SYNC=1 run syncstep 60 node scripts/cuda-train-step.js --device cuda ;;
     memcheckops)
       if [[ -z $sanitizer ]]; then note "== memcheckops: FAIL (compute-sanitizer not found)"
       else run memcheckops 90 "$sanitizer" --tool memcheck --leak-check no --print-limit 20 --error-exitcode 99 \

@@ -1,6 +1,8 @@
 // cuBLAS loaded with dlopen (see cublas_loader.h).
 #include "cuda/cublas_loader.h"
 
+#include "cuda/cuda_check.h"
+
 #include <dlfcn.h>
 
 #include <mutex>
@@ -81,7 +83,10 @@ std::string cublas_load_error() {
 }
 
 void cublas_check(cublasStatus_t st, const char* fn) {
-  if (st == CUBLAS_STATUS_SUCCESS) return;
+  if (st == CUBLAS_STATUS_SUCCESS) {
+    if (sync_checks()) check(cudaDeviceSynchronize(), (std::string(fn) + " run (RIFT_CUDA_SYNC)").c_str(), __FILE__, __LINE__);
+    return;
+  }
   const char* name = status_name(st);
   std::string desc = name ? name : "unknown status";
   if (g_ok && g_api.status_string) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -26,9 +27,26 @@ inline void check(cudaError_t e, const char* expr, const char* file, int line) {
   throw std::runtime_error(error_message(e, expr, file, line));
 }
 
+// RIFT_CUDA_SYNC=1 (debugging): every kernel launch and cuBLAS call is followed by a device synchronisation and
+// its check, so a fault in a kernel (an illegal address, say) is reported at that launch's file:line instead of at
+// a later, unrelated synchronisation. Slow; off by default. Read once.
+inline bool sync_checks() {
+  static const bool on = [] {
+    const char* e = std::getenv("RIFT_CUDA_SYNC");
+    return e && *e && std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
+inline void check_launch(const char* file, int line) {
+  check(cudaGetLastError(), "kernel launch", file, line);
+  if (sync_checks()) check(cudaDeviceSynchronize(), "kernel run (RIFT_CUDA_SYNC)", file, line);
+}
+
 }  // namespace rift::cuda
 
 // RIFT_CUDA_CHECK(cudaMalloc(&p, n)); throws std::runtime_error on failure.
 #define RIFT_CUDA_CHECK(expr) ::rift::cuda::check((expr), #expr, __FILE__, __LINE__)
-// After a kernel launch: reports launch-configuration errors (bad grid, too much shared memory, ...).
-#define RIFT_CUDA_CHECK_LAUNCH() ::rift::cuda::check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+// After a kernel launch: reports launch-configuration errors (bad grid, too much shared memory, ...), and with
+// RIFT_CUDA_SYNC=1 the kernel's own faults.
+#define RIFT_CUDA_CHECK_LAUNCH() ::rift::cuda::check_launch(__FILE__, __LINE__)
