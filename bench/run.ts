@@ -1,5 +1,5 @@
 // `npm run bench`: the fused loss kernel against a naive TS implementation, an unfused C++ path and the machine's
-// copy bandwidth, all measured in the same run with tinybench (ENGINEERING.md §5).
+// copy bandwidth, all measured in the same run with tinybench (docs/design.md §5.5).
 //
 //   node dist/bench/run.js [--quick] [--only cpu|cuda|engine]   (engine: sgemm + decoder training/sampling)
 //   node dist/bench/run.js --only engine-cuda [--model-dir DIR]  (the decoder engine on the GPU, bf16: train step,

@@ -40,7 +40,7 @@ VERSION = 1
 DT_F32, DT_I32, DT_F64 = 0, 1, 2
 NP_DTYPE = {DT_F32: "<f4", DT_I32: "<i4", DT_F64: "<f8"}   # explicit little-endian
 
-# Keys the engine's config reader needs (docs: ENGINEERING.md §3). rope theta is checked separately because
+# Keys the engine's config reader needs (docs: docs/design.md §3.1). rope theta is checked separately because
 # transformers 5 writes it as rope_parameters.rope_theta, older checkpoints as top-level rope_theta.
 CONFIG_KEYS = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                "num_key_value_heads", "rms_norm_eps", "tie_word_embeddings"]

@@ -1,5 +1,5 @@
 // HF checkpoint directories (Qwen2 / Llama): config.json + model.safetensors or model.safetensors.index.json shards.
-// Loading validates the config against what the engine computes (ENGINEERING.md §3) and the tensors against the
+// Loading validates the config against what the engine computes (docs/design.md §3.1) and the tensors against the
 // names and shapes the config implies; every failure names the file and the field or tensor.
 import * as fs from 'fs';
 import * as path from 'path';

@@ -1,4 +1,4 @@
-// The decoder engine (Qwen2 / Llama, ENGINEERING.md §3) as a TypeScript class over the native Model
+// The decoder engine (Qwen2 / Llama, docs/design.md §3) as a TypeScript class over the native Model
 // (native/napi/model.cc → native/model/decoder.h): HF checkpoints in and out, inference with and without a KV
 // cache, the fused lm_head + loss + backward over flat buffers, gradient accumulation and AdamW.
 //

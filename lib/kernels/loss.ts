@@ -1,5 +1,5 @@
 // The fused loss kernel API: lossAndGrad (sync) and lossAndGradAsync (off the event loop).
-// Math: ENGINEERING.md §1 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
+// Math: docs/design.md §1.2 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
 import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
 import { checkArray, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';

@@ -83,7 +83,7 @@ export interface MemoryPrediction {
   bytes: MemoryBytes;
 }
 
-/** Qwen2.5-Math-1.5B's config.json shape (ENGINEERING.md §3). */
+/** Qwen2.5-Math-1.5B's config.json shape (docs/design.md §3.1). */
 export const QWEN25_MATH_1_5B = {
   model_type: 'qwen2', hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28, num_attention_heads: 12,
   num_key_value_heads: 2, vocab_size: 151936, tie_word_embeddings: true, rms_norm_eps: 1e-6, rope_theta: 10000,

@@ -9,7 +9,7 @@
 //           data that exists is the policy's own positives. `dftData: 'reference'` trains it on the reference
 //           solutions instead (the DFT paper's own setting).
 //     rift  every sample with its reward; r = 0 samples contribute nothing to the loss or its gradient
-//           (ENGINEERING.md §1) and are dropped (counted in stats.zeroReward)
+//           (docs/design.md §1.3) and are dropped (counted in stats.zeroReward)
 //     dpo   pairs of the SAME problem: chosen = a positive (reward > 0), rejected = a non-positive (reward ≤ 0).
 //           Every positive is paired with a negative, round-robin over the problem's negatives (both in
 //           sampleIndex order, so the pairing is deterministic); problems without both kinds are dropped

@@ -45,7 +45,7 @@ export type DpoReference = 'precomputed' | 'held' | { model: Model; precompute?:
 
 export interface TrainerOptions {
   method: TrainMethod;
-  /** RIFT negatives: 'token' (default) or 'sequence' (ENGINEERING.md §1). */
+  /** RIFT negatives: 'token' (default) or 'sequence' (docs/design.md §1.4). */
   negative?: 'token' | 'sequence';
   /** 'token-mean' (default), 'sequence-mean' or 'sum'; DPO averages over pairs unless 'sum'. */
   reduction?: Reduction;

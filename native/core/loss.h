@@ -1,4 +1,4 @@
-// The fused loss: one row kernel serves SFT, DFT, RIFT, DPO and plain log-probs (ENGINEERING.md §1).
+// The fused loss: one row kernel serves SFT, DFT, RIFT, DPO and plain log-probs (docs/design.md §1).
 //
 // Every method's gradient w.r.t. the logits of row t is  w_t · (softmax(z_t) − onehot(y_t)).
 // The host plan (loss_plan.cc) turns a LossSpec into per-row coefficients; a backend (CPU or CUDA) runs

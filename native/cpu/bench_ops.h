@@ -1,6 +1,6 @@
 // Baselines for the benchmarks (bench/run.ts): the UNFUSED SFT path and a threaded copy. Not used by the
 // library itself; they exist so the fused kernel can be measured against a fair C++ baseline and against the
-// machine's copy bandwidth in the same run (ENGINEERING.md §5). No Node in this header.
+// machine's copy bandwidth in the same run (docs/design.md §5.5). No Node in this header.
 #pragma once
 #include <cstddef>
 #include <cstdint>

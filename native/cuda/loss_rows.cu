@@ -1,6 +1,6 @@
 // CUDA backend of the fused loss (core/loss.h); the CPU twin is cpu/loss_rows.cc and the semantics match it.
 //
-// Design (ENGINEERING.md §2). io.logits / io.grad are device tensors (N, V) in f32 or bf16; the small per-row
+// Design (docs/design.md §2.4). io.logits / io.grad are device tensors (N, V) in f32 or bf16; the small per-row
 // arrays are host memory: staged in pinned memory and uploaded in one copy into a persistent device workspace
 // (grown on demand, guarded by a mutex); lse/logp/entropy and the bad-row index come back in one copy. All math
 // is fp32; exponentials are exp2f of z·log2e minus a pre-scaled max or lse.

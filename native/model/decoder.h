@@ -1,4 +1,4 @@
-// The decoder engine (Qwen2 / Llama family, ENGINEERING.md §3) over llm.c-style flat buffers.
+// The decoder engine (Qwen2 / Llama family, docs/design.md §3) over llm.c-style flat buffers.
 //
 //   params      ONE flat buffer (Params) holding every tensor in HF named_parameters() order — the order of
 //               expectedTensors() in lib/engine/checkpoint.ts; tensors() gives each one's offset and shape.

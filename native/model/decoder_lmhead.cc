@@ -1,4 +1,4 @@
-// The lm_head fused with the loss over chunks of rows (ENGINEERING.md §2; design in decoder_internal.h).
+// The lm_head fused with the loss over chunks of rows (docs/design.md §2.5; design in decoder_internal.h).
 #include <algorithm>
 #include <cstring>
 

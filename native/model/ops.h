@@ -1,5 +1,5 @@
-// The ops the decoder (Qwen2 / Llama family, ENGINEERING.md §3) is built from, behind ONE backend interface
-// that cpu/ implements (cpu_ops()) and cuda/ will implement: the model code calls these and never branches on
+// The ops the decoder (Qwen2 / Llama family, docs/design.md §4) is built from, behind ONE backend interface
+// that cpu/ implements (cpu_ops()) and cuda/ implements (cuda_ops()): the model code calls these and never branches on
 // the device. No Node, no CUDA in this header.
 //
 // Conventions (every op):

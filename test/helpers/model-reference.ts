@@ -1,4 +1,4 @@
-// Float64 reference forward of the Qwen2 / Llama decoder, written from ENGINEERING.md §3 and the semantics of
+// Float64 reference forward of the Qwen2 / Llama decoder, written from docs/design.md §3.1 and the semantics of
 // HF's modeling_qwen2.py / modeling_llama.py (eager attention), independently of the C++ engine. Slow and
 // simple on purpose: one plain loop per op, every intermediate in float64. Inputs are the float32 tensors that
 // loadCheckpoint() returns (HF names; Linear weights [out, in], y = x·Wᵀ + b).

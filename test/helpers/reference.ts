@@ -1,4 +1,4 @@
-// Float64 reference of every loss, written from ENGINEERING.md §1 directly (no shared code with the kernels).
+// Float64 reference of every loss, written from docs/design.md §1 directly (no shared code with the kernels).
 import type { Method, NegativeForm, Reduction } from '../../lib';
 
 export interface RefCase {
