@@ -103,11 +103,11 @@ test('a complete run reruns to nothing; a complete last line without its newline
   // last record without '\n' (cut after problem 3): kept, and the resumed run still matches
   const cut = reference.text.split('\n').slice(0, 4 * K).join('\n');
   fs.writeFileSync(o.file, cut);
-  expect(openRollouts(o.file)).toEqual({ records: reference.records.slice(0, 4 * K), droppedBytes: 0 });
+  expect(openRollouts(o.file)).toEqual({ records: reference.records.slice(0, 4 * K), droppedBytes: 0, duplicates: 0 });
   const r2 = await runRollouts(o);
   expect(r2).toMatchObject({ generated: 2 * K, reused: 4 * K });
   expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
-  expect(openRollouts(path.join(dir, 'missing.jsonl'))).toEqual({ records: [], droppedBytes: 0 });
+  expect(openRollouts(path.join(dir, 'missing.jsonl'))).toEqual({ records: [], droppedBytes: 0, duplicates: 0 });
 });
 
 test('samples depend on the problem id, not on its position or the other problems', async () => {
@@ -164,6 +164,6 @@ test('rolloutStats on a hand-made set', () => {
     rec('c', false, -0.5), rec('c', false, -0.5), // all wrong
     rec('d', false, 0), rec('d', true, 2), // mixed
   ]);
-  expect(s).toEqual({ problems: 4, samples: 9, positives: 5, negatives: 4, mixedRate: 0.5, allCorrect: 1, allWrong: 1, meanReward: 4.5 / 9 });
-  expect(rolloutStats([])).toEqual({ problems: 0, samples: 0, positives: 0, negatives: 0, mixedRate: 0, allCorrect: 0, allWrong: 0, meanReward: 0 });
+  expect(s).toEqual({ problems: 4, samples: 9, positives: 5, negatives: 4, correct: 5, mixedRate: 0.5, allCorrect: 1, allWrong: 1, meanReward: 4.5 / 9 });
+  expect(rolloutStats([])).toEqual({ problems: 0, samples: 0, positives: 0, negatives: 0, correct: 0, mixedRate: 0, allCorrect: 0, allWrong: 0, meanReward: 0 });
 });
