@@ -304,7 +304,7 @@ function unterminatedTail(file: string, fd: number, size: number): Buffer | null
   const parts: Buffer[] = [];
   let pos = size;
   while (pos > 0) {
-    if (size - pos > max) throw new RangeError(`${file}: the last line is longer than ${max} bytes (${MAX_LINE_ENV})`);
+    if (size - pos > max) break; // too long already: refused below
     const len = Math.min(CHUNK, pos);
     const b = Buffer.alloc(len);
     fs.readSync(fd, b, 0, len, pos - len);
@@ -316,7 +316,9 @@ function unterminatedTail(file: string, fd: number, size: number): Buffer | null
     parts.unshift(b);
     pos -= len;
   }
-  return Buffer.concat(parts);
+  const tail = Buffer.concat(parts);
+  if (tail.length > max) throw new RangeError(`${file}: the last line is longer than ${max} bytes (the limit: ${MAX_LINE_ENV})`);
+  return tail;
 }
 
 /**
