@@ -158,6 +158,10 @@ describe('files', () => {
       expect(run).toThrow(cls);
       expect(run).toThrow(`${file}: ${msg}`);
     }
+    // an unk_token missing from the vocabulary: the library returns no id for unknown text (it became id 0 silently)
+    const wp = new Tokenizer({ model: { type: 'WordPiece', vocab: { a: 0, '##b': 1 }, unk_token: '[UNK]', continuing_subword_prefix: '##' } }, {}, {}, undefined, 'wp.json');
+    expect(Array.from(wp.encode('a'))).toEqual([0]);
+    expect(() => wp.encode('a x')).toThrow('wp.json: encode produced token id undefined, not in the vocabulary [0, 2) (is model.unk_token in model.vocab?)');
     // a Unigram tokenizer.json that is consistent loads and round-trips
     const uni = new Tokenizer({ model: { type: 'Unigram', vocab: [['<unk>', 0], ['a', -1], ['b', -1], ['ab', -0.5]], unk_id: 0 }, decoder: { type: 'Fuse' } });
     expect(uni.decode(uni.encode('abba'))).toBe('abba');

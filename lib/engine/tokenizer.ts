@@ -246,7 +246,11 @@ export class Tokenizer {
   /** Token ids of `text`. `addSpecialTokens` (default true, as in HF) runs the post-processor (e.g. Llama's BOS). */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Int32Array {
     if (typeof text !== 'string') throw new TypeError('text: must be a string');
-    return Int32Array.from(hfCall(this.source, 'encode', () => this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids));
+    const ids: unknown[] = hfCall(this.source, 'encode', () => this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids);
+    for (const id of ids)
+      if (!(Number.isInteger(id) && (id as number) >= 0 && (id as number) < this.vocabSize)) // e.g. an unk_token not in the vocabulary
+        throw new RangeError(`${this.source}: encode produced token id ${String(id)}, not in the vocabulary [0, ${this.vocabSize}) (is model.unk_token in model.vocab?)`);
+    return Int32Array.from(ids as number[]);
   }
 
   /** Text of `ids`; `skipSpecialTokens` drops special added tokens (<|im_end|>, <|endoftext|>, ...). */
