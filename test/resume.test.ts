@@ -168,6 +168,14 @@ describe('reading checkpoints: contained paths, errors that name the file', () =
     expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `));
   });
 
+  test('truncated model weights: the error names the checkpoint file by its path', async () => {
+    const root = copy('bad-weights');
+    const f = path.join(root, 'step-000006', 'model.safetensors');
+    fs.truncateSync(f, 64);
+    for (const go of [() => new Trainer(newModel(), opts()).resume(root), () => Trainer.load(root)])
+      expect((await errorOf(go)).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `));
+  });
+
   test("DPO 'held': the reference weights live in each checkpoint folder, so a moved folder still resumes", async () => {
     const dpo: TrainerOptions = { ...BASE, method: 'dpo', dpoReference: 'held', examplesPerStep: 1, epochs: 2 };
     const a = path.join(dir, 'dpo-a');

@@ -259,3 +259,15 @@ export function truncateMetricsFile(file: string, step: number): number {
   if (kept.length !== r.records.length || r.truncatedTail) writeJsonlAtomic(file, kept);
   return r.records.length - kept.length;
 }
+
+/**
+ * `e` with the file it is about named by its path: an engine error that names a file of `dir` by its bare name
+ * ("model.safetensors: …") gets the full path; any other message is prefixed with `dir`. The class is kept.
+ */
+export function inCheckpoint(dir: string, e: unknown): Error {
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = /^([^/\\:\s]+): /.exec(msg);
+  const text = m && fs.existsSync(path.join(dir, m[1])) ? `${path.join(dir, m[1])}: ${msg.slice(m[0].length)}` : msg.startsWith(dir) ? msg : `${dir}: ${msg}`;
+  const E = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : e instanceof SyntaxError ? SyntaxError : Error;
+  return Object.assign(new E(text), { cause: e });
+}

@@ -39,7 +39,7 @@ import { loadCheckpoint } from '../engine/checkpoint';
 import { SafetensorsFile, writeBytesAtomic, writeSafetensors } from '../engine/safetensors';
 import { checkDpoBeta, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 import {
-  checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
+  checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
   readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
 } from './checkpoints';
 import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
@@ -327,7 +327,11 @@ export class Trainer {
     const root = path.dirname(path.resolve(dir));
     const referenceDir = state.referenceDir === undefined ? undefined : insidePath(root, state.referenceDir, file, 'referenceDir');
     const optFile = opt ? insidePath(dir, opt.file, file, 'optimizer.file') : undefined;
-    this.model.loadWeights(dir);
+    try {
+      this.model.loadWeights(dir);
+    } catch (e) {
+      throw inCheckpoint(dir, e);
+    }
     if (opt && optFile && access) {
       readOptimizerState(optFile, this.model, access);
       access.commit?.();
@@ -516,7 +520,13 @@ export class Trainer {
       if (!overrides.dpoReference) throw typeError('dpoReference', 'this checkpoint used a caller-given reference Model: pass it again in overrides');
       delete saved.dpoReference;
     }
-    const t = new Trainer(Model.load(stepDir, modelOpts), { ...(saved as unknown as TrainerOptions), ...overrides });
+    let model: Model;
+    try {
+      model = Model.load(stepDir, modelOpts);
+    } catch (e) {
+      throw inCheckpoint(stepDir, e);
+    }
+    const t = new Trainer(model, { ...(saved as unknown as TrainerOptions), ...overrides });
     await t.resume(stepDir);
     return t;
   }
