@@ -61,6 +61,11 @@ describe('outputs that would overwrite inputs', () => {
     fs.mkdirSync(at('t-in'));
     fs.copyFileSync(at('problems.jsonl'), at('t-in', 'train.json'));
     expect(oneLine(rift([...args.slice(0, 6), 't-in/train.json', ...args.slice(7), '--out', 't-in']))).toMatch(/^rift: --out: t-in\/train\.json is the same file as --problems/);
+    fs.mkdirSync(at('t-in', 'checkpoints', 'step-000001'), { recursive: true });
+    fs.copyFileSync(at('problems.jsonl'), at('t-in', 'checkpoints', 'step-000001', 'p.jsonl')); // pruning would delete it
+    expect(oneLine(rift([...args.slice(0, 6), 't-in/checkpoints/step-000001/p.jsonl', ...args.slice(7), '--out', 't-in']))).toMatch(
+      /^rift: --problems: t-in\/checkpoints\/step-000001\/p\.jsonl lies inside t-in\/checkpoints, which --out replaces/,
+    );
     fs.writeFileSync(at('t-in', 'file'), '');
     expect(oneLine(rift([...args, '--out', 't-in/file']))).toMatch(/^rift: --out: t-in\/file: exists and is not a directory/);
   });
