@@ -3,7 +3,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { appendJsonl, readJsonl, repairJsonlTail, writeJsonlAtomic } from '../lib/data/jsonl';
+import { appendJsonl, DEFAULT_MAX_LINE_BYTES, parseJsonl, readJsonl, repairJsonlTail, writeJsonlAtomic } from '../lib/data/jsonl';
+import { readFileBounded, readJsonFile } from '../lib/data/files';
 import { readProblems, writeProblems, Problem } from '../lib/data/problems';
 import { charsetFor, charsetOf, generateProblems, splitProblems, TINY_CHARSET, WORDS_CHARSET } from '../lib/data/synthetic';
 import { shutdownVerifier, verify } from '../lib/reward/verifier';
@@ -229,6 +230,68 @@ describe('JSONL', () => {
     expect(() => writeJsonlAtomic(f, [{ b: 1n }])).toThrow(/records\[0\]/);
     expect(() => appendJsonl(f, 'x' as never)).toThrow(TypeError);
     expect(fs.existsSync(f)).toBe(false);
+  });
+});
+
+describe('bounded reads', () => {
+  test('a line longer than maxLineBytes is a RangeError naming file:line; a line at the limit is read', () => {
+    const at = JSON.stringify({ s: 'x'.repeat(92) }); // 100 bytes
+    const f = tmp('limit.jsonl', `{"a":1}\n${at}\n{"b":2}\n`);
+    expect(readJsonl(f, { maxLineBytes: 100 }).records).toHaveLength(3);
+    expect(() => readJsonl(f, { maxLineBytes: 99 })).toThrow(RangeError);
+    expect(() => readJsonl(f, { maxLineBytes: 99 })).toThrow(`${f}:2: line is longer than 99 bytes`);
+    // a last line without '\n' and a torn tail count too, and so does parseJsonl
+    fs.writeFileSync(f, `{"a":1}\n${at}`);
+    expect(() => readJsonl(f, { maxLineBytes: 50, allowTruncatedTail: true })).toThrow(`${f}:2: line is longer than 50 bytes`);
+    expect(() => parseJsonl('mem', `{"a":1}\n${at}\n`, { maxLineBytes: 64 })).toThrow('mem:2: line is longer than 64 bytes');
+    expect(() => readJsonl(f, { maxLineBytes: 0 })).toThrow(/maxLineBytes/);
+  });
+
+  test('RIFT_MAX_LINE_BYTES sets the default limit; a bad value is a RangeError naming it', () => {
+    const f = tmp('env.jsonl', `${JSON.stringify({ s: 'y'.repeat(200) })}\n`);
+    const old = process.env.RIFT_MAX_LINE_BYTES;
+    try {
+      process.env.RIFT_MAX_LINE_BYTES = '128';
+      expect(() => readJsonl(f)).toThrow(`${f}:1: line is longer than 128 bytes`);
+      expect(() => appendJsonl(tmp('env-tail.jsonl', 'z'.repeat(300)), [{ a: 1 }])).toThrow(/last line is longer than 128 bytes/);
+      process.env.RIFT_MAX_LINE_BYTES = 'lots';
+      expect(() => readJsonl(f)).toThrow(/RIFT_MAX_LINE_BYTES: must be an integer/);
+    } finally {
+      if (old === undefined) delete process.env.RIFT_MAX_LINE_BYTES;
+      else process.env.RIFT_MAX_LINE_BYTES = old;
+    }
+    expect(readJsonl(f).records).toHaveLength(1);
+  });
+
+  test('a 100 MB line stops at the default limit (no heap blow-up); endless input without newlines stops too', () => {
+    const f = tmp('huge.jsonl');
+    const fd = fs.openSync(f, 'w');
+    const block = Buffer.alloc(1 << 20, 0x61);
+    fs.writeSync(fd, '{"id":"a","problem":"');
+    for (let i = 0; i < 100; i++) fs.writeSync(fd, block);
+    fs.writeSync(fd, '","answer":"1"}\n');
+    fs.closeSync(fd);
+    const t0 = Date.now();
+    expect(() => readProblems(f)).toThrow(`${f}:1: line is longer than ${DEFAULT_MAX_LINE_BYTES} bytes`);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    fs.rmSync(f);
+    if (fs.existsSync('/dev/zero')) expect(() => readJsonl('/dev/zero', { maxLineBytes: 1 << 20 })).toThrow('/dev/zero:1: line is longer than 1048576 bytes');
+  });
+
+  test('a directory given as a file is an error naming it', () => {
+    expect(() => readJsonl(dir)).toThrow(`${dir}: is a directory`);
+    expect(() => readFileBounded(dir)).toThrow(`${dir}: is a directory`);
+  });
+
+  test('whole-file JSON reads: size limit, endless input and bad JSON name the file', () => {
+    const f = tmp('big.json', JSON.stringify({ a: 'x'.repeat(1000) }));
+    expect(readJsonFile(f)).toEqual({ a: 'x'.repeat(1000) });
+    expect(() => readJsonFile(f, 500)).toThrow(RangeError);
+    expect(() => readJsonFile(f, 500)).toThrow(`${f}: larger than 500 bytes`);
+    if (fs.existsSync('/dev/zero')) expect(() => readFileBounded('/dev/zero', 1 << 20)).toThrow('/dev/zero: larger than 1048576 bytes');
+    const g = tmp('cut.json', '{"a": [1, 2');
+    expect(() => readJsonFile(g)).toThrow(SyntaxError);
+    expect(() => readJsonFile(g)).toThrow(`${g}: not valid JSON`);
   });
 });
 

@@ -103,11 +103,11 @@ test('a complete run reruns to nothing; a complete last line without its newline
   // last record without '\n' (cut after problem 3): kept, and the resumed run still matches
   const cut = reference.text.split('\n').slice(0, 4 * K).join('\n');
   fs.writeFileSync(o.file, cut);
-  expect(openRollouts(o.file)).toEqual({ records: reference.records.slice(0, 4 * K), droppedBytes: 0 });
+  expect(openRollouts(o.file)).toEqual({ records: reference.records.slice(0, 4 * K), droppedBytes: 0, duplicates: 0 });
   const r2 = await runRollouts(o);
   expect(r2).toMatchObject({ generated: 2 * K, reused: 4 * K });
   expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
-  expect(openRollouts(path.join(dir, 'missing.jsonl'))).toEqual({ records: [], droppedBytes: 0 });
+  expect(openRollouts(path.join(dir, 'missing.jsonl'))).toEqual({ records: [], droppedBytes: 0, duplicates: 0 });
 });
 
 test('samples depend on the problem id, not on its position or the other problems', async () => {
@@ -164,6 +164,42 @@ test('rolloutStats on a hand-made set', () => {
     rec('c', false, -0.5), rec('c', false, -0.5), // all wrong
     rec('d', false, 0), rec('d', true, 2), // mixed
   ]);
-  expect(s).toEqual({ problems: 4, samples: 9, positives: 5, negatives: 4, mixedRate: 0.5, allCorrect: 1, allWrong: 1, meanReward: 4.5 / 9 });
-  expect(rolloutStats([])).toEqual({ problems: 0, samples: 0, positives: 0, negatives: 0, mixedRate: 0, allCorrect: 0, allWrong: 0, meanReward: 0 });
+  expect(s).toEqual({ problems: 4, samples: 9, positives: 5, negatives: 4, correct: 5, mixedRate: 0.5, allCorrect: 1, allWrong: 1, meanReward: 4.5 / 9 });
+  expect(rolloutStats([])).toEqual({ problems: 0, samples: 0, positives: 0, negatives: 0, correct: 0, mixedRate: 0, allCorrect: 0, allWrong: 0, meanReward: 0 });
+});
+
+test('positives and negatives follow the reward sign (a custom reward), the verifier is counted apart', () => {
+  // a reward module that pays for effort: wrong answers get +0.5, one right answer is penalised for its length
+  const s = rolloutStats([
+    { problemId: 'a', correct: false, reward: 0.5 },
+    { problemId: 'a', correct: true, reward: -1 },
+    { problemId: 'b', correct: false, reward: 0.5 },
+    { problemId: 'b', correct: false, reward: 0.25 },
+  ]);
+  expect(s).toMatchObject({ positives: 3, negatives: 1, correct: 1, mixedRate: 0.5, allCorrect: 0, allWrong: 1 });
+});
+
+describe('repeated (problem, sample) records (two writers appended to one file)', () => {
+  test('identical repeats are read once, with one warning; a resumed run generates nothing', async () => {
+    const f = path.join(dir, 'twice.jsonl');
+    fs.writeFileSync(f, reference.text + reference.text);
+    const warnings: string[] = [];
+    expect(readRollouts(f, { onWarning: (m) => warnings.push(m) })).toEqual(reference.records);
+    expect(warnings).toEqual([`${f}: ${problems.length * K} repeated (problem, sample) records skipped (identical copies: two runs appended the same samples)`]);
+    expect(readRollouts(f)).toHaveLength(problems.length * K); // no callback: still once each
+    const r = await runRollouts(opts({ file: f, onWarning: (m) => warnings.push(m) }));
+    expect(r).toMatchObject({ generated: 0, reused: problems.length * K, duplicates: problems.length * K });
+    expect(r.stats.samples).toBe(problems.length * K);
+    expect(warnings).toHaveLength(2);
+  });
+
+  test('a repeat with other contents is a RangeError naming both lines', () => {
+    const f = path.join(dir, 'conflict.jsonl');
+    const lines = reference.text.trimEnd().split('\n');
+    const other = JSON.stringify({ ...JSON.parse(lines[2]), text: 'something else' });
+    fs.writeFileSync(f, [...lines, other].join('\n') + '\n');
+    expect(() => readRollouts(f)).toThrow(RangeError);
+    expect(() => readRollouts(f)).toThrow(`${f}:${lines.length + 1}: problem "p0" sample 2 is already on line 3 with other contents`);
+    expect(() => openRollouts(f)).toThrow(/is already on line 3/);
+  });
 });

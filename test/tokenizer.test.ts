@@ -134,6 +134,39 @@ describe('files', () => {
     expect(() => Tokenizer.load(writeDir({ 'tokenizer.json': '[1]' }))).toThrow(/tokenizer\.json: must hold a JSON object/);
   });
 
+  test('a model type that disagrees with its vocab (or merges, added tokens) is an error naming the file and field', () => {
+    const { tokenizer } = makeCharTokenizer(['a', 'b'], ['<eos>']);
+    const model = tokenizer.model as Record<string, unknown>;
+    const vocab = model.vocab as Record<string, number>;
+    const load = (m: Record<string, unknown>, extra: Record<string, unknown> = {}) => {
+      const dir = writeDir({ 'tokenizer.json': { ...tokenizer, model: m, ...extra } });
+      return { dir, file: path.join(dir, 'tokenizer.json'), run: () => Tokenizer.load(dir) };
+    };
+    const cases: [Record<string, unknown>, Record<string, unknown>, ErrorConstructor, string][] = [
+      [{ type: 'Unigram', vocab, unk_id: 0 }, {}, TypeError, 'model.vocab must be an array of [token, score] pairs for model type "Unigram", got object'],
+      [{ ...model, vocab: Object.entries(vocab) }, {}, TypeError, 'model.vocab must be an object {token: id} for model type "BPE", got array'],
+      [{ ...model, type: 'WordLevel' }, {}, RangeError, 'model.type must be one of BPE, WordPiece, Unigram, got "WordLevel"'],
+      [{ ...model, vocab: { a: 'x' } }, {}, RangeError, 'model.vocab["a"] must be a token id (an integer ≥ 0), got "x"'],
+      [{ ...model, merges: [1] }, {}, TypeError, 'model.merges[0] must be "a b" or ["a", "b"], got 1'],
+      [{ type: 'Unigram', vocab: [['a', 'high']] }, {}, TypeError, 'model.vocab[0] must be a [token, score] pair'],
+      [{ vocab }, {}, TypeError, 'model.type is missing and cannot be inferred'],
+      [model, { added_tokens: [{ id: -1, content: 'x' }] }, TypeError, 'added_tokens[0] must be {id: integer ≥ 0'],
+      [model, { decoder: 'Fuse' }, TypeError, 'decoder must be null or an object with a string "type", got string'],
+    ];
+    for (const [m, extra, cls, msg] of cases) {
+      const { file, run } = load(m, extra);
+      expect(run).toThrow(cls);
+      expect(run).toThrow(`${file}: ${msg}`);
+    }
+    // an unk_token missing from the vocabulary: the library returns no id for unknown text (it became id 0 silently)
+    const wp = new Tokenizer({ model: { type: 'WordPiece', vocab: { a: 0, '##b': 1 }, unk_token: '[UNK]', continuing_subword_prefix: '##' } }, {}, {}, undefined, 'wp.json');
+    expect(Array.from(wp.encode('a'))).toEqual([0]);
+    expect(() => wp.encode('a x')).toThrow('wp.json: encode produced token id undefined, not in the vocabulary [0, 2) (is model.unk_token in model.vocab?)');
+    // a Unigram tokenizer.json that is consistent loads and round-trips
+    const uni = new Tokenizer({ model: { type: 'Unigram', vocab: [['<unk>', 0], ['a', -1], ['b', -1], ['ab', -0.5]], unk_id: 0 }, decoder: { type: 'Fuse' } });
+    expect(uni.decode(uni.encode('abba'))).toBe('abba');
+  });
+
   test('tokenizer_config.json and generation_config.json are optional', () => {
     const { tokenizer } = makeCharTokenizer(['a', 'b'], ['<eos>']);
     const tok = Tokenizer.load(writeDir({ 'tokenizer.json': tokenizer }));

@@ -3,12 +3,19 @@
 // clean-up flag; optional) and generation_config.json (eos_token_id(s); optional). transformers ≥ 4.43 may
 // store the chat template as chat_template.jinja beside them instead of inside tokenizer_config.json.
 //
+// tokenizer.json is checked before @huggingface/tokenizers sees it (checkTokenizerJson): the model's type must be
+// one the library implements and agree with the shape of its vocab (an object {token: id} for BPE / WordPiece, a
+// list of [token, score] for Unigram), merges must be "a b" strings or [a, b] pairs, added tokens {id, content};
+// a mismatch is a TypeError/RangeError naming the file and the field (the library would fail later with
+// "text is not iterable", or silently encode every text to padding). Files are read with a size limit.
+//
 // makeCharTokenizer() builds a tokenizer.json for a small character vocabulary (the embedded tiny models):
 // a BPE model without merges (every character is one token) and a Fuse decoder, so decode(encode(s)) === s.
 import * as fs from 'fs';
 import * as path from 'path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
+import { readFileBounded } from '../data/files';
 
 export interface ChatMessage {
   role: string;
@@ -35,8 +42,9 @@ function readJson(file: string, required: boolean): Json | undefined {
     return undefined;
   }
   let v: unknown;
+  const text = readFileBounded(file).toString('utf8'); // errors name the file
   try {
-    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+    v = JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (e) {
     throw new Error(`${path.basename(file)}: not valid JSON (${(e as Error).message})`);
   }
@@ -62,6 +70,83 @@ function pickTemplate(v: unknown, file: string): string | undefined {
     throw new Error(`${file}: chat_template is a list without a "default" entry (names: ${named.map((x) => x.name).join(', ')})`);
   }
   throw new TypeError(`${file}: chat_template must be a string or a list of {name, template}`);
+}
+
+const kindOf = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram'] as const;
+
+function checkVocabObject(source: string, vocab: unknown, type: string): void {
+  if (!isObject(vocab)) throw new TypeError(`${source}: model.vocab must be an object {token: id} for model type "${type}", got ${kindOf(vocab)}`);
+  for (const [tok, id] of Object.entries(vocab))
+    if (!Number.isSafeInteger(id) || (id as number) < 0)
+      throw new RangeError(`${source}: model.vocab[${JSON.stringify(tok).slice(0, 80)}] must be a token id (an integer ≥ 0), got ${JSON.stringify(id)}`);
+}
+
+function checkMerges(source: string, merges: unknown): void {
+  if (merges === undefined || merges === null) return;
+  if (!Array.isArray(merges)) throw new TypeError(`${source}: model.merges must be an array, got ${kindOf(merges)}`);
+  merges.forEach((m, i) => {
+    const pair = Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string';
+    if (!pair && !(typeof m === 'string' && m.split(' ').length === 2))
+      throw new TypeError(`${source}: model.merges[${i}] must be "a b" or ["a", "b"], got ${JSON.stringify(m)?.slice(0, 80)}`);
+  });
+}
+
+/** A model without "type": inferred as @huggingface/tokenizers does, except its catch-all "Legacy" model. */
+function inferModelType(source: string, model: Json): string {
+  if (Array.isArray(model.vocab)) return 'Unigram';
+  if (isObject(model.vocab) && 'continuing_subword_prefix' in model && 'unk_token' in model) return 'merges' in model ? 'BPE' : 'WordPiece';
+  throw new TypeError(`${source}: model.type is missing and cannot be inferred from the model's fields (give "BPE", "WordPiece" or "Unigram")`);
+}
+
+/**
+ * Checks what @huggingface/tokenizers relies on in tokenizer.json without checking itself; every failure names
+ * `source` (the file) and the field.
+ */
+export function checkTokenizerJson(json: unknown, source = 'tokenizer.json'): void {
+  if (!isObject(json) || !isObject(json.model)) throw new TypeError(`${source}: must hold an object with a "model" object`);
+  const model = json.model;
+  const declared = model.type;
+  if (declared !== undefined && (typeof declared !== 'string' || !(MODEL_TYPES as readonly string[]).includes(declared)))
+    throw new RangeError(`${source}: model.type must be one of ${MODEL_TYPES.join(', ')}, got ${JSON.stringify(declared)?.slice(0, 80)}`);
+  const type = (declared as string | undefined) ?? inferModelType(source, model);
+  if (type === 'Unigram') {
+    if (!Array.isArray(model.vocab))
+      throw new TypeError(`${source}: model.vocab must be an array of [token, score] pairs for model type "Unigram", got ${kindOf(model.vocab)}`);
+    model.vocab.forEach((e, i) => {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1]))
+        throw new TypeError(`${source}: model.vocab[${i}] must be a [token, score] pair, got ${JSON.stringify(e)?.slice(0, 80)}`);
+    });
+    const unk = model.unk_id;
+    if (unk !== undefined && unk !== null && (!Number.isSafeInteger(unk) || (unk as number) < 0 || (unk as number) >= model.vocab.length))
+      throw new RangeError(`${source}: model.unk_id must be an index into model.vocab (0 … ${model.vocab.length - 1}) or null, got ${JSON.stringify(unk)}`);
+  } else {
+    checkVocabObject(source, model.vocab, type);
+    if (type === 'BPE') checkMerges(source, model.merges);
+  }
+  const added = json.added_tokens;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) throw new TypeError(`${source}: added_tokens must be an array, got ${kindOf(added)}`);
+    added.forEach((t, i) => {
+      if (!isObject(t) || !Number.isSafeInteger(t.id) || (t.id as number) < 0 || typeof t.content !== 'string' || t.content === '')
+        throw new TypeError(`${source}: added_tokens[${i}] must be {id: integer ≥ 0, content: non-empty string, …}`);
+    });
+  }
+  for (const k of ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder'] as const) {
+    const v = json[k];
+    if (v !== undefined && v !== null && !(isObject(v) && typeof v.type === 'string'))
+      throw new TypeError(`${source}: ${k} must be null or an object with a string "type", got ${kindOf(v)}`);
+  }
+}
+
+/** Runs a call into @huggingface/tokenizers; whatever it throws becomes an Error naming `source`. */
+function hfCall<T>(source: string, what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw Object.assign(new Error(`${source}: ${what}: ${msg}`), { cause: e });
+  }
 }
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token'] as const;
@@ -92,16 +177,25 @@ export class Tokenizer {
   private template?: Template;
   private readonly specialIds: Set<number>;
 
-  /** Builds a tokenizer from parsed JSON objects (what load() reads from a directory). */
-  constructor(json: Json, config: Json = {}, generationConfig: Json = {}, chatTemplate?: string) {
-    if (!isObject(json) || !isObject(json.model)) throw new TypeError('tokenizer.json: must hold an object with a "model" object');
+  /** Names the tokenizer.json in errors. */
+  readonly source: string;
+
+  /**
+   * Builds a tokenizer from parsed JSON objects (what load() reads from a directory); `source` names tokenizer.json
+   * in errors (load() passes its path).
+   */
+  constructor(json: Json, config: Json = {}, generationConfig: Json = {}, chatTemplate?: string, source = 'tokenizer.json') {
+    checkTokenizerJson(json, source);
+    if (!isObject(config)) throw new TypeError(`tokenizer_config.json: must hold a JSON object, got ${kindOf(config)}`);
+    if (!isObject(generationConfig)) throw new TypeError(`generation_config.json: must hold a JSON object, got ${kindOf(generationConfig)}`);
+    this.source = source;
     // tokenizers.js wants every top-level key present (null when unused).
     const full: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...json };
     this.json = json;
     this.config = config;
     this.generationConfig = generationConfig;
     this.chatTemplate = chatTemplate ?? pickTemplate(config.chat_template, 'tokenizer_config.json');
-    this.hf = new HfTokenizer(full, config);
+    this.hf = hfCall(source, 'cannot be loaded by @huggingface/tokenizers', () => new HfTokenizer(full, config));
     // transformers 5 defaults clean_up_tokenization_spaces to false; tokenizers.js would default to true and turn
     // " ." into "." — only clean up when the config asks for it.
     this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
@@ -114,10 +208,10 @@ export class Tokenizer {
     this.specialTokens = specials;
 
     let maxId = -1;
-    for (const id of this.hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    for (const id of hfCall(source, 'vocabulary', () => this.hf.get_vocab(true)).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
     this.specialIds = new Set<number>();
-    for (const [id, t] of this.hf.get_added_tokens_decoder()) if (t.special) this.specialIds.add(id);
+    for (const [id, t] of hfCall(source, 'added tokens', () => this.hf.get_added_tokens_decoder())) if (t.special) this.specialIds.add(id);
 
     const idOf = (k: string): number | undefined => (specials[k] === undefined ? undefined : this.hf.token_to_id(specials[k]));
     const eos: number[] = [];
@@ -146,13 +240,17 @@ export class Tokenizer {
     let template = pickTemplate(config.chat_template, 'tokenizer_config.json');
     const jinjaFile = path.join(dir, 'chat_template.jinja');
     if (template === undefined && fs.existsSync(jinjaFile)) template = fs.readFileSync(jinjaFile, 'utf8');
-    return new Tokenizer(json, config, gen, template);
+    return new Tokenizer(json, config, gen, template, path.join(dir, 'tokenizer.json'));
   }
 
   /** Token ids of `text`. `addSpecialTokens` (default true, as in HF) runs the post-processor (e.g. Llama's BOS). */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Int32Array {
     if (typeof text !== 'string') throw new TypeError('text: must be a string');
-    return Int32Array.from(this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids);
+    const ids: unknown[] = hfCall(this.source, 'encode', () => this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids);
+    for (const id of ids)
+      if (!(Number.isInteger(id) && (id as number) >= 0 && (id as number) < this.vocabSize)) // e.g. an unk_token not in the vocabulary
+        throw new RangeError(`${this.source}: encode produced token id ${String(id)}, not in the vocabulary [0, ${this.vocabSize}) (is model.unk_token in model.vocab?)`);
+    return Int32Array.from(ids as number[]);
   }
 
   /** Text of `ids`; `skipSpecialTokens` drops special added tokens (<|im_end|>, <|endoftext|>, ...). */
@@ -162,7 +260,8 @@ export class Tokenizer {
       if (!Number.isInteger(arr[i]) || arr[i] < 0 || arr[i] >= this.vocabSize)
         throw new RangeError(`ids: ids[${i}] = ${arr[i]} is outside [0, ${this.vocabSize})`);
     if (arr.length === 0) return '';
-    return this.hf.decode(arr, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces });
+    return hfCall(this.source, 'decode', () =>
+      this.hf.decode(arr, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces }));
   }
 
   /** Whether `id` is a special added token (skipped by decode({skipSpecialTokens: true})). */

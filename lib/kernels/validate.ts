@@ -44,3 +44,17 @@ export function describe(v: unknown): string {
   if (typeof v === 'string') return `'${v}'`;
   return typeof v;
 }
+
+/**
+ * The largest DPO β accepted. The loss is softplus(−β·Δ) and each sequence's gradient weight is up to β, so a huge β
+ * overflows them (β·Δ past the double range gives an infinite loss, a weight past the float range ±Inf gradients);
+ * useful values are 0.01 – 1, and beyond ~100 DPO is a hard-margin classifier already.
+ */
+export const DPO_BETA_MAX = 1000;
+
+/** DPO β: a finite number in (0, DPO_BETA_MAX]; `arg` names it in the TypeError / RangeError. */
+export function checkDpoBeta(arg: string, v: unknown): number {
+  const beta = checkFiniteNumber(arg, v);
+  if (!(beta > 0) || beta > DPO_BETA_MAX) throw rangeError(arg, `must be in (0, ${DPO_BETA_MAX}], got ${beta}`);
+  return beta;
+}

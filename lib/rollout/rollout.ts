@@ -140,18 +140,27 @@ export interface RolloutOptions<P extends ProblemLike, Cache = unknown> {
   onProgress?: (p: RolloutProgress) => void | Promise<void>;
   /** Write an ISO `ts` into each record (default false: a rerun then reproduces the file byte for byte). */
   timestamps?: boolean;
+  /** Told when the store holds repeated (problem, sample) records (skipped; see lib/rollout/store.ts). */
+  onWarning?: (message: string) => void;
 }
 
+/**
+ * Positives and negatives are counted by the reward's sign, as training sees them (lib/train/examples.ts: RFT and
+ * DPO's chosen take reward > 0, DPO's rejected reward ≤ 0) — with a custom reward module that differs from the
+ * verifier's verdict, which `correct`, `allCorrect` and `allWrong` report.
+ */
 export interface RolloutStats {
   problems: number;
   samples: number;
-  /** Correct samples. */
+  /** Samples with reward > 0. */
   positives: number;
-  /** Incorrect samples. */
+  /** Samples with reward ≤ 0. */
   negatives: number;
-  /** Fraction of problems with both correct and incorrect samples. */
+  /** Samples the verifier judged correct. */
+  correct: number;
+  /** Fraction of problems with both a positive and a non-positive sample (those give DPO pairs). */
   mixedRate: number;
-  /** Problems whose samples are all correct / all incorrect. */
+  /** Problems whose samples the verifier judged all correct / all incorrect. */
   allCorrect: number;
   allWrong: number;
   meanReward: number;
@@ -166,6 +175,8 @@ export interface RolloutResult {
   reused: number;
   /** Bytes of a torn last line removed from the store before resuming. */
   droppedBytes: number;
+  /** Repeated (problem, sample) records found in the store and skipped. */
+  duplicates: number;
   stats: RolloutStats;
 }
 
@@ -185,7 +196,7 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
   const params = resolveParams(opts.params);
 
   const wanted = new Set(problems.map((p) => p.id));
-  const { records: existing, droppedBytes } = openRollouts(file);
+  const { records: existing, droppedBytes, duplicates } = openRollouts(file, { onWarning: opts.onWarning });
   const done = new Map<string, Map<number, RolloutRecord>>();
   existing.forEach((r, i) => {
     if (!wanted.has(r.problemId) || r.sampleIndex >= k) return;
@@ -196,7 +207,7 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
       );
     let m = done.get(r.problemId);
     if (!m) done.set(r.problemId, (m = new Map()));
-    if (!m.has(r.sampleIndex)) m.set(r.sampleIndex, r);
+    m.set(r.sampleIndex, r); // openRollouts returns each (problem, sample) once
   });
 
   let generated = 0, reused = 0;
@@ -234,31 +245,33 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
     }
     for (let i = 0; i < k; i++) all.push(have.get(i)!);
   }
-  return { records: all, generated, reused, droppedBytes, stats: rolloutStats(all) };
+  return { records: all, generated, reused, droppedBytes, duplicates, stats: rolloutStats(all) };
 }
 
-/** Positives / negatives (by `correct`), mixed-problem rate and mean reward of a set of records. */
+/** Positives / negatives (by the reward's sign), verifier counts, mixed-problem rate and mean reward of a set of records. */
 export function rolloutStats(records: readonly Pick<RolloutRecord, 'problemId' | 'correct' | 'reward'>[]): RolloutStats {
   if (!Array.isArray(records)) throw new TypeError('records: must be an array');
-  const per = new Map<string, { pos: number; neg: number }>();
-  let positives = 0, rewardSum = 0;
+  const per = new Map<string, { pos: number; neg: number; right: number; wrong: number }>();
+  let positives = 0, correct = 0, rewardSum = 0;
   for (const r of records) {
     let e = per.get(r.problemId);
-    if (!e) per.set(r.problemId, (e = { pos: 0, neg: 0 }));
-    if (r.correct) { e.pos++; positives++; } else e.neg++;
+    if (!e) per.set(r.problemId, (e = { pos: 0, neg: 0, right: 0, wrong: 0 }));
+    if (r.reward > 0) { e.pos++; positives++; } else e.neg++;
+    if (r.correct) { e.right++; correct++; } else e.wrong++;
     rewardSum += r.reward;
   }
   let mixed = 0, allCorrect = 0, allWrong = 0;
   for (const e of per.values()) {
     if (e.pos && e.neg) mixed++;
-    else if (e.pos) allCorrect++;
-    else allWrong++;
+    if (!e.wrong) allCorrect++;
+    if (!e.right) allWrong++;
   }
   return {
     problems: per.size,
     samples: records.length,
     positives,
     negatives: records.length - positives,
+    correct,
     mixedRate: per.size ? mixed / per.size : 0,
     allCorrect,
     allWrong,

@@ -4,8 +4,10 @@
 // append can leave a torn last line; openRollouts() cuts it off (repairJsonlTail: one ftruncate to the end of the
 // last complete line, so the file is either as it was or without the torn bytes) before anything new is appended.
 // A last line that is complete JSON but lacks its '\n' is an ordinary record (appendJsonl completes it).
+// Each (problem, sample) pair is one record: readers skip identical repeats (with a warning) and reject
+// conflicting ones, so a file that two runs appended to is never trained on twice.
 import * as fs from 'fs';
-import { readJsonl, appendJsonl, repairJsonlTail } from '../data/jsonl';
+import { scanJsonl, appendJsonl, repairJsonlTail } from '../data/jsonl';
 
 /** The sampling parameters a record was generated with. */
 export interface RolloutSamplingParams {
@@ -57,24 +59,83 @@ export function sameParams(a: RolloutSamplingParams, b: RolloutSamplingParams): 
   return PARAM_KEYS.every((k) => a[k] === b[k]);
 }
 
+/** What reading a store found besides its records. */
+export interface StoreReadInfo {
+  /** Records skipped because an identical record of the same (problem, sample) came earlier in the file. */
+  duplicates: number;
+  /** A torn last line was found (and skipped). */
+  truncatedTail: boolean;
+  /** Bytes of the file that hold complete lines. */
+  validBytes: number;
+}
+
+export interface ReadRolloutsOptions {
+  /** Told once per read when repeated (problem, sample) records were skipped. */
+  onWarning?: (message: string) => void;
+}
+
+/** A record's content without its write time (two writers of one sample differ only there). */
+const content = (r: RolloutRecord) => JSON.stringify({ ...r, ts: undefined });
+
+/**
+ * Reads and checks every record. A (problemId, sampleIndex) seen before is skipped when the record is identical
+ * (two writers appended the same sample: counted in `duplicates`) and is a RangeError naming both lines otherwise.
+ */
+function readStore(file: string): { records: RolloutRecord[] } & StoreReadInfo {
+  const first = new Map<string, { line: number; content: string }>();
+  const records: RolloutRecord[] = [];
+  let duplicates = 0;
+  const r = scanJsonl<RolloutRecord>(
+    file,
+    ({ value, line }) => {
+      const key = JSON.stringify([value.problemId, value.sampleIndex]);
+      const seen = first.get(key);
+      const c = content(value);
+      if (!seen) {
+        first.set(key, { line, content: c });
+        records.push(value);
+      } else if (seen.content === c) duplicates++;
+      else
+        throw new RangeError(
+          `${file}:${line}: problem ${JSON.stringify(value.problemId)} sample ${value.sampleIndex} is already on line ${seen.line} ` +
+            `with other contents (two runs wrote into this file?); keep one of the two lines`,
+        );
+    },
+    { validate: checkRecord, allowTruncatedTail: true },
+  );
+  return { records, duplicates, truncatedTail: r.truncatedTail, validBytes: r.validBytes };
+}
+
+function warnDuplicates(file: string, n: number, opts: ReadRolloutsOptions): void {
+  if (n > 0 && opts.onWarning)
+    opts.onWarning(`${file}: ${n} repeated (problem, sample) record${n === 1 ? '' : 's'} skipped (identical copies: two runs appended the same samples)`);
+}
+
 /**
  * Opens a store for appending: reads and checks every record (a missing file holds none) and cuts off a torn last
- * line. Any other malformed line is an error naming `file:line`.
+ * line. Any other malformed line is an error naming `file:line`; repeated records are skipped (see readRollouts).
  */
-export function openRollouts(file: string): { records: RolloutRecord[]; droppedBytes: number } {
-  if (!fs.existsSync(file)) return { records: [], droppedBytes: 0 };
-  const r = readJsonl<RolloutRecord>(file, { validate: checkRecord, allowTruncatedTail: true });
+export function openRollouts(file: string, opts: ReadRolloutsOptions = {}): { records: RolloutRecord[]; droppedBytes: number; duplicates: number } {
+  if (!fs.existsSync(file)) return { records: [], droppedBytes: 0, duplicates: 0 };
+  const r = readStore(file);
   let droppedBytes = 0;
   if (r.truncatedTail) {
     droppedBytes = fs.statSync(file).size - r.validBytes;
     repairJsonlTail(file);
   }
-  return { records: r.records, droppedBytes };
+  warnDuplicates(file, r.duplicates, opts);
+  return { records: r.records, droppedBytes, duplicates: r.duplicates };
 }
 
-/** Reads a store without modifying it (a torn last line is skipped). */
-export function readRollouts(file: string): RolloutRecord[] {
-  return readJsonl<RolloutRecord>(file, { validate: checkRecord, allowTruncatedTail: true }).records;
+/**
+ * Reads a store without modifying it (a torn last line is skipped). Each (problem, sample) is returned once: an
+ * identical repeat is skipped (opts.onWarning is told), a repeat with other contents is a RangeError naming both
+ * lines — training must not count a sample twice.
+ */
+export function readRollouts(file: string, opts: ReadRolloutsOptions = {}): RolloutRecord[] {
+  const r = readStore(file);
+  warnDuplicates(file, r.duplicates, opts);
+  return r.records;
 }
 
 /** Appends records (one JSON line each, fsync'd). */

@@ -22,7 +22,9 @@
 //   {model}        that Model as the held reference (precompute: true → precompute with it instead)
 //
 // Checkpoints (<checkpointDir>/step-NNNNNN/, every checkpointEvery steps and at the end), each written into a
-// temporary directory and renamed into place, then <checkpointDir>/latest.json (atomic) points at it:
+// temporary directory and renamed into place, then <checkpointDir>/latest.json (atomic) points at it, then all but
+// the keepCheckpoints newest are removed (lib/train/checkpoints.ts: the folder's layout, strict reading, temps of
+// killed runs removed on start):
 //   config.json + model.safetensors   model.save()
 //   optimizer.safetensors             AdamW m ("exp_avg.<name>") and v ("exp_avg_sq.<name>") per tensor, F32
 //   trainer-state.json                step, RNG/data position (the epoch order is a function of (seed, epoch)),
@@ -31,12 +33,15 @@
 // Exact resume needs the model's AdamW state: Model.optimizerState() / setOptimizerSteps() (or the native
 // optimizerView() / setOptimizerSteps()). Without them checkpoints hold no optimizer state and resume() refuses
 // (unless {allowInexact: true}: AdamW then restarts from zero moments).
-import * as fs from 'fs';
 import * as path from 'path';
 import { Model } from '../engine/model';
 import { loadCheckpoint } from '../engine/checkpoint';
 import { SafetensorsFile, writeBytesAtomic, writeSafetensors } from '../engine/safetensors';
-import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { checkDpoBeta, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import {
+  checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
+  readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
+} from './checkpoints';
 import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
 import { Example, selectExamples, Selection, TRAIN_METHODS, TrainMethod } from './examples';
 import { lrAt, SCHEDULE_KINDS, ScheduleKind, ScheduleOptions } from './schedule';
@@ -84,6 +89,8 @@ export interface TrainerOptions {
   checkpointDir?: string;
   /** Checkpoint every N optimizer steps (and always at the end when checkpointDir is set). */
   checkpointEvery?: number;
+  /** Keep the N newest checkpoints, removing older ones after each save (default 3; 0 keeps all). */
+  keepCheckpoints?: number;
   /** Called after every optimizer step (awaited). */
   onStep?: (m: StepMetrics) => void | Promise<void>;
 }
@@ -131,7 +138,8 @@ export interface ResumeOptions {
 const TRAJECTORY_KEYS = ['method', 'negative', 'reduction', 'lr', 'schedule', 'warmupSteps', 'minLr', 'beta1', 'beta2', 'eps', 'weightDecay',
   'maxGradNorm', 'tokenBudget', 'microBatchesPerStep', 'examplesPerStep', 'epochs', 'seed', 'shuffle', 'padId', 'dpoBeta', 'dpoReference', 'dftData'] as const;
 
-type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference'>> & {
+type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints'>> & {
+  keepCheckpoints: number;
   microBatchesPerStep?: number;
   examplesPerStep?: number;
   minLr: number;
@@ -140,29 +148,6 @@ type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesP
   checkpointEvery?: number;
   onStep?: TrainerOptions['onStep'];
 };
-
-const STATE_FILE = 'trainer-state.json';
-const OPTIMIZER_FILE = 'optimizer.safetensors';
-const STATE_FORMAT = 'rift-trainer-state';
-const STATE_VERSION = 1;
-
-interface TrainerState {
-  format: string;
-  version: number;
-  step: number;
-  totalSteps: number;
-  /** The next step's epoch and its index in that epoch (the data order position). */
-  epoch: number;
-  stepInEpoch: number;
-  rng: { kind: string; seed: number; epoch: number };
-  options: Record<string, unknown>;
-  fingerprint: string;
-  examples: number;
-  optimizer: { file: string; steps: number } | null;
-  refLogps?: number[];
-  referenceDir?: string;
-  history: StepMetrics[];
-}
 
 /** The AdamW state of a Model, when the engine exposes it (see the file comment). */
 export interface OptimizerAccess {
@@ -233,11 +218,12 @@ function checkOptions(o: TrainerOptions): Resolved {
     seed: int('seed', o.seed, 0, 0)!,
     shuffle: o.shuffle ?? true,
     padId: int('padId', o.padId, 0, 0)!,
-    dpoBeta: num('dpoBeta', o.dpoBeta, 0.1, 0, false, true),
+    dpoBeta: o.dpoBeta === undefined ? 0.1 : checkDpoBeta('dpoBeta', o.dpoBeta),
     dpoReference: o.dpoReference ?? 'precomputed',
     dftData: oneOf('dftData', o.dftData, ['positives', 'reference'] as const, 'positives'),
     checkpointDir: o.checkpointDir,
     checkpointEvery: int('checkpointEvery', o.checkpointEvery, undefined, 1),
+    keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, DEFAULT_KEEP_CHECKPOINTS, 0)!,
     onStep: o.onStep,
   };
   if (typeof r.shuffle !== 'boolean') throw typeError('shuffle', `must be a boolean, got ${describe(r.shuffle)}`);
@@ -296,30 +282,6 @@ function fingerprint(sel: Selection, units: readonly Unit[]): string {
   return (h >>> 0).toString(16).padStart(8, '0') + `-${sel.examples.length}-${units.length}`;
 }
 
-function stepDirName(step: number): string {
-  return `step-${String(step).padStart(6, '0')}`;
-}
-
-/** Writes a directory atomically: fill a temporary sibling, then rename it over `dir`. */
-function writeDirAtomic(dir: string, fill: (tmp: string) => void): void {
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const tmp = path.join(parent, `.${path.basename(dir)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  fs.mkdirSync(tmp);
-  try {
-    fill(tmp);
-    if (fs.existsSync(dir)) {
-      const old = `${tmp}.old`;
-      fs.renameSync(dir, old);
-      fs.renameSync(tmp, dir);
-      fs.rmSync(old, { recursive: true, force: true });
-    } else fs.renameSync(tmp, dir);
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-}
-
 export class Trainer {
   readonly model: Model;
   readonly options: Readonly<Resolved>;
@@ -327,7 +289,8 @@ export class Trainer {
   readonly history: StepMetrics[] = [];
   private resumed?: TrainerState;
   private reference?: Model; // DPO 'held'
-  private referenceDir?: string;
+  private referenceDir?: string; // where the held reference's weights are (absolute)
+  private referenceSavedIn?: string; // the checkpoint root that holds a copy of them
   private running = false;
 
   constructor(model: Model, options: TrainerOptions) {
@@ -349,16 +312,8 @@ export class Trainer {
   async resume(dir: string, opts: ResumeOptions = {}): Promise<void> {
     if (typeof dir !== 'string') throw typeError('dir', `must be a string, got ${describe(dir)}`);
     if (this.running) throw new Error('Trainer: busy — run() is in progress');
-    const latest = path.join(dir, 'latest.json');
-    if (fs.existsSync(latest) && !fs.existsSync(path.join(dir, STATE_FILE))) {
-      const l = JSON.parse(fs.readFileSync(latest, 'utf8')) as { dir: string };
-      dir = path.join(dir, l.dir);
-    }
-    const file = path.join(dir, STATE_FILE);
-    if (!fs.existsSync(file)) throw new Error(`${dir}: no ${STATE_FILE} (not a trainer checkpoint)`);
-    const state = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainerState;
-    if (state.format !== STATE_FORMAT || state.version !== STATE_VERSION)
-      throw new Error(`${file}: format ${state.format} version ${state.version} is not ${STATE_FORMAT} version ${STATE_VERSION}`);
+    dir = checkpointStepDir(dir);
+    const { state, file } = readTrainerState(dir);
     const mine = trajectory(this.options as Resolved);
     for (const k of TRAJECTORY_KEYS)
       if (JSON.stringify(mine[k]) !== JSON.stringify(state.options[k]))
@@ -369,18 +324,16 @@ export class Trainer {
       throw new Error(`${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`);
     if (opt && !access && !opts.allowInexact)
       throw new Error('resume: this Model exposes no AdamW state (Model.optimizerState() / setOptimizerSteps()); an exact resume needs it — pass {allowInexact: true} to restart AdamW from zero moments');
-    this.model.loadWeights(dir);
-    if (opt && access) {
-      const f = SafetensorsFile.open(path.join(dir, opt.file));
-      try {
-        for (const t of this.model.tensorTable()) {
-          const n = t.shape.reduce((a, b) => a * b, 1);
-          f.readFloat32(`exp_avg.${t.name}`, access.m.subarray(t.offset, t.offset + n));
-          f.readFloat32(`exp_avg_sq.${t.name}`, access.v.subarray(t.offset, t.offset + n));
-        }
-      } finally {
-        f.close();
-      }
+    const root = path.dirname(path.resolve(dir));
+    const referenceDir = state.referenceDir === undefined ? undefined : insidePath(root, state.referenceDir, file, 'referenceDir');
+    const optFile = opt ? insidePath(dir, opt.file, file, 'optimizer.file') : undefined;
+    try {
+      this.model.loadWeights(dir);
+    } catch (e) {
+      throw inCheckpoint(dir, e);
+    }
+    if (opt && optFile && access) {
+      readOptimizerState(optFile, this.model, access);
       access.commit?.();
       access.setSteps(opt.steps);
     } else if (access) {
@@ -392,7 +345,8 @@ export class Trainer {
     this.resumed = state;
     this.history.length = 0;
     this.history.push(...state.history);
-    this.referenceDir = state.referenceDir;
+    this.referenceDir = referenceDir;
+    this.referenceSavedIn = referenceDir && path.basename(referenceDir) === REFERENCE_DIR ? path.dirname(referenceDir) : undefined;
     this.reference = undefined;
   }
 
@@ -452,6 +406,7 @@ export class Trainer {
       held = typeof refOpt === 'object' ? refOpt.model : (this.reference ??= this.makeHeldReference());
     }
 
+    if (o.checkpointDir) cleanCheckpointTemps(o.checkpointDir);
     Model.resetPeaks();
     const done: StepMetrics[] = [];
     for (let s = start; s < totalSteps; s++) {
@@ -521,12 +476,17 @@ export class Trainer {
   }
 
   private saveCheckpoint(root: string, state: TrainerState, heldRef?: Model): void {
-    if (heldRef && !this.referenceDir) {
-      const refDir = path.resolve(root, 'reference');
-      writeDirAtomic(refDir, (tmp) => heldRef.save(tmp));
-      this.referenceDir = refDir;
+    if (heldRef) {
+      // each checkpoint folder holds its own copy of the reference weights (a resume never reads outside it)
+      const resolved = path.resolve(root);
+      if (this.referenceSavedIn === undefined || path.resolve(this.referenceSavedIn) !== resolved) {
+        const refDir = path.join(resolved, REFERENCE_DIR);
+        writeDirAtomic(refDir, (tmp) => heldRef.save(tmp));
+        this.referenceDir = refDir;
+        this.referenceSavedIn = resolved;
+      }
+      state.referenceDir = REFERENCE_DIR;
     }
-    if (heldRef) state.referenceDir = this.referenceDir;
     const name = stepDirName(state.step);
     writeDirAtomic(path.join(root, name), (tmp) => {
       this.model.save(tmp);
@@ -545,24 +505,69 @@ export class Trainer {
       }
       writeBytesAtomic(path.join(tmp, STATE_FILE), JSON.stringify(state) + '\n');
     });
-    writeBytesAtomic(path.join(root, 'latest.json'), JSON.stringify({ dir: name, step: state.step }) + '\n');
+    writeBytesAtomic(path.join(root, LATEST_FILE), JSON.stringify({ dir: name, step: state.step }) + '\n');
+    pruneCheckpoints(root, this.options.keepCheckpoints, state.step);
   }
 
   /** A Trainer over Model.load(dir) with the checkpoint's options (plus overrides), resumed from dir. */
   static async load(dir: string, overrides: Partial<TrainerOptions> = {}, modelOpts: { chunkRows?: number } = {}): Promise<Trainer> {
     if (typeof dir !== 'string') throw typeError('dir', `must be a string, got ${describe(dir)}`);
-    let stepDir = dir;
-    const latest = path.join(dir, 'latest.json');
-    if (fs.existsSync(latest) && !fs.existsSync(path.join(dir, STATE_FILE))) stepDir = path.join(dir, (JSON.parse(fs.readFileSync(latest, 'utf8')) as { dir: string }).dir);
-    const state = JSON.parse(fs.readFileSync(path.join(stepDir, STATE_FILE), 'utf8')) as TrainerState;
+    const stepDir = checkpointStepDir(dir);
+    const { state } = readTrainerState(stepDir);
     const saved: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(state.options)) if (v !== null) saved[k] = v;
     if (saved.dpoReference === 'model' || saved.dpoReference === 'model-precomputed') {
       if (!overrides.dpoReference) throw typeError('dpoReference', 'this checkpoint used a caller-given reference Model: pass it again in overrides');
       delete saved.dpoReference;
     }
-    const t = new Trainer(Model.load(stepDir, modelOpts), { ...(saved as unknown as TrainerOptions), ...overrides });
+    let model: Model;
+    try {
+      model = Model.load(stepDir, modelOpts);
+    } catch (e) {
+      throw inCheckpoint(stepDir, e);
+    }
+    const t = new Trainer(model, { ...(saved as unknown as TrainerOptions), ...overrides });
     await t.resume(stepDir);
     return t;
+  }
+}
+
+/**
+ * Reads a checkpoint's AdamW moments into the model's optimizer views; every error names the file (a missing or
+ * truncated tensor, NaN/Inf moments, a negative second moment).
+ */
+function readOptimizerState(file: string, model: Model, access: OptimizerAccess): void {
+  const base = `${path.basename(file)}: `;
+  const named = (e: unknown) => {
+    const msg = e instanceof Error ? e.message : String(e);
+    const text = msg.startsWith(file) ? msg : `${file}: ${msg.startsWith(base) ? msg.slice(base.length) : msg}`;
+    const E = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : Error;
+    return Object.assign(new E(text), { cause: e });
+  };
+  let f: SafetensorsFile;
+  try {
+    f = SafetensorsFile.open(file);
+  } catch (e) {
+    throw named(e);
+  }
+  try {
+    for (const t of model.tensorTable()) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      for (const [prefix, arr] of [['exp_avg', access.m], ['exp_avg_sq', access.v]] as const) {
+        const view = arr.subarray(t.offset, t.offset + n);
+        try {
+          f.readFloat32(`${prefix}.${t.name}`, view);
+        } catch (e) {
+          throw named(e);
+        }
+        for (let i = 0; i < n; i++) {
+          const x = view[i];
+          if (!Number.isFinite(x) || (prefix === 'exp_avg_sq' && x < 0))
+            throw new RangeError(`${file}: tensor "${prefix}.${t.name}" holds ${x} at element ${i} (a corrupt optimizer state)`);
+        }
+      }
+    }
+  } finally {
+    f.close();
   }
 }

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { evaluate, writeJsonAtomic, evalTable } from '../../eval/evaluate';
 import { makeScorer, promptFor } from '../../demo/loop';
 import type { Output } from '../io';
+import { checkFileOutput, modelInputs, refuseOverlap } from '../outputs';
 import { int } from '../parse';
 import { samplingOptions } from './rollout';
 import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
@@ -24,6 +25,11 @@ export function evalCommand(out: () => Output): Command {
     .option('--json [file]', 'JSON lines on stdout; with a file, also write the full result there')
     .action(async (f: Flags) => {
       const o = out();
+      if (typeof f.json === 'string') {
+        const json = { opt: '--json', path: f.json };
+        checkFileOutput(json);
+        refuseOverlap([json], [{ opt: '--problems', path: f.problems }, ...modelInputs('--model', f.model)]);
+      }
       const problems = loadProblems(f.problems);
       const { model, tokenizer } = loadModelDir(f.model, '--model', f);
       o.startBar('eval', problems.length);

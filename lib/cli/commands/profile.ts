@@ -5,6 +5,7 @@ import * as path from 'path';
 import { Command } from 'commander';
 import { measureMemory, predictMemory, PROFILE_METHODS, QWEN25_MATH_1_5B, QWEN25_MATH_7B, numParams, type ProfileMethod } from '../../profile/memory';
 import { parseConfig } from '../../engine/checkpoint';
+import { readJsonFile } from '../../data/files';
 import { formatBytes } from '../../eval/evaluate';
 import { baseModelConfig } from '../../demo/base-model';
 import { CliError, type Output } from '../io';
@@ -39,10 +40,10 @@ export function profileCommand(out: () => Output): Command {
       let name = f.config;
       if (f.config === 'tiny') {
         const dir = DEFAULT_MODEL;
-        config = fs.existsSync(path.join(dir, 'config.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) : baseModelConfig();
+        config = fs.existsSync(path.join(dir, 'config.json')) ? (readJsonFile(path.join(dir, 'config.json')) as Record<string, unknown>) : baseModelConfig();
       } else if (NAMED[f.config.toLowerCase()]) config = NAMED[f.config.toLowerCase()];
       else if (fs.existsSync(path.join(f.config, 'config.json'))) {
-        config = JSON.parse(fs.readFileSync(path.join(f.config, 'config.json'), 'utf8'));
+        config = readJsonFile(path.join(f.config, 'config.json')) as Record<string, unknown>; // errors name the file
         name = path.basename(path.resolve(f.config));
       } else throw new CliError(`--config: expected tiny, qwen2.5-math-1.5b, qwen2.5-math-7b or a model directory with config.json, got ${JSON.stringify(f.config)}`);
       const parsed = parseConfig(config);

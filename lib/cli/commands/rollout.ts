@@ -1,5 +1,7 @@
 // rift rollout: K samples per problem from a model, scored, appended to a JSONL store (resumable: a rerun skips
-// the (problem, sample) pairs already there).
+// the (problem, sample) pairs already there). --out is locked for the run (a second writer is refused) and may not
+// be an input or a directory.
+import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
 import { runRollouts } from '../../rollout/rollout';
@@ -7,6 +9,7 @@ import { loadRewardModule } from '../../reward/rewards';
 import { makeScorer, promptFor } from '../../demo/loop';
 import { BASE_MAX_NEW_TOKENS } from '../../demo/base-model';
 import type { Output } from '../io';
+import { checkFileOutput, lockOutput, modelInputs, refuseOverlap, type PathArg } from '../outputs';
 import { int, num } from '../parse';
 import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
 
@@ -43,31 +46,48 @@ export function rolloutCommand(out: () => Output): Command {
     .option('--json', 'JSON lines on stdout')
     .action(async (f: Flags) => {
       const o = out();
-      const problems = loadProblems(f.problems);
-      const { model, tokenizer } = loadModelDir(f.model, '--model', f);
-      const rewardFn = f.rewardModule ? await loadRewardModule(path.resolve(f.rewardModule)) : undefined;
-      const score = makeScorer({ rPos: f.rPos, rNeg: f.rNeg, rewardFn });
-      let tokens = 0;
-      const t0 = Date.now();
-      o.startBar('rollout', problems.length);
-      const r = await runRollouts({
-        model, tokenizer, problems, k: f.k, file: f.out, score, promptFor,
-        params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
-        onProgress: (p) => {
-          tokens += p.records.reduce((a, x) => a + x.tokens, 0);
-          o.updateBar('rollout', p.index + 1, p.total, { tokens });
-        },
-      });
-      o.endBar('rollout', { generated: r.generated, reused: r.reused });
-      const s = r.stats;
-      const seconds = (Date.now() - t0) / 1000;
-      o.result(
-        { command: 'rollout', file: f.out, generated: r.generated, reused: r.reused, droppedBytes: r.droppedBytes, seconds, tokens, stats: s },
-        `${f.out}: ${s.samples} samples for ${s.problems} problems (${r.generated} generated, ${r.reused} already there` +
-          `${r.droppedBytes ? `, ${r.droppedBytes} torn bytes cut` : ''}) in ${seconds.toFixed(1)} s\n` +
-          `positives ${s.positives}, negatives ${s.negatives}, mixed problems ${(100 * s.mixedRate).toFixed(1)}%, ` +
-          `all-correct ${s.allCorrect}, all-wrong ${s.allWrong}, mean reward ${s.meanReward.toFixed(4)}`,
-      );
+      const outArg: PathArg = { opt: '--out', path: f.out };
+      checkFileOutput(outArg);
+      refuseOverlap([outArg], [
+        { opt: '--problems', path: f.problems },
+        ...modelInputs('--model', f.model),
+        ...(f.rewardModule ? [{ opt: '--reward-module', path: f.rewardModule }] : []),
+      ]);
+      fs.mkdirSync(path.dirname(path.resolve(f.out)), { recursive: true });
+      const lock = lockOutput(outArg, 'file', 'rift rollout');
+      try {
+        await rollout(f, o);
+      } finally {
+        lock.release();
+      }
     });
   return cmd;
+}
+
+async function rollout(f: Flags, o: Output): Promise<void> {
+  const problems = loadProblems(f.problems);
+  const { model, tokenizer } = loadModelDir(f.model, '--model', f);
+  const rewardFn = f.rewardModule ? await loadRewardModule(path.resolve(f.rewardModule)) : undefined;
+  const score = makeScorer({ rPos: f.rPos, rNeg: f.rNeg, rewardFn });
+  let tokens = 0;
+  const t0 = Date.now();
+  o.startBar('rollout', problems.length);
+  const r = await runRollouts({
+    model, tokenizer, problems, k: f.k, file: f.out, score, promptFor, onWarning: (m) => o.log(m),
+    params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
+    onProgress: (p) => {
+      tokens += p.records.reduce((a, x) => a + x.tokens, 0);
+      o.updateBar('rollout', p.index + 1, p.total, { tokens });
+    },
+  });
+  o.endBar('rollout', { generated: r.generated, reused: r.reused });
+  const s = r.stats;
+  const seconds = (Date.now() - t0) / 1000;
+  o.result(
+    { command: 'rollout', file: f.out, generated: r.generated, reused: r.reused, droppedBytes: r.droppedBytes, duplicates: r.duplicates, seconds, tokens, stats: s },
+    `${f.out}: ${s.samples} samples for ${s.problems} problems (${r.generated} generated, ${r.reused} already there` +
+      `${r.droppedBytes ? `, ${r.droppedBytes} torn bytes cut` : ''}) in ${seconds.toFixed(1)} s\n` +
+      `positives ${s.positives}, negatives ${s.negatives} (by the reward's sign), correct ${s.correct}, mixed problems ${(100 * s.mixedRate).toFixed(1)}%, ` +
+      `all-correct ${s.allCorrect}, all-wrong ${s.allWrong}, mean reward ${s.meanReward.toFixed(4)}`,
+  );
 }

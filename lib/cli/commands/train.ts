@@ -1,16 +1,21 @@
 // rift train: one method (sft | rft | dft | dpo | rift) on rollouts (SFT: on the problems' reference solutions),
 // checkpoints and exact resume; the trained model is saved to --out (HF layout, tokenizer files copied).
+// --out is locked for the run (a second `rift train` into it is refused), may not be or hold an input (--model
+// only with --overwrite), and a resume first cuts metrics.jsonl back to the checkpoint's step.
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, Option } from 'commander';
 import { readRollouts } from '../../rollout/store';
 import { appendJsonl } from '../../data/jsonl';
 import { writeJsonAtomic } from '../../eval/evaluate';
+import { TOKENIZER_FILES } from '../../engine/model';
+import { cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, readLatest, truncateMetricsFile } from '../../train/checkpoints';
 import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
 import { referenceExamples, rolloutExamples, trainMethod } from '../../demo/loop';
 import { CliError, type Output } from '../io';
 import { int, num } from '../parse';
+import { checkDirOutput, lockOutput, modelInputs, refuseOverlap, type PathArg, type WriteArg } from '../outputs';
 import { DEFAULT_MODEL, loadModelDir, loadProblems, deviceOptions, type DeviceFlags } from './common';
 
 interface Flags extends DeviceFlags {
@@ -28,6 +33,8 @@ interface Flags extends DeviceFlags {
   tokenBudget: number;
   examplesPerStep: number;
   checkpointEvery?: number;
+  keepCheckpoints: number;
+  overwrite?: boolean;
   dpoReference: 'precomputed' | 'held';
   seed: number;
   resume?: boolean;
@@ -51,6 +58,8 @@ export function trainCommand(out: () => Output): Command {
     .option('--token-budget <n>', 'most tokens (B × T) per micro-batch', int(1), 4096)
     .option('--examples-per-step <n>', 'sequences (DPO: pairs) per optimizer update', int(1), 16)
     .option('--checkpoint-every <n>', 'checkpoint every N updates (and at the end) into OUT/checkpoints', int(1))
+    .option('--keep-checkpoints <n>', 'keep the N newest checkpoints (0: all)', int(0), DEFAULT_KEEP_CHECKPOINTS)
+    .option('--overwrite', 'allow --out to be the --model directory (the input model is replaced)')
     .addOption(new Option('--dpo-reference <kind>', 'DPO reference log-probs').choices(['precomputed', 'held']).default('precomputed'))
     .option('--seed <n>', 'data-order seed', int(0), 0)
     .option('--resume', 'continue from OUT/checkpoints (same options and data)')
@@ -60,57 +69,96 @@ export function trainCommand(out: () => Output): Command {
       if (f.steps !== undefined && f.epochs !== undefined) throw new CliError('--steps and --epochs: give one of them');
       if (f.method !== 'sft' && !f.rollouts) throw new CliError(`--rollouts: required for --method ${f.method}`);
       if (f.rollouts && !fs.existsSync(f.rollouts)) throw new CliError(`--rollouts: ${f.rollouts}: no such file`);
-      const problems = loadProblems(f.problems);
-      const { model, tokenizer } = loadModelDir(f.model, '--model', f);
-      const records = f.rollouts ? readRollouts(f.rollouts) : [];
-      const { examples, skipped } = rolloutExamples(records, problems, tokenizer);
-      const refs = referenceExamples(problems, tokenizer);
-      if (f.method === 'sft' && !refs.length) throw new CliError(`--problems: ${f.problems}: no problem has a "solution" (needed by --method sft)`);
-      if (skipped) o.log(`${skipped} rollout records skipped (problem not in ${f.problems}, or an empty response)`);
-      const ckpt = path.join(f.out, 'checkpoints');
-      if (f.resume && !fs.existsSync(path.join(ckpt, 'latest.json'))) throw new CliError(`--resume: ${ckpt}: no checkpoint to resume from`);
+      checkOutputs(f);
       fs.mkdirSync(f.out, { recursive: true });
-      const metricsFile = path.join(f.out, 'metrics.jsonl');
-      if (!f.resume) fs.rmSync(metricsFile, { force: true });
-      let tokens = 0;
-      const label = `train ${f.method}${f.method === 'rift' ? `-${f.negative}` : ''}`;
-      let total = f.steps ?? 0;
-      const t0 = Date.now();
-      const { metrics, trainer } = await trainMethod(model, examples, refs, {
-        method: f.method,
-        ...(f.method === 'rift' ? { negative: f.negative } : {}),
-        ...(f.method === 'dpo' ? { dpoReference: f.dpoReference } : {}),
-        lr: f.lr,
-        schedule: f.schedule,
-        warmupSteps: f.warmupSteps,
-        tokenBudget: f.tokenBudget,
-        examplesPerStep: f.examplesPerStep,
-        seed: f.seed,
-        padId: tokenizer.padTokenId ?? 0,
-        ...(f.steps === undefined ? { epochs: f.epochs ?? 1 } : { steps: f.steps }),
-        ...(f.checkpointEvery !== undefined || f.resume ? { checkpointDir: ckpt, checkpointEvery: f.checkpointEvery } : {}),
-        ...(f.resume ? { resumeFrom: ckpt } : {}),
-        onStep: (m) => {
-          if (!total) {
-            total = f.steps ?? m.totalSteps;
-            o.startBar(label, total);
-          }
-          tokens += m.tokens;
-          appendJsonl(metricsFile, [{ step: m.step, epoch: m.epoch, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, tokensPerSec: m.tokensPerSec, memoryPeak: m.memoryPeak, seconds: m.seconds }]);
-          o.updateBar(label, m.step, total, { tokens, loss: m.loss });
-        },
-      });
-      o.endBar(label, { steps: metrics.length });
-      void trainer;
-      model.save(f.out);
-      const seconds = (Date.now() - t0) / 1000;
-      const last = metrics[metrics.length - 1];
-      const summary = {
-        command: 'train', method: f.method, negative: f.method === 'rift' ? f.negative : undefined, out: f.out, steps: metrics.length,
-        firstLoss: metrics[0]?.loss, lastLoss: last?.loss, peakMemoryBytes: Math.max(0, ...metrics.map((m) => m.memoryPeak)), seconds,
-        examples: examples.length, referenceSolutions: refs.length,
-      };
-      writeJsonAtomic(path.join(f.out, 'train.json'), { ...summary, options: f, metrics });
-      o.result(summary, `${label}: ${metrics.length} updates, loss ${summary.firstLoss?.toFixed(4)} → ${summary.lastLoss?.toFixed(4)}, ${seconds.toFixed(1)} s; model saved to ${f.out}`);
+      const lock = lockOutput({ opt: '--out', path: f.out }, 'dir', 'rift train');
+      try {
+        await train(f, o);
+      } finally {
+        lock.release();
+      }
     });
+}
+
+/** Files `rift train` writes into --out (the saved model, its tokenizer files, the run's records). */
+const OUT_FILES = ['config.json', 'model.safetensors', 'model.safetensors.index.json', ...TOKENIZER_FILES, 'metrics.jsonl', 'train.json'];
+
+/** --out against the inputs: not a file, not an input, not --model without --overwrite, not holding an input below checkpoints/. */
+function checkOutputs(f: Flags): void {
+  const out: PathArg = { opt: '--out', path: f.out };
+  checkDirOutput(out);
+  const sameAsModel = fs.existsSync(f.out) && fs.existsSync(f.model) && fs.realpathSync(f.out) === fs.realpathSync(f.model);
+  if (sameAsModel && !f.overwrite)
+    throw new CliError(`--out: ${f.out} is the --model directory: training would replace the input model; pass --overwrite to allow it`);
+  const inputs: PathArg[] = [
+    { opt: '--problems', path: f.problems },
+    ...(f.rollouts ? [{ opt: '--rollouts', path: f.rollouts }] : []),
+    ...(sameAsModel ? [] : modelInputs('--model', f.model)),
+  ];
+  const writes: WriteArg[] = [
+    ...(sameAsModel ? [] : [out]),
+    ...OUT_FILES.map((n) => ({ opt: '--out', path: path.join(f.out, n) })),
+    { opt: '--out', path: path.join(f.out, 'checkpoints'), tree: true },
+  ];
+  refuseOverlap(writes, inputs);
+}
+
+async function train(f: Flags, o: Output): Promise<void> {
+  const problems = loadProblems(f.problems);
+  const { model, tokenizer } = loadModelDir(f.model, '--model', f);
+  const records = f.rollouts ? readRollouts(f.rollouts, { onWarning: (m) => o.log(m) }) : [];
+  const { examples, skipped } = rolloutExamples(records, problems, tokenizer);
+  const refs = referenceExamples(problems, tokenizer);
+  if (f.method === 'sft' && !refs.length) throw new CliError(`--problems: ${f.problems}: no problem has a "solution" (needed by --method sft)`);
+  if (skipped) o.log(`${skipped} rollout records skipped (problem not in ${f.problems}, or an empty response)`);
+  const ckpt = path.join(f.out, 'checkpoints');
+  if (f.resume && !fs.existsSync(path.join(ckpt, 'latest.json'))) throw new CliError(`--resume: ${ckpt}: no checkpoint to resume from`);
+  const metricsFile = path.join(f.out, 'metrics.jsonl');
+  const cleaned = cleanCheckpointTemps(ckpt, { exclusive: true }); // we hold the lock: every temp here is an orphan
+  if (cleaned.length) o.log(`removed ${cleaned.length} unfinished checkpoint write${cleaned.length === 1 ? '' : 's'} in ${ckpt}`);
+  if (!f.resume) fs.rmSync(metricsFile, { force: true });
+  else {
+    const dropped = truncateMetricsFile(metricsFile, readLatest(ckpt).step);
+    if (dropped) o.log(`${metricsFile}: removed ${dropped} step record${dropped === 1 ? '' : 's'} past the checkpoint (they are trained again)`);
+  }
+  let tokens = 0;
+  const label = `train ${f.method}${f.method === 'rift' ? `-${f.negative}` : ''}`;
+  let total = f.steps ?? 0;
+  const t0 = Date.now();
+  const { metrics, trainer } = await trainMethod(model, examples, refs, {
+    method: f.method,
+    ...(f.method === 'rift' ? { negative: f.negative } : {}),
+    ...(f.method === 'dpo' ? { dpoReference: f.dpoReference } : {}),
+    lr: f.lr,
+    schedule: f.schedule,
+    warmupSteps: f.warmupSteps,
+    tokenBudget: f.tokenBudget,
+    examplesPerStep: f.examplesPerStep,
+    seed: f.seed,
+    padId: tokenizer.padTokenId ?? 0,
+    ...(f.steps === undefined ? { epochs: f.epochs ?? 1 } : { steps: f.steps }),
+    ...(f.checkpointEvery !== undefined || f.resume ? { checkpointDir: ckpt, checkpointEvery: f.checkpointEvery, keepCheckpoints: f.keepCheckpoints } : {}),
+    ...(f.resume ? { resumeFrom: ckpt } : {}),
+    onStep: (m) => {
+      if (!total) {
+        total = f.steps ?? m.totalSteps;
+        o.startBar(label, total);
+      }
+      tokens += m.tokens;
+      appendJsonl(metricsFile, [{ step: m.step, epoch: m.epoch, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, tokensPerSec: m.tokensPerSec, memoryPeak: m.memoryPeak, seconds: m.seconds }]);
+      o.updateBar(label, m.step, total, { tokens, loss: m.loss });
+    },
+  });
+  o.endBar(label, { steps: metrics.length });
+  void trainer;
+  model.save(f.out);
+  const seconds = (Date.now() - t0) / 1000;
+  const last = metrics[metrics.length - 1];
+  const summary = {
+    command: 'train', method: f.method, negative: f.method === 'rift' ? f.negative : undefined, out: f.out, steps: metrics.length,
+    firstLoss: metrics[0]?.loss, lastLoss: last?.loss, peakMemoryBytes: Math.max(0, ...metrics.map((m) => m.memoryPeak)), seconds,
+    examples: examples.length, referenceSolutions: refs.length,
+  };
+  writeJsonAtomic(path.join(f.out, 'train.json'), { ...summary, options: f, metrics });
+  o.result(summary, `${label}: ${metrics.length} updates, loss ${summary.firstLoss?.toFixed(4)} → ${summary.lastLoss?.toFixed(4)}, ${seconds.toFixed(1)} s; model saved to ${f.out}`);
 }
