@@ -33,3 +33,5 @@ export { passAtK, meanAtK, summarize } from './eval/metrics';
 export { evaluate, evalTable } from './eval/evaluate';
 export { writeReport } from './report/report';
 export { lossCurvePlot, accuracyPlot, memoryPlot } from './report/plots';
+export { packageRoot, defaultModelDir, promptFor, responseFor, DEFAULT_MAX_NEW_TOKENS, makeScorer, exampleFromRecord, rolloutExamples, referenceExamples, trainMethod, memoryDelta, MEMORY_CATEGORIES } from './loop';
+export type { ScorerOptions, TrainMethodOptions } from './loop';

@@ -23,7 +23,7 @@ import { writeReport } from '../report/report';
 import type { StepMetrics, TrainerOptions } from '../train/trainer';
 import { selectExamples } from '../train/examples';
 import { BASE_MAX_NEW_TOKENS } from './base-model';
-import { defaultModelDir, makeScorer, memoryDelta, promptFor, referenceExamples, rolloutExamples, trainMethod } from './loop';
+import { defaultModelDir, makeScorer, memoryDelta, promptFor, referenceExamples, rolloutExamples, trainMethod } from '../loop';
 import { collectGarbage } from '../profile/memory';
 
 export interface DemoEvent {

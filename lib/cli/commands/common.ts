@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { readProblems, type Problem } from '../../data/problems';
 import { Device, Model, Precision } from '../../engine/model';
 import { Tokenizer } from '../../engine/tokenizer';
-import { defaultModelDir } from '../../demo/loop';
+import { defaultModelDir } from '../../loop/paths';
 import { CliError } from '../io';
 
 export const DEFAULT_MODEL = defaultModelDir();

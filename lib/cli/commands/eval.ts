@@ -1,7 +1,7 @@
 // rift eval: Mean@K and Pass@k of a model on held-out problems.
 import { Command } from 'commander';
 import { evaluate, writeJsonAtomic, evalTable } from '../../eval/evaluate';
-import { makeScorer, promptFor } from '../../demo/loop';
+import { makeScorer, promptFor } from '../../loop';
 import type { Output } from '../io';
 import { checkFileOutput, modelInputs, refuseOverlap } from '../outputs';
 import { int } from '../parse';

@@ -6,8 +6,7 @@ import * as path from 'path';
 import { Command } from 'commander';
 import { runRollouts } from '../../rollout/rollout';
 import { loadRewardModule } from '../../reward/rewards';
-import { makeScorer, promptFor } from '../../demo/loop';
-import { BASE_MAX_NEW_TOKENS } from '../../demo/base-model';
+import { DEFAULT_MAX_NEW_TOKENS, makeScorer, promptFor } from '../../loop';
 import type { Output } from '../io';
 import { checkFileOutput, lockOutput, modelInputs, refuseOverlap, type PathArg } from '../outputs';
 import { int, num } from '../parse';
@@ -28,7 +27,7 @@ export function samplingOptions(cmd: Command): Command {
     .option('--temperature <t>', 'sampling temperature (0: greedy)', num(0), 1)
     .option('--top-p <p>', 'nucleus sampling (1: off)', num(0, 1), 1)
     .option('--top-k <k>', 'top-k sampling (0: off)', int(0), 0)
-    .option('--max-new-tokens <n>', 'most generated tokens per sample', int(1), BASE_MAX_NEW_TOKENS)
+    .option('--max-new-tokens <n>', 'most generated tokens per sample', int(1), DEFAULT_MAX_NEW_TOKENS)
     .option('--seed <n>', 'sampling seed', int(0), 0);
 }
 

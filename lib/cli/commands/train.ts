@@ -12,7 +12,7 @@ import { TOKENIZER_FILES } from '../../engine/model';
 import { cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, readLatest, truncateMetricsFile } from '../../train/checkpoints';
 import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
-import { referenceExamples, rolloutExamples, trainMethod } from '../../demo/loop';
+import { referenceExamples, rolloutExamples, trainMethod } from '../../loop';
 import { CliError, type Output } from '../io';
 import { int, num } from '../parse';
 import { checkDirOutput, lockOutput, modelInputs, refuseOverlap, type PathArg, type WriteArg } from '../outputs';
