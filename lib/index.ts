@@ -33,3 +33,12 @@ export { passAtK, meanAtK, summarize } from './eval/metrics';
 export { evaluate, evalTable } from './eval/evaluate';
 export { writeReport } from './report/report';
 export { lossCurvePlot, accuracyPlot, memoryPlot } from './report/plots';
+export {
+  packageRoot, defaultModelDir, PromptFormat, buildPrompts, promptHash, PAPER_INSTRUCTION, DEFAULT_CHAT_TEMPLATE, DEFAULT_PLAIN_TEMPLATE,
+  DEFAULT_MAX_NEW_TOKENS, PROMPT_FORMAT_FILE, readPromptFormatFile, writePromptFormatFile, resolvePromptSpec, rolloutPromptSpec,
+  trainingPromptSpec, PROMPT_FORMATS, checkPromptSpec, samePromptSpec, fillTemplate, makeScorer, exampleFromRecord, rolloutExamples,
+  referenceExamples, trainMethod, memoryDelta, MEMORY_CATEGORIES,
+} from './loop';
+export type {
+  PromptSpec, PromptChoice, PromptProblem, ScorerOptions, ExampleOptions, TrainMethodOptions,
+} from './loop';

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { makeCharTokenizer, Tokenizer } from '../lib/engine/tokenizer';
 import { runRollouts, rolloutStats, problemKey, type RolloutOptions, type ScoreResult } from '../lib/rollout/rollout';
 import { readRollouts, openRollouts, type RolloutRecord } from '../lib/rollout/store';
+import { promptHash, type PromptSpec } from '../lib/data/prompt-spec';
 import { FakeModel } from './helpers/fake-model';
 
 const CHARS = [...'0123456789+= abc'];
@@ -52,10 +53,13 @@ test('an unbroken run writes one well-formed record per (problem, sample)', () =
   expect(lines).toHaveLength(problems.length * K);
   expect(readRollouts(reference.file)).toEqual(reference.records);
   const first = reference.records[0];
-  expect(Object.keys(first)).toEqual(['problemId', 'sampleIndex', 'text', 'tokens', 'reward', 'correct', 'extracted', 'finishReason', 'params']);
+  expect(Object.keys(first)).toEqual(['problemId', 'sampleIndex', 'text', 'tokens', 'reward', 'correct', 'extracted', 'finishReason', 'params', 'promptTokens', 'promptHash']);
   expect(first.params).toEqual({ temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 10, seed: 3 });
   reference.records.forEach((r, i) => {
     expect(r.problemId).toBe(problems[Math.floor(i / K)].id);
+    const promptIds = tok.encode(problems[Math.floor(i / K)].problem);
+    expect(r.promptTokens).toBe(promptIds.length);
+    expect(r.promptHash).toBe(promptHash(promptIds));
     expect(r.sampleIndex).toBe(i % K);
     expect(r.tokens).toBeGreaterThan(0);
     expect(r.tokens).toBeLessThanOrEqual(10);
@@ -138,6 +142,39 @@ test('records made with other sampling parameters are an error', async () => {
   fs.writeFileSync(o.file, reference.text);
   await expect(runRollouts({ ...o, params: { ...o.params, temperature: 0.7 } })).rejects.toThrow(/was sampled with .* use another file/);
   expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
+});
+
+test('a resumed store must have the same prompt format and the same prompt tokens', async () => {
+  const spec: PromptSpec = { format: 'plain', template: '{problem}' };
+  const o = opts({ promptFormat: spec });
+  const r = await runRollouts(o);
+  expect(r.records.every((x) => JSON.stringify(x.promptFormat) === JSON.stringify(spec))).toBe(true);
+  const text = fs.readFileSync(o.file, 'utf8');
+  const more = problems.map((p) => ({ ...p }));
+  // another recorded format, or none (a store written before formats were recorded)
+  await expect(runRollouts({ ...o, problems: more, k: K + 1, promptFormat: { format: 'plain', template: '{problem}=' } })).rejects.toThrow(
+    /record 1 \(problem "p0", sample 0\) was sampled with the prompt format \{"format":"plain","template":"\{problem\}"\}, this run uses .*use another file$/,
+  );
+  await expect(runRollouts({ ...o, problems: more, k: K + 1, promptFormat: undefined })).rejects.toThrow(/prompt format .* this run uses none; use another file$/);
+  // the same format, but a problem's text changed: its records were drawn after other prompt tokens
+  more[2].problem = '2+3=5';
+  await expect(runRollouts({ ...o, problems: more, k: K + 1 })).rejects.toThrow(
+    /record 9 \(problem "p2", sample 0\) was sampled after another prompt \(4 tokens, hash [0-9a-f]{16}\) than this run builds \(5 tokens, hash [0-9a-f]{16}\).*use another file$/,
+  );
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(text);
+  // unchanged: K + 1 resumes, one new sample per problem
+  const again = await runRollouts({ ...o, k: K + 1 });
+  expect(again.generated).toBe(problems.length);
+});
+
+test('a prompt that cannot be built leaves the store untouched', async () => {
+  const o = opts();
+  fs.writeFileSync(o.file, reference.text + '{"problemId":"p0","sampl'); // a torn tail: only repaired once sampling starts
+  const before = fs.readFileSync(o.file, 'utf8');
+  await expect(runRollouts({ ...o, promptFor: (p) => (p.id === 'p3' ? '' : p.problem) })).rejects.toThrow(/^promptFor: the prompt of problem "p3" has no tokens/);
+  await expect(runRollouts({ ...o, promptFor: (p) => { if (p.id === 'p5') throw new Error('template broke'); return p.problem; } })).rejects.toThrow(/template broke/);
+  await expect(runRollouts({ ...o, promptFormat: { format: 'plain', template: 'no placeholder' } })).rejects.toThrow(/^promptFormat: template: .* has no \{problem\} placeholder/);
+  expect(fs.readFileSync(o.file, 'utf8')).toBe(before);
 });
 
 test('bad arguments', async () => {

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, CommanderError } from 'commander';
-import { packageRoot } from '../demo/loop';
+import { packageRoot } from '../loop/paths';
 import { CliError, Output, processIo, type CliIo } from './io';
 import { rolloutCommand } from './commands/rollout';
 import { trainCommand } from './commands/train';

@@ -8,6 +8,8 @@
 // the eos token:
 //   "7+5*3-4=?\n"  →  "5*3=15;7+15=22;22-4=18;\boxed{18}<|eos|>"
 // No BOS token is added (the tokenizer has no post-processor); `<|bos|>` exists only as a declared special.
+// The format is recorded in the model directory (prompt_format.json: BASE_PROMPT_FORMAT), so the CLI and the loop
+// (lib/loop) use it for this model without knowing about it.
 //
 // Training: a direct loop over Model.lossAndBackward (method 'sft', token-mean) + Model.step (AdamW, constant LR
 // after a linear warmup), batches of reference solutions drawn in a seeded order; every `evalEvery` steps Mean@8
@@ -27,6 +29,8 @@ import { generateProblems, splitProblems, TINY_CHARSET } from '../data/synthetic
 import type { Problem } from '../data/problems';
 import { verify } from '../reward/verifier';
 import { passAtK } from '../eval/metrics';
+import { fillTemplate, type PlainPromptSpec } from '../data/prompt-spec';
+import { writePromptFormatFile } from '../loop/prompt-choice';
 
 export const PAD_TOKEN = '<|pad|>';
 export const BOS_TOKEN = '<|bos|>';
@@ -37,9 +41,12 @@ export const BASE_CHARS: readonly string[] = [...Array.from(TINY_CHARSET), '\n']
 /** Longest generated response the evaluations allow (solutions are ≤ 80 characters, + eos). */
 export const BASE_MAX_NEW_TOKENS = 96;
 
+/** The base model's prompt format: the problem text and a newline (its prompt_format.json). */
+export const BASE_PROMPT_FORMAT: PlainPromptSpec = { format: 'plain', template: '{problem}\n' };
+
 /** The prompt of a problem: its text and a newline ("7+5*3-4=?\n"). */
 export function promptFor(problem: { problem: string }): string {
-  return `${problem.problem}\n`;
+  return fillTemplate(BASE_PROMPT_FORMAT.template, problem.problem);
 }
 
 /** The training response of a problem: its worked solution and the eos token. */
@@ -74,7 +81,7 @@ export function baseModelConfig(opts: { hidden?: number; layers?: number; interm
   };
 }
 
-/** Writes tokenizer.json, tokenizer_config.json and generation_config.json into dir. */
+/** Writes tokenizer.json, tokenizer_config.json, generation_config.json and prompt_format.json into dir. */
 export function writeBaseTokenizer(dir: string): void {
   const { tokenizer, tokenizerConfig } = makeCharTokenizer(BASE_CHARS, BASE_SPECIALS, { pad: PAD_TOKEN, bos: BOS_TOKEN, eos: EOS_TOKEN });
   fs.mkdirSync(dir, { recursive: true });
@@ -82,6 +89,7 @@ export function writeBaseTokenizer(dir: string): void {
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
   const gen = { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, do_sample: true, temperature: 1.0, max_new_tokens: BASE_MAX_NEW_TOKENS };
   fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
+  writePromptFormatFile(dir, BASE_PROMPT_FORMAT);
 }
 
 /** The data defaults of makeBaseModel() (what models/tiny-base was made with unless its README says otherwise). */

@@ -23,7 +23,7 @@ import { writeReport } from '../report/report';
 import type { StepMetrics, TrainerOptions } from '../train/trainer';
 import { selectExamples } from '../train/examples';
 import { BASE_MAX_NEW_TOKENS } from './base-model';
-import { defaultModelDir, makeScorer, memoryDelta, promptFor, referenceExamples, rolloutExamples, trainMethod } from './loop';
+import { buildPrompts, defaultModelDir, makeScorer, memoryDelta, PromptFormat, referenceExamples, resolvePromptSpec, rolloutExamples, trainMethod } from '../loop';
 import { collectGarbage } from '../profile/memory';
 
 export interface DemoEvent {
@@ -155,7 +155,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   };
 
   const tok = Tokenizer.load(modelDir);
+  const format = new PromptFormat(resolvePromptSpec({}, { dir: modelDir, tokenizer: tok }), tok); // the model's own format
   const { train, test } = demoProblems(size.trainProblems, size.testProblems);
+  const prompts = buildPrompts(format, [...train, ...test]);
+  const promptFor = (p: Problem) => prompts.get(p.id)!;
   writeProblems(path.join(out, 'train.jsonl'), train);
   writeProblems(path.join(out, 'test.jsonl'), test);
   log(`base model ${modelDir}; ${train.length} train / ${test.length} test problems; K=${size.k}; seeds ${seeds.join(',')}; ${size.steps} updates of ${size.sequencesPerStep} sequences per method`);
@@ -169,7 +172,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   ev({ phase: 'rollout', label: 'rollouts', done: 0, total: train.length, kind: 'start' });
   const doRollouts = () =>
     runRollouts({
-      model: base!, tokenizer: tok, problems: train, k: size.k, params, file: rolloutFile, score, promptFor,
+      model: base!, tokenizer: tok, problems: train, k: size.k, params, file: rolloutFile, score, promptFor, promptFormat: format.spec,
       onProgress: (p) => {
         rolloutTokens += p.records.reduce((a, r) => a + r.tokens, 0);
         ev({ phase: 'rollout', label: 'rollouts', done: p.index + 1, total: p.total, tokens: rolloutTokens, kind: 'progress' });
@@ -179,9 +182,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     try {
       return await doRollouts();
     } catch (e) {
-      // a store from a run with other sampling parameters (another size): start it afresh
+      // a store from a run with other sampling parameters (another size) or prompts: start it afresh
       if (!(e instanceof Error && /use another file$/.test(e.message))) throw e;
-      log(`${rolloutFile}: made with other sampling parameters; starting it afresh`);
+      log(`${rolloutFile}: made with other sampling parameters or prompts; starting it afresh`);
       fs.rmSync(rolloutFile, { force: true });
       rolloutTokens = 0;
       return doRollouts();
@@ -190,8 +193,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   ev({ phase: 'rollout', label: 'rollouts', done: train.length, total: train.length, tokens: rolloutTokens, kind: 'end' });
   const st = ro.stats;
   log(`rollouts: ${st.samples} samples (${ro.generated} generated, ${ro.reused} reused) in ${timings.rollouts.toFixed(1)} s: ${st.positives} positive, ${st.negatives} negative, mixed problems ${pct(st.mixedRate)}, all-correct ${st.allCorrect}, all-wrong ${st.allWrong}`);
-  const { examples } = rolloutExamples(ro.records, train, tok);
-  const refs = referenceExamples(train, tok);
+  const { examples } = rolloutExamples(ro.records, train, format);
+  const refs = referenceExamples(train, format);
 
   const evalOne = async (model: Model, label: string, seed: number): Promise<EvalResult> => {
     let tokens = 0;

@@ -160,6 +160,8 @@ export class Tokenizer {
   readonly generationConfig: Json;
   /** The Jinja chat template, when the directory has one. */
   readonly chatTemplate?: string;
+  /** Where the chat template came from (tokenizer_config.json or chat_template.jinja): named in its errors. */
+  readonly chatTemplateSource: string;
   /** Special token strings from tokenizer_config.json (bos_token, eos_token, pad_token, ...). */
   readonly specialTokens: Readonly<Record<string, string>>;
   /**
@@ -184,7 +186,7 @@ export class Tokenizer {
    * Builds a tokenizer from parsed JSON objects (what load() reads from a directory); `source` names tokenizer.json
    * in errors (load() passes its path).
    */
-  constructor(json: Json, config: Json = {}, generationConfig: Json = {}, chatTemplate?: string, source = 'tokenizer.json') {
+  constructor(json: Json, config: Json = {}, generationConfig: Json = {}, chatTemplate?: string, source = 'tokenizer.json', chatTemplateSource?: string) {
     checkTokenizerJson(json, source);
     if (!isObject(config)) throw new TypeError(`tokenizer_config.json: must hold a JSON object, got ${kindOf(config)}`);
     if (!isObject(generationConfig)) throw new TypeError(`generation_config.json: must hold a JSON object, got ${kindOf(generationConfig)}`);
@@ -195,6 +197,7 @@ export class Tokenizer {
     this.config = config;
     this.generationConfig = generationConfig;
     this.chatTemplate = chatTemplate ?? pickTemplate(config.chat_template, 'tokenizer_config.json');
+    this.chatTemplateSource = chatTemplateSource ?? (chatTemplate === undefined ? 'tokenizer_config.json' : 'chat template');
     this.hf = hfCall(source, 'cannot be loaded by @huggingface/tokenizers', () => new HfTokenizer(full, config));
     // transformers 5 defaults clean_up_tokenization_spaces to false; tokenizers.js would default to true and turn
     // " ." into "." — only clean up when the config asks for it.
@@ -237,10 +240,15 @@ export class Tokenizer {
     const json = readJson(path.join(dir, 'tokenizer.json'), true)!;
     const config = readJson(path.join(dir, 'tokenizer_config.json'), false) ?? {};
     const gen = readJson(path.join(dir, 'generation_config.json'), false) ?? {};
-    let template = pickTemplate(config.chat_template, 'tokenizer_config.json');
+    const configFile = path.join(dir, 'tokenizer_config.json');
+    let template = pickTemplate(config.chat_template, configFile);
+    let templateSource = `${configFile} (chat_template)`;
     const jinjaFile = path.join(dir, 'chat_template.jinja');
-    if (template === undefined && fs.existsSync(jinjaFile)) template = fs.readFileSync(jinjaFile, 'utf8');
-    return new Tokenizer(json, config, gen, template, path.join(dir, 'tokenizer.json'));
+    if (template === undefined && fs.existsSync(jinjaFile)) {
+      template = readFileBounded(jinjaFile).toString('utf8');
+      templateSource = jinjaFile;
+    }
+    return new Tokenizer(json, config, gen, template, path.join(dir, 'tokenizer.json'), templateSource);
   }
 
   /** Token ids of `text`. `addSpecialTokens` (default true, as in HF) runs the post-processor (e.g. Llama's BOS). */
@@ -280,6 +288,8 @@ export class Tokenizer {
   /**
    * Renders the chat template with `messages` (transformers' apply_chat_template(tokenize=False)): the template
    * sees `messages`, `add_generation_prompt`, the special tokens (`bos_token`, `eos_token`, ...) and `extra`.
+   * A template that does not parse or fails to render (a raise_exception() call included) is an Error naming
+   * chatTemplateSource.
    */
   applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTemplateOptions = {}): string {
     if (this.chatTemplate === undefined)
@@ -289,13 +299,26 @@ export class Tokenizer {
       if (!isObject(m) || typeof m.role !== 'string' || typeof m.content !== 'string')
         throw new TypeError(`messages[${i}]: must be {role: string, content: string}`);
     });
-    this.template ??= new Template(this.chatTemplate);
-    return this.template.render({
-      ...this.specialTokens,
-      messages,
-      add_generation_prompt: opts.addGenerationPrompt ?? false,
-      ...opts.extra,
-    });
+    const fail = (what: string, e: unknown) =>
+      Object.assign(new Error(`${this.chatTemplateSource}: the chat template ${what}: ${e instanceof Error ? e.message : String(e)}`), { cause: e });
+    try {
+      this.template ??= new Template(this.chatTemplate);
+    } catch (e) {
+      throw fail('does not parse', e);
+    }
+    let text: unknown;
+    try {
+      text = this.template.render({
+        ...this.specialTokens,
+        messages,
+        add_generation_prompt: opts.addGenerationPrompt ?? false,
+        ...opts.extra,
+      });
+    } catch (e) {
+      throw fail('failed to render', e);
+    }
+    if (typeof text !== 'string') throw new TypeError(`${this.chatTemplateSource}: the chat template rendered ${typeof text}, not text`);
+    return text;
   }
 
   /** applyChatTemplate() then encode() without adding special tokens (the template writes its own), as HF does. */

@@ -7,6 +7,7 @@
 // an unbroken run would.
 import { generate, type SamplerModel, type SamplerTokenizer } from '../engine/sampler';
 import { openRollouts, appendRollouts, sameParams, type RolloutRecord, type RolloutSamplingParams } from './store';
+import { checkPromptSpec, promptHash, promptSpecKey, samePromptSpec, type PromptSpec } from '../data/prompt-spec';
 
 /** What a problem needs to be rolled out: a stable string id (lib/data/problems.ts's Problem is one). */
 export interface ProblemLike {
@@ -136,6 +137,11 @@ export interface RolloutOptions<P extends ProblemLike, Cache = unknown> {
   score: Scorer<P>;
   /** The prompt text of a problem (or its token ids). */
   promptFor: (problem: P) => string | Int32Array;
+  /**
+   * The prompt format promptFor builds with (lib/loop/prompt.ts), recorded in each record; resuming a store whose
+   * records have another one (or none) is an error.
+   */
+  promptFormat?: PromptSpec;
   /** Called after each generated problem's records are appended; a throw stops the run (the records stay). */
   onProgress?: (p: RolloutProgress) => void | Promise<void>;
   /** Write an ISO `ts` into each record (default false: a rerun then reproduces the file byte for byte). */
@@ -183,7 +189,10 @@ export interface RolloutResult {
 /**
  * Samples K responses per problem, scores them and appends them to `file`; (problem, sample) pairs already in the
  * file are skipped. Records in the file for other problems or sample indices ≥ K are left alone. A record of one
- * of these (problem, sample) pairs made with other sampling parameters is an error: use a different file.
+ * of these (problem, sample) pairs made with other sampling parameters, another prompt format, or after other
+ * prompt tokens (its promptHash) is an error: use a different file. Every prompt is built before the store is
+ * opened, so a prompt that fails to build leaves the file untouched. Each new record holds the prompt's token
+ * count and promptHash.
  */
 export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: RolloutOptions<P, Cache>): Promise<RolloutResult> {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options: must be an object');
@@ -194,6 +203,15 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
   if (typeof score !== 'function') throw new TypeError('score: must be a function (problem, text) => {reward, correct, extracted}');
   if (typeof promptFor !== 'function') throw new TypeError('promptFor: must be a function (problem) => prompt');
   const params = resolveParams(opts.params);
+  if (opts.promptFormat !== undefined) checkPromptSpec(opts.promptFormat, 'promptFormat');
+  const prompts = new Map<string, { ids: Int32Array; hash: string }>();
+  for (const p of problems) {
+    const pr = promptFor(p);
+    const ids = typeof pr === 'string' ? tokenizer.encode(pr, { addSpecialTokens: opts.params.addSpecialTokens ?? true }) : pr;
+    if (!(ids instanceof Int32Array)) throw new TypeError(`promptFor: returned neither a string nor an Int32Array for problem ${JSON.stringify(p.id)}`);
+    if (ids.length === 0) throw new RangeError(`promptFor: the prompt of problem ${JSON.stringify(p.id)} has no tokens`);
+    prompts.set(p.id, { ids, hash: promptHash(ids) });
+  }
 
   const wanted = new Set(problems.map((p) => p.id));
   const { records: existing, droppedBytes, duplicates } = openRollouts(file, { onWarning: opts.onWarning });
@@ -204,6 +222,18 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
       throw new Error(
         `${file}: record ${i + 1} (problem ${JSON.stringify(r.problemId)}, sample ${r.sampleIndex}) was sampled with ` +
           `${JSON.stringify(r.params)}, this run uses ${JSON.stringify(params)}; use another file`,
+      );
+    if (!samePromptSpec(r.promptFormat, opts.promptFormat))
+      throw new Error(
+        `${file}: record ${i + 1} (problem ${JSON.stringify(r.problemId)}, sample ${r.sampleIndex}) was sampled with the prompt format ` +
+          `${promptSpecKey(r.promptFormat)}, this run uses ${promptSpecKey(opts.promptFormat)}; use another file`,
+      );
+    const now = prompts.get(r.problemId)!;
+    if (r.promptHash !== undefined && r.promptHash !== now.hash)
+      throw new Error(
+        `${file}: record ${i + 1} (problem ${JSON.stringify(r.problemId)}, sample ${r.sampleIndex}) was sampled after another prompt ` +
+          `(${r.promptTokens} tokens, hash ${r.promptHash}) than this run builds (${now.ids.length} tokens, hash ${now.hash}): ` +
+          `the problem text, the prompt format or the tokenizer changed; use another file`,
       );
     let m = done.get(r.problemId);
     if (!m) done.set(r.problemId, (m = new Map()));
@@ -218,7 +248,8 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
     for (let i = 0; i < k; i++) if (!have.has(i)) missing.push(i);
     reused += k - missing.length;
     if (missing.length > 0) {
-      const out = await sampleProblem(model, tokenizer, promptFor(problem), problem.id, k, opts.params);
+      const prompt = prompts.get(problem.id)!;
+      const out = await sampleProblem(model, tokenizer, prompt.ids, problem.id, k, opts.params);
       const fresh: RolloutRecord[] = [];
       for (const i of missing) {
         const s = out.samples[i];
@@ -234,6 +265,9 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
           ...(sc.extracted !== undefined ? { extracted: sc.extracted } : {}),
           finishReason: s.finishReason,
           params: { ...params },
+          ...(opts.promptFormat !== undefined ? { promptFormat: opts.promptFormat } : {}),
+          promptTokens: prompt.ids.length,
+          promptHash: prompt.hash,
           ...(opts.timestamps ? { ts: new Date().toISOString() } : {}),
         };
         fresh.push(rec);

@@ -8,6 +8,7 @@
 // conflicting ones, so a file that two runs appended to is never trained on twice.
 import * as fs from 'fs';
 import { scanJsonl, appendJsonl, repairJsonlTail } from '../data/jsonl';
+import { checkPromptSpec, type PromptSpec } from '../data/prompt-spec';
 
 /** The sampling parameters a record was generated with. */
 export interface RolloutSamplingParams {
@@ -33,6 +34,12 @@ export interface RolloutRecord {
   /** 'stop': ended by a stop token or string; 'length': hit maxNewTokens. */
   finishReason?: 'stop' | 'length';
   params: RolloutSamplingParams;
+  /** The prompt format the prompt was built with (lib/data/prompt-spec.ts; absent: not recorded). */
+  promptFormat?: PromptSpec;
+  /** Tokens of the prompt the sample was drawn after. */
+  promptTokens?: number;
+  /** Their identity: lib/loop/prompt.ts promptHash (16 hex digits of SHA-256). */
+  promptHash?: string;
   /** ISO time the record was written (only when the run asks for timestamps). */
   ts?: string;
 }
@@ -52,6 +59,9 @@ export function checkRecord(v: unknown): RolloutRecord {
   if (typeof v.correct !== 'boolean') throw bad('correct must be a boolean');
   if (!isObj(v.params)) throw bad('params must be an object');
   for (const k of PARAM_KEYS) if (typeof v.params[k] !== 'number') throw bad(`params.${k} must be a number`);
+  if (v.promptFormat !== undefined) checkPromptSpec(v.promptFormat, 'promptFormat');
+  if (v.promptTokens !== undefined && (!Number.isSafeInteger(v.promptTokens) || (v.promptTokens as number) < 1)) throw bad('promptTokens must be an integer ≥ 1');
+  if (v.promptHash !== undefined && !(typeof v.promptHash === 'string' && /^[0-9a-f]{16}$/.test(v.promptHash))) throw bad('promptHash must be 16 hex digits');
   return v as unknown as RolloutRecord;
 }
 

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { Command } from 'commander';
-import { packageRoot } from '../../demo/loop';
+import { packageRoot } from '../../loop/paths';
 import { CliError } from '../io';
 
 export function benchCommand(): Command {

@@ -5,8 +5,11 @@ import { Command, Option } from 'commander';
 import { readProblems, type Problem } from '../../data/problems';
 import { Device, Model, Precision } from '../../engine/model';
 import { Tokenizer } from '../../engine/tokenizer';
-import { defaultModelDir } from '../../demo/loop';
+import { defaultModelDir } from '../../loop/paths';
+import { PromptFormat } from '../../loop/prompt';
+import { resolvePromptSpec } from '../../loop/prompt-choice';
 import { CliError } from '../io';
+import { PROMPT_OPTION_NAMES, promptChoice, type PromptFlags } from './prompt';
 
 export const DEFAULT_MODEL = defaultModelDir();
 
@@ -46,3 +49,11 @@ export interface SamplingFlags {
   maxNewTokens: number;
   seed: number;
 }
+
+/** The prompt format of --prompt-format/--system/--prompt-template for a model directory (errors name the options). */
+export function loadPromptFormat(f: PromptFlags, dir: string, tokenizer: Tokenizer): PromptFormat {
+  return new PromptFormat(resolvePromptSpec(promptChoice(f), { dir, tokenizer }, PROMPT_OPTION_NAMES), tokenizer);
+}
+
+/** Names of the rollout/eval options in prompt-building errors. */
+export const PROMPT_BUILD_NAMES = { problems: '--problems', maxNewTokens: '--max-new-tokens' };

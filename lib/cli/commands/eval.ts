@@ -1,14 +1,15 @@
 // rift eval: Mean@K and Pass@k of a model on held-out problems.
 import { Command } from 'commander';
 import { evaluate, writeJsonAtomic, evalTable } from '../../eval/evaluate';
-import { makeScorer, promptFor } from '../../demo/loop';
+import { buildPrompts, makeScorer, promptHash } from '../../loop';
 import type { Output } from '../io';
 import { checkFileOutput, modelInputs, refuseOverlap } from '../outputs';
 import { int } from '../parse';
 import { samplingOptions } from './rollout';
-import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, loadPromptFormat, PROMPT_BUILD_NAMES, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
+import { promptOptions, type PromptFlags } from './prompt';
 
-interface Flags extends SamplingFlags, DeviceFlags {
+interface Flags extends SamplingFlags, DeviceFlags, PromptFlags {
   model: string;
   problems: string;
   k: number;
@@ -21,7 +22,7 @@ export function evalCommand(out: () => Output): Command {
     .option('--model <dir>', 'model directory', DEFAULT_MODEL)
     .requiredOption('--problems <file>', 'problems JSONL')
     .option('--k <n>', 'samples per problem', int(1), 8);
-  samplingOptions(deviceOptions(cmd))
+  promptOptions(samplingOptions(deviceOptions(cmd)))
     .option('--json [file]', 'JSON lines on stdout; with a file, also write the full result there')
     .action(async (f: Flags) => {
       const o = out();
@@ -32,10 +33,12 @@ export function evalCommand(out: () => Output): Command {
       }
       const problems = loadProblems(f.problems);
       const { model, tokenizer } = loadModelDir(f.model, '--model', f);
+      const format = loadPromptFormat(f, f.model, tokenizer);
+      const prompts = buildPrompts(format, problems, { maxNewTokens: f.maxNewTokens, contextLength: model.config.max_position_embeddings, names: PROMPT_BUILD_NAMES });
       o.startBar('eval', problems.length);
       const t0 = Date.now();
       const r = await evaluate({
-        model, tokenizer, problems, k: f.k, score: makeScorer(), promptFor,
+        model, tokenizer, problems, k: f.k, score: makeScorer(), promptFor: (p) => prompts.get(p.id)!,
         params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
         keepTexts: true,
         onProgress: (p) => o.updateBar('eval', p.index + 1, p.total),
@@ -43,9 +46,13 @@ export function evalCommand(out: () => Output): Command {
       const tokens = r.perProblem.reduce((a, e) => a + e.tokens.reduce((x, y) => x + y, 0), 0);
       o.endBar('eval', { tokens });
       const seconds = (Date.now() - t0) / 1000;
-      if (typeof f.json === 'string') writeJsonAtomic(f.json, { model: f.model, problemsFile: f.problems, seconds, ...r });
+      if (typeof f.json === 'string') {
+        // each problem's prompt identity (as in rollout records): its token count and promptHash
+        const perProblem = r.perProblem.map((e) => ({ ...e, promptTokens: prompts.get(e.problemId)!.length, promptHash: promptHash(prompts.get(e.problemId)!) }));
+        writeJsonAtomic(f.json, { model: f.model, problemsFile: f.problems, seconds, promptFormat: format.spec, ...r, perProblem });
+      }
       o.result(
-        { command: 'eval', model: f.model, k: r.k, problems: r.problems, meanAtK: r.meanAtK, passAtK: r.passAtK, meanTokens: r.meanTokens, seconds },
+        { command: 'eval', model: f.model, k: r.k, problems: r.problems, meanAtK: r.meanAtK, passAtK: r.passAtK, meanTokens: r.meanTokens, seconds, promptFormat: format.spec },
         evalTable([{ method: f.model, meanAtK: r.meanAtK, passAtK: r.passAtK, k: r.k }]) + `(${r.problems} problems × ${r.k} samples, ${seconds.toFixed(1)} s)`,
       );
     });

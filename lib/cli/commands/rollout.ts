@@ -6,14 +6,14 @@ import * as path from 'path';
 import { Command } from 'commander';
 import { runRollouts } from '../../rollout/rollout';
 import { loadRewardModule } from '../../reward/rewards';
-import { makeScorer, promptFor } from '../../demo/loop';
-import { BASE_MAX_NEW_TOKENS } from '../../demo/base-model';
+import { buildPrompts, DEFAULT_MAX_NEW_TOKENS, makeScorer } from '../../loop';
 import type { Output } from '../io';
 import { checkFileOutput, lockOutput, modelInputs, refuseOverlap, type PathArg } from '../outputs';
 import { int, num } from '../parse';
-import { DEFAULT_MODEL, loadModelDir, loadProblems, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
+import { DEFAULT_MODEL, loadModelDir, loadProblems, loadPromptFormat, PROMPT_BUILD_NAMES, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
+import { promptOptions, type PromptFlags } from './prompt';
 
-interface Flags extends SamplingFlags, DeviceFlags {
+interface Flags extends SamplingFlags, DeviceFlags, PromptFlags {
   model: string;
   problems: string;
   k: number;
@@ -28,7 +28,7 @@ export function samplingOptions(cmd: Command): Command {
     .option('--temperature <t>', 'sampling temperature (0: greedy)', num(0), 1)
     .option('--top-p <p>', 'nucleus sampling (1: off)', num(0, 1), 1)
     .option('--top-k <k>', 'top-k sampling (0: off)', int(0), 0)
-    .option('--max-new-tokens <n>', 'most generated tokens per sample', int(1), BASE_MAX_NEW_TOKENS)
+    .option('--max-new-tokens <n>', 'most generated tokens per sample', int(1), DEFAULT_MAX_NEW_TOKENS)
     .option('--seed <n>', 'sampling seed', int(0), 0);
 }
 
@@ -39,7 +39,7 @@ export function rolloutCommand(out: () => Output): Command {
     .requiredOption('--problems <file>', 'problems JSONL: {id, problem, answer, solution?} per line')
     .option('--k <n>', 'samples per problem', int(1), 8)
     .requiredOption('--out <file>', 'rollouts JSONL (appended to; existing samples are kept)');
-  samplingOptions(deviceOptions(cmd))
+  promptOptions(samplingOptions(deviceOptions(cmd)))
     .option('--reward-module <path>', 'JS module exporting (sample) => number (replaces --r-pos/--r-neg)')
     .option('--r-pos <r>', 'reward of a correct answer', num(), 1)
     .option('--r-neg <r>', 'reward of a wrong answer', num(), -0.2)
@@ -69,11 +69,15 @@ async function rollout(f: Flags, o: Output): Promise<void> {
   const { model, tokenizer } = loadModelDir(f.model, '--model', f);
   const rewardFn = f.rewardModule ? await loadRewardModule(path.resolve(f.rewardModule)) : undefined;
   const score = makeScorer({ rPos: f.rPos, rNeg: f.rNeg, rewardFn });
+  const format = loadPromptFormat(f, f.model, tokenizer);
+  // every prompt is built (template rendered, length checked) before --out is opened
+  const prompts = buildPrompts(format, problems, { maxNewTokens: f.maxNewTokens, contextLength: model.config.max_position_embeddings, names: PROMPT_BUILD_NAMES });
   let tokens = 0;
   const t0 = Date.now();
   o.startBar('rollout', problems.length);
   const r = await runRollouts({
-    model, tokenizer, problems, k: f.k, file: f.out, score, promptFor, onWarning: (m) => o.log(m),
+    model, tokenizer, problems, k: f.k, file: f.out, score, onWarning: (m) => o.log(m),
+    promptFor: (p) => prompts.get(p.id)!, promptFormat: format.spec,
     params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
     onProgress: (p) => {
       tokens += p.records.reduce((a, x) => a + x.tokens, 0);
@@ -84,7 +88,7 @@ async function rollout(f: Flags, o: Output): Promise<void> {
   const s = r.stats;
   const seconds = (Date.now() - t0) / 1000;
   o.result(
-    { command: 'rollout', file: f.out, generated: r.generated, reused: r.reused, droppedBytes: r.droppedBytes, duplicates: r.duplicates, seconds, tokens, stats: s },
+    { command: 'rollout', file: f.out, generated: r.generated, reused: r.reused, droppedBytes: r.droppedBytes, duplicates: r.duplicates, seconds, tokens, stats: s, promptFormat: format.spec },
     `${f.out}: ${s.samples} samples for ${s.problems} problems (${r.generated} generated, ${r.reused} already there` +
       `${r.droppedBytes ? `, ${r.droppedBytes} torn bytes cut` : ''}) in ${seconds.toFixed(1)} s\n` +
       `positives ${s.positives}, negatives ${s.negatives} (by the reward's sign), correct ${s.correct}, mixed problems ${(100 * s.mixedRate).toFixed(1)}%, ` +

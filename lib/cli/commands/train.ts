@@ -12,13 +12,14 @@ import { TOKENIZER_FILES } from '../../engine/model';
 import { cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, readLatest, truncateMetricsFile } from '../../train/checkpoints';
 import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
-import { referenceExamples, rolloutExamples, trainMethod } from '../../demo/loop';
+import { PromptFormat, PROMPT_FORMAT_FILE, referenceExamples, rolloutExamples, rolloutPromptSpec, trainingPromptSpec, trainMethod, writePromptFormatFile } from '../../loop';
 import { CliError, type Output } from '../io';
 import { int, num } from '../parse';
 import { checkDirOutput, lockOutput, modelInputs, refuseOverlap, type PathArg, type WriteArg } from '../outputs';
 import { DEFAULT_MODEL, loadModelDir, loadProblems, deviceOptions, type DeviceFlags } from './common';
+import { PROMPT_OPTION_NAMES, promptChoice, promptOptions, type PromptFlags } from './prompt';
 
-interface Flags extends DeviceFlags {
+interface Flags extends DeviceFlags, PromptFlags {
   method: TrainMethod;
   negative: 'token' | 'sequence';
   model: string;
@@ -42,7 +43,7 @@ interface Flags extends DeviceFlags {
 }
 
 export function trainCommand(out: () => Output): Command {
-  return deviceOptions(new Command('train'))
+  return promptOptions(deviceOptions(new Command('train')), 'the prompts (default: the rollouts\' recorded format)')
     .description('fine-tune a model with one method on rollouts (sft: on the reference solutions)')
     .addOption(new Option('--method <name>', 'training method').choices(TRAIN_METHODS as string[]).makeOptionMandatory())
     .addOption(new Option('--negative <form>', 'RIFT negatives: per token or per sequence').choices(['token', 'sequence']).default('token'))
@@ -81,7 +82,7 @@ export function trainCommand(out: () => Output): Command {
 }
 
 /** Files `rift train` writes into --out (the saved model, its tokenizer files, the run's records). */
-const OUT_FILES = ['config.json', 'model.safetensors', 'model.safetensors.index.json', ...TOKENIZER_FILES, 'metrics.jsonl', 'train.json'];
+const OUT_FILES = ['config.json', 'model.safetensors', 'model.safetensors.index.json', ...TOKENIZER_FILES, PROMPT_FORMAT_FILE, 'metrics.jsonl', 'train.json'];
 
 /** --out against the inputs: not a file, not an input, not --model without --overwrite, not holding an input below checkpoints/. */
 function checkOutputs(f: Flags): void {
@@ -107,8 +108,12 @@ async function train(f: Flags, o: Output): Promise<void> {
   const problems = loadProblems(f.problems);
   const { model, tokenizer } = loadModelDir(f.model, '--model', f);
   const records = f.rollouts ? readRollouts(f.rollouts, { onWarning: (m) => o.log(m) }) : [];
-  const { examples, skipped } = rolloutExamples(records, problems, tokenizer);
-  const refs = referenceExamples(problems, tokenizer);
+  // the prompts are the rollouts' (their recorded format; every record's prompt tokens checked)
+  const names = { ...PROMPT_OPTION_NAMES, rollouts: f.rollouts };
+  const format = new PromptFormat(trainingPromptSpec(rolloutPromptSpec(records, f.rollouts), promptChoice(f), { dir: f.model, tokenizer }, names), tokenizer);
+  const contextLength = model.config.max_position_embeddings;
+  const { examples, skipped } = rolloutExamples(records, problems, format, { contextLength, source: f.rollouts });
+  const refs = referenceExamples(problems, format, f.method === 'sft' ? { contextLength } : {});
   if (f.method === 'sft' && !refs.length) throw new CliError(`--problems: ${f.problems}: no problem has a "solution" (needed by --method sft)`);
   if (skipped) o.log(`${skipped} rollout records skipped (problem not in ${f.problems}, or an empty response)`);
   const ckpt = path.join(f.out, 'checkpoints');
@@ -152,12 +157,13 @@ async function train(f: Flags, o: Output): Promise<void> {
   o.endBar(label, { steps: metrics.length });
   void trainer;
   model.save(f.out);
+  writePromptFormatFile(f.out, format.spec);
   const seconds = (Date.now() - t0) / 1000;
   const last = metrics[metrics.length - 1];
   const summary = {
     command: 'train', method: f.method, negative: f.method === 'rift' ? f.negative : undefined, out: f.out, steps: metrics.length,
     firstLoss: metrics[0]?.loss, lastLoss: last?.loss, peakMemoryBytes: Math.max(0, ...metrics.map((m) => m.memoryPeak)), seconds,
-    examples: examples.length, referenceSolutions: refs.length,
+    examples: examples.length, referenceSolutions: refs.length, promptFormat: format.spec,
   };
   writeJsonAtomic(path.join(f.out, 'train.json'), { ...summary, options: f, metrics });
   o.result(summary, `${label}: ${metrics.length} updates, loss ${summary.firstLoss?.toFixed(4)} → ${summary.lastLoss?.toFixed(4)}, ${seconds.toFixed(1)} s; model saved to ${f.out}`);
