@@ -63,8 +63,10 @@ export function registerExampleGradients(tf: Tf): string[] {
     inputsToSave: ['x', 'indices'],
     gradFunc: (dy, [x, indices], attrs) => {
       if ((attrs as { axis?: number }).axis !== 0) throw new Error('examples/tfjs-grads: GatherV2 gradient: only axis 0');
-      const rows = tf.reshape(dy as T, [indices.size, ...x.shape.slice(1)]);
-      return { x: () => tf.unsortedSegmentSum(rows, tf.reshape(indices, [indices.size]) as tfc.Tensor1D, x.shape[0]) };
+      // Σ of dy's rows into the rows they were gathered from, as onehot(indices)ᵀ · dy (a GEMM: fast on every backend)
+      const rows = tf.reshape(dy as T, [indices.size, x.size / x.shape[0]]);
+      const onehot = tf.oneHot(tf.reshape(indices, [indices.size]) as tfc.Tensor1D, x.shape[0], 1, 0, 'float32');
+      return { x: () => tf.reshape(tf.matMul(onehot, rows, true, false), x.shape) };
     },
   });
   add('UnsortedSegmentSum', {
