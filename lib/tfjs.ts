@@ -8,7 +8,7 @@
 //
 // riftLoss is a tf.customGrad: its forward reads the logits out of the backend once (dataSync), runs one fused
 // lossAndGrad call that returns the loss AND ∂loss/∂logits, and keeps that gradient on the host; the backward only
-// multiplies it by the upstream scalar. No second pass over the logits. When no gradient is being recorded
+// scales it by the upstream scalar and hands it to the backend. No second pass over the logits. When no gradient is being recorded
 // (outside tf.grad / variableGrads / optimizer.minimize) the kernel runs without a gradient.
 //
 // Methods: 'sft', 'dft', 'rift' (token or sequence negatives), 'dpo', and 'rft' — SFT on the sequences whose
@@ -122,7 +122,9 @@ export function riftLoss(logits: tfc.Tensor2D, targets: IntArg, offsets: IntArg,
       value: t.scalar(r.loss),
       gradFunc: (dy: tfc.Tensor) => {
         if (grad === undefined) throw new Error('riftLoss: the gradient was not recorded (call riftLoss inside tf.grad / variableGrads)');
-        return t.mul(dy, t.tensor2d(grad, [rows, vocab]));
+        // dy is the upstream scalar (1 for the loss itself): scale on the host, then the gradient enters the backend
+        const s = dy.dataSync()[0];
+        return t.tensor2d(s === 1 ? grad : grad.map((g) => g * s), [rows, vocab]);
       },
     };
   });
