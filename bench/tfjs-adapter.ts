@@ -66,6 +66,7 @@ async function main(): Promise<void> {
   registerExampleGradients(tf);
   await tf.setBackend('cpu');
   const reps = Number(arg('reps', '5'));
+  const loadBefore = os.loadavg()[0];
   const shapes = arg('shapes', '256x4096,512x16384,1024x32000').split(',').map((s) => s.split('x').map(Number) as [number, number]);
   const out: Row[] = [];
   for (const [rows, vocab] of shapes) {
@@ -98,14 +99,13 @@ async function main(): Promise<void> {
   }
   const info = backends();
   const result = {
-    date: new Date().toISOString().slice(0, 10), host: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}`, load: os.loadavg()[0],
-    tfjs: tf.version_core, backend: tf.getBackend(), threads: info.cpu.threads, reps, loadAfter: 0, rows: out,
+    date: new Date().toISOString().slice(0, 10), host: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}`, loadBefore, loadAfter: os.loadavg()[0],
+    tfjs: tf.version_core, backend: tf.getBackend(), threads: info.cpu.threads, reps, rows: out,
   };
   console.log('| shape (rows × vocab) | method | kernel alone ms | riftLoss ms | plain tf ops ms | plain / riftLoss | max |Δgrad| |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const r of out)
     console.log(`| ${r.rows} × ${r.vocab} | ${r.method} | ${r.kernelMs.toFixed(1)} | ${r.adapterMs.toFixed(1)} | ${r.plainMs.toFixed(1)} | ${r.speedup.toFixed(1)}× | ${r.maxGradDiff.toExponential(1)} |`);
-  result.loadAfter = os.loadavg()[0];
   const file = arg('out', '');
   if (file) fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 }
