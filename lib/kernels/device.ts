@@ -6,12 +6,12 @@ export type DeviceInfo = NativeDeviceInfo;
 export type DeviceDtype = 'f32' | 'bf16';
 
 const DTYPE_CODE: Record<DeviceDtype, number> = { f32: 0, bf16: 1 };
+const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
 const MAX_ADDRESS = 2n ** 64n;
 
 /** The addon's view support (napi/device.cc): a third constructor argument, and the address / borrowed accessors. */
 type NativeView = NativeDeviceTensor & { readonly address: bigint; readonly borrowed: boolean };
 type NativeViewClass = new (bytes: number, dtype: number, address?: bigint) => NativeView;
-const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
 
 function native(): NativeCuda | null {
   return addon.cuda ?? null;
