@@ -7,6 +7,11 @@ export type DeviceDtype = 'f32' | 'bf16';
 
 const DTYPE_CODE: Record<DeviceDtype, number> = { f32: 0, bf16: 1 };
 const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
+const MAX_ADDRESS = 2n ** 64n;
+
+/** The addon's view support (napi/device.cc): a third constructor argument, and the address / borrowed accessors. */
+type NativeView = NativeDeviceTensor & { readonly address: bigint; readonly borrowed: boolean };
+type NativeViewClass = new (bytes: number, dtype: number, address?: bigint) => NativeView;
 
 function native(): NativeCuda | null {
   return addon.cuda ?? null;
@@ -59,14 +64,15 @@ export const cuda = {
 
 /** A 1-D array of f32 or bf16 (bit patterns, as Uint16Array) values in device memory. Free it with free(). */
 export class DeviceTensor {
-  readonly #native: NativeDeviceTensor;
+  readonly #native: NativeView;
   readonly #dtype: DeviceDtype;
   readonly #length: number;
 
-  private constructor(length: number, dtype: DeviceDtype) {
+  private constructor(length: number, dtype: DeviceDtype, address?: bigint) {
     const c = requireCuda();
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
-    this.#native = call(() => new c.DeviceTensor(length * ELEMENT_BYTES[dtype], DTYPE_CODE[dtype]));
+    const View = c.DeviceTensor as unknown as NativeViewClass;
+    this.#native = call(() => new View(length * ELEMENT_BYTES[dtype], DTYPE_CODE[dtype], address));
     this.#dtype = dtype;
     this.#length = length;
   }
@@ -87,6 +93,32 @@ export class DeviceTensor {
     return t;
   }
 
+  /**
+   * A view of `length` elements of device memory that other code owns, at the raw device `address` (a CUDA
+   * pointer from another addon or the caller's own CUDA code, as a bigint). Nothing is copied or allocated; lossAndGrad
+   * reads and writes that memory directly. Checked first (TypeError/RangeError naming the argument): the address
+   * must be non-null, aligned to the element size, device or managed memory of rift's CUDA device and of its primary
+   * context (what the CUDA runtime uses), and the `length` elements must lie inside one allocation. The owner keeps
+   * the memory alive while the view is used; free() on a view only detaches it (the memory is not freed).
+   */
+  static fromPointer(address: bigint | number, length: number, dtype: DeviceDtype): DeviceTensor {
+    if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype: must be 'f32' or 'bf16', got ${String(dtype)}`);
+    if (typeof length !== 'number') throw new TypeError(`length: must be a number, got ${typeof length}`);
+    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
+    let a: bigint;
+    if (typeof address === 'bigint') a = address;
+    else if (typeof address === 'number') {
+      if (!Number.isSafeInteger(address)) throw new RangeError(`address: a number address must be a safe integer (use a bigint), got ${address}`);
+      a = BigInt(address);
+    } else throw new TypeError(`address: must be a bigint (a device address), got ${address === null ? 'null' : typeof address}`);
+    if (a === 0n) throw new RangeError('address: is null');
+    if (a < 0n || a >= MAX_ADDRESS) throw new RangeError(`address: must be in [1, 2^64), got ${a}`);
+    const elem = BigInt(ELEMENT_BYTES[dtype]);
+    if (a % elem !== 0n) throw new RangeError(`address: 0x${a.toString(16)} is not aligned to the element size ${elem}`);
+    if (a + BigInt(length) * elem > MAX_ADDRESS) throw new RangeError('length: runs past the end of the address space');
+    return new DeviceTensor(length, dtype, a);
+  }
+
   /** An uninitialised tensor of length elements. */
   static empty(length: number, dtype: DeviceDtype): DeviceTensor {
     if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype: must be 'f32' or 'bf16', got ${String(dtype)}`);
@@ -102,8 +134,16 @@ export class DeviceTensor {
   get freed(): boolean {
     return this.#native.freed;
   }
+  /** The device address of the first element (a bigint), for other CUDA code; throws after free(). */
+  get address(): bigint {
+    return call(() => this.#native.address);
+  }
+  /** True for a view made by fromPointer (memory owned elsewhere). */
+  get borrowed(): boolean {
+    return this.#native.borrowed;
+  }
   /** The addon's handle (what the native lossAndGrad takes). */
-  get native(): NativeDeviceTensor {
+  get native(): NativeView {
     return this.#native;
   }
 
@@ -119,7 +159,10 @@ export class DeviceTensor {
     return out;
   }
 
-  /** Releases the device memory now (idempotent); otherwise the garbage collector does it eventually. */
+  /**
+   * Releases the device memory now (idempotent); otherwise the garbage collector does it eventually. A view
+   * (fromPointer) is only detached: its memory stays its owner's.
+   */
   free(): void {
     call(() => this.#native.free());
   }

@@ -20,15 +20,30 @@
 //                       (less padding; the result does not depend on the packing) and packs it by the budget, or
 //   microBatchesPerStep M  packs the whole order by the budget and takes M consecutive micro-batches per step.
 // An epoch's last step may be smaller. Steps never span two epochs.
+//
+// The public API (lib/train/pack.ts: packSamples, packPairs) packs one optimizer step's samples with the
+// same code the Trainer uses (packUnits → buildMicroBatch → globalNormalizer) for hand-written training loops.
 import { checkInteger, rangeError, typeError } from '../kernels/validate';
 import { Example } from './examples';
 
 export const IGNORE_INDEX = -100;
 
-/** Examples that stay in one micro-batch: one example, or a DPO pair [chosen, rejected]. */
-export type Unit = readonly Example[];
+/**
+ * What batching reads of a sample: its prompt and response token ids and its reward. Example
+ * (lib/train/examples.ts) is one; problemId and sampleIndex, when present, only name the sample in errors.
+ */
+export interface BatchSample {
+  promptIds: Int32Array;
+  responseIds: Int32Array;
+  reward: number;
+  problemId?: string;
+  sampleIndex?: number;
+}
 
-export interface MicroBatch {
+/** Examples that stay in one micro-batch: one example, or a DPO pair [chosen, rejected]. */
+export type Unit<E extends BatchSample = Example> = readonly E[];
+
+export interface MicroBatch<E extends BatchSample = Example> {
   B: number;
   T: number;
   /** (B, T) token ids. */
@@ -40,7 +55,7 @@ export interface MicroBatch {
   /** (B) the examples' rewards. */
   rewards: Float32Array;
   /** Row b holds examples[b]. */
-  examples: Example[];
+  examples: E[];
   /** DPO: (chosen, rejected) row pairs, 2 entries per pair; absent for other methods. */
   pairs?: Int32Array;
   /** Rows with a target (the response tokens). */
@@ -57,11 +72,11 @@ export interface PackOptions {
 }
 
 /** Prompt + response tokens of one example (its row length). */
-export const exampleLength = (e: Example): number => e.promptIds.length + e.responseIds.length;
-const unitLength = (u: Unit): number => u.reduce((m, e) => Math.max(m, exampleLength(e)), 0);
+export const exampleLength = (e: BatchSample): number => e.promptIds.length + e.responseIds.length;
+const unitLength = (u: Unit<BatchSample>): number => u.reduce((m, e) => Math.max(m, exampleLength(e)), 0);
 
 /** One micro-batch from units, rows in order. */
-export function buildMicroBatch(units: readonly Unit[], opts: { padId?: number; pairs?: boolean } = {}): MicroBatch {
+export function buildMicroBatch<E extends BatchSample = Example>(units: readonly Unit<E>[], opts: { padId?: number; pairs?: boolean } = {}): MicroBatch<E> {
   const padId = opts.padId ?? 0;
   const examples = units.flat();
   if (!examples.length) throw rangeError('units', 'a micro-batch needs at least one example');
@@ -81,7 +96,7 @@ export function buildMicroBatch(units: readonly Unit[], opts: { padId?: number; 
     offsets[b + 1] = row + T;
     rewards[b] = e.reward;
   });
-  const mb: MicroBatch = { B, T, ids, targets, offsets, rewards, examples, tokens };
+  const mb: MicroBatch<E> = { B, T, ids, targets, offsets, rewards, examples, tokens };
   if (opts.pairs) {
     const pairs = new Int32Array(B);
     let row = 0, k = 0;
@@ -104,14 +119,16 @@ function checkPack(o: PackOptions): { budget: number; padId: number } {
 }
 
 /** Groups units (in order) into micro-batches with B × T ≤ tokenBudget; returns the unit groups. */
-export function packUnits(units: readonly Unit[], opts: PackOptions): Unit[][] {
+export function packUnits<E extends BatchSample = Example>(units: readonly Unit<E>[], opts: PackOptions): Unit<E>[][] {
   const { budget } = checkPack(opts);
-  const out: Unit[][] = [];
-  let cur: Unit[] = [], rows = 0, T = 0;
-  for (const u of units) {
+  const out: Unit<E>[][] = [];
+  let cur: Unit<E>[] = [], rows = 0, T = 0;
+  for (const [i, u] of units.entries()) {
     const len = unitLength(u);
-    if (u.length * len > budget)
-      throw rangeError('tokenBudget', `${budget} is too small for ${u.length > 1 ? 'a DPO pair' : 'an example'} of problem "${u[0].problemId}" (sample ${u[0].sampleIndex}): ${u.length} × ${len} tokens`);
+    if (u.length * len > budget) {
+      const where = u[0].problemId !== undefined ? `of problem "${u[0].problemId}" (sample ${u[0].sampleIndex})` : `at index ${i}`;
+      throw rangeError('tokenBudget', `${budget} is too small for ${u.length > 1 ? 'a DPO pair' : 'an example'} ${where}: ${u.length} × ${len} tokens`);
+    }
     if (cur.length && (rows + u.length) * Math.max(T, len) > budget) {
       out.push(cur);
       cur = [];
@@ -127,7 +144,7 @@ export function packUnits(units: readonly Unit[], opts: PackOptions): Unit[][] {
 }
 
 /** packUnits + buildMicroBatch. */
-export function packMicroBatches(units: readonly Unit[], opts: PackOptions): MicroBatch[] {
+export function packMicroBatches<E extends BatchSample = Example>(units: readonly Unit<E>[], opts: PackOptions): MicroBatch<E>[] {
   const { padId } = checkPack(opts);
   return packUnits(units, opts).map((g) => buildMicroBatch(g, { padId, pairs: opts.pairs }));
 }
@@ -140,7 +157,7 @@ export type Reduction = 'token-mean' | 'sequence-mean' | 'sum';
  * as one batch, core/loss_plan.cc): undefined for 'sum' (N = 1), the pair count for DPO, the response tokens for
  * token-mean, the sequences with a target for sequence-mean.
  */
-export function globalNormalizer(microBatches: readonly MicroBatch[], method: LossMethod, reduction: Reduction): number | undefined {
+export function globalNormalizer(microBatches: readonly MicroBatch<BatchSample>[], method: LossMethod, reduction: Reduction): number | undefined {
   if (reduction === 'sum') return undefined;
   if (method === 'dpo') return microBatches.reduce((s, m) => s + (m.pairs ? m.pairs.length / 2 : 0), 0);
   if (reduction === 'token-mean') return microBatches.reduce((s, m) => s + m.tokens, 0);
@@ -182,6 +199,13 @@ export function epochOrder<T>(units: readonly T[], seed: number, epoch: number, 
   return out;
 }
 
+/** Units longest first, stable (less padding; a step's loss and gradient do not depend on the packing). */
+export function longestFirst<U extends Unit<BatchSample>>(units: readonly U[]): U[] {
+  const keyed = units.map((u, k) => ({ u, k, len: unitLength(u) }));
+  keyed.sort((a, b) => b.len - a.len || a.k - b.k);
+  return keyed.map((g) => g.u);
+}
+
 /** One epoch's optimizer steps: steps → micro-batches → units. */
 export function planEpoch(units: readonly Unit[], epoch: number, o: StepPlanOptions): Unit[][][] {
   if (o.examplesPerStep !== undefined && o.microBatchesPerStep !== undefined)
@@ -190,12 +214,7 @@ export function planEpoch(units: readonly Unit[], epoch: number, o: StepPlanOpti
   const steps: Unit[][][] = [];
   if (o.examplesPerStep !== undefined) {
     const E = checkInteger('examplesPerStep', o.examplesPerStep, 1);
-    for (let i = 0; i < order.length; i += E) {
-      // longest first, stable: less padding; the step's loss and gradient do not depend on the packing
-      const group = order.slice(i, i + E).map((u, k) => ({ u, k, len: unitLength(u) }));
-      group.sort((a, b) => b.len - a.len || a.k - b.k);
-      steps.push(packUnits(group.map((g) => g.u), o));
-    }
+    for (let i = 0; i < order.length; i += E) steps.push(packUnits(longestFirst(order.slice(i, i + E)), o));
   } else {
     const M = o.microBatchesPerStep === undefined ? 1 : checkInteger('microBatchesPerStep', o.microBatchesPerStep, 1);
     const mbs = packUnits(order, o);

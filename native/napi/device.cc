@@ -13,9 +13,11 @@
 #ifdef RIFT_WITH_CUDA
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "cuda/device_mem.h"
+#include "cuda/external_ptr.h"
 #endif
 
 namespace rift::napi {
@@ -37,6 +39,38 @@ auto cuda_call(Napi::Env env, F&& f) -> decltype(f()) {
   }
 }
 
+// new DeviceTensor(bytes, dtype, address): a view of `bytes` bytes of device memory that other code owns (another
+// addon, the caller's CUDA code), at the BigInt `address`. Checked before use, so a kernel never reads outside
+// memory that exists: the address must be element-aligned device (or managed) memory of rift's device and of its
+// primary context, and [address, address + bytes) must lie inside one allocation. Returns the pointer.
+void* borrow_external(Napi::Env env, const Napi::Value& v, size_t bytes, size_t elem) {
+  if (!v.IsBigInt()) throw_type(env, "address", "must be a bigint (a device address)");
+  bool lossless = false;
+  const uint64_t a = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  const auto hex = [](uint64_t x) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(x));
+    return std::string(buf);
+  };
+  if (!lossless || uint64_t(uintptr_t(a)) != a) throw_range(env, "address", "must be in [1, 2^64)");
+  if (a == 0) throw_range(env, "address", "is null");
+  if (a % elem != 0) throw_range(env, "address", hex(a) + " is not aligned to the element size " + std::to_string(elem));
+  if (bytes > UINTPTR_MAX - a) throw_range(env, "length", "runs past the end of the address space");
+  const rift::cuda::ExternalPointer p = cuda_call(env, [&] { return rift::cuda::describe_pointer(uintptr_t(a)); });
+  const int mine = cuda_call(env, rift::cuda::current_device);
+  if (!p.cuda) throw_range(env, "address", hex(a) + " is not memory CUDA knows (not allocated, mapped or registered through CUDA)");
+  if (!p.device_memory) throw_range(env, "address", hex(a) + " is host memory, not device memory");
+  if (p.device != mine)
+    throw_range(env, "address", hex(a) + " is memory of CUDA device " + std::to_string(p.device) + "; rift runs on device " + std::to_string(mine));
+  if (p.foreign_context)
+    throw_range(env, "address", hex(a) + " was allocated in another CUDA context (rift uses the device's primary context, the CUDA runtime's)");
+  if (p.size == 0) throw_range(env, "address", hex(a) + ": the CUDA driver reports no allocation containing it");
+  if (a + bytes > p.base + p.size)
+    throw_range(env, "length", std::to_string(bytes / elem) + " elements (" + std::to_string(bytes) + " bytes) from " + hex(a) +
+                                  " run past the end of its allocation [" + hex(p.base) + ", " + hex(p.base + p.size) + ")");
+  return reinterpret_cast<void*>(uintptr_t(a));
+}
+
 // Total memory of the device tensors live on (device 0), queried once.
 size_t device_memory() {
   static const size_t total = rift::cuda::device_props(0).total_memory;  // a throw leaves it to the next call
@@ -52,10 +86,13 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
                         InstanceMethod<&DeviceTensor::free>("free"),
                         InstanceAccessor<&DeviceTensor::get_bytes>("bytes"),
                         InstanceAccessor<&DeviceTensor::get_dtype>("dtype"),
-                        InstanceAccessor<&DeviceTensor::get_freed>("freed")});
+                        InstanceAccessor<&DeviceTensor::get_freed>("freed"),
+                        InstanceAccessor<&DeviceTensor::get_address>("address"),
+                        InstanceAccessor<&DeviceTensor::get_borrowed>("borrowed")});
   }
 
-  // new DeviceTensor(bytes, dtype): bytes a non-negative integer multiple of the element size, dtype 0 | 1.
+  // new DeviceTensor(bytes, dtype[, address]): bytes a non-negative integer multiple of the element size, dtype
+  // 0 | 1; with a BigInt address, a view of memory someone else owns (borrow_external) instead of an allocation.
   explicit DeviceTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceTensor>(info) {
     Napi::Env env = info.Env();
     if (!info.IsConstructCall()) throw_type(env, "DeviceTensor", "must be called with new");
@@ -72,6 +109,13 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     bytes_ = size_t(b);
     if (bytes_ % elem != 0)
       throw_range(env, "bytes", "must be a multiple of the element size " + std::to_string(elem));
+    if (info.Length() >= 3 && !info[2].IsUndefined()) {  // a view: never freed or counted by rift
+      ptr_ = borrow_external(env, info[2], bytes_, elem);
+      owned_ = false;
+      live_ = true;
+      info.This().As<Napi::Object>().TypeTag(&kDeviceTensorTag);
+      return;
+    }
     const size_t total = cuda_call(env, device_memory);
     if (bytes_ > total)
       throw_range(env, "bytes", std::to_string(bytes_) + " is more than the device's " + std::to_string(total) + " bytes");
@@ -92,7 +136,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
 
  private:
   void release_noexcept() {
-    if (live_) {
+    if (live_ && owned_) {
       rift::cuda::free_noexcept(ptr_);
       mem_note_free(MemSpace::Device, MemCategory::Workspace, int64_t(bytes_));
     }
@@ -138,7 +182,10 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   }
   Napi::Value free(const Napi::CallbackInfo& info) {  // idempotent
     require_idle(info.Env());
-    if (live_) {
+    if (live_ && !owned_) {  // a view: the memory stays its owner's
+      live_ = false;
+      ptr_ = nullptr;
+    } else if (live_) {
       void* p = ptr_;
       live_ = false;
       ptr_ = nullptr;
@@ -150,11 +197,18 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
   Napi::Value get_bytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes_)); }
   Napi::Value get_dtype(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dtype_); }
   Napi::Value get_freed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !live_); }
+  // The device address (BigInt) for other CUDA code; throws after free().
+  Napi::Value get_address(const Napi::CallbackInfo& info) {
+    if (!live_) throw Napi::Error::New(info.Env(), "DeviceTensor: used after free");
+    return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr_)));
+  }
+  Napi::Value get_borrowed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !owned_); }
 
   void* ptr_ = nullptr;  // device (bytes_)
   size_t bytes_ = 0;
   int dtype_ = 0;
   bool live_ = false;
+  bool owned_ = true;  // false: a view of external memory (borrow_external)
   int busy_ = 0;
 };
 
