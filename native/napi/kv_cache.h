@@ -7,7 +7,7 @@
 #include <string>
 
 #include "model/decoder.h"
-#include "napi/model_args.h"
+#include "napi/args.h"
 
 namespace rift::napi {
 
@@ -73,12 +73,12 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
     KvCache& dst = get(env, "cache");
     KvCacheWrap* src = unwrap(env, info[0], "src");
     KvCache& s = src->get(env, "src");
-    constexpr int64_t kMax = model_args::kMaxI32;
-    const int64_t src_row = model_args::integer(env, info[1], "srcRow", 0, kMax);
-    const int64_t dst_row = info[2].IsUndefined() ? 0 : model_args::integer(env, info[2], "dstRow", 0, kMax);
+    constexpr int64_t kMax = args::kMaxI32;
+    const int64_t src_row = args::integer(env, info[1], "srcRow", 0, kMax);
+    const int64_t dst_row = info[2].IsUndefined() ? 0 : args::integer(env, info[2], "dstRow", 0, kMax);
     const int64_t count =
-        info[3].IsUndefined() ? dst.B() - dst_row : model_args::integer(env, info[3], "count", 0, kMax);
-    model_args::guarded(env, [&] { dst.copy_rows(s, src_row, dst_row, count); });
+        info[3].IsUndefined() ? dst.B() - dst_row : args::integer(env, info[3], "count", 0, kMax);
+    args::guarded(env, [&] { dst.copy_rows(s, src_row, dst_row, count); });
     return env.Undefined();
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {
