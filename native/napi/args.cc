@@ -1,7 +1,10 @@
 // The argument layer of the N-API bindings: see args.h.
 #include "napi/args.h"
 
+#include <cstdlib>
 #include <cstring>
+
+#include "core/memory.h"
 
 namespace rift::napi::args {
 namespace {
@@ -100,6 +103,23 @@ bool typed_info(Napi::Env env, Napi::Value v, TypedInfo* out) {
   out->bytes = out->length * element_size(out->type);
   if (!out->length) out->data = nullptr;
   return true;
+}
+
+HostCopy::HostCopy(size_t bytes) {
+  if (!bytes) return;
+  data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!data_) throw std::bad_alloc();
+  bytes_ = bytes;
+  mem_note_alloc(MemSpace::Host, MemCategory::Workspace, int64_t(bytes));
+}
+
+void HostCopy::release() noexcept {
+  if (data_) {
+    std::free(data_);
+    mem_note_free(MemSpace::Host, MemCategory::Workspace, int64_t(bytes_));
+  }
+  data_ = nullptr;
+  bytes_ = 0;
 }
 
 Opts::Opts(const Napi::CallbackInfo& info, size_t index, const char* name) : env_(info.Env()) {

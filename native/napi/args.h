@@ -6,7 +6,10 @@
 // - Scalars (integer, number, boolean, choice) check their value and name the argument: TypeError for the wrong
 //   kind, RangeError for a bad value.
 // - Span<T> is a typed-array argument read through napi_get_typedarray_info, which (unlike
-//   napi_get_arraybuffer_info) accepts arrays backed by a SharedArrayBuffer.
+//   napi_get_arraybuffer_info) accepts arrays backed by a SharedArrayBuffer. own() copies its elements into
+//   native memory: an async call owns every small array it reads (targets, offsets, ids, ...), because JS may
+//   change, detach or free the caller's array while the worker runs. HostCopy holds an async call's copy of a
+//   big array (the loss binding's logits and gradient: see napi/loss.cc for when it copies and when not).
 #pragma once
 #include <napi.h>
 
@@ -80,7 +83,8 @@ struct TypedInfo {
 bool typed_info(Napi::Env env, Napi::Value v, TypedInfo* out);
 size_t element_size(napi_typedarray_type t);
 
-// A typed-array argument: data points into the caller's array (valid until JS runs again).
+// A typed-array argument. data points into the caller's array (valid until JS runs again) until own() copies
+// the elements into memory the Span holds (shared by copies of the Span).
 template <typename T>
 struct Span {
   T* data = nullptr;
@@ -88,6 +92,17 @@ struct Span {
   bool present = false;
   bool shared = false;  // a SharedArrayBuffer backs it
   const char* name = "";
+
+  void own() {  // throws std::bad_alloc
+    if (!present || !length) return;
+    std::shared_ptr<T[]> copy(new T[size_t(length)]);
+    std::memcpy(copy.get(), data, size_t(length) * sizeof(T));
+    owned_ = std::move(copy);
+    data = owned_.get();
+  }
+
+ private:
+  std::shared_ptr<T[]> owned_;
 };
 
 // A T array argument (TypeError "must be a <Kind>" otherwise); absent (undefined / null) is allowed when
@@ -108,6 +123,32 @@ Span<T> typed(Napi::Env env, Napi::Value v, const char* key, bool optional = fal
   s.shared = t.shared;
   return s;
 }
+
+// Native memory holding an async call's copy of a big host array: 64-byte aligned, uninitialised, counted in
+// memory() as host workspace. Move-only; throws std::bad_alloc.
+class HostCopy {
+ public:
+  HostCopy() = default;
+  explicit HostCopy(size_t bytes);
+  ~HostCopy() { release(); }
+  HostCopy(HostCopy&& o) noexcept { *this = std::move(o); }
+  HostCopy& operator=(HostCopy&& o) noexcept {
+    if (this != &o) {
+      release();
+      data_ = std::exchange(o.data_, nullptr);
+      bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+  }
+  HostCopy(const HostCopy&) = delete;
+  HostCopy& operator=(const HostCopy&) = delete;
+  void* data() const { return data_; }
+
+ private:
+  void release() noexcept;
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
 
 // ---- options objects ------------------------------------------------------------------------------------------
 

@@ -1,5 +1,15 @@
 // N-API binding of the fused loss. The TypeScript layer (lib/kernels/loss.ts) validates first; this layer
 // re-checks every argument it dereferences, so a direct call with bad input throws instead of crashing.
+//
+// lossAndGradAsync owns what its worker reads and writes: JS may change, detach (transfer) or free the caller's
+// arrays while the worker runs. The small arrays (targets, offsets, rewards, refLogps, pairs) are copied at call
+// time. A host logits array is copied too, unless a SharedArrayBuffer backs it: that memory can be neither
+// detached nor freed while the call holds a reference to the array (its contents may change: the caller's
+// business), so it is read in place. A host gradient not backed by one is computed in native memory (in place
+// over the logits' copy when there is one) and copied into the caller's array when the call settles; if that
+// array was detached or resized meanwhile, the promise rejects ("grad: ...") and nothing is written. Device
+// tensors are the DeviceTensor's own memory: referenced and marked busy (free / upload / download throw) until
+// the call settles.
 #include "napi/loss.h"
 
 #include <cstring>
@@ -59,6 +69,11 @@ struct Call {
   Buffer logits, grad;
   LossArrays arrays;
   RowBackend* backend = nullptr;
+  // What the kernel reads and writes: the caller's memory (sync calls, shared or device arrays) or copies.
+  const void* in = nullptr;
+  void* out = nullptr;
+  args::HostCopy in_copy, out_copy;
+  bool copy_back = false;  // out is a copy: written into the caller's grad array at settle
 };
 
 std::unique_ptr<Call> parse(const Napi::CallbackInfo& info) {
@@ -91,14 +106,45 @@ std::unique_ptr<Call> parse(const Napi::CallbackInfo& info) {
     if (!c->backend) throw_type(env, "logits", "is a DeviceTensor but no CUDA device is usable");
   }
   parse_loss_spec(o, N, "rows", &s, &c->arrays);
+  c->in = c->logits.data;
+  c->out = c->grad.data;
   return c;
+}
+
+// Makes an async call own what its worker touches (see the top of this file). Throws std::bad_alloc.
+void own(Call& c) {
+  c.arrays.own(&c.spec);
+  if (c.logits.device) return;
+  if (!c.logits.shared && c.logits.bytes) {
+    c.in_copy = args::HostCopy(c.logits.bytes);
+    std::memcpy(c.in_copy.data(), c.logits.data, c.logits.bytes);
+    c.in = c.in_copy.data();
+  }
+  if (c.grad.present && !c.grad.shared) {
+    c.copy_back = true;
+    if (c.in_copy.data()) {
+      c.out = c.in_copy.data();  // run_loss allows exact aliasing: the gradient overwrites the copy row by row
+    } else {
+      c.out_copy = args::HostCopy(c.grad.bytes);
+      c.out = c.out_copy.data();
+    }
+  }
+}
+
+// Copies the gradient from native memory into the caller's grad array; false (nothing written) when that array
+// no longer has the call's length: detached, transferred or resized while the call ran.
+bool copy_back(Napi::Env env, const Call& c) {
+  args::TypedInfo t;
+  if (!args::typed_info(env, c.grad.ref.Value(), &t) || t.bytes != c.grad.bytes) return false;
+  if (t.bytes) std::memcpy(t.data, c.out, t.bytes);
+  return true;
 }
 
 LossResult execute(Call& c) {
   // An empty gradient array (rows = 0) still counts as "gradient requested"; its pointer may be null.
   static char empty;
-  void* grad = c.grad.present ? (c.grad.data ? c.grad.data : &empty) : nullptr;
-  return run_loss(c.spec, *c.backend, c.logits.data, grad, c.logits.dtype);
+  void* grad = c.grad.present ? (c.out ? c.out : &empty) : nullptr;
+  return run_loss(c.spec, *c.backend, c.in, grad, c.logits.dtype);
 }
 
 Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
@@ -114,12 +160,19 @@ void set_busy(Call& c, bool busy) {
 }
 
 Napi::Value LossAndGradAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   std::shared_ptr<Call> c = parse(info);
+  args::guarded(env, [&] { own(*c); });
   auto result = std::make_shared<LossResult>();
   set_busy(*c, true);
   return Job::start(
-      info.Env(), "rift.lossAndGrad", [c, result] { *result = execute(*c); },
-      [c, result](Napi::Env env) -> Napi::Value { return loss_result(env, *result, c->spec); },
+      env, "rift.lossAndGrad", [c, result] { *result = execute(*c); },
+      [c, result](Napi::Env e) -> Napi::Value {
+        if (c->copy_back && !copy_back(e, *c))
+          throw Napi::Error::New(e, "grad: its ArrayBuffer was detached, transferred or resized while "
+                                    "lossAndGradAsync ran; the gradient was not written");
+        return loss_result(e, *result, c->spec);
+      },
       [c] { set_busy(*c, false); });
 }
 

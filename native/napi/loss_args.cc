@@ -47,6 +47,19 @@ void parse_loss_spec(const args::Opts& o, int64_t rows, const char* rows_formula
   s.pairs = a->pairs.data;
 }
 
+void LossArrays::own(LossSpec* s) {
+  targets.own();
+  offsets.own();
+  pairs.own();
+  rewards.own();
+  ref.own();
+  s->targets = targets.data;
+  s->offsets = offsets.data;
+  s->pairs = pairs.data;
+  s->rewards = rewards.present ? rewards.data : nullptr;
+  s->ref_logp = ref.data;
+}
+
 Napi::Object loss_result(Napi::Env env, const LossResult& r, const LossSpec& spec) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("loss", r.loss);

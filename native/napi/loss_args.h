@@ -18,6 +18,8 @@ struct LossArrays {
   args::Span<int32_t> targets, offsets, pairs;
   args::Span<float> rewards;
   args::Span<double> ref;
+  // Copies every array into native memory (an async call) and points spec at the copies. Throws std::bad_alloc.
+  void own(LossSpec* spec);
 };
 
 // Parses method, negative, reduction, normalizer, beta, tokenLogps, entropy, targets (rows entries; rows_formula

@@ -7,8 +7,9 @@
 // - paramsView() / gradsView() / optimizerView() are zero-copy Float32Arrays over the flat buffers of a CPU model;
 //   each view keeps its buffer alive (a shared_ptr in the ArrayBuffer's finaliser), so a view never dangles.
 //   readBuffer / writeBuffer copy any range of params / grads / m / v to and from the host on any device.
-// - lossAndBackwardAsync / stepAsync / prefillAsync / decodeAsync run on a libuv worker (Napi::AsyncWorker) that
-//   holds references to the model and to its input arrays. While one runs, every other call that touches the
+// - lossAndBackwardAsync / stepAsync / prefillAsync / decodeAsync run on a libuv worker (napi/job.h) that holds
+//   a reference to the model and reads COPIES of its input arrays (ids, targets, offsets, rewards, refLogps,
+//   pairs), made at call time: JS may change, detach or free the caller's arrays while the worker runs. While one runs, every other call that touches the
 //   model throws an Error ("busy") instead of racing with it; a KvCache in use by an async call is busy the same way.
 // Arguments: napi/args.h and napi/loss_args.h; views and memory(): napi/model_views.h; KvCache: napi/kv_cache.h.
 #include "napi/model.h"
@@ -287,6 +288,14 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     b.ids = c->ids.data;
     return c;
   }
+  // An async call owns the arrays its worker reads (JS may change or free the caller's meanwhile).
+  static void own(Napi::Env env, LossCall& c) {
+    guarded(env, [&] {
+      c.ids.own();
+      c.arrays.own(&c.batch.loss);
+    });
+    c.batch.ids = c.ids.data;
+  }
 
   Napi::Value LossAndBackward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -316,6 +325,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto c = parse_loss(info);
+    own(env, *c);
     return start_job(
         env, "lossAndBackwardAsync", [c, &d] { c->result = d.loss_and_backward(c->batch); },
         [c](Napi::Env e) -> Napi::Value { return loss_result(e, c->result, c->batch.loss); });
@@ -429,6 +439,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ExtendAsync(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
     auto c = parse_extend(info, decode);
+    guarded(env, [&] { c->ids.own(); });  // the worker reads a copy: JS may change or free the caller's ids
     return start_job(
         env, decode ? "decodeAsync" : "prefillAsync", [this, c] { run_extend(*c); },
         [c](Napi::Env) -> Napi::Value { return c->out.Value(); }, c->wrap);

@@ -16,6 +16,7 @@ export const gc: () => void = vm.runInNewContext('gc');
 export function detach(buf: ArrayBufferLike): void {
   structuredClone(buf, { transfer: [buf as ArrayBuffer] });
   gc();
+  gc(); // the second collection completes the first one's array-buffer sweep: the memory is freed by now
 }
 
 type Typed = Float32Array | Float64Array | Int32Array | Uint16Array;
