@@ -116,7 +116,8 @@ Span<T> typed(Napi::Env env, Napi::Value v, const char* key, bool optional = fal
     throw_type(env, key, std::string("must be a ") + Kind<T>::name);
   }
   TypedInfo t;
-  if (!typed_info(env, v, &t) || t.type != Kind<T>::type) throw_type(env, key, std::string("must be a ") + Kind<T>::name);
+  if (!typed_info(env, v, &t) || t.type != Kind<T>::type)
+    throw_type(env, key, std::string("must be a ") + Kind<T>::name);
   s.data = static_cast<T*>(t.data);
   s.length = int64_t(t.length);
   s.present = true;

@@ -116,7 +116,8 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     const char* want = dtype_ == 0 ? "Float32Array" : "Uint16Array";
     const napi_typedarray_type want_type = dtype_ == 0 ? napi_float32_array : napi_uint16_array;
     args::TypedInfo t;
-    if (info.Length() < 1 || !args::typed_info(env, info[0], &t)) throw_type(env, arg, std::string("must be a ") + want);
+    if (info.Length() < 1 || !args::typed_info(env, info[0], &t))
+      throw_type(env, arg, std::string("must be a ") + want);
     if (t.type != want_type)
       throw_type(env, arg, std::string("must be a ") + want + " for a " + (dtype_ == 0 ? "f32" : "bf16") + " tensor");
     if (t.bytes != bytes_)

@@ -3,6 +3,7 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
@@ -33,13 +34,18 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
     exports.Set("KvCache", f);
     return new Napi::FunctionReference(Napi::Persistent(f));
   }
-  // Constructed only through Model.newKvCache (an External carrying the KvCache).
+  // Constructed only through Model.newKvCache (an External carrying the KvCache, and the bytes it holds, which
+  // are reported to V8 with napi_adjust_external_memory until the cache is freed).
   explicit KvCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvCacheWrap>(info) {
-    if (info.Length() < 1 || !info[0].IsExternal())
+    if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsNumber())
       throw Napi::TypeError::New(info.Env(), "KvCache: use model.newKvCache(B, Tmax)");
     cache_.reset(info[0].As<Napi::External<KvCache>>().Data());
     info.This().As<Napi::Object>().TypeTag(&kKvCacheTag);
+    bytes_ = std::max<int64_t>(0, int64_t(info[1].As<Napi::Number>().DoubleValue()));
+    int64_t total = 0;
+    napi_adjust_external_memory(info.Env(), bytes_, &total);
   }
+  ~KvCacheWrap() override { release(Env()); }
   KvCache& get(Napi::Env env, const char* arg) {
     if (!cache_) throw_type(env, arg, "this KvCache was freed");
     if (busy_) throw Napi::Error::New(env, std::string(arg) + ": " + kBusy);
@@ -83,10 +89,17 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {
     if (busy_) throw Napi::Error::New(info.Env(), std::string("cache: ") + kBusy);
-    cache_.reset();
+    release(info.Env());
     return info.Env().Undefined();
   }
+  void release(Napi::Env env) {
+    cache_.reset();
+    int64_t total = 0;
+    if (bytes_) napi_adjust_external_memory(env, -bytes_, &total);
+    bytes_ = 0;
+  }
   std::unique_ptr<KvCache> cache_;
+  int64_t bytes_ = 0;  // reported to V8 while the cache lives
 };
 
 

@@ -9,11 +9,17 @@
 //   readBuffer / writeBuffer copy any range of params / grads / m / v to and from the host on any device.
 // - lossAndBackwardAsync / stepAsync / prefillAsync / decodeAsync run on a libuv worker (napi/job.h) that holds
 //   a reference to the model and reads COPIES of its input arrays (ids, targets, offsets, rewards, refLogps,
-//   pairs), made at call time: JS may change, detach or free the caller's arrays while the worker runs. While one runs, every other call that touches the
-//   model throws an Error ("busy") instead of racing with it; a KvCache in use by an async call is busy the same way.
+//   pairs), made at call time: JS may change, detach or free the caller's arrays while the worker runs. While one
+//   runs, every other call that touches the model throws an Error ("busy") instead of racing with it; a KvCache in
+//   use by an async call is busy the same way.
+// - Native memory: what a model's decoder holds (host and device buffers) is reported to V8 with
+//   napi_adjust_external_memory, so that V8 weighs a dropped Model by it; dispose() frees it at once (views handed
+//   out are detached) and every later call throws an Error ("disposed"); a KvCache reports its buffer until free().
 // Arguments: napi/args.h and napi/loss_args.h; views and memory(): napi/model_views.h; KvCache: napi/kv_cache.h.
 #include "napi/model.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -21,6 +27,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/memory.h"
 #ifdef RIFT_WITH_CUDA
@@ -71,7 +78,8 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::DecodeAsync>("decodeAsync"), InstanceMethod<&ModelWrap::Memory>("memory"),
          InstanceMethod<&ModelWrap::ResetPeaks>("resetPeaks"), StaticMethod<&ModelWrap::MemoryStatic>("memory"),
          StaticMethod<&ModelWrap::Devices>("devices"),
-         StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks")});
+         StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks"), InstanceMethod<&ModelWrap::Dispose>("dispose"),
+         InstanceAccessor<&ModelWrap::Disposed>("disposed")});
     exports.Set("Model", f);
   }
 
@@ -134,29 +142,100 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 #endif
         );
     }
-    d_ = guarded(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
+    d_ = engine(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
     d_->set_recompute(recompute);
     d_->set_activation_dtype(act_dtype == "bf16" ? DType::BF16 : DType::F32);
     device_ = device;
     precision_ = precision;
   }
 
+  // The finaliser of a model that was not disposed frees its decoder the same way.
+  ~ModelWrap() override {
+    if (d_) release(Env());
+  }
+
  private:
+  // The decoder of a model not yet disposed (Error otherwise).
+  Decoder& live(Napi::Env env) {
+    if (!d_)
+      throw Napi::Error::New(env, "Model: disposed — dispose() freed this model's native memory; create a new Model");
+    return *d_;
+  }
+  // ... and not running an async call (Error "busy" otherwise).
   Decoder& dec(Napi::Env env) {
+    Decoder& d = live(env);
     if (busy_)
       throw Napi::Error::New(env, "Model: busy — an async call (" + busy_what_ +
                                       ") is still running on this model; await it first");
-    return *d_;
+    return d;
   }
 
+  // ---- native memory held, as V8 sees it ------------------------------------------------------------------------
+  // What the decoder allocates and frees is attributed to held_ (core/memory.h MemScope, on whichever thread runs
+  // it) and reported to V8 with napi_adjust_external_memory after each call, so that V8 weighs a dropped Model by
+  // its native buffers (host and device) when it decides to collect; release() takes the whole report back.
+  void report(Napi::Env env) {
+    const int64_t now = std::max<int64_t>(0, held_.load(std::memory_order_relaxed));
+    if (now == reported_) return;
+    int64_t total = 0;
+    napi_adjust_external_memory(env, now - reported_, &total);
+    reported_ = now;
+  }
+  // Runs engine code on the JS thread (guarded), attributing its allocations to this model.
+  template <typename F>
+  auto engine(Napi::Env env, F&& f) -> decltype(f()) {
+    struct Report {
+      ModelWrap* m;
+      Napi::Env env;
+      ~Report() { m->report(env); }
+    } report{this, env};
+    MemScope scope(&held_);
+    return guarded(env, std::forward<F>(f));
+  }
+  // Frees the decoder (buffers still viewed from JS live until their views go) and takes back the report.
+  void release(Napi::Env env) {
+    {
+      MemScope scope(&held_);
+      d_.reset();
+    }
+    int64_t total = 0;
+    napi_adjust_external_memory(env, -reported_, &total);
+    reported_ = 0;
+  }
+  // A zero-copy view, remembered (weakly) so that dispose() can detach it.
+  Napi::Float32Array tracked(Napi::Float32Array v) {
+    views_.erase(std::remove_if(views_.begin(), views_.end(), [](const auto& r) { return r.Value().IsEmpty(); }),
+                 views_.end());
+    views_.push_back(Napi::Weak(v.ArrayBuffer()));
+    return v;
+  }
+
+  // dispose(): frees the model's native memory now; a second call does nothing. The zero-copy views it handed out
+  // (paramsView, gradsView, optimizerView) are detached (length 0). Every later call throws an Error ("disposed").
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!d_) return env.Undefined();
+    dec(env);  // Error "busy" while an async call runs
+    for (auto& r : views_) {
+      Napi::ArrayBuffer ab = r.Value();
+      if (!ab.IsEmpty()) napi_detach_arraybuffer(env, ab);  // already detached (transferred): nothing to do
+    }
+    views_.clear();
+    release(env);
+    return env.Undefined();
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !d_); }
+
   Napi::Value ParamsView(const Napi::CallbackInfo& info) {
-    return view(info.Env(), d_->params_buffer(), "paramsView");
+    Napi::Env env = info.Env();
+    return tracked(view(env, live(env).params_buffer(), "paramsView"));
   }
   Napi::Value GradsView(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (d_->space() != MemSpace::Host) return view(env, d_->params_buffer(), "gradsView");  // throws
-    if (!d_->has_grads()) dec(env);  // allocating races with nothing, but keep the rule simple
-    return view(env, guarded(env, [&] { return d_->grads_buffer(); }), "gradsView");
+    Decoder& d = live(env);
+    if (d.space() != MemSpace::Host) return view(env, d.params_buffer(), "gradsView");  // throws
+    if (!d.has_grads()) dec(env);  // allocating races with nothing, but keep the rule simple
+    return tracked(view(env, engine(env, [&] { return d.grads_buffer(); }), "gradsView"));
   }
 
   static FlatBuffer which_buffer(Napi::Env env, Napi::Value v) {
@@ -174,7 +253,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     const int64_t off = info[1].IsUndefined() ? 0 : args::integer(env, info[1], "offset", 0, P);
     const int64_t n = info[2].IsUndefined() ? P - off : args::integer(env, info[2], "n", 0, P - off);
     auto out = Napi::Float32Array::New(env, size_t(n));
-    guarded(env, [&] { d.read(w, off, n, out.Data()); });
+    engine(env, [&] { d.read(w, off, n, out.Data()); });
     return out;
   }
   // writeBuffer(which, data: Float32Array, offset = 0): copies data into [offset, offset + data.length).
@@ -188,7 +267,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     if (data.length > P - off)
       throw_range(env, "data", "length " + std::to_string(data.length) + " at offset " + std::to_string(off) +
                                    " runs past numParams = " + std::to_string(P));
-    guarded(env, [&] { d.write(w, off, data.length, data.data); });
+    engine(env, [&] { d.write(w, off, data.length, data.data); });
     return env.Undefined();
   }
 
@@ -197,8 +276,8 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     Napi::Object o = Napi::Object::New(env);
-    o.Set("m", view(env, guarded(env, [&] { return d.m_buffer(); }), "optimizerView"));
-    o.Set("v", view(env, guarded(env, [&] { return d.v_buffer(); }), "optimizerView"));
+    o.Set("m", tracked(view(env, engine(env, [&] { return d.m_buffer(); }), "optimizerView")));
+    o.Set("v", tracked(view(env, engine(env, [&] { return d.v_buffer(); }), "optimizerView")));
     return o;
   }
   // setOptimizerSteps(n): the AdamW step counter (bias corrections) — restore it with m and v.
@@ -211,7 +290,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value TensorTable(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto& t = d_->tensors();
+    const auto& t = live(env).tensors();
     Napi::Array out = Napi::Array::New(env, t.size());
     for (size_t i = 0; i < t.size(); ++i) {
       Napi::Object e = Napi::Object::New(env);
@@ -227,6 +306,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    live(env);
     const DecoderConfig& c = d_->config();
     Napi::Object o = Napi::Object::New(env);
     o.Set("numParams", double(d_->num_params()));
@@ -266,7 +346,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     const int64_t rows = last ? B : B * T, V = d.config().vocab;
     if (double(rows) * double(V) > 4e9) throw_range(env, "T", "the logits (rows × vocab) would be too large");
     auto out = Napi::Float32Array::New(env, size_t(rows * V));
-    guarded(env, [&] { d.forward(ids.data, B, T, last, out.Data()); });
+    engine(env, [&] { d.forward(ids.data, B, T, last, out.Data()); });
     return out;
   }
 
@@ -301,7 +381,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto c = parse_loss(info);
-    c->result = guarded(env, [&] { return d.loss_and_backward(c->batch); });
+    c->result = engine(env, [&] { return d.loss_and_backward(c->batch); });
     return loss_result(env, c->result, c->batch.loss);
   }
 
@@ -315,9 +395,14 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     busy_ = true;
     busy_what_ = std::move(what);
     if (cache) cache->busy_ = true;
-    return Job::start(env, "rift.Model", std::move(run), std::move(done), [this, self, cache, cache_ref] {
+    auto scoped = [this, run = std::move(run)] {
+      MemScope scope(&held_);  // the worker's allocations are this model's too
+      run();
+    };
+    return Job::start(env, "rift.Model", std::move(scoped), std::move(done), [this, env, self, cache, cache_ref] {
       busy_ = false;
       if (cache) cache->busy_ = false;
+      report(env);
     });
   }
 
@@ -332,11 +417,15 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
-    dec(info.Env()).zero_grad();
-    return info.Env().Undefined();
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    engine(env, [&] { d.zero_grad(); });
+    return env.Undefined();
   }
   Napi::Value GradNorm(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), dec(info.Env()).grad_norm());
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    return Napi::Number::New(env, engine(env, [&] { return d.grad_norm(); }));
   }
 
   struct StepCall {
@@ -373,7 +462,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto s = parse_step(info);
-    s->norm = guarded(env, [&] { return d.step(s->hp, s->max_norm); });
+    s->norm = engine(env, [&] { return d.step(s->hp, s->max_norm); });
     return step_result(env, *s, d.optimizer_steps());
   }
   Napi::Value StepAsync(const Napi::CallbackInfo& info) {
@@ -391,9 +480,13 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     const int64_t B = args::integer(env, info[0], "B", 1, kMaxI32), T = args::integer(env, info[1], "Tmax", 1, kMaxI32);
     if (double(B) * double(T) * double(d.config().Hkv * d.config().D) * double(2 * d.config().L) > 1e11)
       throw_range(env, "Tmax", "the cache (2 × layers × B × Tmax × kv heads × head_dim floats) would be too large");
-    KvCache* cache = guarded(env, [&] { return new KvCache(d.config(), B, T, d.ops()); });
+    std::atomic<int64_t> bytes{0};  // what the cache holds (reported to V8 by the KvCache object)
+    KvCache* cache = guarded(env, [&] {
+      MemScope scope(&bytes);
+      return new KvCache(d.config(), B, T, d.ops());
+    });
     auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
-    return ctor->New({Napi::External<KvCache>::New(env, cache)});
+    return ctor->New({Napi::External<KvCache>::New(env, cache), Napi::Number::New(env, double(bytes.load()))});
   }
 
   // One prefill/decode call, parsed on the JS thread (the output array is made here and filled by the call).
@@ -433,7 +526,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Extend(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
     auto c = parse_extend(info, decode);
-    guarded(env, [&] { run_extend(*c); });
+    engine(env, [&] { run_extend(*c); });
     return c->out.Value();
   }
   Napi::Value ExtendAsync(const Napi::CallbackInfo& info, bool decode) {
@@ -451,8 +544,12 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Decode(const Napi::CallbackInfo& info) { return Extend(info, true); }
   Napi::Value DecodeAsync(const Napi::CallbackInfo& info) { return ExtendAsync(info, true); }
 
-  Napi::Value Memory(const Napi::CallbackInfo& info) { return memory_object(info.Env()); }
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    live(info.Env());
+    return memory_object(info.Env());
+  }
   Napi::Value ResetPeaks(const Napi::CallbackInfo& info) {
+    live(info.Env());
     mem_reset_peaks();
     return info.Env().Undefined();
   }
@@ -472,7 +569,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
 
-  std::unique_ptr<Decoder> d_;
+  std::unique_ptr<Decoder> d_;  // null once disposed
+  std::atomic<int64_t> held_{0};  // bytes the decoder's allocations and frees add up to (MemScope)
+  int64_t reported_ = 0;          // what napi_adjust_external_memory has been told (JS thread)
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> views_;  // weak: the zero-copy views handed out
   std::string device_ = "cpu", precision_ = "fp32";
   bool busy_ = false;  // only read/written on the JS thread
   std::string busy_what_;
@@ -482,6 +582,13 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 
 void init_model(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports, KvCacheWrap::Init(env, exports));
+  // Test hook: V8's count of external memory, the one napi_adjust_external_memory moves (process.memoryUsage()
+  // .external shows ArrayBuffer backing stores instead).
+  exports.Set("_externalMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    int64_t total = 0;
+    napi_adjust_external_memory(info.Env(), 0, &total);
+    return Napi::Number::New(info.Env(), double(total));
+  }, "_externalMemory"));
 }
 
 }  // namespace rift::napi
