@@ -1,13 +1,13 @@
 // Async calls own what they read (native/napi/loss.cc, model.cc): JS may change, detach (transfer) or free the
 // caller's arrays while the worker runs, and the worker must neither crash nor read the changed or freed memory.
-// occupyThreadPool() keeps every libuv thread busy, so the call is still queued when the code after it runs: the
-// changes below happen before the worker reads anything (under ASan, scripts/test-asan.sh, a read of freed memory
+// blockThreadPool() keeps every libuv thread blocked until release(), so the call is still queued while the code
+// after it runs: the changes below happen before the worker reads anything (under ASan, scripts/test-asan.sh, a read of freed memory
 // is a report, not luck).
 import { addon, NativeLossResult } from '../lib/native';
 import { lossAndGrad, lossAndGradAsync } from '../lib';
 import { Model } from '../lib/engine/model';
 import { makeCase } from './helpers/cases';
-import { detach, occupyThreadPool, shared } from './helpers/memory-race';
+import { detach, blockThreadPool, shared } from './helpers/memory-race';
 
 const QWEN = {
   model_type: 'qwen2', vocab_size: 40, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
@@ -82,60 +82,62 @@ describe('lossAndGradAsync owns its inputs', () => {
   test.each(['rift', 'dpo'] as const)('%s: targets / offsets / rewards / pairs changed after the call do not reach the worker', async (method) => {
     const a = lossArgs(method);
     const want = reference(a);
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = addon.lossAndGradAsync(a);
     scramble(a);
+    await pool.release();
     expectSame(await p, want.r);
     expectBits(a.grad!, want.grad);
-    await busy;
   });
 
   test('the logits ArrayBuffer transferred away and collected while the call is queued: same result', async () => {
     const a = lossArgs('rift', true);
     const want = reference(a);
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = addon.lossAndGradAsync(a);
     detach(a.logits.buffer);
     expect(a.logits.length).toBe(0);
+    await pool.release();
     expectSame(await p, want.r);
     expectBits(a.grad!, want.grad);
-    await busy;
   });
 
   test('grad = logits (in place) transferred away: the promise rejects naming grad, nothing is written', async () => {
     const a = lossArgs();
     a.grad = a.logits;
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = addon.lossAndGradAsync(a);
     detach(a.logits.buffer);
-    await expect(p).rejects.toThrow(/^grad: its ArrayBuffer was detached, transferred or resized while lossAndGradAsync ran/);
-    await busy;
+    const rejected = expect(p).rejects.toThrow(/^grad: its ArrayBuffer was detached, transferred or resized while lossAndGradAsync ran/);
+    await pool.release();
+    await rejected;
   });
 
   test('a separate grad transferred away: rejects naming grad; the logits are untouched', async () => {
     const a = lossArgs();
     const before = a.logits.slice();
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = lossAndGradAsync({
       logits: a.logits, grad: a.grad, rows: a.rows, vocab: a.vocab, targets: a.targets, offsets: a.offsets, rewards: a.rewards,
       method: 'rift', negative: 'sequence',
     });
     detach(a.grad!.buffer);
-    await expect(p).rejects.toThrow(/^grad: /);
+    const rejected = expect(p).rejects.toThrow(/^grad: /);
+    await pool.release();
+    await rejected;
     expectBits(a.logits, before);
-    await busy;
   });
 
   test('logits and grad backed by a SharedArrayBuffer are used in place; the small arrays are still copied', async () => {
     const a = lossArgs();
     const want = reference(a);
     const s: Args = { ...a, logits: shared(a.logits), grad: shared(a.grad!), targets: shared(a.targets), offsets: shared(a.offsets), rewards: shared(a.rewards!) };
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = addon.lossAndGradAsync(s);
     scramble(s);
+    await pool.release();
     expectSame(await p, want.r);
     expectBits(s.grad!, want.grad);
-    await busy;
   });
 
   test('shared logits with an ordinary grad, and ordinary logits with a shared grad', async () => {
@@ -172,29 +174,29 @@ describe('the Model\'s async calls own their inputs', () => {
     const o = { ids: ids(), B, T, targets: targets(), offsets: offsets(), rewards: new Float32Array([1, -0.5, 0.25]), method: 'rift' as const, tokenLogps: true };
     const want = model.lossAndBackward({ ...o, backward: false });
     const gradsBefore = model.gradNorm();
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = model.lossAndBackwardAsync(o);
     o.ids.fill(1 << 30);
     o.targets.fill(1 << 30);
     o.offsets.fill(1 << 30);
     o.rewards.fill(NaN);
+    await pool.release();
     const got = await p;
     expect(got.loss).toBe(want.loss);
     expectBits(got.tokenLogps!, want.tokenLogps!);
     expect(model.gradNorm()).toBeGreaterThan(gradsBefore);
-    await busy;
   });
 
   test('lossAndBackwardAsync: the ids and targets ArrayBuffers transferred away while queued', async () => {
     const model = Model.fromConfig(QWEN, { seed: 5 });
     const o = { ids: ids(), B, T, targets: targets(), offsets: offsets(), method: 'sft' as const, backward: false };
     const want = model.lossAndBackward(o);
-    const busy = occupyThreadPool();
+    const pool = blockThreadPool();
     const p = model.lossAndBackwardAsync(o);
     detach(o.ids.buffer);
     detach(o.targets.buffer);
+    await pool.release();
     expect((await p).loss).toBe(want.loss);
-    await busy;
   });
 
   test('prefillAsync / decodeAsync: ids changed or transferred after the call', async () => {
@@ -203,17 +205,17 @@ describe('the Model\'s async calls own their inputs', () => {
     const prompt = ids();
     const wantPrefill = model.prefill(ref, prompt, B, T);
     const wantDecode = model.decode(ref, new Int32Array([1, 2, 3]));
-    let busy = occupyThreadPool();
+    let pool = blockThreadPool();
     const ids1 = prompt.slice();
     const p1 = model.prefillAsync(cache, ids1, B, T);
     ids1.fill(1 << 30);
+    await pool.release();
     expectBits(await p1, wantPrefill);
-    await busy;
-    busy = occupyThreadPool();
+    pool = blockThreadPool();
     const tokens = new Int32Array([1, 2, 3]);
     const p2 = model.decodeAsync(cache, tokens);
     detach(tokens.buffer);
+    await pool.release();
     expectBits(await p2, wantDecode);
-    await busy;
   });
 });

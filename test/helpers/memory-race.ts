@@ -1,7 +1,10 @@
 // Tools for the tests that race JS against the addon's async calls: a real garbage collection, detaching an
 // ArrayBuffer (its memory moves to a clone that is dropped and collected), SharedArrayBuffer-backed copies, and a
-// way to hold the libuv thread pool busy so that an async call is still queued while JS changes its arguments.
-import * as crypto from 'crypto';
+// way to block the libuv thread pool so that an async call is still queued while JS changes its arguments.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as v8 from 'v8';
 import * as vm from 'vm';
 
@@ -29,24 +32,21 @@ export function shared<T extends Typed>(a: T): T {
 }
 
 /**
- * Occupies every libuv thread-pool thread for about `ms` (pbkdf2 jobs, sized once by timing), so that an async
- * call queued now starts only after the synchronous code that follows has run. Resolves when they are done.
+ * Blocks every libuv thread-pool thread (each opens the read end of a FIFO, which waits for a writer), so that an
+ * async call queued now cannot start before release(): the code between the call and release() runs first.
  */
-export function occupyThreadPool(ms = 150): Promise<void> {
+export function blockThreadPool(): { release(): Promise<void> } {
   const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-  const iterations = Math.max(1000, Math.round((ms / msPer1000()) * 1000));
-  const jobs: Promise<void>[] = [];
-  for (let i = 0; i < threads; i++)
-    jobs.push(new Promise((resolve, reject) => crypto.pbkdf2('rift', 'salt', iterations, 32, 'sha256', (e) => (e ? reject(e) : resolve()))));
-  return Promise.all(jobs).then(() => undefined);
-}
-
-let calibrated: number | undefined;
-function msPer1000(): number {
-  if (calibrated === undefined) {
-    const t = process.hrtime.bigint();
-    crypto.pbkdf2Sync('rift', 'salt', 20000, 32, 'sha256');
-    calibrated = Math.max(0.001, Number(process.hrtime.bigint() - t) / 1e6 / 20);
-  }
-  return calibrated;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-pool-'));
+  const fifo = path.join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const opened = Array.from({ length: threads }, () => fs.promises.open(fifo, 'r'));
+  return {
+    async release() {
+      const w = fs.openSync(fifo, 'w'); // a writer: every pending open for reading returns
+      for (const h of await Promise.all(opened)) await h.close();
+      fs.closeSync(w);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
