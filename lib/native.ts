@@ -85,6 +85,9 @@ export interface NativeModel {
   decodeAsync(cache: NativeKvCache, tokens: Int32Array): Promise<Float32Array>;
   memory(): NativeMemoryReport;
   resetPeaks(): void;
+  /** Frees the native memory now (no-op when already disposed); later calls throw. */
+  dispose(): void;
+  readonly disposed: boolean;
 }
 
 export interface NativeModelClass {

@@ -349,6 +349,7 @@ export class Model {
 
   /** HF tensor names, offsets (floats) into the flat buffers and shapes, in expectedTensors() order. */
   tensorTable(): TensorEntry[] {
+    if (this.disposed) call(() => this.native.tensorTable()); // throws "disposed"
     this.table ??= this.native.tensorTable();
     return this.table.map((t) => ({ ...t, shape: [...t.shape] }));
   }
@@ -489,6 +490,23 @@ export class Model {
     if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
     checkIds('tokens', tokens, cache.batch, 'the cache batch');
     return settle(call(() => this.native.decodeAsync(cache.native, tokens)));
+  }
+
+  /**
+   * Frees this model's native memory (params, gradients, optimizer state, activations; host or GPU) now instead of
+   * when the garbage collector gets to it. The zero-copy arrays params() / grads() / tensor() / optimizerState()
+   * returned on the CPU are detached (length 0). Every later call throws an Error ("Model: disposed"); a second
+   * dispose() does nothing. Throws Error "busy" while an async call runs. KvCaches made by the model are separate
+   * (free() them).
+   */
+  dispose(): void {
+    call(() => this.native.dispose());
+    this.paramsArr = undefined;
+    this.gradsArr = undefined;
+  }
+  /** True after dispose(). */
+  get disposed(): boolean {
+    return this.native.disposed;
   }
 
   /**

@@ -184,7 +184,11 @@ export function lossAndGrad(options: LossOptions): LossResult {
 }
 
 /**
- * Same as lossAndGrad, run on a libuv worker thread. Do not touch logits/grad until the promise settles.
+ * Same as lossAndGrad, run on a libuv worker thread. The call owns what it reads: the small arrays are copied at
+ * call time, and so are host logits unless a SharedArrayBuffer backs them (then they are read in place — no copy,
+ * but changes made meanwhile are seen). A host gradient not backed by one is written into the caller's `grad` when
+ * the promise settles; if that array was detached (transferred) or resized meanwhile, the promise rejects with an
+ * Error naming grad. A failed call (NaN/Inf logits) leaves those arrays untouched.
  * Argument errors throw synchronously; errors found while running (NaN/Inf logits) reject the promise.
  */
 export function lossAndGradAsync(options: LossOptions): Promise<LossResult> {

@@ -21,6 +21,8 @@ Ledger& ledger() {
   return *l;
 }
 
+thread_local std::atomic<int64_t>* tl_scope = nullptr;  // the innermost MemScope's counter on this thread
+
 void bump(MemStats& s, int64_t delta) {
   s.current += delta;
   if (s.current > s.peak) s.peak = s.current;
@@ -36,6 +38,7 @@ const char* mem_category_name(MemCategory c) {
 }
 
 void mem_note_alloc(MemSpace space, MemCategory c, int64_t bytes) {
+  if (tl_scope) tl_scope->fetch_add(bytes, std::memory_order_relaxed);
   Ledger& l = ledger();
   std::lock_guard<std::mutex> lk(l.mu);
   bump(l.cat[int(space)][int(c)], bytes);
@@ -43,6 +46,7 @@ void mem_note_alloc(MemSpace space, MemCategory c, int64_t bytes) {
 }
 
 void mem_note_free(MemSpace space, MemCategory c, int64_t bytes) {
+  if (tl_scope) tl_scope->fetch_sub(bytes, std::memory_order_relaxed);
   Ledger& l = ledger();
   std::lock_guard<std::mutex> lk(l.mu);
   l.cat[int(space)][int(c)].current -= bytes;
@@ -69,6 +73,9 @@ void mem_reset_peaks() {
     l.total[s].peak = l.total[s].current;
   }
 }
+
+MemScope::MemScope(std::atomic<int64_t>* counter) : prev_(tl_scope) { tl_scope = counter; }
+MemScope::~MemScope() { tl_scope = prev_; }
 
 HostBuffer::HostBuffer(MemCategory c, size_t floats) : size_(floats), cat_(c) {
   if (floats == 0) return;

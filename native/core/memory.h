@@ -1,6 +1,7 @@
 // The memory tracker: every large native allocation goes through it, tagged with a category, so
 // `memory()` can report current and peak bytes per category (the RIFT vs DPO memory profile reads it).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,6 +34,20 @@ MemStats mem_stats(MemSpace space, MemCategory c);
 MemStats mem_total(MemSpace space);
 // Resets every peak to the current value (start of a measured region).
 void mem_reset_peaks();
+
+// Attribution: while a MemScope lives on a thread, every mem_note_alloc / mem_note_free made on that thread also
+// adds +/- bytes to its counter (the innermost scope counts). The N-API layer learns this way what one Model holds,
+// to report it to V8 (napi_adjust_external_memory).
+class MemScope {
+ public:
+  explicit MemScope(std::atomic<int64_t>* counter);
+  ~MemScope();
+  MemScope(const MemScope&) = delete;
+  MemScope& operator=(const MemScope&) = delete;
+
+ private:
+  std::atomic<int64_t>* prev_;
+};
 
 // A tracked, 64-byte aligned host float buffer (zero-initialised). Movable, not copyable.
 class HostBuffer {

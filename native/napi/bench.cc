@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cpu/bench_ops.h"
+#include "napi/args.h"
 #include "napi/errors.h"
 
 namespace rift::napi {
@@ -28,11 +29,8 @@ struct Bytes {
 
 // A TypedArray (any element type, Buffer included) or an ArrayBuffer, as raw bytes.
 Bytes get_bytes(Napi::Env env, const Napi::Value& v, const std::string& arg) {
-  if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    auto* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data());
-    return {base + ta.ByteOffset(), ta.ByteLength()};
-  }
+  args::TypedInfo t;
+  if (args::typed_info(env, v, &t)) return {t.data, t.bytes};
   if (v.IsArrayBuffer()) {
     Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
     return {ab.Data(), ab.ByteLength()};

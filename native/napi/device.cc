@@ -8,6 +8,7 @@
 #include "napi/device.h"
 
 #include "core/memory.h"
+#include "napi/args.h"
 #include "napi/errors.h"
 
 #ifdef RIFT_WITH_CUDA
@@ -151,34 +152,33 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     if (busy_ > 0)
       throw Napi::Error::New(env, "DeviceTensor: in use by a running lossAndGradAsync; wait for its promise to settle");
   }
-  // The caller's typed array must be Float32Array (dtype 0) or Uint16Array (dtype 1) of exactly bytes_ bytes.
-  Napi::TypedArray host_array(const Napi::CallbackInfo& info, const char* arg) const {
+  // The caller's typed array must be Float32Array (dtype 0) or Uint16Array (dtype 1) of exactly bytes_ bytes;
+  // returns its data (a SharedArrayBuffer-backed array is accepted: args::typed_info).
+  void* host_array(const Napi::CallbackInfo& info, const char* arg) const {
     Napi::Env env = info.Env();
     require_live(env);
     const char* want = dtype_ == 0 ? "Float32Array" : "Uint16Array";
     const napi_typedarray_type want_type = dtype_ == 0 ? napi_float32_array : napi_uint16_array;
-    if (info.Length() < 1 || !info[0].IsTypedArray()) throw_type(env, arg, std::string("must be a ") + want);
-    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-    if (ta.TypedArrayType() != want_type)
+    args::TypedInfo t;
+    if (info.Length() < 1 || !args::typed_info(env, info[0], &t))
+      throw_type(env, arg, std::string("must be a ") + want);
+    if (t.type != want_type)
       throw_type(env, arg, std::string("must be a ") + want + " for a " + (dtype_ == 0 ? "f32" : "bf16") + " tensor");
-    if (ta.ByteLength() != bytes_)
+    if (t.bytes != bytes_)
       throw_range(env, arg, "length must be " + std::to_string(bytes_ / (dtype_ == 0 ? 4 : 2)) + " elements, got " +
-                                std::to_string(ta.ElementLength()));
-    return ta;
-  }
-  static void* data_of(const Napi::TypedArray& ta) {
-    return static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+                                std::to_string(t.length));
+    return t.data;
   }
 
   Napi::Value upload(const Napi::CallbackInfo& info) {
-    Napi::TypedArray ta = host_array(info, "array");
-    cuda_call(info.Env(), [&] { rift::cuda::copy_to_device(ptr_, data_of(ta), bytes_); });
+    void* host = host_array(info, "array");
+    cuda_call(info.Env(), [&] { rift::cuda::copy_to_device(ptr_, host, bytes_); });
     return info.Env().Undefined();
   }
   Napi::Value download(const Napi::CallbackInfo& info) {
-    Napi::TypedArray ta = host_array(info, "array");
-    cuda_call(info.Env(), [&] { rift::cuda::copy_to_host(data_of(ta), ptr_, bytes_); });
-    return ta;
+    void* host = host_array(info, "array");
+    cuda_call(info.Env(), [&] { rift::cuda::copy_to_host(host, ptr_, bytes_); });
+    return info[0];
   }
   Napi::Value free(const Napi::CallbackInfo& info) {  // idempotent
     require_idle(info.Env());

@@ -3,11 +3,12 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 
 #include "model/decoder.h"
-#include "napi/model_args.h"
+#include "napi/args.h"
 
 namespace rift::napi {
 
@@ -33,13 +34,18 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
     exports.Set("KvCache", f);
     return new Napi::FunctionReference(Napi::Persistent(f));
   }
-  // Constructed only through Model.newKvCache (an External carrying the KvCache).
+  // Constructed only through Model.newKvCache (an External carrying the KvCache, and the bytes it holds, which
+  // are reported to V8 with napi_adjust_external_memory until the cache is freed).
   explicit KvCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<KvCacheWrap>(info) {
-    if (info.Length() < 1 || !info[0].IsExternal())
+    if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsNumber())
       throw Napi::TypeError::New(info.Env(), "KvCache: use model.newKvCache(B, Tmax)");
     cache_.reset(info[0].As<Napi::External<KvCache>>().Data());
     info.This().As<Napi::Object>().TypeTag(&kKvCacheTag);
+    bytes_ = std::max<int64_t>(0, int64_t(info[1].As<Napi::Number>().DoubleValue()));
+    int64_t total = 0;
+    napi_adjust_external_memory(info.Env(), bytes_, &total);
   }
+  ~KvCacheWrap() override { release(Env()); }
   KvCache& get(Napi::Env env, const char* arg) {
     if (!cache_) throw_type(env, arg, "this KvCache was freed");
     if (busy_) throw Napi::Error::New(env, std::string(arg) + ": " + kBusy);
@@ -73,20 +79,27 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
     KvCache& dst = get(env, "cache");
     KvCacheWrap* src = unwrap(env, info[0], "src");
     KvCache& s = src->get(env, "src");
-    constexpr int64_t kMax = model_args::kMaxI32;
-    const int64_t src_row = model_args::integer(env, info[1], "srcRow", 0, kMax);
-    const int64_t dst_row = info[2].IsUndefined() ? 0 : model_args::integer(env, info[2], "dstRow", 0, kMax);
+    constexpr int64_t kMax = args::kMaxI32;
+    const int64_t src_row = args::integer(env, info[1], "srcRow", 0, kMax);
+    const int64_t dst_row = info[2].IsUndefined() ? 0 : args::integer(env, info[2], "dstRow", 0, kMax);
     const int64_t count =
-        info[3].IsUndefined() ? dst.B() - dst_row : model_args::integer(env, info[3], "count", 0, kMax);
-    model_args::guarded(env, [&] { dst.copy_rows(s, src_row, dst_row, count); });
+        info[3].IsUndefined() ? dst.B() - dst_row : args::integer(env, info[3], "count", 0, kMax);
+    args::guarded(env, [&] { dst.copy_rows(s, src_row, dst_row, count); });
     return env.Undefined();
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {
     if (busy_) throw Napi::Error::New(info.Env(), std::string("cache: ") + kBusy);
-    cache_.reset();
+    release(info.Env());
     return info.Env().Undefined();
   }
+  void release(Napi::Env env) {
+    cache_.reset();
+    int64_t total = 0;
+    if (bytes_) napi_adjust_external_memory(env, -bytes_, &total);
+    bytes_ = 0;
+  }
   std::unique_ptr<KvCache> cache_;
+  int64_t bytes_ = 0;  // reported to V8 while the cache lives
 };
 
 

@@ -1,61 +1,32 @@
 // N-API binding of the fused loss. The TypeScript layer (lib/kernels/loss.ts) validates first; this layer
 // re-checks every argument it dereferences, so a direct call with bad input throws instead of crashing.
+//
+// lossAndGradAsync owns what its worker reads and writes: JS may change, detach (transfer) or free the caller's
+// arrays while the worker runs. The small arrays (targets, offsets, rewards, refLogps, pairs) are copied at call
+// time. A host logits array is copied too, unless a SharedArrayBuffer backs it: that memory can be neither
+// detached nor freed while the call holds a reference to the array (its contents may change: the caller's
+// business), so it is read in place. A host gradient not backed by one is computed in native memory (in place
+// over the logits' copy when there is one) and copied into the caller's array when the call settles; if that
+// array was detached or resized meanwhile, the promise rejects ("grad: ...") and nothing is written. Device
+// tensors are the DeviceTensor's own memory: referenced and marked busy (free / upload / download throw) until
+// the call settles.
 #include "napi/loss.h"
 
-#include <cmath>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "core/loss.h"
 #include "cpu/thread_pool.h"
+#include "napi/args.h"
 #include "napi/device.h"
 #include "napi/errors.h"
+#include "napi/job.h"
+#include "napi/loss_args.h"
 
 namespace rift::napi {
 namespace {
-
-// A typed array argument: its data pointer and element count, with a reference that keeps it alive.
-template <typename T>
-struct Arr {
-  T* data = nullptr;
-  size_t length = 0;
-  Napi::Reference<Napi::Value> ref;
-};
-
-template <typename T>
-Arr<T> typed(Napi::Env env, const Napi::Object& o, const char* key, napi_typedarray_type kind,
-             const char* kind_name, bool optional) {
-  Arr<T> a;
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) {
-    if (optional) return a;
-    throw_type(env, key, std::string("must be a ") + kind_name);
-  }
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind)
-    throw_type(env, key, std::string("must be a ") + kind_name);
-  auto ta = v.As<Napi::TypedArray>();
-  a.data = reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-  a.length = ta.ElementLength();
-  a.ref = Napi::Persistent(v);
-  return a;
-}
-
-int64_t integer(Napi::Env env, const Napi::Object& o, const char* key, int64_t lo, int64_t hi) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw_type(env, key, "must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= double(lo) && d <= double(hi)) || d != double(int64_t(d)))
-    throw_range(env, key, "must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  return int64_t(d);
-}
-
-double number(Napi::Env env, const Napi::Object& o, const char* key, double dflt) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return dflt;
-  if (!v.IsNumber()) throw_type(env, key, "must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
 
 // Where the logits or gradient live: a host typed array or a device tensor.
 struct Buffer {
@@ -63,28 +34,27 @@ struct Buffer {
   size_t bytes = 0;
   DType dtype = DType::F32;
   bool device = false;
+  bool shared = false;   // a host array backed by a SharedArrayBuffer
   bool present = false;  // given by the caller (data may be null for an empty array)
   Napi::Reference<Napi::Value> ref;
 };
 
-Buffer buffer(Napi::Env env, const Napi::Object& o, const char* key, bool optional) {
+Buffer buffer(Napi::Env env, Napi::Value v, const char* key, bool optional) {
   Buffer b;
-  Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) {
     if (optional) return b;
     throw_type(env, key, "must be a Float32Array, a Uint16Array (bf16) or a DeviceTensor");
   }
   int dt = 0;
+  args::TypedInfo t;
   if (unwrap_device_tensor(v, &b.data, &b.bytes, &dt)) {
     b.device = true;
     b.dtype = DType(dt);
-  } else if (v.IsTypedArray()) {
-    auto ta = v.As<Napi::TypedArray>();
-    if (ta.TypedArrayType() == napi_float32_array) b.dtype = DType::F32;
-    else if (ta.TypedArrayType() == napi_uint16_array) b.dtype = DType::BF16;
-    else throw_type(env, key, "must be a Float32Array, a Uint16Array (bf16) or a DeviceTensor");
-    b.data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    b.bytes = ta.ByteLength();
+  } else if (args::typed_info(env, v, &t) && (t.type == napi_float32_array || t.type == napi_uint16_array)) {
+    b.dtype = t.type == napi_float32_array ? DType::F32 : DType::BF16;
+    b.data = t.data;
+    b.bytes = t.bytes;
+    b.shared = t.shared;
   } else {
     throw_type(env, key, "must be a Float32Array, a Uint16Array (bf16) or a DeviceTensor");
   }
@@ -97,41 +67,37 @@ Buffer buffer(Napi::Env env, const Napi::Object& o, const char* key, bool option
 struct Call {
   LossSpec spec;
   Buffer logits, grad;
-  Arr<int32_t> targets, offsets, pairs;
-  Arr<float> rewards;
-  Arr<double> ref;
+  LossArrays arrays;
   RowBackend* backend = nullptr;
+  // What the kernel reads and writes: the caller's memory (sync calls, shared or device arrays) or copies.
+  const void* in = nullptr;
+  void* out = nullptr;
+  args::HostCopy in_copy, out_copy;
+  bool copy_back = false;  // out is a copy: written into the caller's grad array at settle
 };
 
 std::unique_ptr<Call> parse(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw_type(env, "options", "must be an object");
-  Napi::Object o = info[0].As<Napi::Object>();
+  // Every key is read before any data pointer is taken: a getter cannot detach an array after its check.
+  args::Opts o(info);
+  o.read({"logits", "grad", "rows", "vocab"}).read(kLossSpecKeys);
+  Napi::Env env = o.env();
   auto c = std::make_unique<Call>();
   LossSpec& s = c->spec;
-  s.method = Method(integer(env, o, "method", 0, 4));
-  s.neg = NegForm(integer(env, o, "negative", 0, 1));
-  s.reduction = Reduction(integer(env, o, "reduction", 0, 2));
-  s.N = integer(env, o, "rows", 0, INT32_MAX);
-  s.V = integer(env, o, "vocab", 1, INT32_MAX);
-  s.normalizer = number(env, o, "normalizer", 0);
-  if (!(std::isfinite(s.normalizer) && s.normalizer >= 0)) throw_range(env, "normalizer", "must be finite and > 0");
-  s.beta = number(env, o, "beta", 0.1);
-  s.want_token_logp = o.Get("tokenLogps").ToBoolean();
-  s.want_entropy = o.Get("entropy").ToBoolean();
+  const int64_t N = o.integer("rows", 0, INT32_MAX);
+  s.V = o.integer("vocab", 1, INT32_MAX);
 
-  c->logits = buffer(env, o, "logits", false);
-  c->grad = buffer(env, o, "grad", true);
+  c->logits = buffer(env, o.buffer_value("logits"), "logits", false);
+  c->grad = buffer(env, o.buffer_value("grad"), "grad", true);
   const size_t elem = dtype_size(c->logits.dtype);
-  if (c->logits.bytes != size_t(s.N) * size_t(s.V) * elem)
-    throw_range(env, "logits", "length must be rows × vocab = " + std::to_string(s.N * s.V));
+  if (c->logits.bytes != size_t(N) * size_t(s.V) * elem)
+    throw_range(env, "logits", "length must be rows × vocab = " + std::to_string(N * s.V));
   if (c->grad.present) {
     if (c->grad.device != c->logits.device) throw_type(env, "grad", "must live where logits live (host or device)");
     if (c->grad.dtype != c->logits.dtype) throw_type(env, "grad", "must have the logits' dtype");
     if (c->grad.bytes != c->logits.bytes) throw_range(env, "grad", "length must equal the logits' length");
     const auto* g = static_cast<uint8_t*>(c->grad.data);
     const auto* z = static_cast<uint8_t*>(c->logits.data);
-    if (g != z && g < z + c->logits.bytes && z < g + c->grad.bytes)
+    if (g && z && g != z && g < z + c->logits.bytes && z < g + c->grad.bytes)
       throw_range(env, "grad", "partially overlaps logits (only exact aliasing is allowed)");
   }
   c->backend = &cpu_backend();
@@ -139,122 +105,80 @@ std::unique_ptr<Call> parse(const Napi::CallbackInfo& info) {
     c->backend = cuda_backend();
     if (!c->backend) throw_type(env, "logits", "is a DeviceTensor but no CUDA device is usable");
   }
-
-  c->targets = typed<int32_t>(env, o, "targets", napi_int32_array, "Int32Array", false);
-  if (c->targets.length != size_t(s.N)) throw_range(env, "targets", "length must equal rows");
-  c->offsets = typed<int32_t>(env, o, "offsets", napi_int32_array, "Int32Array", false);
-  if (c->offsets.length < 1) throw_range(env, "offsets", "must hold at least one entry (S + 1)");
-  s.S = int64_t(c->offsets.length) - 1;
-  s.targets = c->targets.data;
-  s.offsets = c->offsets.data;
-  c->rewards = typed<float>(env, o, "rewards", napi_float32_array, "Float32Array", true);
-  if (c->rewards.data && c->rewards.length != size_t(s.S))
-    throw_range(env, "rewards", "length must equal the number of sequences");
-  s.rewards = c->rewards.data;
-  if (s.method == Method::DPO) {
-    c->ref = typed<double>(env, o, "refLogps", napi_float64_array, "Float64Array", false);
-    if (c->ref.length != size_t(s.S)) throw_range(env, "refLogps", "length must equal the number of sequences");
-    c->pairs = typed<int32_t>(env, o, "pairs", napi_int32_array, "Int32Array", false);
-    if (c->pairs.length % 2) throw_range(env, "pairs", "length must be even (chosen, rejected)");
-    s.ref_logp = c->ref.data;
-    s.pairs = c->pairs.data;
-    s.P = int64_t(c->pairs.length / 2);
-  }
+  parse_loss_spec(o, N, "rows", &s, &c->arrays);
+  c->in = c->logits.data;
+  c->out = c->grad.data;
   return c;
 }
 
-Napi::Object result_object(Napi::Env env, const LossResult& r, const LossSpec& spec) {
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("loss", r.loss);
-  out.Set("normalizer", r.normalizer);
-  out.Set("tokens", double(r.tokens));
-  auto seq = Napi::Float64Array::New(env, r.seq_logp.size());
-  if (!r.seq_logp.empty()) std::memcpy(seq.Data(), r.seq_logp.data(), r.seq_logp.size() * 8);
-  out.Set("seqLogps", seq);
-  auto f32 = [&](const std::vector<float>& v) {
-    auto a = Napi::Float32Array::New(env, v.size());
-    if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * 4);
-    return a;
-  };
-  if (spec.want_token_logp) out.Set("tokenLogps", f32(r.token_logp));
-  if (spec.want_entropy) out.Set("entropy", f32(r.entropy));
-  return out;
+// Makes an async call own what its worker touches (see the top of this file). Throws std::bad_alloc.
+void own(Call& c) {
+  c.arrays.own(&c.spec);
+  if (c.logits.device) return;
+  if (!c.logits.shared && c.logits.bytes) {
+    c.in_copy = args::HostCopy(c.logits.bytes);
+    std::memcpy(c.in_copy.data(), c.logits.data, c.logits.bytes);
+    c.in = c.in_copy.data();
+  }
+  if (c.grad.present && !c.grad.shared) {
+    c.copy_back = true;
+    if (c.in_copy.data()) {
+      c.out = c.in_copy.data();  // run_loss allows exact aliasing: the gradient overwrites the copy row by row
+    } else {
+      c.out_copy = args::HostCopy(c.grad.bytes);
+      c.out = c.out_copy.data();
+    }
+  }
+}
+
+// Copies the gradient from native memory into the caller's grad array; false (nothing written) when that array
+// no longer has the call's length: detached, transferred or resized while the call ran.
+bool copy_back(Napi::Env env, const Call& c) {
+  args::TypedInfo t;
+  if (!args::typed_info(env, c.grad.ref.Value(), &t) || t.bytes != c.grad.bytes) return false;
+  if (t.bytes) std::memcpy(t.data, c.out, t.bytes);
+  return true;
 }
 
 LossResult execute(Call& c) {
   // An empty gradient array (rows = 0) still counts as "gradient requested"; its pointer may be null.
   static char empty;
-  void* grad = c.grad.present ? (c.grad.data ? c.grad.data : &empty) : nullptr;
-  return run_loss(c.spec, *c.backend, c.logits.data, grad, c.logits.dtype);
+  void* grad = c.grad.present ? (c.out ? c.out : &empty) : nullptr;
+  return run_loss(c.spec, *c.backend, c.in, grad, c.logits.dtype);
 }
 
 Napi::Value LossAndGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto call = parse(info);
-  try {
-    return result_object(env, execute(*call), call->spec);
-  } catch (const ArgError& e) {
-    throw to_js(env, e);
-  } catch (const std::exception& e) {
-    throw engine_error(env, e.what());
-  }
+  return loss_result(env, args::guarded(env, [&] { return execute(*call); }), call->spec);
 }
 
-class LossWorker final : public Napi::AsyncWorker {
- public:
-  LossWorker(Napi::Env env, std::unique_ptr<Call> call)
-      : Napi::AsyncWorker(env, "rift.lossAndGrad"), deferred_(Napi::Promise::Deferred::New(env)),
-        call_(std::move(call)) {
-    set_busy(true);
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      result_ = execute(*call_);
-    } catch (const ArgError& e) {
-      arg_error_ = std::make_unique<ArgError>(e);
-      SetError(e.message);
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    set_busy(false);
-    deferred_.Resolve(result_object(Env(), result_, call_->spec));
-  }
-  void OnError(const Napi::Error& e) override {
-    set_busy(false);
-    if (arg_error_) deferred_.Reject(to_js(Env(), *arg_error_).Value());
-    else deferred_.Reject(engine_error(Env(), e.Message()).Value());
-  }
-
- private:
-  // Device tensors in use must not be freed or overwritten from JS until the worker is done.
-  void set_busy(bool busy) {
-    if (call_->logits.device) set_device_tensor_busy(call_->logits.ref.Value(), busy);
-    if (call_->grad.device && call_->grad.data != call_->logits.data)
-      set_device_tensor_busy(call_->grad.ref.Value(), busy);
-  }
-  Napi::Promise::Deferred deferred_;
-  std::unique_ptr<Call> call_;
-  LossResult result_;
-  std::unique_ptr<ArgError> arg_error_;
-};
+// Device tensors in use must not be freed or overwritten from JS until the worker is done.
+void set_busy(Call& c, bool busy) {
+  if (c.logits.device) set_device_tensor_busy(c.logits.ref.Value(), busy);
+  if (c.grad.device && c.grad.data != c.logits.data) set_device_tensor_busy(c.grad.ref.Value(), busy);
+}
 
 Napi::Value LossAndGradAsync(const Napi::CallbackInfo& info) {
-  auto* worker = new LossWorker(info.Env(), parse(info));
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
+  Napi::Env env = info.Env();
+  std::shared_ptr<Call> c = parse(info);
+  args::guarded(env, [&] { own(*c); });
+  auto result = std::make_shared<LossResult>();
+  set_busy(*c, true);
+  return Job::start(
+      env, "rift.lossAndGrad", [c, result] { *result = execute(*c); },
+      [c, result](Napi::Env e) -> Napi::Value {
+        if (c->copy_back && !copy_back(e, *c))
+          throw Napi::Error::New(e, "grad: its ArrayBuffer was detached, transferred or resized while "
+                                    "lossAndGradAsync ran; the gradient was not written");
+        return loss_result(e, *result, c->spec);
+      },
+      [c] { set_busy(*c, false); });
 }
 
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) throw_type(env, "threads", "must be a number");
-  const double n = info[0].As<Napi::Number>().DoubleValue();
-  if (!(n >= 0 && n <= 1024) || n != double(int(n))) throw_range(env, "threads", "must be an integer in [0, 1024]");
-  set_num_threads(int(n));
+  set_num_threads(int(args::integer(env, info[0], "threads", 0, 1024)));
   return Napi::Number::New(env, num_threads());
 }
 

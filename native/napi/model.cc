@@ -7,12 +7,19 @@
 // - paramsView() / gradsView() / optimizerView() are zero-copy Float32Arrays over the flat buffers of a CPU model;
 //   each view keeps its buffer alive (a shared_ptr in the ArrayBuffer's finaliser), so a view never dangles.
 //   readBuffer / writeBuffer copy any range of params / grads / m / v to and from the host on any device.
-// - lossAndBackwardAsync / stepAsync / prefillAsync / decodeAsync run on a libuv worker (Napi::AsyncWorker) that
-//   holds references to the model and to its input arrays. While one runs, every other call that touches the
-//   model throws an Error ("busy") instead of racing with it; a KvCache in use by an async call is busy the same way.
-// Helpers: napi/model_args.h; the KvCache class: napi/kv_cache.h.
+// - lossAndBackwardAsync / stepAsync / prefillAsync / decodeAsync run on a libuv worker (napi/job.h) that holds
+//   a reference to the model and reads COPIES of its input arrays (ids, targets, offsets, rewards, refLogps,
+//   pairs), made at call time: JS may change, detach or free the caller's arrays while the worker runs. While one
+//   runs, every other call that touches the model throws an Error ("busy") instead of racing with it; a KvCache in
+//   use by an async call is busy the same way.
+// - Native memory: what a model's decoder holds (host and device buffers) is reported to V8 with
+//   napi_adjust_external_memory, so that V8 weighs a dropped Model by it; dispose() frees it at once (views handed
+//   out are detached) and every later call throws an Error ("disposed"); a KvCache reports its buffer until free().
+// Arguments: napi/args.h and napi/loss_args.h; views and memory(): napi/model_views.h; KvCache: napi/kv_cache.h.
 #include "napi/model.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -20,29 +27,33 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/memory.h"
 #ifdef RIFT_WITH_CUDA
 #include "cuda/cuda_ops.h"
 #endif
 #include "model/decoder.h"
+#include "napi/args.h"
 #include "napi/errors.h"
+#include "napi/job.h"
 #include "napi/kv_cache.h"
-#include "napi/model_args.h"
+#include "napi/loss_args.h"
+#include "napi/model_views.h"
 
 namespace rift::napi {
 namespace {
 
-using namespace model_args;
+using args::guarded;
+using args::kMaxI32;
 
 // ---- Model --------------------------------------------------------------------------------------------------
 
 // One lossAndBackward call, parsed on the JS thread; owns references to its arrays while it runs.
 struct LossCall {
   TrainBatch batch;
-  Arr<int32_t> ids, targets, offsets, pairs;
-  Arr<float> rewards;
-  Arr<double> ref;
+  args::Span<int32_t> ids;
+  LossArrays arrays;
   LossResult result;
 };
 
@@ -67,51 +78,49 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
          InstanceMethod<&ModelWrap::DecodeAsync>("decodeAsync"), InstanceMethod<&ModelWrap::Memory>("memory"),
          InstanceMethod<&ModelWrap::ResetPeaks>("resetPeaks"), StaticMethod<&ModelWrap::MemoryStatic>("memory"),
          StaticMethod<&ModelWrap::Devices>("devices"),
-         StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks")});
+         StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks"), InstanceMethod<&ModelWrap::Dispose>("dispose"),
+         InstanceAccessor<&ModelWrap::Disposed>("disposed")});
     exports.Set("Model", f);
   }
 
   // new Model(config, options?): config holds HF config.json field names.
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     Napi::Env env = info.Env();
-    Napi::Object o = object_arg(info, 0, "config");
+    args::Opts o(info, 0, "config");
+    o.read({"vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "qkv_bias",
+            "o_bias"});
     DecoderConfig c;
-    auto get_int = [&](const char* k, int64_t dflt) -> int64_t {
-      Napi::Value v = o.Get(k);
-      if (v.IsUndefined() && dflt >= 0) return dflt;
-      return integer(env, v, k, 1, kMaxI32);
-    };
-    c.vocab = get_int("vocab_size", -1);
-    c.C = get_int("hidden_size", -1);
-    c.I = get_int("intermediate_size", -1);
-    c.L = get_int("num_hidden_layers", -1);
-    c.Hq = get_int("num_attention_heads", -1);
-    c.Hkv = get_int("num_key_value_heads", c.Hq);
-    Napi::Value hd = o.Get("head_dim");
-    if (hd.IsUndefined() || hd.IsNull()) {
+    c.vocab = o.integer("vocab_size", 1);
+    c.C = o.integer("hidden_size", 1);
+    c.I = o.integer("intermediate_size", 1);
+    c.L = o.integer("num_hidden_layers", 1);
+    c.Hq = o.integer("num_attention_heads", 1);
+    c.Hkv = o.get("num_key_value_heads").IsUndefined() ? c.Hq : o.integer("num_key_value_heads", 1);
+    if (!o.has("head_dim")) {
       if (c.C % c.Hq) throw_range(env, "head_dim", "missing, and hidden_size is not a multiple of num_attention_heads");
       c.D = c.C / c.Hq;
     } else {
-      c.D = integer(env, hd, "head_dim", 1, kMaxI32);
+      c.D = o.integer("head_dim", 1);
     }
-    c.eps = number(env, o.Get("rms_norm_eps"), "rms_norm_eps", 1e-6);
-    c.theta = number(env, o.Get("rope_theta"), "rope_theta", 10000);
-    c.tied = boolean(env, o.Get("tie_word_embeddings"), "tie_word_embeddings", false);
-    c.qkv_bias = boolean(env, o.Get("qkv_bias"), "qkv_bias", false);
-    c.o_bias = boolean(env, o.Get("o_bias"), "o_bias", false);
+    c.eps = o.number("rms_norm_eps", 1e-6);
+    c.theta = o.number("rope_theta", 10000);
+    c.tied = o.boolean("tie_word_embeddings");
+    c.qkv_bias = o.boolean("qkv_bias");
+    c.o_bias = o.boolean("o_bias");
     int64_t chunk = 0;
     MemCategory cat = MemCategory::Params;
     std::string device = "cpu", precision, act_dtype;
     bool recompute = false;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
-      Napi::Object opt = object_arg(info, 1, "options");
-      Napi::Value cr = opt.Get("chunkRows");
-      if (!cr.IsUndefined()) chunk = integer(env, cr, "chunkRows", 1, kMaxI32);
-      if (boolean(env, opt.Get("reference"), "reference", false)) cat = MemCategory::Reference;
-      device = choice(env, opt.Get("device"), "device", {"cpu", "cuda"}, "cpu");
-      precision = choice(env, opt.Get("precision"), "precision", {"fp32", "bf16"}, "");
-      recompute = boolean(env, opt.Get("recompute"), "recompute", false);
-      act_dtype = choice(env, opt.Get("activationDtype"), "activationDtype", {"fp32", "bf16"}, "");
+      args::Opts opt(info, 1);
+      opt.read({"chunkRows", "reference", "device", "precision", "recompute", "activationDtype"});
+      if (!opt.get("chunkRows").IsUndefined()) chunk = opt.integer("chunkRows", 1);
+      if (opt.boolean("reference")) cat = MemCategory::Reference;
+      device = opt.choice("device", {"cpu", "cuda"}, "cpu");
+      precision = opt.choice("precision", {"fp32", "bf16"}, "");
+      recompute = opt.boolean("recompute");
+      act_dtype = opt.choice("activationDtype", {"fp32", "bf16"}, "");
     }
     if (precision.empty()) precision = device == "cuda" ? "bf16" : "fp32";
     if (act_dtype.empty()) act_dtype = precision;
@@ -133,33 +142,104 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 #endif
         );
     }
-    d_ = guarded(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
+    d_ = engine(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
     d_->set_recompute(recompute);
     d_->set_activation_dtype(act_dtype == "bf16" ? DType::BF16 : DType::F32);
     device_ = device;
     precision_ = precision;
   }
 
+  // The finaliser of a model that was not disposed frees its decoder the same way.
+  ~ModelWrap() override {
+    if (d_) release(Env());
+  }
+
  private:
+  // The decoder of a model not yet disposed (Error otherwise).
+  Decoder& live(Napi::Env env) {
+    if (!d_)
+      throw Napi::Error::New(env, "Model: disposed — dispose() freed this model's native memory; create a new Model");
+    return *d_;
+  }
+  // ... and not running an async call (Error "busy" otherwise).
   Decoder& dec(Napi::Env env) {
+    Decoder& d = live(env);
     if (busy_)
       throw Napi::Error::New(env, "Model: busy — an async call (" + busy_what_ +
                                       ") is still running on this model; await it first");
-    return *d_;
+    return d;
   }
 
+  // ---- native memory held, as V8 sees it ------------------------------------------------------------------------
+  // What the decoder allocates and frees is attributed to held_ (core/memory.h MemScope, on whichever thread runs
+  // it) and reported to V8 with napi_adjust_external_memory after each call, so that V8 weighs a dropped Model by
+  // its native buffers (host and device) when it decides to collect; release() takes the whole report back.
+  void report(Napi::Env env) {
+    const int64_t now = std::max<int64_t>(0, held_.load(std::memory_order_relaxed));
+    if (now == reported_) return;
+    int64_t total = 0;
+    napi_adjust_external_memory(env, now - reported_, &total);
+    reported_ = now;
+  }
+  // Runs engine code on the JS thread (guarded), attributing its allocations to this model.
+  template <typename F>
+  auto engine(Napi::Env env, F&& f) -> decltype(f()) {
+    struct Report {
+      ModelWrap* m;
+      Napi::Env env;
+      ~Report() { m->report(env); }
+    } report{this, env};
+    MemScope scope(&held_);
+    return guarded(env, std::forward<F>(f));
+  }
+  // Frees the decoder (buffers still viewed from JS live until their views go) and takes back the report.
+  void release(Napi::Env env) {
+    {
+      MemScope scope(&held_);
+      d_.reset();
+    }
+    int64_t total = 0;
+    napi_adjust_external_memory(env, -reported_, &total);
+    reported_ = 0;
+  }
+  // A zero-copy view, remembered (weakly) so that dispose() can detach it.
+  Napi::Float32Array tracked(Napi::Float32Array v) {
+    views_.erase(std::remove_if(views_.begin(), views_.end(), [](const auto& r) { return r.Value().IsEmpty(); }),
+                 views_.end());
+    views_.push_back(Napi::Weak(v.ArrayBuffer()));
+    return v;
+  }
+
+  // dispose(): frees the model's native memory now; a second call does nothing. The zero-copy views it handed out
+  // (paramsView, gradsView, optimizerView) are detached (length 0). Every later call throws an Error ("disposed").
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!d_) return env.Undefined();
+    dec(env);  // Error "busy" while an async call runs
+    for (auto& r : views_) {
+      Napi::ArrayBuffer ab = r.Value();
+      if (!ab.IsEmpty()) napi_detach_arraybuffer(env, ab);  // already detached (transferred): nothing to do
+    }
+    views_.clear();
+    release(env);
+    return env.Undefined();
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !d_); }
+
   Napi::Value ParamsView(const Napi::CallbackInfo& info) {
-    return view(info.Env(), d_->params_buffer(), "paramsView");
+    Napi::Env env = info.Env();
+    return tracked(view(env, live(env).params_buffer(), "paramsView"));
   }
   Napi::Value GradsView(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (d_->space() != MemSpace::Host) return view(env, d_->params_buffer(), "gradsView");  // throws
-    if (!d_->has_grads()) dec(env);  // allocating races with nothing, but keep the rule simple
-    return view(env, guarded(env, [&] { return d_->grads_buffer(); }), "gradsView");
+    Decoder& d = live(env);
+    if (d.space() != MemSpace::Host) return view(env, d.params_buffer(), "gradsView");  // throws
+    if (!d.has_grads()) dec(env);  // allocating races with nothing, but keep the rule simple
+    return tracked(view(env, engine(env, [&] { return d.grads_buffer(); }), "gradsView"));
   }
 
   static FlatBuffer which_buffer(Napi::Env env, Napi::Value v) {
-    const std::string w = choice(env, v, "which", {"params", "grads", "m", "v"}, "");
+    const std::string w = args::choice(env, v, "which", {"params", "grads", "m", "v"}, "");
     if (w.empty()) throw_type(env, "which", "must be one of 'params', 'grads', 'm', 'v'");
     return w == "params" ? FlatBuffer::Params : w == "grads" ? FlatBuffer::Grads : w == "m" ? FlatBuffer::M
                                                                                            : FlatBuffer::V;
@@ -170,10 +250,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Decoder& d = dec(env);
     const FlatBuffer w = which_buffer(env, info[0]);
     const int64_t P = d.num_params();
-    const int64_t off = info[1].IsUndefined() ? 0 : integer(env, info[1], "offset", 0, P);
-    const int64_t n = info[2].IsUndefined() ? P - off : integer(env, info[2], "n", 0, P - off);
+    const int64_t off = info[1].IsUndefined() ? 0 : args::integer(env, info[1], "offset", 0, P);
+    const int64_t n = info[2].IsUndefined() ? P - off : args::integer(env, info[2], "n", 0, P - off);
     auto out = Napi::Float32Array::New(env, size_t(n));
-    guarded(env, [&] { d.read(w, off, n, out.Data()); });
+    engine(env, [&] { d.read(w, off, n, out.Data()); });
     return out;
   }
   // writeBuffer(which, data: Float32Array, offset = 0): copies data into [offset, offset + data.length).
@@ -181,13 +261,13 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     const FlatBuffer w = which_buffer(env, info[0]);
-    auto data = typed<float>(env, info[1], "data", napi_float32_array, "Float32Array");
+    auto data = args::typed<float>(env, info[1], "data");
     const int64_t P = d.num_params();
-    const int64_t off = info[2].IsUndefined() ? 0 : integer(env, info[2], "offset", 0, P);
+    const int64_t off = info[2].IsUndefined() ? 0 : args::integer(env, info[2], "offset", 0, P);
     if (data.length > P - off)
       throw_range(env, "data", "length " + std::to_string(data.length) + " at offset " + std::to_string(off) +
                                    " runs past numParams = " + std::to_string(P));
-    guarded(env, [&] { d.write(w, off, data.length, data.data); });
+    engine(env, [&] { d.write(w, off, data.length, data.data); });
     return env.Undefined();
   }
 
@@ -196,21 +276,21 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     Napi::Object o = Napi::Object::New(env);
-    o.Set("m", view(env, guarded(env, [&] { return d.m_buffer(); }), "optimizerView"));
-    o.Set("v", view(env, guarded(env, [&] { return d.v_buffer(); }), "optimizerView"));
+    o.Set("m", tracked(view(env, engine(env, [&] { return d.m_buffer(); }), "optimizerView")));
+    o.Set("v", tracked(view(env, engine(env, [&] { return d.v_buffer(); }), "optimizerView")));
     return o;
   }
   // setOptimizerSteps(n): the AdamW step counter (bias corrections) — restore it with m and v.
   Napi::Value SetOptimizerSteps(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
-    d.set_optimizer_steps(integer(env, info[0], "steps", 0, kMaxI32));
+    d.set_optimizer_steps(args::integer(env, info[0], "steps", 0, kMaxI32));
     return env.Undefined();
   }
 
   Napi::Value TensorTable(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto& t = d_->tensors();
+    const auto& t = live(env).tensors();
     Napi::Array out = Napi::Array::New(env, t.size());
     for (size_t i = 0; i < t.size(); ++i) {
       Napi::Object e = Napi::Object::New(env);
@@ -226,6 +306,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    live(env);
     const DecoderConfig& c = d_->config();
     Napi::Object o = Napi::Object::New(env);
     o.Set("numParams", double(d_->num_params()));
@@ -258,155 +339,93 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
-    auto ids = typed<int32_t>(env, info[0], "ids", napi_int32_array, "Int32Array");
-    const int64_t B = integer(env, info[1], "B", 1, kMaxI32), T = integer(env, info[2], "T", 1, kMaxI32);
-    const bool last = boolean(env, info[3], "lastOnly", false);
-    if (ids.length != B * T)
-      length_error(env, "ids", "B × T", B * T, ids.length);
+    const int64_t B = args::integer(env, info[1], "B", 1, kMaxI32), T = args::integer(env, info[2], "T", 1, kMaxI32);
+    const bool last = args::boolean(env, info[3], "lastOnly", false);
+    auto ids = args::typed<int32_t>(env, info[0], "ids");
+    if (ids.length != B * T) args::length_error(env, "ids", "B × T", B * T, ids.length);
     const int64_t rows = last ? B : B * T, V = d.config().vocab;
     if (double(rows) * double(V) > 4e9) throw_range(env, "T", "the logits (rows × vocab) would be too large");
     auto out = Napi::Float32Array::New(env, size_t(rows * V));
-    guarded(env, [&] { d.forward(ids.data, B, T, last, out.Data()); });
+    engine(env, [&] { d.forward(ids.data, B, T, last, out.Data()); });
     return out;
   }
 
   std::shared_ptr<LossCall> parse_loss(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = object_arg(info, 0, "options");
-    // Read every key first: no user getter runs after a data pointer has been taken.
-    const char* keys[] = {"ids", "B", "T", "targets", "offsets", "rewards", "method", "negative", "reduction",
-                          "normalizer", "beta", "refLogps", "pairs", "tokenLogps", "entropy", "backward"};
-    std::vector<Napi::Value> v;
-    for (const char* k : keys) v.push_back(o.Get(k));
+    // Every key is read before any data pointer is taken: no user getter runs after one.
+    args::Opts o(info);
+    o.read({"ids", "B", "T", "backward"}).read(kLossSpecKeys);
+    Napi::Env env = o.env();
     auto c = std::make_shared<LossCall>();
     TrainBatch& b = c->batch;
-    LossSpec& s = b.loss;
-    b.B = integer(env, v[1], "B", 1, kMaxI32);
-    b.T = integer(env, v[2], "T", 1, kMaxI32);
+    b.B = o.integer("B", 1);
+    b.T = o.integer("T", 1);
     if (b.B * b.T > kMaxI32) throw_range(env, "T", "B × T must be < 2^31");
-    s.method = Method(integer(env, v[6], "method", 0, 4));
-    s.neg = NegForm(v[7].IsUndefined() ? 0 : integer(env, v[7], "negative", 0, 1));
-    s.reduction = Reduction(v[8].IsUndefined() ? 0 : integer(env, v[8], "reduction", 0, 2));
-    s.normalizer = number(env, v[9], "normalizer", 0);
-    if (s.normalizer < 0) throw_range(env, "normalizer", "must be > 0 (or 0: derived from the batch)");
-    s.beta = number(env, v[10], "beta", 0.1);
-    s.want_token_logp = boolean(env, v[13], "tokenLogps", false);
-    s.want_entropy = boolean(env, v[14], "entropy", false);
-    b.backward = boolean(env, v[15], "backward", true);
+    b.backward = o.boolean("backward", true);
     const int64_t N = b.B * b.T;
-    c->ids = typed<int32_t>(env, v[0], "ids", napi_int32_array, "Int32Array");
-    if (c->ids.length != N)
-      length_error(env, "ids", "B × T", N, c->ids.length);
-    c->targets = typed<int32_t>(env, v[3], "targets", napi_int32_array, "Int32Array");
-    if (c->targets.length != N)
-      length_error(env, "targets", "B × T", N, c->targets.length);
-    c->offsets = typed<int32_t>(env, v[4], "offsets", napi_int32_array, "Int32Array");
-    if (c->offsets.length < 1) throw_range(env, "offsets", "must hold S + 1 entries (at least one)");
-    s.S = c->offsets.length - 1;
-    c->rewards = typed<float>(env, v[5], "rewards", napi_float32_array, "Float32Array", true);
-    if (c->rewards.data && c->rewards.length != s.S)
-      length_error(env, "rewards", "the number of sequences S", s.S, c->rewards.length);
-    if (s.method == Method::DPO) {
-      c->ref = typed<double>(env, v[11], "refLogps", napi_float64_array, "Float64Array");
-      if (c->ref.length != s.S) length_error(env, "refLogps", "the number of sequences S", s.S, c->ref.length);
-      c->pairs = typed<int32_t>(env, v[12], "pairs", napi_int32_array, "Int32Array");
-      if (c->pairs.length % 2) throw_range(env, "pairs", "length must be even (chosen, rejected)");
-      s.ref_logp = c->ref.data;
-      s.pairs = c->pairs.data;
-      s.P = c->pairs.length / 2;
-    }
+    c->ids = o.typed<int32_t>("ids");
+    if (c->ids.length != N) args::length_error(env, "ids", "B × T", N, c->ids.length);
+    parse_loss_spec(o, N, "B × T", &b.loss, &c->arrays);
     b.ids = c->ids.data;
-    s.targets = c->targets.data;
-    s.offsets = c->offsets.data;
-    s.rewards = c->rewards.data;
     return c;
+  }
+  // An async call owns the arrays its worker reads (JS may change or free the caller's meanwhile).
+  static void own(Napi::Env env, LossCall& c) {
+    guarded(env, [&] {
+      c.ids.own();
+      c.arrays.own(&c.batch.loss);
+    });
+    c.batch.ids = c.ids.data;
   }
 
   Napi::Value LossAndBackward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto c = parse_loss(info);
-    c->result = guarded(env, [&] { return d.loss_and_backward(c->batch); });
+    c->result = engine(env, [&] { return d.loss_and_backward(c->batch); });
     return loss_result(env, c->result, c->batch.loss);
   }
 
-  // A call run on a libuv worker; the model is marked busy until it settles.
-  class Job final : public Napi::AsyncWorker {
-   public:
-    // cache: a KvCache the call uses (kept alive and marked busy until the call settles), or null.
-    Job(Napi::Env env, ModelWrap* m, std::string what, std::function<void()> run,
-        std::function<Napi::Value(Napi::Env)> done, KvCacheWrap* cache = nullptr)
-        : Napi::AsyncWorker(env, "rift.Model"), deferred_(Napi::Promise::Deferred::New(env)), m_(m),
-          cache_(cache), run_(std::move(run)), done_(std::move(done)) {
-      self_ = Napi::Persistent(m->Value());
-      m->busy_ = true;
-      m->busy_what_ = std::move(what);
-      if (cache_) {
-        cache_ref_ = Napi::Persistent(cache_->Value());
-        cache_->busy_ = true;
-      }
-    }
-    Napi::Promise promise() { return deferred_.Promise(); }
-    void Execute() override {
-      try {
-        run_();
-      } catch (const ArgError& e) {
-        arg_error_ = std::make_unique<ArgError>(e);
-        SetError(e.message);
-      } catch (const std::bad_alloc&) {
-        SetError("out of memory");
-      } catch (const std::exception& e) {
-        SetError(e.what());
-      }
-    }
-    void settle() {
-      m_->busy_ = false;
-      if (cache_) cache_->busy_ = false;
-    }
-    void OnOK() override {
-      settle();
-      Napi::Value v;
-      try {
-        v = done_(Env());
-      } catch (const Napi::Error& e) {
-        deferred_.Reject(e.Value());
-        return;
-      }
-      deferred_.Resolve(v);
-    }
-    void OnError(const Napi::Error& e) override {
-      settle();
-      deferred_.Reject(arg_error_ ? to_js(Env(), *arg_error_).Value() : engine_error(Env(), e.Message()).Value());
-    }
-
-   private:
-    Napi::Promise::Deferred deferred_;
-    ModelWrap* m_;
-    KvCacheWrap* cache_;
-    Napi::ObjectReference self_, cache_ref_;
-    std::function<void()> run_;
-    std::function<Napi::Value(Napi::Env)> done_;
-    std::unique_ptr<ArgError> arg_error_;
-  };
+  // Runs run() on a libuv worker (Job); this model, and the KvCache the call uses (or null), are kept alive and
+  // marked busy until it settles.
+  Napi::Promise start_job(Napi::Env env, std::string what, std::function<void()> run,
+                          std::function<Napi::Value(Napi::Env)> done, KvCacheWrap* cache = nullptr) {
+    auto self = std::make_shared<Napi::ObjectReference>(Napi::Persistent(Value()));
+    auto cache_ref = std::make_shared<Napi::ObjectReference>();
+    if (cache) *cache_ref = Napi::Persistent(cache->Value());
+    busy_ = true;
+    busy_what_ = std::move(what);
+    if (cache) cache->busy_ = true;
+    auto scoped = [this, run = std::move(run)] {
+      MemScope scope(&held_);  // the worker's allocations are this model's too
+      run();
+    };
+    return Job::start(env, "rift.Model", std::move(scoped), std::move(done), [this, env, self, cache, cache_ref] {
+      busy_ = false;
+      if (cache) cache->busy_ = false;
+      report(env);
+    });
+  }
 
   Napi::Value LossAndBackwardAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto c = parse_loss(info);
-    auto* job = new Job(
-        env, this, "lossAndBackwardAsync", [c, &d] { c->result = d.loss_and_backward(c->batch); },
+    own(env, *c);
+    return start_job(
+        env, "lossAndBackwardAsync", [c, &d] { c->result = d.loss_and_backward(c->batch); },
         [c](Napi::Env e) -> Napi::Value { return loss_result(e, c->result, c->batch.loss); });
-    Napi::Promise p = job->promise();
-    job->Queue();
-    return p;
   }
 
   Napi::Value ZeroGrad(const Napi::CallbackInfo& info) {
-    dec(info.Env()).zero_grad();
-    return info.Env().Undefined();
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    engine(env, [&] { d.zero_grad(); });
+    return env.Undefined();
   }
   Napi::Value GradNorm(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), dec(info.Env()).grad_norm());
+    Napi::Env env = info.Env();
+    Decoder& d = dec(env);
+    return Napi::Number::New(env, engine(env, [&] { return d.grad_norm(); }));
   }
 
   struct StepCall {
@@ -415,14 +434,15 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   };
   std::shared_ptr<StepCall> parse_step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Object o = object_arg(info, 0, "options");
+    args::Opts o(info);
+    o.read({"lr", "beta1", "beta2", "eps", "weightDecay", "maxGradNorm"});
     auto s = std::make_shared<StepCall>();
-    s->hp.lr = number(env, o.Get("lr"), "lr", 0, true);
-    s->hp.beta1 = number(env, o.Get("beta1"), "beta1", 0.9);
-    s->hp.beta2 = number(env, o.Get("beta2"), "beta2", 0.999);
-    s->hp.eps = number(env, o.Get("eps"), "eps", 1e-8);
-    s->hp.weight_decay = number(env, o.Get("weightDecay"), "weightDecay", 0.01);
-    s->max_norm = number(env, o.Get("maxGradNorm"), "maxGradNorm", 0);
+    s->hp.lr = o.required_number("lr");
+    s->hp.beta1 = o.number("beta1", 0.9);
+    s->hp.beta2 = o.number("beta2", 0.999);
+    s->hp.eps = o.number("eps", 1e-8);
+    s->hp.weight_decay = o.number("weightDecay", 0.01);
+    s->max_norm = o.number("maxGradNorm", 0);
     if (s->hp.lr < 0) throw_range(env, "lr", "must be >= 0");
     if (s->hp.beta1 < 0 || s->hp.beta1 >= 1) throw_range(env, "beta1", "must be in [0, 1)");
     if (s->hp.beta2 < 0 || s->hp.beta2 >= 1) throw_range(env, "beta2", "must be in [0, 1)");
@@ -442,37 +462,38 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto s = parse_step(info);
-    s->norm = guarded(env, [&] { return d.step(s->hp, s->max_norm); });
+    s->norm = engine(env, [&] { return d.step(s->hp, s->max_norm); });
     return step_result(env, *s, d.optimizer_steps());
   }
   Napi::Value StepAsync(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
     auto s = parse_step(info);
-    auto* job = new Job(
-        env, this, "stepAsync", [s, &d] { s->norm = d.step(s->hp, s->max_norm); },
+    return start_job(
+        env, "stepAsync", [s, &d] { s->norm = d.step(s->hp, s->max_norm); },
         [s, &d](Napi::Env e) { return step_result(e, *s, d.optimizer_steps()); });
-    Napi::Promise p = job->promise();
-    job->Queue();
-    return p;
   }
 
   Napi::Value NewKvCache(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
-    const int64_t B = integer(env, info[0], "B", 1, kMaxI32), T = integer(env, info[1], "Tmax", 1, kMaxI32);
+    const int64_t B = args::integer(env, info[0], "B", 1, kMaxI32), T = args::integer(env, info[1], "Tmax", 1, kMaxI32);
     if (double(B) * double(T) * double(d.config().Hkv * d.config().D) * double(2 * d.config().L) > 1e11)
       throw_range(env, "Tmax", "the cache (2 × layers × B × Tmax × kv heads × head_dim floats) would be too large");
-    KvCache* cache = guarded(env, [&] { return new KvCache(d.config(), B, T, d.ops()); });
+    std::atomic<int64_t> bytes{0};  // what the cache holds (reported to V8 by the KvCache object)
+    KvCache* cache = guarded(env, [&] {
+      MemScope scope(&bytes);
+      return new KvCache(d.config(), B, T, d.ops());
+    });
     auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
-    return ctor->New({Napi::External<KvCache>::New(env, cache)});
+    return ctor->New({Napi::External<KvCache>::New(env, cache), Napi::Number::New(env, double(bytes.load()))});
   }
 
   // One prefill/decode call, parsed on the JS thread (the output array is made here and filled by the call).
   struct ExtendCall {
     KvCacheWrap* wrap = nullptr;
     KvCache* cache = nullptr;
-    Arr<int32_t> ids;
+    args::Span<int32_t> ids;
     int64_t B = 0, T = 0;
     Napi::Reference<Napi::Float32Array> out;
     float* out_data = nullptr;
@@ -485,15 +506,15 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     c->wrap = KvCacheWrap::unwrap(env, info[0], "cache");
     c->cache = &c->wrap->get(env, "cache");
     if (decode) {
-      c->ids = typed<int32_t>(env, info[1], "tokens", napi_int32_array, "Int32Array");
+      c->ids = args::typed<int32_t>(env, info[1], "tokens");
       c->B = c->cache->B();
       c->T = 1;
-      if (c->ids.length != c->B) length_error(env, "tokens", "the cache's batch size", c->B, c->ids.length);
+      if (c->ids.length != c->B) args::length_error(env, "tokens", "the cache's batch size", c->B, c->ids.length);
     } else {
-      c->ids = typed<int32_t>(env, info[1], "ids", napi_int32_array, "Int32Array");
-      c->B = integer(env, info[2], "B", 1, kMaxI32);
-      c->T = integer(env, info[3], "T", 1, kMaxI32);
-      if (c->ids.length != c->B * c->T) length_error(env, "ids", "B × T", c->B * c->T, c->ids.length);
+      c->B = args::integer(env, info[2], "B", 1, kMaxI32);
+      c->T = args::integer(env, info[3], "T", 1, kMaxI32);
+      c->ids = args::typed<int32_t>(env, info[1], "ids");
+      if (c->ids.length != c->B * c->T) args::length_error(env, "ids", "B × T", c->B * c->T, c->ids.length);
     }
     auto out = Napi::Float32Array::New(env, size_t(c->B * d.config().vocab));
     c->out_data = out.Data();
@@ -505,18 +526,16 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Extend(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
     auto c = parse_extend(info, decode);
-    guarded(env, [&] { run_extend(*c); });
+    engine(env, [&] { run_extend(*c); });
     return c->out.Value();
   }
   Napi::Value ExtendAsync(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
     auto c = parse_extend(info, decode);
-    auto* job = new Job(
-        env, this, decode ? "decodeAsync" : "prefillAsync", [this, c] { run_extend(*c); },
+    guarded(env, [&] { c->ids.own(); });  // the worker reads a copy: JS may change or free the caller's ids
+    return start_job(
+        env, decode ? "decodeAsync" : "prefillAsync", [this, c] { run_extend(*c); },
         [c](Napi::Env) -> Napi::Value { return c->out.Value(); }, c->wrap);
-    Napi::Promise p = job->promise();
-    job->Queue();
-    return p;
   }
   // prefill(cache, ids, B, T) → Float32Array (B, V): logits of the last new position of each row.
   Napi::Value Prefill(const Napi::CallbackInfo& info) { return Extend(info, false); }
@@ -525,8 +544,12 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Decode(const Napi::CallbackInfo& info) { return Extend(info, true); }
   Napi::Value DecodeAsync(const Napi::CallbackInfo& info) { return ExtendAsync(info, true); }
 
-  Napi::Value Memory(const Napi::CallbackInfo& info) { return memory_object(info.Env()); }
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    live(info.Env());
+    return memory_object(info.Env());
+  }
   Napi::Value ResetPeaks(const Napi::CallbackInfo& info) {
+    live(info.Env());
     mem_reset_peaks();
     return info.Env().Undefined();
   }
@@ -546,7 +569,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
 
-  std::unique_ptr<Decoder> d_;
+  std::unique_ptr<Decoder> d_;  // null once disposed
+  std::atomic<int64_t> held_{0};  // bytes the decoder's allocations and frees add up to (MemScope)
+  int64_t reported_ = 0;          // what napi_adjust_external_memory has been told (JS thread)
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> views_;  // weak: the zero-copy views handed out
   std::string device_ = "cpu", precision_ = "fp32";
   bool busy_ = false;  // only read/written on the JS thread
   std::string busy_what_;
@@ -556,6 +582,13 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
 
 void init_model(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports, KvCacheWrap::Init(env, exports));
+  // Test hook: V8's count of external memory, the one napi_adjust_external_memory moves (process.memoryUsage()
+  // .external shows ArrayBuffer backing stores instead).
+  exports.Set("_externalMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    int64_t total = 0;
+    napi_adjust_external_memory(info.Env(), 0, &total);
+    return Napi::Number::New(info.Env(), double(total));
+  }, "_externalMemory"));
 }
 
 }  // namespace rift::napi

@@ -21,6 +21,7 @@
 
 #include "core/checks.h"
 #include "model/ops.h"
+#include "napi/args.h"
 #include "napi/ops_args.h"
 #ifdef RIFT_WITH_CUDA
 #include "cuda/cublas_loader.h"
@@ -32,6 +33,16 @@ namespace rift::napi {
 namespace {
 
 using namespace ops_args;
+using args::guarded;
+using Opts = args::Opts;
+
+// The options object of an op (argument `arg`), read once: the op's keys and the backend keys every op accepts
+// (device, gemmDtype) are fetched before any data pointer is taken.
+Opts opts(const Napi::CallbackInfo& info, std::initializer_list<const char*> keys, size_t arg = 0) {
+  Opts o(info, arg);
+  o.read(keys).read({"device", "gemmDtype"});
+  return o;
+}
 
 // Why cuda_ops() is unusable here ("" when it is usable).
 std::string cuda_unusable_reason(DType dt) {
@@ -132,7 +143,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OpsBackend* b = &cpu_ops();
   if (info.Length() >= 1 && !info[0].IsUndefined()) {
-    Opts o(info, {});
+    Opts o = opts(info, {});
     b = &be(o);
   }
   const OpsInfo i = b->info();
@@ -161,7 +172,7 @@ Napi::Value SetGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OpsBackend* b = &cpu_ops();
   if (info.Length() >= 2 && !info[1].IsUndefined()) {
-    Opts o(info, {}, 1);
+    Opts o = opts(info, {}, 1);
     b = &be(o);
   }
   const bool cpu = b->space() == MemSpace::Host;
@@ -177,16 +188,16 @@ Napi::Value SetGemm(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
-  Opts o(info, {"transA", "transB", "M", "N", "K", "alpha", "beta", "lda", "ldb", "ldc", "A", "B", "C"});
+  Opts o = opts(info, {"transA", "transB", "M", "N", "K", "alpha", "beta", "lda", "ldb", "ldc", "A", "B", "C"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const bool ta = o.flag("transA"), tb = o.flag("transB");
-  const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
-  const double alpha = o.num("alpha", 1), beta = o.num("beta", 0);
+  const bool ta = o.boolean("transA"), tb = o.boolean("transB");
+  const int64_t M = o.integer("M", 0), N = o.integer("N", 0), K = o.integer("K", 0);
+  const double alpha = o.number("alpha", 1), beta = o.number("beta", 0);
   const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;  // stored rows / columns
-  const int64_t lda = o.dim_or("lda", std::max<int64_t>(1, ac), std::max<int64_t>(1, ac));
-  const int64_t ldb = o.dim_or("ldb", std::max<int64_t>(1, bc), std::max<int64_t>(1, bc));
-  const int64_t ldc = o.dim_or("ldc", std::max<int64_t>(1, N), std::max<int64_t>(1, N));
+  const int64_t lda = o.integer_or("lda", std::max<int64_t>(1, ac), std::max<int64_t>(1, ac));
+  const int64_t ldb = o.integer_or("ldb", std::max<int64_t>(1, bc), std::max<int64_t>(1, bc));
+  const int64_t ldc = o.integer_or("ldc", std::max<int64_t>(1, N), std::max<int64_t>(1, N));
   auto A = o.f32("A"), B = o.f32("B"), C = o.f32("C");
   auto need = [&](const Span<float>& s, int64_t rows, int64_t cols, int64_t ld, const char* shape) {
     const int64_t n = rows == 0 || cols == 0 ? 0 : product(env, s.name, {rows - 1, ld}) + cols;
@@ -206,11 +217,11 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"M", "N", "K", "accumulate", "out", "inp", "weight", "bias"});
+  Opts o = opts(info, {"M", "N", "K", "accumulate", "out", "inp", "weight", "bias"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
-  const bool acc = o.flag("accumulate");
+  const int64_t M = o.integer("M", 0), N = o.integer("N", 0), K = o.integer("K", 0);
+  const bool acc = o.boolean("accumulate");
   auto out = o.f32("out"), inp = o.f32("inp"), w = o.f32("weight"), bias = o.f32("bias", true);
   expect_len(env, out, {M, N}, "M × N");
   expect_len(env, inp, {M, K}, "M × K");
@@ -224,11 +235,11 @@ Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"M", "N", "K", "accumulate", "dinp", "dweight", "dbias", "dout", "inp", "weight"});
+  Opts o = opts(info, {"M", "N", "K", "accumulate", "dinp", "dweight", "dbias", "dout", "inp", "weight"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t M = o.dim("M", 0), N = o.dim("N", 0), K = o.dim("K", 0);
-  const bool acc = o.flag("accumulate");
+  const int64_t M = o.integer("M", 0), N = o.integer("N", 0), K = o.integer("K", 0);
+  const bool acc = o.boolean("accumulate");
   auto dinp = o.f32("dinp", true), dw = o.f32("dweight", true), db = o.f32("dbias", true);
   auto dout = o.f32("dout"), inp = o.f32("inp", !dw.present), w = o.f32("weight", !dinp.present);
   expect_len(env, dinp, {M, K}, "M × K");
@@ -250,10 +261,10 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"T", "V", "C", "out", "ids", "wte"});
+  Opts o = opts(info, {"T", "V", "C", "out", "ids", "wte"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t T = o.dim("T", 0), V = o.dim("V", 1), C = o.dim("C", 0);
+  const int64_t T = o.integer("T", 0), V = o.integer("V", 1), C = o.integer("C", 0);
   auto out = o.f32("out"), wte = o.f32("wte");
   auto ids = o.i32("ids");
   expect_len(env, out, {T, C}, "T × C");
@@ -267,10 +278,10 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"T", "V", "C", "dwte", "dout", "ids"});
+  Opts o = opts(info, {"T", "V", "C", "dwte", "dout", "ids"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t T = o.dim("T", 0), V = o.dim("V", 1), C = o.dim("C", 0);
+  const int64_t T = o.integer("T", 0), V = o.integer("V", 1), C = o.integer("C", 0);
   auto dwte = o.f32("dwte"), dout = o.f32("dout");
   auto ids = o.i32("ids");
   expect_len(env, dwte, {V, C}, "V × C");
@@ -284,11 +295,11 @@ Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"T", "C", "eps", "out", "rstd", "inp", "weight"});
+  Opts o = opts(info, {"T", "C", "eps", "out", "rstd", "inp", "weight"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t T = o.dim("T", 0), C = o.dim("C", 1);
-  const double eps = o.num("eps", 1e-6, 0, 1);
+  const int64_t T = o.integer("T", 0), C = o.integer("C", 1);
+  const double eps = o.number("eps", 1e-6, 0, 1);
   auto out = o.f32("out"), rstd = o.f32("rstd"), inp = o.f32("inp"), w = o.f32("weight");
   expect_len(env, out, {T, C}, "T × C");
   expect_len(env, rstd, {T}, "T");
@@ -306,11 +317,11 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"T", "C", "accumulate", "dinp", "dweight", "dout", "inp", "weight", "rstd"});
+  Opts o = opts(info, {"T", "C", "accumulate", "dinp", "dweight", "dout", "inp", "weight", "rstd"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t T = o.dim("T", 0), C = o.dim("C", 1);
-  const bool acc = o.flag("accumulate");
+  const int64_t T = o.integer("T", 0), C = o.integer("C", 1);
+  const bool acc = o.boolean("accumulate");
   auto dinp = o.f32("dinp", true), dw = o.f32("dweight", true);
   auto dout = o.f32("dout"), inp = o.f32("inp"), w = o.f32("weight"), rstd = o.f32("rstd");
   expect_len(env, dinp, {T, C}, "T × C");
@@ -329,13 +340,13 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
-  Opts o(info, {"T", "H", "D", "theta", "accumulate", "out", "inp", "dinp", "dout", "positions"});
+  Opts o = opts(info, {"T", "H", "D", "theta", "accumulate", "out", "inp", "dinp", "dout", "positions"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const int64_t T = o.dim("T", 0), H = o.dim("H", 0), D = o.dim("D", 2);
+  const int64_t T = o.integer("T", 0), H = o.integer("H", 0), D = o.integer("D", 2);
   if (D % 2) throw_range(env, "D", "must be even");
-  const double theta = o.num("theta", 10000, 1e-30, 1e30);
-  const bool acc = backward && o.flag("accumulate");
+  const double theta = o.number("theta", 10000, 1e-30, 1e30);
+  const bool acc = backward && o.boolean("accumulate");
   auto out = o.f32(backward ? "dinp" : "out"), inp = o.f32(backward ? "dout" : "inp");
   auto pos = o.i32("positions");
   expect_len(env, out, {T, H, D}, "T × H × D");
@@ -357,20 +368,20 @@ Napi::Value RopeForward(const Napi::CallbackInfo& info) { return Rope(info, fals
 Napi::Value RopeBackward(const Napi::CallbackInfo& info) { return Rope(info, true); }
 
 void heads(const Opts& o, int64_t* Hq, int64_t* Hkv, int64_t* D) {
-  *Hq = o.dim("Hq", 1);
-  *Hkv = o.dim("Hkv", 1);
-  *D = o.dim("D", 1);
+  *Hq = o.integer("Hq", 1);
+  *Hkv = o.integer("Hkv", 1);
+  *D = o.integer("D", 1);
   if (*Hq % *Hkv) throw_range(o.env(), "Hq", "must be a multiple of Hkv");
 }
 
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"B", "Tq", "Tkv", "past", "Hq", "Hkv", "D", "out", "lse", "q", "k", "v"});
+  Opts o = opts(info, {"B", "Tq", "Tkv", "past", "Hq", "Hkv", "D", "out", "lse", "q", "k", "v"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   int64_t Hq, Hkv, D;
-  const int64_t B = o.dim("B", 0), Tq = o.dim("Tq", 0), past = o.dim_or("past", 0, 0);
+  const int64_t B = o.integer("B", 0), Tq = o.integer("Tq", 0), past = o.integer_or("past", 0, 0);
   heads(o, &Hq, &Hkv, &D);
-  const int64_t Tkv = o.dim_or("Tkv", past + Tq, 0);
+  const int64_t Tkv = o.integer_or("Tkv", past + Tq, 0);
   if (Tkv < past + Tq) throw_range(env, "Tkv", "must be >= past + Tq = " + std::to_string(past + Tq));
   auto out = o.f32("out"), lse = o.f32("lse", true), q = o.f32("q"), k = o.f32("k"), v = o.f32("v");
   expect_len(env, out, {B, Tq, Hq, D}, "B × Tq × Hq × D");
@@ -387,13 +398,13 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"B", "T", "Hq", "Hkv", "D", "accumulate", "dq", "dk", "dv", "dout", "q", "k", "v", "out", "lse"});
+  Opts o = opts(info, {"B", "T", "Hq", "Hkv", "D", "accumulate", "dq", "dk", "dv", "dout", "q", "k", "v", "out", "lse"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   int64_t Hq, Hkv, D;
-  const int64_t B = o.dim("B", 0), T = o.dim("T", 0);
+  const int64_t B = o.integer("B", 0), T = o.integer("T", 0);
   heads(o, &Hq, &Hkv, &D);
-  const bool acc = o.flag("accumulate");
+  const bool acc = o.boolean("accumulate");
   auto dq = o.f32("dq"), dk = o.f32("dk"), dv = o.f32("dv"), dout = o.f32("dout");
   auto q = o.f32("q"), k = o.f32("k"), v = o.f32("v"), out = o.f32("out"), lse = o.f32("lse");
   for (const auto* x : {&dq, &dout, &q, &out}) expect_len(env, *x, {B, T, Hq, D}, "B × T × Hq × D");
@@ -412,7 +423,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"out", "gate", "up"});
+  Opts o = opts(info, {"out", "gate", "up"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   auto out = o.f32("out"), gate = o.f32("gate"), up = o.f32("up");
@@ -425,10 +436,10 @@ Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
-  Opts o(info, {"accumulate", "dgate", "dup", "dout", "gate", "up"});
+  Opts o = opts(info, {"accumulate", "dgate", "dup", "dout", "gate", "up"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
-  const bool acc = o.flag("accumulate");
+  const bool acc = o.boolean("accumulate");
   auto dgate = o.f32("dgate"), dup = o.f32("dup"), dout = o.f32("dout"), gate = o.f32("gate"), up = o.f32("up");
   for (const auto* x : {&dup, &gate, &up}) expect_len(env, *x, {dout.length}, "dout.length");
   expect_len(env, dgate, {dout.length}, "dout.length");
@@ -445,7 +456,7 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {
-  Opts o(info, {"out", "a", "b"});
+  Opts o = opts(info, {"out", "a", "b"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   auto out = o.f32("out"), a = o.f32("a"), b = o.f32("b");
@@ -458,16 +469,16 @@ Napi::Value Add(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Scale(const Napi::CallbackInfo& info) {
-  Opts o(info, {"x", "s"});
+  Opts o = opts(info, {"x", "s"});
   OpsBackend& ops = be(o);
   auto x = o.f32("x");
-  const double s = o.num("s", 1);
+  const double s = o.number("s", 1);
   run(o.env(), ops, [&](Staging& st) { ops.scale(st.out(x), float(s), x.length); });
   return o.env().Undefined();
 }
 
 Napi::Value Zero(const Napi::CallbackInfo& info) {
-  Opts o(info, {"x"});
+  Opts o = opts(info, {"x"});
   OpsBackend& ops = be(o);
   auto x = o.f32("x");
   run(o.env(), ops, [&](Staging& st) { ops.zero(st.out(x), x.length); });
@@ -477,7 +488,7 @@ Napi::Value Zero(const Napi::CallbackInfo& info) {
 // toBf16({out: Uint16Array (n), x: Float32Array (n)}) and fromBf16({out: Float32Array (n), x: Uint16Array (n)}):
 // the saved-activation storage conversions (bf16 bit patterns, round to nearest even; widening is exact).
 Napi::Value ToBf16(const Napi::CallbackInfo& info) {
-  Opts o(info, {"out", "x"});
+  Opts o = opts(info, {"out", "x"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   auto out = o.u16("out");
@@ -488,7 +499,7 @@ Napi::Value ToBf16(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value FromBf16(const Napi::CallbackInfo& info) {
-  Opts o(info, {"out", "x"});
+  Opts o = opts(info, {"out", "x"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   auto out = o.f32("out");
@@ -499,7 +510,7 @@ Napi::Value FromBf16(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Sumsq(const Napi::CallbackInfo& info) {
-  Opts o(info, {"x"});
+  Opts o = opts(info, {"x"});
   OpsBackend& ops = be(o);
   auto x = o.f32("x");
   double r = 0;
@@ -508,17 +519,17 @@ Napi::Value Sumsq(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Adamw(const Napi::CallbackInfo& info) {
-  Opts o(info, {"param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "weightDecay", "step", "gradScale"});
+  Opts o = opts(info, {"param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "weightDecay", "step", "gradScale"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   AdamWParams p;
-  p.lr = o.num("lr", p.lr, 0);
-  p.beta1 = o.num("beta1", p.beta1, 0, 0.999999999);
-  p.beta2 = o.num("beta2", p.beta2, 0, 0.999999999);
-  p.eps = o.num("eps", p.eps, 0);
-  p.weight_decay = o.num("weightDecay", p.weight_decay, 0);
-  p.step = o.dim("step", 1, int64_t(1) << 53);
-  p.grad_scale = float(o.num("gradScale", 1));
+  p.lr = o.number("lr", p.lr, 0);
+  p.beta1 = o.number("beta1", p.beta1, 0, 0.999999999);
+  p.beta2 = o.number("beta2", p.beta2, 0, 0.999999999);
+  p.eps = o.number("eps", p.eps, 0);
+  p.weight_decay = o.number("weightDecay", p.weight_decay, 0);
+  p.step = o.integer("step", 1, int64_t(1) << 53);
+  p.grad_scale = float(o.number("gradScale", 1));
   auto param = o.f32("param"), grad = o.f32("grad"), m = o.f32("m"), v = o.f32("v");
   for (const auto* x : {&grad, &m, &v}) expect_len(env, *x, {param.length}, "param.length");
   disjoint(env, param, grad);

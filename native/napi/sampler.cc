@@ -9,25 +9,25 @@
 
 #include "core/loss.h"
 #include "cpu/sampler.h"
+#include "napi/args.h"
 #include "napi/errors.h"
-#include "napi/model_args.h"
 
 namespace rift::napi {
 namespace {
 
-using namespace model_args;
+using args::kMaxI32;
 
 Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto logits = typed<float>(env, info[0], "logits", napi_float32_array, "Float32Array");
-  const int64_t B = integer(env, info[1], "B", 1, kMaxI32), V = integer(env, info[2], "V", 1, kMaxI32);
+  const int64_t B = args::integer(env, info[1], "B", 1, kMaxI32), V = args::integer(env, info[2], "V", 1, kMaxI32);
   cpu::SampleParams p;
-  p.temperature = number(env, info[3], "temperature", 0, true);
-  p.top_k = integer(env, info[4], "topK", 0, int64_t(1) << 53);
-  p.top_p = number(env, info[5], "topP", 0, true);
+  p.temperature = args::number(env, info[3], "temperature", 0, -INFINITY, INFINITY, true);
+  p.top_k = args::integer(env, info[4], "topK", 0, int64_t(1) << 53);
+  p.top_p = args::number(env, info[5], "topP", 0, -INFINITY, INFINITY, true);
   if (p.temperature < 0) throw_range(env, "temperature", "must be >= 0");
   if (!(p.top_p > 0 && p.top_p <= 1)) throw_range(env, "topP", "must be in (0, 1]");
-  auto u = typed<double>(env, info[6], "u", napi_float64_array, "Float64Array");
+  auto logits = args::typed<float>(env, info[0], "logits");
+  auto u = args::typed<double>(env, info[6], "u");
   if (double(logits.length) != double(B) * double(V))
     throw_range(env, "logits", "length must be B × V = " + std::to_string(B * V) + ", got " +
                                    std::to_string(logits.length));
@@ -37,13 +37,7 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   auto tokens = Napi::Int32Array::New(env, size_t(B));
   auto lp = Napi::Float64Array::New(env, size_t(B));
   auto slp = Napi::Float64Array::New(env, size_t(B));
-  try {
-    cpu::sample_rows(logits.data, B, V, p, u.data, tokens.Data(), lp.Data(), slp.Data());
-  } catch (const ArgError& e) {
-    throw to_js(env, e);
-  } catch (const std::exception& e) {
-    throw engine_error(env, e.what());
-  }
+  args::guarded(env, [&] { cpu::sample_rows(logits.data, B, V, p, u.data, tokens.Data(), lp.Data(), slp.Data()); });
   Napi::Object out = Napi::Object::New(env);
   out.Set("tokens", tokens);
   out.Set("logprobs", lp);
