@@ -117,6 +117,7 @@ describe('bad input → typed errors naming the argument', () => {
     ['dpo odd pairs', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0]) }; }, /^pairs:/, RangeError],
     ['dpo ref NaN', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1).fill(NaN), pairs: new Int32Array([0, 1]) }; }, /^refLogps:/, RangeError],
     ['dpo beta ≤ 0', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]), beta: 0 }; }, /^beta:/, RangeError],
+    ['dpo beta huge (the loss would be ±Infinity)', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]), beta: 1e39 }; }, /^beta:/, RangeError],
     ['logprob with grad', (o) => (o.method = 'logprob'), /^grad:/, TypeError],
   ];
   test.each(cases)('%s', (_name, mutate, message, kind) => {

@@ -2,7 +2,7 @@
 // Math: docs/design.md §1.2 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
 import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
-import { checkArray, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
+import { checkArray, checkDpoBeta, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
 
 export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob'] as const;
 export const NEGATIVE_FORMS = ['token', 'sequence'] as const;
@@ -142,8 +142,7 @@ export function lossSpecArgs(
     for (let k = 0; k < pairs.length; k++) {
       if (pairs[k] < 0 || pairs[k] >= S) throw rangeError('pairs', `pairs[${k}] = ${pairs[k]} is not a sequence index in [0, ${S})`);
     }
-    const beta = d.beta === undefined ? 0.1 : checkFiniteNumber('beta', d.beta);
-    if (beta <= 0) throw rangeError('beta', `must be > 0, got ${beta}`);
+    const beta = d.beta === undefined ? 0.1 : checkDpoBeta('beta', d.beta);
     Object.assign(args, { refLogps: ref, pairs, beta });
   }
   return { method, args };
