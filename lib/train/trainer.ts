@@ -37,7 +37,7 @@ import { Model } from '../engine/model';
 import { loadCheckpoint } from '../engine/checkpoint';
 import { SafetensorsFile, writeBytesAtomic, writeSafetensors } from '../engine/safetensors';
 import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
-import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
+import { buildMicroBatch, globalNormalizer, LossMethod, MAX_TOKEN_BUDGET, MicroBatch, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
 import { Example, selectExamples, Selection, TRAIN_METHODS, TrainMethod } from './examples';
 import { lrAt, SCHEDULE_KINDS, ScheduleKind, ScheduleOptions } from './schedule';
 
@@ -226,7 +226,7 @@ function checkOptions(o: TrainerOptions): Resolved {
     eps: num('eps', o.eps, 1e-8, 0),
     weightDecay: num('weightDecay', o.weightDecay, 0.01, 0),
     maxGradNorm: num('maxGradNorm', o.maxGradNorm, 1, 0),
-    tokenBudget: int('tokenBudget', o.tokenBudget, 4096, 1)!,
+    tokenBudget: o.tokenBudget === undefined ? 4096 : checkInteger('tokenBudget', o.tokenBudget, 1, MAX_TOKEN_BUDGET),
     microBatchesPerStep: int('microBatchesPerStep', o.microBatchesPerStep, undefined, 1),
     examplesPerStep: int('examplesPerStep', o.examplesPerStep, undefined, 1),
     epochs: int('epochs', o.epochs, 1, 1)!,
