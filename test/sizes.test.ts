@@ -12,6 +12,7 @@ import { lossAndGrad } from '../lib/kernels/loss';
 import { checkedProduct, checkedSum } from '../lib/kernels/validate';
 import { packUnits, planEpoch } from '../lib/train/batching';
 import { Trainer } from '../lib/train/trainer';
+import { fuzzConfigs } from './helpers/fuzz';
 
 const TINY = { model_type: 'qwen2', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, vocab_size: 100 };
 
@@ -181,4 +182,17 @@ describe('helpers', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+// RIFT_FUZZ_N / RIFT_FUZZ_SEED run a longer campaign (scripts/fuzz.sh: millions under ASan + UBSan, with
+// RIFT_MEMORY_LIMIT so that every engine call is made); CI runs this slice.
+const FUZZ_N = Number(process.env.RIFT_FUZZ_N ?? 5000);
+const FUZZ_SEED = Number(process.env.RIFT_FUZZ_SEED ?? 20261211);
+test(`fuzz: ${FUZZ_N} config.json objects (seed ${FUZZ_SEED}) through parseConfig and the engine match a BigInt oracle, never crash`, () => {
+  const r = fuzzConfigs(FUZZ_N, FUZZ_SEED);
+  console.log(`config fuzz (seed ${FUZZ_SEED}): ${r.inputs} inputs (${r.parsed} parsed; engine: ${r.built} built with the oracle's sizes, ` +
+    `${r.rejected} refused with a typed error, ${r.caches} KV caches, ${r.skipped} calls skipped as too big to run here), 0 crashes, ${r.ms} ms`);
+  expect(r.parsed).toBeGreaterThan(FUZZ_N / 50);
+  expect(r.built).toBeGreaterThan(FUZZ_N / 50);
+  expect(r.rejected).toBeGreaterThan(FUZZ_N / 4);
 });
