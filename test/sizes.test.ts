@@ -188,8 +188,8 @@ describe('helpers', () => {
 // RIFT_MEMORY_LIMIT so that every engine call is made); CI runs this slice.
 const FUZZ_N = Number(process.env.RIFT_FUZZ_N ?? 5000);
 const FUZZ_SEED = Number(process.env.RIFT_FUZZ_SEED ?? 20261211);
-test(`fuzz: ${FUZZ_N} config.json objects (seed ${FUZZ_SEED}) through parseConfig and the engine match a BigInt oracle, never crash`, () => {
-  const r = fuzzConfigs(FUZZ_N, FUZZ_SEED);
+test(`fuzz: ${FUZZ_N} config.json objects (seed ${FUZZ_SEED}) through parseConfig and the engine match a BigInt oracle, never crash`, async () => {
+  const r = await fuzzConfigs(FUZZ_N, FUZZ_SEED);
   console.log(`config fuzz (seed ${FUZZ_SEED}): ${r.inputs} inputs (${r.parsed} parsed; engine: ${r.built} built with the oracle's sizes, ` +
     `${r.rejected} refused with a typed error, ${r.caches} KV caches, ${r.skipped} calls skipped as too big to run here), 0 crashes, ${r.ms} ms`);
   expect(r.parsed).toBeGreaterThan(FUZZ_N / 50);

@@ -43,13 +43,15 @@ int64_t combine(const std::string& arg, std::initializer_list<SizeTerm> terms, b
   long double wide = product ? 1 : 0;  // the true value, for the message
   bool overflow = false;
   for (const SizeTerm& t : terms) {
-    if (t.value < 0) throw ArgError{ArgError::Range, arg, arg + ": " + t.name + " = " + std::to_string(t.value) + " is negative"};
+    if (t.value < 0)
+      throw ArgError{ArgError::Range, arg, arg + ": " + t.name + " = " + std::to_string(t.value) + " is negative"};
     if (product && t.value == 0) return 0;  // zero wins over an overflowing partial product
     wide = product ? wide * t.value : wide + t.value;
     if (!overflow) overflow = product ? !mul_ok(r, t.value, &r) : !add_ok(r, t.value, &r);
   }
   const std::string expr = expression(terms, product ? " × " : " + ");
-  if (overflow) too_large(arg, expr, " ≈ " + approx(wide), limit, limit_text ? limit_text : "2^63 − 1 (64-bit sizes)");
+  if (overflow)
+    too_large(arg, expr, " ≈ " + approx(wide), limit, limit_text ? limit_text : "2^63 − 1 (64-bit sizes)");
   if (r > limit) too_large(arg, expr, " = " + std::to_string(r), limit, limit_text);
   return r;
 }

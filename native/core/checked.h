@@ -2,7 +2,7 @@
 // headers, batch and cache shapes) goes through these instead of wrapping silently (signed overflow is UB; a
 // wrapped size allocates too little and the writes that follow run past the buffer).
 //
-//   mul_ok / add_ok             a·b, a+b into *out; false on overflow of T (no throw: for parsers with their own errors)
+//   mul_ok / add_ok             a·b, a+b into *out; false on overflow of T (no throw: parsers have their own errors)
 //   checked_product / _sum      named factors or terms; ArgError (Range) naming the argument and the size:
 //     "num_attention_heads × head_dim × hidden_size = 65536 × 65536 × 2147483647 ≈ 9.223e+18 exceeds 2^63 − 1"
 //   SizeCalc                    a longer formula (mul, add, round to 16) that remembers an overflow

@@ -49,7 +49,8 @@ uint64_t byte_count(const TensorSpec& t) {
   }
   uint64_t bytes = esize;
   for (const int64_t d : t.shape)
-    if (!mul_ok(bytes, uint64_t(d), &bytes)) bad(SafetensorsError::Range, "tensor \"" + t.name + "\": byte count overflows");
+    if (!mul_ok(bytes, uint64_t(d), &bytes))
+      bad(SafetensorsError::Range, "tensor \"" + t.name + "\": byte count overflows");
   return bytes;
 }
 

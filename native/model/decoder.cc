@@ -78,8 +78,9 @@ ModelSize model_size(const DecoderConfig& c) {
                                                {"embed_tokens + lm_head", embed}, {"model.norm", C}},
                          kMaxSafeInteger, "2^53 − 1 (tensor offsets must be exact JS numbers)");
   const int64_t per_layer_tensors = 9 + (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0);
-  s.tensors = checked_product("num_hidden_layers", {{"num_hidden_layers", c.L}, {"tensors per layer", per_layer_tensors}},
-                              kMaxTensors, "1048576 (the engine's limit on a model's tensors)") +
+  s.tensors = checked_product("num_hidden_layers",
+                              {{"num_hidden_layers", c.L}, {"tensors per layer", per_layer_tensors}}, kMaxTensors,
+                              "1048576 (the engine's limit on a model's tensors)") +
               (c.tied ? 2 : 3);
   s.bytes = s.params * int64_t(sizeof(float)) + s.tensors * kTableBytesPerTensor;  // < 2^56: no overflow
   s.dominant = layers >= embed ? "num_hidden_layers" : "vocab_size";
@@ -95,7 +96,9 @@ KvCache::KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& op
   if (Tmax < 1 || Tmax >= (int64_t(1) << 31)) bad("Tmax", "must be an integer in [1, 2^31)");
   const int64_t bytes = checked_product("Tmax", {{"2 (k, v)", 2}, {"num_hidden_layers", L_}, {"B", B}, {"Tmax", Tmax},
                                                  {"num_key_value_heads × head_dim", row_}, {"4 bytes", 4}});
-  if (ops.space() == MemSpace::Host) check_fits_in_memory("Tmax", "a KV cache of B × Tmax = " + std::to_string(B) + " × " + std::to_string(Tmax) + " positions", bytes);
+  if (ops.space() == MemSpace::Host)  // device memory: the allocation itself fails at once, with the CUDA error
+    check_fits_in_memory("Tmax", "a KV cache of B × Tmax = " + std::to_string(B) + " × " + std::to_string(Tmax) +
+                                     " positions", bytes);
   buf_ = OpsBuffer(ops, MemCategory::KvCache, size_t(bytes / 4));
 }
 

@@ -8,6 +8,7 @@ import * as os from 'os';
 import { MAX_TENSORS, modelSize, parseConfig } from '../../lib/engine/checkpoint';
 import { elementCount, parseHeader, SafetensorsHeader } from '../../lib/engine/safetensors';
 import { addon, localError, NativeModel } from '../../lib/native';
+import { collectGarbage } from '../../lib/profile/memory';
 
 export function mulberry32(seed: number): () => number {
   return () => {
@@ -228,9 +229,11 @@ const BUILD_CAP = 4e6;
  * fields through the engine's constructor (new addon.Model): it must build exactly the oracle's parameter count or
  * refuse with a TypeError / RangeError — never a plain "out of memory", never a crash. Built models get KV caches
  * of random sizes. RIFT_MEMORY_LIMIT (set by scripts/fuzz.sh) makes the engine refuse everything above it; without
- * it, engine calls that would allocate more than BUILD_CAP bytes are skipped.
+ * it, engine calls that would allocate more than BUILD_CAP bytes are skipped. Models have no free(): the engine's
+ * memory goes back when they are garbage-collected and their finalizers run, so the loop collects and yields to the
+ * event loop whenever the engine holds more than 64 MB (the engine's buffers are invisible to V8's heuristics).
  */
-export function fuzzConfigs(n: number, seed: number): ConfigFuzzCounts {
+export async function fuzzConfigs(n: number, seed: number): Promise<ConfigFuzzCounts> {
   const rnd = mulberry32(seed);
   const int = (k: number) => Math.floor(rnd() * k);
   const envLimit = Number(process.env.RIFT_MEMORY_LIMIT ?? NaN);
@@ -280,6 +283,10 @@ export function fuzzConfigs(n: number, seed: number): ConfigFuzzCounts {
       continue;
     }
     check(sizeOk && (fits || near(bytes)) && BigInt(model.info().numParams) === oracle!.params, 'the engine builds exactly the oracle\'s parameters', ecfg);
+    if (addon.Model.memory().total.current > 64e6) {
+      collectGarbage();
+      await new Promise((r) => setImmediate(r));
+    }
     c.accepted++;
     c.built++;
     // A KV cache of random size: made (and freed) or refused with a typed error, as predicted.
