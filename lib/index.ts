@@ -4,7 +4,7 @@ export { backends, setNumThreads } from './kernels/info';
 export type { BackendInfo } from './kernels/info';
 export { cuda, DeviceTensor } from './kernels/device';
 export { f32ToBf16, bf16ToF32 } from './kernels/bf16';
-export { loadCheckpoint, saveCheckpoint, parseConfig, expectedTensors } from './engine/checkpoint';
+export { loadCheckpoint, saveCheckpoint, parseConfig, expectedTensors, modelSize, MAX_TENSORS } from './engine/checkpoint';
 export type { DecoderConfig, TensorShape, LoadOptions, SaveOptions } from './engine/checkpoint';
 export { SafetensorsFile, readSafetensors, writeSafetensors, parseHeader } from './engine/safetensors';
 export type { SafetensorsHeader, SafetensorsEntry, HostTensor, TensorToWrite } from './engine/safetensors';

@@ -5,32 +5,14 @@ import * as os from 'os';
 import * as path from 'path';
 import { bf16ToF32, f32ToBf16 } from '../lib/kernels/bf16';
 import { parseHeader, readSafetensors, SafetensorsFile, writeFileAtomic, writeSafetensors } from '../lib/engine/safetensors';
+import { fuzzSafetensors, mulberry32, rawFile } from './helpers/fuzz';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-st-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 let fileNo = 0;
 const tmpFile = () => path.join(tmp, `t${fileNo++}.safetensors`);
 
-// A file from a header given as text (any bytes) and a data section.
-function rawFile(header: string | Uint8Array, data: Uint8Array | number = 0, lengthField?: bigint): Uint8Array {
-  const h = typeof header === 'string' ? Buffer.from(header, 'utf8') : header;
-  const d = typeof data === 'number' ? new Uint8Array(data) : data;
-  const out = new Uint8Array(8 + h.length + d.length);
-  new DataView(out.buffer).setBigUint64(0, lengthField ?? BigInt(h.length), true);
-  out.set(h, 8);
-  out.set(d, 8 + h.length);
-  return out;
-}
 const parse = (buf: Uint8Array, size = buf.length) => parseHeader(buf, size, 'x.safetensors');
-
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('round trip', () => {
   test('F32 is bit-exact (NaN payloads, -0, Inf, subnormals) and the header is what the reference writer emits', () => {
@@ -190,77 +172,13 @@ describe('hostile files: typed errors naming the file and the problem', () => {
   });
 });
 
-// Structural check of a successful parse, independent of the parser: JSON.parse agrees and the tensors tile the data.
-function checkConsistent(buf: Uint8Array, size: number, h: ReturnType<typeof parse>): void {
-  const sizes: Record<string, number> = { BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, F8_E8M0: 1, I16: 2, U16: 2, F16: 2, BF16: 2, I32: 4, U32: 4, F32: 4, I64: 8, U64: 8, F64: 8, C64: 8 };
-  expect(h.dataStart).toBe(8 + h.headerBytes);
-  expect(h.dataStart + h.dataBytes).toBe(size);
-  const json = JSON.parse(Buffer.from(buf.subarray(8, h.dataStart)).toString('utf8'));
-  expect(Object.keys(json).filter((k) => k !== '__metadata__').length).toBe(h.tensors.length);
-  let at = 0;
-  for (const t of [...h.tensors].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
-    expect(json[t.name]).toEqual({ dtype: t.dtype, shape: t.shape, data_offsets: [t.begin, t.end] });
-    expect(t.begin).toBe(at);
-    expect(t.end - t.begin).toBe(t.shape.reduce((a, b) => a * b, 1) * sizes[t.dtype]);
-    at = t.end;
-  }
-  expect(at).toBe(h.dataBytes);
-}
-
-// RIFT_FUZZ_N / RIFT_FUZZ_SEED run a longer or different campaign (e.g. under scripts/test-asan.sh).
+// RIFT_FUZZ_N / RIFT_FUZZ_SEED run a longer or different campaign (scripts/fuzz.sh: millions under ASan + UBSan).
 const FUZZ_N = Number(process.env.RIFT_FUZZ_N ?? 20000);
 const FUZZ_SEED = Number(process.env.RIFT_FUZZ_SEED ?? 20240611);
-test(`fuzz: ${FUZZ_N} mutated headers (seed ${FUZZ_SEED}) parse self-consistently or throw an Error, never crash`, () => {
-  const rnd = mulberry32(FUZZ_SEED);
-  const int = (n: number) => Math.floor(rnd() * n);
-  const seeds = [
-    rawFile('{"__metadata__":{"format":"pt","k":"v\\"q"},"a.b":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},"c":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},"d":{"dtype":"I64","shape":[],"data_offsets":[32,40]}}  ', 40),
-    rawFile('{"\\u00fc\\ud83d\\ude00":{"dtype":"U8","shape":[0,5],"data_offsets":[0,0]},"e":{"dtype":"F16","shape":[1,1,3],"data_offsets":[0,6]}}', 6),
-    rawFile('{}', 0),
-  ];
-  const tokens = ['{', '}', '[', ']', ',', ':', '"', '"__metadata__"', '"dtype"', '"shape"', '"data_offsets"', '"F32"', '"BF16"', '"X"', '0', '-1', '1.5', '1e9', '007', '18446744073709551616', '9007199254740993', 'true', 'null', '"\\ud800"', '"\\u0000"', '"\\x"', '[[[[[[[[', ']]]]', '{{{{', ' ', '\\', '\u0000', '\u00ff', '😀'];
-  const N = FUZZ_N;
-  let parsed = 0, rejected = 0;
-  const t0 = Date.now();
-  for (let i = 0; i < N; i++) {
-    const seed = seeds[int(seeds.length)];
-    let buf: Uint8Array = seed.slice();
-    let size = buf.length;
-    const n = Number(new DataView(seed.buffer).getBigUint64(0, true));
-    for (let m = 1 + int(3); m > 0; m--) {
-      const kind = int(6);
-      if (kind === 0) { // bit flips, mostly in the header
-        const pos = rnd() < 0.8 ? 8 + int(Math.max(1, n)) : int(buf.length);
-        if (pos < buf.length) buf[pos] ^= 1 << int(8);
-      } else if (kind === 1) { // truncation (of the file, or of the bytes given)
-        buf = buf.slice(0, int(buf.length + 1));
-        size = rnd() < 0.5 ? buf.length : size;
-      } else if (kind === 2) { // random bytes
-        for (let k = 1 + int(8), pos = int(buf.length); k > 0 && pos < buf.length; k--, pos++) buf[pos] = int(256);
-      } else if (kind === 3 || kind === 4) { // splice JSON tokens, then fix the length field (half the time)
-        const text = Buffer.from(buf.subarray(8, Math.min(buf.length, 8 + n))).toString('latin1');
-        const at = int(text.length + 1), cut = int(6);
-        const tok = Array.from({ length: 1 + int(2) }, () => tokens[int(tokens.length)]).join('');
-        const body = Buffer.concat([Buffer.from(text.slice(0, at), 'latin1'), Buffer.from(tok, 'utf8'), Buffer.from(text.slice(at + cut), 'latin1')]);
-        const data = buf.subarray(Math.min(buf.length, 8 + n));
-        buf = rawFile(body, data, rnd() < 0.5 ? BigInt(body.length) : BigInt(n));
-        size = buf.length;
-      } else { // the length field or the file size
-        if (rnd() < 0.5 && buf.length >= 8) new DataView(buf.buffer, buf.byteOffset).setBigUint64(0, [0n, 1n, BigInt(n + int(5) - 2), 2n ** 32n, 2n ** 63n, 2n ** 64n - 1n][int(6)], true);
-        else size = Math.max(0, size + int(9) - 4);
-      }
-    }
-    try {
-      const h = parseHeader(buf, size, 'fuzz.safetensors');
-      parsed++;
-      checkConsistent(buf, size, h);
-    } catch (e) {
-      if (!(e instanceof Error) || !/^(fuzz\.safetensors|buf|fileSize): /.test(e.message)) throw e; // a test failure, reported with its input
-      rejected++;
-    }
-  }
-  console.log(`safetensors fuzz (seed ${FUZZ_SEED}): ${N} inputs (${parsed} parsed self-consistently, ${rejected} rejected with an Error), 0 crashes, ${Date.now() - t0} ms`);
-  expect(parsed + rejected).toBe(N);
-  expect(parsed).toBeGreaterThan(N / 400);
-  expect(rejected).toBeGreaterThan(N / 2);
+test(`fuzz: ${FUZZ_N} mutated and size-edge headers (seed ${FUZZ_SEED}) parse self-consistently or throw an Error, never crash`, () => {
+  const r = fuzzSafetensors(FUZZ_N, FUZZ_SEED);
+  console.log(`safetensors fuzz (seed ${FUZZ_SEED}): ${r.inputs} inputs (${r.accepted} parsed self-consistently, ${r.rejected} rejected with an Error), 0 crashes, ${r.ms} ms`);
+  expect(r.accepted + r.rejected).toBe(FUZZ_N);
+  expect(r.accepted).toBeGreaterThan(FUZZ_N / 400);
+  expect(r.rejected).toBeGreaterThan(FUZZ_N / 2);
 });

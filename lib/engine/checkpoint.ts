@@ -3,6 +3,7 @@
 // names and shapes the config implies; every failure names the file and the field or tensor.
 import * as fs from 'fs';
 import * as path from 'path';
+import { checkedProduct, checkedSum } from '../kernels/validate';
 import { elementCount, HostTensor, SafetensorsFile, writeBytesAtomic, writeSafetensors } from './safetensors';
 
 /** A validated decoder config. Field names are HF's; `raw` keeps the whole config.json for saving back. */
@@ -102,7 +103,7 @@ export function parseConfig(json: unknown, file = 'config.json'): DecoderConfig 
   const dtype = c.dtype ?? c.torch_dtype;
   if (dtype !== undefined && dtype !== null && typeof dtype !== 'string') throw new TypeError(`${file}: dtype/torch_dtype must be a string`);
 
-  return {
+  const cfg: DecoderConfig = {
     model_type: mt,
     hidden_size: hidden,
     intermediate_size: int('intermediate_size'),
@@ -121,6 +122,38 @@ export function parseConfig(json: unknown, file = 'config.json'): DecoderConfig 
     ...(typeof dtype === 'string' ? { torch_dtype: dtype } : {}),
     raw: { ...c },
   };
+  modelSize(cfg, file);
+  return cfg;
+}
+
+/** The engine's cap on a model's tensors (native/model/decoder.h kMaxTensors): num_hidden_layers ≤ 80,659. */
+export const MAX_TENSORS = 2 ** 20;
+const MAX_DIM = 2 ** 31 - 1; // the engine's int32 sizes
+
+/**
+ * Parameters and tensors a config implies, with checked arithmetic (the engine's native/model/decoder.cc
+ * model_size, same rules): a RangeError naming the fields and the size when a dimension or heads × head_dim
+ * exceeds 2^31 − 1, a parameter count is not an exact JS integer (2^53 − 1), or the tensors exceed MAX_TENSORS.
+ * Machine-independent: whether the model fits in memory is the engine's check when it is built.
+ */
+export function modelSize(cfg: DecoderConfig, file = 'config.json'): { params: number; tensors: number } {
+  const H = cfg.hidden_size, D = cfg.head_dim, L = cfg.num_hidden_layers;
+  for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'head_dim'] as const)
+    checkedProduct(file, [[k, cfg[k]]], MAX_DIM, `${MAX_DIM} (the engine's int32 sizes)`);
+  const QD = checkedProduct(file, [['num_attention_heads', cfg.num_attention_heads], ['head_dim', D]], MAX_DIM, `${MAX_DIM} (the engine's int32 sizes)`);
+  const KD = cfg.num_key_value_heads * D; // <= QD: num_key_value_heads divides num_attention_heads
+  const qo = checkedProduct(file, [['2', 2], ['num_attention_heads', cfg.num_attention_heads], ['head_dim', D], ['hidden_size', H]]);
+  const kv = checkedProduct(file, [['2', 2], ['num_key_value_heads', cfg.num_key_value_heads], ['head_dim', D], ['hidden_size', H]]);
+  const mlp = checkedProduct(file, [['3', 3], ['intermediate_size', cfg.intermediate_size], ['hidden_size', H]]);
+  const embed = checkedProduct(file, [[cfg.tie_word_embeddings ? '1' : '2', cfg.tie_word_embeddings ? 1 : 2], ['vocab_size', cfg.vocab_size], ['hidden_size', H]]);
+  const small = (cfg.qkv_bias ? QD + 2 * KD : 0) + (cfg.o_bias ? H : 0) + 2 * H; // biases, the two norms
+  const perLayer = checkedSum(file, [['q_proj + o_proj', qo], ['k_proj + v_proj', kv], ['mlp', mlp], ['norms and biases', small]]);
+  const layers = checkedProduct(file, [['num_hidden_layers', L], ['parameters per layer', perLayer]]);
+  const params = checkedSum(file, [['num_hidden_layers × parameters per layer', layers], ['embed_tokens + lm_head', embed], ['model.norm', H]]);
+  const perLayerTensors = 9 + (cfg.qkv_bias ? 3 : 0) + (cfg.o_bias ? 1 : 0);
+  const tensors = checkedProduct(file, [['num_hidden_layers', L], ['tensors per layer', perLayerTensors]], MAX_TENSORS,
+    `${MAX_TENSORS} (the engine's limit on a model's tensors)`) + (cfg.tie_word_embeddings ? 2 : 3);
+  return { params, tensors };
 }
 
 /** HF tensor names and shapes ([out, in] for Linear weights), in HF's named_parameters() order. */

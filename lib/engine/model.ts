@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
 import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
-import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
 export type Device = 'cpu' | 'cuda';
@@ -387,7 +387,7 @@ export class Model {
   forward(ids: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Float32Array {
     checkInteger('B', B, 1, 2 ** 31 - 1);
     checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, B * T);
+    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
     return local(call(() => this.native.forward(ids, B, T, !!opts.lastOnly)));
   }
 
@@ -467,7 +467,7 @@ export class Model {
     if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
     checkInteger('B', B, 1, 2 ** 31 - 1);
     checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, B * T);
+    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
     return local(call(() => this.native.prefill(cache.native, ids, B, T)));
   }
   /** One token per row (tokens: Int32Array(cache.batch)); returns the logits (B, V) of that position. */
@@ -482,7 +482,7 @@ export class Model {
     if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
     checkInteger('B', B, 1, 2 ** 31 - 1);
     checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, B * T);
+    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
     return settle(call(() => this.native.prefillAsync(cache.native, ids, B, T)));
   }
   /** decode() on a libuv worker. */

@@ -83,7 +83,8 @@ function f16ToF32Table(): Float32Array {
   return (f16Table = t);
 }
 
-export const elementCount = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+/** prod(shape); 0 when a dimension is 0 (also when the others' product is not finite: no Infinity × 0 = NaN). */
+export const elementCount = (shape: readonly number[]): number => (shape.includes(0) ? 0 : shape.reduce((a, b) => a * b, 1));
 
 /** An open .safetensors file: the header is parsed and checked at open; tensors are read on request. */
 export class SafetensorsFile {

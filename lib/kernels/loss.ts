@@ -2,7 +2,7 @@
 // Math: docs/design.md §1.2 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
 import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
-import { checkArray, checkDpoBeta, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
+import { checkArray, checkDpoBeta, checkedProduct, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
 
 export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob'] as const;
 export const NEGATIVE_FORMS = ['token', 'sequence'] as const;
@@ -155,7 +155,8 @@ export function toNative(o: LossOptions): Record<string, unknown> {
   const rows = checkInteger('rows', o.rows, 0, 2 ** 31 - 1);
   const vocab = checkInteger('vocab', o.vocab, 1, 2 ** 31 - 1);
   const logits = checkBuffer('logits', o.logits);
-  if (bufferLength(logits) !== rows * vocab) throw rangeError('logits', `length must be rows × vocab = ${rows * vocab}, got ${bufferLength(logits)}`);
+  const n = checkedProduct('logits', [['rows', rows], ['vocab', vocab]]);
+  if (bufferLength(logits) !== n) throw rangeError('logits', `length must be rows × vocab = ${n}, got ${bufferLength(logits)}`);
   let grad: LogitsBuffer | undefined;
   if (o.grad !== undefined) {
     grad = checkBuffer('grad', o.grad);

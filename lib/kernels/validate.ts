@@ -58,3 +58,40 @@ export function checkDpoBeta(arg: string, v: unknown): number {
   if (!(beta > 0) || beta > DPO_BETA_MAX) throw rangeError(arg, `must be in (0, ${DPO_BETA_MAX}], got ${beta}`);
   return beta;
 }
+
+/** One named factor or term of a size computed from user input, e.g. ['num_attention_heads', 28]. */
+export type SizeTerm = readonly [name: string, value: number];
+
+const MAX_SAFE_TEXT = '2^53 − 1 (the largest integer a JS number holds exactly)';
+
+function sizeError(label: string, terms: readonly SizeTerm[], op: string, value: number, exact: boolean, max: number, maxText?: string): RangeError {
+  const names = terms.map(([n]) => n).join(op);
+  const expr = terms.length > 1 ? `${names} = ${terms.map(([, v]) => v).join(op)}` : names;
+  const shown = exact ? ` = ${value}` : ` ≈ ${value.toPrecision(4)}`;
+  return new RangeError(`${label}: ${expr}${shown} exceeds ${maxText ?? (max === Number.MAX_SAFE_INTEGER ? MAX_SAFE_TEXT : String(max))}`);
+}
+
+function combine(label: string, terms: readonly SizeTerm[], product: boolean, max: number, maxText?: string): number {
+  let r = product ? 1 : 0;
+  for (const [name, v] of terms) {
+    if (!Number.isSafeInteger(v) || v < 0) throw rangeError(label, `${name} must be a non-negative integer, got ${v}`);
+    if (product && v === 0) return 0; // zero wins over an inexact partial product
+  }
+  for (const [, v] of terms) r = product ? r * v : r + v;
+  const exact = Number.isSafeInteger(r);
+  if (!exact || r > max) throw sizeError(label, terms, product ? ' × ' : ' + ', r, exact, max, maxText);
+  return r;
+}
+
+/**
+ * The exact product of sizes from user input: a RangeError "label: a × b = 3 × 5 = 15 exceeds …" when it is not a
+ * safe integer (2^53 − 1: beyond it a JS number is no longer exact) or exceeds `max` (`maxText` says what that is).
+ */
+export function checkedProduct(label: string, factors: readonly SizeTerm[], max = Number.MAX_SAFE_INTEGER, maxText?: string): number {
+  return combine(label, factors, true, max, maxText);
+}
+
+/** The exact sum of sizes from user input, checked like checkedProduct. */
+export function checkedSum(label: string, terms: readonly SizeTerm[], max = Number.MAX_SAFE_INTEGER, maxText?: string): number {
+  return combine(label, terms, false, max, maxText);
+}

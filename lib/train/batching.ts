@@ -111,9 +111,12 @@ export function buildMicroBatch<E extends BatchSample = Example>(units: readonly
   return mb;
 }
 
+/** The largest tokenBudget: a micro-batch's B × T rows must stay below 2^31 (the engine's int32 row indices). */
+export const MAX_TOKEN_BUDGET = 2 ** 31 - 1;
+
 function checkPack(o: PackOptions): { budget: number; padId: number } {
   if (o === null || typeof o !== 'object') throw typeError('options', 'must be an object');
-  const budget = checkInteger('tokenBudget', o.tokenBudget, 1);
+  const budget = checkInteger('tokenBudget', o.tokenBudget, 1, MAX_TOKEN_BUDGET);
   const padId = o.padId === undefined ? 0 : checkInteger('padId', o.padId, 0, 2 ** 31 - 1);
   return { budget, padId };
 }

@@ -42,7 +42,7 @@ import {
   checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
   readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
 } from './checkpoints';
-import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
+import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, MAX_TOKEN_BUDGET, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
 import { Example, selectExamples, Selection, TRAIN_METHODS, TrainMethod } from './examples';
 import { lrAt, SCHEDULE_KINDS, ScheduleKind, ScheduleOptions } from './schedule';
 
@@ -211,7 +211,7 @@ function checkOptions(o: TrainerOptions): Resolved {
     eps: num('eps', o.eps, 1e-8, 0),
     weightDecay: num('weightDecay', o.weightDecay, 0.01, 0),
     maxGradNorm: num('maxGradNorm', o.maxGradNorm, 1, 0),
-    tokenBudget: int('tokenBudget', o.tokenBudget, 4096, 1)!,
+    tokenBudget: o.tokenBudget === undefined ? 4096 : checkInteger('tokenBudget', o.tokenBudget, 1, MAX_TOKEN_BUDGET),
     microBatchesPerStep: int('microBatchesPerStep', o.microBatchesPerStep, undefined, 1),
     examplesPerStep: int('examplesPerStep', o.examplesPerStep, undefined, 1),
     epochs: int('epochs', o.epochs, 1, 1)!,

@@ -1,6 +1,8 @@
 // safetensors header parser: a strict, schema-driven JSON reader plus the format's checks (see safetensors.h).
 #include "core/safetensors.h"
 
+#include "core/checked.h"
+
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -155,15 +157,14 @@ struct Reader {
     if (neg) ++p;
     if (!(peek() >= '0' && peek() <= '9')) fail(ctx + ": expected an integer, got " + token());
     if (peek() == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9') fail(ctx + ": integer with a leading zero");
-    uint64_t v = 0;
+    int64_t v = 0;
     while (peek() >= '0' && peek() <= '9') {
-      const uint64_t d = uint64_t(*p++ - '0');
-      if (v > (uint64_t(INT64_MAX) - d) / 10)
+      const int64_t d = *p++ - '0';
+      if (!mul_ok(v, int64_t(10), &v) || !add_ok(v, d, &v))
         throw SafetensorsError(SafetensorsError::Range, file + ": " + ctx + ": integer out of the 64-bit range");
-      v = v * 10 + d;
     }
     if (peek() == '.' || peek() == 'e' || peek() == 'E') fail(ctx + ": non-integer number (expected an integer)");
-    return neg ? -int64_t(v) : int64_t(v);
+    return neg ? -v : v;
   }
   // [int, int, ...] with at most max_len elements.
   std::vector<int64_t> int_array(const std::string& ctx, size_t max_len) {
@@ -224,19 +225,19 @@ void check_tensor(const TensorInfo& t, uint64_t data_bytes, const std::string& f
     if (d < 0) range_fail(f, ctx + ": shape " + shape_str(t.shape) + " has a negative dimension");
     if (d > kMaxDim) range_fail(f, ctx + ": shape " + shape_str(t.shape) + " has a dimension >= 2^53");
     if (d == 0) zero = true;
-    else if (!overflow && count > UINT64_MAX / uint64_t(d)) overflow = true;
-    else if (!overflow) count *= uint64_t(d);
+    else if (!overflow) overflow = !mul_ok(count, uint64_t(d), &count);
   }
   if (zero) count = 0, overflow = false;  // a zero dimension wins over an overflowing product
-  if (overflow || count > UINT64_MAX / esize)
+  uint64_t bytes = 0;
+  if (overflow || !mul_ok(count, uint64_t(esize), &bytes))
     range_fail(f, ctx + ": shape " + shape_str(t.shape) + " is too large (byte count overflows)");
   if (t.begin > t.end) range_fail(f, ctx + ": data_offsets " + range_str(t.begin, t.end) + " end before they begin");
   if (t.end > data_bytes)
     range_fail(f, ctx + " data_offsets " + range_str(t.begin, t.end) + " exceed the data section (" +
                       std::to_string(data_bytes) + " bytes)");
-  if (count * esize != t.end - t.begin)
+  if (bytes != t.end - t.begin)
     range_fail(f, ctx + ": shape " + shape_str(t.shape) + " x " + t.dtype + " (" + std::to_string(esize) +
-                      " bytes) = " + std::to_string(count * esize) + " bytes, but data_offsets " +
+                      " bytes) = " + std::to_string(bytes) + " bytes, but data_offsets " +
                       range_str(t.begin, t.end) + " hold " + std::to_string(t.end - t.begin));
 }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <numeric>
 
+#include "core/checked.h"
 #include "core/safetensors.h"
 
 namespace rift::st {
@@ -42,15 +43,15 @@ uint64_t byte_count(const TensorSpec& t) {
   const size_t esize = dtype_size(t.dtype);
   if (esize == 0) bad(SafetensorsError::Format, "tensor \"" + t.name + "\": unknown dtype \"" + t.dtype + "\"");
   if (t.shape.size() > kMaxRank) bad(SafetensorsError::Range, "tensor \"" + t.name + "\": more than 64 dimensions");
-  uint64_t count = 1;
   for (const int64_t d : t.shape) {
     if (d < 0 || d > kMaxDim) bad(SafetensorsError::Range, "tensor \"" + t.name + "\": dimension out of [0, 2^53)");
     if (d == 0) return 0;
-    if (count > UINT64_MAX / uint64_t(d) / esize)
-      bad(SafetensorsError::Range, "tensor \"" + t.name + "\": byte count overflows");
-    count *= uint64_t(d);
   }
-  return count * esize;
+  uint64_t bytes = esize;
+  for (const int64_t d : t.shape)
+    if (!mul_ok(bytes, uint64_t(d), &bytes))
+      bad(SafetensorsError::Range, "tensor \"" + t.name + "\": byte count overflows");
+  return bytes;
 }
 
 }  // namespace
@@ -80,8 +81,7 @@ Layout layout(const std::vector<TensorSpec>& tensors,
   std::vector<uint64_t> begin(n);
   for (size_t i : by_data) {
     begin[i] = out.data_bytes;
-    if (bytes[i] > UINT64_MAX - out.data_bytes) bad(SafetensorsError::Range, "total size overflows");
-    out.data_bytes += bytes[i];
+    if (!add_ok(out.data_bytes, bytes[i], &out.data_bytes)) bad(SafetensorsError::Range, "total size overflows");
     out.placement.push_back({tensors[i].name, i, begin[i], begin[i] + bytes[i]});
   }
 

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
+#include "core/checked.h"
 #include "model/decoder_internal.h"
 
 namespace rift {
@@ -17,6 +19,14 @@ namespace {
 }
 
 }  // namespace
+
+int64_t checked_token_floats(const SizeCalc& k, int64_t floats, int64_t N, MemSpace space, const char* what) {
+  const std::string tokens = "B × T = " + std::to_string(N) + " tokens";
+  if (!k.ok()) bad("T", tokens + ": " + what + " would exceed 2^63 − 1 floats (64-bit sizes)");
+  const int64_t bytes = floats > kMaxInt64 / 4 ? kMaxInt64 : floats * 4;
+  if (space == MemSpace::Host) check_fits_in_memory("T", std::string(what) + " for " + tokens, bytes);
+  return floats;
+}
 
 int64_t default_chunk_rows(int64_t vocab, MemSpace space) {
   // Host: ~64 MB of fp32 logits. Device: ~1 GB — each chunk's dW += Gᵀ·H_c reads and writes the whole (V, C)
@@ -43,8 +53,38 @@ void validate_config(const DecoderConfig& c) {
   if (c.D % 2 != 0) bad("head_dim", "must be even (rotate-half RoPE), got " + std::to_string(c.D));
   if (!(std::isfinite(c.eps) && c.eps > 0 && c.eps < 1)) bad("rms_norm_eps", "must be a finite number in (0, 1)");
   if (!(std::isfinite(c.theta) && c.theta > 0 && c.theta < 1e30)) bad("rope_theta", "must be a finite number > 0");
-  if (c.Hq * c.D >= kMax || c.vocab * c.C >= (int64_t(1) << 40) || c.I * c.C >= (int64_t(1) << 40))
-    bad("hidden_size", "model too large");
+  model_size(c);
+}
+
+ModelSize model_size(const DecoderConfig& c) {
+  // Every field is in [1, 2^31) (validate_config): each product below is checked all the same.
+  checked_product("num_attention_heads", {{"num_attention_heads", c.Hq}, {"head_dim", c.D}}, (int64_t(1) << 31) - 1,
+                  "2147483647 (the engine's int32 sizes)");
+  const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;  // KD <= QD: Hkv divides Hq
+  const int64_t qo = checked_product("num_attention_heads",
+                                     {{"2", 2}, {"num_attention_heads", c.Hq}, {"head_dim", c.D}, {"hidden_size", C}});
+  const int64_t kv = checked_product("num_key_value_heads",
+                                     {{"2", 2}, {"num_key_value_heads", c.Hkv}, {"head_dim", c.D}, {"hidden_size", C}});
+  const int64_t mlp = checked_product("intermediate_size", {{"3", 3}, {"intermediate_size", c.I}, {"hidden_size", C}});
+  const int64_t embed = checked_product("vocab_size", {{c.tied ? "1" : "2", c.tied ? 1 : 2}, {"vocab_size", c.vocab},
+                                                       {"hidden_size", C}});
+  const int64_t small = (c.qkv_bias ? QD + 2 * KD : 0) + (c.o_bias ? C : 0) + 2 * C;  // biases, the two norms
+  const int64_t per_layer = checked_sum("num_hidden_layers", {{"q_proj + o_proj", qo}, {"k_proj + v_proj", kv},
+                                                              {"mlp", mlp}, {"norms and biases", small}});
+  ModelSize s;
+  const int64_t layers =
+      checked_product("num_hidden_layers", {{"num_hidden_layers", c.L}, {"parameters per layer", per_layer}});
+  s.params = checked_sum("num_hidden_layers", {{"num_hidden_layers × parameters per layer", layers},
+                                               {"embed_tokens + lm_head", embed}, {"model.norm", C}},
+                         kMaxSafeInteger, "2^53 − 1 (tensor offsets must be exact JS numbers)");
+  const int64_t per_layer_tensors = 9 + (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0);
+  s.tensors = checked_product("num_hidden_layers",
+                              {{"num_hidden_layers", c.L}, {"tensors per layer", per_layer_tensors}}, kMaxTensors,
+                              "1048576 (the engine's limit on a model's tensors)") +
+              (c.tied ? 2 : 3);
+  s.bytes = s.params * int64_t(sizeof(float)) + s.tensors * kTableBytesPerTensor;  // < 2^56: no overflow
+  s.dominant = layers >= embed ? "num_hidden_layers" : "vocab_size";
+  return s;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -54,7 +94,12 @@ KvCache::KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& op
     : L_(c.L), row_(c.Hkv * c.D), B_(B), Tmax_(Tmax), ops_(&ops) {
   if (B < 1 || B >= (int64_t(1) << 31)) bad("B", "must be an integer in [1, 2^31)");
   if (Tmax < 1 || Tmax >= (int64_t(1) << 31)) bad("Tmax", "must be an integer in [1, 2^31)");
-  buf_ = OpsBuffer(ops, MemCategory::KvCache, size_t(2 * L_ * layer_size()));
+  const int64_t bytes = checked_product("Tmax", {{"2 (k, v)", 2}, {"num_hidden_layers", L_}, {"B", B}, {"Tmax", Tmax},
+                                                 {"num_key_value_heads × head_dim", row_}, {"4 bytes", 4}});
+  if (ops.space() == MemSpace::Host)  // device memory: the allocation itself fails at once, with the CUDA error
+    check_fits_in_memory("Tmax", "a KV cache of B × Tmax = " + std::to_string(B) + " × " + std::to_string(Tmax) +
+                                     " positions", bytes);
+  buf_ = OpsBuffer(ops, MemCategory::KvCache, size_t(bytes / 4));
 }
 
 void KvCache::copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, int64_t count) {
@@ -85,6 +130,11 @@ Decoder::Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_
                  RowBackend& rows)
     : cfg_(c), ops_(ops), rows_(rows) {
   validate_config(c);
+  // Refused up front when it cannot fit: the flat params (fp32) and the tensor table are allocated right here (a CUDA
+  // model's params also pass through host memory once: Model.load / fromConfig stage them there).
+  const ModelSize size = model_size(c);
+  check_fits_in_memory(size.dominant, "a model of " + std::to_string(size.params) + " parameters (fp32) in " +
+                                          std::to_string(size.tensors) + " tensors", size.bytes);
   if (chunk_rows < 0 || chunk_rows >= (int64_t(1) << 31)) bad("chunkRows", "must be an integer in [0, 2^31)");
   chunk_rows_ = chunk_rows > 0 ? chunk_rows : default_chunk_rows(c.vocab, ops.space());
   const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
@@ -117,6 +167,7 @@ Decoder::Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_
   }
   off_norm_ = add("model.norm.weight", {C});
   off_lm_head_ = c.tied ? off_embed_ : add("lm_head.weight", {c.vocab, C});
+  if (off != size.params) throw std::logic_error("Decoder: model_size() disagrees with the tensor layout");
   nparams_ = off;
   params_ = std::make_shared<OpsBuffer>(ops_, params_category, size_t(nparams_));
   ops_.register_weights(params_->data(), size_t(nparams_), params_category);  // bf16 CUDA: a bf16 copy for GEMMs
@@ -280,9 +331,15 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
 
 namespace {
 
-int64_t infer_floats(const DecoderConfig& c, int64_t n) {
-  const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
-  return rup(n * C) * 2 + rup(n) + rup(n * QD) * 2 + rup(n * KD) * 2 + rup(n * c.I) * 2;
+// Floats of the inference scratch for n tokens: 2 r(n·C) + r(n) + 2 r(n·Hq·D) + 2 r(n·Hkv·D) + 2 r(n·I), checked.
+int64_t infer_floats(const DecoderConfig& c, int64_t n, MemSpace space) {
+  const int64_t QD = c.Hq * c.D, KD = c.Hkv * c.D;
+  SizeCalc k;
+  int64_t floats = 0;
+  using Term = std::pair<int64_t, int64_t>;  // (floats per token, buffers)
+  for (const auto& [width, count] : std::initializer_list<Term>{{c.C, 2}, {1, 1}, {QD, 2}, {KD, 2}, {c.I, 2}})
+    floats = k.add(floats, k.mul(k.r16(k.mul(n, width)), count));
+  return checked_token_floats(k, floats, n, space, "the inference scratch");
 }
 
 }  // namespace
@@ -290,9 +347,10 @@ int64_t infer_floats(const DecoderConfig& c, int64_t n) {
 void Decoder::forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, float* logits) {
   if (B < 1) bad("B", "must be >= 1");
   if (T < 1) bad("T", "must be >= 1");
+  checked_product("T", {{"B", B}, {"T", T}});
   check_ids(ids, B * T, "ids");
   const int64_t n = B * T, C = cfg_.C;
-  float* x = scratch(infer_floats(cfg_, n));
+  float* x = scratch(infer_floats(cfg_, n, ops_.space()));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, nullptr);
   if (last_only) return last_logits(x, B, T, logits);
@@ -312,7 +370,7 @@ LossResult Decoder::loss_forward_only(const int32_t* ids, int64_t B, int64_t T, 
     OpsBuffer saved;
     ~Restore() { d.infer_ = std::move(saved); }
   } restore{*this, std::move(infer_)};
-  infer_ = OpsBuffer(ops_, MemCategory::Activations, size_t(infer_floats(cfg_, n)));
+  infer_ = OpsBuffer(ops_, MemCategory::Activations, size_t(infer_floats(cfg_, n, ops_.space())));
   float* x = infer_.data();
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, nullptr);
@@ -329,13 +387,13 @@ void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, 
   if (B != cache.B_)
     bad("B", "must equal the cache's batch size " + std::to_string(cache.B_) + ", got " + std::to_string(B));
   if (T < 1) bad("T", "must be >= 1");
-  if (cache.len_ + T > cache.Tmax_)
+  if (T > cache.Tmax_ - cache.len_)
     bad("cache", "holds " + std::to_string(cache.len_) + " of " + std::to_string(cache.Tmax_) +
                      " positions: no room for " + std::to_string(T) + " more");
-  check_ids(ids, B * T, T == 1 ? "tokens" : "ids");
+  check_ids(ids, B * T, T == 1 ? "tokens" : "ids");  // B, T < 2^31: B·T fits
   const int64_t n = B * T, C = cfg_.C;
   if (cache.ops_->space() != ops_.space()) bad("cache", "lives on another device than this model");
-  float* x = scratch(infer_floats(cfg_, n));
+  float* x = scratch(infer_floats(cfg_, n, ops_.space()));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, &cache);
   last_logits(x, B, T, logits);

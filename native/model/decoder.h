@@ -42,8 +42,24 @@ struct DecoderConfig {
   bool o_bias = false;       // o_proj has a bias (llama with attention_bias)
 };
 
-// Throws ArgError (Range) naming the HF field when a value is out of range.
+// Throws ArgError (Range) naming the HF field when a value is out of range or a size it implies overflows
+// (model_size).
 void validate_config(const DecoderConfig& c);
+
+// The engine's caps on a model's shape, machine-independent (lib/engine/checkpoint.ts parseConfig has the same):
+constexpr int64_t kMaxTensors = int64_t(1) << 20;  // num_hidden_layers × tensors per layer (9..13) at most
+constexpr int64_t kTableBytesPerTensor = 256;      // a TensorInfo with its name and shape, for the estimate below
+
+// What a config makes the Decoder allocate at once, with checked arithmetic: ArgError (Range) naming the field
+// and the size when a product or sum overflows int64, the parameter count exceeds 2^53 − 1 or the tensor count
+// exceeds kMaxTensors. The Decoder then refuses `bytes` beyond this machine's physical memory (core/checked.h).
+struct ModelSize {
+  int64_t params = 0;   // floats of the flat buffer
+  int64_t tensors = 0;  // entries of the tensor table
+  int64_t bytes = 0;    // 4 × params + tensors × kTableBytesPerTensor
+  const char* dominant = "num_hidden_layers";  // the field the bytes mostly come from (named in the error)
+};
+ModelSize model_size(const DecoderConfig& c);
 // Rows of the lm_head + loss chunk when none is given: clamp(2^24 / V, 64, 1024) on the host (~64 MB of fp32
 // logits), clamp(2^28 / V, 64, 4096) on a device (~1 GB).
 int64_t default_chunk_rows(int64_t vocab, MemSpace space);

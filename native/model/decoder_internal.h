@@ -3,11 +3,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/checked.h"
 #include "model/decoder.h"
 
 namespace rift {
 
 inline int64_t round16(int64_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned sub-buffers
+
+// `floats` of a buffer for N = B·T tokens, computed by k (core/checked.h). Throws ArgError (Range, "T") naming the
+// tokens and `what` when k overflowed, or when a host buffer would not fit in this machine's memory.
+int64_t checked_token_floats(const SizeCalc& k, int64_t floats, int64_t N, MemSpace space, const char* what);
 
 // The training forward's saved activations for up to `cap` tokens (N = B·T), carved from ONE buffer (backend memory).
 // Three layouts (Mode):

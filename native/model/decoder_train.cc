@@ -25,20 +25,25 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
     const DecoderConfig& c = cfg_;
     const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
     // Per layer: res, then (Full: all; Recompute: none; Bf16: rstd1, rstd2, lse + the bf16 copies) of its own; the
-    // fp32 big tensors once per layer (Full) or once in all (Recompute, Bf16). See Decoder::Acts.
-    const int64_t small = round16(N) * 2 + round16(N * c.Hq);
+    // fp32 big tensors once per layer (Full) or once in all (Recompute, Bf16). See Decoder::Acts. Checked (k): the
+    // sizes come from the caller's B × T and the config.
+    SizeCalc k;
+    const int64_t small = k.add(k.mul(k.r16(N), 2), k.r16(k.mul(N, c.Hq)));
     int64_t big = 0, z = 0;
     for (int i = 0; i < 10; ++i) {
-      big += round16(N * Acts::big_width(c, i));
-      z += round16((N * Acts::big_width(c, i) + 1) / 2);  // bf16 values, two per float slot
+      const int64_t n = k.mul(N, Acts::big_width(c, i));
+      big = k.add(big, k.r16(n));
+      z = k.add(z, k.r16(k.add(n, 1) / 2));  // bf16 values, two per float slot
     }
-    const int64_t own = mode == Mode::Full ? small + big : mode == Mode::Bf16 ? small + z : 0;
-    const int64_t shared = mode == Mode::Full ? 0 : mode == Mode::Bf16 ? big : small + big;
-    const int64_t tail = round16(N * C) * 2 + round16(N);
-    const int64_t bwd = round16(N * C) * 2 + round16(N * QD) * 2 + round16(N * KD) * 2 + round16(N * I) * 2;
+    const int64_t own = mode == Mode::Full ? k.add(small, big) : mode == Mode::Bf16 ? k.add(small, z) : 0;
+    const int64_t shared = mode == Mode::Full ? 0 : mode == Mode::Bf16 ? big : k.add(small, big);
+    const int64_t tail = k.add(k.mul(k.r16(k.mul(N, C)), 2), k.r16(N));
+    int64_t bwd = 0;
+    for (const int64_t width : {C, QD, KD, I}) bwd = k.add(bwd, k.mul(k.r16(k.mul(N, width)), 2));
+    const int64_t floats = k.add(k.add(k.mul(c.L, k.add(k.r16(k.mul(N, C)), own)), shared), k.add(tail, bwd));
+    checked_token_floats(k, floats, N, ops_.space(), "the training activations");
     a.buf = OpsBuffer();  // free the old one first
-    a.buf = OpsBuffer(ops_, MemCategory::Activations,
-                      size_t(c.L * (round16(N * C) + own) + shared + tail + bwd));
+    a.buf = OpsBuffer(ops_, MemCategory::Activations, size_t(floats));
     float* p = a.buf.data();
     auto take = [&](int64_t n) {
       float* r = p;
@@ -182,7 +187,8 @@ LossResult Decoder::loss_and_backward(const TrainBatch& batch) {
   const int64_t B = batch.B, T = batch.T;
   if (B < 1) bad("B", "must be >= 1");
   if (T < 1) bad("T", "must be >= 1");
-  if (B * T >= (int64_t(1) << 31)) bad("T", "B × T must be < 2^31");
+  int64_t N = 0;
+  if (!mul_ok(B, T, &N) || N >= (int64_t(1) << 31)) bad("T", "B × T must be < 2^31");
   check_ids(batch.ids, B * T, "ids");
   LossSpec spec = batch.loss;
   spec.N = B * T;
