@@ -10,14 +10,15 @@
 # (they time nothing) — then phase B — the timed benchmarks, one after another on an otherwise idle GPU. Every step is bounded by its own cap, clamped to what is
 # left of BUDGET_S (default 540 s); a step that would get under 20 s is skipped and named in the last line.
 #
-# Phase A (PAR_STEPS, default "opsjest hfparity memcheck"):
-#   opsjest    the whole jest suite with CUDA present (shared tests run their CUDA variants)
+# Phase A (PAR_STEPS, default "cudajest hfparity memcheck"):
+#   cudajest   the jest files with CUDA variants or CUDA paths ($CUDA_TESTS below), with CUDA present
+#   opsjest    the whole jest suite with CUDA present (not by default: the rest is CPU-only, as in CI)
 #   hfparity   scripts/hf_parity.py (torch fp32, TF32 off) for the tiny and qwen2.5-1.5b shapes, then
 #              dist/bench/gpu-parity.js on each (engine fp32 on cuda; tiny on cpu too): logits rows, loss, token
 #              log-probs and every gradient vs HF; writes parity-<gpu>-<date>.json
 #   memcheck   compute-sanitizer memcheck on scripts/cuda-train-step.js (2 training steps, DPO, KV decode, bf16
 #              and fp32), then the same pass with RIFT_CUDA_SYNC=1 (a check after every kernel and cuBLAS call)
-# Phase B (SEQ_STEPS, default "engine hfbench bench torchloss kernels memcheckops"):
+# Phase B (SEQ_STEPS, default "engine hfbench bench torchloss kernels profile memcheckops"):
 #   engine      dist/bench/run.js --only engine-cuda: Qwen2.5-1.5B shape, T=4096 bf16 train step, MFU, per-part
 #               timings, KV-cache sampling, RIFT vs DPO-held device memory
 #   hfbench     scripts/hf_train_bench.py: HF transformers eager and sdpa at the same shape and numerics
@@ -25,8 +26,9 @@
 #   torchloss   scripts/torch_loss_bench.py: PyTorch cross-entropy (eager, compiled) on the same problem
 #   kernels     Nsight Compute: each loss kernel's own duration (kernel alone, no API or sync overhead)
 #   memcheckops compute-sanitizer memcheck on test/cuda.test.ts
-#   profile     where the time goes (not by default): scripts/cuda-profile.js wall-clock parts at the 1.5B layer
-#               shape, then Nsight Compute over one training step and over 8 decode steps, summed per kernel
+#   profile     where the time goes: scripts/cuda-profile.js wall-clock parts at the 1.5B layer shape (also with
+#               RIFT_CUDA_WEIGHT_COPY=0), then Nsight Compute over one training step and over 8 decode steps,
+#               summed per kernel
 #   parity      scripts/make_parity_fixture.py: regenerates the checked-in tiny HF fixtures (not by default)
 # Exit status: 0 all ran and passed, 1 a step failed or timed out, 2 none failed but some were skipped,
 # 3 the preflight failed (no usable GPU, or the tiny step failed; PREFLIGHT=0 goes on regardless: a dry run of the
@@ -37,8 +39,8 @@ W=${WORK_DIR:-/tmp/rift-device-check}   # every log and JSON; packed into $OUT/r
 rm -rf "$W"; mkdir -p "$OUT" "$W"
 [[ -f .device/env.sh ]] && source .device/env.sh   # a packed Node + addon for a GPU host without Node, when present
 export RIFT_ADDON=${RIFT_ADDON:-$PWD/build/Release/rift.node}
-par_steps=${PAR_STEPS-"opsjest hfparity memcheck"}
-seq_steps=${SEQ_STEPS-"engine hfbench bench torchloss kernels memcheckops"}
+par_steps=${PAR_STEPS-"cudajest hfparity memcheck"}
+seq_steps=${SEQ_STEPS-"engine hfbench bench torchloss kernels profile memcheckops"}
 budget=${BUDGET_S:-540}
 hf=${HF_DIR:-/tmp/rift-hf}
 start=$SECONDS
@@ -91,10 +93,17 @@ fi
 note "== preflight: ok at $((SECONDS - start)) s"
 pack
 
+# The test files with CUDA variants or CUDA paths (the rest is CPU-only and runs in CI).
+CUDA_TESTS="test/cuda.test.ts test/ops.test.ts test/ops-bf16-storage.test.ts test/ops-attention-bf16.test.ts
+  test/model.test.ts test/model-device.test.ts test/model-dispose.test.ts test/engine-errors.test.ts
+  test/gpu-parity.test.ts test/device-pointer.test.ts test/sampler.test.ts test/async-ownership.test.ts
+  test/native-args.test.ts test/loss.test.ts test/loss-edges.test.ts"
+
 # ---- steps -------------------------------------------------------------------------------------------------
 step() {
   case $1 in
     opsjest) run opsjest 200 node node_modules/jest/bin/jest.js --ci -i ;;
+    cudajest) run cudajest 200 node node_modules/jest/bin/jest.js --ci -i $CUDA_TESTS ;;
     jest) run jest 150 node node_modules/jest/bin/jest.js --ci -i ${JEST_ARGS:-test/cuda.test.ts} ;;
     hfparity)
       if run hfparity-py-tiny 90 python3 scripts/hf_parity.py --shape tiny --out "$hf/tiny"; then
@@ -134,6 +143,7 @@ step() {
       fi ;;
     profile)  # wall-clock parts, then Nsight Compute on one training step and on 8 decode steps (4 of 28 layers)
       run profile-wall 120 node scripts/cuda-profile.js --layers 4
+      RIFT_CUDA_WEIGHT_COPY=0 run profile-wall-nocopy 90 node scripts/cuda-profile.js --layers 4 --phase train
       if [[ -z $ncu ]]; then note "== profile-ncu: FAIL (ncu not found)"
       else
         for ph in train decode; do
@@ -145,7 +155,7 @@ step() {
       fi ;;
     parity) run parity 90 python3 scripts/make_parity_fixture.py --out /tmp/parity
             tar -czf "$W/parity-fixtures.tgz" -C /tmp parity 2>/dev/null; pack ;;
-    *) note "== $1: FAIL (unknown step; known: opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity)" ;;
+    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity)" ;;
   esac
 }
 
