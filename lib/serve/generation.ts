@@ -89,8 +89,9 @@ class Choice {
 
   constructor(readonly index: number, private readonly g: Generation) {}
 
+  /** The text of the tokens so far, without a stop token that ended the row. */
   private decoded(): string {
-    const ids = this.finish === 'stop' && typeof this.stopReason !== 'string' && this.done ? this.ids.slice(0, -1) : this.ids;
+    const ids = this.done && this.finish === 'stop' && typeof this.stopReason !== 'string' ? this.ids.slice(0, -1) : this.ids;
     return this.g.tok.decode(ids, { skipSpecialTokens: true });
   }
 
@@ -105,9 +106,9 @@ class Choice {
       this.finish = 'stop';
       this.stopReason = g.eos.has(id) ? null : id;
     }
-    const needText = this.done || g.req.stop.length > 0 || g.streaming;
-    let text = needText ? this.decoded() : '';
+    let text: string | undefined;
     if (!this.done && g.req.stop.length) {
+      text = this.decoded();
       let at = -1, hit = '';
       for (const s of g.req.stop) {
         const i = text.indexOf(s);
@@ -121,8 +122,8 @@ class Choice {
       }
     }
     if (!this.done && this.ids.length >= g.req.maxTokens) this.done = true;
-    if (this.done) this.text = text;
-    if (g.streaming) this.stream(this.done ? text : this.holdBack(text));
+    if (this.done) this.text = text !== undefined && typeof this.stopReason === 'string' ? text : this.decoded();
+    if (g.streaming) this.stream(this.done ? this.text : this.holdBack(text ?? this.decoded()));
   }
 
   /** The part of `text` that cannot change any more. */

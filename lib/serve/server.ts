@@ -48,6 +48,8 @@ export interface ServerStats {
   completed: number;
   rejected429: number;
   failed: number;
+  /** Generations stopped because their client went away or the server shut down. */
+  aborted: number;
   waiting: number;
   running: boolean;
 }
@@ -116,7 +118,7 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
   const queue = new EngineQueue(o.maxQueue ?? 16);
   const log = o.log ?? (() => undefined);
   const created = Math.floor(Date.now() / 1000);
-  const stats = { requests: 0, completed: 0, rejected429: 0, failed: 0 };
+  const stats = { requests: 0, completed: 0, rejected429: 0, failed: 0, aborted: 0 };
   const running = new Set<AbortController>();
   const inFlight = new Set<Promise<void>>();
   let closing = false;
@@ -171,9 +173,12 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
         throw new ApiError(429, e.message, 'rate_limit_error', null, 'queue_full');
       }
       if (e instanceof QueueClosedError) throw new ApiError(503, e.message, 'server_error', null, 'shutting_down');
-      stats.failed++;
       const err = generationError(e);
-      if (err instanceof GenerationAborted) throw new ApiError(503, err.message, 'server_error', null, 'aborted');
+      if (err instanceof GenerationAborted) {
+        stats.aborted++;
+        throw new ApiError(503, err.message, 'server_error', null, 'aborted');
+      }
+      stats.failed++;
       if (err.status >= 500) log(`rift serve: ${err.message}`);
       throw err;
     }

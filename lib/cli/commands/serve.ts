@@ -59,7 +59,7 @@ export function serveCommand(out: () => Output): Command {
         process.on('SIGTERM', onSignal);
       });
       const s = server.stats();
-      o.result({ command: 'serve', url: server.url, model: name, ...s }, `rift serve: stopped after ${s.requests} requests (${s.completed} completed, ${s.rejected429} answered 429, ${s.failed} failed)`);
+      o.result({ command: 'serve', url: server.url, model: name, ...s }, `rift serve: stopped after ${s.requests} requests (${s.completed} completed, ${s.rejected429} answered 429, ${s.aborted} aborted, ${s.failed} failed)`);
     });
   return cmd;
 }
