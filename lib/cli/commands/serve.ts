@@ -3,7 +3,7 @@
 import * as path from 'path';
 import { Command } from 'commander';
 import { startServer } from '../../serve';
-import type { Output } from '../io';
+import { CliError, type Output } from '../io';
 import { int, num } from '../parse';
 import { DEFAULT_MODEL, deviceOptions, loadModelDir, type DeviceFlags } from './common';
 
@@ -14,6 +14,7 @@ interface Flags extends DeviceFlags {
   port: number;
   maxQueue: number;
   maxN: number;
+  maxModelLen?: number;
   grace: number;
   json?: boolean;
 }
@@ -27,6 +28,7 @@ export function serveCommand(out: () => Output): Command {
     .option('--port <n>', 'port to listen on (0: any free port)', int(0, 65535), 8000)
     .option('--max-queue <n>', 'requests that may wait while one runs; more are answered 429', int(0), 16)
     .option('--max-n <n>', 'most choices (n) per prompt', int(1), 64)
+    .option('--max-model-len <n>', "the context a request may use (prompt + max_tokens; default and at most the model's max_position_embeddings)", int(1))
     .option('--grace <seconds>', 'on SIGINT/SIGTERM, how long open requests may take to finish', num(0), 30);
   deviceOptions(cmd)
     .option('--json', 'JSON lines on stdout')
@@ -34,11 +36,14 @@ export function serveCommand(out: () => Output): Command {
       const o = out();
       const { model, tokenizer } = loadModelDir(f.model, '--model', f);
       const name = f.servedModelName ?? path.basename(path.resolve(f.model));
+      const ctx = model.config.max_position_embeddings;
+      if (f.maxModelLen !== undefined && f.maxModelLen > ctx)
+        throw new CliError(`--max-model-len: ${f.maxModelLen} is more than the model's max_position_embeddings (${ctx})`);
       const server = await startServer({
-        model, tokenizer, servedModelName: name, host: f.host, port: f.port, maxQueue: f.maxQueue, maxN: f.maxN, log: (m) => o.log(m),
+        model, tokenizer, servedModelName: name, host: f.host, port: f.port, maxQueue: f.maxQueue, maxN: f.maxN, contextLength: f.maxModelLen ?? ctx, log: (m) => o.log(m),
       });
       o.emit({ event: 'listening', url: server.url, baseURL: `${server.url}/v1`, model: name });
-      if (!o.json) o.io.stdout(`rift serve: ${name} on ${server.url}/v1 (context ${model.config.max_position_embeddings}, queue ${f.maxQueue}); Ctrl-C stops\n`);
+      if (!o.json) o.io.stdout(`rift serve: ${name} on ${server.url}/v1 (context ${f.maxModelLen ?? ctx}, queue ${f.maxQueue}); Ctrl-C stops\n`);
       let signals = 0;
       await new Promise<void>((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => {
