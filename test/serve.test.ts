@@ -87,6 +87,12 @@ describe('completions', () => {
       expect(c.finish_reason).toBe('stop');
       expect((c as unknown as { stop_reason: string }).stop_reason).toBe(t[at]);
     });
+    const semi = s.tokenizer.tokenToId(';')!;
+    const byId = await client.completions.create({ ...base, stop_token_ids: [semi] } as OpenAI.CompletionCreateParamsNonStreaming);
+    byId.choices.forEach((c, i) => {
+      expect(c.text).toBe(full.choices[i].text.slice(0, full.choices[i].text.indexOf(';')));
+      expect((c as unknown as { stop_reason: number }).stop_reason).toBe(semi);
+    });
     const short = await client.completions.create({ ...base, max_tokens: 3 });
     expect(short.choices.map((c) => c.finish_reason)).toEqual(['length', 'length', 'length']);
     expect(short.choices.map((c) => c.text)).toEqual(full.choices.map((c) => c.text.slice(0, 3)));
@@ -187,6 +193,11 @@ describe('chat completions', () => {
     const bad = chatClient.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'assistant', content: '1' }] });
     await expect(bad).rejects.toThrow(BadRequestError);
     await expect(bad).rejects.toThrow(/messages: .*tokenizer_config\.json \(chat_template\): the chat template failed to render: only system and user messages/);
+    const long = chatClient.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: '1+'.repeat(130) }] });
+    await expect(long).rejects.toMatchObject({ status: 400, code: 'context_length_exceeded', param: 'messages' });
+    await expect(long).rejects.toThrow(/maximum context length is 256 tokens\. However, the messages are 263 tokens, which leaves no room for a completion/);
+    const fits = await chatClient.chat.completions.create({ model: 'tiny-chat', messages: [{ role: 'user', content: '1+'.repeat(120) }], seed: 1 });
+    expect(fits.usage!.prompt_tokens + fits.usage!.completion_tokens).toBeLessThanOrEqual(256); // default max_tokens: the rest of the context
     const none = client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: '1' }] });
     await expect(none).rejects.toMatchObject({ status: 400, code: 'no_chat_template' });
   });
@@ -212,6 +223,9 @@ describe('bad requests get OpenAI-style errors naming the field', () => {
     [{ logprobs: 21 }, 400, 'invalid_value', /logprobs: must be in \[0, 20\]/],
     [{ seed: 0.5 }, 400, 'invalid_value', /seed: must be an integer/],
     [{ stream_options: { include_usage: true } }, 400, 'invalid_value', /stream_options: is only allowed with stream: true/],
+    [{ stream: true, stream_options: { include_usage: 1 } }, 400, 'invalid_type', /stream_options\.include_usage: must be a boolean, got number/],
+    [{ top_k: -2 }, 400, 'invalid_value', /top_k: must be in \[-1, /],
+    [{ stop_token_ids: [40] }, 400, 'invalid_value', /stop_token_ids: token 0 = 40 is not a token id/],
   ])('%j → %i %s', async (body, status, code, msg) => {
     const p = create(body);
     await expect(p).rejects.toBeInstanceOf(APIError);
@@ -237,6 +251,16 @@ describe('bad requests get OpenAI-style errors naming the field', () => {
     expect(arr.status).toBe(400);
     expect((await errorOf(arr)).message).toMatch(/must be a JSON object, got an array/);
   });
+});
+
+test('startServer: bad options are TypeErrors/RangeErrors naming them; a taken port rejects', async () => {
+  const { startServer } = await import('../lib/serve');
+  await expect(startServer({ model: undefined as never, tokenizer: s.tokenizer, servedModelName: 'x' })).rejects.toThrow(/^model: must be an engine Model/);
+  await expect(startServer({ model: s.model, tokenizer: {} as never, servedModelName: 'x' })).rejects.toThrow(/^tokenizer: must be a Tokenizer/);
+  await expect(startServer({ model: s.model, tokenizer: s.tokenizer, servedModelName: '' })).rejects.toThrow(/^servedModelName: /);
+  await expect(startServer({ model: s.model, tokenizer: s.tokenizer, servedModelName: 'x', port: 0, maxN: 0 })).rejects.toThrow('maxN: must be an integer ≥ 1, got 0');
+  await expect(startServer({ model: s.model, tokenizer: s.tokenizer, servedModelName: 'x', port: 0, maxQueue: -1 })).rejects.toThrow('maxQueue: must be an integer ≥ 0, got -1');
+  await expect(startServer({ model: s.model, tokenizer: s.tokenizer, servedModelName: 'x', port: s.server.port })).rejects.toThrow(/EADDRINUSE/);
 });
 
 describe('queue, disconnects, shutdown', () => {

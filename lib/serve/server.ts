@@ -105,7 +105,11 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
 export async function startServer(o: ServeOptions): Promise<RiftServer> {
   if (typeof o !== 'object' || o === null) throw new TypeError('options: must be an object');
   if (typeof o.servedModelName !== 'string' || o.servedModelName === '') throw new TypeError('servedModelName: must be a non-empty string');
-  const contextLength = positiveInt('contextLength', o.contextLength ?? o.model?.config?.max_position_embeddings, NaN);
+  if (typeof o.model !== 'object' || o.model === null || typeof o.model.newKvCache !== 'function' || !Number.isSafeInteger(o.model.config?.vocab_size))
+    throw new TypeError('model: must be an engine Model (or a SamplerModel with config.vocab_size)');
+  if (typeof o.tokenizer !== 'object' || o.tokenizer === null || typeof o.tokenizer.encode !== 'function' || typeof o.tokenizer.decode !== 'function')
+    throw new TypeError('tokenizer: must be a Tokenizer');
+  const contextLength = positiveInt('contextLength', o.contextLength ?? o.model.config.max_position_embeddings, NaN);
   const ctx: ServeContext = {
     servedModelName: o.servedModelName,
     tokenizer: o.tokenizer,

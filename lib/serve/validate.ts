@@ -205,6 +205,12 @@ function logprobs(b: Body, kindOf: 'completion' | 'chat'): number | null {
   return on ? (top ?? 0) : null;
 }
 
+function includeUsage(so: unknown): boolean {
+  if (!isObj(so) || so.include_usage === undefined || so.include_usage === null) return false;
+  if (typeof so.include_usage !== 'boolean') throw badParam('stream_options.include_usage', `must be a boolean, got ${kind(so.include_usage)}`, 'invalid_type');
+  return so.include_usage;
+}
+
 /** Checks a /v1/completions (kind 'completion') or /v1/chat/completions ('chat') body. */
 export function parseRequest(body: unknown, kindOf: 'completion' | 'chat', ctx: ServeContext): GenerationRequest {
   if (!isObj(body)) throw new ApiError(400, `the request body must be a JSON object, got ${kind(body)}`, 'invalid_request_error', null, 'invalid_body');
@@ -218,15 +224,23 @@ export function parseRequest(body: unknown, kindOf: 'completion' | 'chat', ctx: 
   const room = ctx.contextLength - longest;
   const key = kindOf === 'chat' && body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
   const defMax = kindOf === 'chat' ? room : COMPLETION_DEFAULT_MAX_TOKENS;
+  const what = kindOf === 'chat' ? 'messages' : 'prompt';
+  if (room < 1)
+    throw new ApiError(
+      400,
+      `This model's maximum context length is ${ctx.contextLength} tokens. However, the ${what} ${kindOf === 'chat' ? 'are' : 'is'} ${longest} tokens, which leaves no room for a completion.`,
+      'invalid_request_error',
+      what,
+      'context_length_exceeded',
+    );
   const maxTokens = number(body, key, defMax, 1, Number.MAX_SAFE_INTEGER, { int: true });
   if (longest + maxTokens > ctx.contextLength)
     throw new ApiError(
       400,
       `This model's maximum context length is ${ctx.contextLength} tokens. However, you requested ${longest + maxTokens} tokens ` +
-        `(${longest} in the ${kindOf === 'chat' ? 'messages' : 'prompt'}, ${maxTokens} for the completion). ` +
-        `Please reduce the length of the ${kindOf === 'chat' ? 'messages' : 'prompt'} or ${key}.`,
+        `(${longest} in the ${what}, ${maxTokens} for the completion). Please reduce the length of the ${what} or ${key}.`,
       'invalid_request_error',
-      room >= 1 ? key : kindOf === 'chat' ? 'messages' : 'prompt',
+      key,
       'context_length_exceeded',
     );
   const topK = number(body, 'top_k', 0, -1, Number.MAX_SAFE_INTEGER, { int: true });
@@ -252,7 +266,7 @@ export function parseRequest(body: unknown, kindOf: 'completion' | 'chat', ctx: 
     ...(seed !== undefined ? { seed } : {}),
     logprobs: logprobs(body, kindOf),
     stream,
-    includeUsage: isObj(so) ? bool(so, 'include_usage', false) : false,
+    includeUsage: includeUsage(so),
     returnTokenIds: bool(body, 'return_token_ids', false),
   };
 }
