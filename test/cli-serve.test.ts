@@ -6,7 +6,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { buildCli, cliScratch, riftAsync, riftSync, root } from './helpers/cli';
-import { closedPort, proxy } from './helpers/serve';
+import { closedPort, proxy, tinyChatDir } from './helpers/serve';
 
 const bin = path.join(root, 'bin', 'rift.js');
 let tmp: string;
@@ -115,6 +115,12 @@ test('a 429 is retried', async () => {
 }, 60_000);
 
 describe('one-line errors; --out is not created', () => {
+  let raising: string;
+  beforeAll(() => {
+    raising = tinyChatDir("{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message first') }}{% endif %}{{ messages[0]['content'] }}");
+  });
+  afterAll(() => fs.rmSync(raising, { recursive: true, force: true }));
+
   test.each([
     [['--server', 'URL'], /^rift: --server: needs --served-model NAME/],
     [['--served-model', 'x'], /^rift: --served-model: only with --server\n$/],
@@ -124,8 +130,10 @@ describe('one-line errors; --out is not created', () => {
     [['--server', 'URL', '--served-model', 'tiny-base', '--server-api', 'chat'], /^rift: --server-api chat: needs the chat prompt format/],
     [['--server', 'URL', '--served-model', 'tiny-base', '--max-new-tokens', '250'], /^rift: --problems: problem "[^"]+": its prompt is \d+ tokens; with --max-new-tokens 250 it exceeds the model's context of 256 positions/],
     [['--server', 'ftp://x', '--served-model', 'tiny-base'], /^rift: --server: ftp:\/\/x: must be an http:\/\/ or https:\/\/ URL\n$/],
+    [['--server', 'URL', '--served-model', 'tiny-base', '--prompt-format', 'chat'], /^rift: --prompt-format chat: .*tiny-base has no chat template/],
+    [['--server', 'URL', '--served-model', 'tiny-base', '--model', 'RAISING', '--prompt-format', 'chat'], /^rift: problem "[^"]+": .*tokenizer_config\.json \(chat_template\): the chat template failed to render: a system message first\n$/],
   ])('%j', (args, msg) => {
-    const a = args.map((x) => (x === 'URL' ? srv.baseURL : x));
+    const a = args.map((x) => (x === 'URL' ? srv.baseURL : x === 'RAISING' ? raising : x));
     const r = riftSync(tmp, ['rollout', '--model', modelDir, '--problems', 'problems.jsonl', '--out', 'bad.jsonl', ...a]);
     expect(r.stderr).toMatch(msg);
     expect(r.code).toBe(1);
