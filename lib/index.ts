@@ -46,3 +46,10 @@ export {
 export type {
   PromptSpec, PromptChoice, PromptProblem, ScorerOptions, ExampleOptions, TrainMethodOptions,
 } from './loop';
+// rift serve (an OpenAI-compatible server on the engine) and rollouts from any OpenAI-compatible server
+export { startServer, runGeneration, parseRequest, renderChat, EngineQueue, ApiError } from './serve';
+export type { ServeOptions, RiftServer, ServerStats, ServeModel, GenerationRequest, GenerationResult, ChoiceResult, ChoiceDelta } from './serve';
+export { runRemoteRollouts, requestSeed } from './rollout/remote';
+export type { RemoteSampler, RemoteRequest, RemoteResponse, RemoteChoice, RemotePrompt, RemoteInfo, RemoteRolloutRecord, RemoteRolloutOptions } from './rollout/remote';
+export { openAIClient, openAISampler, checkServedModel, baseUrlOf } from './rollout/remote-openai';
+export type { OpenAIRemoteOptions, RemoteApi, RemoteCounters } from './rollout/remote-openai';

@@ -1,6 +1,7 @@
 // rift rollout: K samples per problem from a model, scored, appended to a JSONL store (resumable: a rerun skips
 // the (problem, sample) pairs already there). --out is locked for the run (a second writer is refused) and may not
-// be an input or a directory.
+// be an input or a directory. With --server the samples come from an OpenAI-compatible server
+// (./rollout-remote.ts).
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command } from 'commander';
@@ -12,8 +13,9 @@ import { checkFileOutput, lockOutput, modelInputs, refuseOverlap, type PathArg }
 import { int, num } from '../parse';
 import { DEFAULT_MODEL, loadModelDir, loadProblems, loadPromptFormat, PROMPT_BUILD_NAMES, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
 import { promptOptions, type PromptFlags } from './prompt';
+import { checkRemoteFlags, remoteOptions, remoteRollout, type RemoteFlags } from './rollout-remote';
 
-interface Flags extends SamplingFlags, DeviceFlags, PromptFlags {
+interface Flags extends SamplingFlags, DeviceFlags, PromptFlags, RemoteFlags {
   model: string;
   problems: string;
   k: number;
@@ -43,9 +45,11 @@ export function rolloutCommand(out: () => Output): Command {
     .option('--reward-module <path>', 'JS module exporting (sample) => number (replaces --r-pos/--r-neg)')
     .option('--r-pos <r>', 'reward of a correct answer', num(), 1)
     .option('--r-neg <r>', 'reward of a wrong answer', num(), -0.2)
-    .option('--json', 'JSON lines on stdout')
+    .option('--json', 'JSON lines on stdout');
+  remoteOptions(cmd)
     .action(async (f: Flags) => {
       const o = out();
+      checkRemoteFlags(cmd, f);
       const outArg: PathArg = { opt: '--out', path: f.out };
       checkFileOutput(outArg);
       refuseOverlap([outArg], [
@@ -56,7 +60,7 @@ export function rolloutCommand(out: () => Output): Command {
       fs.mkdirSync(path.dirname(path.resolve(f.out)), { recursive: true });
       const lock = lockOutput(outArg, 'file', 'rift rollout');
       try {
-        await rollout(f, o);
+        await (f.server !== undefined ? remoteRollout(f, o) : rollout(f, o));
       } finally {
         lock.release();
       }
