@@ -7,6 +7,7 @@ import { Model } from '../lib/engine/model';
 import { baseModelConfig, writeBaseTokenizer } from '../lib/demo/base-model';
 import { demoProblems } from '../lib/demo/demo';
 import { writeProblems } from '../lib/data/problems';
+import { buildCli } from './helpers/cli';
 
 const root = path.join(__dirname, '..');
 const bin = path.join(root, 'bin', 'rift.js');
@@ -14,27 +15,13 @@ const realBase = path.join(root, 'models', 'tiny-base');
 let tmp: string;
 let modelDir: string; // the embedded base model when it exists, else a random one with its tokenizer
 
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newestMtime(p));
-    else if (e.name.endsWith('.ts')) t = Math.max(t, fs.statSync(p).mtimeMs);
-  }
-  return t;
-}
-
 function rift(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [bin, ...args], { cwd: tmp, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 beforeAll(() => {
-  const built = path.join(root, 'dist', 'lib', 'cli', 'index.js');
-  if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newestMtime(path.join(root, 'lib'))) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
-  }
+  buildCli();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-cli-'));
   if (fs.existsSync(path.join(realBase, 'config.json'))) modelDir = realBase;
   else {

@@ -15,15 +15,8 @@ import { DEFAULT_MODEL, loadModelDir, loadProblems, loadPromptFormat, PROMPT_BUI
 import { promptOptions, type PromptFlags } from './prompt';
 import { checkRemoteFlags, remoteOptions, remoteRollout, type RemoteFlags } from './rollout-remote';
 
-interface Flags extends SamplingFlags, DeviceFlags, PromptFlags, RemoteFlags {
-  model: string;
-  problems: string;
-  k: number;
-  out: string;
-  rewardModule?: string;
-  rPos: number;
-  rNeg: number;
-}
+/** RemoteFlags holds the options both rollout paths share (model, problems, k, out, rewards). */
+type Flags = SamplingFlags & DeviceFlags & PromptFlags & RemoteFlags;
 
 export function samplingOptions(cmd: Command): Command {
   return cmd
