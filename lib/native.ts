@@ -1,6 +1,7 @@
 // Loads the compiled addon and declares, by hand, what it exports.
 // RIFT_ADDON=/path/to/rift.node overrides the default build/Release/rift.node.
 import * as path from 'path';
+import type { SafetensorsHeader } from './engine/safetensors';
 
 export interface NativeLossResult {
   loss: number;
@@ -85,6 +86,9 @@ export interface NativeModel {
   decodeAsync(cache: NativeKvCache, tokens: Int32Array): Promise<Float32Array>;
   memory(): NativeMemoryReport;
   resetPeaks(): void;
+  /** AdamW m and v: zero-copy views on the CPU, host copies on CUDA. */
+  optimizerView(): { m: Float32Array; v: Float32Array };
+  setOptimizerSteps(n: number): void;
   /** Frees the native memory now (no-op when already disposed); later calls throw. */
   dispose(): void;
   readonly disposed: boolean;
@@ -95,6 +99,15 @@ export interface NativeModelClass {
   devices(): ('cpu' | 'cuda')[];
   memory(): NativeMemoryReport;
   resetPeaks(): void;
+}
+
+/** The safetensors header parser and writer (native/napi/safetensors.cc). */
+export interface NativeSafetensors {
+  parseHeader(buf: Uint8Array, fileSize: number, fileName?: string): SafetensorsHeader;
+  buildHeader(
+    tensors: { name: string; dtype: string; shape: number[] }[],
+    metadata?: Record<string, string>,
+  ): { header: Uint8Array; dataBytes: number; placement: { name: string; index: number; begin: number; end: number }[] };
 }
 
 export interface NativeAddon {
@@ -109,6 +122,7 @@ export interface NativeAddon {
   cuda: NativeCuda | null;
   Model: NativeModelClass;
   KvCache: { prototype: NativeKvCache };
+  safetensors: NativeSafetensors;
   bench?: {
     unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array): number;
     copy(dst: ArrayBufferView, src: ArrayBufferView): void;

@@ -419,14 +419,14 @@ export class Model {
    */
   optimizerState(): { m: Float32Array; v: Float32Array } {
     if (this.device !== 'cpu') return { m: local(call(() => this.native.readBuffer('m'))), v: local(call(() => this.native.readBuffer('v'))) };
-    const s = call(() => (this.native as unknown as { optimizerView(): { m: Float32Array; v: Float32Array } }).optimizerView());
+    const s = call(() => this.native.optimizerView());
     return { m: local(s.m), v: local(s.v) };
   }
 
   /** Sets the AdamW step counter (bias correction), e.g. when restoring a checkpoint's optimizer state. */
   setOptimizerSteps(n: number): void {
     checkInteger('n', n, 0);
-    call(() => (this.native as unknown as { setOptimizerSteps(n: number): void }).setOptimizerSteps(n));
+    call(() => this.native.setOptimizerSteps(n));
   }
 
   zeroGrad(): void {

@@ -7,7 +7,7 @@ import { constants as bufferConstants } from 'buffer';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { addon, localError } from '../native';
+import { addon, localError, type NativeSafetensors } from '../native';
 import { f32ToBf16 } from '../kernels/bf16';
 
 export interface SafetensorsEntry {
@@ -32,16 +32,8 @@ export interface HostTensor {
   data: Float32Array; // prod(shape) values, row-major
 }
 
-interface NativeSafetensors {
-  parseHeader(buf: Uint8Array, fileSize: number, fileName?: string): SafetensorsHeader;
-  buildHeader(
-    tensors: { name: string; dtype: string; shape: number[] }[],
-    metadata?: Record<string, string>,
-  ): { header: Uint8Array; dataBytes: number; placement: { name: string; index: number; begin: number; end: number }[] };
-}
-
 function native(): NativeSafetensors {
-  const st = (addon as unknown as { safetensors?: NativeSafetensors }).safetensors;
+  const st: NativeSafetensors | undefined = addon.safetensors;
   if (!st) throw new Error('rift: the native addon has no safetensors binding (rebuild it: npm run build:native)');
   return st;
 }
