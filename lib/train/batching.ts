@@ -25,6 +25,7 @@
 // same code the Trainer uses (packUnits → buildMicroBatch → globalNormalizer) for hand-written training loops.
 import { checkInteger, rangeError, typeError } from '../kernels/validate';
 import { Example } from './examples';
+import type { Reduction } from '../kernels/loss';
 
 export const IGNORE_INDEX = -100;
 
@@ -153,7 +154,7 @@ export function packMicroBatches<E extends BatchSample = Example>(units: readonl
 }
 
 export type LossMethod = 'sft' | 'dft' | 'rift' | 'dpo';
-export type Reduction = 'token-mean' | 'sequence-mean' | 'sum';
+export type { Reduction } from '../kernels/loss'; // one declaration, shared with the loss API
 
 /**
  * The normaliser N of one optimizer step over all its micro-batches (what the kernel would use for the whole step
