@@ -17,7 +17,7 @@
 // with `validBytes`, the length of the intact prefix; `repairJsonlTail(file)` truncates the file to that length.
 // A last line without a newline that IS valid JSON (a hand-written file) is an ordinary record.
 import * as fs from 'fs';
-import { writeFileAtomic } from '../engine/safetensors';
+import { writeFileAtomic } from '../util/atomic';
 
 export type JsonlValidator<T> = (value: unknown, line: number) => T;
 

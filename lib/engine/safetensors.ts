@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { addon, localError, type NativeSafetensors } from '../native';
+import { writeFileAtomic, writeFully } from '../util/atomic';
 import { f32ToBf16 } from '../kernels/bf16';
 
 export interface SafetensorsEntry {
@@ -55,10 +56,6 @@ function readFully(fd: number, dst: Uint8Array, position: number, file: string):
     if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + off} (was it truncated while being read?)`);
     off += n;
   }
-}
-
-function writeFully(fd: number, src: Uint8Array): void {
-  for (let off = 0; off < src.length; ) off += fs.writeSync(fd, src, off, Math.min(CHUNK, src.length - off));
 }
 
 let f16Table: Float32Array | undefined;
@@ -187,40 +184,8 @@ export function readSafetensors(file: string, names?: readonly string[]): { meta
   }
 }
 
-/**
- * Writes `file` atomically: a temporary file in the same directory, fsync, rename over `file`, fsync of the
- * directory. A crash leaves either the old file or the new one at `file`, never a partial one.
- */
-export function writeFileAtomic(file: string, write: (fd: number) => void): void {
-  const dir = path.dirname(path.resolve(file));
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
-  let fd: number | null = fs.openSync(tmp, 'wx', 0o644);
-  try {
-    write(fd);
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = null;
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const dfd = fs.openSync(dir, 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
-  } catch {
-    // directories cannot be opened/fsynced on some platforms (Windows); the rename itself is still atomic
-  }
-}
-
-export function writeBytesAtomic(file: string, data: string | Uint8Array): void {
-  writeFileAtomic(file, (fd) => writeFully(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
-}
+// Atomic file writes live in lib/util/atomic.ts; re-exported here for code that imported them from this module.
+export { writeBytesAtomic, writeFileAtomic } from '../util/atomic';
 
 export interface TensorToWrite {
   name: string;

@@ -2,7 +2,7 @@
 // streams as rollouts), scored, summarised as Mean@K and Pass@k; a Markdown table across methods; an atomic JSON
 // writer.
 import type { SamplerModel, SamplerTokenizer } from '../engine/sampler';
-import { writeBytesAtomic } from '../engine/safetensors';
+import { writeBytesAtomic } from '../util/atomic';
 import { checkK, checkProblems, checkScore, resolveParams, sampleProblem, type ProblemLike, type RolloutParams, type Scorer } from '../rollout/rollout';
 import type { RolloutSamplingParams } from '../rollout/store';
 import { summarize } from './metrics';

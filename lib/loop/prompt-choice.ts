@@ -12,7 +12,7 @@ import * as path from 'path';
 import { readJsonFile } from '../data/files';
 import { checkPromptSpec, checkTemplate, promptSpecKey, samePromptSpec, type PromptFormatKind, type PromptSpec } from '../data/prompt-spec';
 import type { Tokenizer } from '../engine/tokenizer';
-import { writeBytesAtomic } from '../engine/safetensors';
+import { writeBytesAtomic } from '../util/atomic';
 import type { RolloutRecord } from '../rollout/store';
 import { DEFAULT_CHAT_TEMPLATE, DEFAULT_PLAIN_TEMPLATE } from './prompt';
 

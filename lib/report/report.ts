@@ -3,7 +3,7 @@
 // refers to plot files that exist.
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeBytesAtomic } from '../engine/safetensors';
+import { writeBytesAtomic } from '../util/atomic';
 import { plotFont, renderSvgs, svgToPng, type VegaLiteSpec, type PngOptions } from './plots';
 
 export interface ReportPlot {
