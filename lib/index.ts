@@ -17,6 +17,8 @@ export type { SamplerModel, SamplerTokenizer, SamplingParams, SampledToken, Gene
 export { lrAt, lrFactor, SCHEDULE_KINDS } from './train/schedule';
 export type { ScheduleKind, ScheduleOptions } from './train/schedule';
 export { Trainer } from './train/trainer';
+export { DivergenceError } from './train/divergence';
+export type { Divergence, DivergenceReason } from './train/divergence';
 export type { TrainerOptions } from './train/trainer';
 export { selectExamples } from './train/examples';
 export type { Example } from './train/examples';

@@ -17,7 +17,7 @@ import { serveCommand } from './commands/serve';
 export function buildProgram(io: CliIo): { program: Command; output: () => Output | undefined } {
   let current: Output | undefined;
   const program = new Command('rift')
-    .description('RIFT (Reward-Informed Fine-Tuning): rollouts, training (sft/rft/dft/dpo/rift), evaluation, memory profile, an OpenAI-compatible server')
+    .description('RIFT (Reward-Informed Fine-Tuning): rollouts, training (sft/rft/dft/dpo/rift/naive), evaluation, memory profile, an OpenAI-compatible server')
     .version((JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => undefined })
