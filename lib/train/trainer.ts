@@ -77,6 +77,8 @@ export interface TrainerOptions {
   examplesPerStep?: number;
   /** Passes over the data (default 1). */
   epochs?: number;
+  /** End the run after this many optimizer updates (the LR schedule spans exactly them); default: all epochs' steps. */
+  maxSteps?: number;
   /** Shuffle seed (default 0); each epoch's order is a function of (seed, epoch). */
   seed?: number;
   /** false: keep the data order (default true). */
@@ -141,7 +143,8 @@ export interface ResumeOptions {
 const TRAJECTORY_KEYS = ['method', 'negative', 'reduction', 'lr', 'schedule', 'warmupSteps', 'minLr', 'beta1', 'beta2', 'eps', 'weightDecay',
   'maxGradNorm', 'tokenBudget', 'microBatchesPerStep', 'examplesPerStep', 'epochs', 'seed', 'shuffle', 'padId', 'dpoBeta', 'dpoReference', 'dftData'] as const;
 
-type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints'>> & {
+type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'maxSteps' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints'>> & {
+  maxSteps?: number;
   keepCheckpoints: number;
   microBatchesPerStep?: number;
   examplesPerStep?: number;
@@ -218,6 +221,7 @@ function checkOptions(o: TrainerOptions): Resolved {
     microBatchesPerStep: int('microBatchesPerStep', o.microBatchesPerStep, undefined, 1),
     examplesPerStep: int('examplesPerStep', o.examplesPerStep, undefined, 1),
     epochs: int('epochs', o.epochs, 1, 1)!,
+    maxSteps: int('maxSteps', o.maxSteps, undefined, 1),
     seed: int('seed', o.seed, 0, 0)!,
     shuffle: o.shuffle ?? true,
     padId: int('padId', o.padId, 0, 0)!,
@@ -378,7 +382,7 @@ export class Trainer {
     for (let epoch = 0; epoch < o.epochs; epoch++)
       planEpoch(units, epoch, { tokenBudget: o.tokenBudget, seed: o.seed, shuffle: o.shuffle, examplesPerStep: o.examplesPerStep, microBatchesPerStep: o.microBatchesPerStep })
         .forEach((mbs, inEpoch) => plan.push({ epoch, inEpoch, units: mbs }));
-    const totalSteps = plan.length;
+    const totalSteps = Math.min(plan.length, o.maxSteps ?? Infinity); // a resume checks it against the checkpoint's
     const fp = fingerprint(sel, units);
     const start = this.resumed?.step ?? 0;
     if (this.resumed) {
