@@ -12,6 +12,7 @@ import { evalCommand } from './commands/eval';
 import { profileCommand } from './commands/profile';
 import { benchCommand } from './commands/bench';
 import { demoCommand } from './commands/demo';
+import { experimentCommand } from './commands/experiment';
 import { serveCommand } from './commands/serve';
 
 export function buildProgram(io: CliIo): { program: Command; output: () => Output | undefined } {
@@ -39,6 +40,7 @@ export function buildProgram(io: CliIo): { program: Command; output: () => Outpu
   register(evalCommand);
   register(profileCommand);
   register(demoCommand);
+  register(experimentCommand);
   register(serveCommand);
   program.addCommand(benchCommand());
   return { program, output: () => current };
