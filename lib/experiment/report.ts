@@ -211,11 +211,11 @@ export async function writeExperimentReport(out: string, d: ExperimentData): Pro
       `Validation Mean@${K} went ${bv ? pct(bv.evals.val.meanAtK) : '?'} (base) → ${last ? pct(last.meanAtK) : '?'} after ${last?.epoch ?? '?'} epochs for naive, → ${pct(cr.epochEvals[cr.epochEvals.length - 1]?.meanAtK ?? NaN)} for RIFT-token.`;
     plots.push({
       name: 'collapse-logprobs', title: 'Collapse run: mean token log-prob of fixed negative samples',
-      spec: linePlot([...cn.probes.map((p) => ({ method: 'naive', x: p.step, y: p.negative })), ...cr.probes.map((p) => ({ method: 'RIFT-token', x: p.step, y: p.negative }))].filter((p) => Number.isFinite(p.y)), { xTitle: 'update', yTitle: 'mean token log-prob of negatives' }),
+      spec: linePlot([...cn.probes.map((p) => ({ method: 'naive', x: p.step, y: p.negative })), ...cr.probes.map((p) => ({ method: 'RIFT-token', x: p.step, y: p.negative }))].filter((p) => Number.isFinite(p.y)), { title: 'Collapse run: negatives\' mean token log-prob', xTitle: 'update', yTitle: 'mean token log-prob of negatives' }),
     });
     plots.push({
       name: 'collapse-accuracy', title: `Collapse run: validation Mean@${K} after each epoch`,
-      spec: linePlot([...(bv ? [{ method: 'naive', x: 0, y: bv.evals.val.meanAtK }, { method: 'RIFT-token', x: 0, y: bv.evals.val.meanAtK }] : []), ...cn.epochEvals.map((e) => ({ method: 'naive', x: e.epoch, y: e.meanAtK })), ...cr.epochEvals.map((e) => ({ method: 'RIFT-token', x: e.epoch, y: e.meanAtK }))], { xTitle: 'epoch', yTitle: `validation Mean@${K}`, yFormat: '.0%' }),
+      spec: linePlot([...(bv ? [{ method: 'naive', x: 0, y: bv.evals.val.meanAtK }, { method: 'RIFT-token', x: 0, y: bv.evals.val.meanAtK }] : []), ...cn.epochEvals.map((e) => ({ method: 'naive', x: e.epoch, y: e.meanAtK })), ...cr.epochEvals.map((e) => ({ method: 'RIFT-token', x: e.epoch, y: e.meanAtK }))], { title: `Collapse run: validation Mean@${K}`, xTitle: 'epoch', yTitle: `validation Mean@${K}`, yFormat: '.0%' }),
     });
   }
 
@@ -299,8 +299,8 @@ export async function writeExperimentReport(out: string, d: ExperimentData): Pro
     }
   }
   if (loss.length) plots.push({ name: 'loss', title: 'Training loss, epoch-matched (mean over seeds; each method its own loss)', spec: lossCurvePlot(loss) });
-  if (probes.length) plots.push({ name: 'negatives-logprob', title: 'Mean token log-prob of fixed negative samples during the main runs', spec: linePlot(probes, { xTitle: 'update', yTitle: 'mean token log-prob of negatives' }) });
-  if (gain.length >= 2) plots.push({ name: 'gain-vs-mixed', title: 'RIFT-token − RFT (Mean@K) against the share of mixed problems', spec: linePlot(gain, { xTitle: 'share of mixed problems', yTitle: `Δ Mean@${K}`, yFormat: '.1%' }) });
+  if (probes.length) plots.push({ name: 'negatives-logprob', title: 'Mean token log-prob of fixed negative samples during the main runs', spec: linePlot(probes, { title: 'Negatives\' mean token log-prob (main runs, mean over seeds)', xTitle: 'update', yTitle: 'mean token log-prob of negatives' }) });
+  if (gain.length >= 2) plots.push({ name: 'gain-vs-mixed', title: 'RIFT-token − RFT (Mean@K) against the share of mixed problems', spec: linePlot(gain, { title: 'RIFT-token − RFT against the share of mixed problems', xTitle: 'share of mixed problems', yTitle: `Δ Mean@${K}`, yFormat: '.1%' }) });
 
   // ---- the document -------------------------------------------------------------------------------------------------
   const s = d.sizing;
