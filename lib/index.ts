@@ -38,7 +38,13 @@ export type { RolloutRecord } from './rollout/store';
 export { passAtK, meanAtK, summarize } from './eval/metrics';
 export { evaluate, evalTable } from './eval/evaluate';
 export { writeReport } from './report/report';
-export { lossCurvePlot, accuracyPlot, memoryPlot } from './report/plots';
+export { lossCurvePlot, accuracyPlot, memoryPlot, linePlot, intervalPlot } from './report/plots';
+// rift experiment: the declared small-scale reproduction (protocol, runs, report) and its statistics
+export { runExperiment } from './experiment/experiment';
+export type { ExperimentOptions, ExperimentResult } from './experiment/experiment';
+export { EXPERIMENT_SIZINGS, MAIN_METHODS, PARTS as EXPERIMENT_PARTS } from './experiment/protocol';
+export type { ExperimentSize, ExperimentSizing, Part as ExperimentPart } from './experiment/protocol';
+export { meanCI, pairedTTest, tQuantile, tCdf } from './experiment/stats';
 export {
   packageRoot, defaultModelDir, PromptFormat, buildPrompts, promptHash, PAPER_INSTRUCTION, DEFAULT_CHAT_TEMPLATE, DEFAULT_PLAIN_TEMPLATE,
   DEFAULT_MAX_NEW_TOKENS, PROMPT_FORMAT_FILE, readPromptFormatFile, writePromptFormatFile, resolvePromptSpec, rolloutPromptSpec,
