@@ -26,6 +26,8 @@ export type { SamplerModel, SamplerTokenizer, SamplingParams, SampledToken, Gene
 export { lrAt, lrFactor, SCHEDULE_KINDS } from './train/schedule';
 export type { ScheduleKind, ScheduleOptions } from './train/schedule';
 export { Trainer } from './train/trainer';
+export { DivergenceError } from './train/divergence';
+export type { Divergence, DivergenceReason } from './train/divergence';
 export type { TrainerOptions, StepMetrics, DpoReference, RunOptions, ResumeOptions } from './train/trainer';
 export { selectExamples } from './train/examples';
 export type { Example, TrainMethod } from './train/examples';
@@ -55,7 +57,14 @@ export type { EvaluateOptions, EvalResult, EvalRow, ProblemEval } from './eval/e
 export { measureMemory, predictMemory, profileMemory, QWEN25_MATH_1_5B, QWEN25_MATH_7B } from './profile/memory';
 export type { ProfileMethod, PredictOptions, MeasureOptions, ProfileOptions, MemoryPrediction, MemoryMeasurement, MemoryProfile } from './profile/memory';
 export { writeReport } from './report/report';
-export { lossCurvePlot, accuracyPlot, memoryPlot } from './report/plots';
+export { lossCurvePlot, accuracyPlot, memoryPlot, linePlot, intervalPlot } from './report/plots';
+
+// ---- rift experiment: the declared small-scale reproduction (protocol, runs, report) and its statistics -----------
+export { runExperiment } from './experiment/experiment';
+export type { ExperimentOptions, ExperimentResult } from './experiment/experiment';
+export { EXPERIMENT_SIZINGS, MAIN_METHODS, PARTS as EXPERIMENT_PARTS } from './experiment/protocol';
+export type { ExperimentSize, ExperimentSizing, Part as ExperimentPart } from './experiment/protocol';
+export { meanCI, pairedTTest, tQuantile, tCdf } from './experiment/stats';
 
 // ---- the loop: prompt formats, scoring, rollout records → examples, method wiring ----------------------------------
 export {

@@ -41,13 +41,13 @@ test('demo --quick: table on stdout, results and report (SVG + PNG) on disk', ()
   const r = rift(['demo', '--quick', '--out', 'demo', '--model', modelDir]);
   expect(r.stderr).not.toMatch(/^rift: /m);
   expect(r.code).toBe(0);
-  for (const m of ['base', 'SFT', 'RFT', 'DFT', 'DPO', 'RIFT-token', 'RIFT-sequence']) expect(r.stdout).toMatch(new RegExp(`^\\| ${m} \\|`, 'm'));
+  for (const m of ['base', 'SFT', 'RFT', 'DFT', 'DPO', 'RIFT-token', 'RIFT-sequence', 'naive']) expect(r.stdout).toMatch(new RegExp(`^\\| ${m} \\|`, 'm'));
   expect(r.stdout).toMatch(/\| method \| Mean@4 \| Pass@4 \| peak memory/);
   const out = path.join(tmp, 'demo');
   for (const f of ['results.json', 'table.md', 'rollouts.jsonl', 'report/report.md', 'report/loss.svg', 'report/loss.png', 'report/accuracy.svg', 'report/accuracy.png', 'report/memory.svg', 'report/memory.png'])
     expect(fs.existsSync(path.join(out, f))).toBe(true);
   const res = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
-  expect(res.summary).toHaveLength(7);
+  expect(res.summary).toHaveLength(8);
   expect(fs.readFileSync(path.join(out, 'report', 'report.md'), 'utf8')).toContain('| RIFT-sequence |');
   expect(fs.readFileSync(path.join(out, 'report', 'loss.png')).subarray(1, 4).toString()).toBe('PNG');
 }, 120_000);

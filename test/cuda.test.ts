@@ -146,6 +146,7 @@ dl('lossAndGrad: CUDA matches CPU', () => {
     { method: 'dft', negative: 'token', vocab: 4096 },
     { method: 'rift', negative: 'token', vocab: 1001 },
     { method: 'rift', negative: 'sequence', vocab: 32000 },
+    { method: 'naive', negative: 'token', vocab: 4096 },
     { method: 'sft', negative: 'token', vocab: 151936 },
   ] as const;
   test.each(cases)('$method/$negative V=$vocab f32 and bf16, in place and not', ({ method, negative, vocab }) => {

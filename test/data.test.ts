@@ -74,6 +74,17 @@ describe('synthetic generator', () => {
     else expect(ps.every((p) => /^\d+$/.test(p.answer))).toBe(true);
   });
 
+  test('steps overrides the level\'s range (5-step problems at difficulty 2); bad ranges are RangeErrors naming steps', () => {
+    const ps = generateProblems({ count: 100, seed: 9, style: 'tiny', difficulty: 2, steps: [5, 5] });
+    expect(ps.every((p) => p.solution!.split(';').length - 1 === 5)).toBe(true);
+    const plain = new Set(generateProblems({ count: 2000, seed: 9, style: 'tiny', difficulty: 2 }).map((p) => p.problem));
+    expect(ps.some((p) => plain.has(p.problem))).toBe(false); // difficulty 2 alone never makes 5 steps
+    expect(() => generateProblems({ count: 1, seed: 1, steps: [3, 2] })).toThrow(/^steps:/);
+    expect(() => generateProblems({ count: 1, seed: 1, steps: [0, 2] })).toThrow(/^steps:/);
+    expect(() => generateProblems({ count: 1, seed: 1, steps: [2, 7] })).toThrow(/^steps:/);
+    expect(() => generateProblems({ count: 1, seed: 1, steps: 3 as never })).toThrow(TypeError);
+  });
+
   test('each worked step is correct arithmetic', () => {
     const bad: string[] = [];
     for (const p of generateProblems({ count: 200, seed: 3, style: 'tiny', difficulty: 3 })) {

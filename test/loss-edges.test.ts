@@ -27,7 +27,7 @@ describe('edge cases', () => {
   });
 
   test('all rows masked: loss 0, gradient 0, no NaN', () => {
-    for (const method of ['sft', 'dft', 'rift', 'dpo'] as const) {
+    for (const method of ['sft', 'dft', 'rift', 'dpo', 'naive'] as const) {
       const o = base();
       o.method = method;
       o.targets = new Int32Array(o.rows).fill(-100);
@@ -104,6 +104,8 @@ describe('bad input → typed errors naming the argument', () => {
     ['rewards NaN', (o) => (o.rewards![1] = NaN), /^rewards:/, RangeError],
     ['rewards Inf', (o) => (o.rewards![0] = Infinity), /^rewards:/, RangeError],
     ['rewards missing for rift', (o) => (o.rewards = undefined), /^rewards:/, TypeError],
+    ['rewards missing for naive', (o) => { o.method = 'naive'; o.rewards = undefined; }, /^rewards: a Float32Array of length S is required for method 'naive'/, TypeError],
+    ['rewards NaN for naive', (o) => { o.method = 'naive'; o.rewards![2] = NaN; }, /^rewards:/, RangeError],
     ['rewards wrong length', (o) => (o.rewards = new Float32Array(1)), /^rewards:/, RangeError],
     ['method unknown', (o) => (o.method = 'ppo' as never), /^method:/, RangeError],
     ['reduction unknown', (o) => (o.reduction = 'mean' as never), /^reduction:/, RangeError],
@@ -152,6 +154,9 @@ describe('bad input → typed errors naming the argument', () => {
     expect(() => addon.lossAndGrad({ ...good, offsets: new Int32Array([0, 5, 2, o.rows, o.rows, o.rows]) })).toThrow(/^offsets:/);
     expect(() => addon.lossAndGrad({ ...good, rows: o.rows + 1 })).toThrow(/^logits:/);
     expect(() => addon.lossAndGrad({ ...good, method: 9 })).toThrow(/^method:/);
+    expect(() => addon.lossAndGrad({ ...good, method: 6 })).toThrow(/^method:/);
+    expect(() => addon.lossAndGrad({ ...good, method: 5, rewards: undefined })).toThrow(/^rewards: required for method 'naive'/);
+    expect(() => addon.lossAndGrad({ ...good, method: 5 })).not.toThrow();
     expect(() => addon.lossAndGrad({ ...good, logits: 'x' })).toThrow(/^logits: must be/);
     expect(() => addon.lossAndGrad({ ...good, grad: (o.logits as Float32Array).subarray(1).slice(0, 0) })).toThrow(/^grad:/);
     const buf = new Float32Array(o.rows * o.vocab + 1);

@@ -43,6 +43,7 @@ describe('finite differences (float64 reference vs its analytic gradient, and th
     { method: 'rift', negative: 'token', reduction: 'token-mean' },
     { method: 'rift', negative: 'sequence', reduction: 'sum' },
     { method: 'dpo', reduction: 'token-mean' },
+    { method: 'naive', reduction: 'sequence-mean' },
   ];
   test.each(cases)('$method / $negative / $reduction', ({ method, negative, reduction }) => {
     const c = makeCase({ method, negative, reduction, V: 6, lengths: [2, 1, 3, 1, 2], scale: 1.5, seed: 3 });
@@ -88,6 +89,43 @@ describe('finite differences (float64 reference vs its analytic gradient, and th
     lossAndGrad({ ...opts, logits: c.logits32.slice(0, 10), grad });
     expect(grad[2]).toBeLessThan(0); // descent raises z[chosen target]
     expect(grad[5 + 3]).toBeGreaterThan(0); // and lowers z[rejected target]
+  });
+});
+
+describe("'naive' (−r·log π on every sample) against RIFT's bounded negative term", () => {
+  // One negative sample (r = −0.5), one token, V = 4: push its target logit down and watch loss and gradient.
+  const at = (method: 'naive' | 'rift', zy: number) => {
+    const logits = new Float32Array([zy, 0, 0, 0]);
+    const grad = new Float32Array(4);
+    const out = lossAndGrad({ logits, grad, rows: 1, vocab: 4, targets: new Int32Array([0]), offsets: new Int32Array([0, 1]), rewards: new Float32Array([-0.5]), method, tokenLogps: true });
+    return { loss: out.loss, logp: out.tokenLogps![0], gy: grad[0] };
+  };
+
+  test('the naive loss is unbounded below and its push on the target never fades; RIFT-token fades with p', () => {
+    const zs = [0, -5, -10, -20, -40];
+    const naive = zs.map((z) => at('naive', z));
+    const rift = zs.map((z) => at('rift', z));
+    for (let k = 0; k < zs.length; k++) {
+      expect(naive[k].loss).toBeCloseTo(0.5 * naive[k].logp, 5); // loss = −r·ℓ = 0.5·ℓ → −∞ as ℓ → −∞
+      expect(rift[k].loss).toBeCloseTo(0.5 * Math.exp(rift[k].logp), 6); // in [0, 0.5]
+      // ∂L/∂z_y = w·(p − 1) with w = r = −0.5 (naive) or r·p (RIFT): descent lowers z_y
+      expect(naive[k].gy).toBeCloseTo(-0.5 * (Math.exp(naive[k].logp) - 1), 5);
+      expect(rift[k].gy).toBeCloseTo(-0.5 * Math.exp(rift[k].logp) * (Math.exp(rift[k].logp) - 1), 6);
+    }
+    expect(naive[4].loss).toBeLessThan(-19); // ℓ ≈ −41.4
+    expect(naive[4].gy).toBeCloseTo(0.5, 5); // still the full push
+    expect(rift[4].loss).toBeGreaterThanOrEqual(0);
+    expect(rift[4].gy).toBeLessThan(1e-15);
+  });
+
+  test('on positive rewards naive equals RIFT (both −r·ℓ)', () => {
+    const c = makeCase({ method: 'naive', seed: 13 });
+    const pos = Float32Array.from(c.opts.rewards!, (r) => Math.abs(r));
+    const g1 = new Float32Array(c.logits32.length), g2 = new Float32Array(c.logits32.length);
+    const a = lossAndGrad({ ...c.opts, rewards: pos, logits: c.logits32, grad: g1 });
+    const b = lossAndGrad({ ...c.opts, rewards: pos, method: 'rift', logits: c.logits32, grad: g2 });
+    expect(a.loss).toBe(b.loss);
+    expect(Array.from(g1)).toEqual(Array.from(g2));
   });
 });
 

@@ -67,7 +67,7 @@ describe('one LossSpec parser: lossAndGrad and Model.lossAndBackward say the sam
     ['normalizer', { normalizer: -1 }, /^normalizer: must be > 0 \(or 0: derived from the batch\)$/],
     ['normalizer NaN', { normalizer: NaN }, /^normalizer: must be a finite number$/],
     ['tokenLogps', { tokenLogps: 1 }, /^tokenLogps: must be a boolean$/],
-    ['method', { method: 7 }, /^method: must be an integer in \[0, 4\]$/],
+    ['method', { method: 7 }, /^method: must be an integer in \[0, 5\]$/],
   ])('%s', (_name, bad, message) => {
     expect(() => addon.lossAndGrad({ ...lossBase(), ...bad })).toThrow(message);
     expect(() => model.native.lossAndBackward({ ...modelArgs, ...bad })).toThrow(message);

@@ -12,12 +12,13 @@ import { evalCommand } from './commands/eval';
 import { profileCommand } from './commands/profile';
 import { benchCommand } from './commands/bench';
 import { demoCommand } from './commands/demo';
+import { experimentCommand } from './commands/experiment';
 import { serveCommand } from './commands/serve';
 
 export function buildProgram(io: CliIo): { program: Command; output: () => Output | undefined } {
   let current: Output | undefined;
   const program = new Command('rift')
-    .description('RIFT (Reward-Informed Fine-Tuning): rollouts, training (sft/rft/dft/dpo/rift), evaluation, memory profile, an OpenAI-compatible server')
+    .description('RIFT (Reward-Informed Fine-Tuning): rollouts, training (sft/rft/dft/dpo/rift/naive), evaluation, memory profile, an OpenAI-compatible server')
     .version((JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => undefined })
@@ -39,6 +40,7 @@ export function buildProgram(io: CliIo): { program: Command; output: () => Outpu
   register(evalCommand);
   register(profileCommand);
   register(demoCommand);
+  register(experimentCommand);
   register(serveCommand);
   program.addCommand(benchCommand());
   return { program, output: () => current };

@@ -10,7 +10,8 @@
 //
 // Difficulty: 1 → 2 steps, operands 1–9; 2 (default) → 2–4 steps, +/− operands ≤ 20, × operands 2–9;
 // 3 → 3–4 steps, +/− operands ≤ 99, × operands 2–12, and about 30% end with a division (the answer may be a
-// reduced fraction). Tiny style evaluates × before +/− (standard precedence, one step per operator); word problems
+// reduced fraction). `steps: [min, max]` overrides a level's number of steps (1–6; e.g. difficulty 2 with 5 steps:
+// longer problems than that level ever makes, an out-of-distribution test set). Tiny style evaluates × before +/− (standard precedence, one step per operator); word problems
 // apply the actions in story order. Every intermediate value is an integer in [0, 999] (before the last division).
 // The same (count, seed, difficulty, style) gives the same problems (own PRNG: mulberry32); problem texts are
 // distinct within one call, and ids are `${idPrefix}-${seed}-${index}`.
@@ -27,6 +28,8 @@ export interface GenerateOptions {
   difficulty?: number;
   /** 'words' (default) or 'tiny'. */
   style?: SyntheticStyle;
+  /** [min, max] steps per problem (integers in [1, 6]), instead of the difficulty's range. */
+  steps?: readonly [number, number];
   /** Default: the style name. */
   idPrefix?: string;
 }
@@ -227,7 +230,12 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
   const style = checkEnum('style', opts.style ?? 'words', SYNTHETIC_STYLES);
   const prefix = opts.idPrefix ?? style;
   if (typeof prefix !== 'string' || prefix === '') throw new TypeError('idPrefix: must be a non-empty string');
-  const lv = LEVELS[difficulty];
+  let lv = LEVELS[difficulty];
+  if (opts.steps !== undefined) {
+    if (!Array.isArray(opts.steps) || opts.steps.length !== 2) throw new TypeError('steps: must be a [min, max] pair of integers');
+    const lo = checkInteger('steps', opts.steps[0], 1, 6), hi = checkInteger('steps', opts.steps[1], lo, 6);
+    lv = { ...lv, steps: [lo, hi] };
+  }
   const rng = new Rng(seed);
   const make = style === 'tiny' ? tiny : words;
   const seen = new Set<string>();

@@ -86,6 +86,7 @@ export const DEMO_METHODS: readonly DemoMethod[] = [
   { name: 'DPO', options: { method: 'dpo', dpoReference: 'precomputed' } },
   { name: 'RIFT-token', options: { method: 'rift', negative: 'token' } },
   { name: 'RIFT-sequence', options: { method: 'rift', negative: 'sequence' } },
+  { name: 'naive', options: { method: 'naive' } },
 ];
 
 export interface RunResult {
@@ -317,7 +318,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       `(reward +1 correct / −0.2 wrong), ${test.length} held-out test problems × K=${K} samples (temperature ${size.temperature}).`,
     `Every method starts from the same base weights and makes ${size.steps} AdamW updates (lr ${size.lr}, constant after ${size.warmupSteps} warm-up steps, ` +
       `${size.sequencesPerStep} sequences per update in micro-batches of ≤ ${size.tokenBudget} tokens; DPO ${Math.max(1, Math.floor(size.sequencesPerStep / 2))} pairs, precomputed reference). ` +
-      `SFT trains on the reference solutions, RFT and DFT on the positive samples, DPO on (positive, negative) pairs of a problem, RIFT on every sample.`,
+      `SFT trains on the reference solutions, RFT and DFT on the positive samples, DPO on (positive, negative) pairs of a problem, RIFT on every sample, naive (−r·log π, the unbounded loss RIFT replaces) on every sample.`,
     `Seeds ${seeds.join(', ')} (data order and evaluation sampling); accuracy is mean ± sd over seeds. Peak memory = the tracker's peak bytes during training above the baseline before the model was loaded.`,
     `Rollouts: ${st.positives} positive / ${st.negatives} negative samples, ${pct(st.mixedRate)} of problems mixed.`,
   ].join('\n\n');

@@ -4,7 +4,8 @@ import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
 import { checkArray, checkDpoBeta, checkedProduct, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
 
-export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob'] as const;
+/** The order is the native Method enum (native/core/loss.h). 'naive' = −r·log π on every sample (the unbounded baseline). */
+export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob', 'naive'] as const;
 export const NEGATIVE_FORMS = ['token', 'sequence'] as const;
 export const REDUCTIONS = ['token-mean', 'sequence-mean', 'sum'] as const;
 export type Method = (typeof METHODS)[number];
@@ -32,7 +33,7 @@ export interface LossOptions {
   targets: Int32Array;
   /** Sequence i owns rows offsets[i] .. offsets[i+1]−1. Length S+1, offsets[0] = 0, offsets[S] = rows. */
   offsets: Int32Array;
-  /** Scalar reward per sequence (length S); required for 'rift'. */
+  /** Scalar reward per sequence (length S); required for 'rift' and 'naive'. */
   rewards?: Float32Array;
   method: Method;
   /** RIFT negative-sample surrogate: per-token −r·p_t (default) or per-sequence −r·exp(S_i). */
@@ -113,7 +114,7 @@ export function lossSpecArgs(
     rewards = checkArray('rewards', o.rewards, Float32Array, S);
     for (let i = 0; i < S; i++) if (!Number.isFinite(rewards[i])) throw rangeError('rewards', `rewards[${i}] = ${rewards[i]} is not finite`);
   }
-  if (method === 'rift' && rewards === undefined) throw typeError('rewards', "a Float32Array of length S is required for method 'rift'");
+  if ((method === 'rift' || method === 'naive') && rewards === undefined) throw typeError('rewards', `a Float32Array of length S is required for method '${method}'`);
   let normalizer = 0;
   if (o.normalizer !== undefined) {
     normalizer = checkFiniteNumber('normalizer', o.normalizer);

@@ -139,7 +139,7 @@ export interface PlotOptions {
 /** Training loss against step, one line per method. `logScale` puts loss on a log axis (all losses must be > 0). */
 // One colour per method name in every plot (a plot that lacks 'base' must not shift the others' colours):
 // the project's method names take fixed slots of PALETTE; other names are hashed into it.
-const METHOD_SLOTS = ['base', 'sft', 'rft', 'dft', 'dpo', 'rift-token', 'rift-sequence'];
+const METHOD_SLOTS = ['base', 'sft', 'rft', 'dft', 'dpo', 'rift-token', 'rift-sequence', 'naive'];
 export function methodColor(method: string): string {
   const slot = METHOD_SLOTS.indexOf(method.toLowerCase());
   if (slot >= 0) return PALETTE[slot];
@@ -283,6 +283,67 @@ export function memoryPlot(rows: readonly MemoryRow[], opts: PlotOptions = {}): 
         },
       },
     ],
+  });
+}
+
+export interface LinePoint {
+  /** The line (colour). */
+  method: string;
+  x: number;
+  y: number;
+}
+
+/** Any y against x, one line per method (the experiment's log-prob probes, accuracy against mixed share …). */
+export function linePlot(points: readonly LinePoint[], opts: PlotOptions & { xTitle: string; yTitle: string; yFormat?: string }): VegaLiteSpec {
+  checkRows('points', points, (r, i) => {
+    if (!finite(r.x) || !finite(r.y)) throw new RangeError(`points: points[${i}] needs finite x and y, got (${r.x}, ${r.y})`);
+  });
+  const methods = methodsOf(points);
+  const xs = new Set(points.map((r) => r.x)).size;
+  return spec(opts.title ?? `${opts.yTitle} against ${opts.xTitle}`, {
+    width: opts.width ?? 520,
+    height: opts.height ?? 300,
+    data: { values: points.map((r) => ({ method: r.method, x: r.x, y: r.y })) },
+    mark: { type: 'line', point: xs <= 40, strokeWidth: 2 },
+    encoding: {
+      x: { field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false } },
+      y: { field: 'y', type: 'quantitative', title: opts.yTitle, scale: { zero: false }, ...(opts.yFormat ? { axis: { format: opts.yFormat } } : {}) },
+      color: { field: 'method', type: 'nominal', title: 'method', scale: methodScale(methods) },
+      tooltip: [{ field: 'method' }, { field: 'x', title: opts.xTitle }, { field: 'y', title: opts.yTitle, format: '.4~f' }],
+    },
+  });
+}
+
+export interface IntervalRow {
+  method: string;
+  /** The panel (e.g. 'Mean@8', 'Pass@8'). */
+  metric: string;
+  mean: number;
+  lo: number;
+  hi: number;
+}
+
+/** Means with their intervals (dots and whiskers), one row per method, one column per metric (percent axis). */
+export function intervalPlot(rows: readonly IntervalRow[], opts: PlotOptions = {}): VegaLiteSpec {
+  checkRows('rows', rows, (r, i) => {
+    if (typeof r.metric !== 'string') throw new TypeError(`rows: rows[${i}].metric must be a string`);
+    if (![r.mean, r.lo, r.hi].every(finite)) throw new RangeError(`rows: rows[${i}] needs finite mean, lo and hi`);
+  });
+  const methods = methodsOf(rows);
+  const metrics = [...new Set(rows.map((r) => r.metric))];
+  const y = { field: 'method', type: 'nominal', title: null, sort: methods };
+  return spec(opts.title ?? 'Means with 95% intervals', {
+    data: { values: rows.map((r) => ({ ...r })) },
+    facet: { column: { field: 'metric', type: 'nominal', title: null, sort: metrics, header: { labelFontSize: 13 } } },
+    spec: {
+      width: opts.width ?? 260,
+      height: opts.height ?? Math.max(120, methods.length * 26),
+      layer: [
+        { mark: { type: 'rule', strokeWidth: 2 }, encoding: { y, x: { field: 'lo', type: 'quantitative', title: 'accuracy', axis: { format: '.0%' }, scale: { zero: false } }, x2: { field: 'hi' }, color: { field: 'method', type: 'nominal', legend: null, scale: methodScale(methods) } } },
+        { mark: { type: 'point', filled: true, size: 70 }, encoding: { y, x: { field: 'mean', type: 'quantitative' }, color: { field: 'method', type: 'nominal', legend: null, scale: methodScale(methods) }, tooltip: [{ field: 'method' }, { field: 'metric' }, { field: 'mean', format: '.1%' }, { field: 'lo', format: '.1%' }, { field: 'hi', format: '.1%' }] } },
+      ],
+    },
+    resolve: { scale: { x: 'independent' } },
   });
 }
 

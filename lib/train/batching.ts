@@ -153,7 +153,7 @@ export function packMicroBatches<E extends BatchSample = Example>(units: readonl
   return packUnits(units, opts).map((g) => buildMicroBatch(g, { padId, pairs: opts.pairs }));
 }
 
-export type LossMethod = 'sft' | 'dft' | 'rift' | 'dpo';
+export type LossMethod = 'sft' | 'dft' | 'rift' | 'dpo' | 'naive';
 export type { Reduction } from '../kernels/loss'; // one declaration, shared with the loss API
 
 /**

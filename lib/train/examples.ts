@@ -10,6 +10,7 @@
 //           solutions instead (the DFT paper's own setting).
 //     rift  every sample with its reward; r = 0 samples contribute nothing to the loss or its gradient
 //           (docs/design.md §1.3) and are dropped (counted in stats.zeroReward)
+//     naive the same data as rift, trained with −r·log π on every sample (the unbounded baseline, §1.4)
 //     dpo   pairs of the SAME problem: chosen = a positive (reward > 0), rejected = a non-positive (reward ≤ 0).
 //           Every positive is paired with a negative, round-robin over the problem's negatives (both in
 //           sampleIndex order, so the pairing is deterministic); problems without both kinds are dropped
@@ -29,8 +30,8 @@ export interface Example {
   reward: number;
 }
 
-export type TrainMethod = 'sft' | 'rft' | 'dft' | 'rift' | 'dpo';
-export const TRAIN_METHODS: readonly TrainMethod[] = ['sft', 'rft', 'dft', 'rift', 'dpo'];
+export type TrainMethod = 'sft' | 'rft' | 'dft' | 'rift' | 'dpo' | 'naive';
+export const TRAIN_METHODS: readonly TrainMethod[] = ['sft', 'rft', 'dft', 'rift', 'dpo', 'naive'];
 
 export interface DpoPair {
   chosen: Example;
@@ -115,7 +116,7 @@ export function selectExamples(method: TrainMethod, examples: readonly Example[]
     stats.selected = sel.length;
     return { method, examples: sel, stats };
   }
-  if (method === 'rift') {
+  if (method === 'rift' || method === 'naive') {
     const sel = list.filter((e) => e.reward !== 0);
     stats.zeroReward = list.length - sel.length;
     stats.selected = sel.length;

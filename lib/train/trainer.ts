@@ -1,4 +1,4 @@
-// One training harness for every method (the RIFT loop's step 4): sft, rft, dft, dpo and rift on the decoder
+// One training harness for every method (the RIFT loop's step 4): sft, rft, dft, dpo, rift and naive on the decoder
 // engine, with the same AdamW, LR schedule, token-budget micro-batches, exact gradient accumulation and
 // checkpoints.
 //
@@ -30,6 +30,8 @@
 //   trainer-state.json                step, RNG/data position (the epoch order is a function of (seed, epoch)),
 //                                     the options that shape the trajectory, a fingerprint of the data,
 //                                     precomputed reference log-probs, the metrics so far
+// A diverged update (NaN/Inf loss, logits or gradient norm) stops the run with a DivergenceError
+// (lib/train/divergence.ts) and sets trainer.diverged; the parameters stay those of the previous update.
 // Exact resume needs the model's AdamW state: Model.optimizerState() / setOptimizerSteps() (or the native
 // optimizerView() / setOptimizerSteps()). Without them checkpoints hold no optimizer state and resume() refuses
 // (unless {allowInexact: true}: AdamW then restarts from zero moments).
@@ -43,6 +45,7 @@ import {
   readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
 } from './checkpoints';
 import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, MAX_TOKEN_BUDGET, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
+import { DivergenceError, divergenceReason, type Divergence, type DivergenceReason } from './divergence';
 import { Example, selectExamples, Selection, TRAIN_METHODS, TrainMethod } from './examples';
 import { lrAt, SCHEDULE_KINDS, ScheduleKind, ScheduleOptions } from './schedule';
 
@@ -74,6 +77,8 @@ export interface TrainerOptions {
   examplesPerStep?: number;
   /** Passes over the data (default 1). */
   epochs?: number;
+  /** End the run after this many optimizer updates (the LR schedule spans exactly them); default: all epochs' steps. */
+  maxSteps?: number;
   /** Shuffle seed (default 0); each epoch's order is a function of (seed, epoch). */
   seed?: number;
   /** false: keep the data order (default true). */
@@ -138,7 +143,8 @@ export interface ResumeOptions {
 const TRAJECTORY_KEYS = ['method', 'negative', 'reduction', 'lr', 'schedule', 'warmupSteps', 'minLr', 'beta1', 'beta2', 'eps', 'weightDecay',
   'maxGradNorm', 'tokenBudget', 'microBatchesPerStep', 'examplesPerStep', 'epochs', 'seed', 'shuffle', 'padId', 'dpoBeta', 'dpoReference', 'dftData'] as const;
 
-type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints'>> & {
+type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'maxSteps' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints'>> & {
+  maxSteps?: number;
   keepCheckpoints: number;
   microBatchesPerStep?: number;
   examplesPerStep?: number;
@@ -215,6 +221,7 @@ function checkOptions(o: TrainerOptions): Resolved {
     microBatchesPerStep: int('microBatchesPerStep', o.microBatchesPerStep, undefined, 1),
     examplesPerStep: int('examplesPerStep', o.examplesPerStep, undefined, 1),
     epochs: int('epochs', o.epochs, 1, 1)!,
+    maxSteps: int('maxSteps', o.maxSteps, undefined, 1),
     seed: int('seed', o.seed, 0, 0)!,
     shuffle: o.shuffle ?? true,
     padId: int('padId', o.padId, 0, 0)!,
@@ -292,6 +299,8 @@ export class Trainer {
   private referenceDir?: string; // where the held reference's weights are (absolute)
   private referenceSavedIn?: string; // the checkpoint root that holds a copy of them
   private running = false;
+  /** Set when run() stopped on a diverged update (it then threw a DivergenceError carrying the same record). */
+  diverged?: Divergence;
 
   constructor(model: Model, options: TrainerOptions) {
     if (!(model instanceof Model)) throw typeError('model', `must be a Model, got ${describe(model)}`);
@@ -373,7 +382,7 @@ export class Trainer {
     for (let epoch = 0; epoch < o.epochs; epoch++)
       planEpoch(units, epoch, { tokenBudget: o.tokenBudget, seed: o.seed, shuffle: o.shuffle, examplesPerStep: o.examplesPerStep, microBatchesPerStep: o.microBatchesPerStep })
         .forEach((mbs, inEpoch) => plan.push({ epoch, inEpoch, units: mbs }));
-    const totalSteps = plan.length;
+    const totalSteps = Math.min(plan.length, o.maxSteps ?? Infinity); // a resume checks it against the checkpoint's
     const fp = fingerprint(sel, units);
     const start = this.resumed?.step ?? 0;
     if (this.resumed) {
@@ -382,7 +391,21 @@ export class Trainer {
     }
     const sched: ScheduleOptions = { kind: o.schedule, baseLr: o.lr, warmupSteps: o.warmupSteps, totalSteps, minLr: o.minLr };
     lrAt(0, sched); // validates warmupSteps against totalSteps
-    const lossMethod: LossMethod = o.method === 'rft' ? 'sft' : o.method === 'dpo' ? 'dpo' : o.method === 'dft' ? 'dft' : o.method === 'rift' ? 'rift' : 'sft';
+    const lossMethod: LossMethod = o.method === 'rft' ? 'sft' : o.method;
+    this.diverged = undefined;
+    const diverge = (s: number, reason: DivergenceReason, detail: string): DivergenceError => {
+      const last = this.history[this.history.length - 1];
+      this.diverged = { step: s + 1, totalSteps, method: o.method, reason, detail, lastLoss: last ? last.loss : NaN };
+      return new DivergenceError(this.diverged, [...this.history]);
+    };
+    const guard = async <T>(s: number, f: () => Promise<T>): Promise<T> => {
+      try {
+        return await f();
+      } catch (e) {
+        const reason = divergenceReason(e);
+        throw reason ? diverge(s, reason, (e as Error).message) : e;
+      }
+    };
 
     // DPO reference log-probs
     let refLogps: Map<Example, number> | undefined;
@@ -427,15 +450,16 @@ export class Trainer {
           } else ref = Float64Array.from(mb.examples, (e) => refLogps!.get(e)!);
           dpoArgs = { refLogps: ref, pairs: mb.pairs!, beta: o.dpoBeta };
         }
-        const r = await this.model.lossAndBackwardAsync({
+        const r = await guard(s, () => this.model.lossAndBackwardAsync({
           ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets,
-          rewards: lossMethod === 'rift' ? mb.rewards : undefined,
+          rewards: lossMethod === 'rift' || lossMethod === 'naive' ? mb.rewards : undefined,
           method: lossMethod, negative: o.negative, reduction: o.reduction, normalizer, dpo: dpoArgs,
-        });
+        }));
         loss += r.loss;
       }
+      if (!Number.isFinite(loss)) throw diverge(s, 'non-finite loss', `the loss is ${loss}`);
       const lr = lrAt(s, sched);
-      const st = await this.model.stepAsync({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm });
+      const st = await guard(s, () => this.model.stepAsync({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm }));
       const seconds = (performance.now() - t0) / 1e3;
       const tokens = mbs.reduce((a, m) => a + m.tokens, 0);
       const m: StepMetrics = {

@@ -1,4 +1,5 @@
-// The fused loss: one row kernel serves SFT, DFT, RIFT, DPO and plain log-probs (docs/design.md §1).
+// The fused loss: one row kernel serves SFT, DFT, RIFT, DPO, the naive reward-weighted baseline and plain log-probs
+// (docs/design.md §1).
 //
 // Every method's gradient w.r.t. the logits of row t is  w_t · (softmax(z_t) − onehot(y_t)).
 // The host plan (loss_plan.cc) turns a LossSpec into per-row coefficients; a backend (CPU or CUDA) runs
@@ -18,7 +19,8 @@
 namespace rift {
 
 enum class DType : int32_t { F32 = 0, BF16 = 1 };
-enum class Method : int32_t { SFT = 0, DFT = 1, RIFT = 2, DPO = 3, LOGPROB = 4 };
+// NAIVE: −r·log π on every sample, negatives included (w_t = r_i·c_i): the unbounded loss RIFT replaces (§1.4).
+enum class Method : int32_t { SFT = 0, DFT = 1, RIFT = 2, DPO = 3, LOGPROB = 4, NAIVE = 5 };
 enum class NegForm : int32_t { Token = 0, Sequence = 1 };
 enum class Reduction : int32_t { TokenMean = 0, SequenceMean = 1, Sum = 2 };
 
@@ -59,7 +61,7 @@ struct LossSpec {
   int64_t N = 0, V = 0, S = 0;
   const int32_t* targets = nullptr;  // (N)
   const int32_t* offsets = nullptr;  // (S+1), offsets[0] = 0, offsets[S] = N, non-decreasing
-  const float* rewards = nullptr;    // (S) RIFT only
+  const float* rewards = nullptr;    // (S) RIFT and NAIVE
   const double* ref_logp = nullptr;  // (S) DPO only
   const int32_t* pairs = nullptr;    // (P, 2) DPO only: (chosen, rejected) sequence indices
   int64_t P = 0;

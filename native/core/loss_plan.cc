@@ -43,8 +43,9 @@ void validate(const LossSpec& s) {
       range_error("offsets", "not non-decreasing at index " + std::to_string(i + 1));
   if (s.offsets[s.S] != s.N) range_error("offsets", "last offset must equal rows (" + std::to_string(s.N) + ")");
   if (!(std::isfinite(s.normalizer) && s.normalizer >= 0)) range_error("normalizer", "must be finite and > 0");
-  if (s.method == Method::RIFT) {
-    if (s.S > 0 && !s.rewards) range_error("rewards", "required for method 'rift'");
+  if (s.method == Method::RIFT || s.method == Method::NAIVE) {
+    if (s.S > 0 && !s.rewards)
+      range_error("rewards", s.method == Method::RIFT ? "required for method 'rift'" : "required for method 'naive'");
     for (int64_t i = 0; i < s.S; ++i)
       if (!std::isfinite(s.rewards[i])) range_error("rewards", "rewards[" + std::to_string(i) + "] is not finite");
   }
@@ -103,7 +104,7 @@ LossResult run_loss(const LossSpec& s, RowBackend& backend, const void* logits, 
       if (s.rewards[i] < 0) return true;
     return false;
   }();
-  const bool fused = grad && (s.method == Method::SFT || s.method == Method::DFT ||
+  const bool fused = grad && (s.method == Method::SFT || s.method == Method::DFT || s.method == Method::NAIVE ||
                               (s.method == Method::RIFT && !has_neg_seq));
   if (fused) {
     for (int64_t i = 0; i < S; ++i) {
@@ -111,6 +112,7 @@ LossResult run_loss(const LossSpec& s, RowBackend& backend, const void* logits, 
       double a = 0, b = 0;
       if (s.method == Method::SFT) a = c;
       else if (s.method == Method::DFT) b = c;
+      else if (s.method == Method::NAIVE) a = s.rewards[i] * c;  // every sign: −r·c·ℓ_t
       else if (s.rewards[i] > 0) a = s.rewards[i] * c;
       else b = s.rewards[i] * c;  // r < 0, token form; r = 0 gives 0
       for (int64_t t = s.offsets[i]; t < s.offsets[i + 1]; ++t) {
@@ -147,6 +149,8 @@ LossResult run_loss(const LossSpec& s, RowBackend& backend, const void* logits, 
     const int64_t t0 = s.offsets[i], t1 = s.offsets[i + 1];
     if (s.method == Method::SFT) {
       loss -= c * out.seq_logp[i];
+    } else if (s.method == Method::NAIVE) {
+      loss -= double(s.rewards[i]) * c * out.seq_logp[i];  // unbounded below when r < 0 (§1.4)
     } else if (s.method == Method::DFT) {
       for (int64_t t = t0; t < t1; ++t)
         if (s.targets[t] != kIgnoreIndex) loss -= c * std::exp(double(ws.logp[t])) * ws.logp[t];

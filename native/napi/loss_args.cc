@@ -16,7 +16,7 @@ void parse_loss_spec(const args::Opts& o, int64_t rows, const char* rows_formula
   Napi::Env env = o.env();
   LossSpec& s = *spec;
   s.N = rows;
-  s.method = Method(o.integer("method", 0, 4));
+  s.method = Method(o.integer("method", 0, 5));
   s.neg = NegForm(o.integer_or("negative", 0, 0, 1));
   s.reduction = Reduction(o.integer_or("reduction", 0, 0, 2));
   s.normalizer = o.number("normalizer", 0);

@@ -110,6 +110,9 @@ export function reference(c: RefCase, frozenP?: Float64Array): RefOut {
         if (c.method === 'sft') {
           loss += -ci * lp[t];
           dl[t] = -ci;
+        } else if (c.method === 'naive') {
+          loss += -r * ci * lp[t]; // every reward sign: −r·ℓ_t, unbounded below when r < 0
+          dl[t] = -r * ci;
         } else if (c.method === 'dft') {
           loss += -ci * p(t) * lp[t];
           dl[t] = -ci * p(t);

@@ -1,7 +1,9 @@
-// rift train: one method (sft | rft | dft | dpo | rift) on rollouts (SFT: on the problems' reference solutions),
+// rift train: one method (sft | rft | dft | dpo | rift | naive) on rollouts (SFT: on the problems' reference solutions),
 // checkpoints and exact resume; the trained model is saved to --out (HF layout, tokenizer files copied).
 // --out is locked for the run (a second `rift train` into it is refused), may not be or hold an input (--model
 // only with --overwrite), and a resume first cuts metrics.jsonl back to the checkpoint's step.
+// A diverged run (NaN/Inf loss, logits or gradient norm; lib/train/divergence.ts) saves no model: train.json records
+// the divergence and the metrics so far, and the command fails with the DivergenceError's message.
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, Option } from 'commander';
@@ -10,6 +12,7 @@ import { appendJsonl } from '../../data/jsonl';
 import { writeJsonAtomic } from '../../eval/evaluate';
 import { TOKENIZER_FILES } from '../../engine/model';
 import { cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, readLatest, truncateMetricsFile } from '../../train/checkpoints';
+import { DivergenceError } from '../../train/divergence';
 import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
 import { PromptFormat, PROMPT_FORMAT_FILE, referenceExamples, rolloutExamples, rolloutPromptSpec, trainingPromptSpec, trainMethod, writePromptFormatFile } from '../../loop';
@@ -130,7 +133,7 @@ async function train(f: Flags, o: Output): Promise<void> {
   const label = `train ${f.method}${f.method === 'rift' ? `-${f.negative}` : ''}`;
   let total = f.steps ?? 0;
   const t0 = Date.now();
-  const { metrics, trainer } = await trainMethod(model, examples, refs, {
+  const run = trainMethod(model, examples, refs, {
     method: f.method,
     ...(f.method === 'rift' ? { negative: f.negative } : {}),
     ...(f.method === 'dpo' ? { dpoReference: f.dpoReference } : {}),
@@ -154,8 +157,14 @@ async function train(f: Flags, o: Output): Promise<void> {
       o.updateBar(label, m.step, total, { tokens, loss: m.loss });
     },
   });
+  const { metrics } = await run.catch((e: unknown) => {
+    if (!(e instanceof DivergenceError)) throw e;
+    o.stopBar();
+    const d = e.divergence;
+    writeJsonAtomic(path.join(f.out, 'train.json'), { command: 'train', method: f.method, out: f.out, diverged: d, steps: e.history.length, options: f, metrics: e.history });
+    throw new CliError(`${e.message}; no model saved (${path.join(f.out, 'train.json')} records the run)`);
+  });
   o.endBar(label, { steps: metrics.length });
-  void trainer;
   model.save(f.out);
   writePromptFormatFile(f.out, format.spec);
   const seconds = (Date.now() - t0) / 1000;
