@@ -40,7 +40,8 @@ void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H
 
 // ---- ops_attention.cc
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D);
+                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                       const KvRows* rows);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                         int64_t Hkv, int64_t D, bool accumulate);
@@ -58,5 +59,7 @@ void scale(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
 double sumsq(const float* x, int64_t n);
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p);
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+              int64_t Tmax, int64_t width);
 
 }  // namespace rift::cpu
