@@ -297,6 +297,28 @@ describe('KV cache', () => {
     expect(Array.from(cache.lengths())).toEqual([6, 6, 1, 1]);
   });
 
+  test('a row\'s logits do not depend on the rows decoded with it (row-invariant GEMMs; bitwise on the CPU)', () => {
+    // The wider QWEN model here has K > 256 (two K blocks of the packed GEMM) only in the MLP; row counts 1..9 and 40
+    // cover the small-M sizes (M <= 4), partial and full row tiles.
+    const big = Model.fromConfig({ ...QWEN, hidden_size: 64, intermediate_size: 320 }, { ...DEV, seed: 5, std: 0.2 });
+    const seqs = Array.from({ length: 40 }, (_, i) => makeIds(6 + (i % 5), V, 60 + i));
+    const alone = seqs.map((q) => {
+      const c = big.newKvCache(1, 16);
+      big.prefill(c, q.subarray(0, q.length - 1), 1, q.length - 1);
+      return big.decode(c, q.subarray(q.length - 1)).slice();
+    });
+    for (const n of [1, 2, 3, 4, 5, 8, 9, 40]) {
+      const c = big.newKvCache(n, 16);
+      seqs.slice(0, n).forEach((q, i) => big.prefill(c, q.subarray(0, q.length - 1), 1, q.length - 1, Int32Array.of(i)));
+      const logits = big.decode(c, Int32Array.from(seqs.slice(0, n), (q) => q[q.length - 1]));
+      for (let i = 0; i < n; i++) {
+        const row = logits.subarray(i * V, (i + 1) * V);
+        if (DEV.device === 'cpu') expect([n, i, Array.from(row)]).toEqual([n, i, Array.from(alone[i])]);
+        else expectWithin(`${n} rows, row ${i}`, row, alone[i], 1e-4);
+      }
+    }
+  });
+
   test('per-row cache errors: typed, naming the argument, nothing changed', async () => {
     const cache = model.newKvCache(3, 6);
     model.prefill(cache, makeIds(2, V, 41), 1, 2, Int32Array.of(1));

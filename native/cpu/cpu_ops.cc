@@ -54,6 +54,12 @@ class CpuOps final : public OpsBackend {
     return i;
   }
 
+  bool set_row_invariant(bool on) override {
+    const bool prev = cpu::row_invariant();
+    cpu::set_row_invariant(on);
+    return prev;
+  }
+
   bool set_gemm(const std::string& impl) override {
     if (impl == "builtin") return cpu::set_gemm_impl(cpu::GemmImpl::Builtin);
     if (impl == "openblas") return cpu::set_gemm_impl(cpu::GemmImpl::OpenBlas);

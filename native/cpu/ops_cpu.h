@@ -16,6 +16,10 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
 void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 GemmImpl gemm_impl();
+// Row-invariant GEMMs for the calling thread (ops_gemm.cc): the builtin kernel, every row of C summed the same
+// way whatever M (OpsBackend::set_row_invariant).
+void set_row_invariant(bool on);
+bool row_invariant();
 bool set_gemm_impl(GemmImpl impl);  // false when OpenBLAS is asked for and not loadable
 int gemm_threads();
 

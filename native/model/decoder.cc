@@ -18,6 +18,20 @@ namespace {
   throw ArgError{ArgError::Range, field, field + ": " + msg};
 }
 
+// The inference path's GEMMs are row-invariant while this lives (OpsBackend::set_row_invariant): a sampled row's
+// logits are the same whichever rows are decoded with it, so continuous batching keeps every sample's tokens.
+class RowInvariant {
+ public:
+  explicit RowInvariant(OpsBackend& ops) : ops_(ops), prev_(ops.set_row_invariant(true)) {}
+  ~RowInvariant() { ops_.set_row_invariant(prev_); }
+  RowInvariant(const RowInvariant&) = delete;
+  RowInvariant& operator=(const RowInvariant&) = delete;
+
+ private:
+  OpsBackend& ops_;
+  bool prev_;
+};
+
 }  // namespace
 
 int64_t checked_token_floats(const SizeCalc& k, int64_t floats, int64_t N, MemSpace space, const char* what) {
@@ -396,6 +410,7 @@ void Decoder::forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, 
   checked_product("T", {{"B", B}, {"T", T}});
   check_ids(ids, B * T, "ids");
   const int64_t n = B * T, C = cfg_.C;
+  RowInvariant invariant(ops_);
   float* x = scratch(infer_floats(cfg_, n, ops_.space()));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, nullptr);
@@ -460,6 +475,7 @@ void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, 
   check_ids(ids, B * T, T == 1 ? "tokens" : "ids");  // B, T < 2^31: B·T fits
   const int64_t n = B * T, C = cfg_.C;
   if (cache.ops_->space() != ops_.space()) bad("cache", "lives on another device than this model");
+  RowInvariant invariant(ops_);
   float* x = scratch(infer_floats(cfg_, n, ops_.space()));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, &cache, rows);

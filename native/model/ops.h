@@ -87,6 +87,16 @@ class OpsBackend {
     (void)region, (void)n, (void)c;
   }
 
+  // ---- Row invariance (inference). While on for the calling thread, every GEMM the thread issues computes each
+  // row of C with the same bits whatever M and the other rows are (for alpha = 1, beta in {0, 1}: the engine's
+  // calls), so a decode row's logits do not depend on the rows batched with it. Returns the previous setting. The
+  // CPU backend then runs its builtin kernel for every M (OpenBLAS chooses kernels by shape); a backend that cannot
+  // promise it (CUDA: cuBLAS picks algorithms by shape) ignores it and returns false.
+  virtual bool set_row_invariant(bool on) {
+    (void)on;
+    return false;
+  }
+
   // ---- GEMM: C (M, N) = alpha · op(A) · op(B) + beta · C, row-major.
   // op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when transA.
   // op(B) is (K, N): B is (K, N) with ldb >= N, or (N, K) with ldb >= K when transB. C: ldc >= N.
