@@ -12,17 +12,20 @@
 //   (T+1)/2 keys on average, 4·D flops per query-key pair forward, twice that backward).
 // - MFU = achieved FLOP/s ÷ the sgemm peak: the best of a few calls of addon.ops.gemm on a 2048³ square problem
 //   (the same GEMM implementation and thread count the model uses). Reported with and without attention FLOPs.
-// - Sampling: P prompts × K samples per prompt through lib/engine/sampler.ts generate() (prefill each prompt
-//   once, broadcast its KV cache to K rows, decode the K rows together), no stop tokens: tokens/s counts the
-//   P·K·maxNewTokens generated tokens.
+// - Sampling: P prompts × K samples per prompt (default 64 × 8) through lib/engine/sampler.ts generate(), no stop
+//   tokens, in the same run both ways: one prompt at a time (batching 'per-prompt': prefill each prompt once,
+//   broadcast its KV cache to K rows, decode the K rows together — the path before continuous batching) and
+//   continuous batching (the default: rows of all prompts decoded together, up to maxBatchRows = 256). tokens/s
+//   counts the P·K·maxNewTokens generated tokens; sameTokens says whether both paths drew the same tokens.
 //
 // benchTrainCuda (node dist/bench/run.js --only engine-cuda): the same step on the GPU for the Qwen2.5-1.5B shape
 // (hidden 1536, 28 layers, 12/2 heads, V 151936, tied) at B = 1, T = 4096, precision 'bf16' (GEMM operands
 // rounded to bf16, fp32 accumulation, fp32 master weights and AdamW): step time, tokens/s, MFU against 989e12
 // FLOP/s (H100/H200 SXM dense bf16 datasheet; the same FLOP convention as above), sampling tokens/s with the KV
-// cache (4 prompts × K = 4, 64 new tokens), and the peak device memory of one RIFT step vs one DPO step with a
-// held reference model (lib/profile/memory.ts's 'dpo-held') at the same batch of 2 × 2048 tokens. Weights come
-// from --model-dir (an HF checkpoint of that shape, e.g. scripts/hf_parity.py's model/) or a seeded random init.
+// cache (64 prompts × K = 8, 64 new tokens, one prompt at a time and with continuous batching: benchSampling), and
+// the peak device memory of one RIFT step vs one DPO step with a held reference model (lib/profile/memory.ts's
+// 'dpo-held') at the same batch of 2 × 2048 tokens. Weights come from --model-dir (an HF checkpoint of that shape,
+// e.g. scripts/hf_parity.py's model/) or a seeded random init.
 import * as os from 'os';
 
 import { DecoderConfig } from '../lib/engine/checkpoint';
@@ -43,7 +46,7 @@ export interface TrainBenchOptions {
   T?: number;
   /** Timed steps after one warm-up step (default 4; quick: 2). */
   steps?: number;
-  /** Sampling: prompts × k samples, prompt length and new tokens (default 8 × 8, 32 + 64; quick: 32 new tokens). */
+  /** Sampling: prompts × k samples, prompt length and new tokens (default 64 × 8, 32 + 64; quick: 16 × 8, 32 new tokens). */
   prompts?: number;
   k?: number;
   promptLength?: number;
@@ -164,17 +167,41 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     },
   ];
 
-  if (opts.sampling !== false) {
-    const nPrompts = opts.prompts ?? 8, K = opts.k ?? 8, Lp = opts.promptLength ?? 32, maxNew = opts.maxNewTokens ?? (quick ? 32 : 64);
-    const prompts = Array.from({ length: nPrompts }, (_, i) => lcgIds(Lp, c.vocab_size, 100 + i));
-    const tokenizer = { encode: () => new Int32Array(0), decode: () => '', eosTokenIds: [] as number[] };
+  if (opts.sampling !== false)
+    rows.push(...(await benchSampling(model, { prompts: opts.prompts ?? (quick ? 16 : 64), k: opts.k ?? 8, promptLength: opts.promptLength ?? 32, maxNewTokens: opts.maxNewTokens ?? (quick ? 32 : 64) })));
+  return rows;
+}
+
+/**
+ * Sampling tokens/s of P prompts × K samples, one prompt at a time and with continuous batching, in the same run
+ * (see the file comment). Rows: 'sampling (one prompt at a time)', 'sampling (continuous batching)' with the speedup
+ * and whether the tokens agree. `name` prefixes the row names (e.g. the device).
+ */
+export async function benchSampling(
+  model: Model, o: { prompts: number; k: number; promptLength: number; maxNewTokens: number; maxBatchRows?: number; name?: string },
+): Promise<TrainBenchRow[]> {
+  const c = model.config;
+  const prompts = Array.from({ length: o.prompts }, (_, i) => lcgIds(o.promptLength, c.vocab_size, 100 + i));
+  const tokenizer = { encode: () => new Int32Array(0), decode: () => '', eosTokenIds: [] as number[] };
+  const run = async (batching: 'per-prompt' | 'continuous') => {
     const t0 = now();
-    const out = await generate(model, tokenizer, prompts, { k: K, maxNewTokens: maxNew, temperature: 1, seed: 1, stopTokens: [] });
+    const out = await generate(model, tokenizer, prompts, { k: o.k, maxNewTokens: o.maxNewTokens, temperature: 1, seed: 1, stopTokens: [], batching, maxBatchRows: o.maxBatchRows });
     const ms = now() - t0;
     const generated = out.reduce((s, p) => s + p.samples.reduce((a, x) => a + x.ids.length, 0), 0);
-    rows.push({ name: 'sampling', prompts: nPrompts, k: K, promptLength: Lp, maxNewTokens: maxNew, generatedTokens: generated, ms: round(ms), tokensPerSec: round(generated / (ms / 1e3)) });
-  }
-  return rows;
+    return { out, ms, generated, tokensPerSec: generated / (ms / 1e3), loadAverage: os.loadavg()[0] };
+  };
+  const pre = (n: string) => (o.name ? `${o.name} ${n}` : n);
+  const base = { prompts: o.prompts, k: o.k, promptLength: o.promptLength, maxNewTokens: o.maxNewTokens };
+  const one = await run('per-prompt');
+  const cont = await run('continuous');
+  const same = one.out.every((p, i) => p.samples.every((x, j) => x.ids.length === cont.out[i].samples[j].ids.length && x.ids.every((t, n) => t === cont.out[i].samples[j].ids[n])));
+  return [
+    { name: pre('sampling (one prompt at a time)'), ...base, generatedTokens: one.generated, ms: round(one.ms), tokensPerSec: round(one.tokensPerSec), loadAverage: round(one.loadAverage) },
+    {
+      name: pre('sampling (continuous batching)'), ...base, maxBatchRows: o.maxBatchRows ?? 256, generatedTokens: cont.generated, ms: round(cont.ms),
+      tokensPerSec: round(cont.tokensPerSec), loadAverage: round(cont.loadAverage), speedup: round(cont.tokensPerSec / one.tokensPerSec), sameTokens: same,
+    },
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -200,7 +227,7 @@ export interface CudaBenchOptions {
   /** RIFT vs DPO memory batch (default 2 × 2048: DPO needs a (chosen, rejected) pair; same tokens as 1 × 4096). */
   memB?: number;
   memT?: number;
-  /** Sampling: prompts × k, prompt length, new tokens (default 4 × 4, 32, 64). */
+  /** Sampling: prompts × k, prompt length, new tokens (default 64 × 8, 32, 64). */
   prompts?: number;
   k?: number;
   promptLength?: number;
@@ -312,18 +339,13 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
     rows.push(row);
     log(`  train: ${row.stepMs} ms/step, ${row.tokensPerSec} tok/s, MFU ${row.mfuWithAttention ?? '—'} (with attention)`);
 
-    // 2. Sampling with the KV cache.
+    // 2. Sampling with the KV cache: one prompt at a time vs continuous batching.
     if (opts.sampling !== false) {
       try {
-        const nPrompts = opts.prompts ?? 4, K = opts.k ?? 4, Lp = opts.promptLength ?? 32, maxNew = opts.maxNewTokens ?? 64;
-        const prompts = Array.from({ length: nPrompts }, (_, i) => lcgIds(Lp, c.vocab_size, 100 + i));
-        const tokenizer = { encode: () => new Int32Array(0), decode: () => '', eosTokenIds: [] as number[] };
-        const t1 = now();
-        const out = await generate(model, tokenizer, prompts, { k: K, maxNewTokens: maxNew, temperature: 1, seed: 1, stopTokens: [] });
-        const ms = now() - t1;
-        const generated = out.reduce((s, p) => s + p.samples.reduce((a, x) => a + x.ids.length, 0), 0);
-        rows.push({ name: `${device} sampling (KV cache)`, prompts: nPrompts, k: K, promptLength: Lp, maxNewTokens: maxNew, generatedTokens: generated, ms: round(ms), tokensPerSec: round(generated / (ms / 1e3)) });
-        log(`  sampling: ${round(generated / (ms / 1e3))} tok/s (${generated} tokens)`);
+        const so = { prompts: opts.prompts ?? 64, k: opts.k ?? 8, promptLength: opts.promptLength ?? 32, maxNewTokens: opts.maxNewTokens ?? 64, name: device };
+        const r = await benchSampling(model, so);
+        rows.push(...r);
+        log(`  sampling: ${r.map((x) => `${x.name} ${x.tokensPerSec} tok/s`).join(', ')}`);
       } catch (e) {
         rows.push({ name: `${device} sampling (KV cache)`, ...failure(e) });
         log(`  sampling failed: ${failure(e).error}`);

@@ -51,6 +51,8 @@ export interface NativeKvCache {
   readonly batch: number;
   readonly freed: boolean;
   reset(): void;
+  resetRows(row: number, count?: number): void;
+  lengths(): Int32Array;
   copyRows(src: NativeKvCache, srcRow: number, dstRow?: number, count?: number): void;
   free(): void;
 }
@@ -80,10 +82,10 @@ export interface NativeModel {
   step(opts: object): NativeStepResult;
   stepAsync(opts: object): Promise<NativeStepResult>;
   newKvCache(B: number, Tmax: number): NativeKvCache;
-  prefill(cache: NativeKvCache, ids: Int32Array, B: number, T: number): Float32Array;
-  decode(cache: NativeKvCache, tokens: Int32Array): Float32Array;
-  prefillAsync(cache: NativeKvCache, ids: Int32Array, B: number, T: number): Promise<Float32Array>;
-  decodeAsync(cache: NativeKvCache, tokens: Int32Array): Promise<Float32Array>;
+  prefill(cache: NativeKvCache, ids: Int32Array, B: number, T: number, rows?: Int32Array): Float32Array;
+  decode(cache: NativeKvCache, tokens: Int32Array, rows?: Int32Array): Float32Array;
+  prefillAsync(cache: NativeKvCache, ids: Int32Array, B: number, T: number, rows?: Int32Array): Promise<Float32Array>;
+  decodeAsync(cache: NativeKvCache, tokens: Int32Array, rows?: Int32Array): Promise<Float32Array>;
   memory(): NativeMemoryReport;
   resetPeaks(): void;
   /** AdamW m and v: zero-copy views on the CPU, host copies on CUDA. */

@@ -44,6 +44,17 @@ test('evaluate: per-problem results, Mean@K and Pass@k; same samples as a rollou
   }
 });
 
+test('evaluate with continuous batching: the per-prompt results, in problem order; onProgress counts problems done', async () => {
+  const K = 4;
+  const base = { tokenizer: tok, problems, k: K, params, score, promptFor: (p: { problem: string }) => p.problem, keepTexts: true };
+  const ref = await evaluate({ ...base, model });
+  const done: number[] = [];
+  const r = await evaluate({ ...base, model: new FakeModel(tok.vocabSize, undefined, { rows: true }), params: { ...params, maxBatchRows: 6 },
+    onProgress: (p) => { done.push(p.done); } });
+  expect(r).toEqual(ref);
+  expect(done).toEqual([1, 2, 3, 4, 5]);
+});
+
 test('evaluate: ks, bad input', async () => {
   const base = { model, tokenizer: tok, problems: problems.slice(0, 2), k: 4, params, score, promptFor: (p: { problem: string }) => p.problem };
   const r = await evaluate({ ...base, ks: [1, 3] });

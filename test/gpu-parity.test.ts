@@ -203,12 +203,14 @@ describe('the engine-cuda benchmark (bench/train.ts benchTrainCuda)', () => {
     const config = { ...BENCH_CONFIG, vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
     const r = await benchTrainCuda({ device: 'cpu', config, T: 64, steps: 2, memT: 32, prompts: 2, k: 2, maxNewTokens: 8, log: silent });
     expect(r.skipped).toBeUndefined();
-    const [train, sampling, mem] = r.rows as Record<string, any>[];
+    const [train, one, sampling, mem] = r.rows as Record<string, any>[];
     expect(train).toMatchObject({ name: 'cpu train step (sft)', device: 'cpu', precision: 'bf16', B: 1, T: 64, tokensPerStep: 64 });
     expect(train.stepMsAll).toHaveLength(2);
     expect(Number.isFinite(train.loss) && train.tokensPerSec > 0).toBe(true);
     expect(train.mfu6P).toBeNull(); // no datasheet peak for a CPU
-    expect(sampling).toMatchObject({ name: 'cpu sampling (KV cache)', generatedTokens: 2 * 2 * 8 });
+    expect(one).toMatchObject({ name: 'cpu sampling (one prompt at a time)', generatedTokens: 2 * 2 * 8 });
+    expect(sampling).toMatchObject({ name: 'cpu sampling (continuous batching)', generatedTokens: 2 * 2 * 8, sameTokens: true });
+    expect(sampling.speedup).toBeGreaterThan(0);
     expect(mem.name).toBe('cpu memory: rift vs dpo-held');
     for (const k of ['rift', 'dpo-held', 'rift+recompute', 'dpo-held+recompute']) {
       expect(mem[k].error).toBeUndefined();

@@ -256,6 +256,101 @@ describe('KV cache', () => {
     expect(one.freed).toBe(true);
     expectError(() => model.prefill(one, prompt, 1, P), 'TypeError', 'cache');
   });
+
+  test('rows of different lengths in one cache (continuous batching): chosen rows decoded at their own positions', async () => {
+    // Three sequences prefilled into slots 3, 0, 2 of a 4-row cache (slot 1 stays empty), then decoded in varying
+    // subsets and orders: each row's logits equal the full forward of its own sequence; other rows are untouched.
+    const seqs = [makeIds(11, V, 31), makeIds(8, V, 32), makeIds(14, V, 33)];
+    const slots = [3, 0, 2], pos = [4, 2, 7];
+    const cache = model.newKvCache(4, 16);
+    const fullAt = (i: number, t: number) => model.forward(seqs[i].subarray(0, t + 1), 1, t + 1, { lastOnly: true });
+    seqs.forEach((q, i) => {
+      const l = model.prefill(cache, q.subarray(0, pos[i]), 1, pos[i], Int32Array.of(slots[i]));
+      expectWithin(`prefill ${i}`, l, fullAt(i, pos[i] - 1), 1e-4);
+    });
+    expect(Array.from(cache.lengths())).toEqual([2, 0, 7, 4]);
+    expect(cache.length).toBe(7);
+    for (const order of [[0, 1, 2], [2, 0], [1], [2, 1, 0], [0, 2]]) {
+      const tokens = Int32Array.from(order, (i) => seqs[i][pos[i]]);
+      const rows = Int32Array.from(order, (i) => slots[i]);
+      const logits = order.length === 2 ? await model.decodeAsync(cache, tokens, rows) : model.decode(cache, tokens, rows);
+      order.forEach((i, r) => expectWithin(`sequence ${i} at ${pos[i]}`, logits.subarray(r * V, (r + 1) * V), fullAt(i, pos[i]), 1e-4));
+      order.forEach((i) => pos[i]++);
+      expect(Array.from(cache.lengths())).toEqual([pos[1], 0, pos[2], pos[0]]);
+    }
+    // A finished row is freed and refilled with another prompt from a 1-row cache; the others go on unchanged.
+    cache.resetRows(2);
+    expectError(() => cache.copyRows(cache, 0, 3, 1), 'RangeError', 'dstRow: row 3 holds');
+    const fresh = model.newKvCache(1, 16);
+    const other = makeIds(9, V, 34);
+    model.prefill(fresh, other.subarray(0, 5), 1, 5);
+    cache.copyRows(fresh, 0, 2, 1);
+    expect(Array.from(cache.lengths())).toEqual([pos[1], 0, 5, pos[0]]);
+    const l = model.decodeRows(cache, Int32Array.of(other[5], seqs[0][pos[0]]), Int32Array.of(2, 3));
+    expectWithin('refilled row', l.subarray(0, V), model.forward(other.subarray(0, 6), 1, 6, { lastOnly: true }), 1e-4);
+    expectWithin('row 3 went on', l.subarray(V, 2 * V), fullAt(0, pos[0]), 1e-4);
+    // every row at once, at different lengths (no `rows`): row 1 starts its sequence
+    cache.resetRows(0, 4);
+    cache.copyRows(fresh, 0, 0, 2);
+    expect(Array.from(cache.lengths())).toEqual([5, 5, 0, 0]);
+    model.prefill(cache, Int32Array.of(other[5], other[5], other[0], other[0]), 4, 1);
+    expect(Array.from(cache.lengths())).toEqual([6, 6, 1, 1]);
+  });
+
+  test('a row\'s logits do not depend on the rows decoded with it (row-invariant GEMMs; bitwise on the CPU)', () => {
+    // The wider QWEN model here has K > 256 (two K blocks of the packed GEMM) only in the MLP; row counts 1..9 and 40
+    // cover the small-M sizes (M <= 4), partial and full row tiles.
+    const big = Model.fromConfig({ ...QWEN, hidden_size: 64, intermediate_size: 320 }, { ...DEV, seed: 5, std: 0.2 });
+    const seqs = Array.from({ length: 40 }, (_, i) => makeIds(6 + (i % 5), V, 60 + i));
+    const alone = seqs.map((q) => {
+      const c = big.newKvCache(1, 16);
+      big.prefill(c, q.subarray(0, q.length - 1), 1, q.length - 1);
+      return big.decode(c, q.subarray(q.length - 1)).slice();
+    });
+    for (const n of [1, 2, 3, 4, 5, 8, 9, 40]) {
+      const c = big.newKvCache(n, 16);
+      seqs.slice(0, n).forEach((q, i) => big.prefill(c, q.subarray(0, q.length - 1), 1, q.length - 1, Int32Array.of(i)));
+      const logits = big.decode(c, Int32Array.from(seqs.slice(0, n), (q) => q[q.length - 1]));
+      for (let i = 0; i < n; i++) {
+        const row = logits.subarray(i * V, (i + 1) * V);
+        if (DEV.device === 'cpu') expect([n, i, Array.from(row)]).toEqual([n, i, Array.from(alone[i])]);
+        else expectWithin(`${n} rows, row ${i}`, row, alone[i], 1e-4);
+      }
+    }
+  });
+
+  test('per-row cache errors: typed, naming the argument, nothing changed', async () => {
+    const cache = model.newKvCache(3, 6);
+    model.prefill(cache, makeIds(2, V, 41), 1, 2, Int32Array.of(1));
+    model.prefill(cache, makeIds(6, V, 42), 1, 6, Int32Array.of(2));
+    const before = Array.from(cache.lengths());
+    expectError(() => model.decode(cache, Int32Array.of(1, 2), Int32Array.of(1, 1)), 'RangeError', 'rows: rows\\[1\\] = 1 appears twice');
+    expectError(() => model.decode(cache, Int32Array.of(1), Int32Array.of(3)), 'RangeError', 'rows: rows\\[0\\] = 3 is outside');
+    expectError(() => model.decode(cache, Int32Array.of(1), Int32Array.of(-1)), 'RangeError', 'rows');
+    expectError(() => model.decode(cache, Int32Array.of(1, 2), Int32Array.of(1)), 'RangeError', 'tokens');
+    expectError(() => model.decode(cache, Int32Array.of(1), new Int32Array(0)), 'RangeError', 'rows');
+    expectError(() => model.decode(cache, Int32Array.of(1), [1] as never), 'TypeError', 'rows');
+    expectError(() => model.decode(cache, Int32Array.of(V), Int32Array.of(1)), 'RangeError', 'tokens');
+    expectError(() => model.decode(cache, Int32Array.of(1), Int32Array.of(2)), 'RangeError', 'cache: row 2 holds 6 of 6 positions');
+    expectError(() => model.decodeRows(cache, Int32Array.of(1), undefined as never), 'TypeError', 'rows');
+    expectError(() => model.prefill(cache, makeIds(4, V, 43), 2, 2, Int32Array.of(0)), 'RangeError', 'rows');
+    expectError(() => model.prefill(cache, makeIds(8, V, 43), 4, 2, Int32Array.of(0, 1, 2, 0)), 'RangeError', 'rows');
+    expectError(() => model.decode(cache, new Int32Array(3)), 'RangeError', 'cache: row 2 holds 6 of 6');
+    await expect(model.decodeAsync(cache, Int32Array.of(1, 2), Int32Array.of(0, 0))).rejects.toThrow(/^rows: /);
+    expectError(() => cache.resetRows(3), 'RangeError', 'row');
+    expectError(() => cache.resetRows(1, 3), 'RangeError', 'count');
+    expectError(() => cache.resetRows(-1), 'RangeError', 'row');
+    const src = model.newKvCache(1, 6);
+    model.prefill(src, makeIds(3, V, 44), 1, 3);
+    expectError(() => cache.copyRows(src, 0, 1), 'RangeError', 'dstRow: row 1 holds 2 tokens');
+    expectError(() => cache.copyRows(src, 0, 0, 2), 'RangeError', 'dstRow: row 1');
+    expect(Array.from(cache.lengths())).toEqual(before);
+    cache.copyRows(src, 0, 0, 1);
+    expect(Array.from(cache.lengths())).toEqual([3, 2, 6]);
+    cache.free();
+    expect(Array.from(cache.lengths())).toEqual([]);
+    expectError(() => cache.resetRows(0), 'TypeError', 'cache');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------------

@@ -106,6 +106,35 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
     expect(maxErr(got.out, f32.out).err).toBeGreaterThan(1e-5 * e2.scale);
   });
 
+  test('forward on a batched KV cache: rows at their own past and slot equal each row alone and the emulation', () => {
+    const Hq = 4, Hkv = 2, D = 16, cap = 48, Bkv = 4, kd = Hkv * D, qd = Hq * D, Tq = 2;
+    const rowPast = Int32Array.of(40, 0, 9), rowSlot = Int32Array.of(3, 0, 1), B = 3;
+    const r = rng(77);
+    // positions beyond each row's past + Tq hold huge values: a path that read them would blow up
+    const k = new Float32Array(Bkv * cap * kd).fill(3e38), v = new Float32Array(Bkv * cap * kd).fill(3e38);
+    for (let b = 0; b < B; b++) {
+      const n = (rowPast[b] + Tq) * kd;
+      k.set(rand32(n, r, 1.5), rowSlot[b] * cap * kd);
+      v.set(rand32(n, r), rowSlot[b] * cap * kd);
+    }
+    const q = rand32(B * Tq * qd, r, 1.5);
+    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * Tq);
+    ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv: cap, rowPast, rowSlot, Hq, Hkv, D, device, gemmDtype: 'bf16' });
+    for (let b = 0; b < B; b++) {
+      const L = rowPast[b] + Tq, kb = k.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd), vb = v.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd);
+      const qb = q.subarray(b * Tq * qd, (b + 1) * Tq * qd);
+      const alone = new Float32Array(qb.length);
+      ops.attentionForward({ out: alone, q: qb, k: kb, v: vb, B: 1, Tq, Tkv: L, past: rowPast[b], Hq, Hkv, D, device, gemmDtype: 'bf16' });
+      const got = out.subarray(b * Tq * qd, (b + 1) * Tq * qd);
+      const e0 = maxErr(got, alone);
+      // the same products: bitwise on the CPU; the GPU's GEMMs over more (zeroed) keys may sum in another order
+      expect(e0.err).toBeLessThanOrEqual(1e-5 * e0.scale);
+      const emu = emulateForward(qb, kb, vb, 1, Tq, L, rowPast[b], Hq, Hkv, D);
+      const e1 = maxErr(got, emu.out);
+      expect(e1.err).toBeLessThanOrEqual(5e-4 * e1.scale);
+    }
+  });
+
   test.each(SHAPES.filter((s) => s.past === 0))('backward (accumulate off and on): $name', ({ B, Tq: T, Hq, Hkv, D }) => {
     const r = rng(5 + T);
     const q = rand32(B * T * Hq * D, r, 1.5), k = rand32(B * T * Hkv * D, r, 1.5), v = rand32(B * T * Hkv * D, r), dout = rand32(B * T * Hq * D, r);

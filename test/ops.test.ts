@@ -344,6 +344,51 @@ describe.each(devices)('device %s', (device) => {
       ops.attentionForward({ out: new Float32Array(one), q: new Float32Array(one), k: kv, v: kv.slice(), B: s.B, Tq: 1, Tkv: 3, past: 2, Hq: s.Hq, Hkv: s.Hkv, D: s.D }); // lse optional
     });
 
+    test('batched KV cache: per-row past (rowPast) and k/v row (rowSlot) equal each row alone; positions past a row are not read', () => {
+      // 3 query rows on a 5-row cache of capacity 40: rows sit at pasts 0, 37, 12 in slots 4, 1, 2 (slots 0 and 3
+      // and every position past past + Tq stay NaN: a read would show).
+      const Hq = 6, Hkv = 2, D = 12, cap = 40, Bkv = 5, kd = Hkv * D, qd = Hq * D;
+      const r = rng(21);
+      for (const Tq of [1, 3]) {
+        const rowPast = Int32Array.of(0, 37, 12), rowSlot = Int32Array.of(4, 1, 2), B = 3;
+        const k = nanFilled(Bkv * cap * kd), v = nanFilled(Bkv * cap * kd);
+        for (let b = 0; b < B; b++) {
+          const n = (rowPast[b] + Tq) * kd;
+          k.set(rand32(n, r, 1.5), rowSlot[b] * cap * kd);
+          v.set(rand32(n, r), rowSlot[b] * cap * kd);
+        }
+        const q = rand32(B * Tq * qd, r, 1.5);
+        const out = nanFilled(q.length), lse = nanFilled(B * Hq * Tq);
+        ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv: cap, rowPast, rowSlot, Hq, Hkv, D });
+        for (let b = 0; b < B; b++) {
+          const kb = k.subarray(rowSlot[b] * cap * kd, (rowSlot[b] + 1) * cap * kd), vb = v.subarray(rowSlot[b] * cap * kd, (rowSlot[b] + 1) * cap * kd);
+          const qb = q.subarray(b * Tq * qd, (b + 1) * Tq * qd);
+          const alone = nanFilled(qb.length), lseAlone = nanFilled(Hq * Tq);
+          ops.attentionForward({ out: alone, lse: lseAlone, q: qb, k: kb, v: vb, B: 1, Tq, Tkv: cap, past: rowPast[b], Hq, Hkv, D });
+          expectClose(out.subarray(b * Tq * qd, (b + 1) * Tq * qd), alone, 1e-6, 1e-5, `row ${b} (Tq ${Tq})`);
+          expectClose(lse.subarray(b * Hq * Tq, (b + 1) * Hq * Tq), lseAlone, 1e-6, 1e-6, `lse of row ${b}`);
+          const ref = attentionRef(qb, kb.subarray(0, (rowPast[b] + Tq) * kd), vb.subarray(0, (rowPast[b] + Tq) * kd), 1, Tq, rowPast[b] + Tq, rowPast[b], Hq, Hkv, D);
+          expectClose(alone, ref.out, 2e-6, 2e-5, `row ${b} vs float64`);
+        }
+        // rowPast alone (slot b = row b) and rowSlot alone (every row at `past`)
+        const k3 = k.subarray(0, 3 * cap * kd), v3 = v.subarray(0, 3 * cap * kd);
+        ops.attentionForward({ out, q, k: k3.map((x) => (Number.isNaN(x) ? 0 : x)), v: v3.map((x) => (Number.isNaN(x) ? 0 : x)), B, Tq, Tkv: cap, rowPast: Int32Array.of(3, 0, 7), Hq, Hkv, D });
+        expect(out.every(Number.isFinite)).toBe(true);
+      }
+    });
+
+    test('kvWrite scatters rows to (slot, position) of the cache and leaves the rest', () => {
+      const B = 3, T = 2, Tmax = 5, W = 6, rows = 4;
+      const r = rng(22);
+      const cache = rand32(rows * Tmax * W, r), x = rand32(B * T * W, r);
+      const slot = Int32Array.of(2, 0, 3), positions = Int32Array.of(0, 1, 4, 3, 2, 3);
+      const want = cache.slice();
+      for (let b = 0; b < B; b++)
+        for (let t = 0; t < T; t++) want.set(x.subarray((b * T + t) * W, (b * T + t + 1) * W), (slot[b] * Tmax + positions[b * T + t]) * W);
+      ops.kvWrite({ cache, x, slot, positions, B, T, Tmax, width: W });
+      expect(Array.from(cache)).toEqual(Array.from(want));
+    });
+
     function backward(s: Shape, d: ReturnType<typeof data>, fwd: { out: Float32Array; lse: Float32Array }, accumulate = false, init?: Float32Array[]) {
       const [dq, dk, dv] = init ?? [nanFilled(d.q.length), nanFilled(d.k.length), nanFilled(d.v.length)];
       ops.attentionBackward({ dq, dk, dv, dout: d.R, q: d.q, k: d.k, v: d.v, out: fwd.out, lse: fwd.lse, B: s.B, T: s.T, Hq: s.Hq, Hkv: s.Hkv, D: s.D, accumulate });
@@ -530,6 +575,24 @@ describe.each(devices)('device %s', (device) => {
       expectError(() => ops.attentionForward({ ...a, lse: f(11) }), 'RangeError', 'lse');
       expectError(() => ops.attentionForward({ ...a, v: f(11) }), 'RangeError', 'v');
       expectError(() => ops.attentionForward({ ...a, out: a.q }), 'RangeError', 'out');
+      // batched KV cache arguments
+      const kv = { ...a, Tkv: 4, k: f(32), v: f(32) }; // 2 rows of 4 positions × Hkv·D = 4
+      expectError(() => ops.attentionForward({ ...kv, rowSlot: Int32Array.of(2) }), 'RangeError', 'rowSlot');
+      expectError(() => ops.attentionForward({ ...kv, rowSlot: Int32Array.of(0, 1) }), 'RangeError', 'rowSlot');
+      expectError(() => ops.attentionForward({ ...kv, rowSlot: Int32Array.of(1), k: f(30), v: f(30) }), 'RangeError', 'k');
+      expectError(() => ops.attentionForward({ ...kv, rowSlot: Int32Array.of(1), v: f(16) }), 'RangeError', 'v');
+      expectError(() => ops.attentionForward({ ...kv, k: f(16), v: f(16), rowPast: Int32Array.of(2) }), 'RangeError', 'rowPast');
+      expectError(() => ops.attentionForward({ ...kv, k: f(16), v: f(16), rowPast: Int32Array.of(-1) }), 'RangeError', 'rowPast');
+      expectError(() => ops.attentionForward({ ...kv, k: f(16), v: f(16), rowPast: Int32Array.of(0), past: 0 }), 'RangeError', 'rowPast');
+      expectError(() => ops.attentionForward({ ...kv, rowSlot: [0] as unknown as Int32Array }), 'TypeError', 'rowSlot');
+      const w = { B: 1, T: 2, Tmax: 3, width: 2, cache: f(12), x: f(4), slot: Int32Array.of(1), positions: Int32Array.of(0, 2) };
+      ops.kvWrite(w);
+      expectError(() => ops.kvWrite({ ...w, slot: Int32Array.of(2) }), 'RangeError', 'slot');
+      expectError(() => ops.kvWrite({ ...w, positions: Int32Array.of(0, 3) }), 'RangeError', 'positions');
+      expectError(() => ops.kvWrite({ ...w, positions: Int32Array.of(1, 1) }), 'RangeError', 'positions');
+      expectError(() => ops.kvWrite({ ...w, cache: f(13) }), 'RangeError', 'cache');
+      expectError(() => ops.kvWrite({ ...w, x: f(5) }), 'RangeError', 'x');
+      expectError(() => ops.kvWrite({ ...w, x: w.cache.subarray(0, 4) }), 'RangeError', 'cache');
       const b = { B: 1, T: 3, Hq: 4, Hkv: 2, D: 2, dq: f(24), dk: f(12), dv: f(12), dout: f(24), q: f(24), k: f(12), v: f(12), out: f(24), lse: f(12) };
       expectError(() => ops.attentionBackward({ ...b, lse: f(3) }), 'RangeError', 'lse');
       expectError(() => ops.attentionBackward({ ...b, dk: b.dv }), 'RangeError', 'dk');

@@ -114,6 +114,43 @@ test('a complete run reruns to nothing; a complete last line without its newline
   expect(openRollouts(path.join(dir, 'missing.jsonl'))).toEqual({ records: [], droppedBytes: 0, duplicates: 0 });
 });
 
+describe('continuous batching (a model with decodeRows)', () => {
+  // p0's samples never stop (10 tokens); the others stop after 2 tokens: with 8 rows, p1..p5 finish before p0.
+  const EOS = tok.eosTokenIds[0];
+  const p0 = tok.encode(problems[0].problem);
+  const base = new FakeModel(tok.vocabSize).logitsOf;
+  const logitsOf = (h: readonly number[]) => {
+    const z = base(h);
+    const first = p0.every((t, i) => h[i] === t);
+    z[EOS] = first ? -30 : h.length >= 6 ? 30 : -30;
+    return z;
+  };
+
+  test('records are appended in problem order (problems finish out of order); the same file as one problem at a time', async () => {
+    const o = opts({ model: new FakeModel(tok.vocabSize, logitsOf) });
+    await runRollouts(o);
+    const want = fs.readFileSync(o.file, 'utf8');
+    const batched = new FakeModel(tok.vocabSize, logitsOf, { rows: true });
+    const seen: string[] = [];
+    const o2 = opts({ model: batched, params: { ...o.params, maxBatchRows: 8 }, onProgress: (p) => { seen.push(p.problemId); } });
+    const r = await runRollouts(o2);
+    expect(fs.readFileSync(o2.file, 'utf8')).toBe(want);
+    expect(seen).toEqual(problems.map((p) => p.id));
+    expect(r.generated).toBe(problems.length * K);
+    // p0's rows (slots 0..3) ran in each of its 9 decodes while the others came and went in slots 4..7
+    for (const rows of batched.rowCalls.slice(0, 9)) expect(rows.slice(0, 4)).toEqual([0, 1, 2, 3]);
+    expect(new Set(batched.rowCalls.flat())).toEqual(new Set([0, 1, 2, 3, 4, 5, 6, 7]));
+    // killed after problem 1's records (p2..p5 already finished, not yet written): the resumed run gives the same file
+    const o3 = opts({ model: new FakeModel(tok.vocabSize, logitsOf, { rows: true }), params: { ...o.params, maxBatchRows: 8 } });
+    let calls = 0;
+    await expect(runRollouts({ ...o3, onProgress: () => { if (++calls === 2) throw new Error('killed'); } })).rejects.toThrow('killed');
+    expect(fs.readFileSync(o3.file, 'utf8').trimEnd().split('\n')).toHaveLength(2 * K);
+    const again = await runRollouts(o3);
+    expect(again).toMatchObject({ generated: 4 * K, reused: 2 * K });
+    expect(fs.readFileSync(o3.file, 'utf8')).toBe(want);
+  });
+});
+
 test('samples depend on the problem id, not on its position or the other problems', async () => {
   const o = opts({ problems: [problems[4], problems[1]] });
   const r = await runRollouts(o);

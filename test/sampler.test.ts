@@ -415,6 +415,107 @@ describe('generate (fake model)', () => {
   });
 });
 
+describe('generate: continuous batching (fake model with decodeRows)', () => {
+  // EOS after '7' (and never otherwise): rows stop at different steps, so slots free up and refill mid-run.
+  const base = hashLogits(V);
+  const stopping = (h: readonly number[]) => {
+    const z = base(h);
+    if (h[h.length - 1] === id('7')) { z.fill(-20); z[EOS] = 20; } else z[EOS] = -20;
+    return z;
+  };
+  const prompts = ['ab', 'c=12', 'd', '3+4 5', 'ee', 'j'];
+  const opts = { k: 3, maxNewTokens: 9, seed: 31, topP: 0.95, stopStrings: ['5='] };
+
+  test('the same samples as one prompt at a time, for any maxBatchRows, sync or async; finished rows are refilled', async () => {
+    const ref = await generate(new FakeModel(V, stopping), tok, prompts, { ...opts, batching: 'per-prompt' });
+    expect(ref.flatMap((r) => r.samples.map((x) => x.finishReason))).toContain('stop');
+    expect(ref.flatMap((r) => r.samples.map((x) => x.finishReason))).toContain('length');
+    for (const maxBatchRows of [1, 2, 4, 7, 18, 100]) {
+      for (const async of [false, true]) {
+        const m = new FakeModel(V, stopping, { rows: true, async });
+        const got = await generate(m, tok, prompts, { ...opts, maxBatchRows });
+        expect(got).toEqual(ref);
+        const rows = Math.min(maxBatchRows, prompts.length * 3);
+        expect(m.calls[0]).toBe(`new(${rows},14)`); // the batch cache first: the longest prompt (5) + maxNewTokens
+        expect(m.calls.filter((c) => c.startsWith('new(')).slice(1)).toEqual(Array(prompts.length).fill('new(1,14)'));
+        expect(m.calls.filter((c) => c.startsWith('prefill(1,')).length).toBe(prompts.length); // each prompt prefilled once
+        expect(m.calls.filter((c) => c.startsWith('decode'))).not.toContain('decode'); // never the one-prompt decode
+        expect(Math.max(...m.rowCalls.map((r) => r.length))).toBeLessThanOrEqual(rows);
+        expect(m.caches.every((c) => c.freed)).toBe(true);
+      }
+    }
+    // With 4 rows the 18 samples share slots: a freed slot is reset and then takes a later sample, and rows of
+    // different prompts are decoded in one call.
+    const m = new FakeModel(V, stopping, { rows: true });
+    await generate(m, tok, prompts, { ...opts, maxBatchRows: 4 });
+    const resets = m.calls.filter((c) => c.startsWith('resetRows('));
+    expect(resets).toHaveLength(18);
+    const firstReset = m.calls.findIndex((c) => c.startsWith('resetRows('));
+    expect(m.calls.slice(firstReset).some((c) => c.startsWith('copyRows('))).toBe(true);
+    const batch = m.caches.find((c) => c.B === 4)!;
+    expect(batch.rows.every((r) => r.length === 0)).toBe(true); // every slot freed at the end
+    expect(m.rowCalls.some((r) => r.length === 4)).toBe(true);
+  });
+
+  test('onToken reports every token with the logits row it was drawn from; onPromptDone once per prompt', async () => {
+    for (const batching of ['continuous', 'per-prompt'] as const) {
+      const m = new FakeModel(V, stopping, { rows: true });
+      const seen = prompts.map(() => [[], [], []] as number[][]);
+      const done: number[] = [];
+      const res = await generate(m, tok, prompts, {
+        ...opts, batching, maxBatchRows: 5,
+        onToken: (e) => {
+          const hist = [...tok.encode(prompts[e.prompt]), ...seen[e.prompt][e.sample]];
+          expect(Array.from(e.logits)).toEqual(Array.from(stopping(hist)));
+          seen[e.prompt][e.sample].push(e.token);
+        },
+        onPromptDone: async (p, r) => {
+          expect(r.samples.every((x) => x !== undefined)).toBe(true);
+          await new Promise((ok) => setImmediate(ok));
+          done.push(p);
+        },
+      });
+      expect(seen).toEqual(res.map((r) => r.samples.map((x) => Array.from(x.ids))));
+      expect([...done].sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    }
+  });
+
+  test('caches are released when the model or a callback throws; bad options are typed errors naming them', async () => {
+    let n = 0;
+    const m = new FakeModel(V, (h) => { if (++n === 20) throw new Error('boom'); return base(h); }, { rows: true });
+    await expect(generate(m, tok, prompts, { ...opts, maxBatchRows: 4 })).rejects.toThrow('boom');
+    expect(m.caches.length).toBeGreaterThan(1);
+    expect(m.caches.every((c) => c.freed)).toBe(true);
+    const m2 = new FakeModel(V, stopping, { rows: true });
+    await expect(generate(m2, tok, prompts, { ...opts, maxBatchRows: 4, onPromptDone: () => { throw new Error('stop here'); } })).rejects.toThrow('stop here');
+    expect(m2.caches.every((c) => c.freed)).toBe(true);
+    const plain = new FakeModel(V);
+    await expect(generate(plain, tok, ['ab'], { maxNewTokens: 2, batching: 'continuous' })).rejects.toThrow(/^batching: 'continuous' needs a model with decodeRows/);
+    await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, batching: 'yes' as never })).rejects.toThrow(RangeError);
+    for (const bad of [0, 1.5, -1, 2 ** 31]) await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, maxBatchRows: bad })).rejects.toThrow(/^maxBatchRows: /);
+    await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, maxKvBytes: 0 })).rejects.toThrow(/^maxKvBytes: /);
+    await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, onToken: 1 as never })).rejects.toThrow(/^onToken: must be a function/);
+    // a model whose caches cannot move rows
+    const noRows = new FakeModel(V);
+    (noRows as { decodeRows?: unknown }).decodeRows = () => new Float32Array(V);
+    await expect(generate(noRows, tok, ['ab'], { maxNewTokens: 2 })).rejects.toThrow(/copyRows\(\) and resetRows\(\)/);
+    expect(noRows.caches.every((c) => c.freed)).toBe(true);
+  });
+
+  test('maxKvBytes bounds the rows from the config (2 · layers · kv heads · head_dim · 4 bytes a position)', async () => {
+    const m = new FakeModel(V, stopping, { rows: true });
+    Object.assign(m.config, { num_hidden_layers: 2, num_key_value_heads: 1, head_dim: 8 }); // 128 bytes a position
+    const capacity = 5 + 9; // the longest prompt + maxNewTokens
+    await generate(m, tok, prompts, { ...opts, maxKvBytes: 3 * capacity * 128 });
+    expect(m.calls[0]).toBe(`new(3,${capacity})`);
+    const m1 = new FakeModel(V, stopping, { rows: true });
+    Object.assign(m1.config, { num_hidden_layers: 2, num_key_value_heads: 1, head_dim: 8 });
+    await generate(m1, tok, prompts, { ...opts, maxKvBytes: 1 });
+    expect(m1.calls[0]).toBe(`new(1,${capacity})`); // never below one row
+    expect(m1.rowCalls.every((r) => r.length === 1)).toBe(true);
+  });
+});
+
 // ---- the native engine ---------------------------------------------------------------------------------------------
 
 describe('generate on the native engine (tiny-qwen2)', () => {
@@ -432,6 +533,21 @@ describe('generate on the native engine (tiny-qwen2)', () => {
     expect(new Set(a[0].samples.map((s) => s.text)).size).toBeGreaterThan(1);
     const alone = await generate(model, qtok, ['x'], { ...opts, k: 2, promptKeys: [1] });
     expect(alone[0].samples.map((s) => Array.from(s.ids))).toEqual(a[1].samples.slice(0, 2).map((s) => Array.from(s.ids)));
+  });
+
+  test('continuous batching gives the tokens of one prompt at a time (log-probs to float rounding)', async () => {
+    const prompts = ['What is 2+2?', 'x', 'The quick brown fox', '7*8=', 'Hello, world', 'a'];
+    const opts = { k: 4, maxNewTokens: 24, seed: 99, temperature: 1.1, topK: 40, stopTokens: [qtok.encode('.')[0]] };
+    const ref = await generate(model, qtok, prompts, { ...opts, batching: 'per-prompt' });
+    expect(ref.flatMap((r) => r.samples.map((x) => x.finishReason))).toEqual(expect.arrayContaining(['stop', 'length']));
+    for (const maxBatchRows of [3, 10, 64]) {
+      const got = await generate(model, qtok, prompts, { ...opts, maxBatchRows });
+      expect(got.map((r) => r.samples.map((x) => x.text))).toEqual(ref.map((r) => r.samples.map((x) => x.text)));
+      got.forEach((r, p) => r.samples.forEach((x, i) => {
+        expect(Array.from(x.ids)).toEqual(Array.from(ref[p].samples[i].ids));
+        x.logprobs.forEach((lp, j) => expect(Math.abs(lp - ref[p].samples[i].logprobs[j])).toBeLessThan(1e-5));
+      }));
+    }
   });
 
   test('greedy with the KV cache equals argmax of full forwards; logprobs match full-forward log_softmax', async () => {

@@ -111,6 +111,16 @@ describe('completions', () => {
     expect(two.choices.map((c) => c.index)).toEqual([0, 1, 2, 3]);
     expect(two.choices.slice(0, 2).map((c) => c.text)).toEqual((await reference(Int32Array.from(ids), { n: 2, seed: 4, max: 20 })).map((x) => x.text));
     expect(two.usage!.prompt_tokens).toBe(ids.length + s.tokenizer.encode('2*3+1=?\n').length);
+    // both prompts' choices are decoded together (continuous batching on the engine's workers)
+    const spy = jest.spyOn(s.model, 'decodeRowsAsync');
+    try {
+      const again = await client.completions.create({ model: 'tiny', prompt: [PROMPT, '2*3+1=?\n'], n: 2, max_tokens: 20, seed: 4 });
+      expect(again.choices.map((c) => c.text)).toEqual(two.choices.map((c) => c.text));
+      expect(spy).toHaveBeenCalled();
+      expect(spy.mock.calls[0][2].length).toBe(4);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   test('streamed choices add up to the unstreamed ones (text, log-probs, finish reasons), with a usage chunk', async () => {

@@ -129,18 +129,50 @@ function numel(t: TensorEntry): number {
   return t.shape.reduce((a, b) => a * b, 1);
 }
 
+/** An Int32Array made by the addon, as this realm's (see local()). */
+function local32(a: Int32Array): Int32Array {
+  if (a instanceof Int32Array) return a;
+  const f = a as { buffer: ArrayBuffer; byteOffset: number; length: number };
+  return new Int32Array(f.buffer, f.byteOffset, f.length);
+}
+
+/** Optional cache rows of a prefill / decode: an Int32Array of B rows (their values are checked natively). */
+function checkRows(rows: unknown, B: number | undefined): Int32Array | undefined {
+  if (rows === undefined) return undefined;
+  if (!(rows instanceof Int32Array)) throw typeError('rows', `must be an Int32Array, got ${describe(rows)}`);
+  if (B !== undefined && rows.length !== B) throw rangeError('rows', `length must be B = ${B}, got ${rows.length}`);
+  if (rows.length === 0) throw rangeError('rows', 'must hold at least one row');
+  return rows;
+}
+
 function checkIds(arg: string, v: unknown, n: number, label = 'B × T'): Int32Array {
   if (!(v instanceof Int32Array)) throw typeError(arg, `must be an Int32Array, got ${describe(v)}`);
   if (v.length !== n) throw rangeError(arg, `length must be ${label} = ${n}, got ${v.length}`);
   return v;
 }
 
-/** A KV cache for prefill/decode: (B, capacity) positions per layer; every row holds `length` tokens. */
+/**
+ * A KV cache for prefill/decode: B rows (slots) of `capacity` positions per layer. Each row holds its own number of
+ * tokens (lengths()); prefill/decode append to every row or to chosen rows, each at its own next position, so one
+ * decode step can run rows of different prompts (continuous batching: resetRows() frees a finished row, copyRows()
+ * fills it with the next prompt's prefilled row).
+ */
 export class KvCache {
   /** @internal */
   constructor(readonly native: NativeKvCache) {}
+  /** The longest row's length (every row's, when they agree). */
   get length(): number {
     return this.native.length;
+  }
+  /** The tokens each row holds (a copy; empty after free()). */
+  lengths(): Int32Array {
+    return local32(this.native.lengths());
+  }
+  /** Forgets the tokens of rows [row, row + count) (the memory stays allocated): they are free for copyRows(). */
+  resetRows(row: number, count = 1): void {
+    checkInteger('row', row, 0);
+    checkInteger('count', count, 0);
+    call(() => this.native.resetRows(row, count));
   }
   get capacity(): number {
     return this.native.capacity;
@@ -157,8 +189,9 @@ export class KvCache {
     this.native.reset();
   }
   /**
-   * Copies row srcRow of src into rows [dstRow, dstRow + count) (default: every row). This cache's length becomes
-   * src's (if it already holds tokens, its length must equal src's). Prefill a prompt once, then decode K samples.
+   * Copies row srcRow of src (same capacity) into rows [dstRow, dstRow + count) (default: every row from dstRow),
+   * which then hold src's row's tokens. Those rows must be empty (a fresh cache, reset() or resetRows()): a row in
+   * use is a RangeError naming dstRow. Prefill a prompt once, then decode K samples.
    */
   copyRows(src: KvCache, srcRow: number, dstRow = 0, count?: number): void {
     if (!(src instanceof KvCache)) throw typeError('src', `must be a KvCache, got ${describe(src)}`);
@@ -462,34 +495,57 @@ export class Model {
     if (!(dst instanceof KvCache)) throw typeError('dst', `must be a KvCache, got ${describe(dst)}`);
     dst.copyRows(src, srcRow, 0, dst.batch);
   }
-  /** Appends ids (B, T) to the cache (positions continue from cache.length); returns the last position's logits (B, V). */
-  prefill(cache: KvCache, ids: Int32Array, B: number, T: number): Float32Array {
-    if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
-    checkInteger('B', B, 1, 2 ** 31 - 1);
-    checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
-    return local(call(() => this.native.prefill(cache.native, ids, B, T)));
+  /**
+   * Appends ids (B, T) to the cache and returns the last position's logits (B, V): to every row (B = cache.batch) or,
+   * with `rows` (B distinct rows of the cache), to those rows in that order; each row continues from its own length.
+   */
+  prefill(cache: KvCache, ids: Int32Array, B: number, T: number, rows?: Int32Array): Float32Array {
+    const r = this.extendArgs(cache, ids, B, T, rows);
+    return local(call(() => this.native.prefill(cache.native, ids, B, T, r)));
   }
-  /** One token per row (tokens: Int32Array(cache.batch)); returns the logits (B, V) of that position. */
-  decode(cache: KvCache, tokens: Int32Array): Float32Array {
-    if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
-    checkIds('tokens', tokens, cache.batch, 'the cache batch');
-    return local(call(() => this.native.decode(cache.native, tokens)));
+  /**
+   * One token per row: tokens (cache.batch), or with `rows` one token for each of those cache rows (distinct, any
+   * order; other rows are untouched); returns the logits (B, V) of that position, in the order of `tokens`.
+   */
+  decode(cache: KvCache, tokens: Int32Array, rows?: Int32Array): Float32Array {
+    const r = this.decodeArgs(cache, tokens, rows);
+    return local(call(() => this.native.decode(cache.native, tokens, r)));
+  }
+  /** decode() on chosen rows: what generate()'s continuous batching calls (SamplerModel.decodeRows). */
+  decodeRows(cache: KvCache, tokens: Int32Array, rows: Int32Array): Float32Array {
+    if (rows === undefined) throw typeError('rows', 'must be an Int32Array, got undefined');
+    return this.decode(cache, tokens, rows);
   }
 
   /** prefill() on a libuv worker; the model and the cache refuse other calls (Error "busy") until it settles. */
-  prefillAsync(cache: KvCache, ids: Int32Array, B: number, T: number): Promise<Float32Array> {
+  prefillAsync(cache: KvCache, ids: Int32Array, B: number, T: number, rows?: Int32Array): Promise<Float32Array> {
+    const r = this.extendArgs(cache, ids, B, T, rows);
+    return settle(call(() => this.native.prefillAsync(cache.native, ids, B, T, r)));
+  }
+  /** decode() on a libuv worker. */
+  decodeAsync(cache: KvCache, tokens: Int32Array, rows?: Int32Array): Promise<Float32Array> {
+    const r = this.decodeArgs(cache, tokens, rows);
+    return settle(call(() => this.native.decodeAsync(cache.native, tokens, r)));
+  }
+  /** decodeRows() on a libuv worker. */
+  decodeRowsAsync(cache: KvCache, tokens: Int32Array, rows: Int32Array): Promise<Float32Array> {
+    if (rows === undefined) throw typeError('rows', 'must be an Int32Array, got undefined');
+    return this.decodeAsync(cache, tokens, rows);
+  }
+
+  private extendArgs(cache: KvCache, ids: Int32Array, B: number, T: number, rows: Int32Array | undefined): Int32Array | undefined {
     if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
     checkInteger('B', B, 1, 2 ** 31 - 1);
     checkInteger('T', T, 1, 2 ** 31 - 1);
     checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
-    return settle(call(() => this.native.prefillAsync(cache.native, ids, B, T)));
+    return checkRows(rows, B);
   }
-  /** decode() on a libuv worker. */
-  decodeAsync(cache: KvCache, tokens: Int32Array): Promise<Float32Array> {
+  private decodeArgs(cache: KvCache, tokens: Int32Array, rows: Int32Array | undefined): Int32Array | undefined {
     if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
-    checkIds('tokens', tokens, cache.batch, 'the cache batch');
-    return settle(call(() => this.native.decodeAsync(cache.native, tokens)));
+    const r = checkRows(rows, undefined);
+    if (r) checkIds('tokens', tokens, r.length, 'rows.length');
+    else checkIds('tokens', tokens, cache.batch, 'the cache batch');
+    return r;
   }
 
   /**

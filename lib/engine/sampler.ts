@@ -22,6 +22,7 @@
 // happen only for non-greedy steps, one 53-bit uniform per token.
 
 import { addon, localError } from '../native';
+import { runContinuous, SampleRow, type DrawRows, type StopRules } from './continuous';
 
 // ---- RNG ------------------------------------------------------------------------------------------------------
 
@@ -307,19 +308,38 @@ export function sampleTokenReference(logits: Float32Array, params: SamplingParam
  * What generate() needs from a model. Logits come back as (B, V) row-major float32; they are read before the next
  * call, so the model may reuse the buffer. Calls may return values or Promises.
  *
- * Broadcasting a prompt's cache to K rows: `model.broadcastKvCache(src, srcRow, dst)` when the model has it, else
- * `dst.copyRows(src, srcRow)` when the cache has it (the native KvCache: copyRows(src, srcRow, dstRow = 0,
- * count = batch − dstRow)), else generate() prefills the K rows with K copies of the prompt. Caches are released
- * with `model.freeKvCache(cache)` or else `cache.free()` when either exists.
+ * Continuous batching (the default when the model has decodeRows and its caches have copyRows and resetRows, as
+ * the engine's Model and KvCache do): the samples of all prompts share one cache of up to maxBatchRows rows; each
+ * prompt is prefilled once (B = 1) and copied into a free row per sample (`cache.copyRows(src, 0, row, 1)`); rows
+ * are decoded together at their own positions (`decodeRows`), and a finished row is freed (`cache.resetRows(row)`)
+ * for the next sample.
+ *
+ * One prompt at a time (batching 'per-prompt', or a model without decodeRows): broadcasting a prompt's cache to K
+ * rows uses `model.broadcastKvCache(src, srcRow, dst)` when the model has it, else `dst.copyRows(src, srcRow)` when
+ * the cache has it (the native KvCache: copyRows(src, srcRow, dstRow = 0, count = batch − dstRow)), else generate()
+ * prefills the K rows with K copies of the prompt. Caches are released with `model.freeKvCache(cache)` or else
+ * `cache.free()` when either exists.
  */
 export interface SamplerModel<Cache = unknown> {
-  readonly config: { readonly vocab_size: number; readonly max_position_embeddings?: number };
+  readonly config: {
+    readonly vocab_size: number;
+    readonly max_position_embeddings?: number;
+    /** With these three, maxKvBytes bounds the batch cache (2 · layers · kv heads · head_dim · 4 bytes a position). */
+    readonly num_hidden_layers?: number;
+    readonly num_key_value_heads?: number;
+    readonly head_dim?: number;
+  };
   /** A KV cache of B rows with room for Tmax positions each, empty. */
   newKvCache(B: number, Tmax: number): Cache;
   /** Runs `ids` (B, T) from position 0 into the empty `cache`; returns the last position's logits (B, V). */
   prefill(cache: Cache, ids: Int32Array, B: number, T: number): Float32Array | Promise<Float32Array>;
   /** Appends one token per row (tokens: (B)) at the next position; returns its logits (B, V). */
   decode(cache: Cache, tokens: Int32Array): Float32Array | Promise<Float32Array>;
+  /**
+   * Continuous batching (optional): appends tokens[i] to cache row rows[i] (distinct rows, each at its own next
+   * position; other rows untouched) and returns the logits (rows.length, V) in that order.
+   */
+  decodeRows?(cache: Cache, tokens: Int32Array, rows: Int32Array): Float32Array | Promise<Float32Array>;
   /** Copies row `srcRow` of `src` (all positions filled so far) into every row of the empty `dst`. Optional. */
   broadcastKvCache?(src: Cache, srcRow: number, dst: Cache): void | Promise<void>;
   /** Releases a cache early (optional; otherwise `cache.free()` if it has one, else the GC). */
@@ -354,6 +374,18 @@ export interface SamplerTokenizer {
   readonly eosTokenIds: readonly number[];
 }
 
+/** One drawn token, as generate() reports it to onToken. */
+export interface TokenEvent {
+  /** Index of the prompt in `prompts`, and of the sample (0 .. k−1). */
+  prompt: number;
+  sample: number;
+  token: number;
+  logprob: number;
+  samplingLogprob: number;
+  /** The logits row (V) the token was drawn from; valid only during the callback. */
+  logits: Float32Array;
+}
+
 export interface GenerateOptions extends SamplingParams {
   /** Samples per prompt (default 1). */
   k?: number;
@@ -372,6 +404,26 @@ export interface GenerateOptions extends SamplingParams {
   addSpecialTokens?: boolean;
   /** RNG key of each prompt (default: its index in `prompts`): keeps samples stable when prompts are split across calls. */
   promptKeys?: readonly number[];
+  /**
+   * 'continuous' (the default when the model supports it, see SamplerModel): the samples of all prompts decoded
+   * together, a finished row refilled by the next waiting sample; 'per-prompt': one prompt after another, its K
+   * rows decoded together. Both give the same tokens for the same seed.
+   */
+  batching?: 'continuous' | 'per-prompt';
+  /** Continuous batching: most rows decoded together (default 256). */
+  maxBatchRows?: number;
+  /**
+   * Continuous batching: most bytes of the batch KV cache (default 2 GiB), when the model's config gives its
+   * size (num_hidden_layers, num_key_value_heads, head_dim); at least one row is always used.
+   */
+  maxKvBytes?: number;
+  /** Called for every drawn token (also tokens drawn after its row stopped are never reported). A throw stops generate(). */
+  onToken?: (e: TokenEvent) => void;
+  /**
+   * Called once a prompt's K samples are all finished (continuous batching finishes prompts roughly, not
+   * exactly, in order); generate() waits for a returned Promise. A throw stops generate().
+   */
+  onPromptDone?: (prompt: number, result: PromptSamples) => void | Promise<void>;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -416,13 +468,27 @@ function checkOptions(o: GenerateOptions, nPrompts: number) {
       if (!Number.isSafeInteger(x)) throw new RangeError(`promptKeys: promptKeys[${i}] = ${x} is not a safe integer`);
     });
   }
-  return { k, seed, params: checkSamplingParams(o) };
+  if (o.batching !== undefined && o.batching !== 'continuous' && o.batching !== 'per-prompt')
+    throw new RangeError(`batching: must be 'continuous' or 'per-prompt', got ${String(o.batching)}`);
+  const maxBatchRows = o.maxBatchRows ?? 256;
+  if (!Number.isSafeInteger(maxBatchRows) || maxBatchRows < 1 || maxBatchRows > 2 ** 31 - 1)
+    throw new RangeError(`maxBatchRows: must be an integer in [1, 2^31), got ${o.maxBatchRows}`);
+  const maxKvBytes = o.maxKvBytes ?? 2 ** 31;
+  if (typeof maxKvBytes !== 'number' || !(maxKvBytes > 0)) throw new RangeError(`maxKvBytes: must be a number > 0, got ${o.maxKvBytes}`);
+  for (const name of ['onToken', 'onPromptDone'] as const)
+    if (o[name] !== undefined && typeof o[name] !== 'function') throw new TypeError(`${name}: must be a function`);
+  return { k, seed, params: checkSamplingParams(o), maxBatchRows, maxKvBytes };
+}
+
+/** Bytes of one cached position (k and v of every layer, fp32), or undefined when the config does not say. */
+function kvBytesPerPosition(config: SamplerModel['config']): number | undefined {
+  const { num_hidden_layers: L, num_key_value_heads: H, head_dim: D } = config;
+  return [L, H, D].every((x) => Number.isSafeInteger(x) && (x as number) > 0) ? 2 * L! * H! * D! * 4 : undefined;
 }
 
 /**
- * K samples for each prompt. Each prompt is prefilled once (B = 1), its cache broadcast to K rows, and the K rows
- * decoded together one token per step; a row that hits a stop token or string (or maxNewTokens) is finished while
- * the others go on (finished rows are fed a filler token whose logits are ignored). Prompts run one after another.
+ * K samples for each prompt (see SamplerModel for how they are batched). A row that hits a stop token or string
+ * (or maxNewTokens) is finished while the others go on. Results are in prompt order.
  */
 export async function generate<Cache>(
   model: SamplerModel<Cache>,
@@ -431,7 +497,7 @@ export async function generate<Cache>(
   opts: GenerateOptions,
 ): Promise<PromptSamples[]> {
   if (!Array.isArray(prompts)) throw new TypeError('prompts: must be an array of strings or Int32Arrays');
-  const { k: K, seed, params } = checkOptions(opts, prompts.length);
+  const { k: K, seed, params, maxBatchRows, maxKvBytes } = checkOptions(opts, prompts.length);
   const V = model.config.vocab_size;
   const maxPos = model.config.max_position_embeddings;
   const stopTokens = new Set(opts.stopTokens ?? tokenizer.eosTokenIds);
@@ -440,6 +506,7 @@ export async function generate<Cache>(
   // A stop string of L characters is produced by at most L tokens that decode to ≥ 1 character, plus tokens that
   // decode to nothing on their own (byte-level pieces of one character: at most 3 per character).
   const window = stopStrings.length ? 4 * Math.max(...stopStrings.map((s) => s.length)) + 4 : 0;
+  const rules: StopRules = { maxNewTokens: opts.maxNewTokens, stopTokens, stopStrings, window, tokenizer };
 
   const promptIds = prompts.map((p, i) => {
     const ids = typeof p === 'string' ? tokenizer.encode(p, { addSpecialTokens: opts.addSpecialTokens ?? true }) : p;
@@ -452,116 +519,111 @@ export async function generate<Cache>(
     return ids;
   });
 
-  const checked = checkSamplingParams(params);
-  const out: PromptSamples[] = [];
-  for (let p = 0; p < promptIds.length; p++) {
-    const ids = promptIds[p];
-    const L = ids.length;
-    const Tmax = L + opts.maxNewTokens;
-    const key = opts.promptKeys?.[p] ?? p;
+  const newRow = (p: number, s: number) => new SampleRow(p, s, sampleRng(seed, opts.promptKeys?.[p] ?? p, s));
+  // One uniform per live row (non-greedy), then every row in one native call.
+  const draw: DrawRows = (logits, rows) => {
+    const u = new Float64Array(rows.length);
+    if (params.temperature > 0) rows.forEach((row, r) => (u[r] = row.rng.next()));
+    const drawn = nativeSample(logits.subarray(0, rows.length * V), rows.length, V, params, u);
+    rows.forEach((row, r) => row.push(drawn.tokens[r], drawn.logprobs[r], drawn.samplingLogprobs[r], rules));
+  };
 
-    // prefill once, then K rows
-    // Prefill once (B = 1) and broadcast to K rows, or — when neither the model nor its cache can broadcast —
-    // prefill K copies of the prompt.
-    let cache: Cache;
-    let logits: Float32Array; // (rows, V): rows = 1 after a B = 1 prefill (`shared`: every row reads row 0), else K
-    let shared = true;
-    const one = model.newKvCache(1, Tmax);
-    const broadcast = K === 1 ? undefined : broadcaster(model, one);
-    try {
-      if (K === 1) {
-        logits = await model.prefill(one, ids, 1, L);
-        cache = one;
-      } else if (broadcast) {
-        logits = await model.prefill(one, ids, 1, L);
-        cache = model.newKvCache(K, Tmax);
-        try {
-          await broadcast(one, 0, cache);
-        } catch (e) {
-          release(model, cache);
-          throw e;
-        }
-      } else {
-        cache = model.newKvCache(K, Tmax);
-        const rep = new Int32Array(K * L);
-        for (let r = 0; r < K; r++) rep.set(ids, r * L);
-        try {
-          logits = await model.prefill(cache, rep, K, L);
-        } catch (e) {
-          release(model, cache);
-          throw e;
-        }
-        shared = false;
-      }
-    } catch (e) {
-      release(model, one);
-      throw e;
-    }
-    if (K !== 1) release(model, one);
-
-    const rows = Array.from({ length: K }, (_, r) => ({
-      rng: sampleRng(seed, key, r),
-      ids: [] as number[],
-      lp: [] as number[],
-      slp: [] as number[],
-      done: false,
-      reason: 'length' as FinishReason,
-      stop: undefined as number | string | undefined,
-    }));
-    const feed = new Int32Array(K);
-    try {
-      for (let step = 0; ; step++) {
-        const expect = shared ? V : K * V;
-        if (!isTyped(logits, 'Float32Array') || logits.length < expect)
-          throw new Error(`model: ${step === 0 ? 'prefill' : 'decode'} returned ${logits?.length} logits, want ${expect} ((${shared ? 1 : K}, ${V}))`);
-        let active = 0;
-        // One uniform per live row (non-greedy), then every row in one native call (the first step's logits are one
-        // row shared by all K samples).
-        const u = new Float64Array(K);
-        if (checked.temperature > 0) for (let r = 0; r < K; r++) if (!rows[r].done) u[r] = rows[r].rng.next();
-        let rowLogits = logits.subarray(0, K * V);
-        if (shared) {
-          rowLogits = new Float32Array(K * V);
-          for (let r = 0; r < K; r++) rowLogits.set(logits.subarray(0, V), r * V);
-        }
-        const drawn = nativeSample(rowLogits, K, V, checked, u);
-        for (let r = 0; r < K; r++) {
-          const row = rows[r];
-          if (row.done) continue;
-          const s = { token: drawn.tokens[r], logprob: drawn.logprobs[r], samplingLogprob: drawn.samplingLogprobs[r] };
-          row.ids.push(s.token);
-          row.lp.push(s.logprob);
-          row.slp.push(s.samplingLogprob);
-          feed[r] = s.token;
-          if (stopTokens.has(s.token)) {
-            row.done = true; row.reason = 'stop'; row.stop = s.token;
-          } else if (window > 0) {
-            const tail = tokenizer.decode(row.ids.slice(-window));
-            const hit = stopStrings.find((str) => tail.includes(str));
-            if (hit !== undefined) { row.done = true; row.reason = 'stop'; row.stop = hit; }
-          }
-          if (!row.done && row.ids.length >= opts.maxNewTokens) row.done = true;
-          if (!row.done) active++;
-        }
-        if (active === 0) break;
-        logits = await model.decode(cache, feed); // finished rows get their last token again; their logits are unused
-        shared = false;
-      }
-    } finally {
-      release(model, cache);
-    }
-
-    out.push({
-      promptIds: ids,
-      samples: rows.map((row) => ({
-        ids: Int32Array.from(row.ids),
-        text: tokenizer.decode(row.ids, { skipSpecialTokens: true }),
-        logprobs: Float32Array.from(row.lp),
-        samplingLogprobs: Float32Array.from(row.slp),
-        finishReason: row.reason,
-        ...(row.stop !== undefined ? { stop: row.stop } : {}),
-      })),
+  const continuous = opts.batching === 'continuous' || (opts.batching === undefined && typeof model.decodeRows === 'function');
+  if (continuous) {
+    if (typeof model.decodeRows !== 'function') throw new TypeError("batching: 'continuous' needs a model with decodeRows (as the engine's Model)");
+    const capacity = Math.max(0, ...promptIds.map((ids) => ids.length)) + opts.maxNewTokens;
+    const perPos = kvBytesPerPosition(model.config);
+    const byBytes = perPos === undefined ? Infinity : Math.max(1, Math.floor(maxKvBytes / (capacity * perPos)));
+    const rows = Math.max(1, Math.min(maxBatchRows, byBytes, promptIds.length * K));
+    return runContinuous({
+      model, promptIds, k: K, rows, capacity, vocab: V, rules, newRow, draw, release: (c) => release(model, c),
+      onToken: opts.onToken, onPromptDone: opts.onPromptDone,
     });
   }
+  const out: PromptSamples[] = [];
+  for (let p = 0; p < promptIds.length; p++) {
+    const rows = await samplePrompt(model, promptIds[p], p, K, opts, V, newRow, draw);
+    out.push({ promptIds: promptIds[p], samples: rows.map((row) => row.toSample(tokenizer)) });
+    await opts.onPromptDone?.(p, out[p]);
+  }
   return out;
+}
+
+/**
+ * One prompt's K rows: prefilled once (B = 1) and broadcast to K rows, or — when neither the model nor its cache
+ * can broadcast — K copies of the prompt prefilled; then decoded together one token per step (finished rows are fed
+ * their last token again, their logits ignored).
+ */
+async function samplePrompt<Cache>(
+  model: SamplerModel<Cache>, ids: Int32Array, p: number, K: number, opts: GenerateOptions, V: number,
+  newRow: (p: number, s: number) => SampleRow, draw: DrawRows,
+): Promise<SampleRow[]> {
+  const L = ids.length;
+  const Tmax = L + opts.maxNewTokens;
+  let cache: Cache;
+  let logits: Float32Array; // (rows, V): rows = 1 after a B = 1 prefill (`shared`: every row reads row 0), else K
+  let shared = true;
+  const one = model.newKvCache(1, Tmax);
+  const broadcast = K === 1 ? undefined : broadcaster(model, one);
+  try {
+    if (K === 1) {
+      logits = await model.prefill(one, ids, 1, L);
+      cache = one;
+    } else if (broadcast) {
+      logits = await model.prefill(one, ids, 1, L);
+      cache = model.newKvCache(K, Tmax);
+      try {
+        await broadcast(one, 0, cache);
+      } catch (e) {
+        release(model, cache);
+        throw e;
+      }
+    } else {
+      cache = model.newKvCache(K, Tmax);
+      const rep = new Int32Array(K * L);
+      for (let r = 0; r < K; r++) rep.set(ids, r * L);
+      try {
+        logits = await model.prefill(cache, rep, K, L);
+      } catch (e) {
+        release(model, cache);
+        throw e;
+      }
+      shared = false;
+    }
+  } catch (e) {
+    release(model, one);
+    throw e;
+  }
+  if (K !== 1) release(model, one);
+
+  const rows = Array.from({ length: K }, (_, r) => newRow(p, r));
+  const feed = new Int32Array(K);
+  try {
+    for (let step = 0; ; step++) {
+      const expect = shared ? V : K * V;
+      if (!isTyped(logits, 'Float32Array') || logits.length < expect)
+        throw new Error(`model: ${step === 0 ? 'prefill' : 'decode'} returned ${logits?.length} logits, want ${expect} ((${shared ? 1 : K}, ${V}))`);
+      // Every live row in one native call (the first step's logits are one row shared by all K samples).
+      const live = rows.map((row, r) => ({ row, r })).filter((x) => !x.row.done);
+      let rowLogits = logits.subarray(0, K * V);
+      if (shared || live.length < K) {
+        rowLogits = new Float32Array(live.length * V);
+        live.forEach(({ r }, i) => rowLogits.set(logits.subarray(shared ? 0 : r * V, (shared ? 0 : r * V) + V), i * V));
+      }
+      draw(rowLogits, live.map((x) => x.row));
+      let active = 0;
+      live.forEach(({ row, r }, i) => {
+        feed[r] = row.ids[row.ids.length - 1];
+        opts.onToken?.({ prompt: p, sample: r, token: feed[r], logprob: row.lp[row.lp.length - 1], samplingLogprob: row.slp[row.slp.length - 1],
+          logits: rowLogits.subarray(i * V, (i + 1) * V) });
+        if (!row.done) active++;
+      });
+      if (active === 0) break;
+      logits = await model.decode(cache, feed); // finished rows get their last token again; their logits are unused
+      shared = false;
+    }
+  } finally {
+    release(model, cache);
+  }
+  return rows;
 }

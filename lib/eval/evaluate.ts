@@ -3,7 +3,7 @@
 // writer.
 import type { SamplerModel, SamplerTokenizer } from '../engine/sampler';
 import { writeBytesAtomic } from '../util/atomic';
-import { checkK, checkProblems, checkScore, resolveParams, sampleProblem, type ProblemLike, type RolloutParams, type Scorer } from '../rollout/rollout';
+import { checkK, checkProblems, checkScore, resolveParams, sampleProblems, type ProblemLike, type RolloutParams, type Scorer } from '../rollout/rollout';
 import type { RolloutSamplingParams } from '../rollout/store';
 import { summarize } from './metrics';
 
@@ -49,7 +49,8 @@ export interface EvaluateOptions<P extends ProblemLike, Cache = unknown> {
   ks?: readonly number[];
   /** Keep each sample's text in perProblem (default false). */
   keepTexts?: boolean;
-  onProgress?: (p: { problemId: string; index: number; total: number }) => void | Promise<void>;
+  /** Called as each problem is scored (problems finish in about, not exactly, their order); done: problems so far. */
+  onProgress?: (p: { problemId: string; index: number; total: number; done: number }) => void | Promise<void>;
 }
 
 /** Samples, scores and summarises K responses per held-out problem. */
@@ -63,10 +64,11 @@ export async function evaluate<P extends ProblemLike, Cache = unknown>(opts: Eva
   if (typeof promptFor !== 'function') throw new TypeError('promptFor: must be a function (problem) => prompt');
   const params = resolveParams(opts.params);
 
-  const perProblem: ProblemEval[] = [];
-  let tokenSum = 0;
-  for (const [index, problem] of problems.entries()) {
-    const out = await sampleProblem(model, tokenizer, promptFor(problem), problem.id, k, opts.params);
+  const perProblem: ProblemEval[] = new Array(problems.length);
+  let tokenSum = 0, finished = 0;
+  const items = problems.map((problem) => ({ prompt: promptFor(problem), problemId: problem.id }));
+  await sampleProblems(model, tokenizer, items, k, opts.params, async (index, out) => {
+    const problem = problems[index];
     const e: ProblemEval = { problemId: problem.id, n: k, c: 0, correct: [], extracted: [], tokens: [], ...(opts.keepTexts ? { texts: [] } : {}) };
     for (const [i, s] of out.samples.entries()) {
       const sc = await score(problem, s.text);
@@ -78,9 +80,9 @@ export async function evaluate<P extends ProblemLike, Cache = unknown>(opts: Eva
       e.texts?.push(s.text);
       tokenSum += s.ids.length;
     }
-    perProblem.push(e);
-    if (opts.onProgress) await opts.onProgress({ problemId: problem.id, index, total: problems.length });
-  }
+    perProblem[index] = e;
+    if (opts.onProgress) await opts.onProgress({ problemId: problem.id, index, total: problems.length, done: ++finished });
+  });
   const sum = summarize(perProblem.map((e) => e.correct), opts.ks);
   return {
     k,

@@ -2,10 +2,14 @@
 //
 // Determinism. Sample i of problem p is drawn from the sampler's RNG stream (seed, problemKey(p.id), i) — the key
 // is a hash of the problem id, not its position — so a sample does not depend on which other problems are in the
-// list, their order, or whether the run was interrupted. A problem is always generated with all K rows (the same
-// batch shape as an unbroken run) and only its missing samples are kept, so a resumed run writes exactly the bytes
-// an unbroken run would.
-import { generate, type SamplerModel, type SamplerTokenizer } from '../engine/sampler';
+// list, their order, or whether the run was interrupted. A problem is always generated with all K samples and only
+// its missing ones are kept, and records are appended in problem order, so a resumed run writes the bytes an
+// unbroken run would.
+//
+// Batching. The problems that need samples go to generate() together (continuous batching: rows of many problems
+// decoded at once, lib/engine/continuous.ts), in chunks of PROBLEMS_PER_CALL problems; a problem's records are
+// appended once it and every problem before it are done.
+import { generate, type PromptSamples, type SamplerModel, type SamplerTokenizer } from '../engine/sampler';
 import { openRollouts, appendRollouts, sameParams, type RolloutRecord, type RolloutSamplingParams } from './store';
 import { checkPromptSpec, promptHash, promptSpecKey, samePromptSpec, type PromptSpec } from '../data/prompt-spec';
 
@@ -39,6 +43,9 @@ export interface RolloutParams {
   stopStrings?: readonly string[];
   /** Passed to generate(): false for chat-templated prompts. Default true. */
   addSpecialTokens?: boolean;
+  /** Passed to generate() (not recorded): most rows decoded together (default 256), 'per-prompt' batching. */
+  maxBatchRows?: number;
+  batching?: 'continuous' | 'per-prompt';
 }
 
 /** The recorded sampling parameters with defaults filled in. */
@@ -90,7 +97,44 @@ export function checkScore(s: unknown, where: string): asserts s is ScoreResult 
     throw new TypeError(`score: extracted for ${where} must be a string, null or undefined`);
 }
 
-/** K samples of one prompt with a problem's streams (shared by rollouts and evaluation). */
+/** Problems per generate() call of sampleProblems (bounds the samples held in memory at once). */
+export const PROBLEMS_PER_CALL = 1024;
+
+/**
+ * K samples of each prompt with its problem's streams (shared by rollouts and evaluation): generate() over chunks
+ * of PROBLEMS_PER_CALL problems; onDone(i, samples) as each problem i finishes (not always in order). Returns nothing:
+ * the caller keeps what it needs.
+ */
+export async function sampleProblems<Cache>(
+  model: SamplerModel<Cache>,
+  tokenizer: SamplerTokenizer,
+  items: readonly { prompt: string | Int32Array; problemId: string }[],
+  k: number,
+  params: RolloutParams,
+  onDone: (index: number, out: PromptSamples) => void | Promise<void>,
+): Promise<void> {
+  const p = resolveParams(params);
+  for (let c0 = 0; c0 < items.length; c0 += PROBLEMS_PER_CALL) {
+    const chunk = items.slice(c0, c0 + PROBLEMS_PER_CALL);
+    await generate(model, tokenizer, chunk.map((x) => x.prompt), {
+      k,
+      maxNewTokens: p.maxNewTokens,
+      temperature: p.temperature,
+      topK: p.topK,
+      topP: p.topP,
+      seed: p.seed,
+      promptKeys: chunk.map((x) => problemKey(x.problemId)),
+      ...(params.stopTokens !== undefined ? { stopTokens: params.stopTokens } : {}),
+      ...(params.stopStrings !== undefined ? { stopStrings: params.stopStrings } : {}),
+      ...(params.addSpecialTokens !== undefined ? { addSpecialTokens: params.addSpecialTokens } : {}),
+      ...(params.maxBatchRows !== undefined ? { maxBatchRows: params.maxBatchRows } : {}),
+      ...(params.batching !== undefined ? { batching: params.batching } : {}),
+      onPromptDone: (i, out) => onDone(c0 + i, out),
+    });
+  }
+}
+
+/** K samples of one prompt with a problem's streams. */
 export async function sampleProblem<Cache>(
   model: SamplerModel<Cache>,
   tokenizer: SamplerTokenizer,
@@ -98,21 +142,12 @@ export async function sampleProblem<Cache>(
   problemId: string,
   k: number,
   params: RolloutParams,
-) {
-  const p = resolveParams(params);
-  const [out] = await generate(model, tokenizer, [prompt], {
-    k,
-    maxNewTokens: p.maxNewTokens,
-    temperature: p.temperature,
-    topK: p.topK,
-    topP: p.topP,
-    seed: p.seed,
-    promptKeys: [problemKey(problemId)],
-    ...(params.stopTokens !== undefined ? { stopTokens: params.stopTokens } : {}),
-    ...(params.stopStrings !== undefined ? { stopStrings: params.stopStrings } : {}),
-    ...(params.addSpecialTokens !== undefined ? { addSpecialTokens: params.addSpecialTokens } : {}),
+): Promise<PromptSamples> {
+  let out: PromptSamples | undefined;
+  await sampleProblems(model, tokenizer, [{ prompt, problemId }], k, params, (_, o) => {
+    out = o;
   });
-  return out;
+  return out!;
 }
 
 export interface RolloutProgress {
@@ -241,44 +276,59 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
   });
 
   let generated = 0, reused = 0;
-  const all: RolloutRecord[] = [];
-  for (const [index, problem] of problems.entries()) {
-    const have = done.get(problem.id) ?? new Map<number, RolloutRecord>();
-    const missing: number[] = [];
-    for (let i = 0; i < k; i++) if (!have.has(i)) missing.push(i);
-    reused += k - missing.length;
-    if (missing.length > 0) {
-      const prompt = prompts.get(problem.id)!;
-      const out = await sampleProblem(model, tokenizer, prompt.ids, problem.id, k, opts.params);
-      const fresh: RolloutRecord[] = [];
-      for (const i of missing) {
-        const s = out.samples[i];
-        const sc = await score(problem, s.text);
-        checkScore(sc, `problem ${JSON.stringify(problem.id)} sample ${i}`);
-        const rec: RolloutRecord = {
-          problemId: problem.id,
-          sampleIndex: i,
-          text: s.text,
-          tokens: s.ids.length,
-          reward: sc.reward,
-          correct: sc.correct,
-          ...(sc.extracted !== undefined ? { extracted: sc.extracted } : {}),
-          finishReason: s.finishReason,
-          params: { ...params },
-          ...(opts.promptFormat !== undefined ? { promptFormat: opts.promptFormat } : {}),
-          promptTokens: prompt.ids.length,
-          promptHash: prompt.hash,
-          ...(opts.timestamps ? { ts: new Date().toISOString() } : {}),
-        };
-        fresh.push(rec);
-        have.set(i, rec);
-      }
+  const haves = problems.map((problem) => done.get(problem.id) ?? new Map<number, RolloutRecord>());
+  const missingOf = (i: number) => Array.from({ length: k }, (_, s) => s).filter((s) => !haves[i].has(s));
+  const todo: number[] = []; // problems with missing samples, in order
+  problems.forEach((_, i) => {
+    const n = missingOf(i).length;
+    reused += k - n;
+    if (n > 0) todo.push(i);
+  });
+  // Problems finish in any order; their records go to the store in problem order.
+  const finished = new Map<number, RolloutRecord[]>(); // position in todo → new records
+  let flushed = 0;
+  const flush = async () => {
+    while (finished.has(flushed)) {
+      const fresh = finished.get(flushed)!;
+      finished.delete(flushed);
+      const index = todo[flushed++];
       appendRollouts(file, fresh);
       generated += fresh.length;
-      if (onProgress) await onProgress({ problemId: problem.id, index, total: problems.length, records: fresh });
+      if (onProgress) await onProgress({ problemId: problems[index].id, index, total: problems.length, records: fresh });
     }
-    for (let i = 0; i < k; i++) all.push(have.get(i)!);
-  }
+  };
+  const items = todo.map((i) => ({ prompt: prompts.get(problems[i].id)!.ids, problemId: problems[i].id }));
+  await sampleProblems(model, tokenizer, items, k, opts.params, async (t, out) => {
+    const index = todo[t], problem = problems[index], prompt = prompts.get(problem.id)!;
+    const fresh: RolloutRecord[] = [];
+    for (const i of missingOf(index)) {
+      const s = out.samples[i];
+      const sc = await score(problem, s.text);
+      checkScore(sc, `problem ${JSON.stringify(problem.id)} sample ${i}`);
+      fresh.push({
+        problemId: problem.id,
+        sampleIndex: i,
+        text: s.text,
+        tokens: s.ids.length,
+        reward: sc.reward,
+        correct: sc.correct,
+        ...(sc.extracted !== undefined ? { extracted: sc.extracted } : {}),
+        finishReason: s.finishReason,
+        params: { ...params },
+        ...(opts.promptFormat !== undefined ? { promptFormat: opts.promptFormat } : {}),
+        promptTokens: prompt.ids.length,
+        promptHash: prompt.hash,
+        ...(opts.timestamps ? { ts: new Date().toISOString() } : {}),
+      });
+    }
+    for (const r of fresh) haves[index].set(r.sampleIndex, r);
+    finished.set(t, fresh);
+    await flush();
+  });
+  const all: RolloutRecord[] = [];
+  problems.forEach((_, i) => {
+    for (let s = 0; s < k; s++) all.push(haves[i].get(s)!);
+  });
   return { records: all, generated, reused, droppedBytes, duplicates, stats: rolloutStats(all) };
 }
 

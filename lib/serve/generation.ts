@@ -1,16 +1,14 @@
-// One request on the engine: generate() (lib/engine/sampler.ts) for each prompt with K = n rows, observed step
-// by step through a thin SamplerModel wrapper (Tap) so that tokens, log-probs and streamed text leave as they are
-// sampled. generate() stays the one sampler: the wrapper only forwards the engine's calls (on libuv workers when
-// the model has prefillAsync/decodeAsync, so the event loop keeps serving) and reads what passes through.
+// One request on the engine: one generate() call (lib/engine/sampler.ts) for all its prompts with K = n rows each
+// (continuous batching), observed token by token through generate()'s onToken so that tokens, log-probs and
+// streamed text leave as they are sampled. generate() stays the one sampler: a thin SamplerModel wrapper only
+// forwards the engine's calls (on libuv workers when the model has the async variants, so the event loop keeps
+// serving) and checks for an abort before each.
 //
-// What the wrapper sees: decode call j carries the tokens drawn at step j−1 for every row (a finished row is fed its
-// last token again), and the logits that step was drawn from are those the previous call returned. A row's last
-// token is fed only if another row is still running; otherwise it comes back in generate()'s result, drawn from
-// the logits of the last call. A Choice applies the stop rules to decide when its row is finished (later feeds
-// are ignored): a stop token (the eos tokens and stop_token_ids: generate() stops on the same set), max_tokens (the
-// same count), or a stop string, found in the whole decoded text (generate() looks in a window of recent tokens, so
-// the Choice finds a stop string no later than generate() stops the row). At the end the Choice is checked against
-// generate()'s samples: its tokens must be a prefix of the sample's.
+// A Choice applies the stop rules to decide when its row is finished (later tokens are ignored): a stop token (the
+// eos tokens and stop_token_ids: generate() stops on the same set), max_tokens (the same count), or a stop string,
+// found in the whole decoded text (generate() looks in a window of recent tokens, so the Choice finds a stop string
+// no later than generate() stops the row). At the end the Choice is checked against generate()'s samples: its
+// tokens must be a prefix of the sample's, and it must have finished.
 //
 // OpenAI semantics: the text ends before the first stop string and never holds a stop token (text is decoded with
 // special tokens skipped); finish_reason is 'stop' for a stop token or string, 'length' at max_tokens; the stop
@@ -28,6 +26,7 @@ import type { GenerationRequest } from './validate';
 export interface ServeModel<Cache = unknown> extends SamplerModel<Cache> {
   prefillAsync?(cache: Cache, ids: Int32Array, B: number, T: number): Promise<Float32Array>;
   decodeAsync?(cache: Cache, tokens: Int32Array): Promise<Float32Array>;
+  decodeRowsAsync?(cache: Cache, tokens: Int32Array, rows: Int32Array): Promise<Float32Array>;
 }
 
 /** What a finished choice reports. */
@@ -151,40 +150,30 @@ class Choice {
   }
 }
 
-/** One prompt's generate() call, observed. */
+/** One prompt's n choices, observed. */
 class Generation {
   readonly streaming: boolean;
   readonly eos: Set<number>;
   readonly stopTokens: Set<number>;
   readonly choices: Choice[];
-  last?: Float32Array;
 
-  constructor(readonly req: GenerationRequest, readonly tok: Tokenizer, readonly opts: RunOptions, readonly vocab: number, first: number) {
+  constructor(readonly req: GenerationRequest, readonly tok: Tokenizer, readonly opts: RunOptions, first: number) {
     this.streaming = typeof opts.onDelta === 'function';
     this.eos = new Set(req.ignoreEos ? [] : tok.eosTokenIds);
     this.stopTokens = new Set([...this.eos, ...req.stopTokenIds]);
     this.choices = Array.from({ length: req.n }, (_, i) => new Choice(first + i, this));
   }
 
-  /** Tokens drawn from this.last for each row (row r reads row r of the logits, or row 0 after a shared prefill). */
-  step(tokens: ArrayLike<number>, rows: (r: number) => boolean): void {
-    const V = this.vocab, L = this.last;
-    const lse = new Map<number, number>();
-    for (let r = 0; r < this.choices.length; r++) {
-      if (!rows(r) || this.choices[r].done) continue;
-      let row: Float32Array | undefined, l: number | undefined;
-      if (this.req.logprobs !== null && L) {
-        const off = L.length >= (r + 1) * V ? r * V : 0;
-        row = L.subarray(off, off + V);
-        if (!lse.has(off)) lse.set(off, rowLogSumExp(row));
-        l = lse.get(off);
-      }
-      this.choices[r].push(tokens[r], row, l);
-    }
+  /** A token drawn for choice `sample` from the logits row `logits`. */
+  push(sample: number, token: number, logits: Float32Array): void {
+    const c = this.choices[sample];
+    if (c.done) return;
+    const want = this.req.logprobs !== null;
+    c.push(token, want ? logits : undefined, want ? rowLogSumExp(logits) : undefined);
   }
 }
 
-function tap<Cache>(inner: ServeModel<Cache>, g: Generation, signal?: AbortSignal): SamplerModel<Cache> {
+function tap<Cache>(inner: ServeModel<Cache>, signal?: AbortSignal): SamplerModel<Cache> {
   const check = () => {
     if (signal?.aborted) throw signal.reason instanceof GenerationAborted ? signal.reason : new GenerationAborted(signal.reason);
   };
@@ -193,56 +182,54 @@ function tap<Cache>(inner: ServeModel<Cache>, g: Generation, signal?: AbortSigna
     newKvCache: (B, T) => inner.newKvCache(B, T),
     prefill: async (cache, ids, B, T) => {
       check();
-      g.last = await (inner.prefillAsync ? inner.prefillAsync(cache, ids, B, T) : inner.prefill(cache, ids, B, T));
-      return g.last;
+      return inner.prefillAsync ? inner.prefillAsync(cache, ids, B, T) : inner.prefill(cache, ids, B, T);
     },
     decode: async (cache, tokens) => {
       check();
-      g.step(tokens, () => true);
-      g.last = await (inner.decodeAsync ? inner.decodeAsync(cache, tokens) : inner.decode(cache, tokens));
-      return g.last;
+      return inner.decodeAsync ? inner.decodeAsync(cache, tokens) : inner.decode(cache, tokens);
     },
   };
+  if (inner.decodeRows)
+    m.decodeRows = async (cache, tokens, rows) => {
+      check();
+      return inner.decodeRowsAsync ? inner.decodeRowsAsync(cache, tokens, rows) : inner.decodeRows!(cache, tokens, rows);
+    };
   if (inner.broadcastKvCache) m.broadcastKvCache = (s, r, d) => inner.broadcastKvCache!(s, r, d);
   if (inner.freeKvCache) m.freeKvCache = (c) => inner.freeKvCache!(c);
   return m;
 }
 
 /**
- * Runs a request: each prompt's n choices from generate() with the RNG streams (seed, prompt index, choice), so a
- * request with a seed gives the same choices whether streamed or not. Engine access must be serialised by the
- * caller (lib/serve/queue.ts).
+ * Runs a request: every prompt's n choices from one generate() call with the RNG streams (seed, prompt index,
+ * choice), so a request with a seed gives the same choices whether streamed or not. Engine access must be
+ * serialised by the caller (lib/serve/queue.ts).
  */
 export async function runGeneration<Cache>(model: ServeModel<Cache>, tok: Tokenizer, req: GenerationRequest, opts: RunOptions = {}): Promise<GenerationResult> {
   const seed = req.seed ?? randomInt(2 ** 31);
+  const gens = req.prompts.map((_, p) => new Generation(req, tok, opts, p * req.n));
+  const out = await generate(tap(model, opts.signal), tok, req.prompts, {
+    k: req.n,
+    maxNewTokens: req.maxTokens,
+    temperature: req.temperature,
+    topP: req.topP,
+    topK: req.topK,
+    seed,
+    promptKeys: req.prompts.map((_, p) => p),
+    stopTokens: [...gens[0].stopTokens],
+    ...(req.stop.length ? { stopStrings: req.stop } : {}),
+    onToken: (e) => gens[e.prompt].push(e.sample, e.token, e.logits),
+  });
   const choices: ChoiceResult[] = [];
   let completionTokens = 0, promptTokens = 0;
-  for (let p = 0; p < req.prompts.length; p++) {
-    const prompt = req.prompts[p];
-    const g = new Generation(req, tok, opts, model.config.vocab_size, p * req.n);
-    const [out] = await generate(tap(model, g, opts.signal), tok, [prompt], {
-      k: req.n,
-      maxNewTokens: req.maxTokens,
-      temperature: req.temperature,
-      topP: req.topP,
-      topK: req.topK,
-      seed,
-      promptKeys: [p],
-      stopTokens: [...g.stopTokens],
-      ...(req.stop.length ? { stopStrings: req.stop } : {}),
-    });
-    // each row's tokens that were not fed to a decode call (at most its last one) were drawn from g.last
-    out.samples.forEach((s, r) => {
-      const c = g.choices[r];
-      const have = c.ids.length;
-      if (have > s.ids.length || c.ids.some((t, i) => t !== s.ids[i]))
-        throw new Error(`sampler and server disagree on choice ${c.index}: the server's ${have} tokens are not a prefix of the sample's ${s.ids.length}`);
-      if (c.done) return;
-      if (s.ids.length !== have + 1) throw new Error(`sampler and server disagree on choice ${c.index}: ${have} tokens observed, the sample has ${s.ids.length}`);
-      g.step(Array.from({ length: req.n }, (_, i) => (i === r ? s.ids[have] : 0)), (i) => i === r);
+  out.forEach((r, p) => {
+    const g = gens[p];
+    r.samples.forEach((s, i) => {
+      const c = g.choices[i];
+      if (c.ids.length > s.ids.length || c.ids.some((t, j) => t !== s.ids[j]))
+        throw new Error(`sampler and server disagree on choice ${c.index}: the server's ${c.ids.length} tokens are not a prefix of the sample's ${s.ids.length}`);
       if (!c.done) throw new Error(`choice ${c.index} ended (${s.finishReason}) where the server's stop rules do not`);
     });
-    promptTokens += prompt.length;
+    promptTokens += r.promptIds.length;
     for (const c of g.choices) {
       completionTokens += c.ids.length;
       choices.push({
@@ -252,10 +239,10 @@ export async function runGeneration<Cache>(model: ServeModel<Cache>, tok: Tokeni
         finishReason: c.finish,
         stopReason: c.stopReason,
         ...(req.logprobs !== null ? { logprobs: c.logprobs } : {}),
-        promptIds: prompt,
+        promptIds: r.promptIds,
       });
     }
-  }
+  });
   return { choices, promptTokens, completionTokens, seed };
 }
 

@@ -2,7 +2,7 @@
 //
 //   server.ts      startServer(): node:http, routes, SSE streaming, the 429 queue, graceful close()
 //   validate.ts    request bodies → GenerationRequest (prompt ids, checked parameters) or OpenAI-style 4xx errors
-//   generation.ts  runGeneration(): generate() observed step by step (streamed text, log-probs, stop strings)
+//   generation.ts  runGeneration(): generate() observed token by token (streamed text, log-probs, stop strings)
 //   responses.ts   text_completion / chat.completion bodies and stream chunks
 //   queue.ts       EngineQueue: one generation at a time, a bounded wait list
 //   logprobs.ts    per-token log-probs and top alternatives from a logits row

@@ -54,6 +54,12 @@ class CpuOps final : public OpsBackend {
     return i;
   }
 
+  bool set_row_invariant(bool on) override {
+    const bool prev = cpu::row_invariant();
+    cpu::set_row_invariant(on);
+    return prev;
+  }
+
   bool set_gemm(const std::string& impl) override {
     if (impl == "builtin") return cpu::set_gemm_impl(cpu::GemmImpl::Builtin);
     if (impl == "openblas") return cpu::set_gemm_impl(cpu::GemmImpl::OpenBlas);
@@ -110,9 +116,11 @@ class CpuOps final : public OpsBackend {
   }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) override {
-    if (dtype_ == DType::BF16) return cpu::attention_forward_bf16(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
-    cpu::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                         const KvRows* rows) override {
+    if (dtype_ == DType::BF16)
+      return cpu::attention_forward_bf16(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
+    cpu::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
   }
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                           const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
@@ -120,6 +128,11 @@ class CpuOps final : public OpsBackend {
     if (dtype_ == DType::BF16)
       return cpu::attention_backward_bf16(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
     cpu::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
+  }
+
+  void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+                int64_t Tmax, int64_t width) override {
+    cpu::kv_write(cache, x, slot, pos, B, T, Tmax, width);
   }
 
   void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) override {

@@ -136,10 +136,12 @@ void rank_update(const float* P, int64_t nk, const float* X, int64_t Dp, float* 
 
 // Rows of a forward task are (query position i, head g of the kv group) pairs, R = i·group + g: the heads
 // of a group share every K / V tile, and a decode step (Tq = 1) still fills the kR-row micro-kernel.
+// With rows (a batched KV cache), batch row b reads k / v row rows->slot[b] at its own past rows->past[b].
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) {
+                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                       const KvRows* rows) {
   if (B <= 0 || Tq <= 0 || Hq <= 0 || D <= 0) return;
-  const int64_t group = Hq / Hkv, rows = Tq * group, nqb = (rows + kBQ - 1) / kBQ, Dp = padded(D);
+  const int64_t group = Hq / Hkv, nrows = Tq * group, nqb = (nrows + kBQ - 1) / kBQ, Dp = padded(D);
   const float scale = 1.f / std::sqrt(float(D));
   const int64_t ldk = Hkv * D;
   parallel_for(B * Hkv * nqb, [&](int64_t t0, int64_t t1) {
@@ -153,12 +155,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     float* l = m + kBQ;        // (kBQ)
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t qb = task % nqb, kvh = (task / nqb) % Hkv, b = task / (nqb * Hkv);
-      const int64_t R0 = qb * kBQ, nq = std::min(kBQ, rows - R0), nqr = (nq + kR - 1) / kR * kR;
+      const int64_t R0 = qb * kBQ, nq = std::min(kBQ, nrows - R0), nqr = (nq + kR - 1) / kR * kR;
+      const int64_t pb = rows ? rows->past[b] : past, kb = rows ? rows->slot[b] : b;
       // Row r of the task: query position i = (R0 + r) / group, head kvh·group + (R0 + r) % group.
       auto qrow = [&](int64_t r) { return ((b * Tq + (R0 + r) / group) * Hq + kvh * group + (R0 + r) % group) * D; };
-      auto limit = [&](int64_t r) { return past + (R0 + r) / group; };  // last key the row sees
-      const float* kh = k + (b * Tkv * Hkv + kvh) * D;
-      const float* vh = v + (b * Tkv * Hkv + kvh) * D;
+      auto limit = [&](int64_t r) { return pb + (R0 + r) / group; };  // last key the row sees
+      const float* kh = k + (kb * Tkv * Hkv + kvh) * D;
+      const float* vh = v + (kb * Tkv * Hkv + kvh) * D;
       for (int64_t r = 0; r < nqr; ++r) {
         float* dst = Q + r * Dp;
         if (r < nq) std::memcpy(dst, q + qrow(r), size_t(D) * sizeof(float));

@@ -30,28 +30,34 @@ std::vector<float> rounded(const float* x, int64_t n) {
   return r;
 }
 
-// k / v rows [0, L) of each batch row (capacity Tkv) rounded to bf16, contiguous (B, L, Hkv·D).
-std::vector<float> rounded_kv(const float* x, int64_t B, int64_t Tkv, int64_t L, int64_t KD) {
+// k / v rows [0, L_b) of each batch row b (capacity Tkv), rounded to bf16, contiguous at a pitch of L rows:
+// (B, L, Hkv·D). Batch row b reads buffer row slot[b] (b when slot is null) and L_b = past[b] + Tq (L when past
+// is null); the rows past L_b are left 0 (never read).
+std::vector<float> rounded_kv(const float* x, int64_t B, int64_t Tkv, int64_t L, int64_t KD, const KvRows* rows,
+                              int64_t Tq) {
   std::vector<float> r(size_t(B * L * KD));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t i = 0; i < L * KD; ++i) r[size_t(b * L * KD + i)] = bf(x[b * Tkv * KD + i]);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t src = rows ? rows->slot[b] : b, n = rows ? rows->past[b] + Tq : L;
+    for (int64_t i = 0; i < n * KD; ++i) r[size_t(b * L * KD + i)] = bf(x[src * Tkv * KD + i]);
+  }
   return r;
 }
 
 }  // namespace
 
 void attention_forward_bf16(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                            int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) {
+                            int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                            const KvRows* rows) {
   const int64_t L = past + Tq, G = Hq / Hkv, QD = Hq * D, KD = Hkv * D;
   const float scale = 1.f / std::sqrt(float(D));
-  const std::vector<float> qb = rounded(q, B * Tq * QD), kb = rounded_kv(k, B, Tkv, L, KD),
-                           vb = rounded_kv(v, B, Tkv, L, KD);
+  const std::vector<float> qb = rounded(q, B * Tq * QD), kb = rounded_kv(k, B, Tkv, L, KD, rows, Tq),
+                           vb = rounded_kv(v, B, Tkv, L, KD, rows, Tq);
   parallel_for(B * Hq, [&](int64_t e0, int64_t e1) {
     std::vector<float> s(static_cast<size_t>(L));
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t b = e / Hq, h = e % Hq, g = h / G;
       for (int64_t i = 0; i < Tq; ++i) {
-        const int64_t n = past + i + 1;  // keys [0, past + i]
+        const int64_t n = (rows ? rows->past[b] : past) + i + 1;  // keys [0, past + i]
         const float* qi = qb.data() + (b * Tq + i) * QD + h * D;
         float m = -INFINITY;
         for (int64_t j = 0; j < n; ++j) {

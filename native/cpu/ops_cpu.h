@@ -16,6 +16,10 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
 void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 GemmImpl gemm_impl();
+// Row-invariant GEMMs for the calling thread (ops_gemm.cc): the builtin kernel, every row of C summed the same
+// way whatever M (OpsBackend::set_row_invariant).
+void set_row_invariant(bool on);
+bool row_invariant();
 bool set_gemm_impl(GemmImpl impl);  // false when OpenBLAS is asked for and not loadable
 int gemm_threads();
 
@@ -40,7 +44,8 @@ void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H
 
 // ---- ops_attention.cc
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D);
+                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                       const KvRows* rows);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                         int64_t Hkv, int64_t D, bool accumulate);
@@ -58,5 +63,7 @@ void scale(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
 double sumsq(const float* x, int64_t n);
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p);
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+              int64_t Tmax, int64_t width);
 
 }  // namespace rift::cpu

@@ -6,6 +6,13 @@
 // 256-bit with AVX, 128-bit otherwise; scalar-broadcast FMA) walks the A panels against one B panel that stays
 // in L1. Edge tiles are zero-padded in the packs and stored through a small buffer. M <= 4 (decode steps)
 // takes a GEMV-like path without packing.
+//
+// Row-invariant mode (set_row_invariant, per calling thread; the decoder's inference uses it): the packed kernel
+// for every M, whose sum for an element — per K block of KC, a chain of FMAs over k from 0, then alpha·acc
+// (+ beta·C) — does not depend on M or on the tile the row falls in (alpha = 1, beta in {0, 1}), so a row of C has
+// the same bits whatever rows are computed with it (continuous batching: a sample's tokens do not depend on which
+// rows are decoded with it). Never OpenBLAS, which picks kernels by shape; no small-M path, whose dot products sum
+// in another order (M <= 4 then costs one packing of B: a 21M-parameter decode step of one row 16 ms instead of 4).
 #include <algorithm>
 #include <atomic>
 #include <climits>
@@ -217,15 +224,20 @@ void small_m(const Args& g) {
   }
 }
 
+thread_local bool t_row_invariant = false;
+
 std::atomic<int> g_impl{-1};  // -1: not chosen yet (OpenBLAS when loadable)
 std::atomic<int> g_blas_threads{0};
 
 }  // namespace
 
+void set_row_invariant(bool on) { t_row_invariant = on; }
+bool row_invariant() { return t_row_invariant; }
+
 void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Args g{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
-  if (M <= 4) return small_m(g);
+  if (M <= 4 && !t_row_invariant) return small_m(g);
   const int64_t mt = (M + TM - 1) / TM, nt = (N + TN - 1) / TN, tiles = mt * nt;
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const int64_t workers = flops < 4e6 ? 1 : std::min<int64_t>(tiles, num_threads());
@@ -283,7 +295,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
     }
     return;
   }
-  const BlasLib* blas = gemm_impl() == GemmImpl::OpenBlas ? blas_lib() : nullptr;
+  const BlasLib* blas = gemm_impl() == GemmImpl::OpenBlas && !t_row_invariant ? blas_lib() : nullptr;
   const int64_t big = std::max({M, N, K, lda, ldb, ldc});
   if (blas && big <= INT_MAX) {
     const int want = num_threads();  // follow setNumThreads / RIFT_NUM_THREADS

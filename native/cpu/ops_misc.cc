@@ -193,4 +193,12 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const
   else run(std::false_type{});
 }
 
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+              int64_t Tmax, int64_t width) {
+  const size_t bytes = size_t(width) * sizeof(float);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      std::memcpy(cache + (int64_t(slot[b]) * Tmax + pos[b * T + t]) * width, x + (b * T + t) * width, bytes);
+}
+
 }  // namespace rift::cpu

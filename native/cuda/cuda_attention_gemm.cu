@@ -2,6 +2,8 @@
 // (batch row b, query head h) of a chunk at once, e = b·Hq + h, kv head g = h / (Hq / Hkv):
 //
 //   forward   S_e (r × L1) = q̃_e·k̃_gᵀ            one batched GEMM (bf16 in, fp32 out); L1 = past + r1 keys
+//             (a batched KV cache, KvRows: k̃ / ṽ of batch row b gathered from cache row slot[b], its keys past
+//             past[b] + Tq zeroed and masked; past, the largest past[b], sizes every GEMM)
 //             P̃_e = bf16(exp(S·scale − lse)), lse   one block per score row (masked: key j > past + i gets 0)
 //             out_e (r × D) = P̃_e·ṽ_g             one batched GEMM, written straight into out (ldc = Hq·D)
 //   backward  (past = 0) Di = Σ dout·out per row first; per chunk: S again, P̃ from the saved lse,
@@ -58,6 +60,28 @@ void to_bf16(bf16* dst, const float* src, int64_t B, int64_t n, int64_t sstride)
   check_launch("to_bf16");
 }
 
+// A batched KV cache's k or v: dst[b·L·w + i] = bf16(src[slot[b]·sstride + i]) for the first (past[b] + Tq)·w
+// elements of each batch row b, 0 for the rest of its L·w (those keys are masked; the zeros keep P̃·ṽ free of
+// whatever stale positions of a shorter row hold).
+__global__ void kv_to_bf16_kernel(bf16* dst, const float* src, int64_t B, int64_t L, int64_t w, int64_t sstride,
+                                  const int32_t* past, const int32_t* slot, int64_t Tq) {
+  const int64_t n = L * w, total = B * n;
+  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < total; x += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t b = x / n, i = x - b * n;
+    const bool live = i < (int64_t(past[b]) + Tq) * w;
+    dst[x] = __float2bfloat16(live ? src[int64_t(slot[b]) * sstride + i] : 0.f);
+  }
+}
+
+void kv_to_bf16(bf16* dst, const float* src, int64_t B, int64_t L, int64_t w, int64_t sstride, const KvRows& rows,
+                int64_t Tq) {
+  const int64_t total = B * L * w;
+  if (total == 0) return;
+  const int blocks = int(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
+  kv_to_bf16_kernel<<<blocks, kThreads>>>(dst, src, B, L, w, sstride, rows.past, rows.slot, Tq);
+  check_launch("to_bf16 (KV cache rows)");
+}
+
 __device__ float block_reduce(float x, bool is_max, float* sh) {
   for (int o = 16; o > 0; o >>= 1) {
     const float y = __shfl_xor_sync(0xffffffffu, x, o);
@@ -80,17 +104,19 @@ __device__ float block_reduce(float x, bool is_max, float* sh) {
 }
 
 // One block per score row (i, e): blockIdx.x = e (< BH), blockIdx.y = i (< r). Row i of chunk r0 sees keys
-// [0, past + r0 + i]. With lse_in null: computes lse (written to lse_out when not null); else uses lse_in.
+// [0, past + r0 + i], past = row_past[e / Hq] when row_past is not null (a batched KV cache). With lse_in null:
+// computes lse (written to lse_out when not null); else uses lse_in.
 // P row = bf16(exp(S·scale − lse)) on the visible keys, 0 on [visible, L1).
 __global__ void softmax_kernel(const float* S, bf16* P, int64_t ldS, int64_t R, int64_t L1, int64_t past, int64_t r0,
-                               float scale, const float* lse_in, float* lse_out, int64_t Tq) {
+                               float scale, const float* lse_in, float* lse_out, int64_t Tq, const int32_t* row_past,
+                               int64_t Hq) {
   __shared__ float sh[32];
   // e on x (up to 2^31 − 1 blocks), i on y (r <= R <= 65535, see plan()): B·Hq may exceed gridDim.y's 65535 (a
   // decode step over thousands of rows), the chunk's rows never do.
   const int64_t e = blockIdx.x, i = blockIdx.y;
   const float* s = S + (e * R + i) * ldS;
   bf16* p = P + (e * R + i) * ldS;
-  const int64_t n = past + r0 + i + 1;
+  const int64_t n = (row_past ? int64_t(row_past[e / Hq]) : past) + r0 + i + 1;
   float l;
   if (lse_in) {
     l = lse_in[e * Tq + r0 + i];
@@ -236,7 +262,7 @@ void check_dims(int64_t B, int64_t Tq, int64_t L, int64_t Hq, int64_t Hkv, int64
 
 void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const float* q, const float* k,
                             const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq,
-                            int64_t Hkv, int64_t D) {
+                            int64_t Hkv, int64_t D, const KvRows* rows) {
   const int64_t L = past + Tq, QD = Hq * D, KD = Hkv * D, BH = B * Hq;
   if (B == 0 || Tq == 0) return;
   const float scale = 1.f / std::sqrt(float(D));
@@ -266,8 +292,13 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
   sl.s[5] = slot(out, 4, 0, Tq * QD, D, 0, QD);
   fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R);
   to_bf16(qb, q, 1, B * Tq * QD, 0);
-  to_bf16(kb, k, B, L * KD, Tkv * KD);
-  to_bf16(vb, v, B, L * KD, Tkv * KD);
+  if (rows) {  // batch row b: cache row slot[b], its own past[b] + Tq keys (past is their maximum)
+    kv_to_bf16(kb, k, B, L, KD, Tkv * KD, *rows, Tq);
+    kv_to_bf16(vb, v, B, L, KD, Tkv * KD, *rows, Tq);
+  } else {
+    to_bf16(kb, k, B, L * KD, Tkv * KD);
+    to_bf16(vb, v, B, L * KD, Tkv * KD);
+  }
 
   for (int64_t ch = 0; ch < pl.chunks; ++ch) {
     const int64_t r0 = ch * pl.R, r = std::min(pl.R, Tq - r0), L1 = past + r0 + r;
@@ -275,7 +306,7 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
     bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, const_cast<void* const*>(t + 2 * BH),
           pl.ldS, BH);
     softmax_kernel<<<dim3(unsigned(BH), unsigned(r)), kThreads>>>(S, P, pl.ldS, pl.R, L1, past, r0, scale, nullptr,
-                                                                   lse, Tq);
+                                                                   lse, Tq, rows ? rows->past : nullptr, Hq);
     check_launch("attention softmax");
     bgemm(c, false, false, r, D, L1, t + 3 * BH, CUDA_R_16BF, pl.ldS, t + 4 * BH, KD, 0.f,
           const_cast<void* const*>(t + 5 * BH), QD, BH);
@@ -346,7 +377,7 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
     auto C = [&](int slot) { return const_cast<void* const*>(t + slot * BH); };
     const dim3 grid{static_cast<unsigned>(BH), static_cast<unsigned>(r)};
     bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, C(2), pl.ldS, BH);  // S
-    softmax_kernel<<<grid, kThreads>>>(S, P, pl.ldS, pl.R, L1, 0, r0, scale, lse, nullptr, T);
+    softmax_kernel<<<grid, kThreads>>>(S, P, pl.ldS, pl.R, L1, 0, r0, scale, lse, nullptr, T, nullptr, Hq);
     check_launch("attention backward P");
     for (int64_t j = 0; j < G; ++j)  // dv_g += P̃ᵀ·dõ (K = r rows of the chunk)
       bgemm(c, true, false, L1, D, r, t + 3 * BH + j * BK, CUDA_R_16BF, pl.ldS, t + 4 * BH + j * BK, QD, 1.f,

@@ -241,13 +241,18 @@ class CudaOps final : public OpsBackend {
   }
 
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) override {
+                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                         const KvRows* rows) override {
     if (attn_gemm()) {
       std::lock_guard<std::mutex> lk(mu_);
-      cuda::attention_forward_gemm(attn_ctx(), out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+      cuda::attention_forward_gemm(attn_ctx(), out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
       return;
     }
-    ops::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+    ops::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
+  }
+  void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+                int64_t Tmax, int64_t width) override {
+    ops::kv_write(cache, x, slot, pos, B, T, Tmax, width);
   }
 
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,

@@ -33,6 +33,10 @@ constexpr int64_t kMaxGridZ = 65535;  // CUDA's limit on gridDim.z (the batch ax
 struct Shape {
   int64_t B, Tq, Tkv, past, Hq, Hkv, D, group;
   float scale;
+  // A batched KV cache (forward only; model/ops.h KvRows): batch row b reads k / v row rslot[b] and its queries
+  // sit at rpast[b] + i. Null: row b, past.
+  const int32_t* rpast = nullptr;
+  const int32_t* rslot = nullptr;
 };
 
 // Cooperative copy of rows [j0, j0 + n) of x (B, Tkv, Hkv, D) at (b, kvh) into dst (rows of ld floats).
@@ -67,7 +71,8 @@ __global__ void __launch_bounds__(kNW * 32) rows_kernel(float* out, float* lse_o
   const int64_t R0 = int64_t(blockIdx.x) * kNW, R = R0 + w;
   const bool active = R < rows;
   const int64_t i = R / s.group, h = kvh * s.group + R % s.group;
-  const int64_t limit = s.past + i;  // last key this row sees
+  const int64_t past = s.rpast ? s.rpast[b] : s.past, kb = s.rslot ? s.rslot[b] : b;
+  const int64_t limit = past + i;  // last key this row sees
   const int64_t qoff = ((b * s.Tq + i) * s.Hq + h) * s.D;
   const int64_t lrow = (b * s.Hq + h) * s.Tq + i;  // lse / Di index
   if (active)
@@ -81,12 +86,12 @@ __global__ void __launch_bounds__(kNW * 32) rows_kernel(float* out, float* lse_o
   const float row_lse = (MODE == 1 && active) ? lse_in[lrow] : 0.f;
   const float row_di = (MODE == 1 && active) ? Di[lrow] : 0.f;
   const int64_t last = min(R0 + kNW, rows) - 1;
-  const int64_t kend = s.past + last / s.group + 1;  // keys [0, kend) are visible to some row of the block
+  const int64_t kend = past + last / s.group + 1;  // keys [0, kend) are visible to some row of the block
   for (int64_t j0 = 0; j0 < kend; j0 += kBK) {
     const int nk = int(min(int64_t(kBK), kend - j0));
     __syncthreads();  // the previous tile is no longer read; Qs/Gs written
-    load_rows(Ks, ldk, k, s, b, kvh, j0, nk);
-    load_rows(Vs, ldk, v, s, b, kvh, j0, nk);
+    load_rows(Ks, ldk, k, s, kb, kvh, j0, nk);
+    load_rows(Vs, ldk, v, s, kb, kvh, j0, nk);
     __syncthreads();
     if (!active || limit < j0) continue;  // warp-uniform
     const bool valid = lane < nk && j0 + lane <= limit;
@@ -230,13 +235,17 @@ void launch_rows(float* out, float* lse_out, const float* lse_in, const float* q
   auto kern = rows_kernel<DPL, MODE>;
   set_smem(kern, smem);
   // gridDim.z (the batch) is limited to 65535: larger batches go in chunks of kMaxGridZ sequences, every pointer
-  // advanced to the chunk's first sequence (the kernel indexes from b = blockIdx.z and never reads s.B).
+  // advanced to the chunk's first sequence (the kernel indexes from b = blockIdx.z and never reads s.B); with
+  // per-row slots the k / v pointers stay and the slot / past arrays advance instead.
   for (int64_t b0 = 0; b0 < s.B; b0 += kMaxGridZ) {
     const int64_t nb = std::min(kMaxGridZ, s.B - b0);
-    const int64_t qo = b0 * s.Tq * s.Hq * s.D, ko = b0 * s.Tkv * s.Hkv * s.D, lo = b0 * s.Hq * s.Tq;
+    const int64_t qo = b0 * s.Tq * s.Hq * s.D, ko = s.rslot ? 0 : b0 * s.Tkv * s.Hkv * s.D, lo = b0 * s.Hq * s.Tq;
+    Shape sc = s;
+    if (s.rpast) sc.rpast = s.rpast + b0;
+    if (s.rslot) sc.rslot = s.rslot + b0;
     const dim3 grid(unsigned((s.Tq * s.group + kNW - 1) / kNW), unsigned(s.Hkv), unsigned(nb));
     kern<<<grid, kNW * 32, smem>>>(out + qo, lse_out ? lse_out + lo : nullptr, lse_in ? lse_in + lo : nullptr, q + qo,
-                                   k + ko, v + ko, dout ? dout + qo : nullptr, Di ? Di + lo : nullptr, s, accumulate);
+                                   k + ko, v + ko, dout ? dout + qo : nullptr, Di ? Di + lo : nullptr, sc, accumulate);
     RIFT_CUDA_CHECK_LAUNCH();
   }
 }
@@ -277,9 +286,14 @@ void dispatch_rows(float* out, float* lse_out, const float* lse_in, const float*
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D) {
+                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                       const KvRows* rows) {
   if (B <= 0 || Tq <= 0 || Hq <= 0 || D <= 0) return;
-  const Shape s{B, Tq, Tkv, past, Hq, Hkv, D, Hq / Hkv, 1.f / std::sqrt(float(D))};
+  Shape s{B, Tq, Tkv, past, Hq, Hkv, D, Hq / Hkv, 1.f / std::sqrt(float(D))};
+  if (rows) {
+    s.rpast = rows->past;
+    s.rslot = rows->slot;
+  }
   dispatch_rows<0>(out, lse, nullptr, q, k, v, nullptr, nullptr, s, false);
 }
 

@@ -136,6 +136,15 @@ __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n
       });
 }
 
+// cache row (slot[b], pos[b·T + t]) ← x row b·T + t (width floats each); the CPU twin is cpu/ops_misc.cc kv_write.
+__global__ void kv_write_kernel(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t T,
+                                int64_t Tmax, int64_t width, int64_t n) {
+  for (int64_t i = flat_index(); i < n; i += flat_stride()) {
+    const int64_t r = i / width, c = i - r * width, b = r / T;
+    cache[(int64_t(slot[b]) * Tmax + pos[r]) * width + c] = x[i];
+  }
+}
+
 __global__ void scale_kernel(float* x, float s, int64_t n) {
   for (int64_t i = flat_index(); i < n; i += flat_stride()) x[i] *= s;
 }
@@ -260,6 +269,14 @@ void add(float* out, const float* a, const float* b, int64_t n) {
 void scale(float* x, float s, int64_t n) {
   if (n <= 0) return;
   scale_kernel<<<flat_blocks(n), kThreads>>>(x, s, n);
+  RIFT_CUDA_CHECK_LAUNCH();
+}
+
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+              int64_t Tmax, int64_t width) {
+  const int64_t n = B * T * width;
+  if (n <= 0) return;
+  kv_write_kernel<<<flat_blocks(n), kThreads>>>(cache, x, slot, pos, T, Tmax, width, n);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 

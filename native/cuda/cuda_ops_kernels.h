@@ -27,6 +27,9 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 void add(float* out, const float* a, const float* b, int64_t n);
 void scale(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
+// OpsBackend::kv_write: cache row (slot[b], pos[b·T + t]) ← x row b·T + t (slot, pos checked by the caller).
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+              int64_t Tmax, int64_t width);
 constexpr int kSumsqParts = 512;                        // doubles of scratch for sumsq
 void sumsq_parts(const float* x, int64_t n, double* scratch);  // scratch[kSumsqParts]: partial sums
 // mirror: null, or n bf16 values rewritten from the updated param (the BF16 instance's weight copy).
@@ -45,8 +48,10 @@ void rope(float* out, const float* inp, const int32_t* pos, const float* inv_fre
 
 // ---- cuda_ops_attention.cu
 constexpr int64_t kMaxHeadDim = 256;
+// rows: null, or the per-row past / slot arrays (device memory) of a batched KV cache (model/ops.h KvRows).
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D);
+                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                       const KvRows* rows);
 // scratch: B·Hq·T floats (Di = Σ_d dout·out per query row).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,

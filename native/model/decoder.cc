@@ -18,6 +18,20 @@ namespace {
   throw ArgError{ArgError::Range, field, field + ": " + msg};
 }
 
+// The inference path's GEMMs are row-invariant while this lives (OpsBackend::set_row_invariant): a sampled row's
+// logits are the same whichever rows are decoded with it, so continuous batching keeps every sample's tokens.
+class RowInvariant {
+ public:
+  explicit RowInvariant(OpsBackend& ops) : ops_(ops), prev_(ops.set_row_invariant(true)) {}
+  ~RowInvariant() { ops_.set_row_invariant(prev_); }
+  RowInvariant(const RowInvariant&) = delete;
+  RowInvariant& operator=(const RowInvariant&) = delete;
+
+ private:
+  OpsBackend& ops_;
+  bool prev_;
+};
+
 }  // namespace
 
 int64_t checked_token_floats(const SizeCalc& k, int64_t floats, int64_t N, MemSpace space, const char* what) {
@@ -100,6 +114,17 @@ KvCache::KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& op
     check_fits_in_memory("Tmax", "a KV cache of B × Tmax = " + std::to_string(B) + " × " + std::to_string(Tmax) +
                                      " positions", bytes);
   buf_ = OpsBuffer(ops, MemCategory::KvCache, size_t(bytes / 4));
+  len_.assign(size_t(B), 0);
+}
+
+int64_t KvCache::length() const { return *std::max_element(len_.begin(), len_.end()); }
+
+void KvCache::reset_rows(int64_t row, int64_t count) {
+  if (row < 0 || row >= B_) bad("row", "must be in [0, " + std::to_string(B_) + "), got " + std::to_string(row));
+  if (count < 0 || count > B_ - row)
+    bad("count", "rows [row, row + count) must lie in [0, " + std::to_string(B_) + "), got count " +
+                     std::to_string(count));
+  std::fill(len_.begin() + row, len_.begin() + row + count, 0);
 }
 
 void KvCache::copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, int64_t count) {
@@ -110,17 +135,19 @@ void KvCache::copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, in
   if (src_row < 0 || src_row >= src.B_) bad("srcRow", "must be in [0, " + std::to_string(src.B_) + ")");
   if (count < 0 || dst_row < 0 || dst_row + count > B_)
     bad("dstRow", "rows [dstRow, dstRow + count) must lie in [0, " + std::to_string(B_) + ")");
-  if (len_ != 0 && len_ != src.len_)
-    bad("src", "holds " + std::to_string(src.len_) + " tokens but this cache holds " + std::to_string(len_) +
-                   " (all rows of a cache share one length; reset() it first)");
-  const size_t bytes = size_t(src.len_ * row_) * sizeof(float);
+  const int64_t n = src.len_[size_t(src_row)];
+  for (int64_t r = dst_row; r < dst_row + count; ++r)
+    if (len_[size_t(r)] != 0 && !(&src == this && r == src_row))
+      bad("dstRow", "row " + std::to_string(r) + " holds " + std::to_string(len_[size_t(r)]) +
+                        " tokens: it is in use (resetRows() it first)");
+  const size_t bytes = size_t(n * row_) * sizeof(float);
   for (int64_t l = 0; l < L_; ++l)
     for (int64_t r = dst_row; r < dst_row + count; ++r) {
       if (&src == this && r == src_row) continue;
       ops_->copy2d(k(l) + r * Tmax_ * row_, bytes, src.k(l) + src_row * Tmax_ * row_, bytes, bytes, 1);
       ops_->copy2d(v(l) + r * Tmax_ * row_, bytes, src.v(l) + src_row * Tmax_ * row_, bytes, bytes, 1);
     }
-  len_ = src.len_;
+  for (int64_t r = dst_row; r < dst_row + count; ++r) len_[size_t(r)] = n;
 }
 
 // ------------------------------------------------------------------------------------------------------------
@@ -229,10 +256,10 @@ const int32_t* Decoder::stage(OpsBuffer& buf, const int32_t* host, int64_t n) {
   return reinterpret_cast<const int32_t*>(buf.data());
 }
 
-void Decoder::stage_positions(int64_t B, int64_t T, int64_t past) {
+void Decoder::stage_positions(int64_t B, int64_t T, int64_t past, const int64_t* past_rows) {
   pos_.resize(size_t(B * T));
   for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < T; ++t) pos_[size_t(b * T + t)] = int32_t(past + t);
+    for (int64_t t = 0; t < T; ++t) pos_[size_t(b * T + t)] = int32_t((past_rows ? past_rows[b] : past) + t);
   pos_ptr_ = stage(pos_dev_, pos_.data(), B * T);
 }
 
@@ -283,10 +310,9 @@ int64_t rup(int64_t n) { return (n + 15) / 16 * 16; }  // 64-byte aligned sub-bu
 
 }  // namespace
 
-void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
+void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache, const int32_t* slots) {
   const DecoderConfig& c = cfg_;
   const int64_t n = B * T, C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
-  const int64_t past = cache ? cache->len_ : 0;
   const float eps = float(c.eps), theta = float(c.theta);
   // x lives at the start of the scratch; the rest is carved after it.
   float* base = infer_.data() + rup(n * C);
@@ -298,7 +324,35 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
   float* att = v + rup(n * KD);        // (n, QD)
   float* gate = att + rup(n * QD);     // (n, I)
   float* up = gate + rup(n * c.I);     // (n, I)
-  stage_positions(B, T, past);
+  // The rows this call appends to and their lengths. Every row of the cache at one shared length (the common
+  // case) keeps the strided copy and the scalar past; otherwise (chosen rows, rows of different lengths) the new
+  // k/v rows are scattered by kv_write and attention reads each row's slot at its own past (KvRows).
+  std::vector<int64_t> past_rows;
+  int64_t past = 0;
+  bool shared = true;
+  if (cache) {
+    past_rows.resize(size_t(B));
+    for (int64_t b = 0; b < B; ++b) {
+      past_rows[size_t(b)] = cache->len_[size_t(slots ? slots[b] : b)];
+      shared = shared && (slots ? slots[b] == b : true) && past_rows[size_t(b)] == past_rows[0];
+      past = std::max(past, past_rows[size_t(b)]);
+    }
+    shared = shared && B == cache->B_;
+  }
+  KvRows kv;
+  if (cache && !shared) {
+    kv_rows_.resize(size_t(2 * B));
+    for (int64_t b = 0; b < B; ++b) {
+      kv_rows_[size_t(b)] = slots ? slots[b] : int32_t(b);
+      kv_rows_[size_t(B + b)] = int32_t(past_rows[size_t(b)]);
+    }
+    const int32_t* staged = stage(kv_rows_dev_, kv_rows_.data(), 2 * B);
+    kv.slot = staged;
+    kv.past = staged + B;
+    stage_positions(B, T, 0, past_rows.data());
+  } else {
+    stage_positions(B, T, past);
+  }
   const float* P = params_->data();
   for (int64_t l = 0; l < c.L; ++l) {
     const LayerOffsets& o = layers_[size_t(l)];
@@ -309,15 +363,20 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
     ops_.matmul_forward(v, ln, P + o.wv, opt(o.bv), n, KD, C, false);
     ops_.rope_forward(q, q, pos_ptr_, n, c.Hq, c.D, theta);
     ops_.rope_forward(k, k, pos_ptr_, n, c.Hkv, c.D, theta);
-    if (cache) {
+    if (cache && shared) {
       // Append the new rows at [past, past + T) of each batch row: one strided copy each for k and v.
       const int64_t Tm = cache->Tmax_;
       const size_t w = size_t(T * KD) * sizeof(float), dp = size_t(Tm * KD) * sizeof(float);
       ops_.copy2d(cache->k(l) + past * KD, dp, k, w, w, size_t(B));
       ops_.copy2d(cache->v(l) + past * KD, dp, v, w, w, size_t(B));
-      ops_.attention_forward(att, nullptr, q, cache->k(l), cache->v(l), B, T, Tm, past, c.Hq, c.Hkv, c.D);
+      ops_.attention_forward(att, nullptr, q, cache->k(l), cache->v(l), B, T, Tm, past, c.Hq, c.Hkv, c.D, nullptr);
+    } else if (cache) {
+      const int64_t Tm = cache->Tmax_;
+      ops_.kv_write(cache->k(l), k, kv.slot, pos_ptr_, B, T, Tm, KD);
+      ops_.kv_write(cache->v(l), v, kv.slot, pos_ptr_, B, T, Tm, KD);
+      ops_.attention_forward(att, nullptr, q, cache->k(l), cache->v(l), B, T, Tm, past, c.Hq, c.Hkv, c.D, &kv);
     } else {
-      ops_.attention_forward(att, nullptr, q, k, v, B, T, T, 0, c.Hq, c.Hkv, c.D);
+      ops_.attention_forward(att, nullptr, q, k, v, B, T, T, 0, c.Hq, c.Hkv, c.D, nullptr);
     }
     ops_.matmul_forward(x, att, P + o.wo, opt(o.bo), n, C, QD, true);  // x += att·Woᵀ (+ bo)
     ops_.rmsnorm_forward(ln, rstd, x, P + o.ln2, n, C, eps);
@@ -326,7 +385,8 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache) {
     ops_.swiglu_forward(gate, gate, up, n * c.I);
     ops_.matmul_forward(x, gate, P + o.wd, nullptr, n, C, c.I, true);  // x += swiglu·Wdᵀ
   }
-  if (cache) cache->len_ += T;
+  if (cache)
+    for (int64_t b = 0; b < B; ++b) cache->len_[size_t(slots ? slots[b] : b)] += T;
 }
 
 namespace {
@@ -350,6 +410,7 @@ void Decoder::forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, 
   checked_product("T", {{"B", B}, {"T", T}});
   check_ids(ids, B * T, "ids");
   const int64_t n = B * T, C = cfg_.C;
+  RowInvariant invariant(ops_);
   float* x = scratch(infer_floats(cfg_, n, ops_.space()));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
   infer_layers(x, B, T, nullptr);
@@ -382,20 +443,42 @@ LossResult Decoder::loss_forward_only(const int32_t* ids, int64_t B, int64_t T, 
   return run_loss(spec, head, &token, nullptr, DType::F32);
 }
 
-void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits) {
+void Decoder::prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits, const int32_t* rows) {
   if (cache.L_ != cfg_.L || cache.row_ != cfg_.Hkv * cfg_.D) bad("cache", "was made for a model of another shape");
-  if (B != cache.B_)
+  if (!rows && B != cache.B_)
     bad("B", "must equal the cache's batch size " + std::to_string(cache.B_) + ", got " + std::to_string(B));
+  if (rows && (B < 1 || B > cache.B_))
+    bad("rows", "must hold 1 to " + std::to_string(cache.B_) + " rows (the cache's batch), got " + std::to_string(B));
   if (T < 1) bad("T", "must be >= 1");
-  if (T > cache.Tmax_ - cache.len_)
-    bad("cache", "holds " + std::to_string(cache.len_) + " of " + std::to_string(cache.Tmax_) +
+  if (rows) {
+    std::vector<char> seen(size_t(cache.B_), 0);
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t r = rows[b];
+      if (r < 0 || r >= cache.B_)
+        bad("rows", "rows[" + std::to_string(b) + "] = " + std::to_string(r) + " is outside [0, " +
+                        std::to_string(cache.B_) + ")");
+      if (seen[size_t(r)]) bad("rows", "rows[" + std::to_string(b) + "] = " + std::to_string(r) + " appears twice");
+      seen[size_t(r)] = 1;
+    }
+  }
+  bool uniform = true;
+  for (int64_t b = 0; b < B; ++b) uniform = uniform && cache.len_[size_t(rows ? rows[b] : b)] == cache.len_[0];
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t r = rows ? rows[b] : b, len = cache.len_[size_t(r)];
+    if (T <= cache.Tmax_ - len) continue;
+    if (!rows && uniform)
+      bad("cache", "holds " + std::to_string(len) + " of " + std::to_string(cache.Tmax_) + " positions: no room for " +
+                       std::to_string(T) + " more");
+    bad("cache", "row " + std::to_string(r) + " holds " + std::to_string(len) + " of " + std::to_string(cache.Tmax_) +
                      " positions: no room for " + std::to_string(T) + " more");
+  }
   check_ids(ids, B * T, T == 1 ? "tokens" : "ids");  // B, T < 2^31: B·T fits
   const int64_t n = B * T, C = cfg_.C;
   if (cache.ops_->space() != ops_.space()) bad("cache", "lives on another device than this model");
+  RowInvariant invariant(ops_);
   float* x = scratch(infer_floats(cfg_, n, ops_.space()));
   ops_.embedding_forward(x, stage(ids_dev_, ids, n), params_->data() + off_embed_, n, cfg_.vocab, C);
-  infer_layers(x, B, T, &cache);
+  infer_layers(x, B, T, &cache, rows);
   last_logits(x, B, T, logits);
 }
 

@@ -15,6 +15,7 @@
 // backend's gemm_dtype decides the GEMM operand precision (BF16: bf16 operands, fp32 accumulation).
 // Not thread-safe: one call at a time per Decoder (the N-API layer refuses concurrent calls).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -84,18 +85,25 @@ struct TrainBatch {
   bool backward = true;          // false: loss / log-probs only (always false for Method::LOGPROB)
 };
 
-// A key/value cache (KvCache category, in the backend's memory): per layer k and v of shape (B, Tmax, Hkv, D). All B rows share one
-// length (the ops' attention takes a single `past`): prefill/decode append to every row at once.
+// A key/value cache (KvCache category, in the backend's memory): per layer k and v of shape (B, Tmax, Hkv, D). Each
+// of the B rows (slots) has its own length: prefill/decode append to every row, or to chosen rows, each at its own
+// next position — the rows of one decode step may hold different prompts (continuous batching).
 class KvCache {
  public:
   KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& ops = cpu_ops());
   int64_t B() const { return B_; }
   int64_t capacity() const { return Tmax_; }
-  int64_t length() const { return len_; }
-  void reset() { len_ = 0; }
-  // Copies row src_row of src into rows [dst_row, dst_row + count) of this cache (same model shape, same
-  // capacity). This cache's length becomes src's; if this cache already holds tokens its length must equal
-  // src's. E.g. prefill one prompt with B = 1, then broadcast it to K rows and decode K samples together.
+  // The longest row's length (every row's, when they agree).
+  int64_t length() const;
+  int64_t row_length(int64_t row) const { return len_[size_t(row)]; }
+  void reset() { std::fill(len_.begin(), len_.end(), 0); }
+  // Forgets the tokens of rows [row, row + count) (a finished sample's slot, free for the next one). ArgError
+  // (Range, "row" / "count") outside [0, B).
+  void reset_rows(int64_t row, int64_t count);
+  // Copies row src_row of src (its tokens so far) into rows [dst_row, dst_row + count) of this cache (same model
+  // shape, same capacity), whose lengths become src's row's. Every destination row must be empty (length 0, e.g.
+  // after reset_rows): refilling a slot in use is an ArgError naming dstRow. E.g. prefill one prompt with B = 1,
+  // then copy it into K rows (or into free slots of a running batch) and decode them.
   void copy_rows(const KvCache& src, int64_t src_row, int64_t dst_row, int64_t count);
   float* k(int64_t layer) { return buf_.data() + layer * 2 * layer_size(); }  // (B, Tmax, Hkv, D)
   float* v(int64_t layer) { return k(layer) + layer_size(); }
@@ -105,7 +113,8 @@ class KvCache {
  private:
   friend class Decoder;
   int64_t layer_size() const { return B_ * Tmax_ * row_; }
-  int64_t L_, row_, B_, Tmax_, len_ = 0;  // row_: Hkv·D floats per token
+  int64_t L_, row_, B_, Tmax_;  // row_: Hkv·D floats per token
+  std::vector<int64_t> len_;    // (B) tokens held by each row
   OpsBackend* ops_;
   OpsBuffer buf_;
 };
@@ -150,11 +159,14 @@ class Decoder {
   // ---- inference (no saved activations). ids and logits are host arrays.
   // logits (B·T, V), or (B, V) of the last position of each row when last_only.
   void forward(const int32_t* ids, int64_t B, int64_t T, bool last_only, float* logits);
-  // Appends ids (B, T) (B == cache.B(), length + T <= capacity) at positions length .. length + T − 1 and
-  // writes the last position's logits (B, V). decode() is prefill with T = 1.
-  void prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits);
-  void decode(KvCache& cache, const int32_t* tokens, int64_t B, float* logits) {
-    prefill(cache, tokens, B, 1, logits);
+  // Appends ids (B, T) to B rows of the cache — rows[b] (host, B distinct rows of the cache) or, when rows is
+  // null, every row (B == cache.B()) — each at its own positions len .. len + T − 1 (len + T <= capacity), and
+  // writes the last position's logits (B, V) in that order. Other rows are untouched. decode() is prefill with
+  // T = 1. Bad arguments throw ArgError (cache, B, T, ids / tokens, rows) before any work.
+  void prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits,
+               const int32_t* rows = nullptr);
+  void decode(KvCache& cache, const int32_t* tokens, int64_t B, float* logits, const int32_t* rows = nullptr) {
+    prefill(cache, tokens, B, 1, logits, rows);
   }
 
   // ---- training
@@ -187,7 +199,8 @@ class Decoder {
   void check_ids(const int32_t* ids, int64_t n, const char* arg) const;
   // ints (ids, positions) in the backend's memory: the host array itself on the CPU, a copy in buf on a device.
   const int32_t* stage(OpsBuffer& buf, const int32_t* host, int64_t n);
-  void stage_positions(int64_t B, int64_t T, int64_t past);  // pos_ (host) and pos_dev_ for B rows of T tokens
+  // pos_ (host) and pos_dev_ for B rows of T tokens: row b at past (past_rows null) or past_rows[b] (host).
+  void stage_positions(int64_t B, int64_t T, int64_t past, const int64_t* past_rows = nullptr);
   std::shared_ptr<OpsBuffer>& flat(FlatBuffer which);
   float* flat_range(FlatBuffer which, int64_t offset, int64_t n);  // checked [offset, offset + n)
   // buf holds at least `floats` (category c): grown by freeing first, so the peak is the larger buffer only.
@@ -204,8 +217,9 @@ class Decoder {
   void layer_forward(int64_t l, int64_t B, int64_t T, float* out);
   void move_bf16(int64_t l, int64_t N, bool store);
   void train_backward(const int32_t* ids, int64_t B, int64_t T);
-  // The inference layers over x (B·T, C) in place; k/v go to the cache (at past) when cache != null.
-  void infer_layers(float* x, int64_t B, int64_t T, KvCache* cache);
+  // The inference layers over x (B·T, C) in place; k/v go to the cache when cache != null: to every row (slots
+  // null) or to rows slots[b] (host), each at its own length, which grows by T.
+  void infer_layers(float* x, int64_t B, int64_t T, KvCache* cache, const int32_t* slots = nullptr);
   void lm_head_rows(const float* h, int64_t rows, float* logits);  // logits (rows, V) = h·Wᵀ
   const float* lm_head_weight() const;
   float* lm_head_grad();
@@ -225,6 +239,8 @@ class Decoder {
   OpsBuffer chunk_;               // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
   std::vector<int32_t> pos_;      // positions of the tokens of the current call (host)
   OpsBuffer ids_dev_, pos_dev_;   // staged ids / positions (device backends only; Workspace)
+  std::vector<int32_t> kv_rows_;  // a batched cache call's slots (B) then pasts (B) (host)
+  OpsBuffer kv_rows_dev_;         // the same, staged (device backends only; Workspace)
   const int32_t* pos_ptr_ = nullptr;  // positions in backend memory
 
   friend class LmHeadLoss;

@@ -122,7 +122,7 @@ void Decoder::layer_forward(int64_t l, int64_t B, int64_t T, float* out) {
   ops_.matmul_forward(s.v, s.ln1, P + o.wv, opt(o.bv), N, KD, C, false);
   ops_.rope_forward(s.q, s.q, pos_ptr_, N, c.Hq, c.D, theta);
   ops_.rope_forward(s.k, s.k, pos_ptr_, N, c.Hkv, c.D, theta);
-  ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D);
+  ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D, nullptr);
   ops_.matmul_forward(s.xmid, s.att, P + o.wo, opt(o.bo), N, C, QD, false);
   ops_.add(s.xmid, s.xmid, s.res, N * C);  // residual
   ops_.rmsnorm_forward(s.ln2, s.rstd2, s.xmid, P + o.ln2, N, C, eps);

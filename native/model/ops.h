@@ -48,6 +48,13 @@ struct AdamWParams {
   float grad_scale = 1.f;
 };
 
+// The per-row layout of a batched KV cache for attention_forward: arrays of the B batch rows, in the backend's
+// memory (host for the CPU, device for CUDA).
+struct KvRows {
+  const int32_t* past = nullptr;  // (B) tokens row b holds before this call: its query i sits at past[b] + i
+  const int32_t* slot = nullptr;  // (B) the row of the k / v buffers that batch row b reads
+};
+
 class OpsBackend {
  public:
   virtual ~OpsBackend() = default;
@@ -78,6 +85,16 @@ class OpsBackend {
   // copy2d, adamw); no other op may write there. The registration ends when the region is released.
   virtual void register_weights(const float* region, size_t n, MemCategory c) {
     (void)region, (void)n, (void)c;
+  }
+
+  // ---- Row invariance (inference). While on for the calling thread, every GEMM the thread issues computes each
+  // row of C with the same bits whatever M and the other rows are (for alpha = 1, beta in {0, 1}: the engine's
+  // calls), so a decode row's logits do not depend on the rows batched with it. Returns the previous setting. The
+  // CPU backend then runs its builtin kernel for every M (OpenBLAS chooses kernels by shape); a backend that cannot
+  // promise it (CUDA: cuBLAS picks algorithms by shape) ignores it and returns false.
+  virtual bool set_row_invariant(bool on) {
+    (void)on;
+    return false;
   }
 
   // ---- GEMM: C (M, N) = alpha · op(A) · op(B) + beta · C, row-major.
@@ -128,14 +145,23 @@ class OpsBackend {
   // past + i and attends to keys [0, past + i]; requires past + Tq <= Tkv and Hq % Hkv == 0 (query head h
   // uses kv head h / (Hq / Hkv)). Training: past = 0, Tq = Tkv = T. Decode step with a KV cache: write the new
   // k/v rows at [past, past + n) first, then call with Tq = n.
+  // rows (null: the layout above): a batched KV cache whose rows have their own lengths (continuous batching).
+  // Batch row b then reads row rows->slot[b] of k / v (buffers of any number of rows of Tkv positions) and its
+  // query i sits at rows->past[b] + i; `past` must be the largest rows->past[b] (backends may size work by it),
+  // and past[b] + Tq <= Tkv. Keys of a row beyond its past[b] + Tq are never read for that row's result.
   virtual void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                                  int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv,
-                                 int64_t D) = 0;
+                                 int64_t D, const KvRows* rows) = 0;
   // Training shapes only (past = 0, Tq = Tkv = T). dq (B, T, Hq, D), dk / dv (B, T, Hkv, D) [+]= (dk, dv summed
   // over the query heads of each group). Saved: q, k, v, out (B, T, Hq, D) and lse (B, Hq, T) from the forward.
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                   const float* k, const float* v, const float* out, const float* lse, int64_t B,
                                   int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool accumulate) = 0;
+  // ---- KV cache write (continuous batching): for b < B, t < T, cache row (slot[b], pos[b·T + t]) ← x row b·T + t,
+  // where cache is (rows, Tmax, width) and x is (B·T, width); slot (B) and pos (B·T) in backend memory. Assumed
+  // checked by the caller: slot[b] < rows, 0 <= pos < Tmax, and no cache row written twice.
+  virtual void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
+                        int64_t Tmax, int64_t width) = 0;
 
   // ---- SwiGLU: out (n) = silu(gate)·up, silu(x) = x·σ(x). out may alias gate or up.
   virtual void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) = 0;

@@ -29,6 +29,8 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
                                     InstanceAccessor<&KvCacheWrap::Batch>("batch"),
                                     InstanceAccessor<&KvCacheWrap::Freed>("freed"),
                                     InstanceMethod<&KvCacheWrap::Reset>("reset"),
+                                    InstanceMethod<&KvCacheWrap::ResetRows>("resetRows"),
+                                    InstanceMethod<&KvCacheWrap::Lengths>("lengths"),
                                     InstanceMethod<&KvCacheWrap::CopyRows>("copyRows"),
                                     InstanceMethod<&KvCacheWrap::Free>("free")});
     exports.Set("KvCache", f);
@@ -72,6 +74,23 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
   Napi::Value Reset(const Napi::CallbackInfo& info) {
     get(info.Env(), "cache").reset();
     return info.Env().Undefined();
+  }
+  // resetRows(row, count = 1): those rows hold no tokens any more (free slots).
+  Napi::Value ResetRows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    KvCache& c = get(env, "cache");
+    const int64_t row = args::integer(env, info[0], "row", 0, args::kMaxI32);
+    const int64_t count = info[1].IsUndefined() ? 1 : args::integer(env, info[1], "count", 0, args::kMaxI32);
+    args::guarded(env, [&] { c.reset_rows(row, count); });
+    return env.Undefined();
+  }
+  // lengths() → Int32Array(batch): the tokens each row holds (empty after free()).
+  Napi::Value Lengths(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int64_t B = cache_ ? cache_->B() : 0;
+    auto out = Napi::Int32Array::New(env, size_t(B));
+    for (int64_t r = 0; r < B; ++r) out[size_t(r)] = int32_t(cache_->row_length(r));
+    return out;
   }
   // copyRows(src, srcRow, dstRow = 0, count = batch - dstRow)
   Napi::Value CopyRows(const Napi::CallbackInfo& info) {

@@ -494,11 +494,13 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     KvCacheWrap* wrap = nullptr;
     KvCache* cache = nullptr;
     args::Span<int32_t> ids;
+    args::Span<int32_t> rows;  // optional: the cache rows to extend (B of them)
     int64_t B = 0, T = 0;
     Napi::Reference<Napi::Float32Array> out;
     float* out_data = nullptr;
   };
-  // prefill: (cache, ids, B, T); decode: (cache, tokens) with B = the cache's batch, T = 1.
+  // prefill: (cache, ids, B, T, rows?); decode: (cache, tokens, rows?) with B = rows.length (default the cache's
+  // batch), T = 1. rows: an Int32Array of B distinct cache rows (checked by the decoder), or undefined: every row.
   std::shared_ptr<ExtendCall> parse_extend(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
     Decoder& d = dec(env);
@@ -506,22 +508,30 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     c->wrap = KvCacheWrap::unwrap(env, info[0], "cache");
     c->cache = &c->wrap->get(env, "cache");
     if (decode) {
+      c->rows = args::typed<int32_t>(env, info[2], "rows", true);
       c->ids = args::typed<int32_t>(env, info[1], "tokens");
-      c->B = c->cache->B();
+      c->B = c->rows.present ? c->rows.length : c->cache->B();
       c->T = 1;
-      if (c->ids.length != c->B) args::length_error(env, "tokens", "the cache's batch size", c->B, c->ids.length);
+      if (c->rows.present && c->rows.length == 0) throw_range(env, "rows", "must hold at least one row");
+      if (c->ids.length != c->B)
+        args::length_error(env, "tokens", c->rows.present ? "rows.length" : "the cache's batch size", c->B,
+                           c->ids.length);
     } else {
       c->B = args::integer(env, info[2], "B", 1, kMaxI32);
       c->T = args::integer(env, info[3], "T", 1, kMaxI32);
+      c->rows = args::typed<int32_t>(env, info[4], "rows", true);
       c->ids = args::typed<int32_t>(env, info[1], "ids");
       if (c->ids.length != c->B * c->T) args::length_error(env, "ids", "B × T", c->B * c->T, c->ids.length);
+      if (c->rows.present && c->rows.length != c->B) args::length_error(env, "rows", "B", c->B, c->rows.length);
     }
     auto out = Napi::Float32Array::New(env, size_t(c->B * d.config().vocab));
     c->out_data = out.Data();
     c->out = Napi::Persistent(out);
     return c;
   }
-  void run_extend(ExtendCall& c) { d_->prefill(*c.cache, c.ids.data, c.B, c.T, c.out_data); }
+  void run_extend(ExtendCall& c) {
+    d_->prefill(*c.cache, c.ids.data, c.B, c.T, c.out_data, c.rows.present ? c.rows.data : nullptr);
+  }
 
   Napi::Value Extend(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
@@ -532,15 +542,18 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value ExtendAsync(const Napi::CallbackInfo& info, bool decode) {
     Napi::Env env = info.Env();
     auto c = parse_extend(info, decode);
-    guarded(env, [&] { c->ids.own(); });  // the worker reads a copy: JS may change or free the caller's ids
+    guarded(env, [&] {  // the worker reads copies: JS may change or free the caller's ids and rows
+      c->ids.own();
+      c->rows.own();
+    });
     return start_job(
         env, decode ? "decodeAsync" : "prefillAsync", [this, c] { run_extend(*c); },
         [c](Napi::Env) -> Napi::Value { return c->out.Value(); }, c->wrap);
   }
-  // prefill(cache, ids, B, T) → Float32Array (B, V): logits of the last new position of each row.
+  // prefill(cache, ids, B, T, rows?) → Float32Array (B, V): logits of the last new position of each row.
   Napi::Value Prefill(const Napi::CallbackInfo& info) { return Extend(info, false); }
   Napi::Value PrefillAsync(const Napi::CallbackInfo& info) { return ExtendAsync(info, false); }
-  // decode(cache, tokens: Int32Array(B)) → Float32Array (B, V)
+  // decode(cache, tokens: Int32Array(B), rows?: Int32Array(B)) → Float32Array (B, V)
   Napi::Value Decode(const Napi::CallbackInfo& info) { return Extend(info, true); }
   Napi::Value DecodeAsync(const Napi::CallbackInfo& info) { return ExtendAsync(info, true); }
 

@@ -374,25 +374,117 @@ void heads(const Opts& o, int64_t* Hq, int64_t* Hkv, int64_t* D) {
   if (*Hq % *Hkv) throw_range(o.env(), "Hq", "must be a multiple of Hkv");
 }
 
+// A host int32 array as a Span (for Staging).
+Span<int32_t> span_of(std::vector<int32_t>& v, const char* name) {
+  Span<int32_t> s;
+  s.data = v.data();
+  s.length = int64_t(v.size());
+  s.present = true;
+  s.name = name;
+  return s;
+}
+
+// attentionForward: the scalar `past`, or a batched KV cache — rowPast (B: each row's past) and / or rowSlot (B:
+// the k / v row each batch row reads; k and v then hold any number of rows of Tkv positions).
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Opts o = opts(info, {"B", "Tq", "Tkv", "past", "Hq", "Hkv", "D", "out", "lse", "q", "k", "v"});
+  Opts o = opts(info, {"B", "Tq", "Tkv", "past", "Hq", "Hkv", "D", "out", "lse", "q", "k", "v", "rowPast", "rowSlot"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   int64_t Hq, Hkv, D;
-  const int64_t B = o.integer("B", 0), Tq = o.integer("Tq", 0), past = o.integer_or("past", 0, 0);
+  const int64_t B = o.integer("B", 0), Tq = o.integer("Tq", 0);
+  if (o.has("past") && o.has("rowPast")) throw_range(env, "rowPast", "give past or rowPast, not both");
+  int64_t past = o.integer_or("past", 0, 0);
   heads(o, &Hq, &Hkv, &D);
+  auto rp = o.typed<int32_t>("rowPast", true), rs = o.typed<int32_t>("rowSlot", true);
+  expect_len(env, rp, {B}, "B");
+  expect_len(env, rs, {B}, "B");
+  for (int64_t b = 0; b < rp.length; ++b) {
+    if (rp.data[b] < 0)
+      throw_range(env, "rowPast", "rowPast[" + std::to_string(b) + "] = " + std::to_string(rp.data[b]) + " is negative");
+    past = std::max<int64_t>(past, rp.data[b]);
+  }
   const int64_t Tkv = o.integer_or("Tkv", past + Tq, 0);
-  if (Tkv < past + Tq) throw_range(env, "Tkv", "must be >= past + Tq = " + std::to_string(past + Tq));
+  if (Tkv < past + Tq)
+    throw_range(env, rp.present ? "rowPast" : "Tkv", "Tkv must be >= past + Tq = " + std::to_string(past + Tq));
   auto out = o.f32("out"), lse = o.f32("lse", true), q = o.f32("q"), k = o.f32("k"), v = o.f32("v");
   expect_len(env, out, {B, Tq, Hq, D}, "B × Tq × Hq × D");
   expect_len(env, lse, {B, Hq, Tq}, "B × Hq × Tq");
   expect_len(env, q, {B, Tq, Hq, D}, "B × Tq × Hq × D");
-  expect_len(env, k, {B, Tkv, Hkv, D}, "B × Tkv × Hkv × D");
-  expect_len(env, v, {B, Tkv, Hkv, D}, "B × Tkv × Hkv × D");
+  int64_t Bkv = B;  // rows of the k / v buffers
+  if (rs.present) {
+    const int64_t row = product(env, "k", {Tkv, Hkv, D});
+    if (row == 0 || k.length % row != 0 || k.length == 0)
+      throw_range(env, "k", "length must be a positive multiple of Tkv × Hkv × D = " + std::to_string(row) +
+                                " (got " + std::to_string(k.length) + ")");
+    Bkv = k.length / row;
+    for (int64_t b = 0; b < B; ++b)
+      if (rs.data[b] < 0 || rs.data[b] >= Bkv)
+        throw_range(env, "rowSlot", "rowSlot[" + std::to_string(b) + "] = " + std::to_string(rs.data[b]) +
+                                        " is outside [0, " + std::to_string(Bkv) + ") (the rows of k)");
+  }
+  expect_len(env, k, {Bkv, Tkv, Hkv, D}, rs.present ? "rows × Tkv × Hkv × D" : "B × Tkv × Hkv × D");
+  expect_len(env, v, {Bkv, Tkv, Hkv, D}, rs.present ? "rows of k × Tkv × Hkv × D" : "B × Tkv × Hkv × D");
   for (const auto* x : {&q, &k, &v, &lse}) disjoint(env, out, *x);
   for (const auto* x : {&q, &k, &v}) disjoint(env, lse, *x);
+  for (const auto* x : {&rp, &rs}) {
+    disjoint(env, out, *x);
+    disjoint(env, lse, *x);
+  }
+  const bool batched = rp.present || rs.present;
+  std::vector<int32_t> pasts(size_t(batched ? B : 0)), slots(size_t(batched ? B : 0));
+  for (int64_t b = 0; b < int64_t(pasts.size()); ++b) {
+    pasts[size_t(b)] = rp.present ? rp.data[b] : int32_t(past);
+    slots[size_t(b)] = rs.present ? rs.data[b] : int32_t(b);
+  }
   run(env, ops, [&](Staging& st) {
-    ops.attention_forward(st.out(out), st.out(lse), st.in(q), st.in(k), st.in(v), B, Tq, Tkv, past, Hq, Hkv, D);
+    KvRows rows;
+    if (batched) {
+      rows.past = st.in(span_of(pasts, "rowPast"));
+      rows.slot = st.in(span_of(slots, "rowSlot"));
+    }
+    ops.attention_forward(st.out(out), st.out(lse), st.in(q), st.in(k), st.in(v), B, Tq, Tkv, past, Hq, Hkv, D,
+                          batched && B > 0 ? &rows : nullptr);
+  });
+  return env.Undefined();
+}
+
+// kvWrite({cache, x, slot, positions, B, T, Tmax, width}): cache row (slot[b], positions[b·T + t]) ← x row b·T + t.
+Napi::Value KvWrite(const Napi::CallbackInfo& info) {
+  Opts o = opts(info, {"B", "T", "Tmax", "width", "cache", "x", "slot", "positions"});
+  OpsBackend& ops = be(o);
+  Napi::Env env = o.env();
+  const int64_t B = o.integer("B", 0), T = o.integer("T", 0), Tmax = o.integer("Tmax", 1), W = o.integer("width", 1);
+  auto cache = o.f32("cache"), x = o.f32("x");
+  auto slot = o.i32("slot"), pos = o.i32("positions");
+  const int64_t row = product(env, "cache", {Tmax, W});
+  if (cache.length % row != 0)
+    throw_range(env, "cache", "length must be a multiple of Tmax × width = " + std::to_string(row) + " (got " +
+                                  std::to_string(cache.length) + ")");
+  const int64_t rows = cache.length / row;
+  expect_len(env, x, {B, T, W}, "B × T × width");
+  expect_len(env, slot, {B}, "B");
+  expect_len(env, pos, {B, T}, "B × T");
+  disjoint(env, cache, x);
+  disjoint(env, cache, slot);
+  disjoint(env, cache, pos);
+  std::vector<std::pair<int32_t, int32_t>> seen;
+  for (int64_t b = 0; b < B; ++b) {
+    if (slot.data[b] < 0 || slot.data[b] >= rows)
+      throw_range(env, "slot", "slot[" + std::to_string(b) + "] = " + std::to_string(slot.data[b]) +
+                                   " is outside [0, " + std::to_string(rows) + ") (the rows of cache)");
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t p = pos.data[b * T + t];
+      if (p < 0 || p >= Tmax)
+        throw_range(env, "positions", "positions[" + std::to_string(b * T + t) + "] = " + std::to_string(p) +
+                                          " is outside [0, Tmax = " + std::to_string(Tmax) + ")");
+      seen.emplace_back(slot.data[b], p);
+    }
+  }
+  std::sort(seen.begin(), seen.end());
+  if (std::adjacent_find(seen.begin(), seen.end()) != seen.end())
+    throw_range(env, "positions", "a cache row (slot, position) is written twice");
+  run(env, ops, [&](Staging& st) {
+    ops.kv_write(st.out(cache), st.in(x), st.in(slot), st.in(pos), B, T, Tmax, W);
   });
   return env.Undefined();
 }
@@ -561,6 +653,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   fn("ropeBackward", RopeBackward);
   fn("attentionForward", AttentionForward);
   fn("attentionBackward", AttentionBackward);
+  fn("kvWrite", KvWrite);
   fn("swigluForward", SwigluForward);
   fn("swigluBackward", SwigluBackward);
   fn("add", Add);

@@ -7,9 +7,11 @@ export interface FakeCache {
   Tmax: number;
   rows: number[][]; // token history of each row
   freed: boolean;
-  /** Only with `cacheMethods`: the native KvCache's own methods. */
+  /** Only with `cacheMethods` or `rows`: the native KvCache's own methods. */
   copyRows?(src: FakeCache, srcRow: number, dstRow?: number, count?: number): void;
   free?(): void;
+  /** Only with `rows`. */
+  resetRows?(row: number, count?: number): void;
 }
 
 export type LogitsOf = (history: readonly number[]) => Float32Array;
@@ -35,15 +37,23 @@ export class FakeModel implements SamplerModel<FakeCache> {
   readonly broadcastKvCache?: (src: FakeCache, srcRow: number, dst: FakeCache) => void;
   readonly freeKvCache?: (c: FakeCache) => void;
   readonly caches: FakeCache[] = [];
+  /** With `rows`: continuous batching (the native Model's decodeRows, caches with copyRows / resetRows). */
+  readonly decodeRows?: (c: FakeCache, tokens: Int32Array, rows: Int32Array) => Float32Array | Promise<Float32Array>;
+  /** With `rows`: the rows of every decodeRows call. */
+  readonly rowCalls: number[][] = [];
   private readonly cacheMethods: boolean;
 
   /**
    * broadcast (default true): the model has broadcastKvCache and freeKvCache. cacheMethods: instead, caches carry
    * copyRows()/free() like the native KvCache. async: prefill/decode return Promises.
    */
-  constructor(readonly V: number, readonly logitsOf: LogitsOf = hashLogits(V), opts: { maxPos?: number; broadcast?: boolean; cacheMethods?: boolean; async?: boolean } = {}) {
+  constructor(readonly V: number, readonly logitsOf: LogitsOf = hashLogits(V), opts: { maxPos?: number; broadcast?: boolean; cacheMethods?: boolean; async?: boolean; rows?: boolean } = {}) {
     this.config = { vocab_size: V, ...(opts.maxPos !== undefined ? { max_position_embeddings: opts.maxPos } : {}) };
-    this.cacheMethods = opts.cacheMethods ?? false;
+    this.cacheMethods = (opts.cacheMethods ?? false) || (opts.rows ?? false);
+    if (opts.rows) {
+      const dec = (c: FakeCache, tokens: Int32Array, rows: Int32Array) => this.decodeOnRows(c, tokens, rows);
+      this.decodeRows = opts.async ? (c, t, r) => new Promise((res) => setImmediate(() => res(dec(c, t, r)))) : dec;
+    }
     if (!this.cacheMethods) this.freeKvCache = (c) => { c.freed = true; };
     if ((opts.broadcast ?? true) && !this.cacheMethods)
       this.broadcastKvCache = (src, srcRow, dst) => {
@@ -64,9 +74,16 @@ export class FakeModel implements SamplerModel<FakeCache> {
     if (this.cacheMethods) {
       c.copyRows = (src, srcRow, dstRow = 0, count = c.B - dstRow) => {
         this.calls.push(`copyRows(${srcRow}→${dstRow}+${count})`);
-        for (let r = dstRow; r < dstRow + count; r++) c.rows[r] = [...src.rows[srcRow]];
+        for (let r = dstRow; r < dstRow + count; r++) {
+          if (c.rows[r].length) throw new RangeError(`dstRow: row ${r} is in use`);
+          c.rows[r] = [...src.rows[srcRow]];
+        }
       };
       c.free = () => { c.freed = true; };
+      c.resetRows = (row, count = 1) => {
+        this.calls.push(`resetRows(${row})`);
+        for (let r = row; r < row + count; r++) c.rows[r] = [];
+      };
     }
     this.caches.push(c);
     return c;
@@ -85,6 +102,22 @@ export class FakeModel implements SamplerModel<FakeCache> {
     if (T > c.Tmax) throw new Error('prefill past Tmax');
     for (let b = 0; b < B; b++) c.rows[b] = Array.from(ids.subarray(b * T, (b + 1) * T));
     return this.rowLogits(c);
+  }
+
+  private decodeOnRows(c: FakeCache, tokens: Int32Array, rows: Int32Array): Float32Array {
+    this.calls.push(`decodeRows(${rows.length})`);
+    this.rowCalls.push(Array.from(rows));
+    if (c.freed) throw new Error('decodeRows on a freed cache');
+    if (tokens.length !== rows.length || new Set(rows).size !== rows.length) throw new Error('bad decodeRows');
+    const out = new Float32Array(rows.length * this.V);
+    rows.forEach((r, i) => {
+      const h = c.rows[r];
+      if (!h.length) throw new Error(`decodeRows: row ${r} holds no prompt`);
+      if (h.length >= c.Tmax) throw new Error('decode past Tmax');
+      h.push(tokens[i]);
+      out.set(this.logitsOf(h), i * this.V);
+    });
+    return out;
   }
 
   decode(c: FakeCache, tokens: Int32Array): Float32Array {

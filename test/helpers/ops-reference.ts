@@ -38,7 +38,8 @@ export interface NativeOps {
   rmsnormBackward(o: { dinp?: F32; dweight?: F32; dout: F32; inp: F32; weight: F32; rstd: F32; T: number; C: number; accumulate?: boolean } & OpsSelect): void;
   ropeForward(o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number } & OpsSelect): void;
   ropeBackward(o: { dinp: F32; dout: F32; positions: I32; T: number; H: number; D: number; theta: number; accumulate?: boolean } & OpsSelect): void;
-  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; Hq: number; Hkv: number; D: number } & OpsSelect): void;
+  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; rowPast?: I32; rowSlot?: I32; Hq: number; Hkv: number; D: number } & OpsSelect): void;
+  kvWrite(o: { cache: F32; x: F32; slot: I32; positions: I32; B: number; T: number; Tmax: number; width: number } & OpsSelect): void;
   attentionBackward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean } & OpsSelect): void;
   swigluForward(o: { out: F32; gate: F32; up: F32 } & OpsSelect): void;
   swigluBackward(o: { dgate: F32; dup: F32; dout: F32; gate: F32; up: F32; accumulate?: boolean } & OpsSelect): void;

@@ -48,6 +48,8 @@ export interface SamplingFlags {
   topK: number;
   maxNewTokens: number;
   seed: number;
+  /** Local model: most samples decoded together (generate()'s maxBatchRows). */
+  maxBatchRows: number;
 }
 
 /** The prompt format of --prompt-format/--system/--prompt-template for a model directory (errors name the options). */

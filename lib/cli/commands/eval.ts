@@ -39,9 +39,9 @@ export function evalCommand(out: () => Output): Command {
       const t0 = Date.now();
       const r = await evaluate({
         model, tokenizer, problems, k: f.k, score: makeScorer(), promptFor: (p) => prompts.get(p.id)!,
-        params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
+        params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed, maxBatchRows: f.maxBatchRows },
         keepTexts: true,
-        onProgress: (p) => o.updateBar('eval', p.index + 1, p.total),
+        onProgress: (p) => o.updateBar('eval', p.done, p.total),
       });
       const tokens = r.perProblem.reduce((a, e) => a + e.tokens.reduce((x, y) => x + y, 0), 0);
       o.endBar('eval', { tokens });

@@ -24,7 +24,8 @@ export function samplingOptions(cmd: Command): Command {
     .option('--top-p <p>', 'nucleus sampling (1: off)', num(0, 1), 1)
     .option('--top-k <k>', 'top-k sampling (0: off)', int(0), 0)
     .option('--max-new-tokens <n>', 'most generated tokens per sample', int(1), DEFAULT_MAX_NEW_TOKENS)
-    .option('--seed <n>', 'sampling seed', int(0), 0);
+    .option('--seed <n>', 'sampling seed', int(0), 0)
+    .option('--max-batch-rows <n>', 'local model: most samples decoded together (continuous batching)', int(1, 2 ** 31 - 1), 256);
 }
 
 export function rolloutCommand(out: () => Output): Command {
@@ -75,7 +76,7 @@ async function rollout(f: Flags, o: Output): Promise<void> {
   const r = await runRollouts({
     model, tokenizer, problems, k: f.k, file: f.out, score, onWarning: (m) => o.log(m),
     promptFor: (p) => prompts.get(p.id)!, promptFormat: format.spec,
-    params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed },
+    params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed, maxBatchRows: f.maxBatchRows },
     onProgress: (p) => {
       tokens += p.records.reduce((a, x) => a + x.tokens, 0);
       o.updateBar('rollout', p.index + 1, p.total, { tokens });
