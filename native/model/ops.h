@@ -79,6 +79,9 @@ class OpsBackend {
   virtual void register_weights(const float* region, size_t n, MemCategory c) {
     (void)region, (void)n, (void)c;
   }
+  // Notes that `bytes` at dst (this backend's memory) were written by something other than this backend's own ops
+  // — a collective of native/dist (MPI, NCCL) — so that a registered region's copy is refreshed before its next use.
+  virtual void note_written(const void* dst, size_t bytes) { (void)dst, (void)bytes; }
 
   // ---- GEMM: C (M, N) = alpha · op(A) · op(B) + beta · C, row-major.
   // op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when transA.
