@@ -83,7 +83,7 @@ export class DataParallel {
   constructor(readonly dist: Dist, o: DataParallelOptions = {}) {
     if (!(dist instanceof Dist)) throw typeError('dist', `must be a Dist (Dist.init()), got ${describe(dist)}`);
     if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
-    if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1) throw rangeError('zero', `must be 0 or 1, got ${describe(o.zero)}`);
+    if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1) throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
     this.zero = o.zero ?? 0;
     if (o.bucketMB !== undefined && !(checkFiniteNumber('bucketMB', o.bucketMB) > 0)) throw rangeError('bucketMB', `must be > 0, got ${o.bucketMB}`);
     this.bucketMB = o.bucketMB;

@@ -70,7 +70,9 @@ async function main() {
     await t.run(examples()).catch((e) => { if (!e.stop) throw e; });
   }
   await trainer.run(examples()).catch((e) => { if (!e.stop) throw e; });
-  if (dist.isRoot) fs.writeFileSync(out, JSON.stringify({ size: dist.size, steps, params: Array.from(model.params()), grads }));
+  const optimizerBytes = Model.memory().optimizer.current;
+  const shard = dp.sync(model).shard;
+  if (dist.isRoot) fs.writeFileSync(out, JSON.stringify({ size: dist.size, steps, params: Array.from(model.params()), grads, optimizerBytes, shard }));
   dist.finalize();
 }
 
