@@ -27,6 +27,8 @@ class Collective {
   virtual void begin_group() {}
   virtual void end_group() {}
   virtual void progress() {}
+  // Whether an operation on n floats would start without waiting for earlier ones (the backward's hook never waits).
+  virtual bool room_for(int64_t n) { return true; }
   virtual void wait(const std::string& what) = 0;
 };
 
@@ -38,9 +40,17 @@ class MpiCollective final : public Collective {
   MemSpace space() const override { return MemSpace::Host; }
   bool overlaps() const override { return c_.size() > 1; }
   void allreduce(float* buf, int64_t n) override { c_.allreduce(buf, n); }
-  void reduce(float* buf, int64_t n, int root) override { c_.reduce(buf, n, root); }
+  // An all-reduce: every rank gets the sum, the root among them. Open MPI's nonblocking MPI_Ireduce (libnbc) moved
+  // 84 MB of floats at 0.09 GB/s on this project's 2-core VM against 0.5 GB/s for MPI_Iallreduce of the same chunks,
+  // and MPI_Ireduce_scatter allocates the whole buffer as a temporary; the all-reduce does twice a reduce's work
+  // in fewer seconds.
+  void reduce(float* buf, int64_t n, int root) override {
+    (void)root;
+    c_.allreduce(buf, n);
+  }
   void broadcast(float* buf, int64_t n, int root) override { c_.broadcast(buf, n * int64_t(sizeof(float)), root); }
   void progress() override { c_.progress(); }
+  bool room_for(int64_t n) override { return c_.room_for(n); }
   void wait(const std::string& what) override { c_.wait(what); }
 
  private:

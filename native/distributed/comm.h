@@ -9,8 +9,8 @@
 //                 equal its own (Same), and answers each rank with the verdict. A rank missing at rank 0's
 //                 deadline is named (Timeout); a rank at another call (Sequence) or with other values (Mismatch)
 //                 too. The other ranks wait 2·timeout() + 5 s for rank 0's answer, then name rank 0.
-//   bulk ops      (allreduce / reduce / broadcast / gather_to_root on host floats, in place) are nonblocking MPI
-//                 collectives split into chunks of at most 2^28 elements (MPI counts are int), waited by wait()
+//   bulk ops      (allreduce / broadcast / gather_to_root on host memory, in place) are nonblocking MPI calls on
+//                 chunks of 4 MB, at most 16 in flight (comm.cc says why), waited by wait()
 //                 with timeout(); when one times out every rank that is still alive joins a probe (a coordinate
 //                 with its own tag) that names the ranks that never arrive.
 // After any failure the communicator is broken: every later call throws the first error again, and finalize()
@@ -64,13 +64,14 @@ class Comm {
   // Nonblocking bulk collectives on host memory, in place, started now and completed by wait(what).
   void allreduce(float* buf, int64_t n);
   void allreduce(double* buf, int64_t n);
-  void reduce(float* buf, int64_t n, int root);      // Σ over ranks into root's buf (others' buf is unchanged)
   void broadcast(void* buf, int64_t bytes, int root);
   // Point-to-point: every rank r sends its `count` floats at `src`; root receives them at dst + offsets[r].
   void gather_to_root(const float* src, int64_t count, float* dst, const std::vector<int64_t>& offsets,
                       const std::vector<int64_t>& counts);
   // Tests the started operations once (lets MPI progress them); true when none is left.
   bool progress();
+  // Whether an operation on n more floats can start now without waiting for earlier ones (after a progress call).
+  bool room_for(int64_t n);
   // Waits for every started operation (timeout(), then a probe that names the missing ranks).
   void wait(const std::string& what);
   // After `what` (an operation of this or another library, e.g. NCCL) did not complete within timeout(): every rank
@@ -90,6 +91,7 @@ class Comm {
   std::vector<double> exchange(int tag, uint64_t seq, const std::string& label, const std::vector<double>& values,
                                bool same, double root_wait);
   bool test_all();
+  void make_room();  // waits until fewer than the allowed operations are in flight
 
   const MpiApi* mpi_ = nullptr;
   int rank_ = 0, size_ = 1;

@@ -76,9 +76,10 @@ void GradSync::start(size_t i) {
 
 void GradSync::on_ready(int64_t offset, int64_t n) {
   (void)n;
-  // [offset, numParams) is final: start every bucket that lies there, in order
-  while (next_ < buckets_.size() && buckets_[next_].offset >= offset) start(next_++);
-  coll_->progress();
+  // [offset, numParams) is final: start the buckets that lie there, in order, while that needs no wait (the
+  // backward goes on; the rest start at the next region or in reduce_grads)
+  while (next_ < buckets_.size() && buckets_[next_].offset >= offset && coll_->room_for(buckets_[next_].count))
+    start(next_++);
 }
 
 void GradSync::arm() {
