@@ -34,8 +34,8 @@
 // optimizerView() / setOptimizerSteps()). Without them checkpoints hold no optimizer state and resume() refuses
 // (unless {allowInexact: true}: AdamW then restarts from zero moments).
 //
-// Data parallel (option `dist`, lib/distributed/data-parallel.ts; one process per rank under mpirun): every rank builds the
-// same plan and trains on its shard of each step's units (shardUnits, then packed by tokenBudget), with the step's
+// Data parallel (option `dist`, lib/distributed/data-parallel.ts; one process per rank under mpirun): every rank
+// builds the same plan and trains on its shard of each step's units (shardUnits, then packed by tokenBudget), with the step's
 // normaliser summed over ranks — the step's loss and summed gradient are those of one process on the whole step,
 // up to fp32 summation order. A GradSync sums the gradients and runs AdamW (zero 1: sharded m, v). Checked at the
 // start: every rank has the same options, data, model weights and position. Metrics are summed over ranks (the
