@@ -2,14 +2,17 @@
 // (bench/train.ts BENCH_CONFIG) at 1 rank and at 2 ranks (mpirun, one thread per rank) on the same global batch,
 // the scaling efficiency, and MPI all-reduce bandwidth — all in one run.
 //
-//   node dist/bench/dist.js [--quick] [--steps N] [--B 8 --T 256]
+//   node dist/bench/dist.js [--quick] [--steps N] [--T 256] [--mb 4] [--batches 8,32]
 //       writes bench/results/dist-cpu-<cpu>-<cores>c-<date>.json and prints a Markdown table
 //
 // Conventions (also in the JSON):
-// - A step = zeroGrad, lossAndBackward over this rank's rows (SFT, every position but the last with a target, the
-//   global normaliser), GradSync.step (gradient all-reduce — started during the backward where overlap is on — then
-//   clipping and AdamW; ZeRO-1: reduce to owners, sharded AdamW, weight broadcast). 1 rank runs the same code in a
-//   world of one rank. tokens/s = the global batch's B·T / the median step time on rank 0, after one warm-up step.
+// - A step = zeroGrad, lossAndBackward over this rank's rows of the global batch of B × T tokens in micro-batches of
+//   mb rows (SFT, every position but the last with a target, the global normaliser), GradSync.step (gradient
+//   all-reduce — started during the last micro-batch's backward where overlap is on — then clipping and AdamW;
+//   ZeRO-1: reduce to owners, sharded AdamW, weight broadcast). 1 rank runs the same code in a world of one rank.
+//   tokens/s = B·T / the median step time on rank 0, after one warm-up step.
+// - "2 ranks, no sync" is the control: the same two processes, each stepping alone (no collective): the compute
+//   scaling the machine allows at the time (other processes share its cores).
 // - Scaling efficiency = tokens/s at 2 ranks ÷ (2 × tokens/s at 1 rank); 1 thread per rank (RIFT_NUM_THREADS=1), so
 //   2 ranks use the machine's 2 cores.
 // - All-reduce bandwidth: in-place MPI_Allreduce (sum) of float32 buffers, median of the timed calls; algbw = bytes /
@@ -32,9 +35,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 interface RankArgs {
   B: number;
   T: number;
+  mb: number;
   steps: number;
   zero: 0 | 1;
   overlap: boolean;
+  sync: boolean;
 }
 
 /** One rank's part of the training benchmark (run alone or under mpirun); rank 0 prints one JSON line. */
@@ -44,29 +49,32 @@ async function rankTrain(a: RankArgs): Promise<void> {
   const model = Model.fromConfig(BENCH_CONFIG, { seed: 1, std: 0.02 });
   const sync = dp.sync(model);
   const rows = a.B / dist.size; // this rank's rows of the global batch
-  if (!Number.isInteger(rows)) throw new Error(`--B ${a.B} is not a multiple of the ${dist.size} ranks`);
-  const V = model.config.vocab_size, T = a.T;
+  if (!Number.isInteger(rows / a.mb)) throw new Error(`--B ${a.B} is not a multiple of ${dist.size} ranks × ${a.mb} rows`);
+  const V = model.config.vocab_size, T = a.T, R = a.mb;
   let s = 7 + dist.rank;
-  const ids = Int32Array.from({ length: rows * T }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
-  const targets = new Int32Array(rows * T);
-  for (let b = 0; b < rows; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
-  const offsets = Int32Array.from({ length: rows + 1 }, (_, i) => i * T);
+  const ids = Int32Array.from({ length: R * T }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
+  const targets = new Int32Array(R * T);
+  for (let b = 0; b < R; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
+  const offsets = Int32Array.from({ length: R + 1 }, (_, i) => i * T);
   const normalizer = a.B * (T - 1);
   const times: { total: number; backward: number }[] = [];
   for (let i = 0; i <= a.steps; i++) {
     await dist.sum('bench: step start', [0]); // every rank starts the step together
     const t0 = now();
     model.zeroGrad();
-    sync.arm();
-    await model.lossAndBackwardAsync({ ids, B: rows, T, targets, offsets, method: 'sft', normalizer });
+    for (let m = 0; m < rows / R; m++) {
+      if (a.sync && m === rows / R - 1) sync.arm();
+      await model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
+    }
     const t1 = now();
-    await sync.step({ lr: 1e-4, maxGradNorm: 1 });
+    if (a.sync) await sync.step({ lr: 1e-4, maxGradNorm: 1 });
+    else await model.stepAsync({ lr: 1e-4, maxGradNorm: 1 });
     if (i > 0) times.push({ total: now() - t0, backward: t1 - t0 }); // step 0 warms up (allocations)
   }
   const med = median(times.map((t) => t.total));
   if (dist.isRoot)
     process.stdout.write(JSON.stringify({
-      ranks: dist.size, zero: a.zero, overlap: a.overlap, backend: sync.backend, buckets: sync.buckets, library: dist.library, B: a.B, T,
+      ranks: dist.size, sync: a.sync, zero: a.zero, overlap: a.overlap, backend: sync.backend, buckets: sync.buckets, library: dist.library, B: a.B, T, mb: R,
       stepMs: round(med), stepMsAll: times.map((t) => round(t.total)), forwardBackwardMs: round(median(times.map((t) => t.backward))),
       syncAndStepMs: round(median(times.map((t) => t.total - t.backward))), tokensPerSec: round((a.B * T) / (med / 1e3)),
       params: model.numParams, optimizerMB: round(Model.memory().optimizer.peak / 2 ** 20),
@@ -118,28 +126,35 @@ function launch(ranks: number, args: string[]): Record<string, unknown>[] {
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
-  if (a['rank-train']) return rankTrain({ B: Number(a.B), T: Number(a.T), steps: Number(a.steps), zero: a.zero === '1' ? 1 : 0, overlap: a.overlap !== '0' });
+  if (a['rank-train'])
+    return rankTrain({ B: Number(a.B), T: Number(a.T), mb: Number(a.mb), steps: Number(a.steps), zero: a.zero === '1' ? 1 : 0, overlap: a.overlap !== '0', sync: a.sync !== '0' });
   if (a['rank-allreduce']) return rankAllReduce(a.sizes.split(',').map(Number), Number(a.reps));
   const quick = !!a.quick;
-  const B = Number(a.B ?? (quick ? 4 : 8)), T = Number(a.T ?? (quick ? 64 : 256)), steps = Number(a.steps ?? (quick ? 2 : 4));
+  const T = Number(a.T ?? (quick ? 64 : 256)), mb = Number(a.mb ?? 4), steps = Number(a.steps ?? (quick ? 2 : 4));
+  const batches = (a.batches ?? (quick ? '8' : '8,32')).split(',').map(Number);
   const load = [round(os.loadavg()[0], 2)];
-  const common = ['--B', String(B), '--T', String(T), '--steps', String(steps)];
   const train: Record<string, unknown>[] = [];
-  const configs: [number, string, string][] = [[1, '0', '1'], [2, '0', '1'], [2, '0', '0'], [2, '1', '1']];
-  for (const [ranks, zero, overlap] of configs) {
-    train.push(...launch(ranks, ['--rank-train', ...common, '--zero', zero, '--overlap', overlap]));
-    console.error(`measured ${ranks} rank(s), zero ${zero}, overlap ${overlap}: ${JSON.stringify(train[train.length - 1])}`);
+  // [ranks, sync, zero, overlap]
+  const configs: [number, string, string, string][] = [[1, '1', '0', '1'], [2, '0', '0', '1'], [2, '1', '0', '1'], [2, '1', '0', '0'], [2, '1', '1', '1']];
+  for (const B of batches) {
+    const first = train.length;
+    for (const [ranks, sync, zero, overlap] of configs) {
+      train.push(...launch(ranks, ['--rank-train', '--B', String(B), '--T', String(T), '--mb', String(mb), '--steps', String(steps), '--sync', sync, '--zero', zero, '--overlap', overlap]));
+      console.error(`measured B=${B}, ${ranks} rank(s), sync ${sync}, zero ${zero}, overlap ${overlap}: ${JSON.stringify(train[train.length - 1])}`);
+    }
+    const one = train[first].tokensPerSec as number;
+    for (const t of train.slice(first)) t.efficiency = round((t.tokensPerSec as number) / ((t.ranks as number) * one), 3);
   }
   const sizes = quick ? [1, 16] : [1, 16, 84];
   const allreduce = launch(2, ['--rank-allreduce', '--sizes', sizes.join(','), '--reps', quick ? '3' : '7']);
   load.push(round(os.loadavg()[0], 2));
-  const one = train[0].tokensPerSec as number;
-  for (const t of train) t.efficiency = round((t.tokensPerSec as number) / ((t.ranks as number) * one), 3);
-  console.log(`\nData parallel, ${BENCH_CONFIG.num_hidden_layers}-layer bench shape (${train[0].params} params), global batch ${B}×${T}, 1 thread per rank; load average ${load.join(' → ')}\n`);
-  console.log('| ranks | ZeRO | overlap | tokens/s | step ms | fwd+bwd ms | sync+AdamW ms | efficiency | AdamW state MB/rank |');
-  console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|');
-  for (const t of train)
-    console.log(`| ${t.ranks} | ${t.zero} | ${t.overlap ? 'on' : 'off'} | ${t.tokensPerSec} | ${t.stepMs} | ${t.forwardBackwardMs} | ${t.syncAndStepMs} | ${t.efficiency} | ${t.optimizerMB} |`);
+  console.log(`\nData parallel, ${BENCH_CONFIG.num_hidden_layers}-layer bench shape (${train[0].params} params), T=${T}, micro-batches of ${mb} rows, 1 thread per rank; load average ${load.join(' → ')}\n`);
+  console.log('| global batch | ranks | gradient sync | tokens/s | step ms | fwd+bwd ms | sync+AdamW ms | efficiency | AdamW state MB/rank |');
+  console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|');
+  for (const t of train) {
+    const how = !t.sync ? 'none (control)' : t.ranks === 1 ? '–' : `ZeRO-${t.zero}, overlap ${t.overlap ? 'on' : 'off'}`;
+    console.log(`| ${t.B}×${t.T} | ${t.ranks} | ${how} | ${t.tokensPerSec} | ${t.stepMs} | ${t.forwardBackwardMs} | ${t.syncAndStepMs} | ${t.efficiency} | ${t.optimizerMB} |`);
+  }
   console.log('\n| all-reduce MB | ms | algbw GB/s | busbw GB/s |\n|---:|---:|---:|---:|');
   for (const r of allreduce) console.log(`| ${r.MB} | ${r.ms} | ${r.algbwGBs} | ${r.busbwGBs} |`);
   const cpus = os.cpus();
