@@ -63,8 +63,8 @@ async function rankTrain(a: RankArgs): Promise<void> {
     const t0 = now();
     model.zeroGrad();
     for (let m = 0; m < rows / R; m++) {
-      if (a.sync && m === rows / R - 1) sync.arm();
-      await model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
+      const backward = () => model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
+      await (a.sync && m === rows / R - 1 ? sync.lastBackward(backward) : backward());
     }
     const t1 = now();
     if (a.sync) await sync.step({ lr: 1e-4, maxGradNorm: 1 });

@@ -109,6 +109,7 @@ export interface NativeDistInfo {
 export interface NativeGradSync {
   info(): { zero: 0 | 1; backend: 'mpi' | 'local' | 'nccl'; shardOffset: number; shardCount: number; buckets: number };
   arm(): void;
+  disarm(): void;
   stepAsync(opts: object): Promise<NativeStepResult>;
   reduceGradsAsync(): Promise<void>;
   readState(): { m: Float32Array; v: Float32Array };

@@ -43,9 +43,18 @@ export class GradSync {
     this.buckets = i.buckets;
   }
 
-  /** Before the last micro-batch of a step: its backward starts reducing finished buckets (when dp.overlap). */
-  arm(): void {
-    if (this.dp.overlap) this.native.arm();
+  /**
+   * Runs `backward` (the last micro-batch of a step) with its finished gradient buckets starting their reduction
+   * during it (when dp.overlap): earlier micro-batches' gradients are not final, so the hook is on for this call only.
+   */
+  async lastBackward<T>(backward: () => Promise<T>): Promise<T> {
+    if (!this.dp.overlap) return backward();
+    this.native.arm();
+    try {
+      return await backward();
+    } finally {
+      this.native.disarm();
+    }
   }
   /** The summed gradient (and, zero 1, the sharded AdamW + weight broadcast); the norm is that of the sum. */
   step(opts: StepOptions): Promise<StepResult> {

@@ -467,7 +467,6 @@ export class Trainer {
       this.model.zeroGrad();
       let loss = 0;
       for (const [i, mb] of mbs.entries()) {
-        if (sync && i === mbs.length - 1) sync.arm(); // its backward may start reducing finished gradients
         let dpoArgs: { refLogps: Float64Array; pairs: Int32Array; beta: number } | undefined;
         if (dpo) {
           let ref: Float64Array;
@@ -478,11 +477,13 @@ export class Trainer {
           } else ref = Float64Array.from(mb.examples, (e) => refLogps!.get(e)!);
           dpoArgs = { refLogps: ref, pairs: mb.pairs!, beta: o.dpoBeta };
         }
-        const r = await this.model.lossAndBackwardAsync({
+        const backward = () => this.model.lossAndBackwardAsync({
           ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets,
           rewards: lossMethod === 'rift' ? mb.rewards : undefined,
           method: lossMethod, negative: o.negative, reduction: o.reduction, normalizer, dpo: dpoArgs,
         });
+        // the last micro-batch's backward may start reducing the gradients it finishes
+        const r = sync && i === mbs.length - 1 ? await sync.lastBackward(backward) : await backward();
         loss += r.loss;
       }
       const lr = lrAt(s, sched);

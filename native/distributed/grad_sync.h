@@ -43,8 +43,10 @@ class GradSync : public std::enable_shared_from_this<GradSync> {
   int64_t buckets() const { return int64_t(buckets_.size()); }
 
   // The next backward's finished buckets start their reduction at once (a no-op where the Collective does not
-  // overlap). Call before the last micro-batch of a step; step() ends it.
+  // overlap). Call before the last micro-batch of a step, and disarm() once its backward returned (or failed): an
+  // earlier micro-batch's gradients are not final. step() disarms too.
   void arm();
+  void disarm() { d_.set_grads_ready(nullptr); }
   // Reduces the gradients (buckets not started yet, then every one waited for) and runs the optimizer step (see the
   // file comment). hp.step and hp.grad_scale are set here. Returns ‖g‖ of the summed gradient before clipping.
   // Throws std::runtime_error when that norm is not finite (parameters unchanged on every rank).

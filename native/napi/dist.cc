@@ -10,7 +10,7 @@
 //   paramsHash(model) → Promise<string>       64-bit FNV-1a over the weights' bit patterns (hex): equal models
 //   finalize(), abandon(why)                  MPI_Finalize when healthy / mark failed (no MPI_Finalize at exit)
 //   new GradSync(model, {zero: 0 | 1, backend: 'mpi' | 'nccl', bucketMB}) (distributed/grad_sync.h):
-//     info() → {zero, backend, shardOffset, shardCount, buckets}; arm();
+//     info() → {zero, backend, shardOffset, shardCount, buckets}; arm(); disarm();
 //     stepAsync({lr, beta1, beta2, eps, weightDecay, maxGradNorm}) → Promise<{gradNorm, clipScale, step}>;
 //     reduceGradsAsync() → Promise<void>; readState() → {m, v}; writeState(m, v);
 //     gatherStateAsync() → Promise<{m, v} | null> (rank 0 gets the whole AdamW state, the others null)
@@ -271,6 +271,7 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
     exports.Set("GradSync", DefineClass(env, "GradSync",
                                         {InstanceMethod<&GradSyncWrap::InfoM>("info"),
                                          InstanceMethod<&GradSyncWrap::Arm>("arm"),
+                                         InstanceMethod<&GradSyncWrap::Disarm>("disarm"),
                                          InstanceMethod<&GradSyncWrap::StepAsync>("stepAsync"),
                                          InstanceMethod<&GradSyncWrap::ReduceGradsAsync>("reduceGradsAsync"),
                                          InstanceMethod<&GradSyncWrap::ReadState>("readState"),
@@ -316,6 +317,11 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
   Napi::Value Arm(const Napi::CallbackInfo& info) {
     model_decoder(info.Env(), model_.Value(), "model");  // not busy
     sync_->arm();
+    return info.Env().Undefined();
+  }
+  Napi::Value Disarm(const Napi::CallbackInfo& info) {
+    model_decoder(info.Env(), model_.Value(), "model");  // not busy: no backward is running
+    sync_->disarm();
     return info.Env().Undefined();
   }
   std::shared_ptr<StepArgs> parse_step(const Napi::CallbackInfo& info) {
