@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <thread>
@@ -273,7 +274,8 @@ std::vector<double> Comm::exchange(int tag, uint64_t seq, const std::string& lab
              who + " sent another number of values for " + what + " than rank 0 (" + std::to_string(n) + ")");
       {
         char b[96];
-        std::snprintf(b, sizeof b, "%.17g vs %.17g", verdict[4], index < n ? verdict[size_t(kVerdictHeader + index)] : 0.0);
+        const double root_value = index < n ? verdict[size_t(kVerdictHeader + index)] : 0.0;
+        std::snprintf(b, sizeof b, "%.17g vs %.17g", verdict[4], root_value);
         fail(code, culprit, index,
              who + " differs from rank 0 in value " + std::to_string(index) + " of " + what + " (" + b + ")");
       }

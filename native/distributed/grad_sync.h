@@ -12,8 +12,8 @@
 //   zero 0   each bucket is all-reduced; then Decoder::step (the norm, clipping and AdamW over the whole buffer give
 //            the same bits on every rank).
 //   zero 1   each bucket piece is reduced to the rank that owns it (shard_ranges; NCCL: ncclReduce; MPI: an
-//            all-reduce, faster than Open MPI's MPI_Ireduce — distributed/collective.h); the global norm is the sum of the
-//            ranks' shard norms (Comm::coordinate, summed in rank order); AdamW updates this rank's shard of the
+//            all-reduce, faster than Open MPI's MPI_Ireduce — distributed/collective.h); the global norm is the sum
+//            of the ranks' shard norms (Comm::coordinate, summed in rank order); AdamW updates this rank's shard of the
 //            weights with this rank's shard of m and v (the only AdamW state it holds: 8 bytes per parameter / ranks,
 //            'optimizer' memory); then every shard of the weights is broadcast from its owner.
 #pragma once

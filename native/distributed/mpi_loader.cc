@@ -68,7 +68,6 @@ void load() {
     sym(lib, "MPI_Isend", a.isend, missing);
     sym(lib, "MPI_Irecv", a.irecv, missing);
     sym(lib, "MPI_Iallreduce", a.iallreduce, missing);
-    sym(lib, "MPI_Ireduce", a.ireduce, missing);
     sym(lib, "MPI_Ibcast", a.ibcast, missing);
     sym(lib, "MPI_Test", a.test, missing);
     sym(lib, "MPI_Testall", a.testall, missing);

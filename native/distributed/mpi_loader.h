@@ -1,6 +1,6 @@
 // Open MPI's libmpi loaded at run time (dlopen), so the addon builds and loads where no MPI is installed — the
 // pattern of cuda/cublas_loader.h. Only what native/dist uses is declared here, with the C signatures of mpi.h and
-// Open MPI's ABI (openmpi/include/mpi.h, 3.x–5.x agree): every handle (MPI_Comm, MPI_Datatype, MPI_Op,
+// Open MPI's ABI (openmpi/include/mpi.h; 3.x–5.x agree): every handle (MPI_Comm, MPI_Datatype, MPI_Op,
 // MPI_Errhandler, MPI_Request) is a pointer, the predefined ones are the addresses of exported globals
 // (MPI_COMM_WORLD = &ompi_mpi_comm_world, MPI_FLOAT = &ompi_mpi_float, MPI_SUM = &ompi_mpi_op_sum, ...),
 // MPI_IN_PLACE is (void*)1 and MPI_STATUS_IGNORE is null. MPICH-ABI libraries (integer handles) are refused
@@ -50,12 +50,11 @@ struct MpiApi {
   int (*comm_set_errhandler)(MPI_Comm comm, MPI_Errhandler h) = nullptr;
   int (*error_string)(int code, char* text, int* len) = nullptr;
   int (*get_library_version)(char* text, int* len) = nullptr;
-  int (*isend)(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm comm, MPI_Request* req) = nullptr;
+  int (*isend)(const void* buf, int count, MPI_Datatype t, int dest, int tag, MPI_Comm comm,
+               MPI_Request* req) = nullptr;
   int (*irecv)(void* buf, int count, MPI_Datatype t, int source, int tag, MPI_Comm comm, MPI_Request* req) = nullptr;
   int (*iallreduce)(const void* send, void* recv, int count, MPI_Datatype t, MPI_Op op, MPI_Comm comm,
                     MPI_Request* req) = nullptr;
-  int (*ireduce)(const void* send, void* recv, int count, MPI_Datatype t, MPI_Op op, int root, MPI_Comm comm,
-                 MPI_Request* req) = nullptr;
   int (*ibcast)(void* buf, int count, MPI_Datatype t, int root, MPI_Comm comm, MPI_Request* req) = nullptr;
   int (*test)(MPI_Request* req, int* flag, MPI_Status* status) = nullptr;
   int (*testall)(int count, MPI_Request* reqs, int* flag, MPI_Status* statuses) = nullptr;

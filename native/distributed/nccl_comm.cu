@@ -1,5 +1,5 @@
 // NCCL collectives over the CUDA backend's device memory (collective.h): one process per GPU, the communicator's
-// unique id made by rank 0 and broadcast over MPI (distributed/comm.h; a world of one rank needs no MPI), every operation
+// unique id made by rank 0 and broadcast over MPI (distributed/comm.h; a world of one rank needs no MPI), every op
 // on the legacy default stream — the stream every op of the CUDA backend runs on (cuda/cuda_ops.cu), so a reduction
 // is ordered after the backward that wrote the gradients and before the step that reads them without any event.
 // wait() polls the stream (cudaStreamQuery) and NCCL's asynchronous error state until the communicator's timeout;

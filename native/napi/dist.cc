@@ -207,13 +207,15 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   const bool f64 = b.IsTypedArray() && b.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
   std::function<void()> run;
   if (f64) {
-    auto a = std::make_shared<Arr<double>>(typed<double>(env, b, "buf", napi_float64_array, "Float32Array or Float64Array"));
+    auto a = std::make_shared<Arr<double>>(
+        typed<double>(env, b, "buf", napi_float64_array, "Float32Array or Float64Array"));
     run = [&c, a] {
       c.allreduce(a->data, a->length);
       c.wait("the all-reduce of " + std::to_string(a->length) + " doubles");
     };
   } else {
-    auto a = std::make_shared<Arr<float>>(typed<float>(env, b, "buf", napi_float32_array, "Float32Array or Float64Array"));
+    auto a = std::make_shared<Arr<float>>(
+        typed<float>(env, b, "buf", napi_float32_array, "Float32Array or Float64Array"));
     run = [&c, a] {
       c.allreduce(a->data, a->length);
       c.wait("the all-reduce of " + std::to_string(a->length) + " floats");
