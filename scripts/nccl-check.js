@@ -67,11 +67,11 @@ async function main() {
       const t0 = Date.now();
       const dp = await train(precision, new DataParallel(dist, { zero }));
       const exact = same(dp.params, plain.params);
-      // world size 1: bit for bit. N ranks, fp32: the reduction-order bound of test/dist.test.ts (0.01 · lr · steps);
+      // world size 1: bit for bit. N ranks, fp32: the reduction-order bound of test/dist.test.ts (0.05 · lr · steps);
       // bf16: weights a rounding apart round their GEMM operands to neighbouring bf16 values, so only the loss curve
       // is compared (within 5%)
       const ok = dist.size === 1 ? exact && JSON.stringify(dp.losses) === JSON.stringify(plain.losses)
-        : precision === 'fp32' ? maxDiff(dp.params, plain.params) <= 0.01 * 1e-2 * plain.losses.length
+        : precision === 'fp32' ? maxDiff(dp.params, plain.params) <= 0.05 * 1e-2 * plain.losses.length
           : dp.losses.every((l, i) => Math.abs(l - plain.losses[i]) <= 0.05 * Math.abs(plain.losses[i]));
       report(`${precision} zero ${zero} vs the model's own step`, ok, { ranks: dist.size, exact, maxDiff: maxDiff(dp.params, plain.params), steps: dp.losses.length, ms: Date.now() - t0 });
     }

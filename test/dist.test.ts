@@ -12,10 +12,12 @@
 //   the first step's summed gradient   max|Δg| ≤ 1e-5 · max|g|       (measured 2.1e-7)
 //   every step's loss                   |Δ| ≤ 1e-5 · |loss|            (measured 3e-8)
 //   every step's gradient norm          |Δ| ≤ 1e-4 · norm              (measured 1e-8)
-//   the weights after K AdamW steps     max|Δw| ≤ 0.01 · lr · K        (measured 1.7e-4 · lr · K)
+//   the weights after K AdamW steps     max|Δw| ≤ 0.05 · lr · K, and 99.9% of them within 1e-3 · lr · K
+//                                       (measured: max 1.7e-4 · lr · K on the worker's model, 1.2e-2 on tiny-base
+//                                       through the CLI, where 99.98% are within 1e-4 · lr · K)
 // The weights' bound is in units of AdamW's step: its update lr·m̂/(√v̂ + ε) is at most about lr per element and
-// barely depends on the gradient's scale, except for elements whose gradient is a near-cancellation of larger terms
-// (there the rounding difference is a large part of the gradient); 1% of lr per step allows for those.
+// barely depends on the gradient's scale, except for the few elements whose gradient is a near-cancellation of
+// larger terms (there the rounding difference is a large part of the gradient, and the update moves by a part of lr).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -201,6 +203,20 @@ function runWorker(np: number, env: Record<string, string>): WorkerOut {
   return JSON.parse(fs.readFileSync(out, 'utf8')) as WorkerOut;
 }
 
+/** max|Δw| ≤ 0.05·lr·K and 99.9% of |Δw| ≤ 1e-3·lr·K (see the file comment). */
+function expectWeightsClose(a: ArrayLike<number>, b: ArrayLike<number>, lr: number, steps: number): void {
+  expect(a.length).toBe(b.length);
+  const unit = lr * steps;
+  let far = 0, max = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    max = Math.max(max, d);
+    if (d > 1e-3 * unit) far++;
+  }
+  expect(max).toBeLessThanOrEqual(0.05 * unit);
+  expect(far).toBeLessThanOrEqual(1e-3 * a.length);
+}
+
 const maxAbs = (a: ArrayLike<number>) => {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
@@ -231,7 +247,7 @@ withMpi(`data parallel under mpirun -np 2 (Open MPI: ${lib.path || 'none'})`, ()
       expect(Math.abs(s.loss - one.steps[i].loss)).toBeLessThanOrEqual(1e-5 * Math.abs(one.steps[i].loss));
       expect(Math.abs(s.gradNorm - one.steps[i].gradNorm)).toBeLessThanOrEqual(1e-4 * one.steps[i].gradNorm);
     });
-    expect(maxDiff(two.params, one.params)).toBeLessThanOrEqual(0.01 * LR * STEPS);
+    expectWeightsClose(two.params, one.params, LR, STEPS);
     expect(one.steps).toHaveLength(STEPS);
   });
 
@@ -263,7 +279,9 @@ withMpi(`data parallel under mpirun -np 2 (Open MPI: ${lib.path || 'none'})`, ()
     const m1 = metrics('one'), m2 = metrics('two');
     expect(m2.map((m) => m.step)).toEqual([1, 2, 3, 4]);
     m2.forEach((m, i) => expect(Math.abs(m.loss - m1[i].loss)).toBeLessThanOrEqual(1e-5 * m1[i].loss));
-    for (const [name, t] of weights('one')) expect(maxDiff(weights('two').get(name)!.data, t.data)).toBeLessThanOrEqual(0.01 * LR * 4);
+    const w1 = weights('one'), w2 = weights('two');
+    const flat = (w: typeof w1) => Float32Array.from([...w1.keys()].flatMap((k) => Array.from(w.get(k)!.data)));
+    expectWeightsClose(flat(w2), flat(w1), LR, 4);
     // resume from step 2 under 2 ranks: the same bytes and curve as the unbroken run
     const full = fs.readFileSync(path.join(tmp, 'two', 'model.safetensors'));
     fs.writeFileSync(path.join(tmp, 'two', 'checkpoints', 'latest.json'), JSON.stringify({ dir: 'step-000002', step: 2 }));
