@@ -1,25 +1,25 @@
 // Data-parallel scaling on this machine (lib/distributed): training tokens/s of the 21M-parameter bench shape
-// (bench/train.ts BENCH_CONFIG) at 1 rank and at 2 ranks (mpirun, one thread per rank) on the same global batch,
-// the scaling efficiency, and MPI all-reduce bandwidth — all in one run.
+// (bench/train.ts BENCH_CONFIG) at 1 rank and at 2 ranks (one thread each) on the same global batch, the scaling
+// efficiency, and MPI all-reduce bandwidth — all in one run of one 2-rank job (mpirun -np 2).
 //
-//   node dist/bench/dist.js [--quick] [--steps N] [--T 256] [--mb 4] [--batches 8,16] [--rounds 3]
+//   node dist/bench/dist.js [--quick] [--rounds N] [--B 8] [--T 256] [--mb 4]
 //       writes bench/results/dist-cpu-<cpu>-<cores>c-<date>.json and prints a Markdown table
 //
-// Conventions (also in the JSON):
-// - A step = zeroGrad, lossAndBackward over this rank's rows of the global batch of B × T tokens in micro-batches of
-//   mb rows (SFT, every position but the last with a target, the global normaliser), GradSync.step (gradient
-//   all-reduce — started during the last micro-batch's backward where overlap is on — then clipping and AdamW;
-//   ZeRO-1: reduce to owners, sharded AdamW, weight broadcast). 1 rank runs the same code in a world of one rank.
-//   tokens/s = B·T / the median step time on rank 0, after one warm-up step.
-// - "2 ranks, no sync" is the control: the same two processes, each stepping alone (no collective): the compute
-//   scaling the machine allows at the time (other processes share its cores).
-// - Scaling efficiency = tokens/s at 2 ranks ÷ (2 × tokens/s at 1 rank); 1 thread per rank (RIFT_NUM_THREADS=1), so
-//   2 ranks use the machine's 2 cores. "of control" = tokens/s ÷ the no-sync control's: what the gradient sync costs.
-// - All-reduce bandwidth: in-place MPI_Allreduce (sum) of float32 buffers, median of the timed calls; algbw = bytes /
-//   time, busbw = algbw · 2(n − 1)/n (the traffic each rank moves in a ring all-reduce, NCCL-tests' convention).
-// - The machine is shared: every configuration is measured in each of `rounds` rounds (configurations interleaved)
-//   and the best round counts (the one least disturbed by other processes); every round is in the JSON, and the
-//   load average (1 min) before and after each measurement.
+// The machine is shared with other engineers' jobs, whose load comes and goes within seconds. So the variants are
+// interleaved step by step inside the one job — round r runs one step of each variant, in turn — and each variant's
+// tokens/s is the median over the rounds: every variant sees the same conditions on average.
+//   solo     rank 0 alone trains the whole global batch (rank 1 waits): the 1-rank baseline
+//   control  both ranks train half the batch each, each stepping alone (no collective): the compute scaling the
+//            machine allows at the time
+//   zero0 / zero0-no-overlap / zero1   both ranks train half the batch, with the gradient sync of DataParallel
+// A step = zeroGrad, lossAndBackward over this rank's rows in micro-batches of mb rows (SFT, every position but
+// the last with a target, the global normaliser), then the step: the model's own (solo, control) or GradSync.step
+// (all-reduce of the gradient buckets — started during the last micro-batch's backward where overlap is on — then
+// clipping and AdamW; ZeRO-1: reduce to owners, sharded AdamW, weight broadcast). tokens/s = B·T / rank 0's step
+// time. Scaling efficiency = tokens/s ÷ (ranks × solo tokens/s); "of control" = tokens/s ÷ control tokens/s: what
+// the gradient sync costs. One model per rank serves every variant (timing does not depend on the weights).
+// All-reduce: in-place MPI_Allreduce (sum) of float32 buffers, median of the timed calls; algbw = bytes / time,
+// busbw = algbw · 2(n − 1)/n (what each rank moves in a ring all-reduce, NCCL-tests' convention).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -27,31 +27,31 @@ import * as path from 'path';
 
 import { Model } from '../lib/engine/model';
 import { Dist } from '../lib/distributed/comm';
-import { DataParallel } from '../lib/distributed/data-parallel';
+import { DataParallel, type GradSync } from '../lib/distributed/data-parallel';
 import { BENCH_CONFIG } from './train';
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-interface RankArgs {
-  B: number;
-  T: number;
-  mb: number;
-  steps: number;
-  zero: 0 | 1;
-  overlap: boolean;
-  sync: boolean;
+interface Variant {
+  name: string;
+  ranks: number;
+  sync?: GradSync;
 }
 
-/** One rank's part of the training benchmark (run alone or under mpirun); rank 0 prints one JSON line. */
-async function rankTrain(a: RankArgs): Promise<void> {
+/** Rank r's part of the interleaved training benchmark; rank 0 prints one JSON line per variant. */
+async function rankTrain(a: { B: number; T: number; mb: number; rounds: number }): Promise<void> {
   const dist = Dist.init();
-  const dp = new DataParallel(dist, { zero: a.zero, overlap: a.overlap });
+  if (dist.size !== 2) throw new Error('the training benchmark runs as 2 ranks (mpirun -np 2)');
   const model = Model.fromConfig(BENCH_CONFIG, { seed: 1, std: 0.02 });
-  const sync = dp.sync(model);
-  const rows = a.B / dist.size; // this rank's rows of the global batch
-  if (!Number.isInteger(rows / a.mb)) throw new Error(`--B ${a.B} is not a multiple of ${dist.size} ranks × ${a.mb} rows`);
+  const variants: Variant[] = [
+    { name: 'solo', ranks: 1 },
+    { name: 'control', ranks: 2 },
+    { name: 'zero0', ranks: 2, sync: new DataParallel(dist, { zero: 0 }).sync(model) },
+    { name: 'zero0-no-overlap', ranks: 2, sync: new DataParallel(dist, { zero: 0, overlap: false }).sync(model) },
+    { name: 'zero1', ranks: 2, sync: new DataParallel(dist, { zero: 1 }).sync(model) },
+  ];
   const V = model.config.vocab_size, T = a.T, R = a.mb;
   let s = 7 + dist.rank;
   const ids = Int32Array.from({ length: R * T }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
@@ -59,28 +59,36 @@ async function rankTrain(a: RankArgs): Promise<void> {
   for (let b = 0; b < R; b++) for (let t = 0; t < T; t++) targets[b * T + t] = t + 1 < T ? ids[b * T + t + 1] : -100;
   const offsets = Int32Array.from({ length: R + 1 }, (_, i) => i * T);
   const normalizer = a.B * (T - 1);
-  const times: { total: number; backward: number }[] = [];
-  for (let i = 0; i <= a.steps; i++) {
-    await dist.sum('bench: step start', [0]); // every rank starts the step together
-    const t0 = now();
-    model.zeroGrad();
-    for (let m = 0; m < rows / R; m++) {
-      const backward = () => model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
-      await (a.sync && m === rows / R - 1 ? sync.lastBackward(backward) : backward());
+  const times = new Map<string, { total: number; backward: number; load: number }[]>(variants.map((v) => [v.name, []]));
+  for (let r = 0; r <= a.rounds; r++) {
+    for (const v of variants) {
+      await dist.sum(`bench: ${v.name} step`, [0]); // both ranks start each step together
+      const t0 = now();
+      const micro = v.ranks === 1 ? (dist.isRoot ? a.B / R : 0) : a.B / 2 / R;
+      if (micro) {
+        model.zeroGrad();
+        for (let m = 0; m < micro; m++) {
+          const backward = () => model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
+          await (v.sync && m === micro - 1 ? v.sync.lastBackward(backward) : backward());
+        }
+      }
+      const t1 = now();
+      if (v.sync) await v.sync.step({ lr: 1e-4, maxGradNorm: 1 });
+      else if (micro) await model.stepAsync({ lr: 1e-4, maxGradNorm: 1 });
+      if (r > 0) times.get(v.name)!.push({ total: now() - t0, backward: t1 - t0, load: os.loadavg()[0] }); // round 0 warms up
     }
-    const t1 = now();
-    if (a.sync) await sync.step({ lr: 1e-4, maxGradNorm: 1 });
-    else await model.stepAsync({ lr: 1e-4, maxGradNorm: 1 });
-    if (i > 0) times.push({ total: now() - t0, backward: t1 - t0 }); // step 0 warms up (allocations)
   }
-  const med = median(times.map((t) => t.total));
   if (dist.isRoot)
-    process.stdout.write(JSON.stringify({
-      ranks: dist.size, sync: a.sync, zero: a.zero, overlap: a.overlap, backend: sync.backend, buckets: sync.buckets, library: dist.library, B: a.B, T, mb: R,
-      stepMs: round(med), stepMsAll: times.map((t) => round(t.total)), forwardBackwardMs: round(median(times.map((t) => t.backward))),
-      syncAndStepMs: round(median(times.map((t) => t.total - t.backward))), tokensPerSec: round((a.B * T) / (med / 1e3)),
-      params: model.numParams, optimizerMB: round(Model.memory().optimizer.peak / 2 ** 20),
-    }) + '\n');
+    for (const v of variants) {
+      const ts = times.get(v.name)!;
+      const med = median(ts.map((t) => t.total));
+      process.stdout.write(JSON.stringify({
+        variant: v.name, ranks: v.ranks, backend: v.sync?.backend ?? null, buckets: v.sync?.buckets ?? null, library: dist.library, B: a.B, T, mb: R,
+        stepMs: round(med), stepMsAll: ts.map((t) => round(t.total)), forwardBackwardMs: round(median(ts.map((t) => t.backward))),
+        syncAndStepMs: round(median(ts.map((t) => t.total - t.backward))), tokensPerSec: round((a.B * T) / (med / 1e3)),
+        loadAverages: ts.map((t) => round(t.load, 2)),
+      }) + '\n');
+    }
   dist.finalize();
 }
 
@@ -128,51 +136,33 @@ function launch(ranks: number, args: string[]): Record<string, unknown>[] {
 
 async function main(): Promise<void> {
   const a = parseArgs(process.argv.slice(2));
-  if (a['rank-train'])
-    return rankTrain({ B: Number(a.B), T: Number(a.T), mb: Number(a.mb), steps: Number(a.steps), zero: a.zero === '1' ? 1 : 0, overlap: a.overlap !== '0', sync: a.sync !== '0' });
+  if (a['rank-train']) return rankTrain({ B: Number(a.B), T: Number(a.T), mb: Number(a.mb), rounds: Number(a.rounds) });
   if (a['rank-allreduce']) return rankAllReduce(a.sizes.split(',').map(Number), Number(a.reps));
   const quick = !!a.quick;
-  const T = Number(a.T ?? (quick ? 64 : 256)), mb = Number(a.mb ?? 4), steps = Number(a.steps ?? (quick ? 2 : 4));
-  const batches = (a.batches ?? (quick ? '8' : '8,16')).split(',').map(Number);
-  const rounds = Number(a.rounds ?? (quick ? 1 : 3));
+  const B = Number(a.B ?? 8), T = Number(a.T ?? (quick ? 64 : 256)), mb = Number(a.mb ?? 4), rounds = Number(a.rounds ?? (quick ? 2 : 6));
+  if (!Number.isInteger(B / 2 / mb)) throw new Error(`--B ${B} must be a multiple of 2 ranks × --mb ${mb}`);
   const load = [round(os.loadavg()[0], 2)];
-  const train: Record<string, unknown>[] = [];
-  // [ranks, sync, zero, overlap]
-  const configs: [number, string, string, string][] = [[1, '1', '0', '1'], [2, '0', '0', '1'], [2, '1', '0', '1'], [2, '1', '0', '0'], [2, '1', '1', '1']];
-  for (const B of batches) {
-    const best: Record<string, unknown>[] = [];
-    for (let r = 0; r < rounds; r++)
-      configs.forEach(([ranks, sync, zero, overlap], k) => {
-        const before = round(os.loadavg()[0], 2);
-        const [row] = launch(ranks, ['--rank-train', '--B', String(B), '--T', String(T), '--mb', String(mb), '--steps', String(steps), '--sync', sync, '--zero', zero, '--overlap', overlap]);
-        row.load = [before, round(os.loadavg()[0], 2)];
-        console.error(`round ${r + 1}: B=${B}, ${ranks} rank(s), sync ${sync}, zero ${zero}, overlap ${overlap}: ${row.tokensPerSec} tokens/s (load ${row.load})`);
-        const rows = ((best[k] ??= { ...row, rounds: [] }).rounds as unknown[]);
-        rows.push(row);
-        if ((row.tokensPerSec as number) > (best[k].tokensPerSec as number)) best[k] = { ...row, rounds: rows };
-      });
-    const one = best[0].tokensPerSec as number, control = best[1].tokensPerSec as number;
-    for (const t of best) {
-      t.efficiency = round((t.tokensPerSec as number) / ((t.ranks as number) * one), 3);
-      if (t.ranks === 2) t.ofControl = round((t.tokensPerSec as number) / control, 3);
-    }
-    train.push(...best);
-  }
+  const train = launch(2, ['--rank-train', '--B', String(B), '--T', String(T), '--mb', String(mb), '--rounds', String(rounds)]);
   const sizes = quick ? [1, 16] : [1, 16, 84];
   const allreduce = launch(2, ['--rank-allreduce', '--sizes', sizes.join(','), '--reps', quick ? '3' : '7']);
   load.push(round(os.loadavg()[0], 2));
-  console.log(`\nData parallel, ${BENCH_CONFIG.num_hidden_layers}-layer bench shape (${train[0].params} params), T=${T}, micro-batches of ${mb} rows, 1 thread per rank; load average ${load.join(' → ')}\n`);
-  console.log('| global batch | ranks | gradient sync | tokens/s | step ms | fwd+bwd ms | sync+AdamW ms | efficiency | of control | load | AdamW MB/rank |');
-  console.log('|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|');
+  const solo = train.find((t) => t.variant === 'solo')!.tokensPerSec as number;
+  const control = train.find((t) => t.variant === 'control')!.tokensPerSec as number;
   for (const t of train) {
-    const how = !t.sync ? 'none (control)' : t.ranks === 1 ? '–' : `ZeRO-${t.zero}, overlap ${t.overlap ? 'on' : 'off'}`;
-    console.log(`| ${t.B}×${t.T} | ${t.ranks} | ${how} | ${t.tokensPerSec} | ${t.stepMs} | ${t.forwardBackwardMs} | ${t.syncAndStepMs} | ${t.efficiency} | ${t.ofControl ?? '–'} | ${(t.load as number[]).join('→')} | ${t.optimizerMB} |`);
+    t.efficiency = round((t.tokensPerSec as number) / ((t.ranks as number) * solo), 3);
+    if (t.ranks === 2) t.ofControl = round((t.tokensPerSec as number) / control, 3);
   }
+  console.log(`\nData parallel, ${BENCH_CONFIG.num_hidden_layers}-layer bench shape (21.1M params), global batch ${B}×${T} in micro-batches of ${mb} rows, ` +
+    `1 thread per rank, ${rounds} interleaved rounds (medians); load average ${load.join(' → ')}\n`);
+  console.log('| variant | ranks | tokens/s | step ms | fwd+bwd ms | sync + AdamW ms | efficiency | of control |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const t of train)
+    console.log(`| ${t.variant} | ${t.ranks} | ${t.tokensPerSec} | ${t.stepMs} | ${t.forwardBackwardMs} | ${t.syncAndStepMs} | ${t.efficiency} | ${t.ofControl ?? '–'} |`);
   console.log('\n| all-reduce MB | ms | algbw GB/s | busbw GB/s |\n|---:|---:|---:|---:|');
   for (const r of allreduce) console.log(`| ${r.MB} | ${r.ms} | ${r.algbwGBs} | ${r.busbwGBs} |`);
   const cpus = os.cpus();
   const day = new Date().toISOString().slice(0, 10);
-  const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  const slug = (x: string) => x.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
   const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `dist-cpu-${slug(cpus[0]?.model ?? 'unknown')}-${cpus.length}c-${day}${quick ? '-quick' : ''}.json`);
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify({ machine: { cpu: cpus[0]?.model, cores: cpus.length, node: process.version, date: new Date().toISOString(), loadAverage: load }, train, allreduce }, null, 2) + '\n');
