@@ -112,6 +112,43 @@ export interface NativeSafetensors {
   ): { header: Uint8Array; dataBytes: number; placement: { name: string; index: number; begin: number; end: number }[] };
 }
 
+/** The data-parallel layer (native/napi/dist.cc; lib/dist wraps it). */
+export interface NativeDistInfo {
+  initialized: boolean;
+  rank: number;
+  size: number;
+  mpi: boolean;
+  library: string;
+  timeoutSec: number;
+  broken: boolean;
+  failure: string;
+}
+
+export interface NativeGradSync {
+  info(): { zero: 0 | 1; backend: 'mpi' | 'local' | 'nccl'; shardOffset: number; shardCount: number; buckets: number };
+  arm(): void;
+  disarm(): void;
+  stepAsync(opts: object): Promise<NativeStepResult>;
+  reduceGradsAsync(): Promise<void>;
+  readState(): { m: Float32Array; v: Float32Array };
+  writeState(m: Float32Array, v: Float32Array): void;
+  gatherStateAsync(): Promise<{ m: Float32Array; v: Float32Array } | null>;
+}
+
+export interface NativeDist {
+  mpi(): { available: boolean; path: string; error: string };
+  nccl(): string;
+  init(opts: { mpi: boolean; timeoutSec?: number }): NativeDistInfo;
+  info(): NativeDistInfo;
+  setTimeout(sec: number): void;
+  coordinate(label: string, values: Float64Array, same: boolean): Promise<Float64Array>;
+  allReduce(buf: Float32Array | Float64Array): Promise<void>;
+  paramsHash(model: NativeModel): Promise<string>;
+  finalize(): void;
+  abandon(why?: string): void;
+  GradSync: new (model: NativeModel, opts: { zero: 0 | 1; backend: 'mpi' | 'nccl'; bucketMB?: number }) => NativeGradSync;
+}
+
 export interface NativeAddon {
   sampleRows(logits: Float32Array, B: number, V: number, temperature: number, topK: number, topP: number, u: Float64Array): {
     tokens: Int32Array; logprobs: Float64Array; samplingLogprobs: Float64Array;
@@ -123,6 +160,7 @@ export interface NativeAddon {
   buildInfo: { cuda: boolean; simd: string; napiVersion: number; compiler: string };
   cuda: NativeCuda | null;
   Model: NativeModelClass;
+  dist: NativeDist;
   KvCache: { prototype: NativeKvCache };
   safetensors: NativeSafetensors;
   bench?: {

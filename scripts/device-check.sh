@@ -30,6 +30,10 @@
 #               RIFT_CUDA_WEIGHT_COPY=0), then Nsight Compute over one training step and over 8 decode steps,
 #               summed per kernel
 #   parity      scripts/make_parity_fixture.py: regenerates the checked-in tiny HF fixtures (not by default)
+#   nccl        scripts/nccl-check.js (not by default): data-parallel training over NCCL in a world of one rank —
+#               ZeRO-0 and ZeRO-1 equal the model's own step bit for bit (fp32, bf16), a ZeRO-1 resume is exact.
+#               NCCL: $RIFT_NCCL_LIB, else the system's libnccl.so.2, else the one in PyTorch's wheels (nvidia.nccl).
+#               Run only it: PAR_STEPS="" SEQ_STEPS="nccl" bash scripts/device-check.sh
 # Exit status: 0 all ran and passed, 1 a step failed or timed out, 2 none failed but some were skipped,
 # 3 the preflight failed (no usable GPU, or the tiny step failed; PREFLIGHT=0 goes on regardless: a dry run of the
 # script on a CPU machine). HF_DIR (default /tmp/rift-hf, ~13 GB) is removed at the end unless KEEP_HF=1.
@@ -153,9 +157,16 @@ step() {
         done
         pack
       fi ;;
+    nccl)
+      local nccl=${RIFT_NCCL_LIB:-}
+      if [[ -z $nccl ]] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so\.2'; then
+        nccl=$(timeout 30 python3 -c 'import glob, os, nvidia.nccl as n; print(glob.glob(os.path.join(list(n.__path__)[0], "lib", "libnccl.so.2"))[0])' 2>/dev/null \
+          || timeout 30 python3 -c 'import glob, os, torch; print(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libnccl.so*"))[0])' 2>/dev/null)
+      fi
+      RIFT_NCCL_LIB=$nccl run nccl 120 node scripts/nccl-check.js ;;
     parity) run parity 90 python3 scripts/make_parity_fixture.py --out /tmp/parity
             tar -czf "$W/parity-fixtures.tgz" -C /tmp parity 2>/dev/null; pack ;;
-    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity)" ;;
+    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity nccl)" ;;
   esac
 }
 

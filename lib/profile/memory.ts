@@ -18,6 +18,8 @@
 // The accounting, in floats (bytes = 4 × floats; fp32 everywhere), from native/model/decoder*.cc:
 //   P        Σ expectedTensors(config) sizes (tied: no lm_head.weight)
 //   params = P, grads = P, optimizer = 2P (AdamW m, v), reference (held) = P
+//   data parallel over R ranks (per rank; lib/distributed): ZeRO-0 the same; ZeRO-1 optimizer = 2S, S = ⌈P / R⌉
+//            rounded up to 16 (rank 0's shard, the largest: lib/distributed/shard.ts shardRanges)
 //   + on CUDA at precision bf16: the weights' bf16 copy the GEMMs read, P/2 more under params (and reference)
 //   activations (Decoder::ensure_acts, N = B·T, r(n) = n rounded up to 16 floats):
 //     L · r(N·C) + S · [3 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]
@@ -41,6 +43,7 @@ import { DecoderConfig, expectedTensors, parseConfig } from '../engine/checkpoin
 import { Device, MemoryReport, Model, Precision } from '../engine/model';
 import { NativeMemCategory } from '../native';
 import { checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { shardRanges } from '../distributed/shard';
 
 export type ProfileMethod = 'rift' | 'dpo-held' | 'dpo-precomputed';
 export const PROFILE_METHODS: readonly ProfileMethod[] = ['rift', 'dpo-held', 'dpo-precomputed'];
@@ -167,6 +170,10 @@ export interface PredictOptions {
   activationDtype?: Precision;
   /** GEMM precision (Model option precision; default: the device's, bf16 on CUDA, fp32 on the CPU). */
   precision?: Precision;
+  /** Data-parallel ranks (default 1): the prediction is per rank. */
+  ranks?: number;
+  /** ZeRO stage of the data-parallel job (default 0; 1: AdamW m and v sharded over the ranks). */
+  zero?: 0 | 1;
 }
 
 /**
@@ -184,12 +191,15 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   const models = method === 'dpo-held' ? 2 : 1; // the held reference keeps its own logits chunk
   const refForward = method === 'dpo-held' ? inferenceFloats(c, B * T) : 0; // its 'logprob' pass, during the step
   const precision = o.precision ?? (o.device === 'cuda' ? 'bf16' : 'fp32');
+  const ranks = o.ranks === undefined ? 1 : checkInteger('ranks', o.ranks, 1);
+  if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1) throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
+  const optimizerFloats = o.zero === 1 ? shardRanges(P, ranks)[0].count : P;
   // CUDA bf16 keeps a bf16 copy of the weights for its GEMMs (native/cuda/cuda_ops.cu register_weights).
   const weights = o.device === 'cuda' && precision === 'bf16' ? 6 * P : 4 * P;
   const bytes: MemoryBytes = {
     params: weights,
     grads: 4 * P,
-    optimizer: 8 * P,
+    optimizer: 8 * optimizerFloats,
     activations: 4 * (activationFloats(c, B * T, !!o.recompute, o.activationDtype ?? precision) + refForward),
     logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
     reference: method === 'dpo-held' ? weights : 0,

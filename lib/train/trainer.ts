@@ -35,6 +35,15 @@
 // Exact resume needs the model's AdamW state: Model.optimizerState() / setOptimizerSteps() (or the native
 // optimizerView() / setOptimizerSteps()). Without them checkpoints hold no optimizer state and resume() refuses
 // (unless {allowInexact: true}: AdamW then restarts from zero moments).
+//
+// Data parallel (option `dist`, lib/distributed/data-parallel.ts; one process per rank under mpirun): every rank
+// builds the same plan and trains on its shard of each step's units (shardUnits, then packed by tokenBudget), with the step's
+// normaliser summed over ranks — the step's loss and summed gradient are those of one process on the whole step,
+// up to fp32 summation order. A GradSync sums the gradients and runs AdamW (zero 1: sharded m, v). Checked at the
+// start: every rank has the same options, data, model weights and position. Metrics are summed over ranks (the
+// same on every rank, onStep is called on each); rank 0 alone writes checkpoints (zero 1: the AdamW state is
+// gathered to it first, so a checkpoint is the same file whatever the ranks), after checking that every rank holds
+// the same weights; every rank resumes from the same checkpoint (zero 1: each reads its shard of the state).
 import * as path from 'path';
 import { Model } from '../engine/model';
 import { loadCheckpoint } from '../engine/checkpoint';
@@ -44,8 +53,10 @@ import {
   checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
   readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
 } from './checkpoints';
-import { buildMicroBatch, globalNormalizer, LossMethod, MicroBatch, MAX_TOKEN_BUDGET, packMicroBatches, planEpoch, Reduction, Unit } from './batching';
+import { buildMicroBatch, exampleLength, globalNormalizer, LossMethod, MicroBatch, MAX_TOKEN_BUDGET, packMicroBatches, packUnits, planEpoch, Reduction, Unit } from './batching';
 import { DivergenceError, divergenceReason, type Divergence, type DivergenceReason } from './divergence';
+import { DataParallel, paramsHash } from '../distributed/data-parallel';
+import { shardUnits, type ShardRange } from '../distributed/shard';
 import { Example, selectExamples, Selection, TRAIN_METHODS, TrainMethod } from './examples';
 import { lrAt, SCHEDULE_KINDS, ScheduleKind, ScheduleOptions } from './schedule';
 
@@ -98,6 +109,8 @@ export interface TrainerOptions {
   keepCheckpoints?: number;
   /** Called after every optimizer step (awaited). */
   onStep?: (m: StepMetrics) => void | Promise<void>;
+  /** Data-parallel training over the ranks of a job (see the file comment); absent: this process alone. */
+  dist?: DataParallel;
 }
 
 export interface StepMetrics {
@@ -143,8 +156,9 @@ export interface ResumeOptions {
 const TRAJECTORY_KEYS = ['method', 'negative', 'reduction', 'lr', 'schedule', 'warmupSteps', 'minLr', 'beta1', 'beta2', 'eps', 'weightDecay',
   'maxGradNorm', 'tokenBudget', 'microBatchesPerStep', 'examplesPerStep', 'epochs', 'seed', 'shuffle', 'padId', 'dpoBeta', 'dpoReference', 'dftData'] as const;
 
-type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'maxSteps' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints'>> & {
+type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'maxSteps' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints' | 'dist'>> & {
   maxSteps?: number;
+  dist?: DataParallel;
   keepCheckpoints: number;
   microBatchesPerStep?: number;
   examplesPerStep?: number;
@@ -232,7 +246,9 @@ function checkOptions(o: TrainerOptions): Resolved {
     checkpointEvery: int('checkpointEvery', o.checkpointEvery, undefined, 1),
     keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, DEFAULT_KEEP_CHECKPOINTS, 0)!,
     onStep: o.onStep,
+    dist: o.dist,
   };
+  if (r.dist !== undefined && !(r.dist instanceof DataParallel)) throw typeError('dist', `must be a DataParallel, got ${describe(r.dist)}`);
   if (typeof r.shuffle !== 'boolean') throw typeError('shuffle', `must be a boolean, got ${describe(r.shuffle)}`);
   if (r.minLr > r.lr) throw rangeError('minLr', `must be ≤ lr = ${r.lr}, got ${r.minLr}`);
   if (r.microBatchesPerStep !== undefined && r.examplesPerStep !== undefined)
@@ -258,6 +274,9 @@ function trajectory(o: Resolved): Record<string, unknown> {
   }
   return out;
 }
+
+/** Tokens of a unit (its examples' prompt + response): the weight shardUnits balances. */
+const unitTokens = (u: Unit): number => u.reduce((a, e) => a + exampleLength(e), 0);
 
 /** FNV-1a over what is trained on (ids, rewards, problem ids, pairs): a resumed run must see the same data. */
 function fingerprint(sel: Selection, units: readonly Unit[]): string {
@@ -328,10 +347,12 @@ export class Trainer {
       if (JSON.stringify(mine[k]) !== JSON.stringify(state.options[k]))
         throw rangeError(k, `${JSON.stringify(mine[k])} differs from the checkpoint's ${JSON.stringify(state.options[k])} (${file})`);
     const opt = state.optimizer;
-    const access = optimizerAccess(this.model);
+    const dp = this.options.dist;
+    const sharded = dp?.zero === 1 ? dp.sync(this.model) : undefined; // ZeRO-1: the AdamW state is this rank's shard
+    const access = sharded ? undefined : optimizerAccess(this.model);
     if (!opt && !opts.allowInexact)
       throw new Error(`${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`);
-    if (opt && !access && !opts.allowInexact)
+    if (opt && !access && !sharded && !opts.allowInexact)
       throw new Error('resume: this Model exposes no AdamW state (Model.optimizerState() / setOptimizerSteps()); an exact resume needs it — pass {allowInexact: true} to restart AdamW from zero moments');
     const root = path.dirname(path.resolve(dir));
     const referenceDir = state.referenceDir === undefined ? undefined : insidePath(root, state.referenceDir, file, 'referenceDir');
@@ -341,7 +362,13 @@ export class Trainer {
     } catch (e) {
       throw inCheckpoint(dir, e);
     }
-    if (opt && optFile && access) {
+    if (sharded) {
+      const n = sharded.shard.count;
+      const m = new Float32Array(n), v = new Float32Array(n);
+      if (opt && optFile) readOptimizerState(optFile, this.model, { m, v, setSteps: () => undefined }, sharded.shard);
+      sharded.writeState(m, v);
+      this.model.setOptimizerSteps(opt && optFile ? opt.steps : 0);
+    } else if (opt && optFile && access) {
       readOptimizerState(optFile, this.model, access);
       access.commit?.();
       access.setSteps(opt.steps);
@@ -406,6 +433,16 @@ export class Trainer {
         throw reason ? diverge(s, reason, (e as Error).message) : e;
       }
     };
+    const dp = o.dist;
+    if (dp) {
+      // every rank must train the same thing from the same place: else the job stops here, naming the rank
+      await dp.dist.same('start of training', {
+        options: JSON.stringify(trajectory(o)), data: fp, steps: totalSteps, 'start step': start, parameters: this.model.numParams,
+        weights: await paramsHash(this.model), 'optimizer steps': this.model.optimizerSteps, device: this.model.device,
+        precision: this.model.precision, zero: dp.zero,
+      });
+    }
+    const sync = dp?.sync(this.model);
 
     // DPO reference log-probs
     let refLogps: Map<Example, number> | undefined;
@@ -420,26 +457,39 @@ export class Trainer {
         sel.examples.forEach((e, i) => refLogps!.set(e, saved[i]));
       } else {
         const by = typeof refOpt === 'object' ? refOpt.model : this.model;
-        for (const mb of packMicroBatches(sel.examples.map((e) => [e]), { tokenBudget: o.tokenBudget, padId: o.padId })) {
+        // data parallel: each rank computes every size-th example's log-prob, then a sum gives every rank all of them
+        const mine = dp ? sel.examples.filter((_, i) => i % dp.size === dp.rank) : sel.examples;
+        for (const mb of packMicroBatches(mine.map((e) => [e]), { tokenBudget: o.tokenBudget, padId: o.padId })) {
           const r = await by.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
           mb.examples.forEach((e, b) => refLogps!.set(e, r.seqLogps[b]));
+        }
+        if (dp) {
+          const all = Float64Array.from(sel.examples, (e) => refLogps!.get(e) ?? 0);
+          await dp.dist.allReduce(all);
+          sel.examples.forEach((e, i) => refLogps!.set(e, all[i]));
         }
       }
     } else if (dpo) {
       held = typeof refOpt === 'object' ? refOpt.model : (this.reference ??= this.makeHeldReference());
     }
 
-    if (o.checkpointDir) cleanCheckpointTemps(o.checkpointDir);
+    if (o.checkpointDir && (!dp || dp.isRoot)) cleanCheckpointTemps(o.checkpointDir);
     Model.resetPeaks();
     const done: StepMetrics[] = [];
     for (let s = start; s < totalSteps; s++) {
       const t0 = performance.now();
       let refSeconds = 0;
-      const mbs: MicroBatch[] = plan[s].units.map((g) => buildMicroBatch(g, { padId: o.padId, pairs: dpo }));
-      const normalizer = globalNormalizer(mbs, lossMethod, o.reduction);
+      // data parallel: this rank's share of the step's units, packed by the token budget
+      const groups = dp ? packUnits(shardUnits(plan[s].units.flat(), unitTokens, dp.rank, dp.size), { tokenBudget: o.tokenBudget }) : plan[s].units;
+      const mbs: MicroBatch[] = groups.map((g) => buildMicroBatch(g, { padId: o.padId, pairs: dpo }));
+      let normalizer = globalNormalizer(mbs, lossMethod, o.reduction);
+      if (dp) {
+        const [n] = await dp.dist.sum(`step ${s + 1}: the loss normaliser`, [normalizer ?? 0]);
+        normalizer = normalizer === undefined ? undefined : n;
+      }
       this.model.zeroGrad();
       let loss = 0;
-      for (const mb of mbs) {
+      for (const [i, mb] of mbs.entries()) {
         let dpoArgs: { refLogps: Float64Array; pairs: Int32Array; beta: number } | undefined;
         if (dpo) {
           let ref: Float64Array;
@@ -450,29 +500,34 @@ export class Trainer {
           } else ref = Float64Array.from(mb.examples, (e) => refLogps!.get(e)!);
           dpoArgs = { refLogps: ref, pairs: mb.pairs!, beta: o.dpoBeta };
         }
-        const r = await guard(s, () => this.model.lossAndBackwardAsync({
+        const backward = () => this.model.lossAndBackwardAsync({
           ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets,
           rewards: lossMethod === 'rift' || lossMethod === 'naive' ? mb.rewards : undefined,
           method: lossMethod, negative: o.negative, reduction: o.reduction, normalizer, dpo: dpoArgs,
-        }));
+        });
+        // the last micro-batch's backward may start reducing the gradients it finishes
+        const r = await guard(s, () => (sync && i === mbs.length - 1 ? sync.lastBackward(backward) : backward()));
         loss += r.loss;
       }
-      if (!Number.isFinite(loss)) throw diverge(s, 'non-finite loss', `the loss is ${loss}`);
+      let counts = [loss, mbs.reduce((a, m) => a + m.tokens, 0), mbs.reduce((a, mb) => a + mb.B * mb.T, 0), mbs.reduce((a, mb) => a + mb.B, 0),
+        dpo ? mbs.reduce((a, mb) => a + mb.pairs!.length / 2, 0) : 0, mbs.length];
+      if (dp) counts = await dp.dist.sum(`step ${s + 1}: metrics`, counts); // the whole step's, on every rank (all see a divergence)
+      const [stepLoss, tokens, paddedTokens, sequences, pairs, microBatches] = counts;
+      if (!Number.isFinite(stepLoss)) throw diverge(s, 'non-finite loss', `the loss is ${stepLoss}`);
       const lr = lrAt(s, sched);
-      const st = await guard(s, () => this.model.stepAsync({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm }));
+      const stepOpts = { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm };
+      const st = await guard(s, () => (sync ? sync.step(stepOpts) : this.model.stepAsync(stepOpts)));
       const seconds = (performance.now() - t0) / 1e3;
-      const tokens = mbs.reduce((a, m) => a + m.tokens, 0);
       const m: StepMetrics = {
-        step: s + 1, totalSteps, epoch: plan[s].epoch, loss, lr, gradNorm: st.gradNorm, clipScale: st.clipScale, tokens,
-        paddedTokens: mbs.reduce((a, mb) => a + mb.B * mb.T, 0), sequences: mbs.reduce((a, mb) => a + mb.B, 0),
-        pairs: dpo ? mbs.reduce((a, mb) => a + mb.pairs!.length / 2, 0) : 0, microBatches: mbs.length,
+        step: s + 1, totalSteps, epoch: plan[s].epoch, loss: stepLoss, lr, gradNorm: st.gradNorm, clipScale: st.clipScale, tokens,
+        paddedTokens, sequences, pairs, microBatches,
         tokensPerSec: tokens / Math.max(seconds, 1e-9), referenceSeconds: refSeconds, seconds, memoryPeak: Model.memory().total.peak,
       };
       this.history.push(m);
       done.push(m);
       if (o.checkpointDir && ((o.checkpointEvery && (s + 1) % o.checkpointEvery === 0) || s + 1 === totalSteps)) {
         const next = plan[s + 1];
-        this.saveCheckpoint(o.checkpointDir, {
+        await this.saveCheckpoint(o.checkpointDir, {
           format: STATE_FORMAT, version: STATE_VERSION, step: s + 1, totalSteps,
           epoch: next ? next.epoch : o.epochs, stepInEpoch: next ? next.inEpoch : 0,
           rng: { kind: 'mulberry32 seeded from (seed, epoch), Fisher–Yates per epoch', seed: o.seed, epoch: next ? next.epoch : o.epochs },
@@ -499,7 +554,15 @@ export class Trainer {
     return ref;
   }
 
-  private saveCheckpoint(root: string, state: TrainerState, heldRef?: Model): void {
+  private async saveCheckpoint(root: string, state: TrainerState, heldRef?: Model): Promise<void> {
+    const dp = this.options.dist;
+    let gathered: { m: Float32Array; v: Float32Array } | null = null;
+    if (dp) {
+      // a checkpoint must hold what every rank holds; ZeRO-1's AdamW state is assembled on rank 0
+      await dp.dist.same(`step ${state.step}: the weights before the checkpoint`, { weights: await paramsHash(this.model) });
+      if (dp.zero === 1) gathered = await dp.sync(this.model).gatherState();
+      if (!dp.isRoot) return;
+    }
     if (heldRef) {
       // each checkpoint folder holds its own copy of the reference weights (a resume never reads outside it)
       const resolved = path.resolve(root);
@@ -514,7 +577,7 @@ export class Trainer {
     const name = stepDirName(state.step);
     writeDirAtomic(path.join(root, name), (tmp) => {
       this.model.save(tmp);
-      const access = optimizerAccess(this.model);
+      const access = gathered ?? optimizerAccess(this.model);
       if (access) {
         const tensors = this.model.tensorTable().flatMap((t) => {
           const n = t.shape.reduce((a, b) => a * b, 1);
@@ -557,10 +620,11 @@ export class Trainer {
 }
 
 /**
- * Reads a checkpoint's AdamW moments into the model's optimizer views; every error names the file (a missing or
- * truncated tensor, NaN/Inf moments, a negative second moment).
+ * Reads a checkpoint's AdamW moments into the model's optimizer views — or, given `range` (a ZeRO-1 shard of the
+ * flat buffer), the part of them in that range into access.m / access.v (range.count floats each); every error
+ * names the file (a missing or truncated tensor, NaN/Inf moments, a negative second moment).
  */
-function readOptimizerState(file: string, model: Model, access: OptimizerAccess): void {
+function readOptimizerState(file: string, model: Model, access: OptimizerAccess, range?: ShardRange): void {
   const base = `${path.basename(file)}: `;
   const named = (e: unknown) => {
     const msg = e instanceof Error ? e.message : String(e);
@@ -575,15 +639,20 @@ function readOptimizerState(file: string, model: Model, access: OptimizerAccess)
     throw named(e);
   }
   try {
+    const lo = range ? range.offset : 0, hi = range ? range.offset + range.count : Infinity;
     for (const t of model.tensorTable()) {
       const n = t.shape.reduce((a, b) => a * b, 1);
+      const a = Math.max(lo, t.offset), b = Math.min(hi, t.offset + n); // the part of this tensor to keep
+      if (a >= b) continue;
       for (const [prefix, arr] of [['exp_avg', access.m], ['exp_avg_sq', access.v]] as const) {
-        const view = arr.subarray(t.offset, t.offset + n);
+        const whole = a === t.offset && b === t.offset + n;
+        const view = whole ? arr.subarray(t.offset - lo, t.offset - lo + n) : new Float32Array(n);
         try {
           f.readFloat32(`${prefix}.${t.name}`, view);
         } catch (e) {
           throw named(e);
         }
+        if (!whole) arr.set(view.subarray(a - t.offset, b - t.offset), a - lo);
         for (let i = 0; i < n; i++) {
           const x = view[i];
           if (!Number.isFinite(x) || (prefix === 'exp_avg_sq' && x < 0))

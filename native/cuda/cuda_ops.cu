@@ -105,6 +105,7 @@ class CudaOps final : public OpsBackend {
   // first GEMM that reads the region after a write (one rounding pass over the region), and rewritten by adamw
   // in its own pass. RIFT_CUDA_WEIGHT_COPY=0 turns them off (every GEMM rounds both operands, 2 bytes per
   // parameter less memory).
+  void note_written(const void* dst, size_t bytes) override { weights_written(dst, bytes); }
   void register_weights(const float* region, size_t n, MemCategory c) override {
     static const bool off = [] {
       const char* e = std::getenv("RIFT_CUDA_WEIGHT_COPY");

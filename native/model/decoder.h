@@ -17,6 +17,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -188,6 +189,13 @@ class Decoder {
   // tensors rounded to bf16 (the residual inputs, rstd and lse stay fp32). Recompute, when on, takes precedence.
   void set_activation_dtype(DType d) { act_dtype_ = d; }
   DType activation_dtype() const { return act_dtype_; }
+  // Called during the backward of loss_and_backward() each time a contiguous range of the flat grad buffer has
+  // received this call's last contribution: (offset, n) in floats, in decreasing offset order — the final norm and
+  // lm_head tail, then layer L−1 … 0, then the embedding — so that a data-parallel reduction of those gradients can
+  // start while the backward goes on (native/distributed/grad_sync.h). Runs on the thread of the backward; an
+  // exception it throws ends the call. Not called for a call without backward or without targets. Empty: no calls.
+  using GradsReady = std::function<void(int64_t offset, int64_t n)>;
+  void set_grads_ready(GradsReady f) { grads_ready_ = std::move(f); }
   void zero_grad();
   double grad_norm();  // sqrt(Σ g²) over the flat grad buffer (0 before any backward)
   // Clips (scale min(1, max_norm / (‖g‖ + 1e-6)) when max_norm > 0, as torch's clip_grad_norm_) and runs one
@@ -235,6 +243,7 @@ class Decoder {
   DType act_dtype_ = DType::F32;
   std::shared_ptr<OpsBuffer> params_, grads_, m_, v_;
   std::unique_ptr<Acts> acts_;
+  GradsReady grads_ready_;
   OpsBuffer infer_;               // inference scratch
   OpsBuffer chunk_;               // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
   std::vector<int32_t> pos_;      // positions of the tokens of the current call (host)

@@ -158,6 +158,10 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
   Acts& a = *acts_;
   // final norm: dres = ∂/∂res_out
   ops_.rmsnorm_backward(a.dres, G + off_norm_, a.dln, a.res_out, P + off_norm_, a.rstdf, N, C, false);
+  // layer l's tensors are contiguous, between its first tensor and the next layer's (the final norm after the last)
+  auto layer_start = [&](int64_t l) { return l < c.L ? layers_[size_t(l)].wq : off_norm_; };
+  // the final norm and (untied) lm_head: complete (a tied lm_head is the embedding, complete last)
+  if (grads_ready_) grads_ready_(off_norm_, nparams_ - off_norm_);
   for (int64_t l = c.L - 1; l >= 0; --l) {
     const LayerOffsets& o = layers_[size_t(l)];
     Acts::Layer& s = a.layer[size_t(l)];
@@ -179,8 +183,10 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
     ops_.matmul_backward(a.dln, G + o.wk, opt(G, o.bk), a.dk, s.ln1, P + o.wk, N, KD, C, true);
     ops_.matmul_backward(a.dln, G + o.wv, opt(G, o.bv), a.dv, s.ln1, P + o.wv, N, KD, C, true);
     ops_.rmsnorm_backward(a.dres, G + o.ln1, a.dln, s.res, P + o.ln1, s.rstd1, N, C, true);  // dres = ∂/∂res
+    if (grads_ready_) grads_ready_(layer_start(l), layer_start(l + 1) - layer_start(l));
   }
   ops_.embedding_backward(G + off_embed_, a.dres, ids, N, c.vocab, C);
+  if (grads_ready_) grads_ready_(0, layer_start(0));
 }
 
 LossResult Decoder::loss_and_backward(const TrainBatch& batch) {

@@ -86,6 +86,9 @@ class OpsBackend {
   virtual void register_weights(const float* region, size_t n, MemCategory c) {
     (void)region, (void)n, (void)c;
   }
+  // Notes that `bytes` at dst (this backend's memory) were written by something other than this backend's own ops
+  // — a collective of native/dist (MPI, NCCL) — so that a registered region's copy is refreshed before its next use.
+  virtual void note_written(const void* dst, size_t bytes) { (void)dst, (void)bytes; }
 
   // ---- Row invariance (inference). While on for the calling thread, every GEMM the thread issues computes each
   // row of C with the same bits whatever M and the other rows are (for alpha = 1, beta in {0, 1}: the engine's

@@ -3,6 +3,7 @@
 
 #include "napi/bench.h"
 #include "napi/device.h"
+#include "napi/dist.h"
 #include "napi/errors.h"
 #include "napi/loss.h"
 #include "napi/model.h"
@@ -20,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_safetensors(env, exports);
   init_model(env, exports);
   init_sampler(env, exports);
+  init_dist(env, exports);
   // Test hook: throws the JS error an engine exception with this message becomes (CUDA / cuBLAS status parsing is
   // otherwise only reachable on a GPU).
   exports.Set("_engineError", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

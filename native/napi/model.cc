@@ -57,6 +57,9 @@ struct LossCall {
   LossResult result;
 };
 
+// Tags native Model objects (napi_type_tag_object), so that lease_model() tells them from any other object.
+const napi_type_tag kModelTag = {0x7269667430314d6fULL, 0x64656c5772617031ULL};
+
 class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports, Napi::FunctionReference* kv_ctor) {
@@ -143,6 +146,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
         );
     }
     d_ = engine(env, [&] { return std::make_unique<Decoder>(c, chunk, cat, *ops, *rows); });
+    napi_type_tag_object(env, info.This(), &kModelTag);  // lease_model() recognises models by this tag
     d_->set_recompute(recompute);
     d_->set_activation_dtype(act_dtype == "bf16" ? DType::BF16 : DType::F32);
     device_ = device;
@@ -582,6 +586,9 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     return info.Env().Undefined();
   }
 
+  friend std::unique_ptr<ModelLease> rift::napi::lease_model(Napi::Env, Napi::Value, const char*, const std::string&);
+  friend Decoder& rift::napi::model_decoder(Napi::Env, Napi::Value, const char*);
+
   std::unique_ptr<Decoder> d_;  // null once disposed
   std::atomic<int64_t> held_{0};  // bytes the decoder's allocations and frees add up to (MemScope)
   int64_t reported_ = 0;          // what napi_adjust_external_memory has been told (JS thread)
@@ -602,6 +609,30 @@ void init_model(Napi::Env env, Napi::Object exports) {
     napi_adjust_external_memory(info.Env(), 0, &total);
     return Napi::Number::New(info.Env(), double(total));
   }, "_externalMemory"));
+}
+
+namespace {
+ModelWrap* unwrap_model(Napi::Env env, Napi::Value v, const char* arg) {
+  bool tagged = false;
+  if (v.IsObject()) napi_check_object_type_tag(env, v, &kModelTag, &tagged);
+  if (!tagged) throw_type(env, arg, "must be a native Model (model.native)");
+  return ModelWrap::Unwrap(v.As<Napi::Object>());
+}
+}  // namespace
+
+Decoder& model_decoder(Napi::Env env, Napi::Value v, const char* arg) {
+  return unwrap_model(env, v, arg)->dec(env);
+}
+
+std::unique_ptr<ModelLease> lease_model(Napi::Env env, Napi::Value v, const char* arg, const std::string& what) {
+  ModelWrap* m = unwrap_model(env, v, arg);
+  auto lease = std::make_unique<ModelLease>();
+  lease->decoder = &m->dec(env);
+  lease->model = Napi::Persistent(v.As<Napi::Object>());
+  m->busy_ = true;
+  m->busy_what_ = what;
+  lease->unbusy = [m] { m->busy_ = false; };
+  return lease;
 }
 
 }  // namespace rift::napi

@@ -1,8 +1,9 @@
 // rift profile-memory: peak training memory of RIFT vs DPO (held / precomputed reference), measured here for
-// shapes that fit and predicted (same accounting) for the big HF configs.
+// shapes that fit and predicted (same accounting) for the big HF configs. --ranks N --zero 0|1: per rank of a
+// data-parallel job (predicted); --device / --precision / --recompute: the engine's settings the accounting uses.
 import * as fs from 'fs';
 import * as path from 'path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { measureMemory, predictMemory, PROFILE_METHODS, QWEN25_MATH_1_5B, QWEN25_MATH_7B, numParams, type ProfileMethod } from '../../profile/memory';
 import { parseConfig } from '../../engine/checkpoint';
 import { readJsonFile } from '../../data/files';
@@ -17,6 +18,11 @@ interface Flags {
   B?: number;
   T?: number;
   json?: boolean;
+  ranks: number;
+  zero: '0' | '1';
+  device: 'cpu' | 'cuda';
+  precision?: 'fp32' | 'bf16';
+  recompute?: boolean;
 }
 
 const NAMED: Record<string, Record<string, unknown>> = {
@@ -33,6 +39,11 @@ export function profileCommand(out: () => Output): Command {
     .option('--config <name|dir>', 'tiny | qwen2.5-math-1.5b | qwen2.5-math-7b | a model directory', 'tiny')
     .option('--B <n>', 'sequences per micro-batch (default 4 measured, 8 predicted)', int(2))
     .option('--T <n>', 'tokens per sequence (default 128 measured, 1024 predicted)', int(2))
+    .option('--ranks <n>', 'data-parallel ranks: memory per rank (predicted)', int(1), 1)
+    .addOption(new Option('--zero <stage>', 'ZeRO stage of the data-parallel job (1: AdamW state sharded over ranks)').choices(['0', '1']).default('0'))
+    .addOption(new Option('--device <name>', 'the engine the accounting is for').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--precision <p>', 'GEMM precision (default: fp32 on cpu, bf16 on cuda: + a bf16 copy of the weights)').choices(['fp32', 'bf16']))
+    .option('--recompute', 'activation recomputation')
     .option('--json', 'JSON lines on stdout')
     .action(async (f: Flags) => {
       const o = out();
@@ -48,19 +59,22 @@ export function profileCommand(out: () => Output): Command {
       } else throw new CliError(`--config: expected tiny, qwen2.5-math-1.5b, qwen2.5-math-7b or a model directory with config.json, got ${JSON.stringify(f.config)}`);
       const parsed = parseConfig(config);
       const P = numParams(parsed);
-      const measure = 16 * P <= MEASURE_LIMIT_BYTES;
+      const zero = f.zero === '1' ? 1 : 0;
+      const engine = { device: f.device, precision: f.precision, recompute: !!f.recompute, ranks: f.ranks, zero } as const;
+      // measured in this process: one rank, on the CPU (a GPU's memory is measured by scripts on a GPU machine)
+      const measure = 16 * P <= MEASURE_LIMIT_BYTES && f.ranks === 1 && zero === 0 && f.device === 'cpu';
       const B = f.B ?? (measure ? 4 : 8);
       const T = f.T ?? (measure ? 128 : 1024);
       if (B % 2) throw new CliError(`--B: must be even (DPO pairs), got ${B}`);
       const rows: Record<string, unknown>[] = [];
       for (const method of PROFILE_METHODS as readonly ProfileMethod[]) {
-        const pred = predictMemory(config, { method, B, T });
+        const pred = predictMemory(config, { method, B, T, ...engine });
         let measured: Record<string, number> | undefined;
         let seconds: number | undefined;
         if (measure) {
           o.log(`measuring ${method} at B=${B}, T=${T} …`);
-          const m = await measureMemory({ config, method, B, T });
-          const p2 = predictMemory(config, { method, B, T, targetRows: m.targetRows });
+          const m = await measureMemory({ config, method, B, T, precision: f.precision, recompute: engine.recompute });
+          const p2 = predictMemory(config, { method, B, T, targetRows: m.targetRows, ...engine });
           measured = { ...m.bytes };
           seconds = m.seconds;
           rows.push({ method, kind: 'measured', B, T, params: P, bytes: measured, predicted: p2.bytes, seconds });
@@ -68,8 +82,11 @@ export function profileCommand(out: () => Output): Command {
       }
       const cats = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference', 'total'];
       const head = `| method | ${measure ? 'measured' : 'predicted'} | ${cats.join(' | ')} |${measure ? ' predicted total |' : ''}`;
+      const setting = `${f.device}${f.precision ? ` ${f.precision}` : ''}${engine.recompute ? ', recompute' : ''}` +
+        (f.ranks > 1 || zero ? `, per rank of ${f.ranks} (ZeRO-${zero})` : '');
+      const why = 16 * P > MEASURE_LIMIT_BYTES ? 'too big to measure here' : 'measured for one CPU process only';
       const lines = [
-        `${name}: ${P.toLocaleString('en-US')} parameters, B=${B}, T=${T}${measure ? ' (measured on this machine; prediction alongside)' : ' (predicted: too big to measure here)'}`,
+        `${name}: ${P.toLocaleString('en-US')} parameters, B=${B}, T=${T}, ${setting}${measure ? ' (measured on this machine; prediction alongside)' : ` (predicted: ${why})`}`,
         '',
         head,
         `| --- | --- | ${cats.map(() => '---:').join(' | ')} |${measure ? ' ---: |' : ''}`,
@@ -79,6 +96,7 @@ export function profileCommand(out: () => Output): Command {
           return `| ${r.method} | ${r.kind} | ${cats.map((c) => formatBytes(b[c] ?? 0)).join(' | ')} |${p ? ` ${formatBytes(p.total)} |` : ''}`;
         }),
       ];
-      o.result({ command: 'profile-memory', config: name, numParams: P, B, T, rows }, lines.join('\n'));
+      o.result({ command: 'profile-memory', config: name, numParams: P, B, T, device: f.device, precision: f.precision ?? null, recompute: engine.recompute,
+        ranks: f.ranks, zero, rows }, lines.join('\n'));
     });
 }

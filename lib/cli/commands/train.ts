@@ -4,6 +4,9 @@
 // only with --overwrite), and a resume first cuts metrics.jsonl back to the checkpoint's step.
 // A diverged run (NaN/Inf loss, logits or gradient norm; lib/train/divergence.ts) saves no model: train.json records
 // the divergence and the metrics so far, and the command fails with the DivergenceError's message.
+// Data parallel: under mpirun -np N (or any launcher that sets the rank / world-size variables, lib/distributed/launch.ts)
+// every process trains on its shard of each global batch (lib/dist); rank 0 alone locks and writes --out (model,
+// checkpoints, metrics, progress bars); a CUDA rank uses the GPU of its local rank; --zero 1 shards AdamW's state.
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, Option } from 'commander';
@@ -16,11 +19,14 @@ import { DivergenceError } from '../../train/divergence';
 import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
 import { PromptFormat, PROMPT_FORMAT_FILE, referenceExamples, rolloutExamples, rolloutPromptSpec, trainingPromptSpec, trainMethod, writePromptFormatFile } from '../../loop';
-import { CliError, type Output } from '../io';
+import { CliError, Output } from '../io';
 import { int, num } from '../parse';
 import { checkDirOutput, lockOutput, modelInputs, refuseOverlap, type PathArg, type WriteArg } from '../outputs';
 import { DEFAULT_MODEL, loadModelDir, loadProblems, deviceOptions, type DeviceFlags } from './common';
 import { PROMPT_OPTION_NAMES, promptChoice, promptOptions, type PromptFlags } from './prompt';
+import { Dist } from '../../distributed/comm';
+import { DataParallel } from '../../distributed/data-parallel';
+import { launchInfo, selectCudaDevice } from '../../distributed/launch';
 
 interface Flags extends DeviceFlags, PromptFlags {
   method: TrainMethod;
@@ -43,6 +49,8 @@ interface Flags extends DeviceFlags, PromptFlags {
   seed: number;
   resume?: boolean;
   json?: boolean;
+  zero: '0' | '1';
+  distTimeout?: number;
 }
 
 export function trainCommand(out: () => Output): Command {
@@ -68,20 +76,51 @@ export function trainCommand(out: () => Output): Command {
     .option('--seed <n>', 'data-order seed', int(0), 0)
     .option('--resume', 'continue from OUT/checkpoints (same options and data)')
     .option('--json', 'JSON lines on stdout')
+    .addOption(new Option('--zero <stage>', 'under mpirun: 0 = plain data parallel, 1 = AdamW state sharded over ranks (ZeRO-1)').choices(['0', '1']).default('0'))
+    .option('--dist-timeout <s>', 'under mpirun: longest wait for another rank before the job fails naming it (default 600)', num(0))
     .action(async (f: Flags) => {
-      const o = out();
-      if (f.steps !== undefined && f.epochs !== undefined) throw new CliError('--steps and --epochs: give one of them');
-      if (f.method !== 'sft' && !f.rollouts) throw new CliError(`--rollouts: required for --method ${f.method}`);
-      if (f.rollouts && !fs.existsSync(f.rollouts)) throw new CliError(`--rollouts: ${f.rollouts}: no such file`);
-      checkOutputs(f);
-      fs.mkdirSync(f.out, { recursive: true });
-      const lock = lockOutput({ opt: '--out', path: f.out }, 'dir', 'rift train');
+      const launch = launchInfo();
+      // several ranks, or ZeRO-1 asked for in a single process (a world of one rank: the same code path)
+      const dist = (launch && launch.size > 1) || f.zero === '1' ? startDist(f, launch?.localRank ?? 0) : undefined;
       try {
-        await train(f, o);
-      } finally {
-        lock.release();
+        const o = !dist || dist.isRoot ? out() : quietOutput();
+        if (f.steps !== undefined && f.epochs !== undefined) throw new CliError('--steps and --epochs: give one of them');
+        if (f.method !== 'sft' && !f.rollouts) throw new CliError(`--rollouts: required for --method ${f.method}`);
+        if (f.rollouts && !fs.existsSync(f.rollouts)) throw new CliError(`--rollouts: ${f.rollouts}: no such file`);
+        checkOutputs(f);
+        if (dist && !dist.isRoot) {
+          // rank 0 prepares --out (lock, temps, metrics) before anyone reads a checkpoint from it
+          await dist.same('rift train: --out is ready', { ready: 1 });
+          await train(f, o, dist);
+        } else {
+          fs.mkdirSync(f.out, { recursive: true });
+          const lock = lockOutput({ opt: '--out', path: f.out }, 'dir', 'rift train');
+          try {
+            await train(f, o, dist);
+          } finally {
+            lock.release();
+          }
+        }
+        dist?.finalize();
+      } catch (e) {
+        if (!dist) throw e;
+        dist.abandon(e instanceof Error ? e.message : String(e)); // no MPI_Finalize: the launcher ends the job
+        if (e instanceof Error) e.message = `${dist.label}: ${e.message}`;
+        throw e;
       }
     });
+}
+
+/** Joins the job (MPI); a CUDA rank first takes the GPU of its local rank. */
+function startDist(f: Flags, localRank: number): Dist {
+  if (f.device === 'cuda') selectCudaDevice(localRank);
+  if (f.distTimeout !== undefined && !(f.distTimeout > 0)) throw new CliError(`--dist-timeout: must be > 0, got ${f.distTimeout}`);
+  return Dist.init({ timeoutSec: f.distTimeout });
+}
+
+/** The Output of a rank other than 0: no bars, logs or results (errors still reach stderr). */
+function quietOutput(): Output {
+  return new Output({ stdout: () => undefined, stderr: () => undefined, isTTY: false }, false);
 }
 
 /** Files `rift train` writes into --out (the saved model, its tokenizer files, the run's records). */
@@ -107,7 +146,8 @@ function checkOutputs(f: Flags): void {
   refuseOverlap(writes, inputs);
 }
 
-async function train(f: Flags, o: Output): Promise<void> {
+async function train(f: Flags, o: Output, dist?: Dist): Promise<void> {
+  const root = !dist || dist.isRoot;
   const problems = loadProblems(f.problems);
   const { model, tokenizer } = loadModelDir(f.model, '--model', f);
   const records = f.rollouts ? readRollouts(f.rollouts, { onWarning: (m) => o.log(m) }) : [];
@@ -122,13 +162,17 @@ async function train(f: Flags, o: Output): Promise<void> {
   const ckpt = path.join(f.out, 'checkpoints');
   if (f.resume && !fs.existsSync(path.join(ckpt, 'latest.json'))) throw new CliError(`--resume: ${ckpt}: no checkpoint to resume from`);
   const metricsFile = path.join(f.out, 'metrics.jsonl');
-  const cleaned = cleanCheckpointTemps(ckpt, { exclusive: true }); // we hold the lock: every temp here is an orphan
-  if (cleaned.length) o.log(`removed ${cleaned.length} unfinished checkpoint write${cleaned.length === 1 ? '' : 's'} in ${ckpt}`);
-  if (!f.resume) fs.rmSync(metricsFile, { force: true });
-  else {
-    const dropped = truncateMetricsFile(metricsFile, readLatest(ckpt).step);
-    if (dropped) o.log(`${metricsFile}: removed ${dropped} step record${dropped === 1 ? '' : 's'} past the checkpoint (they are trained again)`);
+  if (root) {
+    const cleaned = cleanCheckpointTemps(ckpt, { exclusive: true }); // we hold the lock: every temp here is an orphan
+    if (cleaned.length) o.log(`removed ${cleaned.length} unfinished checkpoint write${cleaned.length === 1 ? '' : 's'} in ${ckpt}`);
+    if (!f.resume) fs.rmSync(metricsFile, { force: true });
+    else {
+      const dropped = truncateMetricsFile(metricsFile, readLatest(ckpt).step);
+      if (dropped) o.log(`${metricsFile}: removed ${dropped} step record${dropped === 1 ? '' : 's'} past the checkpoint (they are trained again)`);
+    }
+    if (dist) await dist.same('rift train: --out is ready', { ready: 1 });
   }
+  if (dist) o.log(`data parallel: ${dist.size} ranks (${dist.library}), ZeRO stage ${f.zero}`);
   let tokens = 0;
   const label = `train ${f.method}${f.method === 'rift' ? `-${f.negative}` : ''}`;
   let total = f.steps ?? 0;
@@ -147,7 +191,9 @@ async function train(f: Flags, o: Output): Promise<void> {
     ...(f.steps === undefined ? { epochs: f.epochs ?? 1 } : { steps: f.steps }),
     ...(f.checkpointEvery !== undefined || f.resume ? { checkpointDir: ckpt, checkpointEvery: f.checkpointEvery, keepCheckpoints: f.keepCheckpoints } : {}),
     ...(f.resume ? { resumeFrom: ckpt } : {}),
+    ...(dist ? { dist: new DataParallel(dist, { zero: f.zero === '1' ? 1 : 0 }) } : {}),
     onStep: (m) => {
+      if (!root) return;
       if (!total) {
         total = f.steps ?? m.totalSteps;
         o.startBar(label, total);
@@ -161,10 +207,11 @@ async function train(f: Flags, o: Output): Promise<void> {
     if (!(e instanceof DivergenceError)) throw e;
     o.stopBar();
     const d = e.divergence;
-    writeJsonAtomic(path.join(f.out, 'train.json'), { command: 'train', method: f.method, out: f.out, diverged: d, steps: e.history.length, options: f, metrics: e.history });
+    if (root) writeJsonAtomic(path.join(f.out, 'train.json'), { command: 'train', method: f.method, out: f.out, diverged: d, steps: e.history.length, options: f, metrics: e.history });
     throw new CliError(`${e.message}; no model saved (${path.join(f.out, 'train.json')} records the run)`);
   });
   o.endBar(label, { steps: metrics.length });
+  if (!root) return;
   model.save(f.out);
   writePromptFormatFile(f.out, format.spec);
   const seconds = (Date.now() - t0) / 1000;
