@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <new>
@@ -37,12 +38,12 @@
 #include "model/decoder.h"
 #include "napi/errors.h"
 #include "napi/model.h"
-#include "napi/model_args.h"
+#include "napi/args.h"
 
 namespace rift::napi {
 namespace {
 
-using namespace model_args;
+using namespace args;
 using dist::Comm;
 using dist::DistError;
 
@@ -164,9 +165,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Napi::Object o = object_arg(info, 0, "options");
-  const bool mpi = boolean(env, o.Get("mpi"), "mpi", true);
-  const double t = number(env, o.Get("timeoutSec"), "timeoutSec", 600);
+  Opts o(info, 0, "options");
+  o.read({"mpi", "timeoutSec"});
+  const bool mpi = o.boolean("mpi", true);
+  const double t = o.number("timeoutSec", 600);
   if (t <= 0) throw_range(env, "timeoutSec", "must be > 0");
   const bool first = Comm::get() == nullptr;
   dist_guarded(env, [&] { return &Comm::init(mpi, t); });
@@ -176,7 +178,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 
 Napi::Value SetTimeout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const double t = number(env, info[0], "timeoutSec", 0, true);
+  const double t = number(env, info[0], "timeoutSec", 0, -INFINITY, INFINITY, true);
   if (t <= 0) throw_range(env, "timeoutSec", "must be > 0");
   comm(env).set_timeout(t);
   return env.Undefined();
@@ -187,7 +189,7 @@ Napi::Value Coordinate(const Napi::CallbackInfo& info) {
   Comm& c = comm(env);
   if (!info[0].IsString()) throw_type(env, "label", "must be a string");
   const std::string label = info[0].As<Napi::String>().Utf8Value();
-  auto v = typed<double>(env, info[1], "values", napi_float64_array, "Float64Array");
+  auto v = typed<double>(env, info[1], "values");
   const bool same = boolean(env, info[2], "same", false);
   auto in = std::make_shared<std::vector<double>>(v.data, v.data + v.length);
   auto out = std::make_shared<std::vector<double>>();
@@ -200,28 +202,39 @@ Napi::Value Coordinate(const Napi::CallbackInfo& info) {
       }));
 }
 
+// In place on the caller's array, which the call owns the way the loss binding owns its gradient: the worker
+// reduces a native copy, written back when the call settles; if the array was detached, transferred or resized
+// meanwhile, the promise rejects and nothing is written.
+template <typename T>
+Napi::Value all_reduce(Napi::Env env, Comm& c, Napi::Value b, const char* what) {
+  Span<T> in = typed<T>(env, b, "buf");
+  auto copy = std::make_shared<std::vector<T>>(in.data, in.data + in.length);
+  auto ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(b));
+  const size_t bytes = copy->size() * sizeof(T);
+  return queue(new DistJob(
+      env,
+      [&c, copy, what] {
+        c.allreduce(copy->data(), int64_t(copy->size()));
+        c.wait("the all-reduce of " + std::to_string(copy->size()) + " " + what);
+      },
+      [copy, ref, bytes](Napi::Env e) -> Napi::Value {
+        TypedInfo t;
+        if (!typed_info(e, ref->Value(), &t) || t.bytes != bytes)
+          throw Napi::Error::New(e, "buf: its ArrayBuffer was detached, transferred or resized while allReduce ran; "
+                                    "nothing was written");
+        if (bytes) std::memcpy(t.data, copy->data(), bytes);
+        return e.Undefined();
+      }));
+}
+
 Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Comm& c = comm(env);
   Napi::Value b = info[0];
-  const bool f64 = b.IsTypedArray() && b.As<Napi::TypedArray>().TypedArrayType() == napi_float64_array;
-  std::function<void()> run;
-  if (f64) {
-    auto a = std::make_shared<Arr<double>>(
-        typed<double>(env, b, "buf", napi_float64_array, "Float32Array or Float64Array"));
-    run = [&c, a] {
-      c.allreduce(a->data, a->length);
-      c.wait("the all-reduce of " + std::to_string(a->length) + " doubles");
-    };
-  } else {
-    auto a = std::make_shared<Arr<float>>(
-        typed<float>(env, b, "buf", napi_float32_array, "Float32Array or Float64Array"));
-    run = [&c, a] {
-      c.allreduce(a->data, a->length);
-      c.wait("the all-reduce of " + std::to_string(a->length) + " floats");
-    };
-  }
-  return queue(new DistJob(env, run, [](Napi::Env e) -> Napi::Value { return e.Undefined(); }));
+  TypedInfo t;
+  if (!typed_info(env, b, &t) || (t.type != napi_float64_array && t.type != napi_float32_array))
+    throw_type(env, "buf", "must be a Float32Array or Float64Array");
+  return t.type == napi_float64_array ? all_reduce<double>(env, c, b, "doubles") : all_reduce<float>(env, c, b, "floats");
 }
 
 Napi::Value ParamsHash(const Napi::CallbackInfo& info) {
@@ -285,12 +298,13 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
     Napi::Env env = info.Env();
     Comm& c = comm(env);
     Decoder& d = model_decoder(env, info[0], "model");
-    Napi::Object o = object_arg(info, 1, "options");
-    const int zero = int(integer(env, o.Get("zero"), "zero", 0, 1));
-    const std::string backend = choice(env, o.Get("backend"), "backend", {"mpi", "nccl"}, "mpi");
+    Opts o(info, 1, "options");
+    o.read({"zero", "backend", "bucketMB"});
+    const int zero = int(o.integer("zero", 0, 1));
+    const std::string backend = o.choice("backend", {"mpi", "nccl"}, "mpi");
     const bool nccl = backend == "nccl";
     // MPI: 25 MB buckets (as PyTorch DDP); NCCL: one call per region (its own pipelining; no int counts)
-    double mb = number(env, o.Get("bucketMB"), "bucketMB", nccl ? 1e9 : 25);
+    double mb = o.number("bucketMB", nccl ? 1e9 : 25);
     if (!(mb > 0)) throw_range(env, "bucketMB", "must be > 0");
     const int64_t floats = int64_t(std::min(4e15, std::max(1.0, mb * 1024 * 1024 / 4)));
     if (nccl && d.space() != MemSpace::Device)
@@ -328,14 +342,15 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
   }
   std::shared_ptr<StepArgs> parse_step(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Object o = object_arg(info, 0, "options");
+    Opts o(info, 0, "options");
+    o.read({"lr", "beta1", "beta2", "eps", "weightDecay", "maxGradNorm"});
     auto s = std::make_shared<StepArgs>();
-    s->hp.lr = number(env, o.Get("lr"), "lr", 0, true);
-    s->hp.beta1 = number(env, o.Get("beta1"), "beta1", 0.9);
-    s->hp.beta2 = number(env, o.Get("beta2"), "beta2", 0.999);
-    s->hp.eps = number(env, o.Get("eps"), "eps", 1e-8);
-    s->hp.weight_decay = number(env, o.Get("weightDecay"), "weightDecay", 0.01);
-    s->max_norm = number(env, o.Get("maxGradNorm"), "maxGradNorm", 0);
+    s->hp.lr = o.required_number("lr");
+    s->hp.beta1 = o.number("beta1", 0.9);
+    s->hp.beta2 = o.number("beta2", 0.999);
+    s->hp.eps = o.number("eps", 1e-8);
+    s->hp.weight_decay = o.number("weightDecay", 0.01);
+    s->max_norm = o.number("maxGradNorm", 0);
     if (s->hp.lr < 0) throw_range(env, "lr", "must be >= 0");
     if (s->hp.beta1 < 0 || s->hp.beta1 >= 1) throw_range(env, "beta1", "must be in [0, 1)");
     if (s->hp.beta2 < 0 || s->hp.beta2 >= 1) throw_range(env, "beta2", "must be in [0, 1)");
@@ -393,8 +408,8 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
     Napi::Env env = info.Env();
     need_zero(env, "writeState");
     model_decoder(env, model_.Value(), "model");
-    auto m = typed<float>(env, info[0], "m", napi_float32_array, "Float32Array");
-    auto v = typed<float>(env, info[1], "v", napi_float32_array, "Float32Array");
+    auto m = typed<float>(env, info[0], "m");
+    auto v = typed<float>(env, info[1], "v");
     const int64_t n = sync_->shard().count;
     if (m.length != n) length_error(env, "m", "this rank's shard", n, m.length);
     if (v.length != n) length_error(env, "v", "this rank's shard", n, v.length);
