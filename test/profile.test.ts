@@ -88,6 +88,9 @@ test('predictMemory: CUDA at bf16 counts the weights\' bf16 copy (params and a h
   expect([at('cpu').params, at('cpu', 'bf16').params, at('cuda', 'fp32').params]).toEqual([4 * P, 4 * P, 4 * P]);
   expect([at('cuda').params, at('cuda').reference, at('cuda', 'bf16').params]).toEqual([6 * P, 6 * P, 6 * P]);
   expect(at('cuda').optimizer).toBe(8 * P);
+  const noCopy = predictMemory(config, { method: 'dpo-held', B: 2, T: 8, device: 'cuda', weightCopy: false }).bytes;
+  expect([noCopy.params, noCopy.reference]).toEqual([4 * P, 4 * P]);
+  expect(() => predictMemory(config, { method: 'rift', B: 2, T: 8, weightCopy: 'no' as unknown as boolean })).toThrow(/^weightCopy: /);
 });
 
 test('bad options → typed errors naming the option', async () => {

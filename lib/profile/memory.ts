@@ -174,6 +174,8 @@ export interface PredictOptions {
   ranks?: number;
   /** ZeRO stage of the data-parallel job (default 0; 1: AdamW m and v sharded over the ranks). */
   zero?: 0 | 1;
+  /** CUDA bf16 only: the weights' bf16 copy the GEMMs read (default true; RIFT_CUDA_WEIGHT_COPY=0 turns it off). */
+  weightCopy?: boolean;
 }
 
 /**
@@ -195,7 +197,8 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1) throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
   const optimizerFloats = o.zero === 1 ? shardRanges(P, ranks)[0].count : P;
   // CUDA bf16 keeps a bf16 copy of the weights for its GEMMs (native/cuda/cuda_ops.cu register_weights).
-  const weights = o.device === 'cuda' && precision === 'bf16' ? 6 * P : 4 * P;
+  if (o.weightCopy !== undefined && typeof o.weightCopy !== 'boolean') throw typeError('weightCopy', `must be a boolean, got ${describe(o.weightCopy)}`);
+  const weights = o.device === 'cuda' && precision === 'bf16' && o.weightCopy !== false ? 6 * P : 4 * P;
   const bytes: MemoryBytes = {
     params: weights,
     grads: 4 * P,

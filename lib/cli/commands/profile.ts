@@ -23,6 +23,7 @@ interface Flags {
   device: 'cpu' | 'cuda';
   precision?: 'fp32' | 'bf16';
   recompute?: boolean;
+  weightCopy: boolean;
 }
 
 const NAMED: Record<string, Record<string, unknown>> = {
@@ -44,6 +45,7 @@ export function profileCommand(out: () => Output): Command {
     .addOption(new Option('--device <name>', 'the engine the accounting is for').choices(['cpu', 'cuda']).default('cpu'))
     .addOption(new Option('--precision <p>', 'GEMM precision (default: fp32 on cpu, bf16 on cuda: + a bf16 copy of the weights)').choices(['fp32', 'bf16']))
     .option('--recompute', 'activation recomputation')
+    .option('--no-weight-copy', 'cuda bf16: without the weights\' bf16 copy (RIFT_CUDA_WEIGHT_COPY=0: less memory, slower GEMMs)')
     .option('--json', 'JSON lines on stdout')
     .action(async (f: Flags) => {
       const o = out();
@@ -60,7 +62,7 @@ export function profileCommand(out: () => Output): Command {
       const parsed = parseConfig(config);
       const P = numParams(parsed);
       const zero = f.zero === '1' ? 1 : 0;
-      const engine = { device: f.device, precision: f.precision, recompute: !!f.recompute, ranks: f.ranks, zero } as const;
+      const engine = { device: f.device, precision: f.precision, recompute: !!f.recompute, ranks: f.ranks, zero, weightCopy: f.weightCopy } as const;
       // measured in this process: one rank, on the CPU (a GPU's memory is measured by scripts on a GPU machine)
       const measure = 16 * P <= MEASURE_LIMIT_BYTES && f.ranks === 1 && zero === 0 && f.device === 'cpu';
       const B = f.B ?? (measure ? 4 : 8);
@@ -83,7 +85,7 @@ export function profileCommand(out: () => Output): Command {
       const cats = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference', 'total'];
       const head = `| method | ${measure ? 'measured' : 'predicted'} | ${cats.join(' | ')} |${measure ? ' predicted total |' : ''}`;
       const setting = `${f.device}${f.precision ? ` ${f.precision}` : ''}${engine.recompute ? ', recompute' : ''}` +
-        (f.ranks > 1 || zero ? `, per rank of ${f.ranks} (ZeRO-${zero})` : '');
+        (f.ranks > 1 || zero ? `, per rank of ${f.ranks} (ZeRO-${zero})` : '') + (f.weightCopy ? '' : ', no bf16 weight copy');
       const why = 16 * P > MEASURE_LIMIT_BYTES ? 'too big to measure here' : 'measured for one CPU process only';
       const lines = [
         `${name}: ${P.toLocaleString('en-US')} parameters, B=${B}, T=${T}, ${setting}${measure ? ' (measured on this machine; prediction alongside)' : ` (predicted: ${why})`}`,
@@ -97,6 +99,6 @@ export function profileCommand(out: () => Output): Command {
         }),
       ];
       o.result({ command: 'profile-memory', config: name, numParams: P, B, T, device: f.device, precision: f.precision ?? null, recompute: engine.recompute,
-        ranks: f.ranks, zero, rows }, lines.join('\n'));
+        ranks: f.ranks, zero, weightCopy: f.weightCopy, rows }, lines.join('\n'));
     });
 }
