@@ -5,8 +5,11 @@
 //      in its SFT data), shuffled by the demo's data seed → train / test
 //   3. rollouts of the base model on the train problems (K samples, reward rPos / rNeg) → stats
 //   4. for each seed: the base model on the test problems (Mean@K, Pass@K; the evaluation seed depends on the seed)
-//   5. for each method and seed: a fresh copy of the base model, the same optimizer / schedule / number of updates
-//      and sequences per update, trained; peak memory per category; evaluated like the base model
+//   5. for each method and seed: a fresh copy of the base model trained with the fair protocol's cheapest setting
+//      (lib/experiment): an epoch-matched budget (each method makes `epochs` passes over its own data, so every
+//      method sees each of its examples equally often), a cosine schedule with warm-up, and the method's own learning
+//      rate (and DPO's β) as chosen on the validation split by `rift experiment`; peak memory per category;
+//      evaluated like the base model
 //   6. the Markdown table (mean ± sd over seeds), results.json, and report/ (loss curves, accuracy, memory)
 //
 // Nothing here writes to the terminal: `log` receives human-readable lines and `onEvent` progress events.
@@ -58,36 +61,49 @@ export interface DemoSize {
   trainProblems: number;
   testProblems: number;
   k: number;
-  steps: number;
+  /** Passes of every method over its own data (the epoch-matched budget). */
+  epochs: number;
+  /** Stop each run after this many updates (smoke runs); the schedule still spans the planned run. */
+  maxSteps?: number;
   /** Sequences per optimizer update (DPO: half as many pairs). */
   sequencesPerStep: number;
   /** Most tokens (B × T) per micro-batch, for every method (DPO's reference pass included). */
   tokenBudget: number;
-  lr: number;
-  warmupSteps: number;
+  /** One learning rate for every method, instead of each method's own (DEMO_METHODS). */
+  lr?: number;
+  /** Linear warm-up over this fraction of a run's planned updates (at least 1), then cosine to 0. */
+  warmupFraction: number;
   maxNewTokens: number;
   temperature: number;
 }
 
 export const DEMO_SIZES: Record<'full' | 'quick', DemoSize> = {
-  full: { trainProblems: 256, testProblems: 256, k: 8, steps: 48, sequencesPerStep: 32, tokenBudget: 2048, lr: 1e-4, warmupSteps: 4, maxNewTokens: BASE_MAX_NEW_TOKENS, temperature: 1 },
-  quick: { trainProblems: 8, testProblems: 4, k: 4, steps: 2, sequencesPerStep: 4, tokenBudget: 2048, lr: 3e-4, warmupSteps: 0, maxNewTokens: 48, temperature: 1 },
+  full: { trainProblems: 256, testProblems: 256, k: 8, epochs: 1, sequencesPerStep: 32, tokenBudget: 2048, warmupFraction: 0.1, maxNewTokens: BASE_MAX_NEW_TOKENS, temperature: 1 },
+  quick: { trainProblems: 8, testProblems: 4, k: 4, epochs: 1, maxSteps: 2, sequencesPerStep: 4, tokenBudget: 2048, lr: 3e-4, warmupFraction: 0.1, maxNewTokens: 48, temperature: 1 },
 };
 
 export interface DemoMethod {
   name: string;
-  options: Pick<TrainerOptions, 'method' | 'negative' | 'dpoReference'>;
+  /** lr (and DPO's dpoBeta): the setting `rift experiment` (full protocol, tiny setting, 2026-12-05) chose for the
+   *  method on its validation split from the grid {1e-4, 3e-4, 1e-3} (DPO: {1e-5, 3e-5, 1e-4} × β {0.1, 0.5}). */
+  options: Pick<TrainerOptions, 'method' | 'negative' | 'dpoReference' | 'lr' | 'dpoBeta'> & { lr: number };
 }
 
 export const DEMO_METHODS: readonly DemoMethod[] = [
-  { name: 'SFT', options: { method: 'sft' } },
-  { name: 'RFT', options: { method: 'rft' } },
-  { name: 'DFT', options: { method: 'dft' } },
-  { name: 'DPO', options: { method: 'dpo', dpoReference: 'precomputed' } },
-  { name: 'RIFT-token', options: { method: 'rift', negative: 'token' } },
-  { name: 'RIFT-sequence', options: { method: 'rift', negative: 'sequence' } },
-  { name: 'naive', options: { method: 'naive' } },
+  { name: 'SFT', options: { method: 'sft', lr: 3e-4 } },
+  { name: 'RFT', options: { method: 'rft', lr: 3e-4 } },
+  { name: 'DFT', options: { method: 'dft', lr: 3e-4 } },
+  { name: 'DPO', options: { method: 'dpo', dpoReference: 'precomputed', lr: 3e-5, dpoBeta: 0.5 } },
+  { name: 'RIFT-token', options: { method: 'rift', negative: 'token', lr: 3e-4 } },
+  { name: 'RIFT-sequence', options: { method: 'rift', negative: 'sequence', lr: 3e-4 } },
+  { name: 'naive', options: { method: 'naive', lr: 1e-4 } },
 ];
+
+/** Updates of one run: `epochs` passes over the method's own data (DPO: pairs), capped by `maxSteps`. */
+function plannedUpdates(size: DemoSize, units: number, perUpdate: number): number {
+  const planned = size.epochs * Math.ceil(units / perUpdate);
+  return size.maxSteps === undefined ? planned : Math.min(planned, size.maxSteps);
+}
 
 export interface RunResult {
   method: string;
@@ -162,7 +178,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const promptFor = (p: Problem) => prompts.get(p.id)!;
   writeProblems(path.join(out, 'train.jsonl'), train);
   writeProblems(path.join(out, 'test.jsonl'), test);
-  log(`base model ${modelDir}; ${train.length} train / ${test.length} test problems; K=${size.k}; seeds ${seeds.join(',')}; ${size.steps} updates of ${size.sequencesPerStep} sequences per method`);
+  log(`base model ${modelDir}; ${train.length} train / ${test.length} test problems; K=${size.k}; seeds ${seeds.join(',')}; ${size.epochs} epoch(s) of each method's own data, ${size.sequencesPerStep} sequences per update`);
   const score = makeScorer({ rPos: 1, rNeg: -0.2 });
   const params = { temperature: size.temperature, maxNewTokens: size.maxNewTokens, seed: 0 };
 
@@ -230,39 +246,43 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       const model = Model.load(modelDir);
       const dpo = m.options.method === 'dpo';
       const per = dpo ? Math.max(1, Math.floor(size.sequencesPerStep / 2)) : size.sequencesPerStep;
-      ev({ phase: 'train', label, done: 0, total: size.steps, kind: 'start' });
       let trainedTokens = 0;
       const ts = Date.now();
       const sel = selectExamples(m.options.method, examples, { refSolutions: refs });
-      if ((sel.pairs ? sel.pairs.length : sel.examples.length) === 0) {
+      const units = sel.pairs ? sel.pairs.length : sel.examples.length;
+      if (units === 0) {
         const why = `no training data for ${m.name} (${JSON.stringify(sel.stats)})`;
         log(`${label}: skipped: ${why}`);
         runs.push({ method: m.name, seed, meanAtK: NaN, passAtK: NaN, memory: {}, loss: [], steps: 0, trainSeconds: 0, evalSeconds: 0, tokensPerSec: 0, skipped: why });
-        ev({ phase: 'train', label, done: 0, total: size.steps, kind: 'end' });
+        ev({ phase: 'train', label, done: 0, total: 0, kind: 'end' });
         continue;
       }
+      const planned = size.epochs * Math.ceil(units / per);
+      const steps = plannedUpdates(size, units, per);
+      ev({ phase: 'train', label, done: 0, total: steps, kind: 'start' });
       const { metrics } = await timed('train', () =>
         trainMethod(model, examples, refs, {
           ...m.options,
-          lr: size.lr,
-          schedule: 'constant',
-          warmupSteps: size.warmupSteps,
+          lr: size.lr ?? m.options.lr,
+          schedule: 'cosine',
+          warmupSteps: Math.max(1, Math.round(size.warmupFraction * planned)),
+          epochs: size.epochs,
           weightDecay: 0.01,
           maxGradNorm: 1,
           examplesPerStep: per,
           tokenBudget: size.tokenBudget,
           seed,
           padId: 0,
-          steps: size.steps,
+          ...(steps < planned ? { steps } : {}),
           onStep: (s: StepMetrics) => {
             trainedTokens += s.tokens;
-            ev({ phase: 'train', label, done: s.step, total: size.steps, tokens: trainedTokens, loss: s.loss, kind: 'progress' });
+            ev({ phase: 'train', label, done: s.step, total: steps, tokens: trainedTokens, loss: s.loss, kind: 'progress' });
           },
         }),
       );
       const trainSeconds = (Date.now() - ts) / 1000;
       const memory = memoryDelta(before, Model.memory());
-      ev({ phase: 'train', label, done: metrics.length, total: size.steps, tokens: trainedTokens, kind: 'end' });
+      ev({ phase: 'train', label, done: metrics.length, total: steps, tokens: trainedTokens, kind: 'end' });
       const es = Date.now();
       const r = await timed('eval', () => evalOne(model, label, seed));
       const evalSeconds = (Date.now() - es) / 1000;
@@ -316,8 +336,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const intro = [
     `The RIFT loop on the embedded base model (${modelDir}) on CPU: ${train.length} training problems × K=${K} rollouts ` +
       `(reward +1 correct / −0.2 wrong), ${test.length} held-out test problems × K=${K} samples (temperature ${size.temperature}).`,
-    `Every method starts from the same base weights and makes ${size.steps} AdamW updates (lr ${size.lr}, constant after ${size.warmupSteps} warm-up steps, ` +
-      `${size.sequencesPerStep} sequences per update in micro-batches of ≤ ${size.tokenBudget} tokens; DPO ${Math.max(1, Math.floor(size.sequencesPerStep / 2))} pairs, precomputed reference). ` +
+    `Every method starts from the same base weights and makes ${size.epochs} pass(es) over its own data (epoch-matched: ` +
+      `${size.sequencesPerStep} sequences per AdamW update in micro-batches of ≤ ${size.tokenBudget} tokens; DPO ${Math.max(1, Math.floor(size.sequencesPerStep / 2))} pairs, precomputed reference), ` +
+      `cosine schedule after a linear warm-up over ${100 * size.warmupFraction}% of its updates, at ` +
+      (size.lr !== undefined ? `lr ${size.lr} for all. ` : `its own learning rate (${DEMO_METHODS.map((x) => `${x.name} ${x.options.lr}${x.options.dpoBeta ? ` β ${x.options.dpoBeta}` : ''}`).join(', ')}: chosen on a validation split by \`rift experiment\`). `) +
       `SFT trains on the reference solutions, RFT and DFT on the positive samples, DPO on (positive, negative) pairs of a problem, RIFT on every sample, naive (−r·log π, the unbounded loss RIFT replaces) on every sample.`,
     `Seeds ${seeds.join(', ')} (data order and evaluation sampling); accuracy is mean ± sd over seeds. Peak memory = the tracker's peak bytes during training above the baseline before the model was loaded.`,
     `Rollouts: ${st.positives} positive / ${st.negatives} negative samples, ${pct(st.mixedRate)} of problems mixed.`,
