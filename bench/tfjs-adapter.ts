@@ -55,7 +55,10 @@ function race(a: (x: tf.Tensor2D) => tf.Scalar, b: (x: tf.Tensor2D) => tf.Scalar
   let ga: Float32Array = new Float32Array(0), gb: Float32Array = ga;
   for (let i = 0; i <= reps; i++) {
     const ra = once(a, x), rb = once(b, x);
-    if (i > 0) ta.push(ra.ms), tb.push(rb.ms);
+    if (i > 0) {
+      ta.push(ra.ms);
+      tb.push(rb.ms);
+    }
     [ga, gb] = [ra.grad, rb.grad];
   }
   return { a: { ms: median(ta), grad: ga }, b: { ms: median(tb), grad: gb } };

@@ -19,7 +19,7 @@
 //   node scripts/qwen-chat-fixture.js            print the JSON
 //   node scripts/qwen-chat-fixture.js --write    write test/fixtures/qwen3-chat/prompts.json
 'use strict';
-const crypto = require('crypto');
+const { createHash } = require('crypto');
 const fs = require('fs');
 const path = require('path');
 
@@ -211,7 +211,7 @@ function makeEncoder(tj) {
 
 function build() {
   const config = JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, 'tokenizer_config.json'), 'utf8'));
-  const sha = crypto.createHash('sha256').update(config.chat_template).digest('hex');
+  const sha = createHash('sha256').update(config.chat_template).digest('hex');
   if (sha !== TEMPLATE_SHA256) throw new Error(`tokenizer_config.json: chat_template has sha256 ${sha}, renderQwen3 follows ${TEMPLATE_SHA256}`);
   const pkg = JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, '..', 'package.json'), 'utf8'));
   const encode = makeEncoder(JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, 'tokenizer.json'), 'utf8')));

@@ -4,7 +4,6 @@
 import { addon } from '../lib/native';
 import { naiveSft } from '../bench/naive';
 
-type Logits = Float32Array | Uint16Array;
 interface BenchAddon {
   unfusedSft(logits: unknown, rows: unknown, vocab: unknown, targets: unknown, grad: unknown, vectorExp?: unknown): number;
   copy(dst: unknown, src: unknown): void;

@@ -203,6 +203,7 @@ describe('the engine-cuda benchmark (bench/train.ts benchTrainCuda)', () => {
     const config = { ...BENCH_CONFIG, vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
     const r = await benchTrainCuda({ device: 'cpu', config, T: 64, steps: 2, memT: 32, prompts: 2, k: 2, maxNewTokens: 8, log: silent });
     expect(r.skipped).toBeUndefined();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the rows are heterogeneous JSON records
     const [train, one, sampling, mem] = r.rows as Record<string, any>[];
     expect(train).toMatchObject({ name: 'cpu train step (sft)', device: 'cpu', precision: 'bf16', B: 1, T: 64, tokensPerStep: 64 });
     expect(train.stepMsAll).toHaveLength(2);

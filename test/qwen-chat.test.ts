@@ -100,7 +100,6 @@ describe('rift rollout → train → eval with the chat format on a random-init 
 
   afterAll(() => {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-    // eslint-disable-next-line no-console
     console.log(`qwen chat end to end (s): ${JSON.stringify(timings)}`);
   });
 

@@ -30,9 +30,9 @@ export function buildProgram(io: CliIo): { program: Command; output: () => Outpu
   };
   // each command's Output is made when its action runs (it needs the parsed --json)
   const register = (make: (o: () => Output) => Command) => {
-    let self: Command | undefined;
-    const c = make(() => out(self)());
-    self = c;
+    const self: { c?: Command } = {};
+    const c = make(() => out(self.c)());
+    self.c = c;
     program.addCommand(c.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => undefined }));
   };
   register(rolloutCommand);

@@ -41,7 +41,10 @@ export class Output {
   /** A human-readable line (stderr), or {event: 'log'} in JSON mode. */
   log(line: string): void {
     if (this.json) this.emit({ event: 'log', message: line });
-    else if (this.bar) this.bar.update({}), this.io.stderr(`\r\x1b[K${line}\n`);
+    else if (this.bar) {
+      this.bar.update({});
+      this.io.stderr(`\r\x1b[K${line}\n`);
+    }
     else this.io.stderr(line + '\n');
   }
 

@@ -227,6 +227,7 @@ export function normalizeAnswer(input: unknown): string {
   m = /^(-?\d+)\s+(\d+)\s*\/\s*(\d+)$/.exec(s); // mixed number 3 1/2
   if (m) s = `${m[1]}\\frac{${m[2]}}{${m[3]}}`;
   // whitespace: keep one space only between a command name and a following letter (\pi r)
+  // eslint-disable-next-line no-control-regex -- \u0001 is a placeholder that no input text holds
   s = s.replace(/(?<=\\[a-zA-Z]+)\s+(?=[a-zA-Z])/g, '\u0001').replace(/\s+/g, '').replace(/\u0001/g, ' ');
   if (/^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
   s = s.replace(/^\+/, '');

@@ -111,7 +111,10 @@ class Choice {
       let at = -1, hit = '';
       for (const s of g.req.stop) {
         const i = text.indexOf(s);
-        if (i >= 0 && (at < 0 || i < at)) (at = i), (hit = s);
+        if (i >= 0 && (at < 0 || i < at)) {
+          at = i;
+          hit = s;
+        }
       }
       if (at >= 0) {
         this.done = true;

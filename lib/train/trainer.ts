@@ -46,7 +46,6 @@
 // the same weights; every rank resumes from the same checkpoint (zero 1: each reads its shard of the state).
 import * as path from 'path';
 import { Model } from '../engine/model';
-import { loadCheckpoint } from '../engine/checkpoint';
 import { SafetensorsFile, writeBytesAtomic, writeSafetensors } from '../engine/safetensors';
 import { checkDpoBeta, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
 import {
