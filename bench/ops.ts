@@ -24,11 +24,6 @@ interface GemmArgs {
   alpha?: number;
   beta?: number;
 }
-interface OpsAddon {
-  info(): { gemm: 'builtin' | 'openblas'; threads: number; blasAvailable: boolean; blasPath: string };
-  setGemm(impl: 'builtin' | 'openblas'): boolean;
-  gemm(o: GemmArgs): void;
-}
 
 export interface GemmTiming {
   ms: number;
@@ -116,7 +111,7 @@ function time(fn: () => void, minSamples: number, budgetMs: number): { median: n
 const geomean = (xs: number[]) => Math.exp(xs.reduce((s, x) => s + Math.log(x), 0) / xs.length);
 
 export async function benchOps(opts: { quick?: boolean; log?: (s: string) => void } = {}): Promise<OpsBenchResult> {
-  const ops = (addon as unknown as { ops: OpsAddon }).ops;
+  const ops = addon.ops;
   const log = opts.log ?? ((s: string) => console.log(s));
   const info = ops.info();
   const impls: ('builtin' | 'openblas')[] = info.blasAvailable ? ['builtin', 'openblas'] : ['builtin'];

@@ -30,11 +30,6 @@ import { naiveSft } from './naive';
 type Tinybench = typeof import('tinybench');
 const importEsm = new Function('s', 'return import(s)') as (s: string) => Promise<Tinybench>;
 
-interface BenchAddon {
-  unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array | Uint16Array, vectorExp?: boolean): number;
-  copy(dst: ArrayBufferView, src: ArrayBufferView): void;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // CLI
 
@@ -273,8 +268,7 @@ function fmt(x: number | undefined, digits = 1): string {
 // CPU
 
 async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void): Promise<Row[]> {
-  const nb = addon.bench as unknown as BenchAddon | undefined;
-  if (!nb) throw new Error('this addon has no bench exports (rebuild it: npm run build:native)');
+  const nb = addon.bench;
   const shapes = quick ? [{ N: 64, V: 4096 }, { N: 64, V: 32000 }] : [{ N: 2048, V: 32000 }, { N: 2048, V: 151936 }];
   const rows: Row[] = [];
   for (const { N, V } of shapes) {

@@ -34,11 +34,6 @@ import { generate } from '../lib/engine/sampler';
 import { addon } from '../lib/native';
 import { collectGarbage, predictMemory } from '../lib/profile/memory';
 
-interface OpsAddon {
-  info(): { gemm: string; threads: number; blasAvailable: boolean; blasPath: string };
-  gemm(o: { transA: boolean; transB: boolean; M: number; N: number; K: number; A: Float32Array; B: Float32Array; C: Float32Array }): void;
-}
-
 export interface TrainBenchOptions {
   quick?: boolean;
   /** Tokens per step B × T (default 8 × 256; quick: 4 × 128). */
@@ -72,7 +67,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
  * (the three the model uses), `reps` timed calls each after one warm-up call.
  */
 export function sgemmPeak(n = 2048, reps = 3): { gflops: number; n: number; impl: string; threads: number; byLayout: Record<string, number> } {
-  const ops = (addon as unknown as { ops: OpsAddon }).ops;
+  const ops = addon.ops;
   const A = new Float32Array(n * n).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
   const B = A.slice().reverse();
   const C = new Float32Array(n * n);

@@ -1,4 +1,4 @@
-// Loads the compiled addon and declares, by hand, what it exports.
+// Loads the compiled addon and declares, by hand and in this one file, everything it exports.
 // RIFT_ADDON=/path/to/rift.node overrides the default build/Release/rift.node.
 import * as path from 'path';
 import type { SafetensorsHeader } from './engine/safetensors';
@@ -23,6 +23,10 @@ export interface NativeDeviceTensor {
   readonly bytes: number;
   readonly dtype: number;
   readonly freed: boolean;
+  /** The device address of the first byte. */
+  readonly address: bigint;
+  /** True for a view of memory other code owns (made with an address): free() releases nothing. */
+  readonly borrowed: boolean;
   upload(src: Float32Array | Uint16Array): void;
   download(dst: Float32Array | Uint16Array): void;
   free(): void;
@@ -33,7 +37,8 @@ export interface NativeCuda {
   devices(): NativeDeviceInfo[];
   synchronize(): void;
   profiler(on: boolean): void;
-  DeviceTensor: new (bytes: number, dtype: number) => NativeDeviceTensor;
+  /** `address` given: a checked view of device memory owned elsewhere (native/napi/device.cc). */
+  DeviceTensor: new (bytes: number, dtype: number, address?: bigint) => NativeDeviceTensor;
 }
 
 /** Host memory of one tracker category (core/memory.h), in bytes. */
@@ -149,6 +154,64 @@ export interface NativeDist {
   GradSync: new (model: NativeModel, opts: { zero: 0 | 1; backend: 'mpi' | 'nccl'; bucketMB?: number }) => NativeGradSync;
 }
 
+/**
+ * The decoder ops one by one (native/napi/ops.cc over native/model/ops.h): the low-level ops API. It ships in the
+ * one addon (the same build the engine uses; `rift bench` measures gemm through it) and the tests check each op
+ * against a float64 reference through it. It is not re-exported by the package: a caller reaches it as
+ * `addon.ops` from lib/native and gets no stability promise beyond this declaration.
+ */
+export type OpsDevice = 'cpu' | 'cuda';
+export type GemmDtype = 'f32' | 'bf16';
+/** Backend selection accepted by every addon.ops call. */
+export interface OpsSelect {
+  device?: OpsDevice;
+  /**
+   * 'bf16': the BF16 instance (model/ops.h): gemm / matmulForward / matmulBackward round both GEMM operands to
+   * bfloat16 with fp32 accumulation; attention's products also take bf16 operands; the other ops are fp32.
+   */
+  gemmDtype?: GemmDtype;
+}
+
+type F32 = Float32Array;
+type I32 = Int32Array;
+export interface NativeOps {
+  /** The selected backend (default: device 'cpu', gemmDtype 'f32'). */
+  info(sel?: OpsSelect): { backend: OpsDevice; gemm: string; gemmDtype: GemmDtype; threads: number; blasAvailable: boolean; blasPath: string };
+  /** The devices an op may name: ['cpu'] or ['cpu', 'cuda'] (a CUDA device with a loadable cuBLAS). */
+  devices(): OpsDevice[];
+  /** 'builtin' | 'openblas' on the CPU, 'cublas' | 'cublas-tf32' on CUDA; false when unavailable. */
+  setGemm(impl: string, sel?: OpsSelect): boolean;
+  gemm(o: { transA?: boolean; transB?: boolean; M: number; N: number; K: number; alpha?: number; beta?: number; A: F32; lda?: number; B: F32; ldb?: number; C: F32; ldc?: number } & OpsSelect): void;
+  matmulForward(o: { out: F32; inp: F32; weight: F32; bias?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
+  matmulBackward(o: { dinp?: F32; dweight?: F32; dbias?: F32; dout: F32; inp?: F32; weight?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
+  embeddingForward(o: { out: F32; ids: I32; wte: F32; T: number; V: number; C: number } & OpsSelect): void;
+  embeddingBackward(o: { dwte: F32; dout: F32; ids: I32; T: number; V: number; C: number } & OpsSelect): void;
+  rmsnormForward(o: { out: F32; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number } & OpsSelect): void;
+  rmsnormBackward(o: { dinp?: F32; dweight?: F32; dout: F32; inp: F32; weight: F32; rstd: F32; T: number; C: number; accumulate?: boolean } & OpsSelect): void;
+  ropeForward(o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number } & OpsSelect): void;
+  ropeBackward(o: { dinp: F32; dout: F32; positions: I32; T: number; H: number; D: number; theta: number; accumulate?: boolean } & OpsSelect): void;
+  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; rowPast?: I32; rowSlot?: I32; Hq: number; Hkv: number; D: number } & OpsSelect): void;
+  kvWrite(o: { cache: F32; x: F32; slot: I32; positions: I32; B: number; T: number; Tmax: number; width: number } & OpsSelect): void;
+  attentionBackward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean } & OpsSelect): void;
+  swigluForward(o: { out: F32; gate: F32; up: F32 } & OpsSelect): void;
+  swigluBackward(o: { dgate: F32; dup: F32; dout: F32; gate: F32; up: F32; accumulate?: boolean } & OpsSelect): void;
+  add(o: { out: F32; a: F32; b: F32 } & OpsSelect): void;
+  scale(o: { x: F32; s: number } & OpsSelect): void;
+  zero(o: { x: F32 } & OpsSelect): void;
+  sumsq(o: { x: F32 } & OpsSelect): number;
+  /** The saved-activation storage conversions (OpsBackend::to_bf16 / from_bf16): n values each way. */
+  toBf16(o: { out: Uint16Array; x: F32 } & OpsSelect): void;
+  fromBf16(o: { out: F32; x: Uint16Array } & OpsSelect): void;
+  adamw(o: { param: F32; grad: F32; m: F32; v: F32; lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step: number; gradScale?: number } & OpsSelect): void;
+}
+
+/** The unfused baselines `rift bench` compares the fused loss with (native/napi/bench.cc). */
+export interface NativeBench {
+  unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array | Uint16Array, vectorExp?: boolean): number;
+  /** A threaded memcpy (the copy-bandwidth yardstick). */
+  copy(dst: ArrayBufferView, src: ArrayBufferView): void;
+}
+
 export interface NativeAddon {
   sampleRows(logits: Float32Array, B: number, V: number, temperature: number, topK: number, topP: number, u: Float64Array): {
     tokens: Int32Array; logprobs: Float64Array; samplingLogprobs: Float64Array;
@@ -163,10 +226,10 @@ export interface NativeAddon {
   dist: NativeDist;
   KvCache: { prototype: NativeKvCache };
   safetensors: NativeSafetensors;
-  bench?: {
-    unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array): number;
-    copy(dst: ArrayBufferView, src: ArrayBufferView): void;
-  };
+  ops: NativeOps;
+  bench: NativeBench;
+  /** Test hook: throws the JS error an engine exception with this message becomes (native/napi/addon.cc). */
+  _engineError(message: string): never;
 }
 
 function load(): NativeAddon {

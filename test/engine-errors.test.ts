@@ -3,7 +3,7 @@
 // messages (cuda/cuda_check.h, cuda/cublas_loader.cc); the parsing is checked here through a test hook.
 import { addon } from '../lib/native';
 
-const hook = (addon as unknown as { _engineError(msg: string): never })._engineError;
+const hook = addon._engineError;
 
 function thrown(msg: string): Error & { code?: string; errno?: number; status?: string } {
   try {

@@ -2,13 +2,9 @@
 // device, against lib/kernels/bf16.ts (f32ToBf16 / bf16ToF32), bit for bit: ties to even, NaN kept as NaN, ±Inf,
 // ±0, subnormals and values that round up into the next binade or to Infinity.
 import { bf16ToF32, f32ToBf16 } from '../lib/kernels/bf16';
-import { ops, OpsDevice } from './helpers/ops-reference';
+import { ops } from './helpers/ops-reference';
 
-type StorageOps = {
-  toBf16(o: { out: Uint16Array; x: Float32Array; device?: OpsDevice }): void;
-  fromBf16(o: { out: Float32Array; x: Uint16Array; device?: OpsDevice }): void;
-};
-const st = ops as unknown as StorageOps;
+const st = ops;
 
 function special(): Float32Array {
   const bits = [0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x00000001, 0x807fffff,

@@ -238,10 +238,13 @@ describe('Trainer', () => {
       expect(JSON.parse(fs.readFileSync(path.join(ck, 'latest.json'), 'utf8')).step).toBe(full.length); // the end
       const fresh = newModel(99); // other weights: resume must overwrite them
       const t = new Trainer(fresh, { ...opts, checkpointDir: path.join(ck, 'again') });
-      expect(optimizerAccess(fresh)).toBeDefined(); // the engine exposes AdamW state: resume must be exact
+      expect(optimizerAccess(fresh).m.every((x) => x === 0)).toBe(true); // no step yet: zero moments
       await t.resume(path.join(ck, 'step-000003'));
       expect(t.step).toBe(3);
       expect(fresh.optimizerSteps).toBe(3);
+      const restored = optimizerAccess(fresh); // the checkpoint's moments, read into the model's AdamW state
+      expect(restored.m.length).toBe(fresh.numParams);
+      expect(restored.m.some((x) => x !== 0) && restored.v.some((x) => x > 0)).toBe(true);
       const rest = await t.run(samples);
       expect(rest.map((m) => m.step)).toEqual(full.slice(3).map((m) => m.step));
       rest.forEach((m, i) => {

@@ -105,20 +105,23 @@ function call<T>(f: () => T): T {
   }
 }
 
+type TypedArrayOf<T> = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+
 /**
- * The same memory as a Float32Array of this realm: arrays made by the addon belong to the main context, and
+ * The same memory as a typed array of this realm: arrays made by the addon belong to the main context, and
  * `instanceof Float32Array` is false for them in a vm context (jest); a re-wrap is zero-copy.
  */
-function local(a: Float32Array): Float32Array {
-  if (a instanceof Float32Array) return a;
-  const f = a as { buffer: ArrayBuffer; byteOffset: number; length: number };
-  return new Float32Array(f.buffer, f.byteOffset, f.length);
+function rewrap<T extends Float32Array | Float64Array | Int32Array>(a: T, Ctor: TypedArrayOf<T>): T {
+  if (a instanceof Ctor) return a;
+  const f = a as { buffer: ArrayBufferLike; byteOffset: number; length: number };
+  return new Ctor(f.buffer, f.byteOffset, f.length);
 }
+const local = (a: Float32Array): Float32Array => rewrap(a, Float32Array);
+const local32 = (a: Int32Array): Int32Array => rewrap(a, Int32Array);
 
-/** Re-wraps a native loss result's arrays in this realm's typed-array classes (see local()). */
+/** Re-wraps a native loss result's arrays in this realm's typed-array classes (see rewrap()). */
 function localResult(r: NativeLossResult): LossResult {
-  const seq = r.seqLogps as unknown as { buffer: ArrayBuffer; byteOffset: number; length: number };
-  const out: LossResult = { ...r, seqLogps: r.seqLogps instanceof Float64Array ? r.seqLogps : new Float64Array(seq.buffer, seq.byteOffset, seq.length) };
+  const out: LossResult = { ...r, seqLogps: rewrap(r.seqLogps, Float64Array) };
   if (r.tokenLogps) out.tokenLogps = local(r.tokenLogps);
   if (r.entropy) out.entropy = local(r.entropy);
   return out;
@@ -127,13 +130,6 @@ function localResult(r: NativeLossResult): LossResult {
 /** Elements of a tensor of the table. */
 function numel(t: TensorEntry): number {
   return t.shape.reduce((a, b) => a * b, 1);
-}
-
-/** An Int32Array made by the addon, as this realm's (see local()). */
-function local32(a: Int32Array): Int32Array {
-  if (a instanceof Int32Array) return a;
-  const f = a as { buffer: ArrayBuffer; byteOffset: number; length: number };
-  return new Int32Array(f.buffer, f.byteOffset, f.length);
 }
 
 /** Optional cache rows of a prefill / decode: an Int32Array of B rows (their values are checked natively). */

@@ -2,7 +2,8 @@
 // samples with a KV cache, stop tokens / strings, per-token log-probs, over a small model interface
 // (SamplerModel) that the engine's Model implements; tests drive it with a fake model.
 //
-// Where it runs. sampleTokenReference() below is the TypeScript implementation and the specification; the tokens
+// Where it runs. fillSamplingDistribution() below is the TypeScript specification (test/helpers/sampler-reference.ts
+// draws from it: sampleTokenReference); the tokens
 // are drawn by its native twin (cpu/sampler.cc through addon.sampleRows: the same float64 steps in the same order,
 // all rows of a decode step in parallel) — at a vocabulary of 151936 the TypeScript takes 4.5–25 ms per row, the
 // native one 1.9–7.9 (one thread; 2-core VM, 2026-11-26), and a GPU decode step would otherwise wait on it. The
@@ -108,7 +109,7 @@ export interface SampledToken {
   samplingLogprob: number;
 }
 
-interface CheckedParams {
+export interface CheckedParams {
   temperature: number;
   topK: number;
   topP: number;
@@ -125,7 +126,12 @@ export function checkSamplingParams(p: SamplingParams = {}): CheckedParams {
   return { temperature, topK, topP };
 }
 
-/** Reusable buffers for sampleToken() over a vocabulary of V (avoids allocating per token). */
+/**
+ * Buffers of the TypeScript sampling distribution over a vocabulary of V (samplingProbs(); the tests' reference
+ * sampler reuses one across draws).
+ * @deprecated No public function takes it any more (sampleToken() draws natively and lost its unused scratch
+ * parameter); it stays exported for code that constructs one, and will be removed from the package's exports.
+ */
 export class SamplerScratch {
   readonly prob: Float64Array; // (V) unnormalised probabilities of the sampling distribution, 0 = removed
   readonly work: Float64Array; // (V) selection / sorting workspace
@@ -166,7 +172,7 @@ function kthLargest(a: Float64Array, n: number, k: number): number {
 }
 
 /** Row max, its first index and log-sum-exp of float32 logits, in float64; NaN / +Inf / all −Inf are RangeErrors. */
-function rowStats(logits: Float32Array): { argmax: number; lse: number } {
+export function rowStats(logits: Float32Array): { argmax: number; lse: number } {
   const V = logits.length;
   if (V === 0) throw new RangeError('logits: empty row');
   let m = -Infinity, argmax = -1;
@@ -185,7 +191,7 @@ function rowStats(logits: Float32Array): { argmax: number; lse: number } {
  * Fills sc.prob with the unnormalised sampling distribution (temperature > 0, then top-k, then top-p; removed
  * tokens are 0) and returns its total.
  */
-function fillSamplingDistribution(logits: Float32Array, p: CheckedParams, m: number, sc: SamplerScratch): number {
+export function fillSamplingDistribution(logits: Float32Array, p: CheckedParams, m: number, sc: SamplerScratch): number {
   const V = logits.length;
   const prob = sc.prob;
   // temperature: q_v ∝ exp((z_v − m) / T)
@@ -256,11 +262,10 @@ export function samplingProbs(logits: Float32Array, params: SamplingParams = {})
  * Samples one token from `logits` (V float32 values; −Inf allowed for masked tokens). NaN or +Inf, or a row with
  * no finite value, is a RangeError. Deterministic given the RNG state; greedy decoding does not draw from `rng`.
  */
-export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng, scratch?: SamplerScratch): SampledToken {
+export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng): SampledToken {
   const p = checkSamplingParams(params);
   const V = logits.length;
   if (V === 0) throw new RangeError('logits: empty row');
-  if (scratch && scratch.vocab !== V) throw new RangeError(`scratch: made for V = ${scratch.vocab}, logits have ${V}`);
   const u = new Float64Array(1);
   if (p.temperature > 0) u[0] = rng.next();
   const r = nativeSample(logits, 1, V, p, u);
@@ -273,33 +278,6 @@ function nativeSample(logits: Float32Array, B: number, V: number, p: CheckedPara
   } catch (e) {
     throw localError(e);
   }
-}
-
-/**
- * The TypeScript sampler: the specification sampleToken()'s native twin is tested against (same tokens, log-probs
- * within float64 rounding). Same arguments and results as sampleToken().
- */
-export function sampleTokenReference(logits: Float32Array, params: SamplingParams, rng: Rng, scratch?: SamplerScratch): SampledToken {
-  const p = checkSamplingParams(params);
-  const V = logits.length;
-  const { argmax, lse } = rowStats(logits);
-  if (p.temperature === 0) return { token: argmax, logprob: logits[argmax] - lse, samplingLogprob: 0 };
-  if (scratch && scratch.vocab !== V) throw new RangeError(`scratch: made for V = ${scratch.vocab}, logits have ${V}`);
-  const sc = scratch ?? new SamplerScratch(V);
-  const total = fillSamplingDistribution(logits, p, logits[argmax], sc);
-  const prob = sc.prob;
-
-  // draw: walk the kept tokens in id order
-  const u = rng.next() * total;
-  let acc = 0, token = -1, last = -1;
-  for (let v = 0; v < V; v++) {
-    if (prob[v] === 0) continue;
-    last = v;
-    acc += prob[v];
-    if (u < acc) { token = v; break; }
-  }
-  if (token < 0) token = last; // u rounded up to `total`
-  return { token, logprob: logits[token] - lse, samplingLogprob: Math.log(prob[token] / total) };
 }
 
 // ---- generate -------------------------------------------------------------------------------------------------

@@ -9,10 +9,6 @@ const DTYPE_CODE: Record<DeviceDtype, number> = { f32: 0, bf16: 1 };
 const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
 const MAX_ADDRESS = 2n ** 64n;
 
-/** The addon's view support (napi/device.cc): a third constructor argument, and the address / borrowed accessors. */
-type NativeView = NativeDeviceTensor & { readonly address: bigint; readonly borrowed: boolean };
-type NativeViewClass = new (bytes: number, dtype: number, address?: bigint) => NativeView;
-
 function native(): NativeCuda | null {
   return addon.cuda ?? null;
 }
@@ -64,15 +60,14 @@ export const cuda = {
 
 /** A 1-D array of f32 or bf16 (bit patterns, as Uint16Array) values in device memory. Free it with free(). */
 export class DeviceTensor {
-  readonly #native: NativeView;
+  readonly #native: NativeDeviceTensor;
   readonly #dtype: DeviceDtype;
   readonly #length: number;
 
   private constructor(length: number, dtype: DeviceDtype, address?: bigint) {
     const c = requireCuda();
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
-    const View = c.DeviceTensor as unknown as NativeViewClass;
-    this.#native = call(() => new View(length * ELEMENT_BYTES[dtype], DTYPE_CODE[dtype], address));
+    this.#native = call(() => new c.DeviceTensor(length * ELEMENT_BYTES[dtype], DTYPE_CODE[dtype], address));
     this.#dtype = dtype;
     this.#length = length;
   }
@@ -143,7 +138,7 @@ export class DeviceTensor {
     return this.#native.borrowed;
   }
   /** The addon's handle (what the native lossAndGrad takes). */
-  get native(): NativeView {
+  get native(): NativeDeviceTensor {
     return this.#native;
   }
 

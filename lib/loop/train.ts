@@ -51,8 +51,9 @@ export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'activations',
 /** Peak bytes per category (and total) reached since `before` was taken, above `before`'s current bytes. */
 export function memoryDelta(before: MemoryReport, after: MemoryReport): Record<string, number> {
   const out: Record<string, number> = {};
-  const a = after as unknown as Record<string, { peak: number; current: number }>;
-  const b = before as unknown as Record<string, { peak: number; current: number }>;
-  for (const k of [...MEMORY_CATEGORIES, 'total']) if (a[k] && b[k]) out[k] = Math.max(0, a[k].peak - b[k].current);
+  for (const k of [...MEMORY_CATEGORIES, 'total'] as const) {
+    const a = after[k], b = before[k];
+    if (a && b) out[k] = Math.max(0, a.peak - b.current);
+  }
   return out;
 }

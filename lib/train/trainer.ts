@@ -168,7 +168,7 @@ type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesP
   onStep?: TrainerOptions['onStep'];
 };
 
-/** The AdamW state of a Model, when the engine exposes it (see the file comment). */
+/** The AdamW state of a Model (or of a data-parallel job, gathered from its ZeRO-1 shards). */
 export interface OptimizerAccess {
   m: Float32Array;
   v: Float32Array;
@@ -177,24 +177,15 @@ export interface OptimizerAccess {
   commit?(): void;
 }
 
-const realm = (a: Float32Array): Float32Array =>
-  a instanceof Float32Array ? a : new Float32Array((a as Float32Array).buffer, (a as Float32Array).byteOffset, (a as Float32Array).length);
-
-/** Zero-copy views of the model's AdamW m and v (allocated zeroed on first use), or undefined if unsupported. */
-export function optimizerAccess(model: Model): OptimizerAccess | undefined {
-  const ts = model as unknown as { optimizerState?: () => { m: Float32Array; v: Float32Array }; setOptimizerSteps?: (n: number) => void };
-  if (typeof ts.optimizerState === 'function' && typeof ts.setOptimizerSteps === 'function') {
-    const s = ts.optimizerState();
-    const access: OptimizerAccess = { m: realm(s.m), v: realm(s.v), setSteps: (n) => ts.setOptimizerSteps!(n) };
-    if (model.device !== 'cpu') access.commit = () => model.setOptimizerState({ m: access.m, v: access.v });
-    return access;
-  }
-  const nat = model.native as unknown as { optimizerView?: () => { m: Float32Array; v: Float32Array }; setOptimizerSteps?: (n: number) => void };
-  if (typeof nat.optimizerView === 'function' && typeof nat.setOptimizerSteps === 'function') {
-    const s = nat.optimizerView();
-    return { m: realm(s.m), v: realm(s.v), setSteps: (n) => nat.setOptimizerSteps!(n) };
-  }
-  return undefined;
+/**
+ * The model's AdamW m and v (allocated zeroed on first use): zero-copy views on the CPU; on CUDA host copies that
+ * commit() writes back.
+ */
+export function optimizerAccess(model: Model): OptimizerAccess {
+  const s = model.optimizerState();
+  const access: OptimizerAccess = { m: s.m, v: s.v, setSteps: (n) => model.setOptimizerSteps(n) };
+  if (model.device !== 'cpu') access.commit = () => model.setOptimizerState({ m: access.m, v: access.v });
+  return access;
 }
 
 function checkOptions(o: TrainerOptions): Resolved {
@@ -351,8 +342,6 @@ export class Trainer {
     const access = sharded ? undefined : optimizerAccess(this.model);
     if (!opt && !opts.allowInexact)
       throw new Error(`${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`);
-    if (opt && !access && !sharded && !opts.allowInexact)
-      throw new Error('resume: this Model exposes no AdamW state (Model.optimizerState() / setOptimizerSteps()); an exact resume needs it — pass {allowInexact: true} to restart AdamW from zero moments');
     const root = path.dirname(path.resolve(dir));
     const referenceDir = state.referenceDir === undefined ? undefined : insidePath(root, state.referenceDir, file, 'referenceDir');
     const optFile = opt ? insidePath(dir, opt.file, file, 'optimizer.file') : undefined;
@@ -577,18 +566,16 @@ export class Trainer {
     writeDirAtomic(path.join(root, name), (tmp) => {
       this.model.save(tmp);
       const access = gathered ?? optimizerAccess(this.model);
-      if (access) {
-        const tensors = this.model.tensorTable().flatMap((t) => {
-          const n = t.shape.reduce((a, b) => a * b, 1);
-          return [
-            { name: `exp_avg.${t.name}`, shape: t.shape, data: access.m.subarray(t.offset, t.offset + n) },
-            { name: `exp_avg_sq.${t.name}`, shape: t.shape, data: access.v.subarray(t.offset, t.offset + n) },
-          ];
-        });
-        const steps = this.model.optimizerSteps;
-        writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensors, { metadata: { format: 'rift-adamw', step: String(steps) } });
-        state.optimizer = { file: OPTIMIZER_FILE, steps };
-      }
+      const tensors = this.model.tensorTable().flatMap((t) => {
+        const n = t.shape.reduce((a, b) => a * b, 1);
+        return [
+          { name: `exp_avg.${t.name}`, shape: t.shape, data: access.m.subarray(t.offset, t.offset + n) },
+          { name: `exp_avg_sq.${t.name}`, shape: t.shape, data: access.v.subarray(t.offset, t.offset + n) },
+        ];
+      });
+      const steps = this.model.optimizerSteps;
+      writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensors, { metadata: { format: 'rift-adamw', step: String(steps) } });
+      state.optimizer = { file: OPTIMIZER_FILE, steps };
       writeBytesAtomic(path.join(tmp, STATE_FILE), JSON.stringify(state) + '\n');
     });
     writeBytesAtomic(path.join(root, LATEST_FILE), JSON.stringify({ dir: name, step: state.step }) + '\n');

@@ -1,56 +1,15 @@
 // Float64 references of the decoder ops (native/model/ops.h), written from the math (HF Qwen2/Llama modules,
-// torch.optim.AdamW's documented algorithm), sharing no code with the kernels. Also the typings of
-// addon.ops used by the tests, and small helpers (seeded data, finite differences).
-import { addon } from '../../lib/native';
+// torch.optim.AdamW's documented algorithm), sharing no code with the kernels, and small helpers (seeded data,
+// finite differences). addon.ops is typed in lib/native.ts.
+import { addon, NativeOps, OpsSelect } from '../../lib/native';
 
 // Math's functions bound once: inside jest's vm context every `Math.x` lookup goes through the sandbox global
 // and is ~30× slower in hot loops.
 const { abs, cos, exp, fround, log, max, pow, sin, sqrt } = Math;
 
-type F32 = Float32Array;
-type I32 = Int32Array;
+export type { GemmDtype, NativeOps, OpsDevice, OpsSelect } from '../../lib/native';
 
-export type OpsDevice = 'cpu' | 'cuda';
-export type GemmDtype = 'f32' | 'bf16';
-/** Backend selection accepted by every addon.ops call (native/napi/ops.cc). */
-export interface OpsSelect {
-  device?: OpsDevice;
-  /**
-   * 'bf16': the BF16 instance (model/ops.h): gemm / matmulForward / matmulBackward round both GEMM operands to
-   * bfloat16 with fp32 accumulation; attention's products also take bf16 operands; the other ops are fp32.
-   */
-  gemmDtype?: GemmDtype;
-}
-
-export interface NativeOps {
-  /** The selected backend (default: device 'cpu', gemmDtype 'f32'). */
-  info(sel?: OpsSelect): { backend: OpsDevice; gemm: string; gemmDtype: GemmDtype; threads: number; blasAvailable: boolean; blasPath: string };
-  /** The devices an op may name: ['cpu'] or ['cpu', 'cuda'] (a CUDA device with a loadable cuBLAS). */
-  devices(): OpsDevice[];
-  /** 'builtin' | 'openblas' on the CPU, 'cublas' | 'cublas-tf32' on CUDA; false when unavailable. */
-  setGemm(impl: string, sel?: OpsSelect): boolean;
-  gemm(o: { transA?: boolean; transB?: boolean; M: number; N: number; K: number; alpha?: number; beta?: number; A: F32; lda?: number; B: F32; ldb?: number; C: F32; ldc?: number } & OpsSelect): void;
-  matmulForward(o: { out: F32; inp: F32; weight: F32; bias?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
-  matmulBackward(o: { dinp?: F32; dweight?: F32; dbias?: F32; dout: F32; inp?: F32; weight?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
-  embeddingForward(o: { out: F32; ids: I32; wte: F32; T: number; V: number; C: number } & OpsSelect): void;
-  embeddingBackward(o: { dwte: F32; dout: F32; ids: I32; T: number; V: number; C: number } & OpsSelect): void;
-  rmsnormForward(o: { out: F32; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number } & OpsSelect): void;
-  rmsnormBackward(o: { dinp?: F32; dweight?: F32; dout: F32; inp: F32; weight: F32; rstd: F32; T: number; C: number; accumulate?: boolean } & OpsSelect): void;
-  ropeForward(o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number } & OpsSelect): void;
-  ropeBackward(o: { dinp: F32; dout: F32; positions: I32; T: number; H: number; D: number; theta: number; accumulate?: boolean } & OpsSelect): void;
-  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; rowPast?: I32; rowSlot?: I32; Hq: number; Hkv: number; D: number } & OpsSelect): void;
-  kvWrite(o: { cache: F32; x: F32; slot: I32; positions: I32; B: number; T: number; Tmax: number; width: number } & OpsSelect): void;
-  attentionBackward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean } & OpsSelect): void;
-  swigluForward(o: { out: F32; gate: F32; up: F32 } & OpsSelect): void;
-  swigluBackward(o: { dgate: F32; dup: F32; dout: F32; gate: F32; up: F32; accumulate?: boolean } & OpsSelect): void;
-  add(o: { out: F32; a: F32; b: F32 } & OpsSelect): void;
-  scale(o: { x: F32; s: number } & OpsSelect): void;
-  zero(o: { x: F32 } & OpsSelect): void;
-  sumsq(o: { x: F32 } & OpsSelect): number;
-  adamw(o: { param: F32; grad: F32; m: F32; v: F32; lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step: number; gradScale?: number } & OpsSelect): void;
-}
-
-export const ops = (addon as unknown as { ops: NativeOps }).ops;
+export const ops: NativeOps = addon.ops;
 
 /** addon.ops with `sel` merged into every call (an op's own device / gemmDtype keys are overridden). */
 export function opsOn(sel: OpsSelect): NativeOps {
