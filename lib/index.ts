@@ -2,8 +2,7 @@
 // report → the loop (prompts, scoring, method wiring) → serving and remote rollouts. docs/design.md §6 maps them to files.
 
 // ---- kernels: the fused loss, device tensors, bf16 -----------------------------------------------------------------
-export { lossAndGrad, lossAndGradAsync, METHODS, NEGATIVE_FORMS, REDUCTIONS } from './kernels/loss';
-export { checkDpoBeta, DPO_BETA_MAX } from './kernels/validate';
+export { lossAndGrad, lossAndGradAsync, METHODS, NEGATIVE_FORMS, REDUCTIONS, checkDpoBeta, DPO_BETA_MAX } from './kernels/loss';
 export type { LossOptions, LossResult, DpoOptions, Method, NegativeForm, Reduction, LogitsBuffer } from './kernels/loss';
 export { backends, setNumThreads } from './kernels/info';
 export type { BackendInfo } from './kernels/info';

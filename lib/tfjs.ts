@@ -17,7 +17,7 @@
 // "The loss API"); packSamples (lib/train/pack.ts) builds them from samples.
 import type * as tfc from '@tensorflow/tfjs-core';
 import { lossAndGrad, lossSpecArgs, type DpoOptions, type LossResult, type NegativeForm, type Reduction } from './kernels/loss';
-import { describe, rangeError, typeError } from './kernels/validate';
+import { describe, rangeError, typeError } from './util/validate';
 
 type Tf = typeof tfc;
 

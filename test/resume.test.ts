@@ -7,7 +7,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { Model } from '../lib/engine/model';
 import { readSafetensors, writeSafetensors } from '../lib/engine/safetensors';
-import { checkDpoBeta, DPO_BETA_MAX } from '../lib/kernels/validate';
+import { checkDpoBeta, DPO_BETA_MAX } from '../lib/kernels/loss';
 import {
   cleanCheckpointTemps, listCheckpoints, parseLatest, parseTrainerState, pruneCheckpoints, truncateMetricsFile,
 } from '../lib/train/checkpoints';

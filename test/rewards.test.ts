@@ -101,7 +101,7 @@ describe('loadRewardModule (ES modules, in a child Node process)', () => {
   test('.mjs default export and an ESM .js in a "type": "module" package', () => {
     // compile the reward modules (and what they import) as the package build would, then use them from plain Node
     const out = path.join(dir, 'build');
-    const files = ['lib/reward/rewards.ts', 'lib/reward/verifier.ts', 'lib/reward/symbolic.ts', 'lib/kernels/validate.ts'];
+    const files = ['lib/reward/rewards.ts', 'lib/reward/verifier.ts', 'lib/reward/symbolic.ts', 'lib/util/validate.ts'];
     for (const f of files) {
       const src = fs.readFileSync(path.join(__dirname, '..', f), 'utf8');
       const js = ts.transpileModule(src, {

@@ -9,7 +9,7 @@ import { DecoderConfig, MAX_TENSORS, modelSize, parseConfig } from '../lib/engin
 import { Model } from '../lib/engine/model';
 import { SafetensorsFile } from '../lib/engine/safetensors';
 import { lossAndGrad } from '../lib/kernels/loss';
-import { checkedProduct, checkedSum } from '../lib/kernels/validate';
+import { checkedProduct, checkedSum } from '../lib/util/validate';
 import { packUnits, planEpoch } from '../lib/train/batching';
 import { Trainer } from '../lib/train/trainer';
 import { fuzzConfigs } from './helpers/fuzz';

@@ -15,7 +15,7 @@
 // apply the actions in story order. Every intermediate value is an integer in [0, 999] (before the last division).
 // The same (count, seed, difficulty, style) gives the same problems (own PRNG: mulberry32); problem texts are
 // distinct within one call, and ids are `${idPrefix}-${seed}-${index}`.
-import { checkEnum, checkInteger } from '../kernels/validate';
+import { checkEnum, checkInteger } from '../util/validate';
 import type { Problem } from './problems';
 
 export type SyntheticStyle = 'tiny' | 'words';

@@ -10,7 +10,7 @@
 // (code 'ERR_RIFT_DIST', kind, rank). After a failure, or when the process exits with a non-zero code, MPI is not
 // finalised: the launcher then ends the whole job.
 import { addon, NativeDistInfo, localError } from '../native';
-import { checkFiniteNumber, rangeError } from '../kernels/validate';
+import { checkFiniteNumber, rangeError } from '../util/validate';
 import { launchInfo, type LaunchInfo } from './launch';
 
 export type DistErrorKind = 'timeout' | 'sequence' | 'mismatch' | 'mpi' | 'broken' | 'nccl';

@@ -9,7 +9,7 @@
 // A CPU model reduces host memory over MPI; a CUDA model reduces device memory over NCCL (one process per GPU).
 import { Model, type StepOptions, type StepResult } from '../engine/model';
 import { addon, localError, type NativeGradSync } from '../native';
-import { checkFiniteNumber, describe, rangeError, typeError } from '../kernels/validate';
+import { checkFiniteNumber, describe, rangeError, typeError } from '../util/validate';
 import { Dist, distCall } from './comm';
 import type { ShardRange } from './shard';
 

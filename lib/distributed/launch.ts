@@ -9,7 +9,7 @@
 //
 // rift's collectives run on Open MPI (native/distributed): under any launcher, MPI_Init must then see the same world
 // (Open MPI's mpirun, or srun --mpi=pmix with an Open MPI built for Slurm). lib/distributed/comm.ts checks that it does.
-import { rangeError, typeError } from '../kernels/validate';
+import { rangeError, typeError } from '../util/validate';
 
 export interface LaunchInfo {
   rank: number;

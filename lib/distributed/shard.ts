@@ -1,6 +1,6 @@
 // How a global batch is split over the ranks of a data-parallel job, and how the flat parameter buffer is split
 // into ZeRO-1 shards (the same rule as native/distributed/comm.cc shard_ranges).
-import { checkInteger, typeError } from '../kernels/validate';
+import { checkInteger, typeError } from '../util/validate';
 
 /**
  * This rank's share of one global batch: units are dealt longest first (stable), each to the rank with the fewest

@@ -3,7 +3,7 @@
 // names and shapes the config implies; every failure names the file and the field or tensor.
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkedProduct, checkedSum } from '../kernels/validate';
+import { checkedProduct, checkedSum } from '../util/validate';
 import { elementCount, HostTensor, SafetensorsFile, writeBytesAtomic, writeSafetensors } from './safetensors';
 
 /** A validated decoder config. Field names are HF's; `raw` keeps the whole config.json for saving back. */

@@ -12,7 +12,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
 import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
-import { checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { mulberry32 } from '../util/rng';
+import { checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
 export type Device = 'cpu' | 'cuda';
@@ -611,14 +612,8 @@ function stepArgs(o: StepOptions): Record<string, number> {
 
 /** Seeded N(0, 1) samples (mulberry32 + Box–Muller). */
 function gaussian(seed: number): () => number {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  const u = () => next() + 0.5 / 4294967296; // (k + 0.5) / 2^32, exactly: never 0 (log(u) below)
   let spare: number | undefined;
   return () => {
     if (spare !== undefined) {

@@ -2,7 +2,7 @@
 // Math: docs/design.md §1.2 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
 import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
-import { checkArray, checkDpoBeta, checkedProduct, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from './validate';
+import { checkArray, checkedProduct, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 
 /** The order is the native Method enum (native/core/loss.h). 'naive' = −r·log π on every sample (the unbounded baseline). */
 export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob', 'naive'] as const;
@@ -11,6 +11,20 @@ export const REDUCTIONS = ['token-mean', 'sequence-mean', 'sum'] as const;
 export type Method = (typeof METHODS)[number];
 export type NegativeForm = (typeof NEGATIVE_FORMS)[number];
 export type Reduction = (typeof REDUCTIONS)[number];
+
+/**
+ * The largest DPO β accepted. The loss is softplus(−β·Δ) and each sequence's gradient weight is up to β, so a huge β
+ * overflows them (β·Δ past the double range gives an infinite loss, a weight past the float range ±Inf gradients);
+ * useful values are 0.01 – 1, and beyond ~100 DPO is a hard-margin classifier already.
+ */
+export const DPO_BETA_MAX = 1000;
+
+/** DPO β: a finite number in (0, DPO_BETA_MAX]; `arg` names it in the TypeError / RangeError. */
+export function checkDpoBeta(arg: string, v: unknown): number {
+  const beta = checkFiniteNumber(arg, v);
+  if (!(beta > 0) || beta > DPO_BETA_MAX) throw rangeError(arg, `must be in (0, ${DPO_BETA_MAX}], got ${beta}`);
+  return beta;
+}
 
 /** Logits or gradient: fp32 (Float32Array), bf16 bit patterns (Uint16Array), or a CUDA DeviceTensor. */
 export type LogitsBuffer = Float32Array | Uint16Array | DeviceTensor;

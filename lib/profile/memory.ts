@@ -42,7 +42,7 @@ import * as vm from 'vm';
 import { DecoderConfig, expectedTensors, parseConfig } from '../engine/checkpoint';
 import { Device, MemoryReport, Model, Precision } from '../engine/model';
 import { NativeMemCategory } from '../native';
-import { checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { shardRanges } from '../distributed/shard';
 
 export type ProfileMethod = 'rift' | 'dpo-held' | 'dpo-precomputed';

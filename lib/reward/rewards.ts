@@ -15,7 +15,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { pathToFileURL } from 'url';
-import { describe } from '../kernels/validate';
+import { describe } from '../util/validate';
 import { verify, VerifyOptions } from './verifier';
 
 export interface RewardOptions {

@@ -23,7 +23,8 @@
 //
 // The public API (lib/train/pack.ts: packSamples, packPairs) packs one optimizer step's samples with the
 // same code the Trainer uses (packUnits → buildMicroBatch → globalNormalizer) for hand-written training loops.
-import { checkInteger, rangeError, typeError } from '../kernels/validate';
+import { mixSeed, mulberry32 } from '../util/rng';
+import { checkInteger, rangeError, typeError } from '../util/validate';
 import { Example } from './examples';
 import type { Reduction } from '../kernels/loss';
 
@@ -181,14 +182,7 @@ export interface StepPlanOptions {
 
 /** mulberry32 with a seed mixed from (seed, epoch): the epoch's shuffle RNG. */
 export function epochRng(seed: number, epoch: number): () => number {
-  let s = (Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(mixSeed(seed, epoch));
 }
 
 /** The units of one epoch in training order (Fisher–Yates with epochRng). */

@@ -15,7 +15,7 @@
 //           Every positive is paired with a negative, round-robin over the problem's negatives (both in
 //           sampleIndex order, so the pairing is deterministic); problems without both kinds are dropped
 //           (stats.problemsDropped). A negative may appear in several pairs when positives outnumber it.
-import { describe, rangeError, typeError } from '../kernels/validate';
+import { describe, rangeError, typeError } from '../util/validate';
 
 export interface Example {
   /** Groups the K samples of one problem (DPO pairs never cross problems). */

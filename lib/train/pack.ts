@@ -11,7 +11,7 @@
 // Σ over the micro-batches of loss and gradient (each divided by step.normalizer) equals the loss and gradient of
 // all samples as one batch, whatever the budget. For DPO, packPairs keeps each (chosen, rejected) pair in one
 // micro-batch and sets `pairs`; the reference log-probs are the caller's (one per row of each micro-batch).
-import { checkEnum, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { checkEnum, checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { BatchSample, buildMicroBatch, globalNormalizer, longestFirst, MicroBatch, packUnits, Reduction, Unit } from './batching';
 
 export interface PackSamplesOptions {

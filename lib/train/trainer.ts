@@ -46,8 +46,10 @@
 // the same weights; every rank resumes from the same checkpoint (zero 1: each reads its shard of the state).
 import * as path from 'path';
 import { Model } from '../engine/model';
-import { SafetensorsFile, writeBytesAtomic, writeSafetensors } from '../engine/safetensors';
-import { checkDpoBeta, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../kernels/validate';
+import { SafetensorsFile, writeSafetensors } from '../engine/safetensors';
+import { writeBytesAtomic } from '../util/atomic';
+import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
+import { checkDpoBeta } from '../kernels/loss';
 import {
   checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
   readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,

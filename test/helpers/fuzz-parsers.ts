@@ -13,6 +13,7 @@ import { parseJsonText } from '../../lib/data/files';
 import { checkRecord } from '../../lib/rollout/store';
 import { makeCharTokenizer, Tokenizer } from '../../lib/engine/tokenizer';
 import { parseLatest, parseTrainerState } from '../../lib/train/checkpoints';
+import { mulberry32 } from '../../lib/util/rng';
 
 export const TARGETS = ['jsonl', 'tokenizer', 'latest', 'trainer-state'] as const;
 export type Target = (typeof TARGETS)[number];
@@ -38,16 +39,7 @@ export interface FuzzResult {
 }
 
 /** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 const FRAGMENTS = [
   '{', '}', '[', ']', ',', ':', '"', '\\', '\n', '\r\n', '\r', ' ', '\t', 'null', 'true', 'false', '-0', '1e999', '-1', '0.5',

@@ -8,16 +8,10 @@ import * as os from 'os';
 import { MAX_TENSORS, modelSize, parseConfig } from '../../lib/engine/checkpoint';
 import { elementCount, parseHeader, SafetensorsHeader } from '../../lib/engine/safetensors';
 import { addon, localError, NativeModel } from '../../lib/native';
+import { mulberry32 } from '../../lib/util/rng';
 import { collectGarbage } from '../../lib/profile/memory';
 
-export function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 // A file from a header given as text (any bytes) and a data section.
 export function rawFile(header: string | Uint8Array, data: Uint8Array | number = 0, lengthField?: bigint): Uint8Array {

@@ -1,5 +1,6 @@
 // Float64 reference of every loss, written from docs/design.md §1 directly (no shared code with the kernels).
 import type { Method, NegativeForm, Reduction } from '../../lib';
+import { mulberry32 } from '../../lib/util/rng';
 
 export interface RefCase {
   logits: Float64Array; // (N, V)
@@ -137,16 +138,7 @@ export function reference(c: RefCase, frozenP?: Float64Array): RefOut {
 }
 
 /** Deterministic pseudo-random numbers (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;

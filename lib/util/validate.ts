@@ -1,4 +1,5 @@
-// Argument checks shared by the kernel API: each failure is a TypeError or RangeError naming the argument.
+// Argument checks shared by the whole library: each failure is a TypeError or RangeError naming the argument,
+// and sizes computed from user input are checked to be exact (checkedProduct / checkedSum).
 
 export function typeError(arg: string, what: string): TypeError {
   return new TypeError(`${arg}: ${what}`);
@@ -43,20 +44,6 @@ export function describe(v: unknown): string {
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
   if (typeof v === 'string') return `'${v}'`;
   return typeof v;
-}
-
-/**
- * The largest DPO β accepted. The loss is softplus(−β·Δ) and each sequence's gradient weight is up to β, so a huge β
- * overflows them (β·Δ past the double range gives an infinite loss, a weight past the float range ±Inf gradients);
- * useful values are 0.01 – 1, and beyond ~100 DPO is a hard-margin classifier already.
- */
-export const DPO_BETA_MAX = 1000;
-
-/** DPO β: a finite number in (0, DPO_BETA_MAX]; `arg` names it in the TypeError / RangeError. */
-export function checkDpoBeta(arg: string, v: unknown): number {
-  const beta = checkFiniteNumber(arg, v);
-  if (!(beta > 0) || beta > DPO_BETA_MAX) throw rangeError(arg, `must be in (0, ${DPO_BETA_MAX}], got ${beta}`);
-  return beta;
 }
 
 /** One named factor or term of a size computed from user input, e.g. ['num_attention_heads', 28]. */
