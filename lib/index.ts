@@ -6,7 +6,8 @@ export { lossAndGrad, lossAndGradAsync, METHODS, NEGATIVE_FORMS, REDUCTIONS, che
 export type { LossOptions, LossResult, DpoOptions, Method, NegativeForm, Reduction, LogitsBuffer } from './kernels/loss';
 export { backends, setNumThreads } from './kernels/info';
 export type { BackendInfo } from './kernels/info';
-export { cuda, DeviceTensor } from './kernels/device';
+export { cuda, DeviceTensor, DEVICE_DTYPES } from './kernels/device';
+export type { DeviceDtype, DeviceInfo } from './kernels/device';
 export { f32ToBf16, bf16ToF32 } from './kernels/bf16';
 
 // ---- engine: checkpoints, the decoder Model, tokenizer, sampling ---------------------------------------------------
@@ -14,7 +15,7 @@ export { loadCheckpoint, saveCheckpoint, parseConfig, expectedTensors, modelSize
 export type { DecoderConfig, TensorShape, LoadOptions, SaveOptions } from './engine/checkpoint';
 export { SafetensorsFile, readSafetensors, writeSafetensors, parseHeader } from './engine/safetensors';
 export type { SafetensorsHeader, SafetensorsEntry, HostTensor, TensorToWrite } from './engine/safetensors';
-export { Model, KvCache, TOKENIZER_FILES } from './engine/model';
+export { Model, KvCache, TOKENIZER_FILES, DEVICES, PRECISIONS } from './engine/model';
 export type { Device, Precision, ModelOptions, InitOptions, ModelLossOptions, StepOptions, StepResult, MemoryReport, TensorEntry } from './engine/model';
 export { Tokenizer, makeCharTokenizer } from './engine/tokenizer';
 export type { ChatMessage, ChatTemplateOptions, CharTokenizerFiles, CharTokenizerOptions } from './engine/tokenizer';
@@ -36,6 +37,7 @@ export { launchInfo, selectCudaDevice } from './distributed/launch';
 export type { LaunchInfo } from './distributed/launch';
 export { shardUnits, shardRanges } from './distributed/shard';
 export { selectExamples } from './train/examples';
+export { TRAIN_METHODS } from './train/examples';
 export type { Example, TrainMethod } from './train/examples';
 export { packSamples, packPairs } from './train/pack';
 export type { PackSamplesOptions, PackedBatches, SamplePair } from './train/pack';

@@ -226,6 +226,11 @@ export interface NativeAddon {
   dist: NativeDist;
   KvCache: { prototype: NativeKvCache };
   safetensors: NativeSafetensors;
+  /**
+   * The names of native/core/loss.h's enums, each at its value: the lists the TypeScript side passes indices into
+   * (kernels/loss.ts METHODS, NEGATIVE_FORMS, REDUCTIONS; kernels/device.ts DEVICE_DTYPES) must equal these.
+   */
+  enums: { method: string[]; negative: string[]; reduction: string[]; dtype: string[] };
   ops: NativeOps;
   bench: NativeBench;
   /** Test hook: throws the JS error an engine exception with this message becomes (native/napi/addon.cc). */

@@ -1,5 +1,7 @@
 // The fused loss kernels against the float64 reference, for every method × negative form × reduction × dtype.
-import { f32ToBf16, bf16ToF32, lossAndGrad, lossAndGradAsync, METHODS, REDUCTIONS } from '../lib';
+import { f32ToBf16, bf16ToF32, lossAndGrad, lossAndGradAsync, METHODS, NEGATIVE_FORMS, REDUCTIONS, TRAIN_METHODS } from '../lib';
+import { DEVICE_DTYPES } from '../lib/kernels/device';
+import { addon } from '../lib/native';
 import type { Method, NegativeForm, Reduction } from '../lib';
 import { makeCase } from './helpers/cases';
 import { maxAbs, maxAbsDiff, reference, refLoss } from './helpers/reference';
@@ -188,5 +190,17 @@ describe('in place, async, reductions and normaliser', () => {
     const sum = lossAndGrad({ ...c.opts, logits: c.logits32, reduction: 'sum' });
     expect(sum.normalizer).toBe(1);
     expect(sum.loss).toBeCloseTo(mean.loss * mean.tokens, 5);
+  });
+});
+
+describe('one vocabulary with the native side', () => {
+  test("the enum lists equal the addon's names, value for value (core/loss.h)", () => {
+    expect(addon.enums.method).toEqual([...METHODS]);
+    expect(addon.enums.negative).toEqual([...NEGATIVE_FORMS]);
+    expect(addon.enums.reduction).toEqual([...REDUCTIONS]);
+    expect(addon.enums.dtype).toEqual([...DEVICE_DTYPES]);
+  });
+  test("the Trainer's methods: the kernel's minus 'logprob', plus 'rft'", () => {
+    expect([...TRAIN_METHODS].sort()).toEqual([...METHODS.filter((m) => m !== 'logprob'), 'rft'].sort());
   });
 });

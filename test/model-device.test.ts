@@ -251,8 +251,8 @@ cudaOnly.each(['fp32', 'bf16'] as const)('CUDA against its CPU twin, precision %
 
 describe('options', () => {
   test('bad device / precision are typed errors; cuda without a usable GPU is a clear TypeError', () => {
-    expect(() => Model.fromConfig(QWEN, { device: 'tpu' as Device })).toThrow(/^device: must be 'cpu' or 'cuda'/);
-    expect(() => Model.fromConfig(QWEN, { precision: 'fp16' as Precision })).toThrow(/^precision: must be 'fp32' or 'bf16'/);
+    expect(() => Model.fromConfig(QWEN, { device: 'tpu' as Device })).toThrow(/^device: must be one of 'cpu', 'cuda', got 'tpu'/);
+    expect(() => Model.fromConfig(QWEN, { precision: 'fp16' as Precision })).toThrow(/^precision: must be one of 'fp32', 'bf16', got 'fp16'/);
     expect(() => new (Object.getPrototypeOf(make('cpu', 'fp32').native).constructor)(QWEN.raw, { device: 3 })).toThrow(/^device: /);
     if (!DEVICES.includes('cuda')) {
       let err: unknown;

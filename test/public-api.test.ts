@@ -17,6 +17,15 @@ test('public types are exported and usable', () => {
   expect([device, precision, method, metrics.step, n]).toEqual(['cuda', 'bf16', 'rft', 1, 12]);
 });
 
+test('one source of truth per vocabulary: the enum lists are exported', () => {
+  expect(rift.DEVICES).toEqual(['cpu', 'cuda']);
+  expect(rift.PRECISIONS).toEqual(['fp32', 'bf16']);
+  expect(rift.DEVICE_DTYPES).toEqual(['f32', 'bf16']);
+  expect(rift.TRAIN_METHODS).toContain('rft');
+  const dtype: rift.DeviceDtype = 'bf16';
+  expect(rift.DEVICE_DTYPES).toContain(dtype);
+});
+
 test('each layer exports its entry points', () => {
   for (const name of ['lossAndGrad', 'DeviceTensor', 'Model', 'Tokenizer', 'generate', 'Trainer', 'packSamples', 'readJsonl',
     'acquireLock', 'verify', 'runRollouts', 'evaluate', 'predictMemory', 'writeReport', 'PromptFormat', 'startServer',

@@ -13,11 +13,15 @@ import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
 import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
 import { mulberry32 } from '../util/rng';
-import { checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
+import { checkEnum, checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
-export type Device = 'cpu' | 'cuda';
-export type Precision = 'fp32' | 'bf16';
+/** Where a Model runs. */
+export const DEVICES = ['cpu', 'cuda'] as const;
+export type Device = (typeof DEVICES)[number];
+/** A Model's storage and GEMM precision, and its saved activations' dtype (docs/design.md, precision rules). */
+export const PRECISIONS = ['fp32', 'bf16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
 
 export interface ModelOptions {
   /**
@@ -219,10 +223,7 @@ export class Model {
       'head_dim', 'rms_norm_eps', 'rope_theta', 'tie_word_embeddings', 'qkv_bias', 'o_bias'] as const) native[k] = config[k];
     const o: Record<string, unknown> = {};
     const oneOf = (k: 'device' | 'precision' | 'activationDtype', allowed: readonly string[]) => {
-      const v = opts[k];
-      if (v === undefined) return;
-      if (!allowed.includes(v as string)) throw rangeError(k, `must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${describe(v)}`);
-      o[k] = v;
+      if (opts[k] !== undefined) o[k] = checkEnum(k, opts[k], allowed);
     };
     const flag = (k: 'recompute' | 'reference') => {
       const v = opts[k];
@@ -230,9 +231,9 @@ export class Model {
       if (typeof v !== 'boolean') throw typeError(k, `must be a boolean, got ${describe(v)}`);
       o[k] = v;
     };
-    oneOf('device', ['cpu', 'cuda']);
-    oneOf('precision', ['fp32', 'bf16']);
-    oneOf('activationDtype', ['fp32', 'bf16']);
+    oneOf('device', DEVICES);
+    oneOf('precision', PRECISIONS);
+    oneOf('activationDtype', PRECISIONS);
     flag('recompute');
     flag('reference');
     if (opts.chunkRows !== undefined) o.chunkRows = checkInteger('chunkRows', opts.chunkRows, 1, 2 ** 31 - 1);

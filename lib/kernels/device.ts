@@ -3,9 +3,11 @@
 import { addon, localError, NativeCuda, NativeDeviceInfo, NativeDeviceTensor } from '../native';
 
 export type DeviceInfo = NativeDeviceInfo;
-export type DeviceDtype = 'f32' | 'bf16';
+/** Device tensor dtypes, in the native DType enum's order (native/core/loss.h; addon.enums.dtype). */
+export const DEVICE_DTYPES = ['f32', 'bf16'] as const;
+export type DeviceDtype = (typeof DEVICE_DTYPES)[number];
 
-const DTYPE_CODE: Record<DeviceDtype, number> = { f32: 0, bf16: 1 };
+const DTYPE_CODE: Record<DeviceDtype, number> = { f32: DEVICE_DTYPES.indexOf('f32'), bf16: DEVICE_DTYPES.indexOf('bf16') };
 const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
 const MAX_ADDRESS = 2n ** 64n;
 

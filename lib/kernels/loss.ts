@@ -4,7 +4,12 @@ import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
 import { checkArray, checkedProduct, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 
-/** The order is the native Method enum (native/core/loss.h). 'naive' = −r·log π on every sample (the unbounded baseline). */
+/**
+ * The fused loss kernel's methods, in the native Method enum's order (native/core/loss.h; test/loss.test.ts checks
+ * them against the addon's `enums`). 'naive' = −r·log π on every sample (the unbounded baseline); 'logprob' computes
+ * log-probs only. Training methods are a different list: TRAIN_METHODS (train/examples.ts) adds 'rft' (SFT on the
+ * rewarded samples) and has no 'logprob'.
+ */
 export const METHODS = ['sft', 'dft', 'rift', 'dpo', 'logprob', 'naive'] as const;
 export const NEGATIVE_FORMS = ['token', 'sequence'] as const;
 export const REDUCTIONS = ['token-mean', 'sequence-mean', 'sum'] as const;

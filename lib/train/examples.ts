@@ -15,7 +15,7 @@
 //           Every positive is paired with a negative, round-robin over the problem's negatives (both in
 //           sampleIndex order, so the pairing is deterministic); problems without both kinds are dropped
 //           (stats.problemsDropped). A negative may appear in several pairs when positives outnumber it.
-import { describe, rangeError, typeError } from '../util/validate';
+import { checkEnum, describe, rangeError, typeError } from '../util/validate';
 
 export interface Example {
   /** Groups the K samples of one problem (DPO pairs never cross problems). */
@@ -97,8 +97,7 @@ function countProblems(list: readonly Example[]): number {
 
 /** What `method` trains on (see the file comment). Throws TypeError/RangeError naming the bad argument. */
 export function selectExamples(method: TrainMethod, examples: readonly Example[], opts: SelectOptions = {}): Selection {
-  if (typeof method !== 'string' || !TRAIN_METHODS.includes(method))
-    throw (typeof method === 'string' ? rangeError : typeError)('method', `must be one of ${TRAIN_METHODS.map((m) => `'${m}'`).join(', ')}, got ${describe(method)}`);
+  checkEnum('method', method, TRAIN_METHODS);
   if (opts === null || typeof opts !== 'object') throw typeError('options', `must be an object, got ${describe(opts)}`);
   const dftData = opts.dftData ?? 'positives';
   if (dftData !== 'positives' && dftData !== 'reference') throw rangeError('dftData', `must be 'positives' or 'reference', got ${describe(dftData)}`);

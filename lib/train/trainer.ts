@@ -48,8 +48,8 @@ import * as path from 'path';
 import { Model } from '../engine/model';
 import { SafetensorsFile, writeSafetensors } from '../engine/safetensors';
 import { writeBytesAtomic } from '../util/atomic';
-import { checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
-import { checkDpoBeta } from '../kernels/loss';
+import { checkEnumOr, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
+import { checkDpoBeta, NEGATIVE_FORMS, REDUCTIONS } from '../kernels/loss';
 import {
   checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
   readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
@@ -192,14 +192,8 @@ export function optimizerAccess(model: Model): OptimizerAccess {
 
 function checkOptions(o: TrainerOptions): Resolved {
   if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
-  const oneOf = <T extends string>(k: string, v: unknown, allowed: readonly T[], dflt: T): T => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'string' || !allowed.includes(v as T))
-      throw (typeof v === 'string' ? rangeError : typeError)(k, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
-    return v as T;
-  };
   if (o.method === undefined) throw typeError('method', `is required (${TRAIN_METHODS.join(', ')})`);
-  const method = oneOf('method', o.method, TRAIN_METHODS, 'sft');
+  const method = checkEnumOr('method', o.method, TRAIN_METHODS, 'sft');
   // a finite number ≥ lo (> lo when loOpen), < 1 when below1 (the betas)
   const num = (k: string, v: unknown, dflt: number, lo: number, below1 = false, loOpen = false): number => {
     if (v === undefined) return dflt;
@@ -212,10 +206,10 @@ function checkOptions(o: TrainerOptions): Resolved {
   if (o.lr === undefined) throw typeError('lr', 'is required (the base learning rate)');
   const r: Resolved = {
     method,
-    negative: oneOf('negative', o.negative, ['token', 'sequence'] as const, 'token'),
-    reduction: oneOf('reduction', o.reduction, ['token-mean', 'sequence-mean', 'sum'] as const, 'token-mean'),
+    negative: checkEnumOr('negative', o.negative, NEGATIVE_FORMS, 'token'),
+    reduction: checkEnumOr('reduction', o.reduction, REDUCTIONS, 'token-mean'),
     lr: num('lr', o.lr, 0, 0),
-    schedule: oneOf('schedule', o.schedule, SCHEDULE_KINDS, 'constant'),
+    schedule: checkEnumOr('schedule', o.schedule, SCHEDULE_KINDS, 'constant'),
     warmupSteps: int('warmupSteps', o.warmupSteps, 0, 0)!,
     minLr: num('minLr', o.minLr, 0, 0),
     beta1: num('beta1', o.beta1, 0.9, 0, true),
@@ -233,7 +227,7 @@ function checkOptions(o: TrainerOptions): Resolved {
     padId: int('padId', o.padId, 0, 0)!,
     dpoBeta: o.dpoBeta === undefined ? 0.1 : checkDpoBeta('dpoBeta', o.dpoBeta),
     dpoReference: o.dpoReference ?? 'precomputed',
-    dftData: oneOf('dftData', o.dftData, ['positives', 'reference'] as const, 'positives'),
+    dftData: checkEnumOr('dftData', o.dftData, ['positives', 'reference'] as const, 'positives'),
     checkpointDir: o.checkpointDir,
     checkpointEvery: int('checkpointEvery', o.checkpointEvery, undefined, 1),
     keepCheckpoints: int('keepCheckpoints', o.keepCheckpoints, DEFAULT_KEEP_CHECKPOINTS, 0)!,

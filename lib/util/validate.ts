@@ -39,6 +39,11 @@ export function checkEnum<T extends string>(arg: string, v: unknown, allowed: re
   return v as T;
 }
 
+/** checkEnum, with `dflt` for an absent (undefined) value. */
+export function checkEnumOr<T extends string>(arg: string, v: unknown, allowed: readonly T[], dflt: T): T {
+  return v === undefined ? dflt : checkEnum(arg, v, allowed);
+}
+
 export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';

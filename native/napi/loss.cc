@@ -184,6 +184,38 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
 
+// The names of core/loss.h's enums, each at its value: lib/kernels/loss.ts passes a name's index in its METHODS /
+// NEGATIVE_FORMS / REDUCTIONS lists (and kernels/device.ts a dtype's), and test/loss.test.ts checks that those
+// lists equal exports.enums, so the two sides are tied by name rather than by position alone.
+struct EnumName {
+  int32_t value;
+  const char* name;
+};
+constexpr EnumName kMethodNames[] = {
+    {int32_t(Method::SFT), "sft"},   {int32_t(Method::DFT), "dft"},         {int32_t(Method::RIFT), "rift"},
+    {int32_t(Method::DPO), "dpo"},   {int32_t(Method::LOGPROB), "logprob"}, {int32_t(Method::NAIVE), "naive"},
+};
+constexpr EnumName kNegativeNames[] = {{int32_t(NegForm::Token), "token"}, {int32_t(NegForm::Sequence), "sequence"}};
+constexpr EnumName kReductionNames[] = {
+    {int32_t(Reduction::TokenMean), "token-mean"},
+    {int32_t(Reduction::SequenceMean), "sequence-mean"},
+    {int32_t(Reduction::Sum), "sum"},
+};
+constexpr EnumName kDTypeNames[] = {{int32_t(DType::F32), "f32"}, {int32_t(DType::BF16), "bf16"}};
+
+// An array with table[i].name at index table[i].value; the values must be 0 .. N-1, each once.
+template <size_t N>
+Napi::Array enum_names(Napi::Env env, const EnumName (&table)[N]) {
+  Napi::Array out = Napi::Array::New(env, N);
+  bool seen[N] = {};
+  for (const EnumName& e : table) {
+    if (e.value < 0 || size_t(e.value) >= N || seen[e.value]) throw std::logic_error("enum name table is not 0..N-1");
+    seen[e.value] = true;
+    out.Set(uint32_t(e.value), e.name);
+  }
+  return out;
+}
+
 }  // namespace
 
 void init_loss(Napi::Env env, Napi::Object exports) {
@@ -209,6 +241,12 @@ void init_loss(Napi::Env env, Napi::Object exports) {
   build.Set("napiVersion", NAPI_VERSION);
   build.Set("compiler", __VERSION__);
   exports.Set("buildInfo", build);
+  Napi::Object enums = Napi::Object::New(env);
+  enums.Set("method", enum_names(env, kMethodNames));
+  enums.Set("negative", enum_names(env, kNegativeNames));
+  enums.Set("reduction", enum_names(env, kReductionNames));
+  enums.Set("dtype", enum_names(env, kDTypeNames));
+  exports.Set("enums", enums);
 }
 
 }  // namespace rift::napi
