@@ -84,11 +84,13 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&lo)[4], c
 }
 
 // Rows [r0, r0 + rows) of an fp32 tensor (row r at src + r·stride, D contiguous floats, 16-byte aligned) into a bf16
-// tile: dst[r·p + d] (row-major), or dst[d·p + r] when TRANS. Rows at or past rend are zero.
+// tile: dst[r·p + d] (row-major), or dst[d·p + r] when TRANS. Rows at or past rend are zero. Consecutive threads
+// take consecutive float4 of a row (coalesced), or for TRANS consecutive rows (so that their 2-byte stores share
+// banks pairwise instead of striding by p).
 template <int D, bool TRANS>
 __device__ void load_tile(bf16* dst, int p, const float* src, int64_t stride, int64_t r0, int64_t rend, int rows) {
   for (int idx = threadIdx.x; idx < rows * (D / 4); idx += blockDim.x) {
-    const int r = idx / (D / 4), c = (idx - r * (D / 4)) * 4;
+    const int r = TRANS ? idx % rows : idx / (D / 4), c = TRANS ? idx / rows * 4 : (idx - r * (D / 4)) * 4;
     float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
     if (r0 + r < rend) x = *reinterpret_cast<const float4*>(src + (r0 + r) * stride + c);
     if (TRANS) {
