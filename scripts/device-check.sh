@@ -34,6 +34,9 @@
 #               ZeRO-0 and ZeRO-1 equal the model's own step bit for bit (fp32, bf16), a ZeRO-1 resume is exact.
 #               NCCL: $RIFT_NCCL_LIB, else the system's libnccl.so.2, else the one in PyTorch's wheels (nvidia.nccl).
 #               Run only it: PAR_STEPS="" SEQ_STEPS="nccl" bash scripts/device-check.sh
+#   flash       scripts/cuda-flash-check.js (not by default): the fused tensor-core attention vs its CPU twin and the
+#               chunked-GEMM path (errors), the engine hook and its fallback, both paths timed at T=4096 (flash-check.json);
+#               then test/ops-attention-flash.test.ts with its CUDA variants
 # Exit status: 0 all ran and passed, 1 a step failed or timed out, 2 none failed but some were skipped,
 # 3 the preflight failed (no usable GPU, or the tiny step failed; PREFLIGHT=0 goes on regardless: a dry run of the
 # script on a CPU machine). HF_DIR (default /tmp/rift-hf, ~13 GB) is removed at the end unless KEEP_HF=1.
@@ -164,9 +167,11 @@ step() {
           || timeout 30 python3 -c 'import glob, os, torch; print(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libnccl.so*"))[0])' 2>/dev/null)
       fi
       RIFT_NCCL_LIB=$nccl run nccl 120 node scripts/nccl-check.js ;;
+    flash) run flash 240 node scripts/cuda-flash-check.js --out "$W/flash-check.json"
+           run flashjest 120 node node_modules/jest/bin/jest.js --ci -i test/ops-attention-flash.test.ts ;;
     parity) run parity 90 python3 scripts/make_parity_fixture.py --out /tmp/parity
             tar -czf "$W/parity-fixtures.tgz" -C /tmp parity 2>/dev/null; pack ;;
-    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity nccl)" ;;
+    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity nccl flash)" ;;
   esac
 }
 

@@ -31,6 +31,7 @@
 #include "core/loss.h"
 #include "core/memory.h"
 #include "cuda/cublas_loader.h"
+#include "cuda/cuda_attention_flash.h"
 #include "cuda/cuda_attention_gemm.h"
 #include "cuda/cuda_check.h"
 #include "cuda/cuda_ops.h"
@@ -246,6 +247,7 @@ class CudaOps final : public OpsBackend {
                          const KvRows* rows) override {
     if (attn_gemm()) {
       std::lock_guard<std::mutex> lk(mu_);
+      if (cuda::flash_try_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows)) return;  // opt-in, falls back
       cuda::attention_forward_gemm(attn_ctx(), out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
       return;
     }
@@ -262,6 +264,9 @@ class CudaOps final : public OpsBackend {
     if (B <= 0 || T <= 0 || Hq <= 0 || D <= 0) return;
     std::lock_guard<std::mutex> lk(mu_);
     if (attn_gemm()) {
+      if (cuda::flash_try_backward(dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate,
+                                   [this](size_t bytes) { return scratch(bytes); }))
+        return;  // RIFT_CUDA_ATTENTION=flash (cuda_attention_flash.h)
       cuda::attention_backward_gemm(attn_ctx(), dq, dk, dv, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate);
       return;
     }

@@ -8,6 +8,7 @@
 #include "napi/loss.h"
 #include "napi/model.h"
 #include "napi/ops.h"
+#include "napi/ops_flash.h"
 #include "napi/sampler.h"
 #include "napi/safetensors.h"
 
@@ -18,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_device(env, exports);
   init_bench(env, exports);
   init_ops(env, exports);
+  init_ops_flash(env, exports);
   init_safetensors(env, exports);
   init_model(env, exports);
   init_sampler(env, exports);
