@@ -51,7 +51,8 @@ function rng(seed) {
 const rand = (n, r, scale) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
 
 function rel(got, want) {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < want.length; i++) {
     const e = Math.abs(got[i] - want[i]);
     err = Number.isNaN(e) ? Infinity : Math.max(err, e);
@@ -68,18 +69,34 @@ function same(a, b) {
 function inputs(B, T, Hq, Hkv, D, seed) {
   const r = rng(seed);
   return {
-    q: rand(B * T * Hq * D, r, 1.5), k: rand(B * T * Hkv * D, r, 1.5), v: rand(B * T * Hkv * D, r, 1),
+    q: rand(B * T * Hq * D, r, 1.5),
+    k: rand(B * T * Hkv * D, r, 1.5),
+    v: rand(B * T * Hkv * D, r, 1),
     dout: rand(B * T * Hq * D, r, 1),
   };
 }
 
 // Forward with `fwd`, backward with `bwd` from the given out / lse (so backward errors are the backward's own).
 function runPath(fwd, bwd, x, s, saved) {
-  const out = new Float32Array(x.q.length), lse = new Float32Array(s.B * s.Hq * s.T);
+  const out = new Float32Array(x.q.length),
+    lse = new Float32Array(s.B * s.Hq * s.T);
   fwd({ out, lse, q: x.q, k: x.k, v: x.v, B: s.B, Tq: s.T, Hq: s.Hq, Hkv: s.Hkv, D: s.D });
   const g = { dq: new Float32Array(x.q.length), dk: new Float32Array(x.k.length), dv: new Float32Array(x.v.length) };
   const use = saved || { out, lse };
-  bwd({ ...g, dout: x.dout, q: x.q, k: x.k, v: x.v, out: use.out, lse: use.lse, B: s.B, T: s.T, Hq: s.Hq, Hkv: s.Hkv, D: s.D });
+  bwd({
+    ...g,
+    dout: x.dout,
+    q: x.q,
+    k: x.k,
+    v: x.v,
+    out: use.out,
+    lse: use.lse,
+    B: s.B,
+    T: s.T,
+    Hq: s.Hq,
+    Hkv: s.Hkv,
+    D: s.D,
+  });
   return { out, lse, ...g };
 }
 
@@ -98,14 +115,42 @@ const BOUND = { out: 5e-4, lse: 1e-5, dq: 1e-3, dk: 1e-3, dv: 1e-3 };
 
 function correctness(s, report) {
   const x = inputs(s.B, s.T, s.Hq, s.Hkv, s.D, 11 + s.T);
-  const cpu = (o) => ({ ...o, device: 'cpu' }), cuda = (o) => ({ ...o, device: 'cuda' });
+  const cpu = (o) => ({ ...o, device: 'cpu' }),
+    cuda = (o) => ({ ...o, device: 'cuda' });
   const bf = (o) => ({ ...o, device: 'cuda', gemmDtype: 'bf16' });
   const t0 = Date.now();
-  const twin = runPath((o) => flash.forward(cpu(o)), (o) => flash.backward(cpu(o)), x, s);
+  const twin = runPath(
+    (o) => flash.forward(cpu(o)),
+    (o) => flash.backward(cpu(o)),
+    x,
+    s,
+  );
   const twinMs = Date.now() - t0;
-  const fl = runPath((o) => flash.forward(cuda(o)), (o) => flash.backward(cuda(o)), x, s, twin);
-  const gm = withEnv('gemm', () => runPath((o) => ops.attentionForward(bf(o)), (o) => ops.attentionBackward(bf(o)), x, s, twin));
-  const hook = withEnv('flash', () => runPath((o) => ops.attentionForward(bf(o)), (o) => ops.attentionBackward(bf(o)), x, s, twin));
+  const fl = runPath(
+    (o) => flash.forward(cuda(o)),
+    (o) => flash.backward(cuda(o)),
+    x,
+    s,
+    twin,
+  );
+  const gm = withEnv('gemm', () =>
+    runPath(
+      (o) => ops.attentionForward(bf(o)),
+      (o) => ops.attentionBackward(bf(o)),
+      x,
+      s,
+      twin,
+    ),
+  );
+  const hook = withEnv('flash', () =>
+    runPath(
+      (o) => ops.attentionForward(bf(o)),
+      (o) => ops.attentionBackward(bf(o)),
+      x,
+      s,
+      twin,
+    ),
+  );
   const row = { shape: s, twinMs, flashVsTwin: {}, gemmVsTwin: {}, flashVsGemm: {}, hookIsFlash: true, pass: true };
   for (const name of ['out', 'lse', 'dq', 'dk', 'dv']) {
     row.flashVsTwin[name] = rel(fl[name], twin[name]);
@@ -123,8 +168,15 @@ function fallback(report) {
   const s = { B: 1, T: 100, Hq: 2, Hkv: 1, D: 96 };
   const x = inputs(s.B, s.T, s.Hq, s.Hkv, s.D, 5);
   const bf = (o) => ({ ...o, device: 'cuda', gemmDtype: 'bf16' });
-  const run = () => runPath((o) => ops.attentionForward(bf(o)), (o) => ops.attentionBackward(bf(o)), x, s);
-  const gm = withEnv('gemm', run), fl = withEnv('flash', run);
+  const run = () =>
+    runPath(
+      (o) => ops.attentionForward(bf(o)),
+      (o) => ops.attentionBackward(bf(o)),
+      x,
+      s,
+    );
+  const gm = withEnv('gemm', run),
+    fl = withEnv('flash', run);
   const ok = ['out', 'lse', 'dq', 'dk', 'dv'].every((n) => same(gm[n], fl[n]));
   report.fallbackD96EqualsGemm = ok;
   return ok;
@@ -133,14 +185,28 @@ function fallback(report) {
 function timing(s, iters, report) {
   const x = inputs(s.B, s.T, s.Hq, s.Hkv, s.D, 3);
   const o = {
-    ...x, out: new Float32Array(x.q.length), lse: new Float32Array(s.B * s.Hq * s.T), dq: new Float32Array(x.q.length),
-    dk: new Float32Array(x.k.length), dv: new Float32Array(x.v.length), B: s.B, T: s.T, Hq: s.Hq, Hkv: s.Hkv, D: s.D, iters,
+    ...x,
+    out: new Float32Array(x.q.length),
+    lse: new Float32Array(s.B * s.Hq * s.T),
+    dq: new Float32Array(x.q.length),
+    dk: new Float32Array(x.k.length),
+    dv: new Float32Array(x.v.length),
+    B: s.B,
+    T: s.T,
+    Hq: s.Hq,
+    Hkv: s.Hkv,
+    D: s.D,
+    iters,
   };
   const gemm = withEnv('gemm', () => flash.bench(o));
   const fl = withEnv('flash', () => flash.bench(o));
   const row = {
-    shape: s, iters, gemm, flash: fl,
-    forwardSpeedup: gemm.forwardMs / fl.forwardMs, backwardSpeedup: gemm.backwardMs / fl.backwardMs,
+    shape: s,
+    iters,
+    gemm,
+    flash: fl,
+    forwardSpeedup: gemm.forwardMs / fl.forwardMs,
+    backwardSpeedup: gemm.backwardMs / fl.backwardMs,
     savedMsPerLayer: gemm.forwardMs + gemm.backwardMs - fl.forwardMs - fl.backwardMs,
   };
   report.timing.push(row);

@@ -13,8 +13,39 @@ import { attentionBackwardRef, attentionRef, ops, rand32, rng } from './helpers/
 type F32 = Float32Array;
 type Dev = 'cpu' | 'cuda';
 interface Flash {
-  forward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; Hq: number; Hkv: number; D: number; device?: Dev }): void;
-  backward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean; device?: Dev }): void;
+  forward(o: {
+    out: F32;
+    lse?: F32;
+    q: F32;
+    k: F32;
+    v: F32;
+    B: number;
+    Tq: number;
+    Tkv?: number;
+    past?: number;
+    Hq: number;
+    Hkv: number;
+    D: number;
+    device?: Dev;
+  }): void;
+  backward(o: {
+    dq: F32;
+    dk: F32;
+    dv: F32;
+    dout: F32;
+    q: F32;
+    k: F32;
+    v: F32;
+    out: F32;
+    lse: F32;
+    B: number;
+    T: number;
+    Hq: number;
+    Hkv: number;
+    D: number;
+    accumulate?: boolean;
+    device?: Dev;
+  }): void;
   unsupported(o: { D: number; device?: Dev }): string;
 }
 const flash = (addon as unknown as { opsFlash: Flash }).opsFlash;
@@ -34,11 +65,15 @@ function expectErr(fn: () => unknown, name: 'TypeError' | 'RangeError', re: RegE
   } catch (e) {
     err = e;
   }
-  expect([(err as Error | undefined)?.name, re.test(String((err as Error | undefined)?.message))]).toEqual([name, true]);
+  expect([(err as Error | undefined)?.name, re.test(String((err as Error | undefined)?.message))]).toEqual([
+    name,
+    true,
+  ]);
 }
 
 function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): { err: number; scale: number } {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < want.length; i++) {
     const e = abs(got[i] - want[i]);
     err = Number.isNaN(e) ? Infinity : max(err, e);
@@ -48,7 +83,16 @@ function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): { err: number;
 }
 
 /** One mma step: fp32(acc + Σ a·b) over n terms (strides sa, sb), the sum in double. */
-function step(acc: number, a: ArrayLike<number>, ao: number, sa: number, b: ArrayLike<number>, bo: number, sb: number, n: number): number {
+function step(
+  acc: number,
+  a: ArrayLike<number>,
+  ao: number,
+  sa: number,
+  b: ArrayLike<number>,
+  bo: number,
+  sb: number,
+  n: number,
+): number {
   let s = 0;
   for (let e = 0; e < n; e++) s += a[ao + e * sa] * b[bo + e * sb];
   return fround(acc + s);
@@ -61,13 +105,36 @@ function mmaDot(a: ArrayLike<number>, ao: number, b: ArrayLike<number>, bo: numb
 const fexp = (x: number) => fround(exp(x));
 
 /** The forward kernel's arithmetic in float64 + fround (docs/design.md "Fused flash attention"). */
-function emuForward(q: F32, k: F32, v: F32, B: number, Tq: number, Tkv: number, past: number, Hq: number, Hkv: number, D: number) {
-  const qb = bf(q), kb = bf(k), vb = bf(v), G = Hq / Hkv, sc = fround(1 / fround(sqrt(D))), QD = Hq * D, KD = Hkv * D;
-  const out = new Float64Array(q.length), lse = new Float64Array(B * Hq * Tq), s = new Float64Array(TK), o = new Float64Array(D);
+function emuForward(
+  q: F32,
+  k: F32,
+  v: F32,
+  B: number,
+  Tq: number,
+  Tkv: number,
+  past: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+) {
+  const qb = bf(q),
+    kb = bf(k),
+    vb = bf(v),
+    G = Hq / Hkv,
+    sc = fround(1 / fround(sqrt(D))),
+    QD = Hq * D,
+    KD = Hkv * D;
+  const out = new Float64Array(q.length),
+    lse = new Float64Array(B * Hq * Tq),
+    s = new Float64Array(TK),
+    o = new Float64Array(D);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < Hq; h++)
       for (let i = 0; i < Tq; i++) {
-        const lim = past + i, g = Math.floor(h / G), qo = (b * Tq + i) * QD + h * D, kbase = b * Tkv * KD + g * D;
+        const lim = past + i,
+          g = Math.floor(h / G),
+          qo = (b * Tq + i) * QD + h * D,
+          kbase = b * Tkv * KD + g * D;
         let m = -Infinity;
         const l4 = [0, 0, 0, 0];
         o.fill(0);
@@ -78,7 +145,8 @@ function emuForward(q: F32, k: F32, v: F32, B: number, Tq: number, Tkv: number, 
             s[jj] = j <= lim ? fround(mmaDot(qb, qo, kb, kbase + j * KD, D) * sc) : -Infinity;
             mt = max(mt, s[jj]);
           }
-          const mn = max(m, mt), corr = m === -Infinity ? 0 : fexp(fround(m - mn));
+          const mn = max(m, mt),
+            corr = m === -Infinity ? 0 : fexp(fround(m - mn));
           m = mn;
           for (let jj = 0; jj < TK; jj++) s[jj] = s[jj] === -Infinity ? 0 : fexp(fround(s[jj] - m));
           for (let t = 0; t < 4; t++) {
@@ -93,7 +161,8 @@ function emuForward(q: F32, k: F32, v: F32, B: number, Tq: number, Tkv: number, 
             for (let d = 0; d < D; d++) o[d] = step(o[d], pr, k0, 1, vb, kbase + (j0 + k0) * KD + d, KD, n);
           }
         }
-        const l = fround(fround(l4[0] + l4[1]) + fround(l4[2] + l4[3])), inv = fround(1 / l);
+        const l = fround(fround(l4[0] + l4[1]) + fround(l4[2] + l4[3])),
+          inv = fround(1 / l);
         for (let d = 0; d < D; d++) out[qo + d] = fround(o[d] * inv);
         lse[(b * Hq + h) * Tq + i] = fround(m + fround(log(l)));
       }
@@ -101,9 +170,30 @@ function emuForward(q: F32, k: F32, v: F32, B: number, Tq: number, Tkv: number, 
 }
 
 /** The backward kernels' arithmetic (Di over 32 lanes, p̃ / dS̃, mma steps over keys for dq, over queries for dk, dv). */
-function emuBackward(q: F32, k: F32, v: F32, dout: F32, out: F32, lse: F32, B: number, T: number, Hq: number, Hkv: number, D: number) {
-  const qb = bf(q), kb = bf(k), vb = bf(v), gb = bf(dout), G = Hq / Hkv, sc = fround(1 / fround(sqrt(D))), QD = Hq * D, KD = Hkv * D;
-  const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
+function emuBackward(
+  q: F32,
+  k: F32,
+  v: F32,
+  dout: F32,
+  out: F32,
+  lse: F32,
+  B: number,
+  T: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+) {
+  const qb = bf(q),
+    kb = bf(k),
+    vb = bf(v),
+    gb = bf(dout),
+    G = Hq / Hkv,
+    sc = fround(1 / fround(sqrt(D))),
+    QD = Hq * D,
+    KD = Hkv * D;
+  const dq = new Float64Array(q.length),
+    dk = new Float64Array(k.length),
+    dv = new Float64Array(v.length);
   const di = (o: number) => {
     let lane = Array.from({ length: 32 }, (_, l) => {
       let a = 0;
@@ -114,12 +204,17 @@ function emuBackward(q: F32, k: F32, v: F32, dout: F32, out: F32, lse: F32, B: n
     return lane[0];
   };
   // p̃, dS̃ of every (b, h, i, j <= i)
-  const P = new Map<number, Float64Array>(), S = new Map<number, Float64Array>();
+  const P = new Map<number, Float64Array>(),
+    S = new Map<number, Float64Array>();
   for (let b = 0; b < B; b++)
     for (let h = 0; h < Hq; h++)
       for (let i = 0; i < T; i++) {
-        const g = Math.floor(h / G), qo = (b * T + i) * QD + h * D, dI = di(qo), l = lse[(b * Hq + h) * T + i];
-        const p = new Float64Array(i + 1), ds = new Float64Array(i + 1);
+        const g = Math.floor(h / G),
+          qo = (b * T + i) * QD + h * D,
+          dI = di(qo),
+          l = lse[(b * Hq + h) * T + i];
+        const p = new Float64Array(i + 1),
+          ds = new Float64Array(i + 1);
         for (let j = 0; j <= i; j++) {
           const ko = (b * T + j) * KD + g * D;
           p[j] = bf1(fexp(fround(fround(mmaDot(qb, qo, kb, ko, D) * sc) - l)));
@@ -129,7 +224,8 @@ function emuBackward(q: F32, k: F32, v: F32, dout: F32, out: F32, lse: F32, B: n
         S.set((b * Hq + h) * T + i, ds);
         for (let d = 0; d < D; d++) {
           let acc = 0;
-          for (let j0 = 0; j0 <= i; j0 += 16) acc = step(acc, ds, j0, 1, kb, (b * T + j0) * KD + g * D + d, KD, min(16, i - j0 + 1));
+          for (let j0 = 0; j0 <= i; j0 += 16)
+            acc = step(acc, ds, j0, 1, kb, (b * T + j0) * KD + g * D + d, KD, min(16, i - j0 + 1));
           dq[qo + d] = acc;
         }
       }
@@ -137,12 +233,15 @@ function emuBackward(q: F32, k: F32, v: F32, dout: F32, out: F32, lse: F32, B: n
     for (let g = 0; g < Hkv; g++)
       for (let j = 0; j < T; j++)
         for (let d = 0; d < D; d++) {
-          let ak = 0, av = 0;
+          let ak = 0,
+            av = 0;
           for (let h = g * G; h < (g + 1) * G; h++)
             for (let i0 = 0; i0 < T; i0 += 16) {
-              let sk = 0, sv = 0;
+              let sk = 0,
+                sv = 0;
               for (let i = max(i0, j); i < min(i0 + 16, T); i++) {
-                const r = (b * Hq + h) * T + i, qo = (b * T + i) * QD + h * D;
+                const r = (b * Hq + h) * T + i,
+                  qo = (b * T + i) * QD + h * D;
                 sk += (S.get(r) as Float64Array)[j] * qb[qo + d];
                 sv += (P.get(r) as Float64Array)[j] * gb[qo + d];
               }
@@ -164,7 +263,9 @@ const SHAPES = [
 function inputs(B: number, T: number, Hq: number, Hkv: number, D: number, seed: number) {
   const r = rng(seed);
   return {
-    q: rand32(B * T * Hq * D, r, 1.5), k: rand32(B * T * Hkv * D, r, 1.5), v: rand32(B * T * Hkv * D, r),
+    q: rand32(B * T * Hq * D, r, 1.5),
+    k: rand32(B * T * Hkv * D, r, 1.5),
+    v: rand32(B * T * Hkv * D, r),
     dout: rand32(B * T * Hq * D, r),
   };
 }
@@ -177,16 +278,23 @@ describe.each(DEVICES)('fused attention (opsFlash) on %s', (device) => {
 
   test.each(SHAPES)('forward and backward: $name', ({ B, T, Hq, Hkv, D }) => {
     const { q, k, v, dout } = inputs(B, T, Hq, Hkv, D, 7 + T);
-    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
+    const out = new Float32Array(q.length),
+      lse = new Float32Array(B * Hq * T);
     flash.forward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device });
-    const emu = emuForward(q, k, v, B, T, T, 0, Hq, Hkv, D), exact = attentionRef(q, k, v, B, T, T, 0, Hq, Hkv, D);
-    const e1 = maxErr(out, emu.out), e2 = maxErr(out, exact.out);
+    const emu = emuForward(q, k, v, B, T, T, 0, Hq, Hkv, D),
+      exact = attentionRef(q, k, v, B, T, T, 0, Hq, Hkv, D);
+    const e1 = maxErr(out, emu.out),
+      e2 = maxErr(out, exact.out);
     expect(e1.err).toBeLessThanOrEqual(tight * e1.scale);
     expect(maxErr(lse, emu.lse).err).toBeLessThanOrEqual(1e-5 * (1 + maxErr(lse, emu.lse).scale));
     expect(e2.err).toBeLessThanOrEqual(3e-2 * e2.scale);
     expect(e2.err).toBeGreaterThan(1e-5 * e2.scale); // bf16 operands really are in use
     const back = (accumulate: boolean, init: number) => {
-      const g = { dq: new Float32Array(q.length).fill(init), dk: new Float32Array(k.length).fill(init), dv: new Float32Array(v.length).fill(init) };
+      const g = {
+        dq: new Float32Array(q.length).fill(init),
+        dk: new Float32Array(k.length).fill(init),
+        dv: new Float32Array(v.length).fill(init),
+      };
       flash.backward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device });
       return g;
     };
@@ -194,7 +302,8 @@ describe.each(DEVICES)('fused attention (opsFlash) on %s', (device) => {
     const eb = emuBackward(q, k, v, dout, out, lse, B, T, Hq, Hkv, D);
     const xb = attentionBackwardRef(q, k, v, dout, B, T, Hq, Hkv, D);
     for (const name of ['dq', 'dk', 'dv'] as const) {
-      const a = maxErr(got[name], eb[name]), x = maxErr(got[name], xb[name]);
+      const a = maxErr(got[name], eb[name]),
+        x = maxErr(got[name], xb[name]);
       expect([name, a.err <= 2 * tight * a.scale]).toEqual([name, true]);
       expect([name, x.err <= 6e-2 * x.scale]).toEqual([name, true]);
     }
@@ -206,26 +315,47 @@ describe.each(DEVICES)('fused attention (opsFlash) on %s', (device) => {
   });
 
   test('forward with past > 0 and spare KV capacity (a prefill after a cached prefix)', () => {
-    const B = 1, Tq = 5, past = 70, Tkv = 80, Hq = 2, Hkv = 1, D = 64, r = rng(3);
-    const q = rand32(B * Tq * Hq * D, r, 1.5), k = rand32(B * Tkv * Hkv * D, r, 1.5), v = rand32(B * Tkv * Hkv * D, r);
-    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * Tq);
+    const B = 1,
+      Tq = 5,
+      past = 70,
+      Tkv = 80,
+      Hq = 2,
+      Hkv = 1,
+      D = 64,
+      r = rng(3);
+    const q = rand32(B * Tq * Hq * D, r, 1.5),
+      k = rand32(B * Tkv * Hkv * D, r, 1.5),
+      v = rand32(B * Tkv * Hkv * D, r);
+    const out = new Float32Array(q.length),
+      lse = new Float32Array(B * Hq * Tq);
     flash.forward({ out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, device });
-    const emu = emuForward(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D), exact = attentionRef(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
+    const emu = emuForward(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D),
+      exact = attentionRef(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
     expect(maxErr(out, emu.out).err).toBeLessThanOrEqual(tight * maxErr(out, emu.out).scale);
     expect(maxErr(out, exact.out).err).toBeLessThanOrEqual(3e-2 * maxErr(out, exact.out).scale);
   });
 
   test('causal: keys after a row change nothing in it (bitwise), keys before do', () => {
-    const B = 1, T = 70, Hq = 2, Hkv = 1, D = 64;
+    const B = 1,
+      T = 70,
+      Hq = 2,
+      Hkv = 1,
+      D = 64;
     const { q, k, v } = inputs(B, T, Hq, Hkv, D, 99);
     const run = (kk: F32, vv: F32) => {
       const out = new Float32Array(q.length);
       flash.forward({ out, q, k: kk, v: vv, B, Tq: T, Hq, Hkv, D, device });
       return out;
     };
-    const base = run(k, v), cut = 40, row = Hq * D;
-    const k2 = k.slice(), v2 = v.slice();
-    for (let i = cut * Hkv * D; i < k.length; i++) (k2[i] = 9), (v2[i] = -9);
+    const base = run(k, v),
+      cut = 40,
+      row = Hq * D;
+    const k2 = k.slice(),
+      v2 = v.slice();
+    for (let i = cut * Hkv * D; i < k.length; i++) {
+      k2[i] = 9;
+      v2[i] = -9;
+    }
     const moved = run(k2, v2);
     expect(maxErr(moved.subarray(0, cut * row), base.subarray(0, cut * row)).err).toBe(0);
     expect(maxErr(moved.subarray(cut * row), base.subarray(cut * row)).err).toBeGreaterThan(0.1);
@@ -234,9 +364,14 @@ describe.each(DEVICES)('fused attention (opsFlash) on %s', (device) => {
 
 describe('fused attention twin: finite differences', () => {
   test('directional derivatives of Σ dout·attention match the twin backward (GQA, D 64, T 70)', () => {
-    const B = 1, T = 70, Hq = 2, Hkv = 1, D = 64;
+    const B = 1,
+      T = 70,
+      Hq = 2,
+      Hkv = 1,
+      D = 64;
     const { q, k, v, dout } = inputs(B, T, Hq, Hkv, D, 21);
-    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
+    const out = new Float32Array(q.length),
+      lse = new Float32Array(B * Hq * T);
     flash.forward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D });
     const g = { dq: new Float32Array(q.length), dk: new Float32Array(k.length), dv: new Float32Array(v.length) };
     flash.backward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D });
@@ -246,11 +381,17 @@ describe('fused attention twin: finite differences', () => {
       for (let i = 0; i < o.length; i++) s += o[i] * dout[i];
       return s;
     };
-    const r = rng(5), h = 1e-3;
-    for (const [name, x, grad] of [['q', q, g.dq], ['k', k, g.dk], ['v', v, g.dv]] as const) {
+    const r = rng(5),
+      h = 1e-3;
+    for (const [name, x, grad] of [
+      ['q', q, g.dq],
+      ['k', k, g.dk],
+      ['v', v, g.dv],
+    ] as const) {
       // along sign(g)·|random|: no cancellation in Σ g·u, so the check sees the gradient's size, not a small remainder
       const u = Float64Array.from({ length: x.length }, (_, i) => (grad[i] < 0 ? -1 : 1) * (0.5 + r()));
-      const plus = Float64Array.from(x, (xi, i) => xi + h * u[i]), minus = Float64Array.from(x, (xi, i) => xi - h * u[i]);
+      const plus = Float64Array.from(x, (xi, i) => xi + h * u[i]),
+        minus = Float64Array.from(x, (xi, i) => xi - h * u[i]);
       const at = (y: Float64Array) => (name === 'q' ? L(y, k, v) : name === 'k' ? L(q, y, v) : L(q, k, y));
       const fd = (at(plus) - at(minus)) / (2 * h);
       let an = 0;
@@ -262,10 +403,21 @@ describe('fused attention twin: finite differences', () => {
 });
 
 describe('fused attention: bad input', () => {
-  const B = 1, T = 4, Hq = 2, Hkv = 1, D = 64;
+  const B = 1,
+    T = 4,
+    Hq = 2,
+    Hkv = 1,
+    D = 64;
   const base = () => ({
-    out: new Float32Array(B * T * Hq * D), q: new Float32Array(B * T * Hq * D), k: new Float32Array(B * T * Hkv * D),
-    v: new Float32Array(B * T * Hkv * D), B, Tq: T, Hq, Hkv, D,
+    out: new Float32Array(B * T * Hq * D),
+    q: new Float32Array(B * T * Hq * D),
+    k: new Float32Array(B * T * Hkv * D),
+    v: new Float32Array(B * T * Hkv * D),
+    B,
+    Tq: T,
+    Hq,
+    Hkv,
+    D,
   });
   test.each([
     ['D not a multiple of 16', { D: 20 }, 'RangeError', /^D: D = 20/],
@@ -284,10 +436,19 @@ describe('fused attention: bad input', () => {
   });
   test('backward: dk overlapping dv, lse of the wrong length', () => {
     const o = base();
-    const g = { dq: new Float32Array(o.q.length), dk: new Float32Array(o.k.length), dout: new Float32Array(o.q.length), lse: new Float32Array(B * Hq * T) };
+    const g = {
+      dq: new Float32Array(o.q.length),
+      dk: new Float32Array(o.k.length),
+      dout: new Float32Array(o.q.length),
+      lse: new Float32Array(B * Hq * T),
+    };
     const args = { ...g, dv: g.dk, q: o.q, k: o.k, v: o.v, out: o.out, B, T, Hq, Hkv, D };
     expectErr(() => flash.backward(args), 'RangeError', /^dk: must not overlap dv/);
-    expectErr(() => flash.backward({ ...args, dv: new Float32Array(o.k.length), lse: new Float32Array(3) }), 'RangeError', /^lse: length/);
+    expectErr(
+      () => flash.backward({ ...args, dv: new Float32Array(o.k.length), lse: new Float32Array(3) }),
+      'RangeError',
+      /^lse: length/,
+    );
   });
   test('unsupported(): the twin takes multiples of 16, the kernels 64 and 128', () => {
     expect(flash.unsupported({ D: 48 })).toBe('');

@@ -101,7 +101,8 @@ void attention_forward_twin(float* out, float* lse, const float* q, const float*
           const float mn = std::max(m, mt);
           const float corr = m == -INFINITY ? 0.f : std::exp(m - mn);
           m = mn;
-          for (int jj = 0; jj < kTileK; ++jj) s[size_t(jj)] = s[size_t(jj)] == -INFINITY ? 0.f : std::exp(s[size_t(jj)] - m);
+          for (int jj = 0; jj < kTileK; ++jj)
+            s[size_t(jj)] = s[size_t(jj)] == -INFINITY ? 0.f : std::exp(s[size_t(jj)] - m);
           for (int t = 0; t < 4; ++t) {
             float rs = 0.f;
             for (int n = 0; n < kTileK / 8; ++n) rs = (rs + s[size_t(8 * n + 2 * t)]) + s[size_t(8 * n + 2 * t + 1)];
@@ -174,8 +175,8 @@ void attention_backward_twin(float* dq, float* dk, float* dv, const float* dout,
   });
   // dk, dv: keys of (b, kv head g); heads of the group outer, queries in mma steps of 16.
   parallel_for(B * Hkv, [&](int64_t e0, int64_t e1) {
-    std::vector<float> P(static_cast<size_t>(kMmaK * T)), S(static_cast<size_t>(kMmaK * T)), ak(static_cast<size_t>(T * D)),
-        av(static_cast<size_t>(T * D));
+    std::vector<float> P(static_cast<size_t>(kMmaK * T)), S(static_cast<size_t>(kMmaK * T)),
+        ak(static_cast<size_t>(T * D)), av(static_cast<size_t>(T * D));
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t b = e / Hkv, g = e % Hkv;
       std::fill(ak.begin(), ak.end(), 0.f);

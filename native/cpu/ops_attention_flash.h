@@ -8,10 +8,10 @@
 
 namespace rift::flash {
 
-constexpr int kTileQ = 64;   // query rows per block of the forward and of the dq pass (4 warps × 16 rows)
-constexpr int kTileK = 64;   // keys per tile of the forward / dq pass, and per block of the dk / dv pass
-constexpr int kMmaK = 16;    // the k extent of one mma.sync.m16n8k16: products are summed in groups of 16
-constexpr int kWarps = 4;    // warps per block (every kernel)
+constexpr int kTileQ = 64;  // query rows per block of the forward and of the dq pass (4 warps × 16 rows)
+constexpr int kTileK = 64;  // keys per tile of the forward / dq pass, and per block of the dk / dv pass
+constexpr int kMmaK = 16;   // the k extent of one mma.sync.m16n8k16: products are summed in groups of 16
+constexpr int kWarps = 4;   // warps per block (every kernel)
 
 // "" when the fused kernels take head dimension D, else the reason (they are instantiated for 64 and 128).
 inline std::string head_dim_unsupported(int64_t D) {

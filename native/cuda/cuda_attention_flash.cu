@@ -87,9 +87,9 @@ void flash_forward(float* out, float* lse, const float* q, const float* k, const
   forward_checked(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
 }
 
-void flash_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                    const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
-                    int64_t Hkv, int64_t D, bool accumulate, float* di) {
+void flash_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                    const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D,
+                    bool accumulate, float* di) {
   if (B <= 0 || T <= 0) return;
   if (!aligned({dq, dk, dv, dout, q, k, v, out}))
     throw std::runtime_error("flash attention: every tensor must be 16-byte aligned");
@@ -100,8 +100,8 @@ void flash_backward(float* dq, float* dk, float* dv, const float* dout, const fl
   flash_detail::backward(a, B, D);
 }
 
-bool flash_try_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows) {
+bool flash_try_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                       int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows) {
   if (!flash_selected() || rows) return false;
   if (!aligned({out, q, k, v})) {
     note_fallback("a tensor is not 16-byte aligned");

@@ -26,16 +26,16 @@ std::string flash_unsupported(int64_t D);
 // CUDA error. di: B·Hq·T floats of device scratch.
 void flash_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
                    int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D);
-void flash_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
-                    const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
-                    int64_t Hkv, int64_t D, bool accumulate, float* di);
+void flash_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                    const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D,
+                    bool accumulate, float* di);
 
 // The engine's hook (cuda_ops.cu): when flash_selected(), runs the fused kernel and returns true; returns false when
 // it is not selected, for a KvRows call, or when the kernel cannot run here (arch < sm_80, head dimension,
 // alignment, a kernel that cannot be configured) — the last case after ONE line on stderr per process. Nothing has
 // been written when it returns false. scratch: the backend's device scratch (valid until its next call).
-bool flash_try_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows);
+bool flash_try_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                       int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows);
 bool flash_try_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                         int64_t Hkv, int64_t D, bool accumulate, const std::function<void*(size_t)>& scratch);

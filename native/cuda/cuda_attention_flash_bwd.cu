@@ -138,9 +138,9 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(Args a) {
   bf16* Ks = reinterpret_cast<bf16*>(smem);
   bf16* Vs = Ks + kTileK * P;
   bf16* Qs = Vs + kTileK * P;
-  bf16* Gs = Qs + QT * P;   // dÕ
-  bf16* Qt = Gs + QT * P;   // Q̃ᵀ (D × QT)
-  bf16* Gt = Qt + D * PQ;   // dÕᵀ
+  bf16* Gs = Qs + QT * P;  // dÕ
+  bf16* Qt = Gs + QT * P;  // Q̃ᵀ (D × QT)
+  bf16* Gt = Qt + D * PQ;  // dÕᵀ
   float* Ls = reinterpret_cast<float*>(Gt + D * PQ);
   float* Ds = Ls + QT;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -265,13 +265,17 @@ void prepare() {
 
 void prepare_backward(int64_t D) {
   require_device(D);
-  if (D == 64) prepare<64>();
-  else prepare<128>();
+  if (D == 64)
+    prepare<64>();
+  else
+    prepare<128>();
 }
 
 void backward(const Args& a, int64_t B, int64_t D) {
-  if (D == 64) launch<64>(a, B);
-  else launch<128>(a, B);
+  if (D == 64)
+    launch<64>(a, B);
+  else
+    launch<128>(a, B);
 }
 
 }  // namespace rift::cuda::flash_detail

@@ -148,13 +148,17 @@ void launch(const Args& a, int64_t B) {
 
 void prepare_forward(int64_t D) {
   require_device(D);
-  if (D == 64) configure(fwd_kernel<64>, fwd_smem<64>(), "flash attention forward");
-  else configure(fwd_kernel<128>, fwd_smem<128>(), "flash attention forward");
+  if (D == 64)
+    configure(fwd_kernel<64>, fwd_smem<64>(), "flash attention forward");
+  else
+    configure(fwd_kernel<128>, fwd_smem<128>(), "flash attention forward");
 }
 
 void forward(const Args& a, int64_t B, int64_t D) {
-  if (D == 64) launch<64>(a, B);
-  else launch<128>(a, B);
+  if (D == 64)
+    launch<64>(a, B);
+  else
+    launch<128>(a, B);
 }
 
 }  // namespace rift::cuda::flash_detail

@@ -36,8 +36,9 @@ OpsBackend& cuda_backend(Napi::Env env) {
 #ifdef RIFT_WITH_CUDA
   if (OpsBackend* b = cuda_ops(DType::BF16)) return *b;
 #endif
-  Napi::Error e = Napi::Error::New(env, "device: 'cuda' is not usable here (no CUDA device, no loadable cuBLAS, or "
-                                        "an addon built without CUDA); use device 'cpu'");
+  Napi::Error e = Napi::Error::New(env,
+                                   "device: 'cuda' is not usable here (no CUDA device, no loadable cuBLAS, or "
+                                   "an addon built without CUDA); use device 'cpu'");
   e.Set("code", Napi::String::New(env, "ERR_RIFT_NO_CUDA"));
   throw e;
 }
@@ -169,8 +170,8 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     float* dk = st.out(a.dk);
     float* dv = st.out(a.dv);
     OpsBuffer di(be, MemCategory::Workspace, size_t(a.B * a.Hq * a.T));
-    cuda::flash_backward(dq, dk, dv, st.in(a.dout), st.in(a.q), st.in(a.k), st.in(a.v), st.in(a.out), st.in(a.lse),
-                         a.B, a.T, a.Hq, a.Hkv, a.D, acc, di.data());
+    cuda::flash_backward(dq, dk, dv, st.in(a.dout), st.in(a.q), st.in(a.k), st.in(a.v), st.in(a.out), st.in(a.lse), a.B,
+                         a.T, a.Hq, a.Hkv, a.D, acc, di.data());
     st.download();
 #else
     (void)be, (void)acc;
@@ -206,8 +207,8 @@ Napi::Value Bench(const Napi::CallbackInfo& info) {
     const float *q = st.in(a.q), *k = st.in(a.k), *v = st.in(a.v), *dout = st.in(a.dout);
     f = cuda::time_ms([&] { be.attention_forward(out, lse, q, k, v, a.B, a.T, a.T, 0, a.Hq, a.Hkv, a.D, nullptr); },
                       iters);
-    bw = cuda::time_ms([&] { be.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, a.B, a.T, a.Hq, a.Hkv, a.D,
-                                                   false); }, iters);
+    bw = cuda::time_ms(
+        [&] { be.attention_backward(dq, dk, dv, dout, q, k, v, out, lse, a.B, a.T, a.Hq, a.Hkv, a.D, false); }, iters);
     st.download();
 #else
     (void)be, (void)iters;
