@@ -1,4 +1,4 @@
-// The CUDA OpsBackend (cuda_ops.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and the kernels of
+// The CUDA OpsBackend (cuda_ops(), backends/registry.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and the kernels of
 // cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. Semantics match the CPU twin
 // (cpu/cpu_ops.cc) op for op; linear layers are expressed through gemm exactly as there.
 //
@@ -27,13 +27,13 @@
 #include <string>
 #include <vector>
 
+#include "backends/registry.h"
 #include "core/checks.h"
 #include "core/loss.h"
 #include "core/memory.h"
 #include "cuda/cublas_loader.h"
 #include "cuda/cuda_attention_gemm.h"
 #include "cuda/cuda_check.h"
-#include "cuda/cuda_ops.h"
 #include "cuda/cuda_ops_kernels.h"
 #include "cuda/device_mem.h"
 
