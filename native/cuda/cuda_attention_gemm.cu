@@ -260,6 +260,25 @@ void check_dims(int64_t B, int64_t Tq, int64_t L, int64_t Hq, int64_t Hkv, int64
 
 }  // namespace
 
+size_t attention_chunk_bytes(const char* value, std::string* warning) {
+  if (!value) return kAttentionChunkBytesDefault;
+  const std::string s(value);
+  const uint64_t limit = uint64_t(1) << 48;
+  uint64_t x = 0;
+  bool ok = !s.empty() && s.size() <= 15;
+  for (char ch : s) {
+    if (!ok) break;
+    ok = ch >= '0' && ch <= '9';
+    x = x * 10 + uint64_t(ch - '0');
+  }
+  ok = ok && x >= 1 && x <= limit;
+  if (ok) return size_t(x);
+  if (warning)
+    *warning = "RIFT_CUDA_ATTENTION_CHUNK_BYTES='" + s + "' is not a whole number of bytes in [1, 2^48]; using the default " +
+               std::to_string(kAttentionChunkBytesDefault);
+  return kAttentionChunkBytesDefault;
+}
+
 void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const float* q, const float* k,
                             const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq,
                             int64_t Hkv, int64_t D, const KvRows* rows) {

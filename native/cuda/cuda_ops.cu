@@ -17,6 +17,7 @@
 // stream; a mutex serialises callers (the cuBLAS handle and the scratch are shared).
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <cmath>
@@ -233,8 +234,20 @@ class CudaOps final : public OpsBackend {
     }();
     return dtype_ == DType::BF16 && !off;
   }
+  // RIFT_CUDA_ATTENTION_CHUNK_BYTES: the bf16 attention's chunk budget, read once; a bad value is ignored with one
+  // line on stderr (cuda_attention_gemm.h attention_chunk_bytes).
+  static size_t attn_chunk_bytes() {
+    static const size_t bytes = [] {
+      std::string warning;
+      const size_t b = cuda::attention_chunk_bytes(std::getenv("RIFT_CUDA_ATTENTION_CHUNK_BYTES"), &warning);
+      if (!warning.empty()) std::fprintf(stderr, "rift: %s\n", warning.c_str());
+      return b;
+    }();
+    return bytes;
+  }
   cuda::AttnGemmCtx attn_ctx() {
     cuda::AttnGemmCtx c;
+    c.chunk_bytes = attn_chunk_bytes();
     c.api = api_;
     c.handle = handle_;
     c.scratch = [this](size_t bytes) { return scratch(bytes); };
