@@ -296,17 +296,12 @@ class CudaOps final : public OpsBackend {
   void scale(float* x, float s, int64_t n) override { ops::scale(x, s, n); }
   void zero(float* x, int64_t n) override { ops::zero(x, n); }
 
-  // Fixed grid of partial sums in double, added on the host in block order: deterministic.
+  // The fixed order of backends/sumsq_order.h, reduced on the device: the CPU twin's result bit for bit.
   double sumsq(const float* x, int64_t n) override {
     if (n <= 0) return 0.0;
     std::lock_guard<std::mutex> lk(mu_);
-    double* part = static_cast<double*>(scratch(sizeof(double) * ops::kSumsqParts));
-    ops::sumsq_parts(x, n, part);
-    double h[ops::kSumsqParts];
-    RIFT_CUDA_CHECK(cudaMemcpy(h, part, sizeof(h), cudaMemcpyDeviceToHost));
-    double s = 0.0;
-    for (double v : h) s += v;
-    return s;
+    double* part = static_cast<double*>(scratch(size_t(ops::sumsq_scratch(n)) * sizeof(double)));
+    return ops::sumsq(x, n, part);
   }
 
   // Writes the weights' bf16 copy in the same pass when param lies in a registered region whose copy is current.
