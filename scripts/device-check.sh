@@ -26,6 +26,13 @@
 #   torchloss   scripts/torch_loss_bench.py: PyTorch cross-entropy (eager, compiled) on the same problem
 #   kernels     Nsight Compute: each loss kernel's own duration (kernel alone, no API or sync overhead)
 #   memcheckops compute-sanitizer memcheck on test/cuda.test.ts
+#   selftest    (not by default) scripts/build-cuda-selftest.sh for this GPU's architecture (RIFT_CUDA_ARCH, default
+#               from nvidia-smi), then build/selftest/rift-cuda-selftest: every OpsBackend method of both CUDA instances
+#               vs the CPU twin on fixed random inputs, FAIL lines and the count in the log (exit 0 pass, 1 mismatch,
+#               2 no device). A prebuilt binary is reused when its sources are unchanged. Needs nvcc on the GPU machine
+#               unless built beforehand. Run only it: PAR_STEPS="" SEQ_STEPS="selftest" bash scripts/device-check.sh
+#   memcheckself (not by default) compute-sanitizer memcheck on the self-test binary (built by selftest; both may
+#               be named: SEQ_STEPS="selftest memcheckself")
 #   profile     where the time goes: scripts/cuda-profile.js wall-clock parts at the 1.5B layer shape (also with
 #               RIFT_CUDA_WEIGHT_COPY=0), then Nsight Compute over one training step and over 8 decode steps,
 #               summed per kernel
@@ -169,9 +176,19 @@ step() {
       RIFT_NCCL_LIB=$nccl run nccl 120 node scripts/nccl-check.js ;;
     flash) run flash 240 node scripts/cuda-flash-check.js --out "$W/flash-check.json"
            run flashjest 120 node node_modules/jest/bin/jest.js --ci -i test/ops-attention-flash.test.ts ;;
+    selftest)
+      local sarch=${RIFT_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '.')}
+      RIFT_CUDA_ARCH=${sarch:-90} run selftest-build 300 bash scripts/build-cuda-selftest.sh \
+        && run selftest 120 build/selftest/rift-cuda-selftest ;;
+    memcheckself)
+      if [[ -z $sanitizer ]]; then note "== memcheckself: FAIL (compute-sanitizer not found)"
+      elif [[ ! -x build/selftest/rift-cuda-selftest ]]; then note "== memcheckself: FAIL (no build/selftest/rift-cuda-selftest: run the selftest step first)"
+      else run memcheckself 240 "$sanitizer" --tool memcheck --leak-check no --print-limit 20 --error-exitcode 99 \
+             build/selftest/rift-cuda-selftest
+      fi ;;
     parity) run parity 90 python3 scripts/make_parity_fixture.py --out /tmp/parity
             tar -czf "$W/parity-fixtures.tgz" -C /tmp parity 2>/dev/null; pack ;;
-    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile parity nccl flash)" ;;
+    *) note "== $1: FAIL (unknown step; known: cudajest opsjest jest hfparity memcheck memcheckops engine hfbench bench torchloss kernels profile selftest memcheckself parity nccl flash)" ;;
   esac
 }
 

@@ -5,7 +5,7 @@
 const fs = require('fs');
 const path = require('path');
 const root = path.resolve(__dirname, '..');
-const dirs = ['native/core', 'native/cpu', 'native/model', 'native/napi', 'native/distributed'];
+const dirs = ['native/core', 'native/cpu', 'native/model', 'native/napi', 'native/distributed', 'native/backends'];
 const files = dirs.flatMap((d) =>
   fs.existsSync(path.join(root, d))
     ? fs.readdirSync(path.join(root, d)).filter((f) => f.endsWith('.cc')).sort().map((f) => `${d}/${f}`)

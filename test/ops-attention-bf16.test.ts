@@ -162,4 +162,33 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
       expect([name, maxErr(acc[name], shifted).err <= 1e-5 * (1 + maxErr(acc[name], shifted).scale)]).toEqual([name, true]);
     }
   });
+
+  // dk / dv of a kv head: ONE fp32 sum over the group's query heads' rows stacked head after head (the GPU's single
+  // GEMM with K = G·r), then one addition to the output. Large groups (G = 4, 6) against the emulation; on the CPU
+  // the grouping itself is pinned: accumulating onto x gives exactly fround(x + the non-accumulating result).
+  test.each([
+    { name: 'G = 4', B: 2, T: 21, Hq: 8, Hkv: 2, D: 12 },
+    { name: 'G = 6, one kv head', B: 1, T: 26, Hq: 6, Hkv: 1, D: 16 },
+  ])('backward with large query groups: $name', ({ B, T, Hq, Hkv, D }) => {
+    const r = rng(41 + T);
+    const q = rand32(B * T * Hq * D, r, 1.5), k = rand32(B * T * Hkv * D, r, 1.5), v = rand32(B * T * Hkv * D, r), dout = rand32(B * T * Hq * D, r);
+    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
+    ops.attentionForward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device, gemmDtype: 'bf16' });
+    const init = rand32(k.length, r);
+    const back = (accumulate: boolean) => {
+      const g = { dq: new Float32Array(q.length), dk: accumulate ? init.slice() : new Float32Array(k.length).fill(NaN), dv: accumulate ? init.slice() : new Float32Array(v.length).fill(NaN) };
+      ops.attentionBackward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device, gemmDtype: 'bf16' });
+      return g;
+    };
+    const got = back(false), acc = back(true);
+    const emu = emulateBackward(q, k, v, dout, out, lse, B, T, Hq, Hkv, D);
+    for (const name of ['dk', 'dv'] as const) {
+      const e1 = maxErr(got[name], emu[name]);
+      expect([name, e1.err <= 1e-3 * e1.scale]).toEqual([name, true]);
+      const shifted = Float32Array.from(got[name], (x, i) => x + init[i]);
+      const e2 = maxErr(acc[name], shifted);
+      if (device === 'cpu') expect([name, e2.err]).toEqual([name, 0]);
+      else expect([name, e2.err <= 1e-5 * (1 + e2.scale)]).toEqual([name, true]);
+    }
+  });
 });

@@ -3,7 +3,7 @@
 // (device: 'cuda', every array staged to device memory by the binding) when a CUDA device with cuBLAS is usable.
 // The CUDA variant uses the same references and the same tolerances as the CPU one: none is loosened (the CUDA
 // kernels' fast-math exp / log are ~1e-6 relative, inside the fp32 bounds below). It has not run on a GPU yet;
-// a CUDA-only miss is a finding to investigate (native/cuda/cuda_ops_selftest.md §3), not a bound to widen.
+// a CUDA-only miss is a finding to investigate (the op-by-op self-test, native/cuda/selftest/), not a bound to widen.
 // Then the bf16-GEMM instances (gemmDtype: 'bf16') against float64 references on bf16-rounded operands, and the
 // backend-selection errors.
 //

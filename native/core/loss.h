@@ -91,8 +91,6 @@ void validate(const LossSpec& spec);
 // for LOGPROB it must be null. Throws ArgError (bad input, NaN/Inf logits) or std::runtime_error (backend).
 LossResult run_loss(const LossSpec& spec, RowBackend& backend, const void* logits, void* grad, DType dtype);
 
-RowBackend& cpu_backend();
-// The CUDA backend, or null when the addon was built without CUDA.
-RowBackend* cuda_backend();
+// The instances (CPU, CUDA) are handed out by backends/registry.h, not declared here.
 
 }  // namespace rift

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "backends/registry.h"
 #include "cpu/blas_loader.h"
 #include "cpu/ops_attention_bf16.h"
 #include "cpu/ops_cpu.h"

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backends/registry.h"
 #include "core/loss.h"
 #include "cpu/thread_pool.h"
 #include "cpu/vmath.h"

@@ -5,6 +5,8 @@
 //             P̃ = bf16(exp(s − lse)),  out = P̃·ṽ (fp32 sums)
 //   backward  Di = Σ_d dout·out (fp32),  P̃ recomputed from the saved lse,  dõ = bf16(dout),
 //             dV += P̃ᵀ·dõ,  dP = dõ·ṽᵀ,  dS̃ = bf16(scale·P̃·(dP − Di)),  dq = dS̃·k̃,  dK += dS̃ᵀ·q̃
+//             (dK, dV of kv head g: one fp32 sum over the group's query heads and rows, head-major — the GPU's
+//             single GEMM with K = G·r — then added to the output)
 //
 // where x̃ = bf16(x) (round to nearest even). Semantics otherwise as OpsBackend::attention_* (model/ops.h).
 // Straight loops with one row of scores per (query row, head): O(T²·D) like any attention, no T×T buffer. This is
@@ -130,33 +132,39 @@ void attention_backward_bf16(float* dq, float* dk, float* dv, const float* dout,
       }
     }
   });
-  // dk, dv: tasks (b, kv head g), summed over the group's heads and every query row i >= j.
+  // dk, dv: tasks (b, kv head g). The GPU sums one GEMM over the group's rows stacked head after head (K = G·r:
+  // head gG's rows, then head gG + 1's, ...) and adds the result to dk / dv; so here: a fresh fp32 sum per key
+  // row j over (h, i) in that order (h in the group, query rows i >= j), then one addition to the output. (The GPU
+  // splits the rows into chunks only when the scores outgrow its chunk budget; each chunk's sum is added in turn.)
   parallel_for(B * Hkv, [&](int64_t e0, int64_t e1) {
     std::vector<float> ds(static_cast<size_t>(T)), p(static_cast<size_t>(T));
+    std::vector<float> sk(static_cast<size_t>(T * D)), sv(static_cast<size_t>(T * D));  // the stacked sums
     for (int64_t e = e0; e < e1; ++e) {
       const int64_t b = e / Hkv, g = e % Hkv;
-      for (int64_t j = 0; j < T; ++j) {
-        float* kr = dk + (b * T + j) * KD + g * D;
-        float* vr = dv + (b * T + j) * KD + g * D;
-        if (!accumulate) {
-          std::fill(kr, kr + D, 0.f);
-          std::fill(vr, vr + D, 0.f);
-        }
-      }
+      std::fill(sk.begin(), sk.end(), 0.f);
+      std::fill(sv.begin(), sv.end(), 0.f);
       for (int64_t h = g * G; h < (g + 1) * G; ++h)
         for (int64_t i = 0; i < T; ++i) {
           ds_row(b, h, i, p.data(), ds.data());
           const float* qi = qb.data() + (b * T + i) * QD + h * D;
           const float* doi = dob.data() + (b * T + i) * QD + h * D;
           for (int64_t j = 0; j <= i; ++j) {
-            float* kr = dk + (b * T + j) * KD + g * D;
-            float* vr = dv + (b * T + j) * KD + g * D;
+            float* kr = sk.data() + j * D;
+            float* vr = sv.data() + j * D;
             for (int64_t d = 0; d < D; ++d) {
               kr[d] += ds[size_t(j)] * qi[d];
               vr[d] += p[size_t(j)] * doi[d];
             }
           }
         }
+      for (int64_t j = 0; j < T; ++j) {
+        float* kr = dk + (b * T + j) * KD + g * D;
+        float* vr = dv + (b * T + j) * KD + g * D;
+        for (int64_t d = 0; d < D; ++d) {
+          kr[d] = accumulate ? kr[d] + sk[size_t(j * D + d)] : sk[size_t(j * D + d)];
+          vr[d] = accumulate ? vr[d] + sv[size_t(j * D + d)] : sv[size_t(j * D + d)];
+        }
+      }
     }
   });
 }

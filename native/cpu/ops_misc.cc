@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backends/sumsq_order.h"
 #include "core/loss.h"
 #include "core/checks.h"
 #include "cpu/ops_cpu.h"
@@ -135,24 +136,40 @@ void zero(float* x, int64_t n) {
   parallel_for(n, [&](int64_t i0, int64_t i1) { std::memset(x + i0, 0, size_t(i1 - i0) * sizeof(float)); }, kBlock);
 }
 
-// Partial sums per fixed block of kBlock elements (double), added in block order: independent of threads.
+// In the order of backends/sumsq_order.h (the CUDA kernel's, so the two agree bit for bit): chunks in parallel, each
+// into 256 lane sums combined by the fixed tree, then the chunk sums reduced the same way.
 double sumsq(const float* x, int64_t n) {
+  namespace so = sumsq_order;
   if (n <= 0) return 0.0;
-  const int64_t nb = (n + kBlock - 1) / kBlock;
-  std::vector<double> part(static_cast<size_t>(nb));
-  parallel_for(nb, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t i0 = b * kBlock, len = std::min(n, i0 + kBlock) - i0;
-      const float* p = x + i0;
-      double s = 0.0;
-#pragma omp simd reduction(+ : s)
-      for (int64_t i = 0; i < len; ++i) s += double(p[i]) * double(p[i]);
-      part[size_t(b)] = s;
+  const int64_t nc = (n + so::kChunk - 1) / so::kChunk;
+  std::vector<double> part(static_cast<size_t>(nc));
+  parallel_for(nc, [&](int64_t c0, int64_t c1) {
+    double s[so::kLanes];
+    for (int64_t c = c0; c < c1; ++c) {
+      const float* p = x + c * so::kChunk;
+      const int64_t len = std::min(so::kChunk, n - c * so::kChunk);
+      std::fill(s, s + so::kLanes, 0.0);
+      // Lane j's steps in order: (r, k) for the element r·1024 + 4j + k. The j loop is innermost (vectorisable):
+      // each lane still sees its own elements in step order.
+      for (int64_t r = 0; r < 4; ++r)
+        for (int64_t k = 0; k < 4; ++k) {
+          const float* q = p + r * so::kStride + k;
+          if (len == so::kChunk) {
+            for (int64_t j = 0; j < so::kLanes; ++j) s[j] += double(q[4 * j]) * double(q[4 * j]);
+          } else {
+            for (int64_t j = 0; j < so::kLanes; ++j) {
+              const int64_t l = r * so::kStride + 4 * j + k;
+              if (l < len) s[j] += double(q[4 * j]) * double(q[4 * j]);
+            }
+          }
+        }
+      part[size_t(c)] = so::lane_tree(s);
     }
   });
-  double s = 0.0;
-  for (double v : part) s += v;
-  return s;
+  double s[so::kLanes] = {};
+  for (int64_t j = 0; j < so::kLanes; ++j)
+    for (int64_t c = j; c < nc; c += so::kLanes) s[j] += part[size_t(c)];
+  return so::lane_tree(s);
 }
 
 // torch.optim.AdamW's single-tensor step (torch/optim/adamw.py → adam.py, _single_tensor_adam), in its order:

@@ -7,14 +7,21 @@
 //             P̃_e = bf16(exp(S·scale − lse)), lse   one block per score row (masked: key j > past + i gets 0)
 //             out_e (r × D) = P̃_e·ṽ_g             one batched GEMM, written straight into out (ldc = Hq·D)
 //   backward  (past = 0) Di = Σ dout·out per row first; per chunk: S again, P̃ from the saved lse,
-//             dv_g += P̃_eᵀ·dõ_e  and  dk_g += dS̃_eᵀ·q̃_e   (one batched GEMM per head of the group: the entries of
-//                                                         one call never share an output)
+//             dv_g += Σ_j P̃_(gG+j)ᵀ·dõ_(gG+j)  and  dk_g += Σ_j dS̃_(gG+j)ᵀ·q̃_(gG+j)  (j < G, the group's query
+//               heads): ONE batched GEMM each, entry (b, g), K = G·r — the group's rows stacked head after head
 //             dP_e = dõ_e·ṽ_gᵀ,  dS̃_e = bf16(scale·P̃·(dP − Di)),  dq_e = dS̃_e·k̃_g
+//
+// Stacking needs the G heads' rows of a chunk to be evenly spaced, so the backward keeps its bf16 q̃ and dõ in a
+// chunked head-major layout — chunk c (rows [r0, r0 + r)) at r0·B·Hq·D, then entry e = b·Hq + h at e·r·D, row i
+// at +i·D — and its scores at a pitch of r rows per entry (e·r·ldS): rows κ = j·r + i of the group starting at
+// head gG are then rows of one (G·r × ·) matrix. The sum over K = G·r is one cuBLAS reduction (head-major, then
+// rows); chunks add into dk / dv in chunk order. The CPU twin groups its sums the same way.
 //
 // x̃ = bf16(x): q, k, v (and dout) are converted once per call into scratch. Scores live in a pitch ldS =
 // round8(L) (32-byte aligned rows); R is the largest row count whose (b, h) scores fit ctx.chunk_bytes (a
 // multiple of 64 when that is >= 64). The device arrays of GEMM operand pointers for every chunk are built by one
-// small kernel per call (fill_tables): nothing goes through the host. No atomics: dk / dv sums run in a fixed order (chunk, then head).
+// small kernel per call (fill_tables): nothing goes through the host. No atomics: dk / dv sums run in a fixed
+// order (chunk, then one GEMM's reduction over the stacked rows).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -166,13 +173,13 @@ __global__ void di_kernel(float* Di, const float* dout, const float* out, int64_
 }
 
 // The batched GEMMs' operand pointer tables, built on the device (no host round trip, no synchronisation). One
-// Slot per table: entry pointer = base + elem·(b·cb + h·ch + g·cg + r0·cr) for batch row b, query head h, kv head
-// g and the chunk's first row r0, where the entry index enumerates (b, h) as e = b·Hq + h (mode 0) or, for the
-// calls that must not share an output within one call, x = j·BK + b·Hkv + g with h = g·G + j (mode 1).
-// Layout: table[(chunk·n + slot)·BH + entry].
+// Slot per table: entry pointer = base + elem·(b·cb + h·ch + g·cg + r0·cr + (b·Hq + h)·r·ce) for batch row b,
+// query head h, kv head g, the chunk's first row r0 and its row count r, where the entry index enumerates (b, h)
+// as e = b·Hq + h (mode 0) or (b, g) as x = b·Hkv + g with h = g·G, the group's first head (mode 1: the backward's
+// stacked dk / dv GEMMs, entries x < BK). Layout: table[(chunk·n + slot)·BH + entry].
 struct Slot {
   const char* base;
-  int64_t cb, ch, cg, cr;
+  int64_t cb, ch, cg, cr, ce;
   int32_t elem, mode;
 };
 struct Slots {
@@ -181,7 +188,7 @@ struct Slots {
 };
 
 __global__ void fill_tables_kernel(const void** out, Slots sl, int64_t chunks, int64_t BH, int64_t Hq, int64_t Hkv,
-                                   int64_t R) {
+                                   int64_t R, int64_t rows) {
   const int64_t total = chunks * sl.n * BH, G = Hq / Hkv, BK = BH / G;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t chunk = i / (sl.n * BH), rem = i - chunk * sl.n * BH;
@@ -192,23 +199,48 @@ __global__ void fill_tables_kernel(const void** out, Slots sl, int64_t chunks, i
     if (t.mode == 0) {
       b = e / Hq, h = e - b * Hq, g = h / G;
     } else {
-      const int64_t j = e / BK, x = e - j * BK;
-      b = x / Hkv, g = x - b * Hkv, h = g * G + j;
+      const int64_t x = e % BK;
+      b = x / Hkv, g = x - b * Hkv, h = g * G;
     }
-    out[i] = t.base + int64_t(t.elem) * (b * t.cb + h * t.ch + g * t.cg + chunk * R * t.cr);
+    const int64_t r0 = chunk * R, r = min(R, rows - r0);
+    out[i] = t.base + int64_t(t.elem) * (b * t.cb + h * t.ch + g * t.cg + r0 * t.cr + (b * Hq + h) * r * t.ce);
   }
 }
 
-void fill_tables(const void** out, const Slots& sl, int64_t chunks, int64_t BH, int64_t Hq, int64_t Hkv, int64_t R) {
+void fill_tables(const void** out, const Slots& sl, int64_t chunks, int64_t BH, int64_t Hq, int64_t Hkv, int64_t R,
+                 int64_t rows) {
   const int64_t total = chunks * sl.n * BH;
   if (total == 0) return;
   const int blocks = int(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
-  fill_tables_kernel<<<blocks, kThreads>>>(out, sl, chunks, BH, Hq, Hkv, R);
+  fill_tables_kernel<<<blocks, kThreads>>>(out, sl, chunks, BH, Hq, Hkv, R, rows);
   check_launch("attention pointer tables");
 }
 
-Slot slot(const void* base, int elem, int mode, int64_t cb, int64_t ch, int64_t cg, int64_t cr) {
-  return Slot{static_cast<const char*>(base), cb, ch, cg, cr, elem, mode};
+Slot slot(const void* base, int elem, int mode, int64_t cb, int64_t ch, int64_t cg, int64_t cr, int64_t ce = 0) {
+  return Slot{static_cast<const char*>(base), cb, ch, cg, cr, ce, elem, mode};
+}
+
+// The backward's chunked head-major copy: src (B, T, Hq, D) fp32 → dst bf16, row (b, t, h) of chunk c = t / R
+// (first row r0 = c·R, r = min(R, T − r0) rows) at row r0·B·Hq + (b·Hq + h)·r + (t − r0). Rows on y.
+__global__ void to_bf16_chunked_kernel(bf16* dst, const float* src, int64_t B, int64_t T, int64_t Hq, int64_t D,
+                                       int64_t R) {
+  const int64_t rows = B * T * Hq;
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t h = row % Hq, bt = row / Hq, b = bt / T, t = bt - b * T;
+    const int64_t r0 = t / R * R, r = min(R, T - r0);
+    bf16* d = dst + (r0 * B * Hq + (b * Hq + h) * r + (t - r0)) * D;
+    const float* s = src + row * D;
+    for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < D; x += int64_t(gridDim.x) * blockDim.x)
+      d[x] = __float2bfloat16(s[x]);
+  }
+}
+
+void to_bf16_chunked(bf16* dst, const float* src, int64_t B, int64_t T, int64_t Hq, int64_t D, int64_t R) {
+  const int64_t rows = B * T * Hq;
+  if (rows == 0 || D == 0) return;
+  const dim3 grid(unsigned((D + 127) / 128), unsigned(std::min<int64_t>(rows, 65535)));
+  to_bf16_chunked_kernel<<<grid, 128>>>(dst, src, B, T, Hq, D, R);
+  check_launch("to_bf16 (chunked head-major)");
 }
 
 // Row-major batched GEMM through column-major cuBLAS (the mapping of cuda_ops.cu): C_i (M × N, ldc) =
@@ -290,7 +322,7 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
   sl.s[3] = slot(P, 2, 0, Hq * pe, pe, 0, 0);
   sl.s[4] = slot(vb, 2, 0, L * KD, 0, D, 0);
   sl.s[5] = slot(out, 4, 0, Tq * QD, D, 0, QD);
-  fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R);
+  fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R, Tq);
   to_bf16(qb, q, 1, B * Tq * QD, 0);
   if (rows) {  // batch row b: cache row slot[b], its own past[b] + Tq keys (past is their maximum)
     kv_to_bf16(kb, k, B, L, KD, Tkv * KD, *rows, Tq);
@@ -336,29 +368,30 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
   float* Di = cv.take<float>(size_t(BH * T));
   const void** dptr = cv.take<const void*>(size_t(nptr));
 
-  // Pointer tables per chunk (15 × BH): S = q̃·k̃ᵀ [0-2], dv += P̃ᵀ·dõ [3-5, mode 1: call j covers entries (b, g) at
-  // j·BK + b·Hkv + g, head h = g·G + j], dP = dõ·ṽᵀ [6-8], dq = dS̃·k̃ [9-11], dk += dS̃ᵀ·q̃ [12-14, mode 1].
-  const int64_t pe = pl.R * pl.ldS;
+  // Pointer tables per chunk (15 × BH). q̃ / dõ are chunked head-major (qc per first row r0, e·r·D per entry), the
+  // scores at r rows per entry (e·r·ldS). S = q̃·k̃ᵀ [0-2]; dv += stacked P̃ᵀ·dõ [3-5, mode 1: entry (b, g) starts
+  // at head gG, K = G·r]; dP = dõ·ṽᵀ [6-8]; dq = dS̃·k̃ [9-11]; dk += stacked dS̃ᵀ·q̃ [12-14, mode 1].
+  const int64_t qc = BH * D;
   Slots sl{};
   sl.n = 15;
-  sl.s[0] = slot(qb, 2, 0, T * QD, D, 0, QD);
+  sl.s[0] = slot(qb, 2, 0, 0, 0, 0, qc, D);
   sl.s[1] = slot(kb, 2, 0, T * KD, 0, D, 0);
-  sl.s[2] = slot(S, 4, 0, Hq * pe, pe, 0, 0);
-  sl.s[3] = slot(P, 2, 1, Hq * pe, pe, 0, 0);
-  sl.s[4] = slot(dob, 2, 1, T * QD, D, 0, QD);
+  sl.s[2] = slot(S, 4, 0, 0, 0, 0, 0, pl.ldS);
+  sl.s[3] = slot(P, 2, 1, 0, 0, 0, 0, pl.ldS);
+  sl.s[4] = slot(dob, 2, 1, 0, 0, 0, qc, D);
   sl.s[5] = slot(dv, 4, 1, T * KD, 0, D, 0);
-  sl.s[6] = slot(dob, 2, 0, T * QD, D, 0, QD);
+  sl.s[6] = slot(dob, 2, 0, 0, 0, 0, qc, D);
   sl.s[7] = slot(vb, 2, 0, T * KD, 0, D, 0);
-  sl.s[8] = slot(S, 4, 0, Hq * pe, pe, 0, 0);
-  sl.s[9] = slot(P, 2, 0, Hq * pe, pe, 0, 0);
+  sl.s[8] = slot(S, 4, 0, 0, 0, 0, 0, pl.ldS);
+  sl.s[9] = slot(P, 2, 0, 0, 0, 0, 0, pl.ldS);
   sl.s[10] = slot(kb, 2, 0, T * KD, 0, D, 0);
   sl.s[11] = slot(dq, 4, 0, T * QD, D, 0, QD);
-  sl.s[12] = slot(P, 2, 1, Hq * pe, pe, 0, 0);
-  sl.s[13] = slot(qb, 2, 1, T * QD, D, 0, QD);
+  sl.s[12] = slot(P, 2, 1, 0, 0, 0, 0, pl.ldS);
+  sl.s[13] = slot(qb, 2, 1, 0, 0, 0, qc, D);
   sl.s[14] = slot(dk, 4, 1, T * KD, 0, D, 0);
-  fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R);
-  to_bf16(qb, q, 1, B * T * QD, 0);
-  to_bf16(dob, dout, 1, B * T * QD, 0);
+  fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R, T);
+  to_bf16_chunked(qb, q, B, T, Hq, D, pl.R);
+  to_bf16_chunked(dob, dout, B, T, Hq, D, pl.R);
   to_bf16(kb, k, 1, B * T * KD, 0);
   to_bf16(vb, v, 1, B * T * KD, 0);
   if (!accumulate) {
@@ -376,20 +409,19 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
     const void* const* t = dptr + ch * per_chunk;
     auto C = [&](int slot) { return const_cast<void* const*>(t + slot * BH); };
     const dim3 grid{static_cast<unsigned>(BH), static_cast<unsigned>(r)};
-    bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, C(2), pl.ldS, BH);  // S
-    softmax_kernel<<<grid, kThreads>>>(S, P, pl.ldS, pl.R, L1, 0, r0, scale, lse, nullptr, T, nullptr, Hq);
+    bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, D, t + BH, KD, 0.f, C(2), pl.ldS, BH);  // S
+    // This chunk's scores sit at r rows per entry: r is the row kernels' entry stride.
+    softmax_kernel<<<grid, kThreads>>>(S, P, pl.ldS, r, L1, 0, r0, scale, lse, nullptr, T, nullptr, Hq);
     check_launch("attention backward P");
-    for (int64_t j = 0; j < G; ++j)  // dv_g += P̃ᵀ·dõ (K = r rows of the chunk)
-      bgemm(c, true, false, L1, D, r, t + 3 * BH + j * BK, CUDA_R_16BF, pl.ldS, t + 4 * BH + j * BK, QD, 1.f,
-            C(5) + j * BK, KD, BK);
-    bgemm(c, false, true, r, L1, D, t + 6 * BH, CUDA_R_16BF, QD, t + 7 * BH, KD, 0.f, C(8), pl.ldS, BH);  // dP
-    ds_kernel<<<grid, kThreads>>>(P, S, pl.ldS, pl.R, L1, r0, scale, Di, T);
+    // dv_g += P̃ᵀ·dõ over the group's stacked rows (K = G·r): one GEMM per (b, g)
+    bgemm(c, true, false, L1, D, G * r, t + 3 * BH, CUDA_R_16BF, pl.ldS, t + 4 * BH, D, 1.f, C(5), KD, BK);
+    bgemm(c, false, true, r, L1, D, t + 6 * BH, CUDA_R_16BF, D, t + 7 * BH, KD, 0.f, C(8), pl.ldS, BH);  // dP
+    ds_kernel<<<grid, kThreads>>>(P, S, pl.ldS, r, L1, r0, scale, Di, T);
     check_launch("attention dS");
     bgemm(c, false, false, r, D, L1, t + 9 * BH, CUDA_R_16BF, pl.ldS, t + 10 * BH, KD, accumulate ? 1.f : 0.f,
           C(11), QD, BH);  // dq
-    for (int64_t j = 0; j < G; ++j)  // dk_g += dS̃ᵀ·q̃
-      bgemm(c, true, false, L1, D, r, t + 12 * BH + j * BK, CUDA_R_16BF, pl.ldS, t + 13 * BH + j * BK, QD, 1.f,
-            C(14) + j * BK, KD, BK);
+    // dk_g += dS̃ᵀ·q̃ over the stacked rows
+    bgemm(c, true, false, L1, D, G * r, t + 12 * BH, CUDA_R_16BF, pl.ldS, t + 13 * BH, D, 1.f, C(14), KD, BK);
   }
 }
 

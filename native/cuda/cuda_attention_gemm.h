@@ -7,11 +7,19 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "cuda/cublas_loader.h"
 #include "model/ops.h"
 
 namespace rift::cuda {
+
+constexpr size_t kAttentionChunkBytesDefault = size_t(256) << 20;
+
+// The chunk budget from the value of RIFT_CUDA_ATTENTION_CHUNK_BYTES (null: unset): a decimal integer number of
+// bytes in [1, 2^48]. Anything else (empty, signs, spaces, suffixes, 0, too large) is ignored: the default is
+// returned and *warning (when not null) says why; valid values and an unset variable leave it empty. Host code.
+size_t attention_chunk_bytes(const char* value, std::string* warning);
 
 struct AttnGemmCtx {
   const CublasApi* api = nullptr;
@@ -19,8 +27,9 @@ struct AttnGemmCtx {
   // Device scratch of at least `bytes` (256-byte aligned), valid until the next call (the backend's scratch()).
   std::function<void*(size_t bytes)> scratch;
   // Bytes of one chunk's scores per (batch row × head) budget: chunks are sized so that all (batch row, head)
-  // score rows of a chunk take at most this many bytes (fp32 S + bf16 P). Default 256 MiB.
-  size_t chunk_bytes = size_t(256) << 20;
+  // score rows of a chunk take at most this many bytes (fp32 S + bf16 P). Default 256 MiB; the CUDA backend takes
+  // RIFT_CUDA_ATTENTION_CHUNK_BYTES (attention_chunk_bytes) when set.
+  size_t chunk_bytes = kAttentionChunkBytesDefault;
 };
 
 void attention_forward_gemm(const AttnGemmCtx& ctx, float* out, float* lse, const float* q, const float* k,

@@ -1,4 +1,4 @@
-// The CUDA OpsBackend (cuda_ops.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and the kernels of
+// The CUDA OpsBackend (cuda_ops(), backends/registry.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and the kernels of
 // cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. Semantics match the CPU twin
 // (cpu/cpu_ops.cc) op for op; linear layers are expressed through gemm exactly as there.
 //
@@ -17,6 +17,7 @@
 // stream; a mutex serialises callers (the cuBLAS handle and the scratch are shared).
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <cmath>
@@ -27,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/registry.h"
 #include "core/checks.h"
 #include "core/loss.h"
 #include "core/memory.h"
@@ -34,7 +36,6 @@
 #include "cuda/cuda_attention_flash.h"
 #include "cuda/cuda_attention_gemm.h"
 #include "cuda/cuda_check.h"
-#include "cuda/cuda_ops.h"
 #include "cuda/cuda_ops_kernels.h"
 #include "cuda/device_mem.h"
 
@@ -234,8 +235,20 @@ class CudaOps final : public OpsBackend {
     }();
     return dtype_ == DType::BF16 && !off;
   }
+  // RIFT_CUDA_ATTENTION_CHUNK_BYTES: the bf16 attention's chunk budget, read once; a bad value is ignored with one
+  // line on stderr (cuda_attention_gemm.h attention_chunk_bytes).
+  static size_t attn_chunk_bytes() {
+    static const size_t bytes = [] {
+      std::string warning;
+      const size_t b = cuda::attention_chunk_bytes(std::getenv("RIFT_CUDA_ATTENTION_CHUNK_BYTES"), &warning);
+      if (!warning.empty()) std::fprintf(stderr, "rift: %s\n", warning.c_str());
+      return b;
+    }();
+    return bytes;
+  }
   cuda::AttnGemmCtx attn_ctx() {
     cuda::AttnGemmCtx c;
+    c.chunk_bytes = attn_chunk_bytes();
     c.api = api_;
     c.handle = handle_;
     c.scratch = [this](size_t bytes) { return scratch(bytes); };
@@ -288,17 +301,12 @@ class CudaOps final : public OpsBackend {
   void scale(float* x, float s, int64_t n) override { ops::scale(x, s, n); }
   void zero(float* x, int64_t n) override { ops::zero(x, n); }
 
-  // Fixed grid of partial sums in double, added on the host in block order: deterministic.
+  // The fixed order of backends/sumsq_order.h, reduced on the device: the CPU twin's result bit for bit.
   double sumsq(const float* x, int64_t n) override {
     if (n <= 0) return 0.0;
     std::lock_guard<std::mutex> lk(mu_);
-    double* part = static_cast<double*>(scratch(sizeof(double) * ops::kSumsqParts));
-    ops::sumsq_parts(x, n, part);
-    double h[ops::kSumsqParts];
-    RIFT_CUDA_CHECK(cudaMemcpy(h, part, sizeof(h), cudaMemcpyDeviceToHost));
-    double s = 0.0;
-    for (double v : h) s += v;
-    return s;
+    double* part = static_cast<double*>(scratch(size_t(ops::sumsq_scratch(n)) * sizeof(double)));
+    return ops::sumsq(x, n, part);
   }
 
   // Writes the weights' bf16 copy in the same pass when param lies in a registered region whose copy is current.

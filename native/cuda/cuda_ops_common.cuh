@@ -17,6 +17,16 @@ inline unsigned flat_blocks(int64_t n, int threads = kThreads) {
   return unsigned(std::max<int64_t>(1, std::min<int64_t>(b, int64_t(1) << 20)));
 }
 
+// A 2-D grid over a (rows, cols) problem: y covers rows (kernels loop past 65535 with a stride of gridDim.y), x
+// covers a row's columns in steps of threads·per_thread (kernels loop past it); at most ~4096 blocks in all.
+inline dim3 row_grid(int64_t rows, int64_t cols, int per_thread = 1, int threads = kThreads) {
+  const int64_t per_block = int64_t(threads) * per_thread;
+  const int64_t gy = std::max<int64_t>(1, std::min<int64_t>(rows, 65535));
+  const int64_t want_x = (cols + per_block - 1) / per_block;
+  const int64_t cap_x = std::max<int64_t>(1, 4096 / gy);
+  return dim3(unsigned(std::max<int64_t>(1, std::min(want_x, cap_x))), unsigned(gy));
+}
+
 __device__ __forceinline__ int64_t flat_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ int64_t flat_stride() { return int64_t(gridDim.x) * blockDim.x; }
 

@@ -30,11 +30,14 @@ void zero(float* x, int64_t n);
 // OpsBackend::kv_write: cache row (slot[b], pos[b·T + t]) ← x row b·T + t (slot, pos checked by the caller).
 void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
               int64_t Tmax, int64_t width);
-constexpr int kSumsqParts = 512;                        // doubles of scratch for sumsq
-void sumsq_parts(const float* x, int64_t n, double* scratch);  // scratch[kSumsqParts]: partial sums
 // mirror: null, or n bf16 values rewritten from the updated param (the BF16 instance's weight copy).
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p,
            uint16_t* mirror = nullptr);
+
+// ---- cuda_ops_sumsq.cu: Σ x² in the order of backends/sumsq_order.h (the CPU twin's). scratch: sumsq_scratch(n)
+// doubles. Synchronous: returns the value (one 8-byte copy to the host).
+int64_t sumsq_scratch(int64_t n);
+double sumsq(const float* x, int64_t n, double* scratch);
 
 // ---- cuda_ops_norm_rope.cu
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,

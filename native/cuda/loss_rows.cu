@@ -35,6 +35,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backends/registry.h"
 #include "core/loss.h"
 #include "core/memory.h"
 #include "cuda/cuda_check.h"

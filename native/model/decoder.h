@@ -10,7 +10,7 @@
 //   lm_head     fused with the loss over chunks of rows (decoder_lmhead.cc): logits never exist for all N rows.
 //
 // Every op goes through the OpsBackend (model/ops.h): the model never branches on the device. Every buffer lives
-// in the backend's memory (OpsBuffer: host for cpu_ops(), device for cuda_ops()); the public methods take and
+// in the backend's memory (OpsBuffer: host for the CPU backend, device for CUDA); the public methods take and
 // return HOST arrays (ids, targets, logits) and stage them. fp32 master weights, gradients and AdamW state; the
 // backend's gemm_dtype decides the GEMM operand precision (BF16: bf16 operands, fp32 accumulation).
 // Not thread-safe: one call at a time per Decoder (the N-API layer refuses concurrent calls).
@@ -91,7 +91,7 @@ struct TrainBatch {
 // next position — the rows of one decode step may hold different prompts (continuous batching).
 class KvCache {
  public:
-  KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& ops = cpu_ops());
+  KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& ops);
   int64_t B() const { return B_; }
   int64_t capacity() const { return Tmax_; }
   // The longest row's length (every row's, when they agree).
@@ -127,8 +127,8 @@ class Decoder {
  public:
   // chunk_rows: rows of the lm_head + loss chunk; 0 picks default_chunk_rows(vocab, ops.space()).
   // params_category: Params, or Reference for a frozen DPO reference model (memory() tells them apart).
-  Decoder(const DecoderConfig& c, int64_t chunk_rows = 0, MemCategory params_category = MemCategory::Params,
-          OpsBackend& ops = cpu_ops(), RowBackend& rows = cpu_backend());
+  Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_category,
+          OpsBackend& ops, RowBackend& rows);
   ~Decoder();
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;

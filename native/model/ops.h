@@ -1,6 +1,6 @@
 // The ops the decoder (Qwen2 / Llama family, docs/design.md §4) is built from, behind ONE backend interface
-// that cpu/ implements (cpu_ops()) and cuda/ implements (cuda_ops()): the model code calls these and never branches on
-// the device. No Node, no CUDA in this header.
+// that cpu/ and cuda/ implement (instances: backends/registry.h, cpu_ops() / cuda_ops()): the model code calls these
+// and never branches on the device, and never names an instance. No Node, no CUDA in this header.
 //
 // Conventions (every op):
 // - fp32, row-major, contiguous unless a leading dimension says otherwise; shapes in comments, e.g. (T, C).
@@ -33,7 +33,7 @@ struct OpsInfo {
   int threads = 1;         // threads the gemm runs on
   bool blas_available = false;  // an OpenBLAS could be loaded (RIFT_BLAS=off: never)
   std::string blas_path;   // the library that was loaded, "" when none
-  DType gemm_dtype = DType::F32;  // operand precision of gemm / matmul_* (see cpu_ops())
+  DType gemm_dtype = DType::F32;  // operand precision of gemm / matmul_* (backends/registry.h: cpu_ops())
 };
 
 // torch.optim.AdamW (amsgrad=False, maximize=False), one step over a flat buffer, in torch's order:
@@ -224,13 +224,5 @@ class OpsBuffer {
   size_t size_ = 0;
   MemCategory cat_ = MemCategory::Workspace;
 };
-
-// The CPU backend (threads: rift::parallel_for; GEMM: OpenBLAS loaded at run time when present, else builtin).
-// gemm_dtype BF16 gives a second process-wide instance whose gemm / matmul_* round both operands to bfloat16
-// (round to nearest even) and accumulate in fp32 — the CPU twin of the CUDA backend's bf16 tensor-core GEMMs
-// (torch autocast's bf16 matmul) — and whose attention runs its two products on bf16 operands the same way
-// (q, k, v and the probabilities; dout and dS in the backward: cpu/ops_attention_bf16.cc). Every other op is fp32
-// in both instances.
-OpsBackend& cpu_ops(DType gemm_dtype = DType::F32);
 
 }  // namespace rift

@@ -287,11 +287,3 @@ void init_device(Napi::Env env, Napi::Object exports) { exports.Set("cuda", env.
 #endif
 
 }  // namespace rift::napi
-
-#ifndef RIFT_WITH_CUDA
-namespace rift {
-// core/loss.h declares cuda_backend() in every build; without CUDA it is this stub (the CUDA build defines it
-// in cuda/loss_rows.cu).
-RowBackend* cuda_backend() { return nullptr; }
-}  // namespace rift
-#endif

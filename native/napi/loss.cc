@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "backends/registry.h"
 #include "core/loss.h"
 #include "cpu/thread_pool.h"
 #include "napi/args.h"

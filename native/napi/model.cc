@@ -29,10 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "backends/registry.h"
 #include "core/memory.h"
-#ifdef RIFT_WITH_CUDA
-#include "cuda/cuda_ops.h"
-#endif
 #include "model/decoder.h"
 #include "napi/args.h"
 #include "napi/errors.h"

@@ -19,13 +19,13 @@
 #include <string>
 #include <vector>
 
+#include "backends/registry.h"
 #include "core/checks.h"
 #include "model/ops.h"
 #include "napi/args.h"
 #include "napi/ops_args.h"
 #ifdef RIFT_WITH_CUDA
 #include "cuda/cublas_loader.h"
-#include "cuda/cuda_ops.h"
 #include "cuda/device_mem.h"
 #endif
 
