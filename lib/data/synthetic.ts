@@ -10,10 +10,10 @@
 //
 // Difficulty: 1 → 2 steps, operands 1–9; 2 (default) → 2–4 steps, +/− operands ≤ 20, × operands 2–9;
 // 3 → 3–4 steps, +/− operands ≤ 99, × operands 2–12, and about 30% end with a division (the answer may be a
-// reduced fraction); 4 (the hard setting) → 5–7 steps with level 3's operands and divisions: long worked solutions
+// reduced fraction); 4 (the hard setting) → 5–7 steps with level 2's operands and level 3's divisions: long worked solutions
 // (≤ 128 characters) in which a wrong answer usually comes from one slipped step and shares the steps before it (and
 // the format of those after it) with the right answer:
-//                   "41+6*7-12*3+58-9=?" → "6*7=42;12*3=36;41+42=83;83-36=47;47+58=105;105-9=96;\boxed{96}"
+//                   "8*2*4-16+8*7+6-2=?" → "8*2=16;16*4=64;8*7=56;64-16=48;48+56=104;104+6=110;110-2=108;\boxed{108}"
 // Levels 1–3 give exactly the problems they always gave (texts ≤ 80 characters).
 // `steps: [min, max]` overrides a level's number of steps (1–6, level 4: 1–8; e.g. difficulty 2 with 5 steps:
 // longer problems than that level ever makes, an out-of-distribution test set). Tiny style evaluates × before +/− (standard precedence, one step per operator); word problems
@@ -88,7 +88,7 @@ const LEVELS: Record<number, Level> = {
   1: { steps: [2, 2], addMax: 9, mulMin: 2, mulMax: 9, startMax: 20, fraction: 0, maxText: 80, maxSteps: 6 },
   2: { steps: [2, 4], addMax: 20, mulMin: 2, mulMax: 9, startMax: 30, fraction: 0, maxText: 80, maxSteps: 6 },
   3: { steps: [3, 4], addMax: 99, mulMin: 2, mulMax: 12, startMax: 99, fraction: 0.3, maxText: 80, maxSteps: 6 },
-  4: { steps: [5, 7], addMax: 99, mulMin: 2, mulMax: 12, startMax: 99, fraction: 0.3, maxText: 128, maxSteps: 8 },
+  4: { steps: [5, 7], addMax: 20, mulMin: 2, mulMax: 9, startMax: 30, fraction: 0.3, maxText: 128, maxSteps: 8 },
 };
 
 /** The synthetic difficulty levels (generateProblems' `difficulty`). */

@@ -30,7 +30,7 @@ export function baseReadme(x: BaseReadmeInput): string {
   const args = flags.filter(([k]) => o[k] !== undefined).map(([k, f]) => ` --${f} ${o[k]}`).join('');
   const rows = res.history.map((h) => `| ${h.step} | ${h.loss.toFixed(4)} | ${pct(h.meanAtK!)} | ${pct(h.passAtK!)} |`).join('\n');
   const example = x.preset === 'hard'
-    ? '41+6*7-12*3+58-9=?\\n   →   6*7=42;12*3=36;41+42=83;83-36=47;47+58=105;105-9=96;\\boxed{96}<|eos|>'
+    ? '8*2*4-16+8*7+6-2=?\\n   →   8*2=16;16*4=64;8*7=56;64-16=48;48+56=104;104+6=110;110-2=108;\\boxed{108}<|eos|>'
     : '7+5*3-4=?\\n   →   5*3=15;7+15=22;22-4=18;\\boxed{18}<|eos|>';
   const stop = res.inBand ? '' : x.timedOut ? ` (NO evaluation landed in the band before the ${r.maxMinutes}-minute limit: the last weights)` : ' (NO evaluation landed in the band: the last weights)';
   return `# ${x.name}
