@@ -18,7 +18,7 @@
 // kept, and the run stops once Mean@8 passes `high` (or at `steps`, or after `maxMinutes`).
 //
 // Presets (`preset`): 'tiny' (default: models/tiny-base, difficulty 2, 0.8M parameters) and 'hard' (models/hard-base,
-// the experiment's hard setting: difficulty 4, 4.7M parameters, bf16; BASE_PRESETS). Both share the vocabulary and
+// the experiment's hard setting: difficulty 4, 1.8M parameters, bf16; BASE_PRESETS). Both share the vocabulary and
 // the prompt format; only the maximal response length differs (presetMaxNewTokens).
 import * as fs from 'fs';
 import * as os from 'os';
@@ -64,8 +64,8 @@ export const BASE_PRESETS: Record<BasePreset, {
     evalEvery: 50, evalFrom: 100, evalProblems: 64, low: 0.3, high: 0.6, preferLow: 0.4, preferHigh: 0.5, dtype: 'float32', maxNewTokens: BASE_MAX_NEW_TOKENS, maxMinutes: Infinity,
   },
   hard: {
-    outDir: path.join('models', 'hard-base'), difficulty: 4, hidden: 256, layers: 6, intermediate: 768, batchSize: 16, lr: 1.5e-3, steps: 4000,
-    evalEvery: 50, evalFrom: 150, evalProblems: 48, low: 0.2, high: 0.5, preferLow: 0.3, preferHigh: 0.4, dtype: 'bfloat16', maxNewTokens: HARD_MAX_NEW_TOKENS, maxMinutes: 28,
+    outDir: path.join('models', 'hard-base'), difficulty: 4, hidden: 192, layers: 4, intermediate: 576, batchSize: 16, lr: 2e-3, steps: 4000,
+    evalEvery: 50, evalFrom: 150, evalProblems: 48, low: 0.2, high: 0.5, preferLow: 0.3, preferHigh: 0.4, dtype: 'bfloat16', maxNewTokens: HARD_MAX_NEW_TOKENS, maxMinutes: 30,
   },
 };
 
@@ -182,7 +182,7 @@ export async function evaluateBase(
 export interface MakeBaseModelOptions {
   /** The defaults of BASE_PRESETS (default 'tiny'). */
   preset?: BasePreset;
-  /** Stop training after this many minutes (default: tiny none, hard 28), keeping the best in-band checkpoint. */
+  /** Stop training after this many minutes (default: tiny none, hard 30), keeping the best in-band checkpoint. */
   maxMinutes?: number;
   /** Where the checkpoint goes (default: the preset's, models/tiny-base). */
   outDir?: string;

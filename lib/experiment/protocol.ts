@@ -112,7 +112,7 @@ export const PROBLEM_SETS: Record<ProblemSetName, ProblemSetSpec> = {
 /**
  * The settings `rift experiment --setting` picks: a base model, the problems it was trained on (excluded from every
  * experiment set), the experiment's problem sets and its sizings. 'tiny': the embedded models/tiny-base on difficulty
- * 2; 'hard': models/hard-base (4.7M parameters) on difficulty 4 (5–7 step problems whose wrong answers share most of
+ * 2; 'hard': models/hard-base (1.8M parameters) on difficulty 4 (5–7 step problems whose wrong answers share most of
  * their tokens with right ones), where the methods have more room to differ.
  */
 export type ExperimentSetting = 'tiny' | 'hard';
@@ -128,15 +128,18 @@ export interface SettingSpec {
   sizings: Record<ExperimentSize, ExperimentSizing>;
 }
 
-/** The hard setting's sizings: longer responses; LR grids an order below the tiny model's (a 6× larger model). */
+/**
+ * The hard setting's sizings: longer responses, fewer problems (each run costs about 5× a tiny-setting run on this
+ * CPU), LR grids below the tiny model's (a larger model, longer sequences).
+ */
 const HARD_SIZINGS: Record<ExperimentSize, ExperimentSizing> = {
   full: {
     ...EXPERIMENT_SIZINGS.full, trainProblems: 192, valProblems: 96, testProblems: 192, oodProblems: 96,
     lrGrid: [3e-5, 1e-4, 3e-4], dpoLrGrid: [3e-6, 1e-5, 3e-5], maxNewTokens: 144, tokenBudget: 4096,
   },
   quick: {
-    ...EXPERIMENT_SIZINGS.quick, trainProblems: 48, valProblems: 24, testProblems: 48, oodProblems: 24, kAblation: [4],
-    lrGrid: [3e-5, 1e-4], dpoLrGrid: [1e-5], dpoBetaGrid: [0.1], maxNewTokens: 144, tokenBudget: 4096, collapseEpochs: 2,
+    ...EXPERIMENT_SIZINGS.quick, trainProblems: 32, valProblems: 16, testProblems: 32, oodProblems: 16, kAblation: [4], sequencesPerUpdate: 16,
+    lrGrid: [3e-5, 1e-4], dpoLrGrid: [1e-5], dpoBetaGrid: [0.1], maxNewTokens: 144, tokenBudget: 4096, probeSamples: 16, collapseEpochs: 2,
   },
   tiny: { ...EXPERIMENT_SIZINGS.tiny, lrGrid: [1e-4], dpoLrGrid: [1e-5], maxNewTokens: 144, tokenBudget: 2048 },
 };
@@ -150,7 +153,7 @@ export const SETTINGS: Record<ExperimentSetting, SettingSpec> = {
     sizings: EXPERIMENT_SIZINGS,
   },
   hard: {
-    label: 'hard: models/hard-base (4.7M parameters) on difficulty 4 (5–7 step problems, long worked solutions)',
+    label: 'hard: models/hard-base (1.8M parameters) on difficulty 4 (5–7 step problems, long worked solutions)',
     model: 'hard-base',
     baseSft: { count: 20000, seed: 1, difficulty: 4 },
     problemSets: {
