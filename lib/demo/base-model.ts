@@ -18,8 +18,10 @@
 // kept, and the run stops once Mean@8 passes `high` (or at `steps`, or after `maxMinutes`).
 //
 // Presets (`preset`): 'tiny' (default: models/tiny-base, difficulty 2, 0.8M parameters) and 'hard' (models/hard-base,
-// the experiment's hard setting: difficulty 4, 1.8M parameters, bf16; BASE_PRESETS). Both share the vocabulary and
-// the prompt format; only the maximal response length differs (presetMaxNewTokens).
+// the experiment's hard setting: difficulty 4, bf16; BASE_PRESETS). The hard model is grown from models/tiny-base
+// (lib/demo/grow.ts: twice the layers, the new ones starting as the identity; 1.6M parameters) and trained on
+// difficulty 4: trained from scratch, 1.8M and 4.7M models needed far longer than the 30 minutes this preset allows
+// on 2 shared cores. Both share the vocabulary and the prompt format; only the maximal response length differs.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -37,6 +39,8 @@ import { passAtK } from '../eval/metrics';
 import { fillTemplate, type PlainPromptSpec } from '../data/prompt-spec';
 import { writePromptFormatFile } from '../loop/prompt-choice';
 import { baseReadme } from './base-readme';
+import { growDepth, grownConfig } from './grow';
+import { defaultModelDir } from '../loop/paths';
 
 export const PAD_TOKEN = '<|pad|>';
 export const BOS_TOKEN = '<|bos|>';
@@ -57,15 +61,18 @@ export const BASE_PRESET_NAMES: readonly BasePreset[] = ['tiny', 'hard'];
 export const BASE_PRESETS: Record<BasePreset, {
   outDir: string; difficulty: number; hidden: number; layers: number; intermediate: number; batchSize: number; lr: number; steps: number;
   evalEvery: number; evalFrom: number; evalProblems: number; low: number; high: number; preferLow: number; preferHigh: number;
-  dtype: 'float32' | 'bfloat16'; maxNewTokens: number; maxMinutes: number;
+  dtype: 'float32' | 'bfloat16'; maxNewTokens: number; maxMinutes: number; warmupSteps: number;
+  /** Grow this trained model (its layers × growFactor) instead of a random init (then hidden, layers, intermediate are its). */
+  growFrom?: () => string; growFactor?: number;
 }> = {
   tiny: {
     outDir: path.join('models', 'tiny-base'), difficulty: 2, hidden: 128, layers: 4, intermediate: 384, batchSize: 32, lr: 2e-3, steps: 4000,
-    evalEvery: 50, evalFrom: 100, evalProblems: 64, low: 0.3, high: 0.6, preferLow: 0.4, preferHigh: 0.5, dtype: 'float32', maxNewTokens: BASE_MAX_NEW_TOKENS, maxMinutes: Infinity,
+    evalEvery: 50, evalFrom: 100, evalProblems: 64, low: 0.3, high: 0.6, preferLow: 0.4, preferHigh: 0.5, dtype: 'float32', maxNewTokens: BASE_MAX_NEW_TOKENS, maxMinutes: Infinity, warmupSteps: 50,
   },
   hard: {
-    outDir: path.join('models', 'hard-base'), difficulty: 4, hidden: 192, layers: 4, intermediate: 576, batchSize: 16, lr: 2e-3, steps: 4000,
-    evalEvery: 50, evalFrom: 150, evalProblems: 48, low: 0.2, high: 0.5, preferLow: 0.3, preferHigh: 0.4, dtype: 'bfloat16', maxNewTokens: HARD_MAX_NEW_TOKENS, maxMinutes: 30,
+    outDir: path.join('models', 'hard-base'), difficulty: 4, hidden: 128, layers: 8, intermediate: 384, batchSize: 16, lr: 1e-3, steps: 4000,
+    evalEvery: 50, evalFrom: 50, evalProblems: 48, low: 0.2, high: 0.5, preferLow: 0.3, preferHigh: 0.4, dtype: 'bfloat16', maxNewTokens: HARD_MAX_NEW_TOKENS, maxMinutes: 30,
+    warmupSteps: 20, growFrom: defaultModelDir, growFactor: 2,
   },
 };
 
@@ -182,6 +189,10 @@ export async function evaluateBase(
 export interface MakeBaseModelOptions {
   /** The defaults of BASE_PRESETS (default 'tiny'). */
   preset?: BasePreset;
+  /** A trained model directory to grow (lib/demo/grow.ts) instead of a random init (default: hard → models/tiny-base). */
+  growFrom?: string;
+  /** Layers of the grown model per source layer (default 2). */
+  growFactor?: number;
   /** Stop training after this many minutes (default: tiny none, hard 30), keeping the best in-band checkpoint. */
   maxMinutes?: number;
   /** Where the checkpoint goes (default: the preset's, models/tiny-base). */
@@ -253,7 +264,9 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   const maxSteps = o.steps ?? P.steps;
   const batchSize = o.batchSize ?? P.batchSize;
   const lr = o.lr ?? P.lr;
-  const warmupSteps = o.warmupSteps ?? 50;
+  const warmupSteps = o.warmupSteps ?? P.warmupSteps;
+  const growFrom = o.growFrom ?? P.growFrom?.();
+  const growFactor = o.growFactor ?? P.growFactor ?? 2;
   const difficulty = o.difficulty ?? P.difficulty;
   const count = o.count ?? BASE_DATA_DEFAULTS.count;
   const heldOut = o.heldOut ?? BASE_DATA_DEFAULTS.heldOut;
@@ -287,9 +300,12 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
     reward: 1,
   }));
 
-  const config = baseModelConfig({ hidden: o.hidden ?? P.hidden, layers: o.layers ?? P.layers, intermediate: o.intermediate ?? P.intermediate });
-  const model = Model.fromConfig(config, { seed, std: 0.02 });
-  log(`base model: ${model.numParams} params, ${train.length} train / ${test.length} held-out problems (tiny, difficulty ${difficulty})`);
+  const config = growFrom
+    ? grownConfig(growFrom, growFactor)
+    : baseModelConfig({ hidden: o.hidden ?? P.hidden, layers: o.layers ?? P.layers, intermediate: o.intermediate ?? P.intermediate });
+  if (config.vocab_size !== tok.vocabSize) throw new RangeError(`growFrom: ${growFrom} has vocabulary ${config.vocab_size}, the base tokenizer ${tok.vocabSize}`);
+  const model = growFrom ? growDepth(growFrom, growFactor, seed) : Model.fromConfig(config, { seed, std: 0.02 });
+  log(`base model: ${model.numParams} params${growFrom ? ` (grown ×${growFactor} from ${growFrom})` : ''}, ${train.length} train / ${test.length} held-out problems (tiny, difficulty ${difficulty})`);
 
   const bestDir = path.join(tmpDir, 'best');
   let best: { step: number; meanAtK: number } | undefined;
@@ -365,9 +381,9 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   writeBaseTokenizer(outDir, maxNewTokens);
   const sizeBytes = fs.readdirSync(outDir).reduce((s, f) => s + fs.statSync(path.join(outDir, f)).size, 0);
   const result: MakeBaseModelResult = { outDir, step: keptStep, inBand: !!best, trainSeconds, final: fin, history, sizeBytes };
-  const r = { seed, maxSteps, batchSize, lr, warmupSteps, difficulty, count, heldOut, evalN, evalEvery, low, high, preferLow, preferHigh, maxNewTokens, maxMinutes };
-  fs.writeFileSync(path.join(outDir, 'README.md'), baseReadme({ preset: presetName, name: path.basename(path.resolve(outDir)), o, r, config, params: model.numParams, res: result, evalSeconds, nTrain: train.length, dtype, timedOut }));
-  writeMetadata(outDir, { preset: presetName, params: model.numParams, difficulty, step: keptStep, inBand: !!best, timedOut, trainSeconds, final: fin, maxNewTokens, dtype });
+  const r = { growFactor: growFrom ? growFactor : 0, seed, maxSteps, batchSize, lr, warmupSteps, difficulty, count, heldOut, evalN, evalEvery, low, high, preferLow, preferHigh, maxNewTokens, maxMinutes };
+  fs.writeFileSync(path.join(outDir, 'README.md'), baseReadme({ growFrom: growFrom && path.relative(process.cwd(), growFrom), preset: presetName, name: path.basename(path.resolve(outDir)), o, r, config, params: model.numParams, res: result, evalSeconds, nTrain: train.length, dtype, timedOut }));
+  writeMetadata(outDir, { preset: presetName, growFrom: growFrom && path.relative(process.cwd(), growFrom), growFactor: growFrom ? growFactor : undefined, params: model.numParams, difficulty, step: keptStep, inBand: !!best, timedOut, trainSeconds, final: fin, maxNewTokens, dtype });
   fs.rmSync(tmpDir, { recursive: true, force: true });
   return result;
 }

@@ -4,6 +4,8 @@ import type { BaseEval, BasePreset, MakeBaseModelOptions } from './base-model';
 
 export interface BaseReadmeInput {
   preset: BasePreset;
+  /** The trained model it was grown from (lib/demo/grow.ts), if any. */
+  growFrom?: string;
   /** The model folder's name (the README's title). */
   name: string;
   o: MakeBaseModelOptions;
@@ -26,7 +28,7 @@ export function baseReadme(x: BaseReadmeInput): string {
   const { o, r, config, res } = x;
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
   const flags: [keyof MakeBaseModelOptions, string][] = [['preset', 'preset'], ['outDir', 'out'], ['seed', 'seed'], ['steps', 'steps'], ['threads', 'threads'], ['batchSize', 'batch-size'],
-    ['lr', 'lr'], ['evalEvery', 'eval-every'], ['hidden', 'hidden'], ['layers', 'layers'], ['intermediate', 'intermediate'], ['difficulty', 'difficulty'], ['dtype', 'dtype'], ['maxMinutes', 'max-minutes']];
+    ['lr', 'lr'], ['evalEvery', 'eval-every'], ['hidden', 'hidden'], ['layers', 'layers'], ['intermediate', 'intermediate'], ['difficulty', 'difficulty'], ['dtype', 'dtype'], ['maxMinutes', 'max-minutes'], ['growFrom', 'grow-from'], ['growFactor', 'grow-factor']];
   const args = flags.filter(([k]) => o[k] !== undefined).map(([k, f]) => ` --${f} ${o[k]}`).join('');
   const rows = res.history.map((h) => `| ${h.step} | ${h.loss.toFixed(4)} | ${pct(h.meanAtK!)} | ${pct(h.passAtK!)} |`).join('\n');
   const example = x.preset === 'hard'
@@ -58,7 +60,9 @@ tokens). Answers are scored with lib/reward/verifier.ts \`verify(text, answer)\`
 
 - data: \`generateProblems({count: ${r.count}, seed: ${r.seed}, style: 'tiny', difficulty: ${r.difficulty}})\`, split with
   \`splitProblems(…, {testFraction: ${r.heldOut}/${r.count}, seed: ${r.seed}})\`: ${x.nTrain} training problems, ${r.heldOut} held out
-- SFT (method 'sft', token-mean) on the reference solutions: batches of ${r.batchSize}, AdamW lr ${r.lr} (linear warmup ${r.warmupSteps}
+${x.growFrom ? `- init: grown from ${x.growFrom} (lib/demo/grow.ts): its ${Number(config.num_hidden_layers) / r.growFactor} layers at every ${r.growFactor === 2 ? 'second' : `${r.growFactor}th`} position, the
+  layers between new (std 0.02) with zero output projections, so training starts from the source model's function
+` : ''}- SFT (method 'sft', token-mean) on the reference solutions: batches of ${r.batchSize}, AdamW lr ${r.lr} (linear warmup ${r.warmupSteps}
   steps, then constant), weight decay 0.01, gradient clipping 1, init std 0.02, seed ${r.seed}
 - every ${r.evalEvery} steps Mean@8 (temperature 1) on the first ${r.evalN} held-out problems; the run stops at the first
   evaluation in [${pct(r.preferLow)}, ${pct(r.preferHigh)}] (or once above ${pct(r.high)}, keeping the in-band evaluation closest to ${pct((r.low + r.high) / 2)})${Number.isFinite(r.maxMinutes) ? `,
