@@ -38,7 +38,7 @@ const baseSft = new Map<string, Set<string>>();
 function baseSftTexts(setting: SettingSpec): Set<string> {
   const key = JSON.stringify(setting.baseSft);
   let s = baseSft.get(key);
-  if (!s) baseSft.set(key, (s = new Set(generateProblems({ ...setting.baseSft, style: 'tiny' }).map((p) => p.problem))));
+  if (!s) baseSft.set(key, (s = new Set(setting.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)))));
   return s;
 }
 

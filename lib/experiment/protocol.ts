@@ -112,8 +112,8 @@ export const PROBLEM_SETS: Record<ProblemSetName, ProblemSetSpec> = {
 /**
  * The settings `rift experiment --setting` picks: a base model, the problems it was trained on (excluded from every
  * experiment set), the experiment's problem sets and its sizings. 'tiny': the embedded models/tiny-base on difficulty
- * 2; 'hard': models/hard-base (1.8M parameters) on difficulty 4 (5–7 step problems whose wrong answers share most of
- * their tokens with right ones), where the methods have more room to differ.
+ * 2; 'hard': models/hard-base (1.6M parameters, grown from tiny-base) on difficulty 4 (5–7 step problems whose wrong
+ * answers share most of their tokens with right ones), where the methods have more room to differ.
  */
 export type ExperimentSetting = 'tiny' | 'hard';
 export const EXPERIMENT_SETTINGS: readonly ExperimentSetting[] = ['tiny', 'hard'];
@@ -122,8 +122,8 @@ export interface SettingSpec {
   label: string;
   /** The base model's folder under the package's models/. */
   model: string;
-  /** The base model's SFT problems (scripts/make-base-model.js): never in an experiment set. */
-  baseSft: { count: number; seed: number; difficulty: number };
+  /** The base model's SFT problems (scripts/make-base-model.js; a grown model: its source's too): never in an experiment set. */
+  baseSft: { count: number; seed: number; difficulty: number }[];
   problemSets: Record<ProblemSetName, ProblemSetSpec>;
   sizings: Record<ExperimentSize, ExperimentSizing>;
 }
@@ -148,14 +148,14 @@ export const SETTINGS: Record<ExperimentSetting, SettingSpec> = {
   tiny: {
     label: 'tiny: models/tiny-base (0.8M parameters) on difficulty 2 (2–4 step problems)',
     model: 'tiny-base',
-    baseSft: { count: 20000, seed: 1, difficulty: 2 },
+    baseSft: [{ count: 20000, seed: 1, difficulty: 2 }],
     problemSets: PROBLEM_SETS,
     sizings: EXPERIMENT_SIZINGS,
   },
   hard: {
-    label: 'hard: models/hard-base (1.8M parameters) on difficulty 4 (5–7 step problems, long worked solutions)',
+    label: 'hard: models/hard-base (1.6M parameters, grown from tiny-base) on difficulty 4 (5–7 step problems, long worked solutions)',
     model: 'hard-base',
-    baseSft: { count: 20000, seed: 1, difficulty: 4 },
+    baseSft: [{ count: 20000, seed: 1, difficulty: 2 }, { count: 20000, seed: 1, difficulty: 4 }],
     problemSets: {
       main: { difficulty: 4, seed: 3026, label: 'difficulty 4 (5–7 steps, as the base model was trained on)' },
       ood: { difficulty: 4, seed: 3027, steps: [8, 8], label: '8 steps (never seen: training problems have 5–7)' },
