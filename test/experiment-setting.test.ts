@@ -5,8 +5,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { generateProblems } from '../lib/data/synthetic';
+import { readProblems } from '../lib/data/problems';
 import { experimentProblems } from '../lib/experiment/data';
 import { outSetting, runExperiment } from '../lib/experiment/experiment';
+import type { RunRecord } from '../lib/experiment/runner';
 import { EXPERIMENT_SETTINGS, EXPERIMENT_SIZINGS, PROBLEM_SETS, SETTINGS, settingSpec } from '../lib/experiment/protocol';
 import { buildCli, riftSync, root } from './helpers/cli';
 
@@ -45,7 +47,8 @@ describe('settings', () => {
     expect(h.val).toHaveLength(H.valProblems);
     expect(h.test).toHaveLength(H.testProblems);
     expect(h.ood).toHaveLength(H.oodProblems);
-    const sft = new Set(generateProblems({ ...SETTINGS.hard.baseSft, style: 'tiny' }).map((p) => p.problem));
+    expect(SETTINGS.hard.baseSft.map((b) => b.difficulty)).toEqual([2, 4]); // grown from tiny-base: its SFT problems too
+    const sft = new Set(SETTINGS.hard.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)));
     const all = [h.train, h.val, h.test, h.ood, h.d1Train, h.d1Test, h.d2longTrain, h.d2longTest].flat();
     expect(all.filter((p) => sft.has(p.problem))).toEqual([]);
     expect(new Set(all.map((p) => p.problem)).size).toBe(all.length);
@@ -86,5 +89,32 @@ describe('settings', () => {
     expect(fs.existsSync(path.join(out, 'runs.jsonl'))).toBe(false);
     const help = riftSync(tmp, ['experiment', '--help']);
     expect(help.stdout).toMatch(/--setting <name>/);
+  });
+});
+
+describe('hard setting, CI size (models/hard-base)', () => {
+  const out = () => path.join(tmp, 'hard');
+  let runs: RunRecord[];
+  beforeAll(async () => {
+    await runExperiment({ out: out(), size: 'tiny', setting: 'hard', parts: ['grid', 'main'] });
+    runs = (JSON.parse(fs.readFileSync(path.join(out(), 'results.json'), 'utf8')) as { runs: RunRecord[] }).runs;
+  }, 600_000);
+
+  test('runs on the hard model and problems; the report names the setting; the marker says hard', () => {
+    expect(JSON.parse(fs.readFileSync(path.join(out(), 'setting.json'), 'utf8'))).toEqual({ setting: 'hard' });
+    const md = fs.readFileSync(path.join(out(), 'report', 'report.md'), 'utf8');
+    expect(md).toContain('hard setting');
+    expect(md).toContain(SETTINGS.hard.label);
+    const results = JSON.parse(fs.readFileSync(path.join(out(), 'results.json'), 'utf8'));
+    expect(results.setting).toBe('hard');
+    expect(results.modelDir).toBe(path.join(root, 'models', 'hard-base'));
+    for (const p of readProblems(path.join(out(), 'data', 'test.jsonl'))) expect(steps(p.solution!)).toBeGreaterThanOrEqual(5);
+    expect(runs.some((r) => r.spec.part === 'grid')).toBe(true);
+    const main = runs.filter((r) => r.spec.part === 'main' && !r.skipped);
+    expect(main.length).toBeGreaterThan(0);
+    for (const r of main) {
+      expect(r.spec.lr).toBe(r.spec.method.method === 'dpo' ? 1e-5 : 1e-4);
+      expect(Number.isFinite(r.evals.test.meanAtK)).toBe(true);
+    }
   });
 });

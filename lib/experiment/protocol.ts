@@ -159,8 +159,8 @@ export const SETTINGS: Record<ExperimentSetting, SettingSpec> = {
     problemSets: {
       main: { difficulty: 4, seed: 3026, label: 'difficulty 4 (5–7 steps, as the base model was trained on)' },
       ood: { difficulty: 4, seed: 3027, steps: [8, 8], label: '8 steps (never seen: training problems have 5–7)' },
-      d1: { difficulty: 4, seed: 3028, steps: [4, 5], label: 'difficulty 4 with 4–5 steps (easier)' },
-      d2long: { difficulty: 4, seed: 3029, steps: [7, 8], label: 'difficulty 4 with 7–8 steps (harder)' },
+      d1: { difficulty: 4, seed: 3028, steps: [4, 5], label: 'difficulty 4 with 4–5 steps (shorter than training)' },
+      d2long: { difficulty: 4, seed: 3029, steps: [7, 8], label: 'difficulty 4 with 7–8 steps (longer)' },
     },
     sizings: HARD_SIZINGS,
   },
