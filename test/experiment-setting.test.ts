@@ -31,7 +31,7 @@ describe('settings', () => {
     expect(SETTINGS.hard.model).toBe('hard-base');
     for (const s of Object.values(SETTINGS.hard.problemSets)) expect(s.difficulty).toBe(4);
     for (const z of Object.values(SETTINGS.hard.sizings)) expect(z.maxNewTokens).toBeGreaterThanOrEqual(129); // solutions ≤ 128 + eos
-    expect(SETTINGS.hard.sizings.quick.lrGrid).toEqual([3e-5, 1e-4]);
+    expect(SETTINGS.hard.sizings.quick.lrGrid).toEqual([1e-4, 3e-4]);
     expect(SETTINGS.hard.sizings.full.lrGrid).toEqual([3e-5, 1e-4, 3e-4]);
     expect(() => settingSpec('medium')).toThrow(RangeError);
     expect(() => settingSpec('medium')).toThrow(/^setting:/);
