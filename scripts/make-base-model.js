@@ -2,18 +2,19 @@
 // Trains the embedded default base model (models/tiny-base/) with this project's own SFT — see
 // lib/demo/base-model.ts and models/tiny-base/README.md. Build first: `npm run build:ts`.
 //
-//   node scripts/make-base-model.js [--out models/tiny-base] [--seed 1] [--steps 4000] [--threads 2]
+//   node scripts/make-base-model.js [--preset tiny|hard] [--out models/tiny-base] [--seed 1] [--steps 4000] [--threads 2]
+//   node scripts/make-base-model.js --preset hard --threads 2     (models/hard-base: the experiment's hard setting)
 'use strict';
 const path = require('path');
 
 function parseArgs(argv) {
   const opts = {};
-  const num = new Set(['seed', 'steps', 'threads', 'batch-size', 'lr', 'eval-every', 'hidden', 'layers', 'intermediate', 'difficulty']);
-  const key = { out: 'outDir', 'batch-size': 'batchSize', 'eval-every': 'evalEvery' };
+  const num = new Set(['seed', 'steps', 'threads', 'batch-size', 'lr', 'eval-every', 'hidden', 'layers', 'intermediate', 'difficulty', 'max-minutes', 'grow-factor']);
+  const key = { out: 'outDir', 'batch-size': 'batchSize', 'eval-every': 'evalEvery', 'max-minutes': 'maxMinutes', 'grow-from': 'growFrom', 'grow-factor': 'growFactor' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
-      console.log('usage: node scripts/make-base-model.js [--out DIR] [--seed N] [--steps N] [--threads N] [--batch-size N] [--lr X] [--eval-every N] [--hidden N] [--layers N] [--intermediate N] [--difficulty N] [--dtype float32|bfloat16]');
+      console.log('usage: node scripts/make-base-model.js [--preset tiny|hard] [--out DIR] [--seed N] [--steps N] [--threads N] [--batch-size N] [--lr X] [--eval-every N] [--hidden N] [--layers N] [--intermediate N] [--difficulty N] [--dtype float32|bfloat16] [--max-minutes N] [--grow-from DIR] [--grow-factor N]');
       process.exit(0);
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
@@ -21,7 +22,7 @@ function parseArgs(argv) {
     const name = m[1];
     const value = m[2] !== undefined ? m[2] : argv[++i];
     if (value === undefined) throw new Error(`--${name} needs a value`);
-    if (name !== 'out' && name !== 'dtype' && !num.has(name)) throw new Error(`unknown option --${name}`);
+    if (name !== 'out' && name !== 'dtype' && name !== 'preset' && name !== 'grow-from' && !num.has(name)) throw new Error(`unknown option --${name}`);
     opts[key[name] || name] = num.has(name) ? Number(value) : value;
   }
   return opts;

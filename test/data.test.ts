@@ -130,7 +130,7 @@ describe('synthetic generator', () => {
   test('bad options', () => {
     expect(() => generateProblems({ count: -1, seed: 1 })).toThrow(RangeError);
     expect(() => generateProblems({ count: 1.5, seed: 1 })).toThrow(/count/);
-    expect(() => generateProblems({ count: 1, seed: 1, difficulty: 4 })).toThrow(/difficulty/);
+    expect(() => generateProblems({ count: 1, seed: 1, difficulty: 5 })).toThrow(/difficulty/);
     expect(() => generateProblems({ count: 1, seed: 1, style: 'poems' as never })).toThrow(/style/);
     expect(() => generateProblems({ count: 1, seed: 'x' as never })).toThrow(TypeError);
     expect(generateProblems({ count: 0, seed: 1 })).toEqual([]);

@@ -1,5 +1,5 @@
 // A built-in synthetic math task: short multi-step arithmetic problems whose worked solutions end in \boxed{answer}.
-// Texts are kept short on purpose (problems ≤ 80 characters, solutions ≤ 80), so that the demo's tiny
+// Texts are kept short on purpose (problems ≤ 80 characters, solutions ≤ 80; difficulty 4: ≤ 128), so that the demo's tiny
 // character-level model can learn them on a laptop CPU in minutes.
 //
 //   style 'tiny'  : "7+5*3-4=?"  →  "5*3=15;7+15=22;22-4=18;\boxed{18}"          (answer "18")
@@ -10,7 +10,12 @@
 //
 // Difficulty: 1 → 2 steps, operands 1–9; 2 (default) → 2–4 steps, +/− operands ≤ 20, × operands 2–9;
 // 3 → 3–4 steps, +/− operands ≤ 99, × operands 2–12, and about 30% end with a division (the answer may be a
-// reduced fraction). `steps: [min, max]` overrides a level's number of steps (1–6; e.g. difficulty 2 with 5 steps:
+// reduced fraction); 4 (the hard setting) → 5–7 steps with level 2's operands and level 3's divisions: long worked solutions
+// (≤ 128 characters) in which a wrong answer usually comes from one slipped step and shares the steps before it (and
+// the format of those after it) with the right answer:
+//                   "8*2*4-16+8*7+6-2=?" → "8*2=16;16*4=64;8*7=56;64-16=48;48+56=104;104+6=110;110-2=108;\boxed{108}"
+// Levels 1–3 give exactly the problems they always gave (texts ≤ 80 characters).
+// `steps: [min, max]` overrides a level's number of steps (1–6, level 4: 1–8; e.g. difficulty 2 with 5 steps:
 // longer problems than that level ever makes, an out-of-distribution test set). Tiny style evaluates × before +/− (standard precedence, one step per operator); word problems
 // apply the actions in story order. Every intermediate value is an integer in [0, 999] (before the last division).
 // The same (count, seed, difficulty, style) gives the same problems (own PRNG: mulberry32); problem texts are
@@ -24,11 +29,11 @@ export const SYNTHETIC_STYLES: readonly SyntheticStyle[] = ['tiny', 'words'];
 export interface GenerateOptions {
   count: number;
   seed: number;
-  /** 1, 2 (default) or 3. */
+  /** 1, 2 (default), 3 or 4 (long problems: the hard setting). */
   difficulty?: number;
   /** 'words' (default) or 'tiny'. */
   style?: SyntheticStyle;
-  /** [min, max] steps per problem (integers in [1, 6]), instead of the difficulty's range. */
+  /** [min, max] steps per problem (integers in [1, 6]; difficulty 4: [1, 8]), instead of the difficulty's range. */
   steps?: readonly [number, number];
   /** Default: the style name. */
   idPrefix?: string;
@@ -75,16 +80,25 @@ interface Level {
   mulMax: number;
   startMax: number;
   fraction: number; // probability of a final division
+  maxText: number; // longest problem and solution text
+  maxSteps: number; // largest `steps` override
 }
 
 const LEVELS: Record<number, Level> = {
-  1: { steps: [2, 2], addMax: 9, mulMin: 2, mulMax: 9, startMax: 20, fraction: 0 },
-  2: { steps: [2, 4], addMax: 20, mulMin: 2, mulMax: 9, startMax: 30, fraction: 0 },
-  3: { steps: [3, 4], addMax: 99, mulMin: 2, mulMax: 12, startMax: 99, fraction: 0.3 },
+  1: { steps: [2, 2], addMax: 9, mulMin: 2, mulMax: 9, startMax: 20, fraction: 0, maxText: 80, maxSteps: 6 },
+  2: { steps: [2, 4], addMax: 20, mulMin: 2, mulMax: 9, startMax: 30, fraction: 0, maxText: 80, maxSteps: 6 },
+  3: { steps: [3, 4], addMax: 99, mulMin: 2, mulMax: 12, startMax: 99, fraction: 0.3, maxText: 80, maxSteps: 6 },
+  4: { steps: [5, 7], addMax: 20, mulMin: 2, mulMax: 9, startMax: 30, fraction: 0.3, maxText: 128, maxSteps: 8 },
 };
 
+/** The synthetic difficulty levels (generateProblems' `difficulty`). */
+export const SYNTHETIC_DIFFICULTIES: readonly number[] = [1, 2, 3, 4];
+/** The longest problem or solution text of a difficulty level. */
+export function maxTextOf(difficulty: number): number {
+  return LEVELS[checkInteger('difficulty', difficulty, 1, 4)].maxText;
+}
+
 const MAX_VALUE = 999;
-const MAX_TEXT = 80;
 
 interface Generated {
   problem: string;
@@ -226,14 +240,14 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('generateProblems: options must be an object');
   const count = checkInteger('count', opts.count, 0, 10_000_000);
   const seed = checkInteger('seed', opts.seed, Number.MIN_SAFE_INTEGER);
-  const difficulty = checkInteger('difficulty', opts.difficulty ?? 2, 1, 3);
+  const difficulty = checkInteger('difficulty', opts.difficulty ?? 2, 1, 4);
   const style = checkEnum('style', opts.style ?? 'words', SYNTHETIC_STYLES);
   const prefix = opts.idPrefix ?? style;
   if (typeof prefix !== 'string' || prefix === '') throw new TypeError('idPrefix: must be a non-empty string');
   let lv = LEVELS[difficulty];
   if (opts.steps !== undefined) {
     if (!Array.isArray(opts.steps) || opts.steps.length !== 2) throw new TypeError('steps: must be a [min, max] pair of integers');
-    const lo = checkInteger('steps', opts.steps[0], 1, 6), hi = checkInteger('steps', opts.steps[1], lo, 6);
+    const lo = checkInteger('steps', opts.steps[0], 1, lv.maxSteps), hi = checkInteger('steps', opts.steps[1], lo, lv.maxSteps);
     lv = { ...lv, steps: [lo, hi] };
   }
   const rng = new Rng(seed);
@@ -243,7 +257,7 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
   let misses = 0;
   while (problems.length < count) {
     const g = make(rng, lv);
-    if (!g || g.problem.length > MAX_TEXT || g.solution.length > MAX_TEXT || seen.has(g.problem)) {
+    if (!g || g.problem.length > lv.maxText || g.solution.length > lv.maxText || seen.has(g.problem)) {
       if (++misses > 1000 + 50 * count)
         throw new RangeError(`count: could only make ${problems.length} distinct problems (style '${style}', difficulty ${difficulty})`);
       continue;

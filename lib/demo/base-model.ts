@@ -15,8 +15,15 @@
 // after a linear warmup), batches of reference solutions drawn in a seeded order; every `evalEvery` steps Mean@8
 // (generate() with k = 8, temperature 1, verify()) on `evalProblems` held-out problems. The first evaluation
 // inside [preferLow, preferHigh] stops the run; otherwise the in-band evaluation closest to the band's middle is
-// kept, and the run stops once Mean@8 passes `high` (or at `steps`).
+// kept, and the run stops once Mean@8 passes `high` (or at `steps`, or after `maxMinutes`).
+//
+// Presets (`preset`): 'tiny' (default: models/tiny-base, difficulty 2, 0.8M parameters) and 'hard' (models/hard-base,
+// the experiment's hard setting: difficulty 4, bf16; BASE_PRESETS). The hard model is grown from models/tiny-base
+// (lib/demo/grow.ts: twice the layers, the new ones starting as the identity; 1.6M parameters) and trained on
+// difficulty 4: trained from scratch, 1.8M and 4.7M models needed far longer than the 30 minutes this preset allows
+// on 2 shared cores. Both share the vocabulary and the prompt format; only the maximal response length differs.
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { Model } from '../engine/model';
 import { makeCharTokenizer, Tokenizer } from '../engine/tokenizer';
@@ -31,6 +38,9 @@ import { verify } from '../reward/verifier';
 import { passAtK } from '../eval/metrics';
 import { fillTemplate, type PlainPromptSpec } from '../data/prompt-spec';
 import { writePromptFormatFile } from '../loop/prompt-choice';
+import { baseReadme } from './base-readme';
+import { growDepth, grownConfig } from './grow';
+import { defaultModelDir } from '../loop/paths';
 
 export const PAD_TOKEN = '<|pad|>';
 export const BOS_TOKEN = '<|bos|>';
@@ -40,6 +50,36 @@ export const BASE_SPECIALS: readonly string[] = [PAD_TOKEN, BOS_TOKEN, EOS_TOKEN
 export const BASE_CHARS: readonly string[] = [...Array.from(TINY_CHARSET), '\n'];
 /** Longest generated response the evaluations allow (solutions are ≤ 80 characters, + eos). */
 export const BASE_MAX_NEW_TOKENS = 96;
+
+/** Longest generated response of the hard preset (difficulty-4 solutions are ≤ 128 characters, + eos). */
+export const HARD_MAX_NEW_TOKENS = 144;
+
+export type BasePreset = 'tiny' | 'hard';
+export const BASE_PRESET_NAMES: readonly BasePreset[] = ['tiny', 'hard'];
+
+/** The defaults of each preset (every one can be overridden by its option). */
+export const BASE_PRESETS: Record<BasePreset, {
+  outDir: string; difficulty: number; hidden: number; layers: number; intermediate: number; batchSize: number; lr: number; steps: number;
+  evalEvery: number; evalFrom: number; evalProblems: number; low: number; high: number; preferLow: number; preferHigh: number;
+  dtype: 'float32' | 'bfloat16'; maxNewTokens: number; maxMinutes: number; warmupSteps: number;
+  /** Grow this trained model (its layers × growFactor) instead of a random init (then hidden, layers, intermediate are its). */
+  growFrom?: () => string; growFactor?: number;
+}> = {
+  tiny: {
+    outDir: path.join('models', 'tiny-base'), difficulty: 2, hidden: 128, layers: 4, intermediate: 384, batchSize: 32, lr: 2e-3, steps: 4000,
+    evalEvery: 50, evalFrom: 100, evalProblems: 64, low: 0.3, high: 0.6, preferLow: 0.4, preferHigh: 0.5, dtype: 'float32', maxNewTokens: BASE_MAX_NEW_TOKENS, maxMinutes: Infinity, warmupSteps: 50,
+  },
+  hard: {
+    outDir: path.join('models', 'hard-base'), difficulty: 4, hidden: 128, layers: 8, intermediate: 384, batchSize: 16, lr: 1e-3, steps: 4000,
+    evalEvery: 50, evalFrom: 50, evalProblems: 48, low: 0.2, high: 0.5, preferLow: 0.3, preferHigh: 0.4, dtype: 'bfloat16', maxNewTokens: HARD_MAX_NEW_TOKENS, maxMinutes: 30,
+    warmupSteps: 20, growFrom: defaultModelDir, growFactor: 2,
+  },
+};
+
+/** The maximal response length of a preset's model (its generation_config.json max_new_tokens). */
+export function presetMaxNewTokens(preset: BasePreset): number {
+  return BASE_PRESETS[preset].maxNewTokens;
+}
 
 /** The base model's prompt format: the problem text and a newline (its prompt_format.json). */
 export const BASE_PROMPT_FORMAT: PlainPromptSpec = { format: 'plain', template: '{problem}\n' };
@@ -82,12 +122,12 @@ export function baseModelConfig(opts: { hidden?: number; layers?: number; interm
 }
 
 /** Writes tokenizer.json, tokenizer_config.json, generation_config.json and prompt_format.json into dir. */
-export function writeBaseTokenizer(dir: string): void {
+export function writeBaseTokenizer(dir: string, maxNewTokens: number = BASE_MAX_NEW_TOKENS): void {
   const { tokenizer, tokenizerConfig } = makeCharTokenizer(BASE_CHARS, BASE_SPECIALS, { pad: PAD_TOKEN, bos: BOS_TOKEN, eos: EOS_TOKEN });
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer, null, 2) + '\n');
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
-  const gen = { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, do_sample: true, temperature: 1.0, max_new_tokens: BASE_MAX_NEW_TOKENS };
+  const gen = { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, do_sample: true, temperature: 1.0, max_new_tokens: maxNewTokens };
   fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
   writePromptFormatFile(dir, BASE_PROMPT_FORMAT);
 }
@@ -123,12 +163,13 @@ export async function evaluateBase(
   model: Model,
   tok: Tokenizer,
   problems: readonly Problem[],
-  opts: { k?: number; seed?: number; greedy?: boolean } = {},
+  opts: { k?: number; seed?: number; greedy?: boolean; maxNewTokens?: number } = {},
 ): Promise<BaseEval> {
   const k = opts.k ?? 8;
+  const maxNewTokens = opts.maxNewTokens ?? BASE_MAX_NEW_TOKENS;
   const t0 = Date.now();
   const prompts = problems.map(promptFor);
-  const out = await generate(model, tok, prompts, { k, temperature: 1, maxNewTokens: BASE_MAX_NEW_TOKENS, seed: opts.seed ?? 0 });
+  const out = await generate(model, tok, prompts, { k, temperature: 1, maxNewTokens, seed: opts.seed ?? 0 });
   let mean = 0;
   let pass = 0;
   out.forEach((o, i) => {
@@ -138,7 +179,7 @@ export async function evaluateBase(
   });
   const r: BaseEval = { problems: problems.length, k, meanAtK: mean / problems.length, passAtK: pass / problems.length, seconds: 0 };
   if (opts.greedy) {
-    const g = await generate(model, tok, prompts, { k: 1, temperature: 0, maxNewTokens: BASE_MAX_NEW_TOKENS });
+    const g = await generate(model, tok, prompts, { k: 1, temperature: 0, maxNewTokens });
     r.greedy = g.filter((o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct).length / problems.length;
   }
   r.seconds = (Date.now() - t0) / 1000;
@@ -146,7 +187,15 @@ export async function evaluateBase(
 }
 
 export interface MakeBaseModelOptions {
-  /** Where the checkpoint goes (default models/tiny-base). */
+  /** The defaults of BASE_PRESETS (default 'tiny'). */
+  preset?: BasePreset;
+  /** A trained model directory to grow (lib/demo/grow.ts) instead of a random init (default: hard → models/tiny-base). */
+  growFrom?: string;
+  /** Layers of the grown model per source layer (default 2). */
+  growFactor?: number;
+  /** Stop training after this many minutes (default: tiny none, hard 30), keeping the best in-band checkpoint. */
+  maxMinutes?: number;
+  /** Where the checkpoint goes (default: the preset's, models/tiny-base). */
   outDir?: string;
   /** Seed of the data, the initialisation and the batch order (default 1). */
   seed?: number;
@@ -207,20 +256,29 @@ function shuffled<T>(xs: readonly T[], seed: number): T[] {
 
 /** Trains the base model (see the file comment) and writes it to outDir with a README. */
 export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeBaseModelResult> {
-  const outDir = o.outDir ?? path.join('models', 'tiny-base');
+  const presetName = o.preset ?? 'tiny';
+  if (!BASE_PRESET_NAMES.includes(presetName)) throw new RangeError(`preset: must be one of ${BASE_PRESET_NAMES.join(', ')}, got ${JSON.stringify(presetName)}`);
+  const P = BASE_PRESETS[presetName];
+  const outDir = o.outDir ?? P.outDir;
   const seed = o.seed ?? BASE_DATA_DEFAULTS.seed;
-  const maxSteps = o.steps ?? 4000;
-  const batchSize = o.batchSize ?? 32;
-  const lr = o.lr ?? 2e-3;
-  const warmupSteps = o.warmupSteps ?? 50;
-  const difficulty = o.difficulty ?? BASE_DATA_DEFAULTS.difficulty;
+  const maxSteps = o.steps ?? P.steps;
+  const batchSize = o.batchSize ?? P.batchSize;
+  const lr = o.lr ?? P.lr;
+  const warmupSteps = o.warmupSteps ?? P.warmupSteps;
+  const growFrom = o.growFrom ?? P.growFrom?.();
+  const growFactor = o.growFactor ?? P.growFactor ?? 2;
+  const difficulty = o.difficulty ?? P.difficulty;
   const count = o.count ?? BASE_DATA_DEFAULTS.count;
   const heldOut = o.heldOut ?? BASE_DATA_DEFAULTS.heldOut;
-  const evalN = o.evalProblems ?? 64;
+  const evalN = o.evalProblems ?? P.evalProblems;
   const finalN = o.finalEvalProblems ?? 256;
-  const evalEvery = o.evalEvery ?? 50;
-  const evalFrom = o.evalFrom ?? 100;
-  const low = o.low ?? 0.3, high = o.high ?? 0.6, preferLow = o.preferLow ?? 0.4, preferHigh = o.preferHigh ?? 0.5;
+  const evalEvery = o.evalEvery ?? P.evalEvery;
+  const evalFrom = o.evalFrom ?? P.evalFrom;
+  const low = o.low ?? P.low, high = o.high ?? P.high, preferLow = o.preferLow ?? P.preferLow, preferHigh = o.preferHigh ?? P.preferHigh;
+  const dtype = o.dtype ?? P.dtype;
+  const maxNewTokens = P.maxNewTokens;
+  const maxMinutes = o.maxMinutes ?? P.maxMinutes;
+  if (!(maxMinutes > 0)) throw new RangeError(`maxMinutes: must be > 0, got ${maxMinutes}`);
   const log = o.log ?? ((s: string) => console.log(s));
   if (o.threads) setNumThreads(o.threads);
 
@@ -232,7 +290,7 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   // tokenizer
   const tmpDir = `${outDir}.tmp-${process.pid}`;
   fs.rmSync(tmpDir, { recursive: true, force: true });
-  writeBaseTokenizer(tmpDir);
+  writeBaseTokenizer(tmpDir, maxNewTokens);
   const tok = Tokenizer.load(tmpDir);
   const examples: Example[] = train.map((p) => ({
     problemId: p.id,
@@ -242,9 +300,12 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
     reward: 1,
   }));
 
-  const config = baseModelConfig({ hidden: o.hidden, layers: o.layers, intermediate: o.intermediate });
-  const model = Model.fromConfig(config, { seed, std: 0.02 });
-  log(`base model: ${model.numParams} params, ${train.length} train / ${test.length} held-out problems (tiny, difficulty ${difficulty})`);
+  const config = growFrom
+    ? grownConfig(growFrom, growFactor)
+    : baseModelConfig({ hidden: o.hidden ?? P.hidden, layers: o.layers ?? P.layers, intermediate: o.intermediate ?? P.intermediate });
+  if (config.vocab_size !== tok.vocabSize) throw new RangeError(`growFrom: ${growFrom} has vocabulary ${config.vocab_size}, the base tokenizer ${tok.vocabSize}`);
+  const model = growFrom ? growDepth(growFrom, growFactor, seed) : Model.fromConfig(config, { seed, std: 0.02 });
+  log(`base model: ${model.numParams} params${growFrom ? ` (grown ×${growFactor} from ${growFrom})` : ''}, ${train.length} train / ${test.length} held-out problems (tiny, difficulty ${difficulty})`);
 
   const bestDir = path.join(tmpDir, 'best');
   let best: { step: number; meanAtK: number } | undefined;
@@ -258,7 +319,13 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   let step = 0;
   let stopped = false;
   let lossAcc = 0, lossN = 0;
+  let timedOut = false;
   while (step < maxSteps && !stopped) {
+    if ((Date.now() - t0) / 60000 > maxMinutes) {
+      timedOut = true;
+      log(`stopping at step ${step}: the ${maxMinutes}-minute limit`);
+      break;
+    }
     if (cursor + batchSize > order.length) {
       order = shuffled(examples, seed * 1000 + epoch++);
       cursor = 0;
@@ -275,14 +342,14 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
     if (step >= evalFrom && step % evalEvery === 0) {
       const loss = lossAcc / lossN;
       lossAcc = 0; lossN = 0;
-      const e = await evaluateBase(model, tok, evalSet, { seed: 1000 + step });
+      const e = await evaluateBase(model, tok, evalSet, { seed: 1000 + step, maxNewTokens });
       evalSeconds += e.seconds;
       history.push({ step, loss, meanAtK: e.meanAtK, passAtK: e.passAtK });
       log(`step ${step}  loss ${loss.toFixed(4)}  Mean@8 ${(100 * e.meanAtK).toFixed(1)}%  Pass@8 ${(100 * e.passAtK).toFixed(1)}%  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
       if (e.meanAtK >= low && e.meanAtK <= high) {
         if (!best || Math.abs(e.meanAtK - middle) < Math.abs(best.meanAtK - middle)) {
           best = { step, meanAtK: e.meanAtK };
-          model.save(bestDir, { dtype: o.dtype ?? 'float32' });
+          model.save(bestDir, { dtype });
         }
         if (e.meanAtK >= preferLow && e.meanAtK <= preferHigh) stopped = true;
       } else if (e.meanAtK > high) {
@@ -302,81 +369,26 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
     keptStep = best.step;
   } else {
     log(`warning: no evaluation landed in [${low}, ${high}]; keeping the last weights (step ${step})`);
-    model.save(bestDir, { dtype: o.dtype ?? 'float32' });
+    model.save(bestDir, { dtype });
   }
-  const fin = await evaluateBase(final, tok, finalSet, { seed: 12345, greedy: true });
+  const fin = await evaluateBase(final, tok, finalSet, { seed: 12345, greedy: true, maxNewTokens });
   log(`final (step ${keptStep}) on ${finalSet.length} held-out problems: Mean@8 ${(100 * fin.meanAtK).toFixed(1)}%  Pass@8 ${(100 * fin.passAtK).toFixed(1)}%  greedy ${(100 * fin.greedy!).toFixed(1)}%`);
 
   // assemble outDir
   fs.rmSync(outDir, { recursive: true, force: true });
   fs.mkdirSync(outDir, { recursive: true });
   for (const f of fs.readdirSync(bestDir)) fs.copyFileSync(path.join(bestDir, f), path.join(outDir, f));
-  writeBaseTokenizer(outDir);
+  writeBaseTokenizer(outDir, maxNewTokens);
   const sizeBytes = fs.readdirSync(outDir).reduce((s, f) => s + fs.statSync(path.join(outDir, f)).size, 0);
   const result: MakeBaseModelResult = { outDir, step: keptStep, inBand: !!best, trainSeconds, final: fin, history, sizeBytes };
-  fs.writeFileSync(path.join(outDir, 'README.md'), readme(o, { seed, maxSteps, batchSize, lr, warmupSteps, difficulty, count, heldOut, evalN, evalEvery, low, high, preferLow, preferHigh }, config, model.numParams, result, evalSeconds, train.length));
+  const r = { growFactor: growFrom ? growFactor : 0, seed, maxSteps, batchSize, lr, warmupSteps, difficulty, count, heldOut, evalN, evalEvery, low, high, preferLow, preferHigh, maxNewTokens, maxMinutes };
+  fs.writeFileSync(path.join(outDir, 'README.md'), baseReadme({ growFrom: growFrom && path.relative(process.cwd(), growFrom), preset: presetName, name: path.basename(path.resolve(outDir)), o, r, config, params: model.numParams, res: result, evalSeconds, nTrain: train.length, dtype, timedOut }));
+  writeMetadata(outDir, { preset: presetName, growFrom: growFrom && path.relative(process.cwd(), growFrom), growFactor: growFrom ? growFactor : undefined, params: model.numParams, difficulty, step: keptStep, inBand: !!best, timedOut, trainSeconds, final: fin, maxNewTokens, dtype });
   fs.rmSync(tmpDir, { recursive: true, force: true });
   return result;
 }
 
-function readme(
-  o: MakeBaseModelOptions,
-  r: Record<string, number>,
-  config: Record<string, unknown>,
-  params: number,
-  res: MakeBaseModelResult,
-  evalSeconds: number,
-  nTrain: number,
-): string {
-  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const flags: [keyof MakeBaseModelOptions, string][] = [['outDir', 'out'], ['seed', 'seed'], ['steps', 'steps'], ['threads', 'threads'], ['batchSize', 'batch-size'],
-    ['lr', 'lr'], ['evalEvery', 'eval-every'], ['hidden', 'hidden'], ['layers', 'layers'], ['intermediate', 'intermediate'], ['difficulty', 'difficulty'], ['dtype', 'dtype']];
-  const args = flags.filter(([k]) => o[k] !== undefined).map(([k, f]) => ` --${f} ${o[k]}`).join('');
-  const rows = res.history.map((h) => `| ${h.step} | ${h.loss.toFixed(4)} | ${pct(h.meanAtK!)} | ${pct(h.passAtK!)} |`).join('\n');
-  return `# tiny-base
-
-The embedded default base model of the RIFT demo: a ${params.toLocaleString('en-US')}-parameter character-level Qwen2
-(hidden ${config.hidden_size}, ${config.num_hidden_layers} layers, ${config.num_attention_heads} heads / ${config.num_key_value_heads} KV heads, intermediate ${config.intermediate_size},
-tied embeddings, vocabulary ${config.vocab_size}: \`<|pad|>\` \`<|bos|>\` \`<|eos|>\` + the tiny task's characters + newline)
-trained by this project's own SFT on the synthetic 'tiny' arithmetic task (lib/data/synthetic.ts, difficulty ${r.difficulty}).
-It solves some but not all problems, so RL rewards on it are mixed.
-
-## Format
-
-Prompt = the problem text and a newline (no BOS); response = the worked solution and \`<|eos|>\`:
-
-    7+5*3-4=?\\n   →   5*3=15;7+15=22;22-4=18;\\boxed{18}<|eos|>
-
-\`promptFor(problem)\` in lib/demo/base-model.ts builds the prompt; use it (generate with the tokenizer's eos as the stop
-token, at most ${BASE_MAX_NEW_TOKENS} new tokens). Answers are scored with lib/reward/verifier.ts \`verify(text, answer)\`.
-
-## How it was made
-
-    npm run build:ts && node scripts/make-base-model.js${args}
-
-- data: \`generateProblems({count: ${r.count}, seed: ${r.seed}, style: 'tiny', difficulty: ${r.difficulty}})\`, split with
-  \`splitProblems(…, {testFraction: ${r.heldOut}/${r.count}, seed: ${r.seed}})\`: ${nTrain} training problems, ${r.heldOut} held out
-- SFT (method 'sft', token-mean) on the reference solutions: batches of ${r.batchSize}, AdamW lr ${r.lr} (linear warmup ${r.warmupSteps}
-  steps, then constant), weight decay 0.01, gradient clipping 1, init std 0.02, seed ${r.seed}
-- every ${r.evalEvery} steps Mean@8 (temperature 1) on the first ${r.evalN} held-out problems; the run stops at the first
-  evaluation in [${pct(r.preferLow)}, ${pct(r.preferHigh)}] (or once above ${pct(r.high)}, keeping the in-band evaluation closest to ${pct((r.low + r.high) / 2)})
-- kept: step ${res.step}${res.inBand ? '' : ' (NO evaluation landed in the band: the last weights)'}; weights stored as ${o.dtype ?? 'float32'}
-- training took ${res.trainSeconds.toFixed(0)} s on this machine (2 CPU cores, in-training evaluations included: ${evalSeconds.toFixed(0)} s of it).
-  The run is deterministic for a given thread count (\`--threads\`); another thread count may sum in another order
-  and end at a slightly different step
-
-## Measured
-
-On the first ${res.final.problems} held-out problems (seed 12345, k = ${res.final.k}, temperature 1, at most ${BASE_MAX_NEW_TOKENS} new tokens):
-
-| Mean@8 | Pass@8 | greedy accuracy |
-|---|---|---|
-| ${pct(res.final.meanAtK)} | ${pct(res.final.passAtK)} | ${pct(res.final.greedy ?? NaN)} |
-
-Training curve (in-training evaluations on ${r.evalN} problems; loss = mean over the steps since the previous row):
-
-| step | loss | Mean@8 | Pass@8 |
-|---|---|---|---|
-${rows}
-`;
+/** metadata.json: the measured numbers of the kept checkpoint (the tests and the experiment read them). */
+function writeMetadata(dir: string, m: Record<string, unknown>): void {
+  fs.writeFileSync(path.join(dir, 'metadata.json'), JSON.stringify({ ...m, machine: `${os.cpus().length} CPU cores` }, null, 2) + '\n');
 }

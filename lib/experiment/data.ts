@@ -7,6 +7,8 @@
 //   d1, d2long  the difficulty ablation: their own train and test splits
 // Every problem text the base model saw in its SFT data (scripts/make-base-model.js: 20000 problems, seed 1,
 // difficulty 2) is dropped before splitting, and the splits are disjoint by problem text.
+// Those are the tiny setting's sets; the hard setting (protocol.ts SETTINGS.hard) has its own, on difficulty 4, and
+// drops its own base model's SFT problems.
 import * as fs from 'fs';
 import * as path from 'path';
 import { generateProblems } from '../data/synthetic';
@@ -18,7 +20,7 @@ import { groupNormalize } from '../reward/rewards';
 import { rolloutStats, runRollouts, type RolloutStats } from '../rollout/rollout';
 import type { RolloutRecord } from '../rollout/store';
 import type { Example } from '../train/examples';
-import { PROBLEM_SETS, type DataSpec, type ExperimentSizing, type RewardScheme } from './protocol';
+import { SETTINGS, type DataSpec, type ExperimentSetting, type ExperimentSizing, type ProblemSetName, type RewardScheme, type SettingSpec } from './protocol';
 
 export interface ProblemSplits {
   train: Problem[];
@@ -31,19 +33,22 @@ export interface ProblemSplits {
   d2longTest: Problem[];
 }
 
-let baseSft: Set<string> | undefined;
-/** The problem texts of the base model's SFT run (all 20000 generated, held-out ones included). */
-function baseSftTexts(): Set<string> {
-  return (baseSft ??= new Set(generateProblems({ count: 20000, seed: 1, style: 'tiny', difficulty: 2 }).map((p) => p.problem)));
+const baseSft = new Map<string, Set<string>>();
+/** The problem texts of a setting's base model SFT run (all generated, held-out ones included). */
+function baseSftTexts(setting: SettingSpec): Set<string> {
+  const key = JSON.stringify(setting.baseSft);
+  let s = baseSft.get(key);
+  if (!s) baseSft.set(key, (s = new Set(setting.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)))));
+  return s;
 }
 
-function fresh(set: keyof typeof PROBLEM_SETS, count: number, taken: Set<string>): Problem[] {
-  const spec = PROBLEM_SETS[set];
+function fresh(setting: SettingSpec, set: ProblemSetName, count: number, taken: Set<string>): Problem[] {
+  const spec = setting.problemSets[set];
   const out: Problem[] = [];
   // generate in growing batches until enough texts are new (a prefix of a longer run is the shorter run)
   for (let n = Math.ceil(count * 1.5) + 16; out.length < count; n *= 2) {
     out.length = 0;
-    const all = generateProblems({ count: n, seed: spec.seed, style: 'tiny', difficulty: spec.difficulty, idPrefix: `exp-${set}`, ...('steps' in spec ? { steps: spec.steps } : {}) });
+    const all = generateProblems({ count: n, seed: spec.seed, style: 'tiny', difficulty: spec.difficulty, idPrefix: `exp-${set}`, ...(spec.steps ? { steps: spec.steps } : {}) });
     for (const p of all) if (!taken.has(p.problem) && out.length < count) out.push(p);
     if (n > 1_000_000) throw new RangeError(`size: cannot find ${count} new '${set}' problems`);
   }
@@ -51,17 +56,18 @@ function fresh(set: keyof typeof PROBLEM_SETS, count: number, taken: Set<string>
   return out;
 }
 
-/** The experiment's problem sets for a sizing (deterministic). */
-export function experimentProblems(s: ExperimentSizing): ProblemSplits {
-  const taken = new Set(baseSftTexts());
-  const main = fresh('main', s.trainProblems + s.valProblems + s.testProblems, taken);
-  const d1 = fresh('d1', s.trainProblems + s.testProblems, taken);
-  const long = fresh('d2long', s.trainProblems + s.testProblems, taken);
+/** The experiment's problem sets for a sizing and a setting (default 'tiny'; deterministic). */
+export function experimentProblems(s: ExperimentSizing, settingName: ExperimentSetting = 'tiny'): ProblemSplits {
+  const setting = SETTINGS[settingName];
+  const taken = new Set(baseSftTexts(setting));
+  const main = fresh(setting, 'main', s.trainProblems + s.valProblems + s.testProblems, taken);
+  const d1 = fresh(setting, 'd1', s.trainProblems + s.testProblems, taken);
+  const long = fresh(setting, 'd2long', s.trainProblems + s.testProblems, taken);
   return {
     train: main.slice(0, s.trainProblems),
     val: main.slice(s.trainProblems, s.trainProblems + s.valProblems),
     test: main.slice(s.trainProblems + s.valProblems),
-    ood: fresh('ood', s.oodProblems, taken),
+    ood: fresh(setting, 'ood', s.oodProblems, taken),
     d1Train: d1.slice(0, s.trainProblems),
     d1Test: d1.slice(s.trainProblems),
     d2longTrain: long.slice(0, s.trainProblems),

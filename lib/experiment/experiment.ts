@@ -13,6 +13,9 @@
 //   8. memory    RIFT vs DPO (held reference): predicted for Qwen2.5-Math-1.5B/7B, measured on the base model's shapes
 // Every finished run is appended to OUT/runs.jsonl (keyed by its spec and the sizing), so an interrupted run resumes
 // and `--parts` runs a subset; the report is rebuilt from all runs present each time.
+// `setting` (protocol.ts SETTINGS) picks the base model, the problem sets and the sizings: 'tiny' (default) or 'hard'.
+// OUT/setting.json records it; an OUT made for the other setting is refused (an OUT without the marker but with runs
+// predates settings: 'tiny').
 import { createHash } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -25,7 +28,7 @@ import { selectExamples, type Example } from '../train/examples';
 import { examplesFor, experimentProblems, makeRollouts, referenceFor, statsAtK, type RolloutSet } from './data';
 import { measuredComparisons, predictedComparisons, type MemoryComparison } from './memory';
 import {
-  EXPERIMENT_SIZINGS, MAIN_METHODS, MAIN_REWARD, PARTS, PROBLEM_SETS, type Budget, type DataSpec, type ExperimentSize, type ExperimentSizing, type MethodSpec, type Part,
+  MAIN_METHODS, MAIN_REWARD, PARTS, settingSpec, type Budget, type ExperimentSetting, type DataSpec, type ExperimentSize, type ExperimentSizing, type MethodSpec, type Part,
 } from './protocol';
 import { writeExperimentReport, type ExperimentData } from './report';
 import { executeRun, runKey, RunStore, updatesPerEpoch, type RunContext, type RunRecord, type RunSpec } from './runner';
@@ -34,6 +37,8 @@ export interface ExperimentOptions {
   /** Output directory (default 'experiment-out'). */
   out?: string;
   size?: ExperimentSize;
+  /** 'tiny' (default: models/tiny-base, difficulty 2) or 'hard' (models/hard-base, difficulty 4). */
+  setting?: ExperimentSetting;
   /** Parts to run (default all); the report uses every run found in OUT/runs.jsonl. */
   parts?: readonly Part[];
   modelDir?: string;
@@ -57,14 +62,18 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const t0 = Date.now();
   const out = opts.out ?? 'experiment-out';
   const size = opts.size ?? 'full';
-  if (!EXPERIMENT_SIZINGS[size]) throw new RangeError(`size: must be one of ${Object.keys(EXPERIMENT_SIZINGS).join(', ')}, got ${JSON.stringify(size)}`);
-  const sizing: ExperimentSizing = { ...EXPERIMENT_SIZINGS[size], ...(opts.sizing ?? {}) };
+  const settingName = opts.setting ?? 'tiny';
+  const setting = settingSpec(settingName);
+  if (!Object.prototype.hasOwnProperty.call(setting.sizings, size)) throw new RangeError(`size: must be one of ${Object.keys(setting.sizings).join(', ')}, got ${JSON.stringify(size)}`);
+  const sizing: ExperimentSizing = { ...setting.sizings[size], ...(opts.sizing ?? {}) };
   const parts = new Set<Part>(opts.parts ?? PARTS);
   for (const p of parts) if (!PARTS.includes(p)) throw new RangeError(`parts: unknown part ${JSON.stringify(p)} (${PARTS.join(', ')})`);
   const log = opts.log ?? (() => undefined);
-  const modelDir = opts.modelDir ?? defaultModelDir();
-  if (!fs.existsSync(path.join(modelDir, 'config.json'))) throw new Error(`${modelDir}: no base model (config.json missing)`);
+  const modelDir = opts.modelDir ?? path.join(path.dirname(defaultModelDir()), setting.model);
+  if (!fs.existsSync(path.join(modelDir, 'config.json')))
+    throw new Error(`${modelDir}: no base model (config.json missing)${settingName === 'hard' && !opts.modelDir ? '; make it with `node scripts/make-base-model.js --preset hard`' : ''}`);
   fs.mkdirSync(out, { recursive: true });
+  claimSetting(out, settingName);
   const timings: Record<string, number> = {};
   const timed = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
     const s = Date.now();
@@ -78,7 +87,7 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   // 0. data and rollouts
   const tokenizer = Tokenizer.load(modelDir);
   const format = new PromptFormat(resolvePromptSpec({}, { dir: modelDir, tokenizer }), tokenizer);
-  const splits = experimentProblems(sizing);
+  const splits = experimentProblems(sizing, settingName);
   const dataDir = path.join(out, 'data');
   fs.mkdirSync(dataDir, { recursive: true });
   for (const [name, ps] of Object.entries(splits)) writeProblems(path.join(dataDir, `${name}.jsonl`), ps);
@@ -224,9 +233,9 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   }
 
   const data: ExperimentData = {
-    size, sizing, modelDir, out, runs: store.all().filter((r) => r.protocol === protocolKey), chosen: Object.fromEntries(chosen), updateBudget: U,
+    size, setting: settingName, settingLabel: setting.label, sizing, modelDir, out, runs: store.all().filter((r) => r.protocol === protocolKey), chosen: Object.fromEntries(chosen), updateBudget: U,
     rollouts: Object.fromEntries([...sets.values()].map((s) => [s.name, { problems: s.problems.length, k: s.k, seconds: s.seconds, atK: statsAtK(s, sizing.k), byK: Object.fromEntries([...new Set([sizing.k, ...sizing.kAblation])].filter((k) => k <= s.k).map((k) => [k, statsAtK(s, k)])) }])),
-    problemSets: Object.fromEntries(Object.entries(PROBLEM_SETS).map(([k, v]) => [k, v.label])),
+    problemSets: Object.fromEntries(Object.entries(setting.problemSets).map(([k, v]) => [k, v.label])),
     splits: Object.fromEntries(Object.entries(splits).map(([k, v]) => [k, v.length])),
     memory, timings, parts: [...parts], wallSeconds: (Date.now() - t0) / 1000,
   };
@@ -240,4 +249,28 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
 /** sha256 of a file's bytes (the base model's weights: runs of another base model are other runs). */
 function fileDigest(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16);
+}
+
+/** The setting an output directory was made for: OUT/setting.json, or 'tiny' for an older OUT with runs. */
+export function outSetting(out: string): ExperimentSetting | undefined {
+  const file = path.join(out, 'setting.json');
+  if (fs.existsSync(file)) {
+    let s: unknown;
+    try {
+      s = (JSON.parse(fs.readFileSync(file, 'utf8')) as { setting?: unknown }).setting;
+    } catch (e) {
+      throw new Error(`${file}: not a setting marker (${(e as Error).message})`);
+    }
+    settingSpec(s);
+    return s as ExperimentSetting;
+  }
+  return fs.existsSync(path.join(out, 'runs.jsonl')) ? 'tiny' : undefined;
+}
+
+/** Refuses an OUT made for another setting (RangeError naming `setting`); marks a new one. */
+function claimSetting(out: string, setting: ExperimentSetting): void {
+  const have = outSetting(out);
+  if (have !== undefined && have !== setting)
+    throw new RangeError(`setting: ${out} holds the '${have}' setting's runs, not '${setting}'; rerun with --setting ${have} to resume it, or choose another --out`);
+  if (have === undefined || !fs.existsSync(path.join(out, 'setting.json'))) writeJsonAtomic(path.join(out, 'setting.json'), { setting });
 }

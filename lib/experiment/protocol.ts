@@ -92,13 +92,87 @@ export interface DataSpec {
 
 export type Budget = { kind: 'epochs'; epochs: number } | { kind: 'updates'; updates: number };
 
-/** The problem sets (all 'tiny' style, disjoint from the base model's SFT problems; see data.ts). */
-export const PROBLEM_SETS = {
+/** One problem set: a synthetic difficulty (lib/data/synthetic.ts), its seed, optionally other step counts. */
+export interface ProblemSetSpec {
+  difficulty: number;
+  seed: number;
+  steps?: [number, number];
+  label: string;
+}
+export type ProblemSetName = 'main' | 'ood' | 'd1' | 'd2long';
+
+/** The problem sets of the tiny setting (all 'tiny' style, disjoint from the base model's SFT problems; see data.ts). */
+export const PROBLEM_SETS: Record<ProblemSetName, ProblemSetSpec> = {
   main: { difficulty: 2, seed: 2026, label: 'difficulty 2 (2–4 steps, as the base model was trained on)' },
-  ood: { difficulty: 2, seed: 2027, steps: [5, 5] as [number, number], label: '5 steps (never seen: training problems have 2–4)' },
+  ood: { difficulty: 2, seed: 2027, steps: [5, 5], label: '5 steps (never seen: training problems have 2–4)' },
   d1: { difficulty: 1, seed: 2028, label: 'difficulty 1 (2 steps, operands ≤ 9)' },
-  d2long: { difficulty: 2, seed: 2029, steps: [4, 5] as [number, number], label: 'difficulty 2 with 4–5 steps (harder)' },
-} as const;
+  d2long: { difficulty: 2, seed: 2029, steps: [4, 5], label: 'difficulty 2 with 4–5 steps (harder)' },
+};
+
+/**
+ * The settings `rift experiment --setting` picks: a base model, the problems it was trained on (excluded from every
+ * experiment set), the experiment's problem sets and its sizings. 'tiny': the embedded models/tiny-base on difficulty
+ * 2; 'hard': models/hard-base (1.6M parameters, grown from tiny-base) on difficulty 4 (5–7 step problems whose wrong
+ * answers share most of their tokens with right ones), where the methods have more room to differ.
+ */
+export type ExperimentSetting = 'tiny' | 'hard';
+export const EXPERIMENT_SETTINGS: readonly ExperimentSetting[] = ['tiny', 'hard'];
+
+export interface SettingSpec {
+  label: string;
+  /** The base model's folder under the package's models/. */
+  model: string;
+  /** The base model's SFT problems (scripts/make-base-model.js; a grown model: its source's too): never in an experiment set. */
+  baseSft: { count: number; seed: number; difficulty: number }[];
+  problemSets: Record<ProblemSetName, ProblemSetSpec>;
+  sizings: Record<ExperimentSize, ExperimentSizing>;
+}
+
+/**
+ * The hard setting's sizings: longer responses, fewer problems (each run costs several times a tiny-setting run on
+ * this CPU), LR grids below the tiny model's (a larger model, longer sequences). The quick grid was {3e-5, 1e-4} at
+ * first; every method but DPO chose 1e-4, its upper edge, on validation, so it is {1e-4, 3e-4}.
+ */
+const HARD_SIZINGS: Record<ExperimentSize, ExperimentSizing> = {
+  full: {
+    ...EXPERIMENT_SIZINGS.full, trainProblems: 192, valProblems: 96, testProblems: 192, oodProblems: 96,
+    lrGrid: [3e-5, 1e-4, 3e-4], dpoLrGrid: [3e-6, 1e-5, 3e-5], maxNewTokens: 144, tokenBudget: 4096,
+  },
+  quick: {
+    ...EXPERIMENT_SIZINGS.quick, trainProblems: 32, valProblems: 16, testProblems: 32, oodProblems: 16, kAblation: [4], sequencesPerUpdate: 16,
+    lrGrid: [1e-4, 3e-4], dpoLrGrid: [1e-5], dpoBetaGrid: [0.1], maxNewTokens: 144, tokenBudget: 4096, probeSamples: 16, collapseEpochs: 2,
+  },
+  tiny: { ...EXPERIMENT_SIZINGS.tiny, lrGrid: [1e-4], dpoLrGrid: [1e-5], maxNewTokens: 144, tokenBudget: 2048 },
+};
+
+export const SETTINGS: Record<ExperimentSetting, SettingSpec> = {
+  tiny: {
+    label: 'tiny: models/tiny-base (0.8M parameters) on difficulty 2 (2–4 step problems)',
+    model: 'tiny-base',
+    baseSft: [{ count: 20000, seed: 1, difficulty: 2 }],
+    problemSets: PROBLEM_SETS,
+    sizings: EXPERIMENT_SIZINGS,
+  },
+  hard: {
+    label: 'hard: models/hard-base (1.6M parameters, grown from tiny-base) on difficulty 4 (5–7 step problems, long worked solutions)',
+    model: 'hard-base',
+    baseSft: [{ count: 20000, seed: 1, difficulty: 2 }, { count: 20000, seed: 1, difficulty: 4 }],
+    problemSets: {
+      main: { difficulty: 4, seed: 3026, label: 'difficulty 4 (5–7 steps, as the base model was trained on)' },
+      ood: { difficulty: 4, seed: 3027, steps: [8, 8], label: '8 steps (never seen: training problems have 5–7)' },
+      d1: { difficulty: 4, seed: 3028, steps: [4, 5], label: 'difficulty 4 with 4–5 steps (shorter than training)' },
+      d2long: { difficulty: 4, seed: 3029, steps: [7, 8], label: 'difficulty 4 with 7–8 steps (longer)' },
+    },
+    sizings: HARD_SIZINGS,
+  },
+};
+
+/** A setting by name (RangeError naming `setting` otherwise). */
+export function settingSpec(setting: unknown): SettingSpec {
+  if (typeof setting !== 'string' || !EXPERIMENT_SETTINGS.includes(setting as ExperimentSetting))
+    throw new RangeError(`setting: must be one of ${EXPERIMENT_SETTINGS.join(', ')}, got ${JSON.stringify(setting)}`);
+  return SETTINGS[setting as ExperimentSetting];
+}
 
 export const PARTS = ['grid', 'main', 'updates', 'ablations', 'difficulty', 'collapse', 'memory'] as const;
 export type Part = (typeof PARTS)[number];

@@ -13,12 +13,15 @@ import { writeReport, type ReportPlot } from '../report/report';
 import type { RolloutStats } from '../rollout/rollout';
 import type { MemoryComparison } from './memory';
 import { WEIGHT_SETTINGS } from './memory';
-import { MAIN_METHODS, type ExperimentSize, type ExperimentSizing } from './protocol';
+import { MAIN_METHODS, type ExperimentSetting, type ExperimentSize, type ExperimentSizing } from './protocol';
 import type { RunRecord } from './runner';
 import { mean, meanCI, pairedTTest, type Interval, type PairedTest } from './stats';
 
 export interface ExperimentData {
   size: ExperimentSize;
+  setting: ExperimentSetting;
+  /** The setting's description (protocol.ts SETTINGS). */
+  settingLabel: string;
   sizing: ExperimentSizing;
   modelDir: string;
   out: string;
@@ -306,7 +309,7 @@ export async function writeExperimentReport(out: string, d: ExperimentData): Pro
   const s = d.sizing;
   const ro = d.rollouts.main;
   const intro = [
-    `A fair small-scale reproduction of the RIFT paper's comparisons (size '${d.size}') on the base model ${d.modelDir} (CPU). ` +
+    `A fair small-scale reproduction of the RIFT paper's comparisons (setting '${d.setting}': ${d.settingLabel}; size '${d.size}') on the base model ${d.modelDir} (CPU). ` +
       `Training problems: ${d.splits.train} (${d.problemSets.main}); validation ${d.splits.val}; test ${d.splits.test}; out-of-distribution test ${d.splits.ood} (${d.problemSets.ood}). ` +
       `None of them was in the base model's SFT data. Rollouts: K = ${ro ? ro.k : '?'} samples per training problem from the base model (temperature 1); the main setting uses the first K = ${K}` +
       (ro ? ` (${ro.atK.positives} positive / ${ro.atK.negatives} negative, ${pct(ro.atK.mixedRate)} of problems mixed)` : '') + '; rewards +1 correct / −0.2 wrong.',
@@ -330,8 +333,8 @@ export async function writeExperimentReport(out: string, d: ExperimentData): Pro
     heading: 'What ran',
     body: `Parts run this time: ${d.parts.join(', ')}. Runs in the report: ${d.runs.length} (${counts}). ${skipped.length ? `Skipped for lack of data: ${[...new Set(skipped.map((r) => r.skipped))].join('; ')}. ` : ''}Wall time of this call: ${d.wallSeconds.toFixed(0)} s (${Object.entries(d.timings).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}).\n\n` +
       `Every run is in ${path.join(d.out, 'runs.jsonl')} (per-update loss, log-prob probes, per-problem correct counts) and ${path.join(d.out, 'results.json')}. ` +
-      (d.size === 'tiny' ? 'Calling runExperiment again with the same options resumes: finished runs are reused, missing ones run.' : `\`rift experiment --out ${d.out}${d.size === 'quick' ? ' --quick' : ''}\` resumes: finished runs are reused, missing ones run.`),
+      (d.size === 'tiny' ? 'Calling runExperiment again with the same options resumes: finished runs are reused, missing ones run.' : `\`rift experiment --setting ${d.setting} --out ${d.out}${d.size === 'quick' ? ' --quick' : ''}\` resumes: finished runs are reused, missing ones run.`),
   });
-  const r = await writeReport(path.join(out, 'report'), { title: `RIFT experiment (${d.size})`, intro, table: tableMd, plots, sections });
+  const r = await writeReport(path.join(out, 'report'), { title: `RIFT experiment (${d.setting} setting, ${d.size})`, intro, table: tableMd, plots, sections });
   return r.markdown;
 }
