@@ -9,7 +9,13 @@ import { readProblems } from '../lib/data/problems';
 import { experimentProblems } from '../lib/experiment/data';
 import { outSetting, runExperiment } from '../lib/experiment/experiment';
 import type { RunRecord } from '../lib/experiment/runner';
-import { EXPERIMENT_SETTINGS, EXPERIMENT_SIZINGS, PROBLEM_SETS, SETTINGS, settingSpec } from '../lib/experiment/protocol';
+import {
+  EXPERIMENT_SETTINGS,
+  EXPERIMENT_SIZINGS,
+  PROBLEM_SETS,
+  SETTINGS,
+  settingSpec,
+} from '../lib/experiment/protocol';
 import { buildCli, riftSync, root } from './helpers/cli';
 
 let tmp: string;
@@ -38,7 +44,7 @@ describe('settings', () => {
     expect(() => settingSpec(undefined)).toThrow(/^setting:/);
   });
 
-  test('problem sets: tiny unchanged by default, hard ones long and disjoint from its base model\'s SFT problems', () => {
+  test("problem sets: tiny unchanged by default, hard ones long and disjoint from its base model's SFT problems", () => {
     const S = EXPERIMENT_SIZINGS.quick;
     expect(experimentProblems(S, 'tiny')).toEqual(experimentProblems(S));
     const H = SETTINGS.hard.sizings.quick;
@@ -48,7 +54,9 @@ describe('settings', () => {
     expect(h.test).toHaveLength(H.testProblems);
     expect(h.ood).toHaveLength(H.oodProblems);
     expect(SETTINGS.hard.baseSft.map((b) => b.difficulty)).toEqual([2, 4]); // grown from tiny-base: its SFT problems too
-    const sft = new Set(SETTINGS.hard.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)));
+    const sft = new Set(
+      SETTINGS.hard.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)),
+    );
     const all = [h.train, h.val, h.test, h.ood, h.d1Train, h.d1Test, h.d2longTrain, h.d2longTest].flat();
     expect(all.filter((p) => sft.has(p.problem))).toEqual([]);
     expect(new Set(all.map((p) => p.problem)).size).toBe(all.length);
@@ -65,15 +73,21 @@ describe('settings', () => {
     fs.writeFileSync(path.join(out, 'setting.json'), JSON.stringify({ setting: 'tiny' }));
     expect(outSetting(out)).toBe('tiny');
     const tinyModel = path.join(root, 'models', 'tiny-base');
-    await expect(runExperiment({ out, size: 'tiny', setting: 'hard', modelDir: tinyModel })).rejects.toThrow(/^setting: .*'tiny' setting's runs, not 'hard'.*--setting tiny/);
+    await expect(runExperiment({ out, size: 'tiny', setting: 'hard', modelDir: tinyModel })).rejects.toThrow(
+      /^setting: .*'tiny' setting's runs, not 'hard'.*--setting tiny/,
+    );
     const legacy = path.join(tmp, 'legacy');
     fs.mkdirSync(legacy);
     fs.writeFileSync(path.join(legacy, 'runs.jsonl'), '');
     expect(outSetting(legacy)).toBe('tiny');
-    await expect(runExperiment({ out: legacy, size: 'tiny', setting: 'hard', modelDir: tinyModel })).rejects.toThrow(/^setting:/);
+    await expect(runExperiment({ out: legacy, size: 'tiny', setting: 'hard', modelDir: tinyModel })).rejects.toThrow(
+      /^setting:/,
+    );
     fs.writeFileSync(path.join(out, 'setting.json'), JSON.stringify({ setting: 'nope' }));
     expect(() => outSetting(out)).toThrow(/^setting:/);
-    await expect(runExperiment({ out: path.join(tmp, 'x'), size: 'tiny', setting: 'easy' as never })).rejects.toThrow(/^setting:/);
+    await expect(runExperiment({ out: path.join(tmp, 'x'), size: 'tiny', setting: 'easy' as never })).rejects.toThrow(
+      /^setting:/,
+    );
   });
 
   test('CLI: --setting is validated, and a directory of the other setting is refused with a clear message', () => {
@@ -83,7 +97,15 @@ describe('settings', () => {
     const out = path.join(tmp, 'cli-tiny');
     fs.mkdirSync(out);
     fs.writeFileSync(path.join(out, 'setting.json'), JSON.stringify({ setting: 'tiny' }));
-    const r = riftSync(tmp, ['experiment', '--setting', 'hard', '--out', out, '--model', path.join(root, 'models', 'tiny-base')]);
+    const r = riftSync(tmp, [
+      'experiment',
+      '--setting',
+      'hard',
+      '--out',
+      out,
+      '--model',
+      path.join(root, 'models', 'tiny-base'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/holds the 'tiny' setting's runs, not 'hard'; rerun with --setting tiny/);
     expect(fs.existsSync(path.join(out, 'runs.jsonl'))).toBe(false);
@@ -108,7 +130,8 @@ describe('hard setting, CI size (models/hard-base)', () => {
     const results = JSON.parse(fs.readFileSync(path.join(out(), 'results.json'), 'utf8'));
     expect(results.setting).toBe('hard');
     expect(results.modelDir).toBe(path.join(root, 'models', 'hard-base'));
-    for (const p of readProblems(path.join(out(), 'data', 'test.jsonl'))) expect(steps(p.solution!)).toBeGreaterThanOrEqual(5);
+    for (const p of readProblems(path.join(out(), 'data', 'test.jsonl')))
+      expect(steps(p.solution!)).toBeGreaterThanOrEqual(5);
     expect(runs.some((r) => r.spec.part === 'grid')).toBe(true);
     const main = runs.filter((r) => r.spec.part === 'main' && !r.skipped);
     expect(main.length).toBeGreaterThan(0);

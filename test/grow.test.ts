@@ -27,10 +27,41 @@ test('the grown model has factor× the layers and the source function', () => {
     const g = growDepth(srcDir, factor, 7);
     expect(g.config.num_hidden_layers).toBe(2 * factor);
     expect(grownConfig(srcDir, factor).num_hidden_layers).toBe(2 * factor);
-    const ex = [[{ problemId: 'a', sampleIndex: 0, promptIds: Int32Array.from([3, 4, 5, 6]), responseIds: Int32Array.from([7, 8, 9, 2]), reward: 1 }], [{ problemId: 'b', sampleIndex: 0, promptIds: Int32Array.from([10, 11]), responseIds: Int32Array.from([12, 13, 14, 15, 2]), reward: 1 }]];
+    const ex = [
+      [
+        {
+          problemId: 'a',
+          sampleIndex: 0,
+          promptIds: Int32Array.from([3, 4, 5, 6]),
+          responseIds: Int32Array.from([7, 8, 9, 2]),
+          reward: 1,
+        },
+      ],
+      [
+        {
+          problemId: 'b',
+          sampleIndex: 0,
+          promptIds: Int32Array.from([10, 11]),
+          responseIds: Int32Array.from([12, 13, 14, 15, 2]),
+          reward: 1,
+        },
+      ],
+    ];
     const mb = buildMicroBatch(ex, { padId: 0 });
-    const lp = (m: Model) => Array.from(m.lossAndBackward({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false }).seqLogps);
-    const a = lp(src), b = lp(g);
+    const lp = (m: Model) =>
+      Array.from(
+        m.lossAndBackward({
+          ids: mb.ids,
+          B: mb.B,
+          T: mb.T,
+          targets: mb.targets,
+          offsets: mb.offsets,
+          method: 'logprob',
+          backward: false,
+        }).seqLogps,
+      );
+    const a = lp(src),
+      b = lp(g);
     for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i], 9);
     // a random (non-grown) model of the same shape differs: the check can fail
     const r = Model.fromConfig(grownConfig(srcDir, factor), { seed: 7, std: 0.2 });
@@ -38,7 +69,9 @@ test('the grown model has factor× the layers and the source function', () => {
     g.save(path.join(dir, `g${factor}`));
     const t = readSafetensors(path.join(dir, `g${factor}`, 'model.safetensors')).tensors;
     const s = readSafetensors(path.join(srcDir, 'model.safetensors')).tensors;
-    expect(t.get(`model.layers.${factor}.mlp.up_proj.weight`)!.data).toEqual(s.get('model.layers.1.mlp.up_proj.weight')!.data);
+    expect(t.get(`model.layers.${factor}.mlp.up_proj.weight`)!.data).toEqual(
+      s.get('model.layers.1.mlp.up_proj.weight')!.data,
+    );
     expect(t.get('model.layers.1.self_attn.o_proj.weight')!.data.every((v) => v === 0)).toBe(true);
     expect(t.get('model.layers.1.mlp.down_proj.weight')!.data.every((v) => v === 0)).toBe(true);
     expect(t.get('model.layers.1.mlp.up_proj.weight')!.data.some((v) => v !== 0)).toBe(true);

@@ -10,7 +10,16 @@ import { Tokenizer } from '../lib/engine/tokenizer';
 import { generate } from '../lib/engine/sampler';
 import { SafetensorsFile } from '../lib/engine/safetensors';
 import { shutdownVerifier, verify } from '../lib/reward/verifier';
-import { BASE_CHARS, BASE_PRESETS, BASE_SPECIALS, baseModelProblems, EOS_TOKEN, HARD_MAX_NEW_TOKENS, promptFor, responseFor } from '../lib/demo/base-model';
+import {
+  BASE_CHARS,
+  BASE_PRESETS,
+  BASE_SPECIALS,
+  baseModelProblems,
+  EOS_TOKEN,
+  HARD_MAX_NEW_TOKENS,
+  promptFor,
+  responseFor,
+} from '../lib/demo/base-model';
 
 const DIR = path.join(__dirname, '..', 'models', 'hard-base');
 const P = BASE_PRESETS.hard;
@@ -26,7 +35,16 @@ describe('models/hard-base', () => {
   afterAll(() => model.dispose());
 
   test('files, shape, bf16 weights, tokenizer and prompt format', () => {
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'prompt_format.json', 'README.md', 'metadata.json'])
+    for (const f of [
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'generation_config.json',
+      'prompt_format.json',
+      'README.md',
+      'metadata.json',
+    ])
       expect(fs.existsSync(path.join(DIR, f))).toBe(true);
     const size = fs.statSync(path.join(DIR, 'model.safetensors')).size;
     expect(size).toBeLessThanOrEqual(40e6);
@@ -44,7 +62,10 @@ describe('models/hard-base', () => {
     expect(tok.eosTokenIds).toEqual([tok.tokenToId(EOS_TOKEN)]);
     const gen = JSON.parse(fs.readFileSync(path.join(DIR, 'generation_config.json'), 'utf8'));
     expect(gen.max_new_tokens).toBe(HARD_MAX_NEW_TOKENS);
-    expect(JSON.parse(fs.readFileSync(path.join(DIR, 'prompt_format.json'), 'utf8'))).toEqual({ format: 'plain', template: '{problem}\n' });
+    expect(JSON.parse(fs.readFileSync(path.join(DIR, 'prompt_format.json'), 'utf8'))).toEqual({
+      format: 'plain',
+      template: '{problem}\n',
+    });
     const p = heldOut[0];
     const text = promptFor(p) + responseFor(p);
     expect(tok.decode(tok.encode(text))).toBe(text);
@@ -64,8 +85,14 @@ describe('models/hard-base', () => {
 
   test('greedy decoding solves some but not all of 20 fixed held-out problems, in the trained format', async () => {
     const problems = heldOut.slice(0, 20);
-    const out = await generate(model, tok, problems.map(promptFor), { k: 1, temperature: 0, maxNewTokens: HARD_MAX_NEW_TOKENS });
-    const solved = out.filter((o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct).length;
+    const out = await generate(model, tok, problems.map(promptFor), {
+      k: 1,
+      temperature: 0,
+      maxNewTokens: HARD_MAX_NEW_TOKENS,
+    });
+    const solved = out.filter(
+      (o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct,
+    ).length;
     expect(solved).toBeGreaterThanOrEqual(1);
     expect(solved).toBeLessThan(20);
     for (const o of out) expect(o.samples[0].text).toMatch(/^(\d+[+\-*/]\d+=\d+(\/\d+)?;){3,}/);

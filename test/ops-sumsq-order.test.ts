@@ -7,10 +7,14 @@
 import { setNumThreads } from '../lib';
 import { ops, OpsDevice, rand32, rng } from './helpers/ops-reference';
 
-const LANES = 256, GROUP = 32, STRIDE = 1024, CHUNK = 4096;
+const LANES = 256,
+  GROUP = 32,
+  STRIDE = 1024,
+  CHUNK = 4096;
 
 function laneTree(s: Float64Array): number {
-  for (let g = 0; g < LANES; g += GROUP) for (let o = GROUP >> 1; o > 0; o >>= 1) for (let j = 0; j < o; j++) s[g + j] += s[g + j + o];
+  for (let g = 0; g < LANES; g += GROUP)
+    for (let o = GROUP >> 1; o > 0; o >>= 1) for (let j = 0; j < o; j++) s[g + j] += s[g + j + o];
   const w = new Float64Array(LANES / GROUP);
   for (let g = 0; g < w.length; g++) w[g] = s[g * GROUP];
   for (let o = w.length >> 1; o > 0; o >>= 1) for (let j = 0; j < o; j++) w[j] += w[j + o];
@@ -20,9 +24,12 @@ function laneTree(s: Float64Array): number {
 function sumsqFixedOrder(x: Float32Array): number {
   const n = x.length;
   if (n === 0) return 0;
-  const chunks = Math.ceil(n / CHUNK), part = new Float64Array(chunks);
+  const chunks = Math.ceil(n / CHUNK),
+    part = new Float64Array(chunks);
   for (let c = 0; c < chunks; c++) {
-    const base = c * CHUNK, len = Math.min(CHUNK, n - base), s = new Float64Array(LANES);
+    const base = c * CHUNK,
+      len = Math.min(CHUNK, n - base),
+      s = new Float64Array(LANES);
     for (let j = 0; j < LANES; j++)
       for (let r = 0; r < 4; r++)
         for (let k = 0; k < 4; k++) {
@@ -60,10 +67,16 @@ describe('sumsq: one fixed summation order', () => {
       for (const [t, threads] of [0, 1, 2, 3].entries()) {
         setNumThreads(threads);
         for (const [i, n] of SIZES.entries()) {
-          const whole = data[i].subarray(0, n), shifted = data[i].subarray(1);
+          const whole = data[i].subarray(0, n),
+            shifted = data[i].subarray(1);
           const want = sumsqFixedOrder(whole);
           expect([n, threads, ops.sumsq({ x: whole })]).toEqual([n, threads, want]);
-          expect([n, threads, 'misaligned', ops.sumsq({ x: shifted })]).toEqual([n, threads, 'misaligned', sumsqFixedOrder(shifted)]);
+          expect([n, threads, 'misaligned', ops.sumsq({ x: shifted })]).toEqual([
+            n,
+            threads,
+            'misaligned',
+            sumsqFixedOrder(shifted),
+          ]);
           if (t === 0 && sumsqNaive(whole) !== want) differsFromNaive++;
           // and it is Σx²: within the naive sum's own rounding bound (n·2⁻⁵³ relative)
           expect(Math.abs(want - sumsqNaive(whole))).toBeLessThanOrEqual(n * 1.2e-16 * want);
@@ -80,11 +93,16 @@ describe('sumsq: one fixed summation order', () => {
   (DEVICES.includes('cuda') ? test : test.skip)('cuda equals the CPU bit for bit, run after run', () => {
     const device = 'cuda';
     for (const [i, n] of SIZES.entries()) {
-      const whole = data[i].subarray(0, n), shifted = data[i].subarray(1);
+      const whole = data[i].subarray(0, n),
+        shifted = data[i].subarray(1);
       const cpu = ops.sumsq({ x: whole });
       expect([n, ops.sumsq({ x: whole, device })]).toEqual([n, cpu]);
       expect([n, ops.sumsq({ x: whole, device })]).toEqual([n, cpu]);
-      expect([n, 'misaligned', ops.sumsq({ x: shifted, device })]).toEqual([n, 'misaligned', ops.sumsq({ x: shifted })]);
+      expect([n, 'misaligned', ops.sumsq({ x: shifted, device })]).toEqual([
+        n,
+        'misaligned',
+        ops.sumsq({ x: shifted }),
+      ]);
     }
   });
 });

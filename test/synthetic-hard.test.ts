@@ -62,7 +62,9 @@ describe('synthetic difficulty 4', () => {
         all.push(generateProblems({ count: 300, seed: 7, style, difficulty: d }));
         all.push(generateProblems({ count: 50, seed: 8, style, difficulty: d, steps: [d === 1 ? 2 : 3, 5] }));
       }
-    expect(createHash('sha256').update(JSON.stringify(all)).digest('hex')).toBe('0014327415bc8431debe4ac113a18cd8add800879277b39192ccd3024fab70ee');
+    expect(createHash('sha256').update(JSON.stringify(all)).digest('hex')).toBe(
+      '0014327415bc8431debe4ac113a18cd8add800879277b39192ccd3024fab70ee',
+    );
     expect(SYNTHETIC_DIFFICULTIES).toEqual([1, 2, 3, 4]);
     expect([1, 2, 3, 4].map(maxTextOf)).toEqual([80, 80, 80, 128]);
     expect(() => maxTextOf(5)).toThrow(RangeError);
@@ -104,7 +106,10 @@ describe('synthetic difficulty 4', () => {
           bad.push(step);
           continue;
         }
-        const [a, b]: Q[] = [[BigInt(s[1]), 1n], [BigInt(s[3]), 1n]];
+        const [a, b]: Q[] = [
+          [BigInt(s[1]), 1n],
+          [BigInt(s[3]), 1n],
+        ];
         const r = s[2] === '+' ? add(a, b) : s[2] === '-' ? sub(a, b) : s[2] === '*' ? mul(a, b) : div(a, b);
         const c = norm([BigInt(s[4]), BigInt(s[5] ?? '1')]);
         if (r[0] !== c[0] || r[1] !== c[1] || r[0] < 0n || r[0] > 999n * r[1]) bad.push(step);

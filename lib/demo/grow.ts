@@ -7,14 +7,15 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Model } from '../engine/model';
 import { readSafetensors } from '../engine/safetensors';
-import { checkInteger } from '../kernels/validate';
+import { checkInteger } from '../util/validate';
 
 /** The grown model's config.json object: the source's with `factor`× the layers. */
 export function grownConfig(srcDir: string, factor: number): Record<string, unknown> {
   const f = checkInteger('factor', factor, 1, 16);
   const cfg = JSON.parse(fs.readFileSync(path.join(srcDir, 'config.json'), 'utf8')) as Record<string, unknown>;
   const layers = Number(cfg.num_hidden_layers);
-  if (!Number.isInteger(layers) || layers < 1) throw new RangeError(`growFrom: ${srcDir}/config.json has no valid num_hidden_layers`);
+  if (!Number.isInteger(layers) || layers < 1)
+    throw new RangeError(`growFrom: ${srcDir}/config.json has no valid num_hidden_layers`);
   return { ...cfg, num_hidden_layers: layers * f, torch_dtype: 'float32' };
 }
 
@@ -36,7 +37,8 @@ export function growDepth(srcDir: string, factor: number, seed: number): Model {
       if (from === undefined) continue;
       const s = src.get(from);
       if (!s) throw new RangeError(`growFrom: ${srcDir} has no tensor "${from}"`);
-      if (s.data.length !== v.length) throw new RangeError(`growFrom: tensor "${from}" has ${s.data.length} values, the grown model ${v.length}`);
+      if (s.data.length !== v.length)
+        throw new RangeError(`growFrom: tensor "${from}" has ${s.data.length} values, the grown model ${v.length}`);
       v.set(s.data);
     }
   });

@@ -19,9 +19,9 @@
 namespace rift::sumsq_order {
 
 constexpr int64_t kLanes = 256;
-constexpr int64_t kGroup = 32;               // lanes per first-level group (a warp)
-constexpr int64_t kStride = 4 * kLanes;      // 1024: elements between a lane's groups of four
-constexpr int64_t kChunk = 4 * kStride;      // 4096 elements per chunk
+constexpr int64_t kGroup = 32;           // lanes per first-level group (a warp)
+constexpr int64_t kStride = 4 * kLanes;  // 1024: elements between a lane's groups of four
+constexpr int64_t kChunk = 4 * kStride;  // 4096 elements per chunk
 
 // Combines s[0, kLanes) in place in the order of step 2; returns the total (left in s[0]).
 inline double lane_tree(double* s) {

@@ -21,7 +21,8 @@ size_t attention_chunk_bytes(const char* value, std::string* warning) {
   ok = ok && x >= 1 && x <= limit;
   if (ok) return size_t(x);
   if (warning)
-    *warning = "RIFT_CUDA_ATTENTION_CHUNK_BYTES='" + s + "' is not a whole number of bytes in [1, 2^48]; using the default " +
+    *warning = "RIFT_CUDA_ATTENTION_CHUNK_BYTES='" + s +
+               "' is not a whole number of bytes in [1, 2^48]; using the default " +
                std::to_string(kAttentionChunkBytesDefault);
   return kAttentionChunkBytesDefault;
 }

@@ -63,7 +63,9 @@ void cmp(const std::string& what, const F& cpu, const F& gpu, double rtol, doubl
   const bool ok = cpu.size() == gpu.size() && nan_ok && err <= atol + rtol * mx;
   if (!ok) ++g_failures;
   std::printf("%s %-72s max|cpu|=%.3g maxerr=%.3g at %zu%s\n", ok ? "ok  " : "FAIL", what.c_str(), mx, err, at,
-              cpu.size() != gpu.size() ? " (sizes differ)" : nan_ok ? "" : " (NaN mismatch)");
+              cpu.size() != gpu.size() ? " (sizes differ)"
+              : nan_ok                 ? ""
+                                       : " (NaN mismatch)");
 }
 
 void check(const std::string& what, bool ok, const std::string& detail) {

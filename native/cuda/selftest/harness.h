@@ -14,8 +14,8 @@ namespace rift::selftest {
 using F = std::vector<float>;
 using I = std::vector<int32_t>;
 
-std::mt19937& rng();                       // fixed seed: the same inputs every run
-F rnd(int64_t n, float sd = 1.f);          // n values ~ N(0, sd²)
+std::mt19937& rng();                                  // fixed seed: the same inputs every run
+F rnd(int64_t n, float sd = 1.f);                     // n values ~ N(0, sd²)
 std::string dims(std::initializer_list<int64_t> xs);  // "a,b,c"
 
 // A device copy of a host vector (freed on scope exit); get() reads it back.
@@ -44,13 +44,13 @@ int failures();
 int cases();
 
 // The groups (ops_*.cc). c: the CPU twin, g: the CUDA backend, both of the same gemm dtype unless named.
-void host_checks();                                   // no device needed (env parsing)
-void test_memory(OpsBackend& c, OpsBackend& g);       // alloc, release, upload, download, copy2d, info, set_gemm
-void test_gemm(OpsBackend& c, OpsBackend& g);         // gemm (fp32, tf32), matmul_forward / _backward
+void host_checks();                              // no device needed (env parsing)
+void test_memory(OpsBackend& c, OpsBackend& g);  // alloc, release, upload, download, copy2d, info, set_gemm
+void test_gemm(OpsBackend& c, OpsBackend& g);    // gemm (fp32, tf32), matmul_forward / _backward
 void test_gemm_bf16(OpsBackend& c, OpsBackend& g, OpsBackend& g32);  // the BF16 instances, weights' copy
-void test_layers(OpsBackend& c, OpsBackend& g);       // embedding, rmsnorm, rope, swiglu, kv_write, bf16 storage
-void test_flat(OpsBackend& c, OpsBackend& g);         // add, scale, zero, sumsq, adamw
+void test_layers(OpsBackend& c, OpsBackend& g);  // embedding, rmsnorm, rope, swiglu, kv_write, bf16 storage
+void test_flat(OpsBackend& c, OpsBackend& g);    // add, scale, zero, sumsq, adamw
 void test_attention(OpsBackend& c, OpsBackend& g, const char* tag, double fwd_tol, double bwd_tol);
-void test_attention_chunks();                         // the bf16 attention's chunking, called directly
+void test_attention_chunks();  // the bf16 attention's chunking, called directly
 
 }  // namespace rift::selftest

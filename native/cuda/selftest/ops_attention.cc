@@ -16,9 +16,9 @@ namespace rift::selftest {
 namespace {
 
 using Shape = std::array<int64_t, 7>;  // B, Tq, Tkv, past, Hq, Hkv, D
-const std::vector<Shape> kShapes = {{1, 1, 1, 0, 1, 1, 8},     {2, 37, 37, 0, 4, 2, 64},  {1, 70, 70, 0, 12, 2, 128},
-                                    {1, 5, 80, 40, 4, 1, 64},  {1, 1, 100, 99, 14, 2, 64}, {2, 33, 33, 0, 2, 2, 256},
-                                    {1, 50, 50, 0, 6, 3, 96},  {1, 9, 20, 3, 2, 1, 20},    {1, 40, 40, 0, 8, 1, 32}};
+const std::vector<Shape> kShapes = {{1, 1, 1, 0, 1, 1, 8},    {2, 37, 37, 0, 4, 2, 64},   {1, 70, 70, 0, 12, 2, 128},
+                                    {1, 5, 80, 40, 4, 1, 64}, {1, 1, 100, 99, 14, 2, 64}, {2, 33, 33, 0, 2, 2, 256},
+                                    {1, 50, 50, 0, 6, 3, 96}, {1, 9, 20, 3, 2, 1, 20},    {1, 40, 40, 0, 8, 1, 32}};
 
 std::string name(const Shape& s) {
   return "B,Tq,Tkv,past,Hq,Hkv,D=" + dims({s[0], s[1], s[2], s[3], s[4], s[5], s[6]});
@@ -42,10 +42,10 @@ void test_attention(OpsBackend& c, OpsBackend& g, const char* tag, double fwd_to
       const int64_t T = Tq;
       F dO = rnd(B * T * Hq * D), dq = rnd(B * T * Hq * D), dk = rnd(B * T * Hkv * D), dv = rnd(B * T * Hkv * D);
       Dev gdO(dO), gdq(dq), gdk(dk), gdv(dv), go2(o), gl2(l);  // the CPU's out / lse: both see the same saved state
-      c.attention_backward(dq.data(), dk.data(), dv.data(), dO.data(), q.data(), k.data(), v.data(), o.data(),
-                           l.data(), B, T, Hq, Hkv, D, acc);
-      g.attention_backward(gdq.f(), gdk.f(), gdv.f(), gdO.f(), gq.f(), gk.f(), gv.f(), go2.f(), gl2.f(), B, T, Hq,
-                           Hkv, D, acc);
+      c.attention_backward(dq.data(), dk.data(), dv.data(), dO.data(), q.data(), k.data(), v.data(), o.data(), l.data(),
+                           B, T, Hq, Hkv, D, acc);
+      g.attention_backward(gdq.f(), gdk.f(), gdv.f(), gdO.f(), gq.f(), gk.f(), gv.f(), go2.f(), gl2.f(), B, T, Hq, Hkv,
+                           D, acc);
       const std::string a = " acc=" + std::to_string(acc) + " " + name(s);
       cmp(t + "attention_backward dq" + a, dq, gdq.get(), bwd_tol);
       cmp(t + "attention_backward dk" + a, dk, gdk.get(), bwd_tol);
@@ -90,7 +90,8 @@ void test_attention_chunks() {
     }
     return buf;
   };
-  for (const Shape& s : std::vector<Shape>{{2, 45, 45, 0, 6, 2, 32}, {1, 64, 64, 0, 4, 1, 64}, {1, 29, 29, 0, 2, 2, 16}})
+  for (const Shape& s :
+       std::vector<Shape>{{2, 45, 45, 0, 6, 2, 32}, {1, 64, 64, 0, 4, 1, 64}, {1, 29, 29, 0, 2, 2, 16}})
     for (size_t budget : {size_t(1) << 14, size_t(1) << 16}) {
       const int64_t B = s[0], T = s[1], Hq = s[4], Hkv = s[5], D = s[6];
       ctx.chunk_bytes = budget;
@@ -127,7 +128,8 @@ void host_checks() {
     std::string warning;
     const size_t got = cuda::attention_chunk_bytes(k.value, &warning);
     check(std::string("RIFT_CUDA_ATTENTION_CHUNK_BYTES=") + (k.value ? k.value : "(unset)"),
-          got == k.want && warning.empty() != k.warns, "got " + std::to_string(got) + (warning.empty() ? "" : "; " + warning));
+          got == k.want && warning.empty() != k.warns,
+          "got " + std::to_string(got) + (warning.empty() ? "" : "; " + warning));
   }
 }
 

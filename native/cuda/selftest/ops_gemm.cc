@@ -44,8 +44,8 @@ void matmul_cases(OpsBackend& c, OpsBackend& g, const std::string& tag, OpsBacke
   for (int acc = 0; acc < 2; ++acc)
     for (int bias = 0; bias < 2; ++bias) {
       const int64_t M = 37, N = 24, K = 50;
-      F x = rnd(M * K), w = rnd(N * K), b = rnd(N), o = rnd(M * N), dO = rnd(M * N), dx = rnd(M * K),
-        dw = rnd(N * K), db = rnd(N);
+      F x = rnd(M * K), w = rnd(N * K), b = rnd(N), o = rnd(M * N), dO = rnd(M * N), dx = rnd(M * K), dw = rnd(N * K),
+        db = rnd(N);
       Dev gx(x), gw(w), gb(b), go(o), gdO(dO), gdx(dx), gdw(dw), gdb(db), gdbF(db);
       const std::string s = tag + " acc=" + std::to_string(acc) + " bias=" + std::to_string(bias);
       c.matmul_forward(o.data(), x.data(), w.data(), bias ? b.data() : nullptr, M, N, K, acc);
@@ -117,7 +117,8 @@ void test_gemm(OpsBackend& c, OpsBackend& g) {
 }
 
 void test_gemm_bf16(OpsBackend& c, OpsBackend& g, OpsBackend& g32) {
-  check("bf16 instances report gemm_dtype BF16", g.info().gemm_dtype == DType::BF16 && c.info().gemm_dtype == DType::BF16);
+  check("bf16 instances report gemm_dtype BF16",
+        g.info().gemm_dtype == DType::BF16 && c.info().gemm_dtype == DType::BF16);
   for (const Shape& s : kShapes)
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb)

@@ -62,8 +62,8 @@ void test_layers(OpsBackend& c, OpsBackend& g) {
         for (int64_t t = 0; t < T; ++t) pos[t] = int32_t(t % 3 == 0 ? 70000 + t : t * 37);
         F x = rnd(T * H * D), out(T * H * D), dx = rnd(T * H * D);
         Dev gp(pos), gx(x), go(out), gdx(dx);
-        const std::string s = " D=" + std::to_string(D) + " theta=" + (theta > 1e5f ? "1e6" : "1e4") +
-                              " acc=" + std::to_string(acc);
+        const std::string s =
+            " D=" + std::to_string(D) + " theta=" + (theta > 1e5f ? "1e6" : "1e4") + " acc=" + std::to_string(acc);
         c.rope_forward(out.data(), x.data(), pos.data(), T, H, D, theta);
         g.rope_forward(go.f(), gx.f(), gp.i(), T, H, D, theta);
         cmp("rope_forward" + s, out, go.get(), 1e-6);
@@ -164,7 +164,8 @@ void test_flat(OpsBackend& c, OpsBackend& g) {
         Dev gp(prm), gm(m), gv(v);
         c.adamw(prm.data(), b.data(), m.data(), v.data(), n, p);
         g.adamw(gp.f(), gb.f(), gm.f(), gv.f(), n, p);
-        const std::string t = " beta1=" + std::string(beta1 > 0.5 ? "0.9" : "0.3") + " step=" + std::to_string(step) + s;
+        const std::string t =
+            " beta1=" + std::string(beta1 > 0.5 ? "0.9" : "0.3") + " step=" + std::to_string(step) + s;
         cmp("adamw param" + t, prm, gp.get(), 1e-6);
         cmp("adamw m" + t, m, gm.get(), 1e-6);
         cmp("adamw v" + t, v, gv.get(), 1e-6);
