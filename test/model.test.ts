@@ -457,10 +457,12 @@ describe('training state', () => {
       expect(Buffer.from(loaded.forward(ids2, 2, 5).buffer).equals(Buffer.from(model.forward(ids2, 2, 5).buffer))).toBe(true);
       fs.writeFileSync(path.join(dir, 'a', 'tokenizer.json'), '{"model":{}}');
       const withTok = Model.load(path.join(dir, 'a'), DEV);
-      withTok.save(path.join(dir, 'b'), { dtype: 'bfloat16' });
+      withTok.save(path.join(dir, 'b'), { dtype: 'bf16' });
       expect(fs.readFileSync(path.join(dir, 'b', 'tokenizer.json'), 'utf8')).toBe('{"model":{}}');
       const bf = Model.load(path.join(dir, 'b'), DEV);
       expect(Array.from(bf.params())).toEqual(Array.from(bf16ToF32(f32ToBf16(model.params()))));
+      withTok.save(path.join(dir, 'c'), { dtype: 'bfloat16' }); // the deprecated spelling: the same checkpoint
+      expect(fs.readFileSync(path.join(dir, 'c', 'model.safetensors'))).toEqual(fs.readFileSync(path.join(dir, 'b', 'model.safetensors')));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

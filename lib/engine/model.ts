@@ -402,8 +402,14 @@ export class Model {
     return (which === 'grad' ? this.grads() : this.params()).subarray(t.offset, t.offset + n);
   }
 
-  /** Writes config.json + model.safetensors (+ the source directory's tokenizer files) into dir. */
-  save(dir: string, opts: { dtype?: 'float32' | 'bfloat16' } = {}): void {
+  /**
+   * Writes config.json + model.safetensors (+ the source directory's tokenizer files) into dir, stored as `dtype`
+   * (default 'fp32'; SaveOptions.dtype).
+   */
+  save(dir: string, opts?: { dtype?: Precision }): void;
+  /** @deprecated dtype 'float32' / 'bfloat16' are spelled 'fp32' / 'bf16' (still accepted). */
+  save(dir: string, opts: { dtype: 'float32' | 'bfloat16' }): void;
+  save(dir: string, opts: { dtype?: Precision | 'float32' | 'bfloat16' } = {}): void {
     const tensors = new Map(this.tensorTable().map((t) => [t.name, { shape: t.shape, data: this.tensor(t.name) }]));
     const extraFiles: Record<string, Uint8Array> = {};
     if (this.sourceDir)

@@ -90,9 +90,9 @@ function checkBuffer(arg: string, v: unknown): LogitsBuffer {
 function bufferLength(b: LogitsBuffer): number {
   return b.length;
 }
-function bufferDtype(b: LogitsBuffer): 'f32' | 'bf16' {
+function bufferDtype(b: LogitsBuffer): 'fp32' | 'bf16' {
   if (b instanceof DeviceTensor) return b.dtype;
-  return b instanceof Float32Array ? 'f32' : 'bf16';
+  return b instanceof Float32Array ? 'fp32' : 'bf16';
 }
 function nativeBuffer(b: LogitsBuffer): unknown {
   return b instanceof DeviceTensor ? b.native : b;
