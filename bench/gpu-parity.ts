@@ -276,7 +276,7 @@ export function runParity(o: ParityOptions): ParityReport {
     const t1 = now();
 
     // Logits rows (forward without cache).
-    const logits = model.forward(ids, B, T);
+    const logits = model.forward({ ids, B, T });
     const gotRows = new Float32Array(refRows.length);
     rowIndex.forEach((r, i) => {
       if (r < 0 || r >= N) throw new RangeError(`ref.safetensors: logits_index[${i}] = ${r} is outside [0, ${N})`);

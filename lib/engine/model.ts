@@ -73,6 +73,15 @@ export interface TensorEntry {
  * lossAndGrad's options (lib/kernels/loss.ts) with the model's tokens in place of the logits: row b·T + t of the
  * B·T rows has targets[b·T + t] (the token after that position, −100 = none); offsets run over those rows.
  */
+/** Model.forward's options: ids (B·T token ids, row-major), the batch shape B × T, and lastOnly (default false). */
+export interface ForwardOptions {
+  ids: Int32Array;
+  B: number;
+  T: number;
+  /** Only the last position of each row: logits (B, V) instead of (B·T, V). */
+  lastOnly?: boolean;
+}
+
 export type ModelLossOptions = LossSpecOptions & {
   /** Token ids (B, T), row-major. */
   ids: Int32Array;
@@ -420,12 +429,23 @@ export class Model {
     saveCheckpoint(dir, this.config, tensors, { dtype: opts.dtype, extraFiles });
   }
 
-  /** Logits (B·T, V) of every position, or (B, V) of the last position of each row. No KV cache, no gradient. */
-  forward(ids: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Float32Array {
-    checkInteger('B', B, 1, 2 ** 31 - 1);
-    checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
-    return local(call(() => this.native.forward(ids, B, T, !!opts.lastOnly)));
+  /**
+   * Logits (B·T, V) of every position, or (B, V) of the last position of each row (`lastOnly`). No KV cache, no
+   * gradient. Takes the options form of lossAndBackward: `forward({ ids, B, T, lastOnly? })`.
+   */
+  forward(opts: ForwardOptions): Float32Array;
+  /** @deprecated the positional form: use `forward({ ids, B, T, lastOnly })` (still accepted, the same result). */
+  forward(ids: Int32Array, B: number, T: number, opts?: { lastOnly?: boolean }): Float32Array;
+  forward(first: ForwardOptions | Int32Array, B?: number, T?: number, opts: { lastOnly?: boolean } = {}): Float32Array {
+    // positional: ids (any array, judged by checkIds) and B, T after it; otherwise the options object
+    const positional = B !== undefined || ArrayBuffer.isView(first) || Array.isArray(first);
+    const o = (positional ? { ids: first, B, T, lastOnly: opts?.lastOnly } : first) as ForwardOptions;
+    if (o === null || typeof o !== 'object') throw new TypeError(`opts: must be an object { ids, B, T, lastOnly? }, got ${o === null ? 'null' : typeof o}`);
+    checkInteger('B', o.B, 1, 2 ** 31 - 1);
+    checkInteger('T', o.T, 1, 2 ** 31 - 1);
+    checkIds('ids', o.ids, checkedProduct('T', [['B', o.B], ['T', o.T]]));
+    if (!positional && o.lastOnly !== undefined && typeof o.lastOnly !== 'boolean') throw new TypeError(`lastOnly: must be a boolean, got ${typeof o.lastOnly}`);
+    return local(call(() => this.native.forward(o.ids, o.B, o.T, !!o.lastOnly)));
   }
 
   /** Forward, fused lm_head + loss, backward: gradients are ADDED to the flat grad buffer (until zeroGrad()). */
