@@ -500,6 +500,9 @@ describe('bad input → typed errors naming the argument', () => {
     expectError(() => model.forward({ ids, B, T: T + 1 }), 'RangeError', 'ids: length must be B × T');
     expectError(() => model.forward(Float32Array.from(ids) as unknown as Int32Array, B, T), 'TypeError', 'ids');
     expectError(() => model.lossAndBackward({ ...base, B: 3 }), 'RangeError', 'ids: length');
+    // a Model batch names its row count B × T (the kernel API's lossAndGrad names the same count `rows`)
+    expectError(() => model.lossAndBackward({ ...base, targets: new Int32Array(3) }), 'RangeError', `targets: length must be B × T = ${B * T}, got 3`);
+    expectError(() => model.lossAndBackward({ ...base, offsets: new Int32Array([0, 3]) }), 'RangeError', `offsets: last offset must equal B × T = ${B * T}, got 3`);
     expectError(() => model.forward({ ids, B: 0, T }), 'RangeError', 'B');
     expectError(() => model.forward(ids, B, 2.5), 'RangeError', 'T');
     // the options form names its arguments the same way

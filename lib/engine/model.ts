@@ -615,7 +615,7 @@ export class Model {
     const ids = checkIds('ids', o.ids, B * T);
     if (o.backward !== undefined && typeof o.backward !== 'boolean') throw typeError('backward', `must be a boolean, got ${describe(o.backward)}`);
     // Token ids and target values are checked by the engine itself (ids first), on the worker for async calls.
-    const { args } = lossSpecArgs(o, B * T, this.vocab, { targetValues: false });
+    const { args } = lossSpecArgs(o, B * T, this.vocab, { targetValues: false, rowsName: 'B × T' });
     return { ids, B, T, ...args, backward: o.backward ?? true };
   }
 }

@@ -46,7 +46,13 @@ export interface DpoOptions {
 export interface LossOptions {
   /** Row-major (rows, vocab) logits. Only rows whose target is not −100 are read. */
   logits: LogitsBuffer;
+  /**
+   * N, the number of logit rows (one per position; docs/design.md notation). Not the Model's B/T on purpose: the
+   * kernel sees a flat (N, V) matrix whose sequences are delimited by `offsets` and may differ in length (packed, no
+   * padding), so it has no batch shape. A Model batch B × T flattens to rows = B·T (Model.lossAndBackward does it).
+   */
   rows: number;
+  /** V, the vocabulary size (the logits' row length; a Model's config.vocab_size). */
   vocab: number;
   /** Target token of each row, or −100 to ignore the row (prompt, padding). Length rows. */
   targets: Int32Array;
@@ -104,18 +110,20 @@ export type LossSpecOptions = Omit<LossOptions, 'logits' | 'grad' | 'rows' | 'vo
 /**
  * Validates the method, targets (rows, each in [0, vocab) or −100 unless `targetValues` is false: the caller's
  * native side checks them), offsets, rewards, normaliser and DPO options, and returns them as the fields the
- * native loss/model bindings take. Throws TypeError/RangeError naming the argument.
+ * native loss/model bindings take. Throws TypeError/RangeError naming the argument; `rowsName` is how the errors
+ * name the row count: 'rows' for the kernel API, 'B × T' for a Model batch (its rows flattened).
  */
 export function lossSpecArgs(
   o: LossSpecOptions,
   rows: number,
   vocab: number,
-  { targetValues = true }: { targetValues?: boolean } = {},
+  { targetValues = true, rowsName = 'rows' }: { targetValues?: boolean; rowsName?: 'rows' | 'B × T' } = {},
 ): { method: Method; args: Record<string, unknown> } {
   const method = checkEnum('method', o.method, METHODS);
   const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
   const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
-  const targets = checkArray('targets', o.targets, Int32Array, rows);
+  const targets = checkArray('targets', o.targets, Int32Array);
+  if (targets.length !== rows) throw rangeError('targets', `length must be ${rowsName} = ${rows}, got ${targets.length}`);
   for (let t = 0; targetValues && t < rows; t++) {
     const y = targets[t];
     if (y !== -100 && (y < 0 || y >= vocab)) throw rangeError('targets', `targets[${t}] = ${y} is outside [0, ${vocab}) and not -100`);
@@ -127,7 +135,7 @@ export function lossSpecArgs(
     if (offsets[i] < offsets[i - 1]) throw rangeError('offsets', `must be non-decreasing: offsets[${i}] = ${offsets[i]} < offsets[${i - 1}] = ${offsets[i - 1]}`);
   }
   const S = offsets.length - 1;
-  if (offsets[S] !== rows) throw rangeError('offsets', `last offset must equal rows = ${rows}, got ${offsets[S]}`);
+  if (offsets[S] !== rows) throw rangeError('offsets', `last offset must equal ${rowsName} = ${rows}, got ${offsets[S]}`);
   let rewards: Float32Array | undefined;
   if (o.rewards !== undefined) {
     rewards = checkArray('rewards', o.rewards, Float32Array, S);
