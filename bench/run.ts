@@ -206,7 +206,7 @@ function lossOptions(k: Kernel, p: Problem, logits: LossOptions['logits'], grad:
     case 'rift-seq':
       return { ...base, method: 'rift', negative: 'sequence', rewards: p.rewards };
     case 'dpo':
-      return { ...base, method: 'dpo', dpo: { refLogps: p.refLogps, pairs: p.pairs, beta: 0.1 } };
+      return { ...base, method: 'dpo', dpo: { refLogprobs: p.refLogps, pairs: p.pairs, beta: 0.1 } };
   }
 }
 

@@ -472,6 +472,10 @@ describe('training state', () => {
     const model = Model.fromConfig(QWEN, { ...DEV, seed: 5, std: 0.2 });
     const o = { ids, B, T, targets, offsets, method: 'rift' as const, rewards: new Float32Array([1, -1, 0.5, -0.5]), negative: 'sequence' as const, tokenLogps: true };
     const sync = model.lossAndBackward(o);
+    // o asks with the deprecated tokenLogps: the result carries the new names and the deprecated aliases, same arrays
+    expect(sync.tokenLogprobs!.length).toBe(B * T);
+    expect([sync.seqLogps, sync.tokenLogps]).toEqual([sync.seqLogprobs, sync.tokenLogprobs]);
+    expect(sync.seqLogps).toBe(sync.seqLogprobs);
     const g = Float32Array.from(model.grads());
     model.zeroGrad();
     const p = model.lossAndBackwardAsync(o);

@@ -11,7 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
-import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
+import { LossResult, LossSpecOptions, lossSpecArgs, publicResult } from '../kernels/loss';
 import { mulberry32 } from '../util/rng';
 import { checkEnum, checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
@@ -135,10 +135,10 @@ const local32 = (a: Int32Array): Int32Array => rewrap(a, Int32Array);
 
 /** Re-wraps a native loss result's arrays in this realm's typed-array classes (see rewrap()). */
 function localResult(r: NativeLossResult): LossResult {
-  const out: LossResult = { ...r, seqLogps: rewrap(r.seqLogps, Float64Array) };
+  const out: NativeLossResult = { ...r, seqLogps: rewrap(r.seqLogps, Float64Array) };
   if (r.tokenLogps) out.tokenLogps = local(r.tokenLogps);
   if (r.entropy) out.entropy = local(r.entropy);
-  return out;
+  return publicResult(out);
 }
 
 /** Elements of a tensor of the table. */

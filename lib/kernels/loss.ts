@@ -35,8 +35,10 @@ export function checkDpoBeta(arg: string, v: unknown): number {
 export type LogitsBuffer = Float32Array | Uint16Array | DeviceTensor;
 
 export interface DpoOptions {
-  /** Reference-model log-probability of each sequence, S_ref(i), length S. */
-  refLogps: Float32Array | Float64Array;
+  /** Reference-model log-probability of each sequence, S_ref(i), length S (required; or the deprecated refLogps). */
+  refLogprobs?: Float32Array | Float64Array;
+  /** @deprecated spelled `refLogprobs` (still accepted; giving both is a TypeError). */
+  refLogps?: Float32Array | Float64Array;
   /** Flat (chosen, rejected) pairs of sequence indices, length 2·P. */
   pairs: Int32Array;
   /** DPO temperature β > 0 (default 0.1). */
@@ -70,7 +72,9 @@ export interface LossOptions {
   dpo?: DpoOptions;
   /** Where to write ∂loss/∂logits (same kind, dtype and length as logits; may be logits itself). Omit for no gradient. */
   grad?: LogitsBuffer;
-  /** Also return the per-token log-probs ℓ_t (0 on ignored rows). */
+  /** Also return the per-token log-probs ℓ_t (0 on ignored rows) as `tokenLogprobs`. */
+  tokenLogprobs?: boolean;
+  /** @deprecated spelled `tokenLogprobs` (still accepted). */
   tokenLogps?: boolean;
   /** Also return the per-token entropies H_t (0 on ignored rows). */
   entropy?: boolean;
@@ -83,9 +87,14 @@ export interface LossResult {
   /** Rows with a target. */
   tokens: number;
   /** S_i = Σ_t ℓ_t per sequence. */
-  seqLogps: Float64Array;
-  tokenLogps?: Float32Array;
+  seqLogprobs: Float64Array;
+  /** ℓ_t per row, when asked for (`tokenLogprobs: true`). */
+  tokenLogprobs?: Float32Array;
   entropy?: Float32Array;
+  /** @deprecated spelled `seqLogprobs` (the same array). */
+  seqLogps: Float64Array;
+  /** @deprecated spelled `tokenLogprobs` (the same array). */
+  tokenLogps?: Float32Array;
 }
 
 function checkBuffer(arg: string, v: unknown): LogitsBuffer {
@@ -155,16 +164,19 @@ export function lossSpecArgs(
     negative: NEGATIVE_FORMS.indexOf(negative),
     reduction: REDUCTIONS.indexOf(reduction),
     normalizer,
-    tokenLogps: !!o.tokenLogps,
+    tokenLogps: !!(o.tokenLogprobs ?? o.tokenLogps),
     entropy: !!o.entropy,
   };
   if (method === 'dpo') {
     const d = o.dpo;
-    if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogps, pairs, beta?} is required for method 'dpo'");
-    if (!(d.refLogps instanceof Float64Array || d.refLogps instanceof Float32Array)) throw typeError('refLogps', `must be a Float64Array or Float32Array, got ${describe(d.refLogps)}`);
-    if (d.refLogps.length !== S) throw rangeError('refLogps', `length must be S = ${S}, got ${d.refLogps.length}`);
-    const ref = d.refLogps instanceof Float64Array ? d.refLogps : Float64Array.from(d.refLogps);
-    for (let i = 0; i < S; i++) if (!Number.isFinite(ref[i])) throw rangeError('refLogps', `refLogps[${i}] = ${ref[i]} is not finite`);
+    if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogprobs, pairs, beta?} is required for method 'dpo'");
+    if (d.refLogprobs !== undefined && d.refLogps !== undefined) throw typeError('refLogprobs', 'give refLogprobs or the deprecated refLogps, not both');
+    const arg = d.refLogprobs === undefined && d.refLogps !== undefined ? 'refLogps' : 'refLogprobs';
+    const given = d.refLogprobs ?? d.refLogps;
+    if (!(given instanceof Float64Array || given instanceof Float32Array)) throw typeError(arg, `must be a Float64Array or Float32Array, got ${describe(given)}`);
+    if (given.length !== S) throw rangeError(arg, `length must be S = ${S}, got ${given.length}`);
+    const ref = given instanceof Float64Array ? given : Float64Array.from(given);
+    for (let i = 0; i < S; i++) if (!Number.isFinite(ref[i])) throw rangeError(arg, `${arg}[${i}] = ${ref[i]} is not finite`);
     const pairs = checkArray('pairs', d.pairs, Int32Array);
     if (pairs.length % 2 !== 0) throw rangeError('pairs', `length must be even (chosen, rejected), got ${pairs.length}`);
     for (let k = 0; k < pairs.length; k++) {
@@ -197,9 +209,14 @@ export function toNative(o: LossOptions): Record<string, unknown> {
   return { logits: nativeBuffer(logits), grad: grad === undefined ? undefined : nativeBuffer(grad), rows, vocab, ...args };
 }
 
-function wrap(r: NativeLossResult): LossResult {
-  return r;
+/** A native result under the public names, with the deprecated Logps aliases (the same arrays). */
+export function publicResult(r: NativeLossResult): LossResult {
+  const { seqLogps, tokenLogps, ...rest } = r;
+  const out: LossResult = { ...rest, seqLogprobs: seqLogps, seqLogps };
+  if (tokenLogps) Object.assign(out, { tokenLogprobs: tokenLogps, tokenLogps });
+  return out;
 }
+const wrap = publicResult;
 
 /** Computes the loss (and, when `grad` is given, ∂loss/∂logits) on the calling thread. */
 export function lossAndGrad(options: LossOptions): LossResult {
