@@ -276,7 +276,7 @@ export function runParity(o: ParityOptions): ParityReport {
     const t1 = now();
 
     // Logits rows (forward without cache).
-    const logits = model.forward(ids, B, T);
+    const logits = model.forward({ ids, B, T });
     const gotRows = new Float32Array(refRows.length);
     rowIndex.forEach((r, i) => {
       if (r < 0 || r >= N) throw new RangeError(`ref.safetensors: logits_index[${i}] = ${r} is outside [0, ${N})`);
@@ -287,7 +287,7 @@ export function runParity(o: ParityOptions): ParityReport {
     // Loss + backward (gradients start at zero).
     model.zeroGrad();
     const offsets = Int32Array.of(...Array.from({ length: B + 1 }, (_, b) => b * T));
-    const out = model.lossAndBackward({ ids, B, T, targets, offsets, method: 'sft', reduction: 'token-mean', tokenLogps: true });
+    const out = model.lossAndBackward({ ids, B, T, targets, offsets, method: 'sft', reduction: 'token-mean', tokenLogprobs: true });
     const t3 = now();
 
     const checks: TensorCheck[] = [];
@@ -296,7 +296,7 @@ export function runParity(o: ParityOptions): ParityReport {
       bound: tol.loss * Math.abs(meta.loss), worstIndex: 0, got: out.loss, want: meta.loss, pass: Number.isFinite(out.loss) && lossRel <= tol.loss });
     const rowLabel = rowIndex.length <= 8 ? `[${Array.from(rowIndex).join(', ')}]` : `(${rowIndex.length} rows)`;
     checks.push(compareTensor(`logits rows ${rowLabel}`, 'logits', gotRows, refRows, tol.logits));
-    checks.push(compareTensor('token log-probs', 'tokenLogps', out.tokenLogps ?? new Float32Array(0), refTokenLogps, tol.tokenLogps));
+    checks.push(compareTensor('token log-probs', 'tokenLogps', out.tokenLogprobs ?? new Float32Array(0), refTokenLogps, tol.tokenLogps));
 
     const floor = tol.gradFloor * meta.gradAbsMax;
     const refGrads = new Set(ref.names.filter((n) => n.startsWith('grad.')).map((n) => n.slice(5)));

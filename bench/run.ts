@@ -10,9 +10,9 @@
 //
 // Conventions (also written into the JSON):
 // - bytes = the minimum traffic of a loss+gradient call: read N×V logits once + write N×V gradients once, in
-//   the logits' dtype (2·N·V·4 for f32, 2·N·V·2 for bf16). GB/s = bytes / mean time. Two-pass methods
+//   the logits' dtype (2·N·V·4 for fp32, 2·N·V·2 for bf16). GB/s = bytes / mean time. Two-pass methods
 //   (RIFT sequence form, DPO) read the logits twice by design, so their GB/s is against the same 2-unit minimum.
-// - copy bandwidth: a threaded memcpy of an N×V f32 buffer, counted as read + write = 2·bytes / time.
+// - copy bandwidth: a threaded memcpy of an N×V fp32 buffer, counted as read + write = 2·bytes / time.
 // - All host-side calls run in place (grad = logits) on fresh logits: an untimed restore copy runs before every
 //   iteration (tinybench beforeEach), so every timed call sees the same data.
 import * as fs from 'fs';
@@ -206,7 +206,7 @@ function lossOptions(k: Kernel, p: Problem, logits: LossOptions['logits'], grad:
     case 'rift-seq':
       return { ...base, method: 'rift', negative: 'sequence', rewards: p.rewards };
     case 'dpo':
-      return { ...base, method: 'dpo', dpo: { refLogps: p.refLogps, pairs: p.pairs, beta: 0.1 } };
+      return { ...base, method: 'dpo', dpo: { refLogprobs: p.refLogps, pairs: p.pairs, beta: 0.1 } };
   }
 }
 
@@ -220,7 +220,7 @@ const KERNEL_LABEL: Record<Kernel, string> = {
 // ---------------------------------------------------------------------------------------------------------
 // Results
 
-type Dtype = 'f32' | 'bf16';
+type Dtype = 'fp32' | 'bf16';
 
 interface Row {
   backend: 'cpu' | 'cuda';
@@ -292,7 +292,7 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
       const { restoreMs, ...rest } = r;
       const row: Row = { backend: 'cpu', shape, N, V, ...rest, gbps: r.bytes / (r.meanMs * 1e-3) / 1e9, targets: [], load1: +os.loadavg()[0].toFixed(2) };
       // The restore copied the logits buffer (N·V elements of the dtype): read + write counted.
-      if (restoreMs !== undefined) row.pairedCopyGbps = (2 * N * V * (r.dtype === 'f32' ? 4 : 2)) / (restoreMs * 1e-3) / 1e9;
+      if (restoreMs !== undefined) row.pairedCopyGbps = (2 * N * V * (r.dtype === 'fp32' ? 4 : 2)) / (restoreMs * 1e-3) / 1e9;
       shapeRows.push(row);
       log(
         `  ${row.case} ${row.dtype}: ${fmt(row.meanMs, 2)} ms (${row.samples} samples), ${fmt(row.gbps, 2)} GB/s` +
@@ -301,22 +301,22 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
       return row;
     };
 
-    // Copy bandwidth of an equally sized (f32) buffer: read + write counted.
+    // Copy bandwidth of an equally sized (fp32) buffer: read + write counted.
     const copyBytes = N * V * 4;
     const copyStats = await measure(tb, `copy ${shape}`, () => nb.copy(f32, f32Fresh), { iterations: quick ? 5 : 10, warmup: 1 });
-    const copy = add({ case: 'copy (threaded memcpy, read+write counted)', kind: 'copy', dtype: 'f32', inPlace: false, ...copyStats, bytes: 2 * copyBytes });
+    const copy = add({ case: 'copy (threaded memcpy, read+write counted)', kind: 'copy', dtype: 'fp32', inPlace: false, ...copyStats, bytes: 2 * copyBytes });
 
-    // Fused kernels, in place, f32 then bf16.
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const buf = dtype === 'f32' ? f32 : bf16;
-      const size = dtype === 'f32' ? 4 : 2;
+    // Fused kernels, in place, fp32 then bf16.
+    for (const dtype of ['fp32', 'bf16'] as const) {
+      const buf = dtype === 'fp32' ? f32 : bf16;
+      const size = dtype === 'fp32' ? 4 : 2;
       for (const k of KERNELS) {
         let loss = NaN;
         const opts = lossOptions(k, p, buf, buf);
         const st = await measure(tb, `${k} ${dtype} ${shape}`, () => { loss = lossAndGrad(opts).loss; }, {
           iterations: it.fused,
           warmup: 1,
-          restore: dtype === 'f32' ? restoreF32 : restoreBf16,
+          restore: dtype === 'fp32' ? restoreF32 : restoreBf16,
         });
         add({ case: KERNEL_LABEL[k], kind: 'fused', kernel: k, dtype, inPlace: true, ...st, bytes: 2 * N * V * size, loss });
       }
@@ -324,13 +324,13 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
 
     // Unfused C++ SFT (f32 and bf16), in place: std::exp (the issue's baseline), then with the vector exp.
     for (const vectorExp of [false, true]) {
-      for (const dtype of ['f32', 'bf16'] as const) {
-        const buf = dtype === 'f32' ? f32 : bf16;
+      for (const dtype of ['fp32', 'bf16'] as const) {
+        const buf = dtype === 'fp32' ? f32 : bf16;
         let loss = NaN;
         const st = await measure(tb, `unfused${vectorExp ? ' vexp' : ''} ${dtype} ${shape}`, () => { loss = nb.unfusedSft(buf, N, V, p.targets, buf, vectorExp); }, {
           iterations: vectorExp ? it.fused : it.unfused,
           warmup: 1,
-          restore: dtype === 'f32' ? restoreF32 : restoreBf16,
+          restore: dtype === 'fp32' ? restoreF32 : restoreBf16,
         });
         add({
           case: vectorExp ? 'unfused C++ SFT, vector exp (vexp)' : 'unfused C++ SFT (log_softmax → gather → grad, std::exp)',
@@ -338,7 +338,7 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
           dtype,
           inPlace: true,
           ...st,
-          bytes: 2 * N * V * (dtype === 'f32' ? 4 : 2),
+          bytes: 2 * N * V * (dtype === 'fp32' ? 4 : 2),
           loss,
         });
       }
@@ -354,12 +354,12 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
         restore: restoreF32,
       });
       scratch = null;
-      add({ case: 'naive TS SFT (plain loops)', kind: 'naive', dtype: 'f32', inPlace: true, ...st, bytes: 2 * N * V * 4, loss });
+      add({ case: 'naive TS SFT (plain loops)', kind: 'naive', dtype: 'fp32', inPlace: true, ...st, bytes: 2 * N * V * 4, loss });
     }
 
     // Ratios and targets.
     const find = (kind: Row['kind'], d: Dtype) => shapeRows.find((r) => r.kind === kind && r.dtype === d);
-    const naive = find('naive', 'f32');
+    const naive = find('naive', 'fp32');
     for (const r of shapeRows) {
       if (r.kind === 'copy') continue;
       r.pctCopyStandalone = (100 * r.gbps) / copy.gbps;
@@ -369,15 +369,15 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
       const uv = find('unfused-vexp', r.dtype);
       if (u) r.vsUnfused = u.meanMs / r.meanMs;
       if (uv) r.vsUnfusedVexp = uv.meanMs / r.meanMs;
-      if (naive && r.dtype === 'f32') r.vsNaive = naive.meanMs / r.meanMs;
+      if (naive && r.dtype === 'fp32') r.vsNaive = naive.meanMs / r.meanMs;
       // The issue's targets apply to the one-pass (token-level) kernels; two-pass rows are reported as measured.
       if (TWO_PASS.has(r.kernel!)) continue;
       r.targets.push({ name: `≥ ${TARGET_COPY_FRACTION * 100}% copy BW`, pass: r.pctCopy >= TARGET_COPY_FRACTION * 100 });
       if (r.vsUnfused !== undefined) r.targets.push({ name: `≥ ${TARGET_VS_UNFUSED}× unfused`, pass: r.vsUnfused >= TARGET_VS_UNFUSED });
     }
     // Sanity: the fused SFT and the baselines compute the same loss on the same (restored) data.
-    const fusedSft = shapeRows.find((r) => r.kernel === 'sft' && r.dtype === 'f32');
-    for (const b of [find('unfused', 'f32'), find('unfused-vexp', 'f32'), naive]) {
+    const fusedSft = shapeRows.find((r) => r.kernel === 'sft' && r.dtype === 'fp32');
+    for (const b of [find('unfused', 'fp32'), find('unfused-vexp', 'fp32'), naive]) {
       if (fusedSft?.loss !== undefined && b?.loss !== undefined && !(Math.abs(fusedSft.loss - b.loss) <= 1e-3 * Math.max(1, Math.abs(b.loss)))) {
         log(`  WARNING: ${b.case} loss ${b.loss} differs from fused SFT loss ${fusedSft.loss}`);
       }

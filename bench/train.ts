@@ -382,9 +382,9 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
             await policy.lossAndBackwardAsync({ ...batch, method: 'rift', rewards: Float32Array.from({ length: mB }, (_, i) => (i % 2 ? -0.5 : 1)) });
           } else {
             held = Model.fromConfig(config, { ...dev, recompute, seed: 1, std: 0, reference: true });
-            const refLogps = Float64Array.from((await held.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogps);
+            const refLogps = Float64Array.from((await held.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogprobs);
             const pairs = Int32Array.from({ length: mB - (mB % 2) }, (_, i) => i);
-            await policy.lossAndBackwardAsync({ ...batch, method: 'dpo', dpo: { refLogps, pairs, beta: 0.1 } });
+            await policy.lossAndBackwardAsync({ ...batch, method: 'dpo', dpo: { refLogprobs: refLogps, pairs, beta: 0.1 } });
           }
           await policy.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
           const after = space(Model.memory());

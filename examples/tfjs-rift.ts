@@ -82,7 +82,7 @@ export async function tfjsRift(o: TfjsRiftOptions = {}): Promise<TfjsRiftResult>
   // the kernel's per-sequence log-probs (onResult): which of each problem's two solutions the model prefers
   const preference = (): Preference => {
     let seqLogps: Float64Array = new Float64Array(0);
-    tf.tidy(() => void riftLoss(logits(), mb.targets, mb.offsets, mb.rewards, { method: 'rift', onResult: (r) => (seqLogps = r.seqLogps) }));
+    tf.tidy(() => void riftLoss(logits(), mb.targets, mb.offsets, mb.rewards, { method: 'rift', onResult: (r) => (seqLogps = r.seqLogprobs) }));
     const out: Preference = { preferred: 0, problems: 0, correct: 0, wrong: 0 };
     let nc = 0, nw = 0;
     for (let i = 0; i + 1 < mb.B; i += 2) { // rows 2p, 2p+1: problem p's correct and wrong solution

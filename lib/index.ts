@@ -16,7 +16,7 @@ export type { DecoderConfig, TensorShape, LoadOptions, SaveOptions } from './eng
 export { SafetensorsFile, readSafetensors, writeSafetensors, parseHeader } from './engine/safetensors';
 export type { SafetensorsHeader, SafetensorsEntry, HostTensor, TensorToWrite } from './engine/safetensors';
 export { Model, KvCache, TOKENIZER_FILES, DEVICES, PRECISIONS } from './engine/model';
-export type { Device, Precision, ModelOptions, InitOptions, ModelLossOptions, StepOptions, StepResult, MemoryReport, TensorEntry } from './engine/model';
+export type { Device, Precision, ModelOptions, InitOptions, ForwardOptions, ModelLossOptions, StepOptions, StepResult, MemoryReport, TensorEntry } from './engine/model';
 export { Tokenizer, makeCharTokenizer } from './engine/tokenizer';
 export type { ChatMessage, ChatTemplateOptions, CharTokenizerFiles, CharTokenizerOptions } from './engine/tokenizer';
 export { generate, sampleToken, samplingProbs, Rng, sampleRng, SamplerScratch } from './engine/sampler';

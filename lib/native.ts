@@ -161,22 +161,31 @@ export interface NativeDist {
  * `addon.ops` from lib/native and gets no stability promise beyond this declaration.
  */
 export type OpsDevice = 'cpu' | 'cuda';
+/** The ops' precision: the Model's word and spellings (lib/util/dtype.ts). */
+export type OpsPrecision = 'fp32' | 'bf16';
+/** @deprecated the ops' `gemmDtype` option is now `precision` ('fp32' | 'bf16'). */
 export type GemmDtype = 'f32' | 'bf16';
 /** Backend selection accepted by every addon.ops call. */
 export interface OpsSelect {
   device?: OpsDevice;
   /**
    * 'bf16': the BF16 instance (model/ops.h): gemm / matmulForward / matmulBackward round both GEMM operands to
-   * bfloat16 with fp32 accumulation; attention's products also take bf16 operands; the other ops are fp32.
+   * bfloat16 with fp32 accumulation; attention's products also take bf16 operands; the other ops are fp32
+   * (default 'fp32'). The same word as a Model's precision.
    */
-  gemmDtype?: GemmDtype;
+  precision?: OpsPrecision;
+  /**
+   * @deprecated the old name of `precision` ('f32' | 'bf16'; 'fp32' accepted too). Still accepted; given with
+   * `precision`, the two must agree (RangeError naming gemmDtype).
+   */
+  gemmDtype?: GemmDtype | 'fp32';
 }
 
 type F32 = Float32Array;
 type I32 = Int32Array;
 export interface NativeOps {
-  /** The selected backend (default: device 'cpu', gemmDtype 'f32'). */
-  info(sel?: OpsSelect): { backend: OpsDevice; gemm: string; gemmDtype: GemmDtype; threads: number; blasAvailable: boolean; blasPath: string };
+  /** The selected backend (default: device 'cpu', precision 'fp32'). */
+  info(sel?: OpsSelect): { backend: OpsDevice; gemm: string; precision: OpsPrecision; threads: number; blasAvailable: boolean; blasPath: string };
   /** The devices an op may name: ['cpu'] or ['cpu', 'cuda'] (a CUDA device with a loadable cuBLAS). */
   devices(): OpsDevice[];
   /** 'builtin' | 'openblas' on the CPU, 'cublas' | 'cublas-tf32' on CUDA; false when unavailable. */

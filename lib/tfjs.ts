@@ -32,9 +32,9 @@ export interface RiftLossOptions {
   reduction?: Reduction;
   /** Explicit normaliser (> 0): the global batch's count, for exact accumulation over micro-batches. */
   normalizer?: number;
-  /** Required for 'dpo': {refLogps, pairs, beta?}. */
+  /** Required for 'dpo': {refLogprobs, pairs, beta?}. */
   dpo?: DpoOptions;
-  /** Called after every forward with the kernel's result (seqLogps, tokens, normalizer, loss). */
+  /** Called after every forward with the kernel's result (seqLogprobs, tokens, normalizer, loss). */
   onResult?: (result: LossResult) => void;
 }
 

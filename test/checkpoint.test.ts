@@ -123,9 +123,9 @@ describe('load and save', () => {
     const cfg = parseConfig({ ...QWEN2, rope_theta: undefined, rope_parameters: { rope_type: 'default', rope_theta: 1e6 }, dtype: 'float32' });
     const tensors = randomTensors(cfg, 3);
     const dir = newDir();
-    saveCheckpoint(dir, cfg, tensors, { dtype: 'bfloat16' });
+    saveCheckpoint(dir, cfg, tensors, { dtype: 'bf16' });
     const { config, tensors: back } = loadCheckpoint(dir);
-    expect(config.torch_dtype).toBe('bfloat16');
+    expect(config.torch_dtype).toBe('bfloat16'); // config.json keeps the file format's (HF's) name
     expect(config.rope_theta).toBe(1e6);
     const written = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
     expect(written.rope_parameters).toEqual({ rope_type: 'default', rope_theta: 1e6 });
@@ -261,7 +261,7 @@ describe('load and save', () => {
     expect(() => saveCheckpoint(dir, cfg, new Map(t).set('model.norm.weight', { shape: [8], data: new Float32Array(7) }))).toThrow(RangeError);
     expect(() => saveCheckpoint(dir, cfg, t, { extraFiles: { '../x': 'a' } })).toThrow(/extraFiles: "\.\.\/x" must be a plain file name/);
     expect(() => saveCheckpoint(dir, cfg, t, { extraFiles: { 'config.json': 'a' } })).toThrow(RangeError);
-    expect(() => saveCheckpoint(dir, cfg, t, { dtype: 'float16' as 'float32' })).toThrow(RangeError);
+    expect(() => saveCheckpoint(dir, cfg, t, { dtype: 'float16' as 'fp32' })).toThrow(RangeError);
     expect(() => saveCheckpoint(dir, { ...cfg, num_key_value_heads: 3 }, t)).toThrow(/num_key_value_heads 3/);
     expect(fs.readdirSync(dir)).toEqual([]);
 

@@ -12,13 +12,19 @@ const d = gpu ? describe : describe.skip;
 test('cuda.isAvailable() is consistent with DeviceTensor construction', () => {
   if (gpu) {
     expect(cuda.devices().length).toBeGreaterThan(0);
-    const t = DeviceTensor.empty(4, 'f32');
+    const t = DeviceTensor.empty(4, 'fp32');
     t.free();
+    const old = DeviceTensor.empty(4, 'f32'); // deprecated spelling: the same tensor, its dtype read as 'fp32'
+    expect([old.dtype, old.length]).toEqual(['fp32', 4]);
+    old.free();
   } else {
     expect(cuda.isAvailable()).toBe(false);
     expect(cuda.devices()).toEqual([]);
     expect(() => cuda.synchronize()).not.toThrow();
-    expect(() => DeviceTensor.empty(4, 'f32')).toThrow(/CUDA is not available: (the native addon was built without CUDA|no CUDA device)/);
+    expect(() => DeviceTensor.empty(4, 'fp32')).toThrow(/CUDA is not available: (the native addon was built without CUDA|no CUDA device)/);
+    // the deprecated 'f32' passes the dtype check too (and reaches the same CUDA check); a bad dtype fails before it
+    expect(() => DeviceTensor.empty(4, 'f32')).toThrow(/CUDA is not available/);
+    expect(() => DeviceTensor.empty(4, 'float32' as never)).toThrow(RangeError);
     expect(() => DeviceTensor.fromArray(new Float32Array(4))).toThrow(Error);
   }
 });
@@ -36,7 +42,7 @@ d('DeviceTensor', () => {
   test('f32 round trip', () => {
     const a = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 100);
     const t = DeviceTensor.fromArray(a);
-    expect(t.dtype).toBe('f32');
+    expect(t.dtype).toBe('fp32');
     expect(t.length).toBe(1000);
     expect(t.native.bytes).toBe(4000);
     const b = t.download();
@@ -61,7 +67,7 @@ d('DeviceTensor', () => {
     t.upload(new Uint16Array(8).fill(0x3f80));
     expect(Array.from(bf16ToF32(t.download() as Uint16Array))).toEqual(new Array(8).fill(1));
     t.free();
-    const z = DeviceTensor.empty(0, 'f32');
+    const z = DeviceTensor.empty(0, 'fp32');
     expect(z.download().length).toBe(0);
     z.free();
   });
@@ -76,7 +82,7 @@ d('DeviceTensor', () => {
   });
 
   test('wrong array kind is a TypeError, wrong length a RangeError', () => {
-    const t = DeviceTensor.empty(16, 'f32');
+    const t = DeviceTensor.empty(16, 'fp32');
     expect(() => t.upload(new Uint16Array(16))).toThrow(TypeError);
     expect(() => t.upload(new Uint16Array(16))).toThrow(/array/);
     expect(() => t.upload(new Float32Array(15))).toThrow(RangeError);
@@ -86,7 +92,7 @@ d('DeviceTensor', () => {
   });
 
   test('bad sizes are RangeErrors naming bytes / length', () => {
-    const probe = DeviceTensor.empty(4, 'f32');
+    const probe = DeviceTensor.empty(4, 'fp32');
     const Native = probe.native.constructor as new (bytes: number, dtype: number) => unknown;
     probe.free();
     expect(() => new Native(1.5, 0)).toThrow(/bytes/);
@@ -94,7 +100,7 @@ d('DeviceTensor', () => {
     expect(() => new Native(2 ** 60, 0)).toThrow(/bytes/);
     expect(() => new Native(6, 0)).toThrow(/bytes/);
     expect(() => new Native(4, 3)).toThrow(/dtype/);
-    expect(() => DeviceTensor.empty(-1, 'f32')).toThrow(RangeError);
+    expect(() => DeviceTensor.empty(-1, 'fp32')).toThrow(RangeError);
   });
 
   test('the native loss accepts only live DeviceTensors made by the addon', () => {
@@ -107,7 +113,7 @@ d('DeviceTensor', () => {
   });
 
   test('a tensor left to the garbage collector does not break later allocations', () => {
-    for (let i = 0; i < 64; i++) DeviceTensor.empty(1 << 20, 'f32');
+    for (let i = 0; i < 64; i++) DeviceTensor.empty(1 << 20, 'fp32');
     (globalThis as { gc?: () => void }).gc?.();
     const t = DeviceTensor.fromArray(new Float32Array(4).fill(2));
     expect(Array.from(t.download())).toEqual([2, 2, 2, 2]);
@@ -152,10 +158,10 @@ dl('lossAndGrad: CUDA matches CPU', () => {
   test.each(cases)('$method/$negative V=$vocab f32 and bf16, in place and not', ({ method, negative, vocab }) => {
     const rows = vocab > 100000 ? 24 : 48;
     const c = makeCase(rows, vocab, vocab);
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const host = dtype === 'f32' ? c.logits : f32ToBf16(c.logits);
+    for (const dtype of ['fp32', 'bf16'] as const) {
+      const host = dtype === 'fp32' ? c.logits : f32ToBf16(c.logits);
       const toF = (g: Float32Array | Uint16Array) => (g instanceof Float32Array ? g : bf16ToF32(g));
-      const gradCpu = dtype === 'f32' ? new Float32Array(host.length) : new Uint16Array(host.length);
+      const gradCpu = dtype === 'fp32' ? new Float32Array(host.length) : new Uint16Array(host.length);
       const opts = { rows, vocab, targets: c.targets, offsets: c.offsets, rewards: c.rewards, method, negative, tokenLogps: true, entropy: true };
       const cpu = lossAndGrad({ ...opts, logits: host, grad: gradCpu });
       for (const inPlace of [false, true]) {
@@ -169,7 +175,7 @@ dl('lossAndGrad: CUDA matches CPU', () => {
         const gc = toF(gradCpu);
         let scale = 0;
         for (let i = 0; i < gc.length; i++) scale = Math.max(scale, Math.abs(gc[i]));
-        expect(maxDiff(g, gc)).toBeLessThanOrEqual((dtype === 'f32' ? 1e-5 : 1e-2) * scale + 1e-12);
+        expect(maxDiff(g, gc)).toBeLessThanOrEqual((dtype === 'fp32' ? 1e-5 : 1e-2) * scale + 1e-12);
         dl.free();
         dg.free();
       }

@@ -10,26 +10,29 @@ const onGpu = gpu ? test : test.skip;
 
 describe('fromPointer: bad arguments name themselves (before any CUDA call)', () => {
   test.each([
-    ['a string address', () => DeviceTensor.fromPointer('0x1000' as never, 4, 'f32'), TypeError, /^address: must be a bigint \(a device address\), got string/],
-    ['a null address', () => DeviceTensor.fromPointer(null as never, 4, 'f32'), TypeError, /^address: must be a bigint/],
-    ['address 0', () => DeviceTensor.fromPointer(0n, 4, 'f32'), RangeError, /^address: is null/],
-    ['a negative address', () => DeviceTensor.fromPointer(-4096n, 4, 'f32'), RangeError, /^address: must be in \[1, 2\^64\)/],
-    ['an address ≥ 2^64', () => DeviceTensor.fromPointer(2n ** 64n, 4, 'f32'), RangeError, /^address: must be in \[1, 2\^64\)/],
-    ['an unsafe number address', () => DeviceTensor.fromPointer(2 ** 60, 4, 'f32'), RangeError, /^address: a number address must be a safe integer \(use a bigint\)/],
-    ['an f32 address not 4-aligned', () => DeviceTensor.fromPointer(0x1002n, 4, 'f32'), RangeError, /^address: 0x1002 is not aligned to the element size 4/],
+    ['a string address', () => DeviceTensor.fromPointer('0x1000' as never, 4, 'fp32'), TypeError, /^address: must be a bigint \(a device address\), got string/],
+    ['a null address', () => DeviceTensor.fromPointer(null as never, 4, 'fp32'), TypeError, /^address: must be a bigint/],
+    ['address 0', () => DeviceTensor.fromPointer(0n, 4, 'fp32'), RangeError, /^address: is null/],
+    ['a negative address', () => DeviceTensor.fromPointer(-4096n, 4, 'fp32'), RangeError, /^address: must be in \[1, 2\^64\)/],
+    ['an address ≥ 2^64', () => DeviceTensor.fromPointer(2n ** 64n, 4, 'fp32'), RangeError, /^address: must be in \[1, 2\^64\)/],
+    ['an unsafe number address', () => DeviceTensor.fromPointer(2 ** 60, 4, 'fp32'), RangeError, /^address: a number address must be a safe integer \(use a bigint\)/],
+    ['an fp32 address not 4-aligned', () => DeviceTensor.fromPointer(0x1002n, 4, 'fp32'), RangeError, /^address: 0x1002 is not aligned to the element size 4/],
     ['a bf16 address not 2-aligned', () => DeviceTensor.fromPointer(0x1001n, 4, 'bf16'), RangeError, /^address: 0x1001 is not aligned to the element size 2/],
-    ['a fractional length', () => DeviceTensor.fromPointer(0x1000n, 2.5, 'f32'), RangeError, /^length: must be a non-negative integer, got 2.5/],
-    ['a negative length', () => DeviceTensor.fromPointer(0x1000n, -1, 'f32'), RangeError, /^length: must be a non-negative integer/],
-    ['a string length', () => DeviceTensor.fromPointer(0x1000n, '4' as never, 'f32'), TypeError, /^length: must be a number, got string/],
-    ['past the end of the address space', () => DeviceTensor.fromPointer(2n ** 64n - 8n, 4, 'f32'), RangeError, /^length: runs past the end of the address space/],
-    ['an unknown dtype', () => DeviceTensor.fromPointer(0x1000n, 4, 'f16' as never), TypeError, /^dtype: must be 'f32' or 'bf16', got f16/],
+    ['a fractional length', () => DeviceTensor.fromPointer(0x1000n, 2.5, 'fp32'), RangeError, /^length: must be a non-negative integer, got 2.5/],
+    ['a negative length', () => DeviceTensor.fromPointer(0x1000n, -1, 'fp32'), RangeError, /^length: must be a non-negative integer/],
+    ['a string length', () => DeviceTensor.fromPointer(0x1000n, '4' as never, 'fp32'), TypeError, /^length: must be a number, got string/],
+    ['past the end of the address space', () => DeviceTensor.fromPointer(2n ** 64n - 8n, 4, 'fp32'), RangeError, /^length: runs past the end of the address space/],
+    ['an unknown dtype', () => DeviceTensor.fromPointer(0x1000n, 4, 'f16' as never), RangeError, /^dtype: must be 'fp32' or 'bf16' \(or the deprecated 'f32'\), got 'f16'/],
+    ['a non-string dtype', () => DeviceTensor.fromPointer(0x1000n, 4, 4 as never), TypeError, /^dtype: must be 'fp32' or 'bf16'/],
+    // the deprecated spelling 'f32' still works and means 'fp32' (4-byte elements)
+    ['a deprecated-f32 address not 4-aligned', () => DeviceTensor.fromPointer(0x1002n, 4, 'f32'), RangeError, /^address: 0x1002 is not aligned to the element size 4/],
   ] as [string, () => unknown, ErrorConstructor, RegExp][])('%s', (_n, f, Ctor, message) => {
     expect(f).toThrow(Ctor);
     expect(f).toThrow(message);
   });
 
   test('well-formed arguments reach CUDA: without it, the reason; with it, the driver-side check of the address', () => {
-    const f = () => DeviceTensor.fromPointer(0x1000n, 4, 'f32');
+    const f = () => DeviceTensor.fromPointer(0x1000n, 4, 'fp32');
     if (gpu) expect(f).toThrow(/^address: 0x1000 is not memory CUDA knows/);
     else expect(f).toThrow(/^rift: CUDA is not available/);
   });
@@ -47,9 +50,9 @@ describe('fromPointer on a device', () => {
     const host = new Float32Array(rows * vocab);
     const want = lossAndGrad({ ...opts, logits, grad: host });
     // "someone else": the buffers are rift allocations here, but the views know them only by their addresses
-    const owner = DeviceTensor.fromArray(logits), gradOwner = DeviceTensor.empty(rows * vocab, 'f32');
-    const view = DeviceTensor.fromPointer(owner.address, rows * vocab, 'f32');
-    const gview = DeviceTensor.fromPointer(gradOwner.address, rows * vocab, 'f32');
+    const owner = DeviceTensor.fromArray(logits), gradOwner = DeviceTensor.empty(rows * vocab, 'fp32');
+    const view = DeviceTensor.fromPointer(owner.address, rows * vocab, 'fp32');
+    const gview = DeviceTensor.fromPointer(gradOwner.address, rows * vocab, 'fp32');
     expect([view.borrowed, owner.borrowed]).toEqual([true, false]);
     expect(view.address).toBe(owner.address);
     const got = lossAndGrad({ ...opts, logits: view, grad: gview });

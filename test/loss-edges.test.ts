@@ -31,7 +31,7 @@ describe('edge cases', () => {
       const o = base();
       o.method = method;
       o.targets = new Int32Array(o.rows).fill(-100);
-      if (method === 'dpo') o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]) };
+      if (method === 'dpo') o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]) };
       (o.grad as Float32Array).fill(7);
       const out = lossAndGrad(o);
       // DPO: both sequences are empty, so x = 0 and the pair still costs log 2 (with no gradient).
@@ -87,6 +87,34 @@ describe('edge cases', () => {
   });
 });
 
+describe('log-prob names: *Logprobs, with the deprecated *Logps still accepted', () => {
+  test('results carry seqLogprobs / tokenLogprobs and the deprecated aliases (the same arrays)', () => {
+    const c = makeCase({ method: 'rift', seed: 31 });
+    const r = lossAndGrad({ ...c.opts, logits: c.logits32, tokenLogprobs: true });
+    const ref = reference(c.ref);
+    expect(r.seqLogprobs.constructor.name).toBe('Float64Array'); // the addon's realm (lossAndGrad does not re-wrap)
+    for (let i = 0; i < ref.seqLogps.length; i++) expect(r.seqLogprobs[i]).toBeCloseTo(ref.seqLogps[i], 4);
+    expect(r.tokenLogprobs!.length).toBe(c.opts.rows);
+    expect(r.seqLogps).toBe(r.seqLogprobs);
+    expect(r.tokenLogps).toBe(r.tokenLogprobs);
+    // the deprecated option asks for the same output
+    const old = lossAndGrad({ ...c.opts, logits: c.logits32, tokenLogps: true });
+    expect(Array.from(old.tokenLogprobs!)).toEqual(Array.from(r.tokenLogprobs!));
+    expect(lossAndGrad({ ...c.opts, logits: c.logits32 }).tokenLogprobs).toBeUndefined();
+  });
+
+  test('dpo: refLogprobs, or the deprecated refLogps: the same loss; both, or a bad one, name themselves', () => {
+    const c = makeCase({ method: 'dpo', seed: 32 });
+    const { refLogprobs, pairs, beta } = c.opts.dpo!;
+    const a = lossAndGrad({ ...c.opts, logits: c.logits32, dpo: { refLogprobs, pairs, beta } });
+    const b = lossAndGrad({ ...c.opts, logits: c.logits32, dpo: { refLogps: refLogprobs, pairs, beta } });
+    expect(b.loss).toBe(a.loss);
+    expect(() => lossAndGrad({ ...c.opts, logits: c.logits32, dpo: { refLogprobs, refLogps: refLogprobs, pairs } })).toThrow(/^refLogprobs: give refLogprobs or the deprecated refLogps, not both/);
+    expect(() => lossAndGrad({ ...c.opts, logits: c.logits32, dpo: { pairs } })).toThrow(/^refLogprobs: must be a Float64Array or Float32Array, got undefined/);
+    expect(() => lossAndGrad({ ...c.opts, logits: c.logits32, dpo: { refLogps: new Float64Array(1), pairs } })).toThrow(/^refLogps: length must be S/);
+  });
+});
+
 describe('bad input → typed errors naming the argument', () => {
   const cases: Array<[string, (o: LossOptions) => unknown, RegExp, typeof TypeError | typeof RangeError]> = [
     ['logits wrong kind', (o) => (o.logits = new Float64Array(o.rows * o.vocab) as unknown as Float32Array), /^logits:/, TypeError],
@@ -94,12 +122,12 @@ describe('bad input → typed errors naming the argument', () => {
     ['grad wrong dtype', (o) => (o.grad = new Uint16Array(o.rows * o.vocab)), /^grad:/, TypeError],
     ['grad wrong length', (o) => (o.grad = new Float32Array(2)), /^grad:/, RangeError],
     ['targets wrong kind', (o) => (o.targets = new Float32Array(o.rows) as unknown as Int32Array), /^targets:/, TypeError],
-    ['targets wrong length', (o) => (o.targets = new Int32Array(1)), /^targets:/, RangeError],
+    ['targets wrong length', (o) => (o.targets = new Int32Array(1)), /^targets: length must be rows = \d+, got 1$/, RangeError],
     ['target ≥ V', (o) => (o.targets[0] = o.vocab), /^targets:/, RangeError],
     ['target < −100', (o) => (o.targets[0] = -101), /^targets:/, RangeError],
     ['target −5', (o) => (o.targets[0] = -5), /^targets:/, RangeError],
     ['offsets not monotone', (o) => { o.offsets[1] = o.offsets[2] + 1; }, /^offsets:/, RangeError],
-    ['offsets do not end at rows', (o) => (o.offsets = new Int32Array([0, 1])), /^offsets:/, RangeError],
+    ['offsets do not end at rows', (o) => (o.offsets = new Int32Array([0, 1])), /^offsets: last offset must equal rows = \d+, got 1$/, RangeError],
     ['offsets empty', (o) => (o.offsets = new Int32Array(0)), /^offsets:/, RangeError],
     ['rewards NaN', (o) => (o.rewards![1] = NaN), /^rewards:/, RangeError],
     ['rewards Inf', (o) => (o.rewards![0] = Infinity), /^rewards:/, RangeError],
@@ -114,12 +142,12 @@ describe('bad input → typed errors naming the argument', () => {
     ['normalizer 0', (o) => (o.normalizer = 0), /^normalizer:/, RangeError],
     ['normalizer NaN', (o) => (o.normalizer = NaN), /^normalizer:/, RangeError],
     ['dpo options missing', (o) => (o.method = 'dpo'), /^dpo:/, TypeError],
-    ['dpo pair out of range', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 99]) }; }, /^pairs:/, RangeError],
-    ['dpo pair negative', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([-1, 0]) }; }, /^pairs:/, RangeError],
-    ['dpo odd pairs', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0]) }; }, /^pairs:/, RangeError],
-    ['dpo ref NaN', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1).fill(NaN), pairs: new Int32Array([0, 1]) }; }, /^refLogps:/, RangeError],
-    ['dpo beta ≤ 0', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]), beta: 0 }; }, /^beta:/, RangeError],
-    ['dpo beta huge (the loss would be ±Infinity)', (o) => { o.method = 'dpo'; o.dpo = { refLogps: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]), beta: 1e39 }; }, /^beta:/, RangeError],
+    ['dpo pair out of range', (o) => { o.method = 'dpo'; o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 99]) }; }, /^pairs:/, RangeError],
+    ['dpo pair negative', (o) => { o.method = 'dpo'; o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([-1, 0]) }; }, /^pairs:/, RangeError],
+    ['dpo odd pairs', (o) => { o.method = 'dpo'; o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0]) }; }, /^pairs:/, RangeError],
+    ['dpo ref NaN', (o) => { o.method = 'dpo'; o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1).fill(NaN), pairs: new Int32Array([0, 1]) }; }, /^refLogprobs: refLogprobs\[0\] = NaN is not finite/, RangeError],
+    ['dpo beta ≤ 0', (o) => { o.method = 'dpo'; o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]), beta: 0 }; }, /^beta:/, RangeError],
+    ['dpo beta huge (the loss would be ±Infinity)', (o) => { o.method = 'dpo'; o.dpo = { refLogprobs: new Float64Array(o.offsets.length - 1), pairs: new Int32Array([0, 1]), beta: 1e39 }; }, /^beta:/, RangeError],
     ['logprob with grad', (o) => (o.method = 'logprob'), /^grad:/, TypeError],
   ];
   test.each(cases)('%s', (_name, mutate, message, kind) => {

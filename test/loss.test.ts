@@ -18,11 +18,11 @@ for (const method of METHODS) {
 }
 
 describe.each(combos)('$method / $negative / $reduction', ({ method, negative, reduction }) => {
-  test.each(['f32', 'bf16'] as const)('%s: loss, log-probs, entropy and gradient match float64', (dtype) => {
+  test.each(['fp32', 'bf16'] as const)('%s: loss, log-probs, entropy and gradient match float64', (dtype) => {
     const c = makeCase({ method, negative, reduction, bf16: dtype === 'bf16', seed: 7 });
     const ref = reference(c.ref);
-    const logits = dtype === 'f32' ? Float32Array.from(c.logits32) : f32ToBf16(c.logits32);
-    const grad = method === 'logprob' ? undefined : dtype === 'f32' ? new Float32Array(logits.length) : new Uint16Array(logits.length);
+    const logits = dtype === 'fp32' ? Float32Array.from(c.logits32) : f32ToBf16(c.logits32);
+    const grad = method === 'logprob' ? undefined : dtype === 'fp32' ? new Float32Array(logits.length) : new Uint16Array(logits.length);
     const out = lossAndGrad({ ...c.opts, logits, grad, tokenLogps: true, entropy: true });
     expect(Math.abs(out.loss - ref.loss)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(ref.loss)));
     expect(maxAbsDiff(out.seqLogps, ref.seqLogps)).toBeLessThan(1e-4);
@@ -31,7 +31,7 @@ describe.each(combos)('$method / $negative / $reduction', ({ method, negative, r
     if (grad) {
       const g = grad instanceof Float32Array ? grad : bf16ToF32(grad);
       // fp32: a few ulps of the largest entry; bf16: the gradient is rounded to 8 bits of mantissa.
-      const tol = (dtype === 'f32' ? 1e-5 : 8e-3) * Math.max(maxAbs(ref.grad), 1e-12);
+      const tol = (dtype === 'fp32' ? 1e-5 : 8e-3) * Math.max(maxAbs(ref.grad), 1e-12);
       expect(maxAbsDiff(g, ref.grad)).toBeLessThanOrEqual(tol);
       expect(maxAbs(g)).toBeGreaterThan(0);
     }

@@ -49,7 +49,7 @@ function make(device: Device, precision: Precision): Model {
 
 /** One RIFT training step; returns what a comparison needs. */
 function run(m: Model) {
-  const logits = m.forward(IDS, B, T);
+  const logits = m.forward({ ids: IDS, B, T });
   const r = m.lossAndBackward({ ids: IDS, B, T, targets: TARGETS, offsets: OFFSETS, method: 'rift', rewards: REWARDS, negative: 'sequence' });
   const grads = m.grads();
   // The AdamW step against a float64 reference fed with this device's own gradients: across devices the first
@@ -228,7 +228,7 @@ cudaOnly.each(['fp32', 'bf16'] as const)('CUDA against its CPU twin, precision %
   test("the GEMMs see every write to the weights (bf16: the weights' bf16 copy follows them)", () => {
     const c = make('cpu', precision), g = make('cuda', precision);
     const check = (what: string) => {
-      const a = c.forward(IDS, B, T), b = g.forward(IDS, B, T);
+      const a = c.forward({ ids: IDS, B, T }), b = g.forward({ ids: IDS, B, T });
       expect([what, maxDiff(b, a) <= tol * maxAbs(a)]).toEqual([what, true]);
     };
     check('initial');

@@ -82,7 +82,7 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
     let s = 12345 + 7 * B + T;
     const ids = Int32Array.from({ length: B * T }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % V);
     const ref = referenceForward(config, tensors, ids, B, T);
-    const got = model.forward(ids, B, T);
+    const got = model.forward({ ids, B, T });
     expect(Object.prototype.toString.call(got)).toBe('[object Float32Array]'); // made by the addon: another realm under jest
     expectClose(`${name} B=${B} T=${T} logits`, got, ref.logits, 1e-4);
   });
@@ -91,7 +91,7 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
     const B = 2, T = 9;
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 11) % V);
     const ref = referenceForward(config, tensors, ids, B, T);
-    const got = model.forward(ids, B, T, { lastOnly: true });
+    const got = model.forward({ ids, B, T, lastOnly: true });
     const want = new Float64Array(B * V);
     for (let b = 0; b < B; b++) want.set(ref.logits.subarray(((b + 1) * T - 1) * V, (b + 1) * T * V), b * V);
     expectClose(`${name} lastOnly logits`, got, want, 1e-4);
@@ -121,6 +121,6 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
   test('the HF fixture batch within abs 1e-4 of HF itself', () => {
     const par = fixture(path.join(FIX, `${name}.bin`));
     const [B, T] = par.shape('input_ids');
-    expectClose(`${name} native logits vs HF`, model.forward(par.i32('input_ids'), B, T), par.f32('logits'), 1e-4);
+    expectClose(`${name} native logits vs HF`, model.forward({ ids: par.i32('input_ids'), B, T }), par.f32('logits'), 1e-4);
   });
 });

@@ -65,7 +65,7 @@ describe.each(['tiny-qwen2', 'tiny-llama'])('parity with HF transformers: %s', (
   const [B, T] = fx.get('input_ids')!.shape;
 
   test('forward logits within abs 1e-4', () => {
-    expectWithin(`${name} logits`, model.forward(ids, B, T), fx.get('logits')!.data, 1e-4);
+    expectWithin(`${name} logits`, model.forward({ ids, B, T }), fx.get('logits')!.data, 1e-4);
   });
 
   test('SFT loss within rel 1e-5 and every parameter gradient within 1e-3 × max|ref|', () => {
@@ -88,7 +88,7 @@ describe.each(['tiny-qwen2', 'tiny-llama'])('parity with HF transformers: %s', (
   test("the training path's log-probs equal log-softmax of the inference forward", () => {
     const targets = shiftedTargets(fx.get('labels')!.data as Int32Array, B, T);
     const r = model.lossAndBackward({ ids, B, T, targets, offsets: new Int32Array([0, 12, 24]), method: 'logprob', tokenLogps: true });
-    const logits = model.forward(ids, B, T);
+    const logits = model.forward({ ids, B, T });
     const V = model.vocab;
     for (let row = 0; row < B * T; row++) {
       if (targets[row] === -100) {
@@ -202,7 +202,7 @@ describe('KV cache', () => {
   test('prefill + decode steps give the full forward logits', () => {
     const B = 2, T = 12, P = 5;
     const ids = makeIds(B * T, V, 5);
-    const full = model.forward(ids, B, T);
+    const full = model.forward({ ids, B, T });
     const cache = model.newKvCache(B, 16);
     const prompt = new Int32Array(B * P);
     for (let b = 0; b < B; b++) prompt.set(ids.subarray(b * T, b * T + P), b * P);
@@ -213,7 +213,7 @@ describe('KV cache', () => {
     expect(cache.length).toBe(P);
     for (let t = P; t < T; t++) check(model.decode(cache, Int32Array.from({ length: B }, (_, b) => ids[b * T + t])), t);
     expect(cache.length).toBe(T);
-    const last = model.forward(ids, B, T, { lastOnly: true });
+    const last = model.forward({ ids, B, T, lastOnly: true });
     check(last, T - 1);
     expectError(() => model.prefill(cache, new Int32Array(B * 5), B, 5), 'RangeError', 'cache');
     cache.reset();
@@ -235,7 +235,7 @@ describe('KV cache', () => {
       seqs.set(prompt, k * T);
       seqs.set(cont.subarray(k * steps, (k + 1) * steps), k * T + P);
     }
-    const full = model.forward(seqs, K, T);
+    const full = model.forward({ ids: seqs, B: K, T });
     for (let s = 0; s < steps; s++) {
       const logits = model.decode(many, Int32Array.from({ length: K }, (_, k) => cont[k * steps + s]));
       for (let k = 0; k < K; k++) {
@@ -287,7 +287,7 @@ describe('KV cache', () => {
     cache.copyRows(fresh, 0, 2, 1);
     expect(Array.from(cache.lengths())).toEqual([pos[1], 0, 5, pos[0]]);
     const l = model.decodeRows(cache, Int32Array.of(other[5], seqs[0][pos[0]]), Int32Array.of(2, 3));
-    expectWithin('refilled row', l.subarray(0, V), model.forward(other.subarray(0, 6), 1, 6, { lastOnly: true }), 1e-4);
+    expectWithin('refilled row', l.subarray(0, V), model.forward({ ids: other.subarray(0, 6), B: 1, T: 6, lastOnly: true }), 1e-4);
     expectWithin('row 3 went on', l.subarray(V, 2 * V), fullAt(0, pos[0]), 1e-4);
     // every row at once, at different lengths (no `rows`): row 1 starts its sequence
     cache.resetRows(0, 4);
@@ -454,13 +454,15 @@ describe('training state', () => {
       expect(loaded.config.tie_word_embeddings).toBe(true);
       expect(Buffer.from(loaded.params().buffer).equals(Buffer.from(model.params().buffer))).toBe(true);
       const ids2 = makeIds(10, QWEN.vocab_size, 1);
-      expect(Buffer.from(loaded.forward(ids2, 2, 5).buffer).equals(Buffer.from(model.forward(ids2, 2, 5).buffer))).toBe(true);
+      expect(Buffer.from(loaded.forward({ ids: ids2, B: 2, T: 5 }).buffer).equals(Buffer.from(model.forward({ ids: ids2, B: 2, T: 5 }).buffer))).toBe(true);
       fs.writeFileSync(path.join(dir, 'a', 'tokenizer.json'), '{"model":{}}');
       const withTok = Model.load(path.join(dir, 'a'), DEV);
-      withTok.save(path.join(dir, 'b'), { dtype: 'bfloat16' });
+      withTok.save(path.join(dir, 'b'), { dtype: 'bf16' });
       expect(fs.readFileSync(path.join(dir, 'b', 'tokenizer.json'), 'utf8')).toBe('{"model":{}}');
       const bf = Model.load(path.join(dir, 'b'), DEV);
       expect(Array.from(bf.params())).toEqual(Array.from(bf16ToF32(f32ToBf16(model.params()))));
+      withTok.save(path.join(dir, 'c'), { dtype: 'bfloat16' }); // the deprecated spelling: the same checkpoint
+      expect(fs.readFileSync(path.join(dir, 'c', 'model.safetensors'))).toEqual(fs.readFileSync(path.join(dir, 'b', 'model.safetensors')));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -470,11 +472,15 @@ describe('training state', () => {
     const model = Model.fromConfig(QWEN, { ...DEV, seed: 5, std: 0.2 });
     const o = { ids, B, T, targets, offsets, method: 'rift' as const, rewards: new Float32Array([1, -1, 0.5, -0.5]), negative: 'sequence' as const, tokenLogps: true };
     const sync = model.lossAndBackward(o);
+    // o asks with the deprecated tokenLogps: the result carries the new names and the deprecated aliases, same arrays
+    expect(sync.tokenLogprobs!.length).toBe(B * T);
+    expect([sync.seqLogps, sync.tokenLogps]).toEqual([sync.seqLogprobs, sync.tokenLogprobs]);
+    expect(sync.seqLogps).toBe(sync.seqLogprobs);
     const g = Float32Array.from(model.grads());
     model.zeroGrad();
     const p = model.lossAndBackwardAsync(o);
     expectError(() => model.zeroGrad(), 'Error', 'Model: busy');
-    expectError(() => model.forward(ids, B, T), 'Error', 'Model: busy');
+    expectError(() => model.forward({ ids, B, T }), 'Error', 'Model: busy');
     const r = await p;
     expect(r.loss).toBe(sync.loss);
     expect(Array.from(r.tokenLogps!)).toEqual(Array.from(sync.tokenLogps!));
@@ -495,11 +501,30 @@ describe('bad input → typed errors naming the argument', () => {
   test('ids', () => {
     expectError(() => model.forward(Int32Array.from(ids, (x, i) => (i === 3 ? 40 : x)), B, T), 'RangeError', 'ids: ids\\[3\\] = 40 is outside');
     expectError(() => model.lossAndBackward({ ...base, ids: Int32Array.from(ids, (x, i) => (i === 5 ? -1 : x)) }), 'RangeError', 'ids: ids\\[5\\] = -1');
-    expectError(() => model.forward(ids, B, T + 1), 'RangeError', 'ids: length must be B × T');
+    expectError(() => model.forward({ ids, B, T: T + 1 }), 'RangeError', 'ids: length must be B × T');
     expectError(() => model.forward(Float32Array.from(ids) as unknown as Int32Array, B, T), 'TypeError', 'ids');
     expectError(() => model.lossAndBackward({ ...base, B: 3 }), 'RangeError', 'ids: length');
-    expectError(() => model.forward(ids, 0, T), 'RangeError', 'B');
+    // a Model batch names its row count B × T (the kernel API's lossAndGrad names the same count `rows`)
+    expectError(() => model.lossAndBackward({ ...base, targets: new Int32Array(3) }), 'RangeError', `targets: length must be B × T = ${B * T}, got 3`);
+    expectError(() => model.lossAndBackward({ ...base, offsets: new Int32Array([0, 3]) }), 'RangeError', `offsets: last offset must equal B × T = ${B * T}, got 3`);
+    expectError(() => model.forward({ ids, B: 0, T }), 'RangeError', 'B');
     expectError(() => model.forward(ids, B, 2.5), 'RangeError', 'T');
+    // the options form names its arguments the same way
+    expectError(() => model.forward({ ids: Float32Array.from(ids) as unknown as Int32Array, B, T }), 'TypeError', 'ids');
+    expectError(() => model.forward({ ids, B, T: 2.5 }), 'RangeError', 'T');
+    expectError(() => model.forward({ ids, T } as never), 'TypeError', 'B');
+    expectError(() => model.forward({ ids, B, T, lastOnly: 1 as unknown as boolean }), 'TypeError', 'lastOnly');
+    expectError(() => model.forward(null as never), 'TypeError', 'opts');
+  });
+
+  test('forward: the options form and the deprecated positional form give the same logits', () => {
+    const full = model.forward({ ids, B, T });
+    expect(full.length).toBe(B * T * QWEN.vocab_size);
+    expect(Array.from(model.forward(ids, B, T))).toEqual(Array.from(full));
+    const last = model.forward({ ids, B, T, lastOnly: true });
+    expect(last.length).toBe(B * QWEN.vocab_size);
+    expect(Array.from(model.forward(ids, B, T, { lastOnly: true }))).toEqual(Array.from(last));
+    expect(Array.from(model.forward({ ids, B, T, lastOnly: false }))).toEqual(Array.from(full));
   });
 
   test('loss arguments', () => {

@@ -1,4 +1,4 @@
-// The bf16 attention of the BF16 backend instances (gemmDtype 'bf16'): cpu/ops_attention_bf16.cc and its CUDA
+// The bf16 attention of the BF16 backend instances (precision 'bf16'): cpu/ops_attention_bf16.cc and its CUDA
 // twin cuda/cuda_attention_gemm.cu (chunked tensor-core GEMMs), on every usable device:
 // (a) against a float64 emulation of the documented roundings (q, k, v, P̃ and dout, dS̃ rounded to bf16; fp32
 //     sums stand in as float64 sums) — tight: this pins where the roundings are;
@@ -88,12 +88,12 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
   test.each(SHAPES)('forward: $name', ({ B, Tq, Tkv, past, Hq, Hkv, D }) => {
     const r = rng(11 + Tq);
     const q = rand32(B * Tq * Hq * D, r, 1.5), k = rand32(B * Tkv * Hkv * D, r, 1.5), v = rand32(B * Tkv * Hkv * D, r);
-    const run = (gemmDtype: 'f32' | 'bf16') => {
+    const run = (precision: 'fp32' | 'bf16') => {
       const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * Tq);
-      ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, device, gemmDtype });
+      ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, device, precision });
       return { out, lse };
     };
-    const got = run('bf16'), f32 = run('f32');
+    const got = run('bf16'), f32 = run('fp32');
     const emu = emulateForward(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
     const exact = attentionRef(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
     const e1 = maxErr(got.out, emu.out);
@@ -119,12 +119,12 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
     }
     const q = rand32(B * Tq * qd, r, 1.5);
     const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * Tq);
-    ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv: cap, rowPast, rowSlot, Hq, Hkv, D, device, gemmDtype: 'bf16' });
+    ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv: cap, rowPast, rowSlot, Hq, Hkv, D, device, precision: 'bf16' });
     for (let b = 0; b < B; b++) {
       const L = rowPast[b] + Tq, kb = k.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd), vb = v.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd);
       const qb = q.subarray(b * Tq * qd, (b + 1) * Tq * qd);
       const alone = new Float32Array(qb.length);
-      ops.attentionForward({ out: alone, q: qb, k: kb, v: vb, B: 1, Tq, Tkv: L, past: rowPast[b], Hq, Hkv, D, device, gemmDtype: 'bf16' });
+      ops.attentionForward({ out: alone, q: qb, k: kb, v: vb, B: 1, Tq, Tkv: L, past: rowPast[b], Hq, Hkv, D, device, precision: 'bf16' });
       const got = out.subarray(b * Tq * qd, (b + 1) * Tq * qd);
       const e0 = maxErr(got, alone);
       // the same products: bitwise on the CPU; the GPU's GEMMs over more (zeroed) keys may sum in another order
@@ -139,16 +139,16 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
     const r = rng(5 + T);
     const q = rand32(B * T * Hq * D, r, 1.5), k = rand32(B * T * Hkv * D, r, 1.5), v = rand32(B * T * Hkv * D, r), dout = rand32(B * T * Hq * D, r);
     const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
-    ops.attentionForward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device, gemmDtype: 'bf16' });
-    const back = (gemmDtype: 'f32' | 'bf16', accumulate: boolean, init = 0) => {
+    ops.attentionForward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device, precision: 'bf16' });
+    const back = (precision: 'fp32' | 'bf16', accumulate: boolean, init = 0) => {
       const g = { dq: new Float32Array(q.length).fill(init), dk: new Float32Array(k.length).fill(init), dv: new Float32Array(v.length).fill(init) };
-      ops.attentionBackward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device, gemmDtype });
+      ops.attentionBackward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device, precision });
       return g;
     };
     const got = back('bf16', false, NaN); // not accumulating: NaN in the outputs must not survive
     const emu = emulateBackward(q, k, v, dout, out, lse, B, T, Hq, Hkv, D);
     const exact = attentionBackwardRef(q, k, v, dout, B, T, Hq, Hkv, D);
-    const f32 = back('f32', false);
+    const f32 = back('fp32', false);
     for (const name of ['dq', 'dk', 'dv'] as const) {
       const e1 = maxErr(got[name], emu[name]);
       expect([name, e1.err <= 1e-3 * e1.scale]).toEqual([name, true]); // CPU: ~1e-7 (see the forward)

@@ -4,7 +4,7 @@
 // The CUDA variant uses the same references and the same tolerances as the CPU one: none is loosened (the CUDA
 // kernels' fast-math exp / log are ~1e-6 relative, inside the fp32 bounds below). It has not run on a GPU yet;
 // a CUDA-only miss is a finding to investigate (the op-by-op self-test, native/cuda/selftest/), not a bound to widen.
-// Then the bf16-GEMM instances (gemmDtype: 'bf16') against float64 references on bf16-rounded operands, and the
+// Then the bf16-GEMM instances (precision: 'bf16') against float64 references on bf16-rounded operands, and the
 // backend-selection errors.
 //
 // Tolerances (fp32 kernels vs float64 math):
@@ -88,7 +88,7 @@ describe.each(devices)('device %s', (device) => {
 
     test('info reports the backend, the implementation and thread count', () => {
       expect(info.backend).toBe(device);
-      expect(info.gemmDtype).toBe('f32');
+      expect(info.precision).toBe('fp32');
       expect(info.threads).toBeGreaterThanOrEqual(1);
       if (device === 'cuda') {
         expect(['cublas', 'cublas-tf32']).toContain(info.gemm);
@@ -610,7 +610,7 @@ describe.each(devices)('device %s', (device) => {
 });
 
 // =========================================================================================================
-// The bf16-GEMM instances (gemmDtype: 'bf16'): gemm / matmulForward / matmulBackward round BOTH operands to
+// The bf16-GEMM instances (precision: 'bf16'): gemm / matmulForward / matmulBackward round BOTH operands to
 // bfloat16 (ties to even), multiply-accumulate in fp32 and write fp32. The references are float64 sums over
 // roundBf16(operands) (helpers/ops-reference.ts, written from the format, not from the kernels' bit trick), with
 // the fp32 gemm's bound 1e-6·(√K + 2)·Σ|a·b|: a product of two bf16 values is exact in fp32, so only the fp32
@@ -618,8 +618,8 @@ describe.each(devices)('device %s', (device) => {
 // bound on most elements (random data is never bf16-exact), so the tests fail when the operands are not rounded.
 // Bias and dbias stay fp32 (bias rounded to bf16 would miss the bound by ~100×).
 describe.each(devices)('bf16 GEMM instance, device %s', (device) => {
-  const ops = opsOn({ device, gemmDtype: 'bf16' });
-  const f32 = opsOn({ device, gemmDtype: 'f32' });
+  const ops = opsOn({ device, precision: 'bf16' });
+  const f32 = opsOn({ device, precision: 'fp32' });
 
   // |got − ref| <= tol·mag per element; returns the fraction of elements where other (the fp32 instance's result)
   // is further than that from got.
@@ -651,9 +651,9 @@ describe.each(devices)('bf16 GEMM instance, device %s', (device) => {
     return { c, mag };
   }
 
-  test('info: gemmDtype bf16 on this instance, f32 on the default one', () => {
-    expect(ops.info()).toMatchObject({ backend: device, gemmDtype: 'bf16' });
-    expect(f32.info()).toMatchObject({ backend: device, gemmDtype: 'f32' });
+  test('info: precision bf16 on this instance, fp32 on the default one', () => {
+    expect(ops.info()).toMatchObject({ backend: device, precision: 'bf16' });
+    expect(f32.info()).toMatchObject({ backend: device, precision: 'fp32' });
   });
 
   test('operand rounding: ties to even, above-tie up, NaN and ±Infinity kept, fp32 max overflows to Infinity', () => {
@@ -767,7 +767,7 @@ describe.each(devices)('bf16 GEMM instance, device %s', (device) => {
 });
 
 // =========================================================================================================
-describe('backend selection (device, gemmDtype)', () => {
+describe('backend selection (device, precision; gemmDtype its deprecated name)', () => {
   const f = (n: number) => new Float32Array(n);
   const g = () => ({ M: 2, N: 3, K: 4, A: f(8), B: f(12), C: f(6) });
   // The ops with untyped options, to pass values the typings rule out.
@@ -776,6 +776,10 @@ describe('backend selection (device, gemmDtype)', () => {
   test('bad values: TypeError / RangeError naming the key, before any other argument is judged', () => {
     expectError(() => loose.gemm({ ...g(), device: 'gpu' }), 'RangeError', 'device');
     expectError(() => loose.gemm({ ...g(), device: 1 }), 'TypeError', 'device');
+    expectError(() => loose.gemm({ ...g(), precision: 'fp16' }), 'RangeError', 'precision');
+    expectError(() => loose.gemm({ ...g(), precision: 'f32' }), 'RangeError', 'precision'); // only the old key took 'f32'
+    expectError(() => loose.gemm({ ...g(), precision: true }), 'TypeError', 'precision');
+    expectError(() => loose.gemm({ ...g(), precision: 'bf16', gemmDtype: 'f32' }), 'RangeError', 'gemmDtype');
     expectError(() => loose.gemm({ ...g(), gemmDtype: 'fp16' }), 'RangeError', 'gemmDtype');
     expectError(() => loose.gemm({ ...g(), gemmDtype: true }), 'TypeError', 'gemmDtype');
     expectError(() => loose.gemm({ ...g(), M: -1, device: 'CPU' }), 'RangeError', 'device');
@@ -788,24 +792,32 @@ describe('backend selection (device, gemmDtype)', () => {
     expectError(() => addonOps.setGemm('cublas'), 'RangeError', 'impl'); // a CUDA implementation named for the CPU
   });
 
-  test("explicit defaults ('cpu', 'f32', or null) are the default backend", () => {
+  test("explicit defaults ('cpu', 'fp32', the deprecated gemmDtype 'f32', or null) are the default backend", () => {
     const r = rng(25);
     const A = rand32(8, r), B = rand32(12, r);
-    const c0 = f(6), c1 = f(6), c2 = f(6);
+    const c0 = f(6), c1 = f(6), c2 = f(6), c3 = f(6), c4 = f(6);
     addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: c0 });
-    addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: c1, device: 'cpu', gemmDtype: 'f32' });
-    loose.gemm({ M: 2, N: 3, K: 4, A, B, C: c2, device: null, gemmDtype: null });
-    expect(Array.from(c1)).toEqual(Array.from(c0));
-    expect(Array.from(c2)).toEqual(Array.from(c0));
-    expect(addonOps.info()).toMatchObject({ backend: 'cpu', gemmDtype: 'f32' });
-    expect(addonOps.info({ gemmDtype: 'bf16' })).toMatchObject({ backend: 'cpu', gemmDtype: 'bf16' });
+    addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: c1, device: 'cpu', precision: 'fp32' });
+    loose.gemm({ M: 2, N: 3, K: 4, A, B, C: c2, device: null, precision: null, gemmDtype: null });
+    addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: c3, device: 'cpu', gemmDtype: 'f32' });
+    addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: c4, precision: 'fp32', gemmDtype: 'fp32' });
+    for (const c of [c1, c2, c3, c4]) expect(Array.from(c)).toEqual(Array.from(c0));
+    expect(addonOps.info()).toMatchObject({ backend: 'cpu', precision: 'fp32' });
+    expect(addonOps.info({ precision: 'bf16' })).toMatchObject({ backend: 'cpu', precision: 'bf16' });
+    expect(addonOps.info({ gemmDtype: 'bf16' })).toMatchObject({ backend: 'cpu', precision: 'bf16' }); // deprecated name
+    // the deprecated name selects the same bf16 instance: the same (bf16-rounded) result as precision 'bf16'
+    const b1 = f(6), b2 = f(6);
+    addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: b1, precision: 'bf16' });
+    addonOps.gemm({ M: 2, N: 3, K: 4, A, B, C: b2, gemmDtype: 'bf16' });
+    expect(Array.from(b2)).toEqual(Array.from(b1));
+    expect(Array.from(b1)).not.toEqual(Array.from(c0));
   });
 
   // Only where CUDA is not usable (this is the error a CPU-only machine must give).
   (cudaUsable ? test.skip : test)("device 'cuda' without a usable CUDA backend: Error ERR_RIFT_NO_CUDA, nothing written", () => {
     const calls: [string, () => unknown][] = [
       ['gemm', () => addonOps.gemm({ ...g(), C: written, device: 'cuda' })],
-      ['gemm bf16', () => addonOps.gemm({ ...g(), C: written, device: 'cuda', gemmDtype: 'bf16' })],
+      ['gemm bf16', () => addonOps.gemm({ ...g(), C: written, device: 'cuda', precision: 'bf16' })],
       ['matmulForward', () => addonOps.matmulForward({ M: 2, N: 3, K: 1, out: written, inp: f(2), weight: f(3), device: 'cuda' })],
       ['scale', () => addonOps.scale({ x: written, s: 2, device: 'cuda' })],
       ['sumsq', () => addonOps.sumsq({ x: written, device: 'cuda' })],

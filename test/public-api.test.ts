@@ -20,7 +20,7 @@ test('public types are exported and usable', () => {
 test('one source of truth per vocabulary: the enum lists are exported', () => {
   expect(rift.DEVICES).toEqual(['cpu', 'cuda']);
   expect(rift.PRECISIONS).toEqual(['fp32', 'bf16']);
-  expect(rift.DEVICE_DTYPES).toEqual(['f32', 'bf16']);
+  expect(rift.DEVICE_DTYPES).toEqual(['fp32', 'bf16']);
   expect(rift.TRAIN_METHODS).toContain('rft');
   const dtype: rift.DeviceDtype = 'bf16';
   expect(rift.DEVICE_DTYPES).toContain(dtype);

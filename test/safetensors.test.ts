@@ -41,11 +41,21 @@ describe('round trip', () => {
     const exact = bf16ToF32(f32ToBf16(Float32Array.from({ length: 1000 }, () => (rnd() - 0.5) * 1e3)));
     const inexact = Float32Array.from({ length: 1000 }, () => (rnd() - 0.5) * 7);
     const file = tmpFile();
-    writeSafetensors(file, [{ name: 'e', shape: [10, 100], data: exact }, { name: 'i', shape: [1000], data: inexact }], { dtype: 'bfloat16' });
+    const list = [{ name: 'e', shape: [10, 100], data: exact }, { name: 'i', shape: [1000], data: inexact }];
+    writeSafetensors(file, list, { dtype: 'bf16' });
     const { tensors } = readSafetensors(file);
     expect(tensors.get('e')!.dtype).toBe('BF16');
     expect(tensors.get('e')!.data).toEqual(exact);
     expect(tensors.get('i')!.data).toEqual(bf16ToF32(f32ToBf16(inexact)));
+    // the deprecated HF spellings still work and write the same bytes as 'bf16' / 'fp32'
+    const old = tmpFile();
+    writeSafetensors(old, list, { dtype: 'bfloat16' });
+    expect(fs.readFileSync(old)).toEqual(fs.readFileSync(file));
+    const [f32New, f32Old] = [tmpFile(), tmpFile()];
+    writeSafetensors(f32New, list, { dtype: 'fp32' });
+    writeSafetensors(f32Old, list, { dtype: 'float32' });
+    expect(readSafetensors(f32New).tensors.get('i')!.dtype).toBe('F32');
+    expect(fs.readFileSync(f32Old)).toEqual(fs.readFileSync(f32New));
   });
 
   test('F16 widens exactly (normals, subnormals, max, Inf, NaN); other dtypes are a TypeError naming the tensor', () => {
@@ -86,7 +96,7 @@ describe('round trip', () => {
     expect(() => writeSafetensors(file, [{ name: 'a', shape: [3], data: new Float32Array(2) }])).toThrow(RangeError);
     expect(() => writeSafetensors(file, [{ name: 'a', shape: [1], data: [1] as unknown as Float32Array }])).toThrow(TypeError);
     expect(() => writeSafetensors(file, [{ name: 'a', shape: [1], data: new Float32Array(1) }, { name: 'a', shape: [1], data: new Float32Array(1) }])).toThrow(/duplicate tensor "a"/);
-    expect(() => writeSafetensors(file, [], { dtype: 'float16' as 'float32' })).toThrow(RangeError);
+    expect(() => writeSafetensors(file, [], { dtype: 'float16' as 'fp32' })).toThrow(/^dtype: must be 'fp32' or 'bf16'/);
     expect(fs.readFileSync(file, 'utf8')).toBe('old');
     expect(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });

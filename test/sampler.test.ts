@@ -557,7 +557,7 @@ describe('generate on the native engine (tiny-qwen2)', () => {
     const s = r.samples[0];
     expect(Array.from(r.samples[1].ids)).toEqual(Array.from(s.ids));
     const all = Int32Array.from([...r.promptIds, ...s.ids.subarray(0, s.ids.length - 1)]);
-    const logits = model.forward(all, 1, all.length);
+    const logits = model.forward({ ids: all, B: 1, T: all.length });
     const L = r.promptIds.length;
     for (let i = 0; i < s.ids.length; i++) {
       const row = logits.subarray((L - 1 + i) * V, (L + i) * V);

@@ -180,7 +180,7 @@ describe('riftLoss: bad input names the argument', () => {
     ['rewards wrong length', { rewards: new Float32Array(1) }, RangeError, /^rewards: length must be/],
     ['unknown method', { options: { method: 'ppo' } }, RangeError, /^method: must be one of 'sft', 'rft', 'dft', 'rift', 'dpo', got 'ppo'/],
     ['logprob is not a loss', { options: { method: 'logprob' } }, RangeError, /^method: must be one of/],
-    ['dpo without pairs', { options: { method: 'dpo' } }, TypeError, /^dpo: an object \{refLogps, pairs, beta\?\} is required/],
+    ['dpo without pairs', { options: { method: 'dpo' } }, TypeError, /^dpo: an object \{refLogprobs, pairs, beta\?\} is required/],
     ['options not an object', { options: 3 }, TypeError, /^options: must be an object/],
   ] as [string, Record<string, unknown>, ErrorConstructor, RegExp][])('%s', (_name, over, Ctor, message) => {
     const before = tf.memory().numTensors;

@@ -3,6 +3,7 @@
 // names and shapes the config implies; every failure names the file and the field or tensor.
 import * as fs from 'fs';
 import * as path from 'path';
+import { checkDtype, Dtype, torchDtype } from '../util/dtype';
 import { checkedProduct, checkedSum } from '../util/validate';
 import { elementCount, HostTensor, SafetensorsFile, writeBytesAtomic, writeSafetensors } from './safetensors';
 
@@ -276,7 +277,11 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): { config: D
 }
 
 export interface SaveOptions {
-  dtype?: 'float32' | 'bfloat16';
+  /**
+   * The stored dtype (default 'fp32'): model.safetensors holds F32 or BF16 tensors and config.json's torch_dtype
+   * reads 'float32' / 'bfloat16' (the file format's names). The deprecated 'float32' / 'bfloat16' are still accepted.
+   */
+  dtype?: Dtype | 'float32' | 'bfloat16';
   /** Other files copied through (tokenizer.json, generation_config.json, ...): plain file names only. */
   extraFiles?: Record<string, string | Uint8Array>;
 }
@@ -312,8 +317,7 @@ function configJson(cfg: DecoderConfig, dtype: string): string {
  */
 export function saveCheckpoint(dir: string, config: DecoderConfig, tensors: TensorMap, opts: SaveOptions = {}): void {
   const cfg = parseConfig(configJsonObject(config)); // re-validate what we are about to write
-  const dtype = opts.dtype ?? 'float32';
-  if (dtype !== 'float32' && dtype !== 'bfloat16') throw new RangeError(`dtype: must be 'float32' or 'bfloat16', got '${dtype}'`);
+  const dtype = checkDtype('dtype', opts.dtype ?? 'fp32', ['float32', 'bfloat16']);
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
   const expected = expectedTensors(cfg);
   const want = new Set(expected.map((t) => t.name));
@@ -336,7 +340,7 @@ export function saveCheckpoint(dir: string, config: DecoderConfig, tensors: Tens
   writeSafetensors(path.join(dir, 'model.safetensors'), list, { dtype, metadata: { format: 'pt' } });
   removeStaleShards(dir);
   for (const [name, data] of extra) writeBytesAtomic(path.join(dir, name), data);
-  writeBytesAtomic(path.join(dir, 'config.json'), configJson(cfg, dtype));
+  writeBytesAtomic(path.join(dir, 'config.json'), configJson(cfg, torchDtype(dtype)));
 }
 
 // A DecoderConfig back into config.json fields, so that saveCheckpoint validates edited configs too.

@@ -11,7 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
-import { LossResult, LossSpecOptions, lossSpecArgs } from '../kernels/loss';
+import { LossResult, LossSpecOptions, lossSpecArgs, publicResult } from '../kernels/loss';
 import { mulberry32 } from '../util/rng';
 import { checkEnum, checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
@@ -73,6 +73,15 @@ export interface TensorEntry {
  * lossAndGrad's options (lib/kernels/loss.ts) with the model's tokens in place of the logits: row b·T + t of the
  * B·T rows has targets[b·T + t] (the token after that position, −100 = none); offsets run over those rows.
  */
+/** Model.forward's options: ids (B·T token ids, row-major), the batch shape B × T, and lastOnly (default false). */
+export interface ForwardOptions {
+  ids: Int32Array;
+  B: number;
+  T: number;
+  /** Only the last position of each row: logits (B, V) instead of (B·T, V). */
+  lastOnly?: boolean;
+}
+
 export type ModelLossOptions = LossSpecOptions & {
   /** Token ids (B, T), row-major. */
   ids: Int32Array;
@@ -126,10 +135,10 @@ const local32 = (a: Int32Array): Int32Array => rewrap(a, Int32Array);
 
 /** Re-wraps a native loss result's arrays in this realm's typed-array classes (see rewrap()). */
 function localResult(r: NativeLossResult): LossResult {
-  const out: LossResult = { ...r, seqLogps: rewrap(r.seqLogps, Float64Array) };
+  const out: NativeLossResult = { ...r, seqLogps: rewrap(r.seqLogps, Float64Array) };
   if (r.tokenLogps) out.tokenLogps = local(r.tokenLogps);
   if (r.entropy) out.entropy = local(r.entropy);
-  return out;
+  return publicResult(out);
 }
 
 /** Elements of a tensor of the table. */
@@ -402,8 +411,14 @@ export class Model {
     return (which === 'grad' ? this.grads() : this.params()).subarray(t.offset, t.offset + n);
   }
 
-  /** Writes config.json + model.safetensors (+ the source directory's tokenizer files) into dir. */
-  save(dir: string, opts: { dtype?: 'float32' | 'bfloat16' } = {}): void {
+  /**
+   * Writes config.json + model.safetensors (+ the source directory's tokenizer files) into dir, stored as `dtype`
+   * (default 'fp32'; SaveOptions.dtype).
+   */
+  save(dir: string, opts?: { dtype?: Precision }): void;
+  /** @deprecated dtype 'float32' / 'bfloat16' are spelled 'fp32' / 'bf16' (still accepted). */
+  save(dir: string, opts: { dtype: 'float32' | 'bfloat16' }): void;
+  save(dir: string, opts: { dtype?: Precision | 'float32' | 'bfloat16' } = {}): void {
     const tensors = new Map(this.tensorTable().map((t) => [t.name, { shape: t.shape, data: this.tensor(t.name) }]));
     const extraFiles: Record<string, Uint8Array> = {};
     if (this.sourceDir)
@@ -414,12 +429,23 @@ export class Model {
     saveCheckpoint(dir, this.config, tensors, { dtype: opts.dtype, extraFiles });
   }
 
-  /** Logits (B·T, V) of every position, or (B, V) of the last position of each row. No KV cache, no gradient. */
-  forward(ids: Int32Array, B: number, T: number, opts: { lastOnly?: boolean } = {}): Float32Array {
-    checkInteger('B', B, 1, 2 ** 31 - 1);
-    checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
-    return local(call(() => this.native.forward(ids, B, T, !!opts.lastOnly)));
+  /**
+   * Logits (B·T, V) of every position, or (B, V) of the last position of each row (`lastOnly`). No KV cache, no
+   * gradient. Takes the options form of lossAndBackward: `forward({ ids, B, T, lastOnly? })`.
+   */
+  forward(opts: ForwardOptions): Float32Array;
+  /** @deprecated the positional form: use `forward({ ids, B, T, lastOnly })` (still accepted, the same result). */
+  forward(ids: Int32Array, B: number, T: number, opts?: { lastOnly?: boolean }): Float32Array;
+  forward(first: ForwardOptions | Int32Array, B?: number, T?: number, opts: { lastOnly?: boolean } = {}): Float32Array {
+    // positional: ids (any array, judged by checkIds) and B, T after it; otherwise the options object
+    const positional = B !== undefined || ArrayBuffer.isView(first) || Array.isArray(first);
+    const o = (positional ? { ids: first, B, T, lastOnly: opts?.lastOnly } : first) as ForwardOptions;
+    if (o === null || typeof o !== 'object') throw new TypeError(`opts: must be an object { ids, B, T, lastOnly? }, got ${o === null ? 'null' : typeof o}`);
+    checkInteger('B', o.B, 1, 2 ** 31 - 1);
+    checkInteger('T', o.T, 1, 2 ** 31 - 1);
+    checkIds('ids', o.ids, checkedProduct('T', [['B', o.B], ['T', o.T]]));
+    if (!positional && o.lastOnly !== undefined && typeof o.lastOnly !== 'boolean') throw new TypeError(`lastOnly: must be a boolean, got ${typeof o.lastOnly}`);
+    return local(call(() => this.native.forward(o.ids, o.B, o.T, !!o.lastOnly)));
   }
 
   /** Forward, fused lm_head + loss, backward: gradients are ADDED to the flat grad buffer (until zeroGrad()). */
@@ -589,7 +615,7 @@ export class Model {
     const ids = checkIds('ids', o.ids, B * T);
     if (o.backward !== undefined && typeof o.backward !== 'boolean') throw typeError('backward', `must be a boolean, got ${describe(o.backward)}`);
     // Token ids and target values are checked by the engine itself (ids first), on the worker for async calls.
-    const { args } = lossSpecArgs(o, B * T, this.vocab, { targetValues: false });
+    const { args } = lossSpecArgs(o, B * T, this.vocab, { targetValues: false, rowsName: 'B × T' });
     return { ids, B, T, ...args, backward: o.backward ?? true };
   }
 }

@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { addon, localError, type NativeSafetensors } from '../native';
 import { writeFileAtomic, writeFully } from '../util/atomic';
+import { checkDtype, Dtype } from '../util/dtype';
 import { f32ToBf16 } from '../kernels/bf16';
 
 export interface SafetensorsEntry {
@@ -193,14 +194,16 @@ export interface TensorToWrite {
   data: Float32Array; // prod(shape) values
 }
 
-/** Writes float32 tensors as F32 (bit-exact) or BF16 (round to nearest even), atomically. */
+/**
+ * Writes float32 tensors as F32 (bit-exact; dtype 'fp32', the default) or BF16 (round to nearest even; 'bf16'),
+ * atomically. The deprecated 'float32' / 'bfloat16' are still accepted.
+ */
 export function writeSafetensors(
   file: string,
   tensors: readonly TensorToWrite[],
-  opts: { dtype?: 'float32' | 'bfloat16'; metadata?: Record<string, string> } = {},
+  opts: { dtype?: Dtype | 'float32' | 'bfloat16'; metadata?: Record<string, string> } = {},
 ): void {
-  const dtype = opts.dtype ?? 'float32';
-  if (dtype !== 'float32' && dtype !== 'bfloat16') throw new RangeError(`dtype: must be 'float32' or 'bfloat16', got '${dtype}'`);
+  const dtype = checkDtype('dtype', opts.dtype ?? 'fp32', ['float32', 'bfloat16']);
   if (os.endianness() !== 'LE') throw new Error('rift: safetensors writing needs a little-endian host');
   tensors.forEach((t, i) => {
     if (!(t.data instanceof Float32Array)) throw new TypeError(`tensors[${i}] ("${t.name}").data: must be a Float32Array`);
@@ -208,7 +211,7 @@ export function writeSafetensors(
     if (t.data.length !== elementCount(t.shape))
       throw new RangeError(`tensors[${i}] ("${t.name}"): data length ${t.data.length} != prod(shape [${t.shape.join(', ')}])`);
   });
-  const st = dtype === 'float32' ? 'F32' : 'BF16';
+  const st = dtype === 'fp32' ? 'F32' : 'BF16';
   let layout: ReturnType<NativeSafetensors['buildHeader']>;
   try {
     layout = native().buildHeader(tensors.map((t) => ({ name: t.name, dtype: st, shape: t.shape })), opts.metadata);

@@ -1,14 +1,18 @@
 // CUDA device queries and DeviceTensor: a buffer in GPU memory that lossAndGrad reads (logits) and writes (grad)
 // without copying through the host. Wraps the addon's exports.cuda (null when built without CUDA).
 import { addon, localError, NativeCuda, NativeDeviceInfo, NativeDeviceTensor } from '../native';
+import { checkDtype, Dtype } from '../util/dtype';
 
 export type DeviceInfo = NativeDeviceInfo;
-/** Device tensor dtypes, in the native DType enum's order (native/core/loss.h; addon.enums.dtype). */
-export const DEVICE_DTYPES = ['f32', 'bf16'] as const;
+/**
+ * Device tensor dtypes, in the native DType enum's order (native/core/loss.h; addon.enums.dtype): the library's one
+ * dtype spelling (lib/util/dtype.ts). fromPointer and empty still accept the deprecated 'f32' for 'fp32'.
+ */
+export const DEVICE_DTYPES = ['fp32', 'bf16'] as const satisfies readonly Dtype[];
 export type DeviceDtype = (typeof DEVICE_DTYPES)[number];
 
-const DTYPE_CODE: Record<DeviceDtype, number> = { f32: DEVICE_DTYPES.indexOf('f32'), bf16: DEVICE_DTYPES.indexOf('bf16') };
-const ELEMENT_BYTES: Record<DeviceDtype, number> = { f32: 4, bf16: 2 };
+const DTYPE_CODE: Record<DeviceDtype, number> = { fp32: DEVICE_DTYPES.indexOf('fp32'), bf16: DEVICE_DTYPES.indexOf('bf16') };
+const ELEMENT_BYTES: Record<DeviceDtype, number> = { fp32: 4, bf16: 2 };
 const MAX_ADDRESS = 2n ** 64n;
 
 function native(): NativeCuda | null {
@@ -60,7 +64,7 @@ export const cuda = {
   },
 };
 
-/** A 1-D array of f32 or bf16 (bit patterns, as Uint16Array) values in device memory. Free it with free(). */
+/** A 1-D array of fp32 or bf16 (bit patterns, as Uint16Array) values in device memory. Free it with free(). */
 export class DeviceTensor {
   readonly #native: NativeDeviceTensor;
   readonly #dtype: DeviceDtype;
@@ -74,12 +78,12 @@ export class DeviceTensor {
     this.#length = length;
   }
 
-  /** A device copy of arr: Float32Array gives an 'f32' tensor, Uint16Array (bf16 bits) a 'bf16' tensor. */
+  /** A device copy of arr: Float32Array gives an 'fp32' tensor, Uint16Array (bf16 bits) a 'bf16' tensor. */
   static fromArray(arr: Float32Array | Uint16Array): DeviceTensor {
     let dtype: DeviceDtype;
-    if (arr instanceof Float32Array) dtype = 'f32';
+    if (arr instanceof Float32Array) dtype = 'fp32';
     else if (arr instanceof Uint16Array) dtype = 'bf16';
-    else throw new TypeError('arr: must be a Float32Array (f32) or a Uint16Array (bf16 bits)');
+    else throw new TypeError('arr: must be a Float32Array (fp32) or a Uint16Array (bf16 bits)');
     const t = new DeviceTensor(arr.length, dtype);
     try {
       t.upload(arr);
@@ -98,8 +102,11 @@ export class DeviceTensor {
    * context (what the CUDA runtime uses), and the `length` elements must lie inside one allocation. The owner keeps
    * the memory alive while the view is used; free() on a view only detaches it (the memory is not freed).
    */
-  static fromPointer(address: bigint | number, length: number, dtype: DeviceDtype): DeviceTensor {
-    if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype: must be 'f32' or 'bf16', got ${String(dtype)}`);
+  static fromPointer(address: bigint | number, length: number, dtype: DeviceDtype): DeviceTensor;
+  /** @deprecated dtype 'f32' is spelled 'fp32' (still accepted; the tensor's dtype reads 'fp32'). */
+  static fromPointer(address: bigint | number, length: number, dtype: 'f32'): DeviceTensor;
+  static fromPointer(address: bigint | number, length: number, dtype: DeviceDtype | 'f32'): DeviceTensor {
+    const dt = checkDtype('dtype', dtype, ['f32']);
     if (typeof length !== 'number') throw new TypeError(`length: must be a number, got ${typeof length}`);
     if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
     let a: bigint;
@@ -110,16 +117,18 @@ export class DeviceTensor {
     } else throw new TypeError(`address: must be a bigint (a device address), got ${address === null ? 'null' : typeof address}`);
     if (a === 0n) throw new RangeError('address: is null');
     if (a < 0n || a >= MAX_ADDRESS) throw new RangeError(`address: must be in [1, 2^64), got ${a}`);
-    const elem = BigInt(ELEMENT_BYTES[dtype]);
+    const elem = BigInt(ELEMENT_BYTES[dt]);
     if (a % elem !== 0n) throw new RangeError(`address: 0x${a.toString(16)} is not aligned to the element size ${elem}`);
     if (a + BigInt(length) * elem > MAX_ADDRESS) throw new RangeError('length: runs past the end of the address space');
-    return new DeviceTensor(length, dtype, a);
+    return new DeviceTensor(length, dt, a);
   }
 
   /** An uninitialised tensor of length elements. */
-  static empty(length: number, dtype: DeviceDtype): DeviceTensor {
-    if (dtype !== 'f32' && dtype !== 'bf16') throw new TypeError(`dtype: must be 'f32' or 'bf16', got ${String(dtype)}`);
-    return new DeviceTensor(length, dtype);
+  static empty(length: number, dtype: DeviceDtype): DeviceTensor;
+  /** @deprecated dtype 'f32' is spelled 'fp32' (still accepted; the tensor's dtype reads 'fp32'). */
+  static empty(length: number, dtype: 'f32'): DeviceTensor;
+  static empty(length: number, dtype: DeviceDtype | 'f32'): DeviceTensor {
+    return new DeviceTensor(length, checkDtype('dtype', dtype, ['f32']));
   }
 
   get length(): number {
@@ -149,9 +158,9 @@ export class DeviceTensor {
     call(() => this.#native.upload(arr));
   }
 
-  /** A host copy: Float32Array for 'f32', Uint16Array (bf16 bits) for 'bf16'. */
+  /** A host copy: Float32Array for 'fp32', Uint16Array (bf16 bits) for 'bf16'. */
   download(): Float32Array | Uint16Array {
-    const out = this.#dtype === 'f32' ? new Float32Array(this.#length) : new Uint16Array(this.#length);
+    const out = this.#dtype === 'fp32' ? new Float32Array(this.#length) : new Uint16Array(this.#length);
     call(() => this.#native.download(out));
     return out;
   }

@@ -35,8 +35,10 @@ export function checkDpoBeta(arg: string, v: unknown): number {
 export type LogitsBuffer = Float32Array | Uint16Array | DeviceTensor;
 
 export interface DpoOptions {
-  /** Reference-model log-probability of each sequence, S_ref(i), length S. */
-  refLogps: Float32Array | Float64Array;
+  /** Reference-model log-probability of each sequence, S_ref(i), length S (required; or the deprecated refLogps). */
+  refLogprobs?: Float32Array | Float64Array;
+  /** @deprecated spelled `refLogprobs` (still accepted; giving both is a TypeError). */
+  refLogps?: Float32Array | Float64Array;
   /** Flat (chosen, rejected) pairs of sequence indices, length 2·P. */
   pairs: Int32Array;
   /** DPO temperature β > 0 (default 0.1). */
@@ -46,7 +48,13 @@ export interface DpoOptions {
 export interface LossOptions {
   /** Row-major (rows, vocab) logits. Only rows whose target is not −100 are read. */
   logits: LogitsBuffer;
+  /**
+   * N, the number of logit rows (one per position; docs/design.md notation). Not the Model's B/T on purpose: the
+   * kernel sees a flat (N, V) matrix whose sequences are delimited by `offsets` and may differ in length (packed, no
+   * padding), so it has no batch shape. A Model batch B × T flattens to rows = B·T (Model.lossAndBackward does it).
+   */
   rows: number;
+  /** V, the vocabulary size (the logits' row length; a Model's config.vocab_size). */
   vocab: number;
   /** Target token of each row, or −100 to ignore the row (prompt, padding). Length rows. */
   targets: Int32Array;
@@ -64,7 +72,9 @@ export interface LossOptions {
   dpo?: DpoOptions;
   /** Where to write ∂loss/∂logits (same kind, dtype and length as logits; may be logits itself). Omit for no gradient. */
   grad?: LogitsBuffer;
-  /** Also return the per-token log-probs ℓ_t (0 on ignored rows). */
+  /** Also return the per-token log-probs ℓ_t (0 on ignored rows) as `tokenLogprobs`. */
+  tokenLogprobs?: boolean;
+  /** @deprecated spelled `tokenLogprobs` (still accepted). */
   tokenLogps?: boolean;
   /** Also return the per-token entropies H_t (0 on ignored rows). */
   entropy?: boolean;
@@ -77,9 +87,14 @@ export interface LossResult {
   /** Rows with a target. */
   tokens: number;
   /** S_i = Σ_t ℓ_t per sequence. */
-  seqLogps: Float64Array;
-  tokenLogps?: Float32Array;
+  seqLogprobs: Float64Array;
+  /** ℓ_t per row, when asked for (`tokenLogprobs: true`). */
+  tokenLogprobs?: Float32Array;
   entropy?: Float32Array;
+  /** @deprecated spelled `seqLogprobs` (the same array). */
+  seqLogps: Float64Array;
+  /** @deprecated spelled `tokenLogprobs` (the same array). */
+  tokenLogps?: Float32Array;
 }
 
 function checkBuffer(arg: string, v: unknown): LogitsBuffer {
@@ -90,9 +105,9 @@ function checkBuffer(arg: string, v: unknown): LogitsBuffer {
 function bufferLength(b: LogitsBuffer): number {
   return b.length;
 }
-function bufferDtype(b: LogitsBuffer): 'f32' | 'bf16' {
+function bufferDtype(b: LogitsBuffer): 'fp32' | 'bf16' {
   if (b instanceof DeviceTensor) return b.dtype;
-  return b instanceof Float32Array ? 'f32' : 'bf16';
+  return b instanceof Float32Array ? 'fp32' : 'bf16';
 }
 function nativeBuffer(b: LogitsBuffer): unknown {
   return b instanceof DeviceTensor ? b.native : b;
@@ -104,18 +119,20 @@ export type LossSpecOptions = Omit<LossOptions, 'logits' | 'grad' | 'rows' | 'vo
 /**
  * Validates the method, targets (rows, each in [0, vocab) or −100 unless `targetValues` is false: the caller's
  * native side checks them), offsets, rewards, normaliser and DPO options, and returns them as the fields the
- * native loss/model bindings take. Throws TypeError/RangeError naming the argument.
+ * native loss/model bindings take. Throws TypeError/RangeError naming the argument; `rowsName` is how the errors
+ * name the row count: 'rows' for the kernel API, 'B × T' for a Model batch (its rows flattened).
  */
 export function lossSpecArgs(
   o: LossSpecOptions,
   rows: number,
   vocab: number,
-  { targetValues = true }: { targetValues?: boolean } = {},
+  { targetValues = true, rowsName = 'rows' }: { targetValues?: boolean; rowsName?: 'rows' | 'B × T' } = {},
 ): { method: Method; args: Record<string, unknown> } {
   const method = checkEnum('method', o.method, METHODS);
   const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
   const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
-  const targets = checkArray('targets', o.targets, Int32Array, rows);
+  const targets = checkArray('targets', o.targets, Int32Array);
+  if (targets.length !== rows) throw rangeError('targets', `length must be ${rowsName} = ${rows}, got ${targets.length}`);
   for (let t = 0; targetValues && t < rows; t++) {
     const y = targets[t];
     if (y !== -100 && (y < 0 || y >= vocab)) throw rangeError('targets', `targets[${t}] = ${y} is outside [0, ${vocab}) and not -100`);
@@ -127,7 +144,7 @@ export function lossSpecArgs(
     if (offsets[i] < offsets[i - 1]) throw rangeError('offsets', `must be non-decreasing: offsets[${i}] = ${offsets[i]} < offsets[${i - 1}] = ${offsets[i - 1]}`);
   }
   const S = offsets.length - 1;
-  if (offsets[S] !== rows) throw rangeError('offsets', `last offset must equal rows = ${rows}, got ${offsets[S]}`);
+  if (offsets[S] !== rows) throw rangeError('offsets', `last offset must equal ${rowsName} = ${rows}, got ${offsets[S]}`);
   let rewards: Float32Array | undefined;
   if (o.rewards !== undefined) {
     rewards = checkArray('rewards', o.rewards, Float32Array, S);
@@ -147,16 +164,19 @@ export function lossSpecArgs(
     negative: NEGATIVE_FORMS.indexOf(negative),
     reduction: REDUCTIONS.indexOf(reduction),
     normalizer,
-    tokenLogps: !!o.tokenLogps,
+    tokenLogps: !!(o.tokenLogprobs ?? o.tokenLogps),
     entropy: !!o.entropy,
   };
   if (method === 'dpo') {
     const d = o.dpo;
-    if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogps, pairs, beta?} is required for method 'dpo'");
-    if (!(d.refLogps instanceof Float64Array || d.refLogps instanceof Float32Array)) throw typeError('refLogps', `must be a Float64Array or Float32Array, got ${describe(d.refLogps)}`);
-    if (d.refLogps.length !== S) throw rangeError('refLogps', `length must be S = ${S}, got ${d.refLogps.length}`);
-    const ref = d.refLogps instanceof Float64Array ? d.refLogps : Float64Array.from(d.refLogps);
-    for (let i = 0; i < S; i++) if (!Number.isFinite(ref[i])) throw rangeError('refLogps', `refLogps[${i}] = ${ref[i]} is not finite`);
+    if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogprobs, pairs, beta?} is required for method 'dpo'");
+    if (d.refLogprobs !== undefined && d.refLogps !== undefined) throw typeError('refLogprobs', 'give refLogprobs or the deprecated refLogps, not both');
+    const arg = d.refLogprobs === undefined && d.refLogps !== undefined ? 'refLogps' : 'refLogprobs';
+    const given = d.refLogprobs ?? d.refLogps;
+    if (!(given instanceof Float64Array || given instanceof Float32Array)) throw typeError(arg, `must be a Float64Array or Float32Array, got ${describe(given)}`);
+    if (given.length !== S) throw rangeError(arg, `length must be S = ${S}, got ${given.length}`);
+    const ref = given instanceof Float64Array ? given : Float64Array.from(given);
+    for (let i = 0; i < S; i++) if (!Number.isFinite(ref[i])) throw rangeError(arg, `${arg}[${i}] = ${ref[i]} is not finite`);
     const pairs = checkArray('pairs', d.pairs, Int32Array);
     if (pairs.length % 2 !== 0) throw rangeError('pairs', `length must be even (chosen, rejected), got ${pairs.length}`);
     for (let k = 0; k < pairs.length; k++) {
@@ -189,9 +209,14 @@ export function toNative(o: LossOptions): Record<string, unknown> {
   return { logits: nativeBuffer(logits), grad: grad === undefined ? undefined : nativeBuffer(grad), rows, vocab, ...args };
 }
 
-function wrap(r: NativeLossResult): LossResult {
-  return r;
+/** A native result under the public names, with the deprecated Logps aliases (the same arrays). */
+export function publicResult(r: NativeLossResult): LossResult {
+  const { seqLogps, tokenLogps, ...rest } = r;
+  const out: LossResult = { ...rest, seqLogprobs: seqLogps, seqLogps };
+  if (tokenLogps) Object.assign(out, { tokenLogprobs: tokenLogps, tokenLogps });
+  return out;
 }
+const wrap = publicResult;
 
 /** Computes the loss (and, when `grad` is given, ∂loss/∂logits) on the calling thread. */
 export function lossAndGrad(options: LossOptions): LossResult {

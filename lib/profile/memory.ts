@@ -292,13 +292,13 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const policy = Model.fromConfig(c, { seed, chunkRows, ...dev });
   const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true, ...dev }) : undefined;
   let refLogps: Float64Array | undefined;
-  if (method === 'dpo-precomputed') refLogps = Float64Array.from(policy.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogps);
+  if (method === 'dpo-precomputed') refLogps = Float64Array.from(policy.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogprobs);
   for (let s = 0; s < steps; s++) {
     policy.zeroGrad();
     if (method === 'rift') policy.lossAndBackward({ ...batch, method: 'rift', rewards, negative });
     else {
-      const ref = held ? Float64Array.from(held.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogps) : refLogps!;
-      policy.lossAndBackward({ ...batch, method: 'dpo', dpo: { refLogps: ref, pairs, beta: 0.1 } });
+      const ref = held ? Float64Array.from(held.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogprobs) : refLogps!;
+      policy.lossAndBackward({ ...batch, method: 'dpo', dpo: { refLogprobs: ref, pairs, beta: 0.1 } });
     }
     policy.step({ lr: 1e-4, maxGradNorm: 1 });
   }

@@ -445,7 +445,7 @@ export class Trainer {
         const mine = dp ? sel.examples.filter((_, i) => i % dp.size === dp.rank) : sel.examples;
         for (const mb of packMicroBatches(mine.map((e) => [e]), { tokenBudget: o.tokenBudget, padId: o.padId })) {
           const r = await by.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
-          mb.examples.forEach((e, b) => refLogps!.set(e, r.seqLogps[b]));
+          mb.examples.forEach((e, b) => refLogps!.set(e, r.seqLogprobs[b]));
         }
         if (dp) {
           const all = Float64Array.from(sel.examples, (e) => refLogps!.get(e) ?? 0);
@@ -474,15 +474,15 @@ export class Trainer {
       this.model.zeroGrad();
       let loss = 0;
       for (const [i, mb] of mbs.entries()) {
-        let dpoArgs: { refLogps: Float64Array; pairs: Int32Array; beta: number } | undefined;
+        let dpoArgs: { refLogprobs: Float64Array; pairs: Int32Array; beta: number } | undefined;
         if (dpo) {
           let ref: Float64Array;
           if (held) {
             const r0 = performance.now();
-            ref = Float64Array.from((await held.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false })).seqLogps);
+            ref = Float64Array.from((await held.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false })).seqLogprobs);
             refSeconds += (performance.now() - r0) / 1e3;
           } else ref = Float64Array.from(mb.examples, (e) => refLogps!.get(e)!);
-          dpoArgs = { refLogps: ref, pairs: mb.pairs!, beta: o.dpoBeta };
+          dpoArgs = { refLogprobs: ref, pairs: mb.pairs!, beta: o.dpoBeta };
         }
         const backward = () => this.model.lossAndBackwardAsync({
           ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets,

@@ -163,7 +163,7 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     if (info.Length() < 1 || !args::typed_info(env, info[0], &t))
       throw_type(env, arg, std::string("must be a ") + want);
     if (t.type != want_type)
-      throw_type(env, arg, std::string("must be a ") + want + " for a " + (dtype_ == 0 ? "f32" : "bf16") + " tensor");
+      throw_type(env, arg, std::string("must be a ") + want + " for a " + (dtype_ == 0 ? "fp32" : "bf16") + " tensor");
     if (t.bytes != bytes_)
       throw_range(env, arg, "length must be " + std::to_string(bytes_ / (dtype_ == 0 ? 4 : 2)) + " elements, got " +
                                 std::to_string(t.length));

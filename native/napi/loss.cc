@@ -202,7 +202,7 @@ constexpr EnumName kReductionNames[] = {
     {int32_t(Reduction::SequenceMean), "sequence-mean"},
     {int32_t(Reduction::Sum), "sum"},
 };
-constexpr EnumName kDTypeNames[] = {{int32_t(DType::F32), "f32"}, {int32_t(DType::BF16), "bf16"}};
+constexpr EnumName kDTypeNames[] = {{int32_t(DType::F32), "fp32"}, {int32_t(DType::BF16), "bf16"}};
 
 // An array with table[i].name at index table[i].value; the values must be 0 .. N-1, each once.
 template <size_t N>

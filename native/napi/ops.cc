@@ -4,9 +4,10 @@
 // naming its argument. Data-dependent checks (token ids, positions) happen in the backend (ArgError → RangeError).
 //
 // Backend selection, on every op (read with the op's own keys, before any data pointer is taken):
-//   device: 'cpu' (default) | 'cuda';  gemmDtype: 'f32' (default) | 'bf16' (the BF16 instance of cpu_ops() /
-//   cuda_ops(), model/ops.h: gemm, matmulForward, matmulBackward round both operands to bf16, and attention runs
-//   its products on bf16 operands; the other ops are fp32).
+//   device: 'cpu' (default) | 'cuda';  precision: 'fp32' (default) | 'bf16' (the Model's word and spellings; the
+//   BF16 instance of cpu_ops() / cuda_ops(), model/ops.h: gemm, matmulForward, matmulBackward round both operands
+//   to bf16, and attention runs its products on bf16 operands; the other ops are fp32). gemmDtype ('f32' | 'bf16')
+//   is the deprecated name of precision, still accepted (with 'fp32' too); both given must agree (RangeError).
 // device 'cuda' without a usable CUDA backend (no device, no loadable cuBLAS, or an addon built without CUDA)
 // throws an Error with code 'ERR_RIFT_NO_CUDA' whose message starts with "device: ".
 //
@@ -37,10 +38,10 @@ using args::guarded;
 using Opts = args::Opts;
 
 // The options object of an op (argument `arg`), read once: the op's keys and the backend keys every op accepts
-// (device, gemmDtype) are fetched before any data pointer is taken.
+// (device, precision and its deprecated alias gemmDtype) are fetched before any data pointer is taken.
 Opts opts(const Napi::CallbackInfo& info, std::initializer_list<const char*> keys, size_t arg = 0) {
   Opts o(info, arg);
-  o.read(keys).read({"device", "gemmDtype"});
+  o.read(keys).read({"device", "precision", "gemmDtype"});
   return o;
 }
 
@@ -64,10 +65,20 @@ std::string cuda_unusable_reason(DType dt) {
   throw e;
 }
 
-// The backend the options select (device, gemmDtype). Parses values already read by Opts: runs no user code.
+// The precision the options select: `precision`, or the deprecated `gemmDtype` ('f32' spelled the old way).
+DType precision(const Opts& o) {
+  const std::string p = o.choice("precision", {"fp32", "bf16"}, "");
+  const std::string g = o.choice("gemmDtype", {"f32", "fp32", "bf16"}, "");
+  if (!p.empty() && !g.empty() && (p == "bf16") != (g == "bf16"))
+    throw_range(o.env(), "gemmDtype", "is the deprecated name of precision and must agree with it ('" + p +
+                                          "'), got '" + g + "'");
+  return (p.empty() ? g : p) == "bf16" ? DType::BF16 : DType::F32;
+}
+
+// The backend the options select (device, precision). Parses values already read by Opts: runs no user code.
 OpsBackend& be(const Opts& o) {
   const bool cuda = o.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
-  const DType dt = o.choice("gemmDtype", {"f32", "bf16"}, "f32") == "bf16" ? DType::BF16 : DType::F32;
+  const DType dt = precision(o);
   if (!cuda) return cpu_ops(dt);
 #ifdef RIFT_WITH_CUDA
   if (OpsBackend* b = cuda_ops(dt)) return *b;
@@ -136,7 +147,7 @@ void run(Napi::Env env, OpsBackend& ops, F&& f) {
   });
 }
 
-const char* dtype_name(DType d) { return d == DType::BF16 ? "bf16" : "f32"; }
+const char* dtype_name(DType d) { return d == DType::BF16 ? "bf16" : "fp32"; }
 
 // info(options?): the selected backend's name, GEMM implementation and operand dtype, threads, BLAS library.
 Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -150,7 +161,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("backend", b->name());
   o.Set("gemm", i.gemm);
-  o.Set("gemmDtype", dtype_name(i.gemm_dtype));
+  o.Set("precision", dtype_name(i.gemm_dtype));
   o.Set("threads", i.threads);
   o.Set("blasAvailable", i.blas_available);
   o.Set("blasPath", i.blas_path);

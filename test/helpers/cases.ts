@@ -53,7 +53,7 @@ export function makeCase(spec: CaseSpec): Case {
     negative: spec.negative,
     reduction: spec.reduction,
     normalizer: spec.normalizer,
-    ...(spec.method === 'dpo' ? { dpo: { refLogps, pairs, beta: 0.7 } } : {}),
+    ...(spec.method === 'dpo' ? { dpo: { refLogprobs: refLogps, pairs, beta: 0.7 } } : {}),
   };
   const ref: RefCase = {
     logits: Float64Array.from(logits32),

@@ -7,11 +7,11 @@ import { addon, NativeOps, OpsSelect } from '../../lib/native';
 // and is ~30× slower in hot loops.
 const { abs, cos, exp, fround, log, max, pow, sin, sqrt } = Math;
 
-export type { GemmDtype, NativeOps, OpsDevice, OpsSelect } from '../../lib/native';
+export type { NativeOps, OpsDevice, OpsPrecision, OpsSelect } from '../../lib/native';
 
 export const ops: NativeOps = addon.ops;
 
-/** addon.ops with `sel` merged into every call (an op's own device / gemmDtype keys are overridden). */
+/** addon.ops with `sel` merged into every call (an op's own device / precision keys are overridden). */
 export function opsOn(sel: OpsSelect): NativeOps {
   const bound: Record<string, unknown> = {};
   for (const [name, fn] of Object.entries(ops) as [string, (...a: unknown[]) => unknown][]) {
