@@ -67,7 +67,7 @@ function pass(device, precision) {
 
   // DPO against a held reference model (its 'logprob' pass runs the training path without a gradient).
   const ref = Model.fromConfig(CONFIG, { ...opts, reference: true });
-  const refLogps = Float64Array.from(ref.lossAndBackward({ ids, B, T, targets, offsets, method: 'logprob', backward: false }).seqLogps);
+  const refLogps = Float64Array.from(ref.lossAndBackward({ ids, B, T, targets, offsets, method: 'logprob', backward: false }).seqLogprobs);
   losses.push(finite('dpo loss', model.lossAndBackward({ ids, B, T, targets, offsets, method: 'dpo', dpo: { refLogps, pairs: Int32Array.of(0, 1), beta: 0.1 } }).loss));
   model.zeroGrad();
 

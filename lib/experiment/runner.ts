@@ -114,7 +114,7 @@ function meanLogp(model: Model, ex: Example[]): number {
   if (!ex.length) return NaN;
   const mb = buildMicroBatch(ex.map((e) => [e]));
   const r = model.lossAndBackward({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
-  return r.seqLogps.reduce((a, b) => a + b, 0) / mb.tokens;
+  return r.seqLogprobs.reduce((a, b) => a + b, 0) / mb.tokens;
 }
 
 /** Updates per epoch of a method on its data (DPO: pairs), with the protocol's sequences per update. */
