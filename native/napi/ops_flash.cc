@@ -20,8 +20,8 @@
 #include "napi/args.h"
 #include "napi/ops_args.h"
 #ifdef RIFT_WITH_CUDA
+#include "backends/registry.h"
 #include "cuda/cuda_attention_flash.h"
-#include "cuda/cuda_ops.h"
 #endif
 
 namespace rift::napi {
