@@ -18,10 +18,11 @@
 // `steps: [min, max]` overrides a level's number of steps (1–6, level 4: 1–8; e.g. difficulty 2 with 5 steps:
 // longer problems than that level ever makes, an out-of-distribution test set). Tiny style evaluates × before +/− (standard precedence, one step per operator); word problems
 // apply the actions in story order. Every intermediate value is an integer in [0, 999] (before the last division).
-// The same (count, seed, difficulty, style) gives the same problems (own PRNG: mulberry32); problem texts are
+// The same (count, seed, difficulty, style) gives the same problems (mulberry32, util/rng.ts); problem texts are
 // distinct within one call, and ids are `${idPrefix}-${seed}-${index}`.
 import { checkEnum, checkInteger } from '../util/validate';
 import type { Problem } from './problems';
+import { mulberry32 } from '../util/rng';
 
 export type SyntheticStyle = 'tiny' | 'words';
 export const SYNTHETIC_STYLES: readonly SyntheticStyle[] = ['tiny', 'words'];
@@ -45,16 +46,8 @@ export interface SplitOptions {
   seed: number;
 }
 
-/** mulberry32: a small, fast 32-bit PRNG; returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The library's seeded generator (util/rng.ts), re-exported here where it was first exported. */
+export { mulberry32 };
 
 class Rng {
   private readonly next: () => number;
