@@ -52,7 +52,9 @@ async function rankTrain(a: { B: number; T: number; mb: number; rounds: number }
     { name: 'zero0-no-overlap', ranks: 2, sync: new DataParallel(dist, { zero: 0, overlap: false }).sync(model) },
     { name: 'zero1', ranks: 2, sync: new DataParallel(dist, { zero: 1 }).sync(model) },
   ];
-  const V = model.config.vocab_size, T = a.T, R = a.mb;
+  const V = model.config.vocab_size,
+    T = a.T,
+    R = a.mb;
   let s = 7 + dist.rank;
   const ids = Int32Array.from({ length: R * T }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) % V);
   const targets = new Int32Array(R * T);
@@ -68,7 +70,8 @@ async function rankTrain(a: { B: number; T: number; mb: number; rounds: number }
       if (micro) {
         model.zeroGrad();
         for (let m = 0; m < micro; m++) {
-          const backward = () => model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
+          const backward = () =>
+            model.lossAndBackwardAsync({ ids, B: R, T, targets, offsets, method: 'sft', normalizer });
           await (v.sync && m === micro - 1 ? v.sync.lastBackward(backward) : backward());
         }
       }
@@ -82,12 +85,24 @@ async function rankTrain(a: { B: number; T: number; mb: number; rounds: number }
     for (const v of variants) {
       const ts = times.get(v.name)!;
       const med = median(ts.map((t) => t.total));
-      process.stdout.write(JSON.stringify({
-        variant: v.name, ranks: v.ranks, backend: v.sync?.backend ?? null, buckets: v.sync?.buckets ?? null, library: dist.library, B: a.B, T, mb: R,
-        stepMs: round(med), stepMsAll: ts.map((t) => round(t.total)), forwardBackwardMs: round(median(ts.map((t) => t.backward))),
-        syncAndStepMs: round(median(ts.map((t) => t.total - t.backward))), tokensPerSec: round((a.B * T) / (med / 1e3)),
-        loadAverages: ts.map((t) => round(t.load, 2)),
-      }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          variant: v.name,
+          ranks: v.ranks,
+          backend: v.sync?.backend ?? null,
+          buckets: v.sync?.buckets ?? null,
+          library: dist.library,
+          B: a.B,
+          T,
+          mb: R,
+          stepMs: round(med),
+          stepMsAll: ts.map((t) => round(t.total)),
+          forwardBackwardMs: round(median(ts.map((t) => t.backward))),
+          syncAndStepMs: round(median(ts.map((t) => t.total - t.backward))),
+          tokensPerSec: round((a.B * T) / (med / 1e3)),
+          loadAverages: ts.map((t) => round(t.load, 2)),
+        }) + '\n',
+      );
     }
   dist.finalize();
 }
@@ -105,10 +120,19 @@ async function rankAllReduce(sizesMB: number[], reps: number): Promise<void> {
       await dist.allReduce(buf);
       if (i > 0) ms.push(now() - t0);
     }
-    const t = median(ms) / 1e3, bytes = n * 4;
+    const t = median(ms) / 1e3,
+      bytes = n * 4;
     if (dist.isRoot)
-      process.stdout.write(JSON.stringify({ ranks: dist.size, MB: mb, ms: round(t * 1e3, 2), msAll: ms.map((x) => round(x, 2)), algbwGBs: round(bytes / t / 1e9, 2),
-        busbwGBs: round(((bytes / t) * 2 * (dist.size - 1)) / dist.size / 1e9, 2) }) + '\n');
+      process.stdout.write(
+        JSON.stringify({
+          ranks: dist.size,
+          MB: mb,
+          ms: round(t * 1e3, 2),
+          msAll: ms.map((x) => round(x, 2)),
+          algbwGBs: round(bytes / t / 1e9, 2),
+          busbwGBs: round(((bytes / t) * 2 * (dist.size - 1)) / dist.size / 1e9, 2),
+        }) + '\n',
+      );
   }
   dist.finalize();
 }
@@ -125,13 +149,28 @@ function parseArgs(argv: string[]): Record<string, string> {
 
 /** Runs this script as `ranks` processes (mpirun for 2+), returns rank 0's JSON lines. */
 function launch(ranks: number, args: string[]): Record<string, unknown>[] {
-  const env = { ...process.env, RIFT_NUM_THREADS: '1', OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' };
+  const env = {
+    ...process.env,
+    RIFT_NUM_THREADS: '1',
+    OMPI_ALLOW_RUN_AS_ROOT: '1',
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
+  };
   const me = [process.execPath, __filename, ...args];
-  const r = ranks === 1
-    ? spawnSync(me[0], me.slice(1), { encoding: 'utf8', env })
-    : spawnSync('mpirun', ['--oversubscribe', '--bind-to', 'core', '-x', 'RIFT_NUM_THREADS=1', '-np', String(ranks), ...me], { encoding: 'utf8', env });
-  if (r.status !== 0) throw new Error(`${ranks} rank(s) ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const r =
+    ranks === 1
+      ? spawnSync(me[0], me.slice(1), { encoding: 'utf8', env })
+      : spawnSync(
+          'mpirun',
+          ['--oversubscribe', '--bind-to', 'core', '-x', 'RIFT_NUM_THREADS=1', '-np', String(ranks), ...me],
+          { encoding: 'utf8', env },
+        );
+  if (r.status !== 0)
+    throw new Error(`${ranks} rank(s) ${args.join(' ')} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 async function main(): Promise<void> {
@@ -139,10 +178,23 @@ async function main(): Promise<void> {
   if (a['rank-train']) return rankTrain({ B: Number(a.B), T: Number(a.T), mb: Number(a.mb), rounds: Number(a.rounds) });
   if (a['rank-allreduce']) return rankAllReduce(a.sizes.split(',').map(Number), Number(a.reps));
   const quick = !!a.quick;
-  const B = Number(a.B ?? 8), T = Number(a.T ?? (quick ? 64 : 256)), mb = Number(a.mb ?? 4), rounds = Number(a.rounds ?? (quick ? 2 : 6));
+  const B = Number(a.B ?? 8),
+    T = Number(a.T ?? (quick ? 64 : 256)),
+    mb = Number(a.mb ?? 4),
+    rounds = Number(a.rounds ?? (quick ? 2 : 6));
   if (!Number.isInteger(B / 2 / mb)) throw new Error(`--B ${B} must be a multiple of 2 ranks × --mb ${mb}`);
   const load = [round(os.loadavg()[0], 2)];
-  const train = launch(2, ['--rank-train', '--B', String(B), '--T', String(T), '--mb', String(mb), '--rounds', String(rounds)]);
+  const train = launch(2, [
+    '--rank-train',
+    '--B',
+    String(B),
+    '--T',
+    String(T),
+    '--mb',
+    String(mb),
+    '--rounds',
+    String(rounds),
+  ]);
   const sizes = quick ? [1, 16] : [1, 16, 84];
   const allreduce = launch(2, ['--rank-allreduce', '--sizes', sizes.join(','), '--reps', quick ? '3' : '7']);
   load.push(round(os.loadavg()[0], 2));
@@ -152,20 +204,52 @@ async function main(): Promise<void> {
     t.efficiency = round((t.tokensPerSec as number) / ((t.ranks as number) * solo), 3);
     if (t.ranks === 2) t.ofControl = round((t.tokensPerSec as number) / control, 3);
   }
-  console.log(`\nData parallel, ${BENCH_CONFIG.num_hidden_layers}-layer bench shape (21.1M params), global batch ${B}×${T} in micro-batches of ${mb} rows, ` +
-    `1 thread per rank, ${rounds} interleaved rounds (medians); load average ${load.join(' → ')}\n`);
+  console.log(
+    `\nData parallel, ${BENCH_CONFIG.num_hidden_layers}-layer bench shape (21.1M params), global batch ${B}×${T} in micro-batches of ${mb} rows, ` +
+      `1 thread per rank, ${rounds} interleaved rounds (medians); load average ${load.join(' → ')}\n`,
+  );
   console.log('| variant | ranks | tokens/s | step ms | fwd+bwd ms | sync + AdamW ms | efficiency | of control |');
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of train)
-    console.log(`| ${t.variant} | ${t.ranks} | ${t.tokensPerSec} | ${t.stepMs} | ${t.forwardBackwardMs} | ${t.syncAndStepMs} | ${t.efficiency} | ${t.ofControl ?? '–'} |`);
+    console.log(
+      `| ${t.variant} | ${t.ranks} | ${t.tokensPerSec} | ${t.stepMs} | ${t.forwardBackwardMs} | ${t.syncAndStepMs} | ${t.efficiency} | ${t.ofControl ?? '–'} |`,
+    );
   console.log('\n| all-reduce MB | ms | algbw GB/s | busbw GB/s |\n|---:|---:|---:|---:|');
   for (const r of allreduce) console.log(`| ${r.MB} | ${r.ms} | ${r.algbwGBs} | ${r.busbwGBs} |`);
   const cpus = os.cpus();
   const day = new Date().toISOString().slice(0, 10);
-  const slug = (x: string) => x.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
-  const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `dist-cpu-${slug(cpus[0]?.model ?? 'unknown')}-${cpus.length}c-${day}${quick ? '-quick' : ''}.json`);
+  const slug = (x: string) =>
+    x
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-|-$/g, '');
+  const file = path.resolve(
+    __dirname,
+    '..',
+    '..',
+    'bench',
+    'results',
+    `dist-cpu-${slug(cpus[0]?.model ?? 'unknown')}-${cpus.length}c-${day}${quick ? '-quick' : ''}.json`,
+  );
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify({ machine: { cpu: cpus[0]?.model, cores: cpus.length, node: process.version, date: new Date().toISOString(), loadAverage: load }, train, allreduce }, null, 2) + '\n');
+  fs.writeFileSync(
+    tmp,
+    JSON.stringify(
+      {
+        machine: {
+          cpu: cpus[0]?.model,
+          cores: cpus.length,
+          node: process.version,
+          date: new Date().toISOString(),
+          loadAverage: load,
+        },
+        train,
+        allreduce,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   fs.renameSync(tmp, file);
   console.error(`wrote ${path.relative(process.cwd(), file)}`);
 }

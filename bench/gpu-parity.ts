@@ -55,7 +55,13 @@ export interface ParityTolerances {
  * through the layers to ~1e-5..1e-4 relative in the gradients. 1e-3 keeps a 10× margin over that and still sits
  * 4× below one bf16 rounding (2⁻⁸ ≈ 3.9e-3): a bf16 GEMM leaking into an fp32 run fails, a wrong op fails by O(1).
  */
-export const DEFAULT_TOLERANCES: ParityTolerances = { logits: 2e-4, tokenLogps: 2e-4, loss: 2e-5, grad: 1e-3, gradFloor: 1e-3 };
+export const DEFAULT_TOLERANCES: ParityTolerances = {
+  logits: 2e-4,
+  tokenLogps: 2e-4,
+  loss: 2e-5,
+  grad: 1e-3,
+  gradFloor: 1e-3,
+};
 
 export interface ReferenceMeta {
   format: string;
@@ -90,7 +96,9 @@ export function writeReference(dir: string, ref: ReferenceData): void {
   if (ids.length !== N || targets.length !== N || tokenLogps.length !== N)
     throw new RangeError(`reference: ids, targets and tokenLogps must hold B·T = ${N} values`);
   if (logitsIndex.length === 0 || logitsRows.length % logitsIndex.length)
-    throw new RangeError(`reference: logitsRows length ${logitsRows.length} is not a multiple of ${logitsIndex.length} rows`);
+    throw new RangeError(
+      `reference: logitsRows length ${logitsRows.length} is not a multiple of ${logitsIndex.length} rows`,
+    );
   const V = logitsRows.length / logitsIndex.length;
   const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
   const tensors = [
@@ -103,7 +111,9 @@ export function writeReference(dir: string, ref: ReferenceData): void {
     ...[...grads].map(([name, g]) => ({ name: `grad.${name}`, shape: g.shape, data: g.data })),
   ];
   fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, 'ref.safetensors'), tensors, { metadata: { format: REF_FORMAT, version: String(REF_VERSION) } });
+  writeSafetensors(path.join(dir, 'ref.safetensors'), tensors, {
+    metadata: { format: REF_FORMAT, version: String(REF_VERSION) },
+  });
   fs.writeFileSync(path.join(dir, 'ref.json'), JSON.stringify(meta, null, 2) + '\n');
 }
 
@@ -120,16 +130,22 @@ export function readReferenceMeta(dir: string): ReferenceMeta {
   const file = path.join(dir, 'ref.json');
   const m = readJson(file) as Partial<ReferenceMeta> | null;
   if (m === null || typeof m !== 'object') throw new TypeError(`${file}: must hold a JSON object`);
-  if (m.format !== REF_FORMAT) throw new Error(`${file}: format is ${JSON.stringify(m.format)}, expected "${REF_FORMAT}"`);
-  if (m.version !== REF_VERSION) throw new Error(`${file}: version ${m.version} is not supported (expected ${REF_VERSION})`);
+  if (m.format !== REF_FORMAT)
+    throw new Error(`${file}: format is ${JSON.stringify(m.format)}, expected "${REF_FORMAT}"`);
+  if (m.version !== REF_VERSION)
+    throw new Error(`${file}: version ${m.version} is not supported (expected ${REF_VERSION})`);
   for (const k of ['B', 'T', 'prompt'] as const)
-    if (!Number.isSafeInteger(m[k]) || (m[k] as number) < (k === 'prompt' ? 0 : 1)) throw new RangeError(`${file}: ${k} must be a positive integer, got ${m[k]}`);
+    if (!Number.isSafeInteger(m[k]) || (m[k] as number) < (k === 'prompt' ? 0 : 1))
+      throw new RangeError(`${file}: ${k} must be a positive integer, got ${m[k]}`);
   for (const k of ['loss', 'gradAbsMax'] as const)
-    if (typeof m[k] !== 'number' || !Number.isFinite(m[k])) throw new TypeError(`${file}: ${k} must be a finite number, got ${m[k]}`);
-  if (m.tolerances !== undefined && (m.tolerances === null || typeof m.tolerances !== 'object')) throw new TypeError(`${file}: tolerances must be an object`);
+    if (typeof m[k] !== 'number' || !Number.isFinite(m[k]))
+      throw new TypeError(`${file}: ${k} must be a finite number, got ${m[k]}`);
+  if (m.tolerances !== undefined && (m.tolerances === null || typeof m.tolerances !== 'object'))
+    throw new TypeError(`${file}: tolerances must be an object`);
   for (const [k, v] of Object.entries(m.tolerances ?? {})) {
     if (!(k in DEFAULT_TOLERANCES)) throw new RangeError(`${file}: unknown tolerance "${k}"`);
-    if (typeof v !== 'number' || !(v > 0)) throw new RangeError(`${file}: tolerances.${k} must be a positive number, got ${v}`);
+    if (typeof v !== 'number' || !(v > 0))
+      throw new RangeError(`${file}: tolerances.${k} must be a positive number, got ${v}`);
   }
   return m as ReferenceMeta;
 }
@@ -177,12 +193,31 @@ export function compareTensor(
   scaleFloor = 0,
 ): TensorCheck {
   if (got.length !== want.length) {
-    return { name, kind, elements: want.length, maxAbsErr: Infinity, maxAbsRef: NaN, rel: Infinity, relL2: Infinity, bound: 0, worstIndex: -1, got: NaN, want: NaN, pass: false,
-      note: `length ${got.length} != reference ${want.length}` };
+    return {
+      name,
+      kind,
+      elements: want.length,
+      maxAbsErr: Infinity,
+      maxAbsRef: NaN,
+      rel: Infinity,
+      relL2: Infinity,
+      bound: 0,
+      worstIndex: -1,
+      got: NaN,
+      want: NaN,
+      pass: false,
+      note: `length ${got.length} != reference ${want.length}`,
+    };
   }
-  let maxErr = 0, maxRef = 0, worst = 0, err2 = 0, ref2 = 0, badIndex = -1;
+  let maxErr = 0,
+    maxRef = 0,
+    worst = 0,
+    err2 = 0,
+    ref2 = 0,
+    badIndex = -1;
   for (let i = 0; i < want.length; i++) {
-    const g = got[i], w = want[i];
+    const g = got[i],
+      w = want[i];
     if (!Number.isFinite(g)) {
       if (badIndex < 0) badIndex = i;
       continue;
@@ -200,11 +235,37 @@ export function compareTensor(
   const bound = tol * Math.max(maxRef, scaleFloor);
   const relL2 = ref2 > 0 ? Math.sqrt(err2 / ref2) : err2 > 0 ? Infinity : 0;
   if (badIndex >= 0) {
-    return { name, kind, elements: want.length, maxAbsErr: Infinity, maxAbsRef: maxRef, rel: Infinity, relL2: Infinity, bound, worstIndex: badIndex,
-      got: got[badIndex], want: want[badIndex], pass: false, note: `non-finite engine value at ${badIndex}` };
+    return {
+      name,
+      kind,
+      elements: want.length,
+      maxAbsErr: Infinity,
+      maxAbsRef: maxRef,
+      rel: Infinity,
+      relL2: Infinity,
+      bound,
+      worstIndex: badIndex,
+      got: got[badIndex],
+      want: want[badIndex],
+      pass: false,
+      note: `non-finite engine value at ${badIndex}`,
+    };
   }
   const rel = maxRef > 0 ? maxErr / maxRef : maxErr > 0 ? Infinity : 0;
-  return { name, kind, elements: want.length, maxAbsErr: maxErr, maxAbsRef: maxRef, rel, relL2, bound, worstIndex: worst, got: got[worst], want: want[worst], pass: maxErr <= bound };
+  return {
+    name,
+    kind,
+    elements: want.length,
+    maxAbsErr: maxErr,
+    maxAbsRef: maxRef,
+    rel,
+    relL2,
+    bound,
+    worstIndex: worst,
+    got: got[worst],
+    want: want[worst],
+    pass: maxErr <= bound,
+  };
 }
 
 export interface ParityOptions {
@@ -246,8 +307,10 @@ export function runParity(o: ParityOptions): ParityReport {
   const log = o.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const device = o.device ?? 'cpu';
   const precision = o.precision ?? 'fp32';
-  if (device !== 'cpu' && device !== 'cuda') throw new RangeError(`device: must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
-  if (precision !== 'fp32' && precision !== 'bf16') throw new RangeError(`precision: must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
+  if (device !== 'cpu' && device !== 'cuda')
+    throw new RangeError(`device: must be 'cpu' or 'cuda', got ${JSON.stringify(device)}`);
+  if (precision !== 'fp32' && precision !== 'bf16')
+    throw new RangeError(`precision: must be 'fp32' or 'bf16', got ${JSON.stringify(precision)}`);
   const meta = readReferenceMeta(o.dir);
   const tol: ParityTolerances = { ...DEFAULT_TOLERANCES, ...meta.tolerances };
   const { B, T } = meta;
@@ -257,7 +320,10 @@ export function runParity(o: ParityOptions): ParityReport {
   try {
     const ids = toInt32(ref, 'ids');
     const targets = toInt32(ref, 'targets');
-    if (ids.length !== N || targets.length !== N) throw new RangeError(`ref.safetensors: ids/targets hold ${ids.length}/${targets.length} values, ref.json says B·T = ${N}`);
+    if (ids.length !== N || targets.length !== N)
+      throw new RangeError(
+        `ref.safetensors: ids/targets hold ${ids.length}/${targets.length} values, ref.json says B·T = ${N}`,
+      );
     const rowIndex = toInt32(ref, 'logits_index');
     const refRows = ref.readFloat32('logits_rows');
     const refTokenLogps = ref.readFloat32('token_logps');
@@ -269,10 +335,15 @@ export function runParity(o: ParityOptions): ParityReport {
     const model = Model.load(path.join(o.dir, 'model'), loadOpts);
     const info = model.native.info() as ReturnType<typeof model.native.info> & { device?: string; precision?: string };
     const engineDevice = info.device ?? null;
-    if (engineDevice !== null && engineDevice !== device) throw new Error(`the engine loaded the model on '${engineDevice}', not '${device}'`);
-    if (info.precision !== undefined && info.precision !== precision) throw new Error(`the engine runs precision '${info.precision}', not '${precision}'`);
+    if (engineDevice !== null && engineDevice !== device)
+      throw new Error(`the engine loaded the model on '${engineDevice}', not '${device}'`);
+    if (info.precision !== undefined && info.precision !== precision)
+      throw new Error(`the engine runs precision '${info.precision}', not '${precision}'`);
     const V = model.vocab;
-    if (refRows.length !== rowIndex.length * V) throw new RangeError(`ref.safetensors: logits_rows holds ${refRows.length} values, expected ${rowIndex.length} × V = ${rowIndex.length * V}`);
+    if (refRows.length !== rowIndex.length * V)
+      throw new RangeError(
+        `ref.safetensors: logits_rows holds ${refRows.length} values, expected ${rowIndex.length} × V = ${rowIndex.length * V}`,
+      );
     const t1 = now();
 
     // Logits rows (forward without cache).
@@ -287,23 +358,65 @@ export function runParity(o: ParityOptions): ParityReport {
     // Loss + backward (gradients start at zero).
     model.zeroGrad();
     const offsets = Int32Array.of(...Array.from({ length: B + 1 }, (_, b) => b * T));
-    const out = model.lossAndBackward({ ids, B, T, targets, offsets, method: 'sft', reduction: 'token-mean', tokenLogprobs: true });
+    const out = model.lossAndBackward({
+      ids,
+      B,
+      T,
+      targets,
+      offsets,
+      method: 'sft',
+      reduction: 'token-mean',
+      tokenLogprobs: true,
+    });
     const t3 = now();
 
     const checks: TensorCheck[] = [];
     const lossRel = Math.abs(out.loss - meta.loss) / Math.abs(meta.loss);
-    checks.push({ name: 'loss', kind: 'loss', elements: 1, maxAbsErr: Math.abs(out.loss - meta.loss), maxAbsRef: Math.abs(meta.loss), rel: lossRel, relL2: lossRel,
-      bound: tol.loss * Math.abs(meta.loss), worstIndex: 0, got: out.loss, want: meta.loss, pass: Number.isFinite(out.loss) && lossRel <= tol.loss });
+    checks.push({
+      name: 'loss',
+      kind: 'loss',
+      elements: 1,
+      maxAbsErr: Math.abs(out.loss - meta.loss),
+      maxAbsRef: Math.abs(meta.loss),
+      rel: lossRel,
+      relL2: lossRel,
+      bound: tol.loss * Math.abs(meta.loss),
+      worstIndex: 0,
+      got: out.loss,
+      want: meta.loss,
+      pass: Number.isFinite(out.loss) && lossRel <= tol.loss,
+    });
     const rowLabel = rowIndex.length <= 8 ? `[${Array.from(rowIndex).join(', ')}]` : `(${rowIndex.length} rows)`;
     checks.push(compareTensor(`logits rows ${rowLabel}`, 'logits', gotRows, refRows, tol.logits));
-    checks.push(compareTensor('token log-probs', 'tokenLogps', out.tokenLogprobs ?? new Float32Array(0), refTokenLogps, tol.tokenLogps));
+    checks.push(
+      compareTensor(
+        'token log-probs',
+        'tokenLogps',
+        out.tokenLogprobs ?? new Float32Array(0),
+        refTokenLogps,
+        tol.tokenLogps,
+      ),
+    );
 
     const floor = tol.gradFloor * meta.gradAbsMax;
     const refGrads = new Set(ref.names.filter((n) => n.startsWith('grad.')).map((n) => n.slice(5)));
     for (const t of model.tensorTable()) {
       if (!refGrads.has(t.name)) {
-        checks.push({ name: t.name, kind: 'grad', elements: 0, maxAbsErr: Infinity, maxAbsRef: NaN, rel: Infinity, relL2: Infinity, bound: 0, worstIndex: -1, got: NaN, want: NaN, pass: false,
-          note: 'no reference gradient (grad.' + t.name + ' is missing from ref.safetensors)' });
+        checks.push({
+          name: t.name,
+          kind: 'grad',
+          elements: 0,
+          maxAbsErr: Infinity,
+          maxAbsRef: NaN,
+          rel: Infinity,
+          relL2: Infinity,
+          bound: 0,
+          worstIndex: -1,
+          got: NaN,
+          want: NaN,
+          pass: false,
+          note: 'no reference gradient (grad.' + t.name + ' is missing from ref.safetensors)',
+        });
         continue;
       }
       refGrads.delete(t.name);
@@ -313,16 +426,45 @@ export function runParity(o: ParityOptions): ParityReport {
       checks.push(compareTensor(t.name, 'grad', got, want, tol.grad, floor));
     }
     for (const name of refGrads)
-      checks.push({ name, kind: 'grad', elements: 0, maxAbsErr: Infinity, maxAbsRef: NaN, rel: Infinity, relL2: Infinity, bound: 0, worstIndex: -1, got: NaN, want: NaN, pass: false,
-        note: 'the reference has a gradient for a tensor the engine does not have' });
+      checks.push({
+        name,
+        kind: 'grad',
+        elements: 0,
+        maxAbsErr: Infinity,
+        maxAbsRef: NaN,
+        rel: Infinity,
+        relL2: Infinity,
+        bound: 0,
+        worstIndex: -1,
+        got: NaN,
+        want: NaN,
+        pass: false,
+        note: 'the reference has a gradient for a tensor the engine does not have',
+      });
     const t4 = now();
 
     const failures = checks.filter((c) => !c.pass).length;
     const { format: _f, version: _v, tolerances: _t, ...rest } = meta;
     return {
-      shape: meta.shape, dir: path.resolve(o.dir), device, precision, engineDevice, B, T, numParams: model.numParams, tolerances: tol,
-      loss: { engine: out.loss, reference: meta.loss }, checks, failures, pass: failures === 0,
-      seconds: { load: round(t1 - t0, 3), forward: round(t2 - t1, 3), lossAndBackward: round(t3 - t2, 3), compare: round(t4 - t3, 3) },
+      shape: meta.shape,
+      dir: path.resolve(o.dir),
+      device,
+      precision,
+      engineDevice,
+      B,
+      T,
+      numParams: model.numParams,
+      tolerances: tol,
+      loss: { engine: out.loss, reference: meta.loss },
+      checks,
+      failures,
+      pass: failures === 0,
+      seconds: {
+        load: round(t1 - t0, 3),
+        forward: round(t2 - t1, 3),
+        lossAndBackward: round(t3 - t2, 3),
+        compare: round(t4 - t3, 3),
+      },
       reference: rest,
     };
   } finally {
@@ -349,18 +491,33 @@ export function parityTable(r: ParityReport, maxRows = 40): string {
     '|---|---|---:|---:|---:|---:|---:|---:|---|',
   ];
   const margin = (c: TensorCheck) => (c.bound > 0 ? c.maxAbsErr / c.bound : Infinity);
-  const sorted = [...r.checks].sort((a, b) => Number(a.pass) - Number(b.pass) || (a.kind === 'grad' ? 1 : 0) - (b.kind === 'grad' ? 1 : 0) || margin(b) - margin(a));
+  const sorted = [...r.checks].sort(
+    (a, b) =>
+      Number(a.pass) - Number(b.pass) ||
+      (a.kind === 'grad' ? 1 : 0) - (b.kind === 'grad' ? 1 : 0) ||
+      margin(b) - margin(a),
+  );
   const shown = sorted.slice(0, Math.max(maxRows, r.failures + 3));
   for (const c of shown) {
-    const res = c.pass ? 'ok' : `FAIL${c.note ? `: ${c.note}` : c.worstIndex >= 0 ? ` at [${c.worstIndex}]: ${c.got} vs ${c.want}` : ''}`;
-    head.push(`| ${c.name} | ${c.kind} | ${c.elements} | ${e(c.maxAbsErr)} | ${e(c.maxAbsRef)} | ${e(c.rel)} | ${e(c.relL2)} | ${e(c.bound)} | ${res} |`);
+    const res = c.pass
+      ? 'ok'
+      : `FAIL${c.note ? `: ${c.note}` : c.worstIndex >= 0 ? ` at [${c.worstIndex}]: ${c.got} vs ${c.want}` : ''}`;
+    head.push(
+      `| ${c.name} | ${c.kind} | ${c.elements} | ${e(c.maxAbsErr)} | ${e(c.maxAbsRef)} | ${e(c.rel)} | ${e(c.relL2)} | ${e(c.bound)} | ${res} |`,
+    );
   }
-  if (shown.length < sorted.length) head.push(`| … ${sorted.length - shown.length} more gradient tensors, all within bounds | | | | | | | | ok |`);
+  if (shown.length < sorted.length)
+    head.push(`| … ${sorted.length - shown.length} more gradient tensors, all within bounds | | | | | | | | ok |`);
   return head.join('\n');
 }
 
 function slug(s: string): string {
-  return s.toLowerCase().replace(/\(r\)|\(tm\)/g, '').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+  return s
+    .toLowerCase()
+    .replace(/\(r\)|\(tm\)/g, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
 }
 
 /** The machine's name for result files: the GPU's for 'cuda', the CPU model and core count for 'cpu'. */
@@ -371,16 +528,25 @@ export function deviceName(device: 'cpu' | 'cuda'): string {
 }
 
 /** Merges the report into bench/results/parity-<device>-<date>.json under runs[<shape>]. Returns the file. */
-export function writeParityResult(r: ParityReport, resultsDir = path.resolve(__dirname, '..', '..', 'bench', 'results')): string {
+export function writeParityResult(
+  r: ParityReport,
+  resultsDir = path.resolve(__dirname, '..', '..', 'bench', 'results'),
+): string {
   const name = deviceName(r.device as 'cpu' | 'cuda');
   const day = new Date().toISOString().slice(0, 10);
   const file = path.join(resultsDir, `parity-${slug(name)}-${day}.json`);
   let doc: { machine?: unknown; runs: Record<string, unknown> } = { runs: {} };
   if (fs.existsSync(file)) {
     const old = readJson(file) as { runs?: Record<string, unknown> } | null;
-    if (old && typeof old === 'object' && old.runs && typeof old.runs === 'object') doc = { ...old, runs: { ...old.runs } };
+    if (old && typeof old === 'object' && old.runs && typeof old.runs === 'object')
+      doc = { ...old, runs: { ...old.runs } };
   }
-  doc.machine = { device: name, node: process.version, platform: `${os.platform()} ${os.arch()}`, date: new Date().toISOString() };
+  doc.machine = {
+    device: name,
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}`,
+    date: new Date().toISOString(),
+  };
   doc.runs[`${r.shape}/${r.device}/${r.precision}`] = { ...r, table: parityTable(r) };
   fs.mkdirSync(resultsDir, { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
@@ -414,18 +580,28 @@ export function readRiftpar(file: string): Map<string, FixtureRecord> {
     need(2 + len + 2);
     const name = buf.toString('utf8', off + 2, off + 2 + len);
     off += 2 + len;
-    const dt = buf.readUInt8(off), ndim = buf.readUInt8(off + 1);
+    const dt = buf.readUInt8(off),
+      ndim = buf.readUInt8(off + 1);
     off += 2;
     if (dt > 2) throw new Error(`${file}: "${name}" has unknown dtype code ${dt}`);
     need(4 * ndim);
     const shape = Array.from({ length: ndim }, (_, i) => buf.readUInt32LE(off + 4 * i));
     off += 4 * ndim;
-    const n = shape.reduce((a, b) => a * b, 1), bytes = n * (dt === 2 ? 8 : 4);
+    const n = shape.reduce((a, b) => a * b, 1),
+      bytes = n * (dt === 2 ? 8 : 4);
     need(bytes);
     const copy = new Uint8Array(bytes);
     buf.copy(copy, 0, off, off + bytes);
     off += bytes;
-    out.set(name, { shape, data: dt === 0 ? new Float32Array(copy.buffer) : dt === 1 ? new Int32Array(copy.buffer) : new Float64Array(copy.buffer) });
+    out.set(name, {
+      shape,
+      data:
+        dt === 0
+          ? new Float32Array(copy.buffer)
+          : dt === 1
+            ? new Int32Array(copy.buffer)
+            : new Float64Array(copy.buffer),
+    });
   }
   if (off !== buf.length) throw new Error(`${file}: ${buf.length - off} trailing bytes`);
   return out;
@@ -443,7 +619,9 @@ export function referenceFromFixture(fixtureDir: string, outDir: string): Refere
     if (!r) throw new Error(`${fixtureDir}.bin: no record "${n}"`);
     return r;
   };
-  const idsRec = get('input_ids'), labels = get('labels').data, logits = get('logits').data;
+  const idsRec = get('input_ids'),
+    labels = get('labels').data,
+    logits = get('logits').data;
   const [B, T] = idsRec.shape;
   const V = get('logits').shape[2];
   const N = B * T;
@@ -469,17 +647,30 @@ export function referenceFromFixture(fixtureDir: string, outDir: string): Refere
     grads.set(name.slice(5), { shape: r.shape, data });
   }
   const meta: ReferenceMeta = {
-    format: REF_FORMAT, version: REF_VERSION, shape: path.basename(fixtureDir), B, T, prompt, loss: get('loss').data[0], gradAbsMax,
+    format: REF_FORMAT,
+    version: REF_VERSION,
+    shape: path.basename(fixtureDir),
+    B,
+    T,
+    prompt,
+    loss: get('loss').data[0],
+    gradAbsMax,
     // the fixture's own bounds (FORMAT.md): logits 1e-4 absolute on values of a few units, loss 1e-5 relative
     tolerances: { logits: 1e-4, tokenLogps: 1e-4, loss: 1e-5, grad: 1e-3, gradFloor: 1e-3 },
     producer: { from: `${path.basename(fixtureDir)}.bin (test/fixtures/parity, HF transformers on CPU)` },
     logitsRows: 'all',
   };
   fs.mkdirSync(path.join(outDir, 'model'), { recursive: true });
-  for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(fixtureDir, f), path.join(outDir, 'model', f));
+  for (const f of ['config.json', 'model.safetensors'])
+    fs.copyFileSync(path.join(fixtureDir, f), path.join(outDir, 'model', f));
   writeReference(outDir, {
-    meta, ids: Int32Array.from(idsRec.data), targets, logitsIndex: Int32Array.from({ length: N }, (_, i) => i),
-    logitsRows: Float32Array.from(logits), tokenLogps, grads,
+    meta,
+    ids: Int32Array.from(idsRec.data),
+    targets,
+    logitsIndex: Int32Array.from({ length: N }, (_, i) => i),
+    logitsRows: Float32Array.from(logits),
+    tokenLogps,
+    grads,
   });
   return meta;
 }
@@ -488,8 +679,10 @@ export function referenceFromFixture(fixtureDir: string, outDir: string): Refere
 // CLI
 
 function usage(): string {
-  return 'usage: node dist/bench/gpu-parity.js <dir> [--device cpu|cuda] [--precision fp32|bf16] [--no-write]\n' +
-    '       node dist/bench/gpu-parity.js --from-fixture <test/fixtures/parity/tiny-qwen2> <dir>';
+  return (
+    'usage: node dist/bench/gpu-parity.js <dir> [--device cpu|cuda] [--precision fp32|bf16] [--no-write]\n' +
+    '       node dist/bench/gpu-parity.js --from-fixture <test/fixtures/parity/tiny-qwen2> <dir>'
+  );
 }
 
 function main(argv: string[]): number {
@@ -499,7 +692,10 @@ function main(argv: string[]): number {
     console.log(`wrote ${argv[2]}: ${meta.shape} B=${meta.B} T=${meta.T} loss ${meta.loss}`);
     return 0;
   }
-  let dir: string | undefined, device: 'cpu' | 'cuda' = 'cpu', precision: 'fp32' | 'bf16' = 'fp32', write = true;
+  let dir: string | undefined,
+    device: 'cpu' | 'cuda' = 'cpu',
+    precision: 'fp32' | 'bf16' = 'fp32',
+    write = true;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--device') {

@@ -52,7 +52,13 @@ export interface OpsBenchResult {
   machine: { cpu: string; cores: number; threads: number };
   blas: { available: boolean; path: string };
   shapes: GemmShapeResult[];
-  summary: { builtinGeomeanGflops: number; openblasGeomeanGflops?: number; geomeanRatio?: number; builtinPeakGflops: number; openblasPeakGflops?: number };
+  summary: {
+    builtinGeomeanGflops: number;
+    openblasGeomeanGflops?: number;
+    geomeanRatio?: number;
+    builtinPeakGflops: number;
+    openblasPeakGflops?: number;
+  };
 }
 
 interface Model {
@@ -125,8 +131,18 @@ export async function benchOps(opts: { quick?: boolean; log?: (s: string) => voi
     for (const m of models)
       for (const T of tokens)
         for (const [op, trans, M, N, K] of shapesOf(m, T)) {
-          const ta = trans === 'TN', tb = trans === 'NT';
-          const args: GemmArgs = { transA: ta, transB: tb, M, N, K, A: fill(M * K, 1), B: fill(K * N, 2), C: new Float32Array(M * N) };
+          const ta = trans === 'TN',
+            tb = trans === 'NT';
+          const args: GemmArgs = {
+            transA: ta,
+            transB: tb,
+            M,
+            N,
+            K,
+            A: fill(M * K, 1),
+            B: fill(K * N, 2),
+            C: new Float32Array(M * N),
+          };
           const flop = 2 * M * N * K;
           const row: Partial<GemmShapeResult> = { model: m.name, tokens: T, op, trans, M, N, K };
           // Implementations alternate over `rounds` rounds; each keeps its best round (load on a shared machine
@@ -136,9 +152,20 @@ export async function benchOps(opts: { quick?: boolean; log?: (s: string) => voi
               ops.setGemm(impl);
               const r = time(() => ops.gemm(args), minSamples, budget);
               const prev = row[impl];
-              const t: GemmTiming = { ms: r.median, gflops: flop / r.median / 1e6, bestGflops: flop / r.best / 1e6, samples: r.samples };
+              const t: GemmTiming = {
+                ms: r.median,
+                gflops: flop / r.median / 1e6,
+                bestGflops: flop / r.best / 1e6,
+                samples: r.samples,
+              };
               if (!prev) row[impl] = t;
-              else row[impl] = { ms: Math.min(prev.ms, t.ms), gflops: Math.max(prev.gflops, t.gflops), bestGflops: Math.max(prev.bestGflops, t.bestGflops), samples: prev.samples + t.samples };
+              else
+                row[impl] = {
+                  ms: Math.min(prev.ms, t.ms),
+                  gflops: Math.max(prev.gflops, t.gflops),
+                  bestGflops: Math.max(prev.bestGflops, t.bestGflops),
+                  samples: prev.samples + t.samples,
+                };
             }
           if (row.openblas) row.ratio = row.builtin!.gflops / row.openblas.gflops;
           shapes.push(row as GemmShapeResult);
@@ -173,7 +200,10 @@ export function table(r: OpsBenchResult): string {
     '',
     '| model | tokens | op | trans | M×N×K | builtin GFLOP/s | OpenBLAS GFLOP/s | builtin / OpenBLAS |',
     '|---|---:|---|---|---|---:|---:|---:|',
-    ...r.shapes.map((s) => `| ${s.model} | ${s.tokens} | ${s.op} | ${s.trans} | ${s.M}×${s.N}×${s.K} | ${f(s.builtin.gflops)} | ${f(s.openblas?.gflops)} | ${s.ratio === undefined ? '—' : s.ratio.toFixed(2)} |`),
+    ...r.shapes.map(
+      (s) =>
+        `| ${s.model} | ${s.tokens} | ${s.op} | ${s.trans} | ${s.M}×${s.N}×${s.K} | ${f(s.builtin.gflops)} | ${f(s.openblas?.gflops)} | ${s.ratio === undefined ? '—' : s.ratio.toFixed(2)} |`,
+    ),
     `| **geomean** | | | | | ${f(r.summary.builtinGeomeanGflops)} | ${f(r.summary.openblasGeomeanGflops)} | ${r.summary.geomeanRatio === undefined ? '—' : r.summary.geomeanRatio.toFixed(2)} |`,
   ];
   return lines.join('\n');

@@ -49,7 +49,8 @@ function parseArgs(argv: string[]): Args {
     if (s === '--quick') a.quick = true;
     else if (s === '--only' || s.startsWith('--only=')) {
       const v = s.includes('=') ? s.slice(7) : argv[++i];
-      if (v !== 'cpu' && v !== 'cuda' && v !== 'engine' && v !== 'engine-cuda') throw new Error(`--only: expected cpu, cuda, engine or engine-cuda, got ${v}`);
+      if (v !== 'cpu' && v !== 'cuda' && v !== 'engine' && v !== 'engine-cuda')
+        throw new Error(`--only: expected cpu, cuda, engine or engine-cuda, got ${v}`);
       a.only = v;
     } else if (s === '--model-dir' || s.startsWith('--model-dir=')) {
       const v = s.includes('=') ? s.slice(12) : argv[++i];
@@ -60,7 +61,9 @@ function parseArgs(argv: string[]): Args {
       if (!Number.isInteger(v) || v < 1) throw new Error('--iterations: expected an integer >= 1');
       a.iterations = v;
     } else if (s === '--help' || s === '-h') {
-      console.log('usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine|engine-cuda] [--model-dir DIR] [--iterations N]');
+      console.log(
+        'usage: node dist/bench/run.js [--quick] [--only cpu|cuda|engine|engine-cuda] [--model-dir DIR] [--iterations N]',
+      );
       process.exit(0);
     } else throw new Error(`unknown argument ${s} (try --help)`);
   }
@@ -113,8 +116,15 @@ async function measure(
   bench.add(name, fn, { async: false, beforeEach });
   await bench.run();
   const r = bench.tasks[0].result;
-  if (r.state !== 'completed') throw new Error(`${name}: benchmark ${r.state}${'error' in r ? `: ${r.error.message}` : ''}`);
-  const st: Stats = { meanMs: r.latency.mean, minMs: r.latency.min, p50Ms: r.latency.p50, sdMs: r.latency.sd, samples: r.latency.samplesCount };
+  if (r.state !== 'completed')
+    throw new Error(`${name}: benchmark ${r.state}${'error' in r ? `: ${r.error.message}` : ''}`);
+  const st: Stats = {
+    meanMs: r.latency.mean,
+    minMs: r.latency.min,
+    p50Ms: r.latency.p50,
+    sdMs: r.latency.sd,
+    samples: r.latency.samplesCount,
+  };
   if (restoreTimes.length) st.restoreMs = restoreTimes.reduce((x, y) => x + y, 0) / restoreTimes.length;
   return st;
 }
@@ -269,7 +279,15 @@ function fmt(x: number | undefined, digits = 1): string {
 
 async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void): Promise<Row[]> {
   const nb = addon.bench;
-  const shapes = quick ? [{ N: 64, V: 4096 }, { N: 64, V: 32000 }] : [{ N: 2048, V: 32000 }, { N: 2048, V: 151936 }];
+  const shapes = quick
+    ? [
+        { N: 64, V: 4096 },
+        { N: 64, V: 32000 },
+      ]
+    : [
+        { N: 2048, V: 32000 },
+        { N: 2048, V: 151936 },
+      ];
   const rows: Row[] = [];
   for (const { N, V } of shapes) {
     const big = N * V >= 2048 * 100000;
@@ -290,9 +308,19 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
     const shapeRows: Row[] = [];
     const add = (r: Omit<Row, 'backend' | 'shape' | 'N' | 'V' | 'gbps' | 'targets'> & { restoreMs?: number }) => {
       const { restoreMs, ...rest } = r;
-      const row: Row = { backend: 'cpu', shape, N, V, ...rest, gbps: r.bytes / (r.meanMs * 1e-3) / 1e9, targets: [], load1: +os.loadavg()[0].toFixed(2) };
+      const row: Row = {
+        backend: 'cpu',
+        shape,
+        N,
+        V,
+        ...rest,
+        gbps: r.bytes / (r.meanMs * 1e-3) / 1e9,
+        targets: [],
+        load1: +os.loadavg()[0].toFixed(2),
+      };
       // The restore copied the logits buffer (N·V elements of the dtype): read + write counted.
-      if (restoreMs !== undefined) row.pairedCopyGbps = (2 * N * V * (r.dtype === 'fp32' ? 4 : 2)) / (restoreMs * 1e-3) / 1e9;
+      if (restoreMs !== undefined)
+        row.pairedCopyGbps = (2 * N * V * (r.dtype === 'fp32' ? 4 : 2)) / (restoreMs * 1e-3) / 1e9;
       shapeRows.push(row);
       log(
         `  ${row.case} ${row.dtype}: ${fmt(row.meanMs, 2)} ms (${row.samples} samples), ${fmt(row.gbps, 2)} GB/s` +
@@ -303,8 +331,18 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
 
     // Copy bandwidth of an equally sized (fp32) buffer: read + write counted.
     const copyBytes = N * V * 4;
-    const copyStats = await measure(tb, `copy ${shape}`, () => nb.copy(f32, f32Fresh), { iterations: quick ? 5 : 10, warmup: 1 });
-    const copy = add({ case: 'copy (threaded memcpy, read+write counted)', kind: 'copy', dtype: 'fp32', inPlace: false, ...copyStats, bytes: 2 * copyBytes });
+    const copyStats = await measure(tb, `copy ${shape}`, () => nb.copy(f32, f32Fresh), {
+      iterations: quick ? 5 : 10,
+      warmup: 1,
+    });
+    const copy = add({
+      case: 'copy (threaded memcpy, read+write counted)',
+      kind: 'copy',
+      dtype: 'fp32',
+      inPlace: false,
+      ...copyStats,
+      bytes: 2 * copyBytes,
+    });
 
     // Fused kernels, in place, fp32 then bf16.
     for (const dtype of ['fp32', 'bf16'] as const) {
@@ -313,12 +351,28 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
       for (const k of KERNELS) {
         let loss = NaN;
         const opts = lossOptions(k, p, buf, buf);
-        const st = await measure(tb, `${k} ${dtype} ${shape}`, () => { loss = lossAndGrad(opts).loss; }, {
-          iterations: it.fused,
-          warmup: 1,
-          restore: dtype === 'fp32' ? restoreF32 : restoreBf16,
+        const st = await measure(
+          tb,
+          `${k} ${dtype} ${shape}`,
+          () => {
+            loss = lossAndGrad(opts).loss;
+          },
+          {
+            iterations: it.fused,
+            warmup: 1,
+            restore: dtype === 'fp32' ? restoreF32 : restoreBf16,
+          },
+        );
+        add({
+          case: KERNEL_LABEL[k],
+          kind: 'fused',
+          kernel: k,
+          dtype,
+          inPlace: true,
+          ...st,
+          bytes: 2 * N * V * size,
+          loss,
         });
-        add({ case: KERNEL_LABEL[k], kind: 'fused', kernel: k, dtype, inPlace: true, ...st, bytes: 2 * N * V * size, loss });
       }
     }
 
@@ -327,13 +381,22 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
       for (const dtype of ['fp32', 'bf16'] as const) {
         const buf = dtype === 'fp32' ? f32 : bf16;
         let loss = NaN;
-        const st = await measure(tb, `unfused${vectorExp ? ' vexp' : ''} ${dtype} ${shape}`, () => { loss = nb.unfusedSft(buf, N, V, p.targets, buf, vectorExp); }, {
-          iterations: vectorExp ? it.fused : it.unfused,
-          warmup: 1,
-          restore: dtype === 'fp32' ? restoreF32 : restoreBf16,
-        });
+        const st = await measure(
+          tb,
+          `unfused${vectorExp ? ' vexp' : ''} ${dtype} ${shape}`,
+          () => {
+            loss = nb.unfusedSft(buf, N, V, p.targets, buf, vectorExp);
+          },
+          {
+            iterations: vectorExp ? it.fused : it.unfused,
+            warmup: 1,
+            restore: dtype === 'fp32' ? restoreF32 : restoreBf16,
+          },
+        );
         add({
-          case: vectorExp ? 'unfused C++ SFT, vector exp (vexp)' : 'unfused C++ SFT (log_softmax → gather → grad, std::exp)',
+          case: vectorExp
+            ? 'unfused C++ SFT, vector exp (vexp)'
+            : 'unfused C++ SFT (log_softmax → gather → grad, std::exp)',
           kind: vectorExp ? 'unfused-vexp' : 'unfused',
           dtype,
           inPlace: true,
@@ -348,13 +411,28 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
     {
       let scratch: Float32Array | null = new Float32Array(N * V);
       let loss = NaN;
-      const st = await measure(tb, `naive ${shape}`, () => { loss = naiveSft(f32, N, V, p.targets, f32, scratch!); }, {
-        iterations: it.naive,
-        warmup: 0,
-        restore: restoreF32,
-      });
+      const st = await measure(
+        tb,
+        `naive ${shape}`,
+        () => {
+          loss = naiveSft(f32, N, V, p.targets, f32, scratch!);
+        },
+        {
+          iterations: it.naive,
+          warmup: 0,
+          restore: restoreF32,
+        },
+      );
       scratch = null;
-      add({ case: 'naive TS SFT (plain loops)', kind: 'naive', dtype: 'fp32', inPlace: true, ...st, bytes: 2 * N * V * 4, loss });
+      add({
+        case: 'naive TS SFT (plain loops)',
+        kind: 'naive',
+        dtype: 'fp32',
+        inPlace: true,
+        ...st,
+        bytes: 2 * N * V * 4,
+        loss,
+      });
     }
 
     // Ratios and targets.
@@ -372,13 +450,21 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
       if (naive && r.dtype === 'fp32') r.vsNaive = naive.meanMs / r.meanMs;
       // The issue's targets apply to the one-pass (token-level) kernels; two-pass rows are reported as measured.
       if (TWO_PASS.has(r.kernel!)) continue;
-      r.targets.push({ name: `≥ ${TARGET_COPY_FRACTION * 100}% copy BW`, pass: r.pctCopy >= TARGET_COPY_FRACTION * 100 });
-      if (r.vsUnfused !== undefined) r.targets.push({ name: `≥ ${TARGET_VS_UNFUSED}× unfused`, pass: r.vsUnfused >= TARGET_VS_UNFUSED });
+      r.targets.push({
+        name: `≥ ${TARGET_COPY_FRACTION * 100}% copy BW`,
+        pass: r.pctCopy >= TARGET_COPY_FRACTION * 100,
+      });
+      if (r.vsUnfused !== undefined)
+        r.targets.push({ name: `≥ ${TARGET_VS_UNFUSED}× unfused`, pass: r.vsUnfused >= TARGET_VS_UNFUSED });
     }
     // Sanity: the fused SFT and the baselines compute the same loss on the same (restored) data.
     const fusedSft = shapeRows.find((r) => r.kernel === 'sft' && r.dtype === 'fp32');
     for (const b of [find('unfused', 'fp32'), find('unfused-vexp', 'fp32'), naive]) {
-      if (fusedSft?.loss !== undefined && b?.loss !== undefined && !(Math.abs(fusedSft.loss - b.loss) <= 1e-3 * Math.max(1, Math.abs(b.loss)))) {
+      if (
+        fusedSft?.loss !== undefined &&
+        b?.loss !== undefined &&
+        !(Math.abs(fusedSft.loss - b.loss) <= 1e-3 * Math.max(1, Math.abs(b.loss)))
+      ) {
         log(`  WARNING: ${b.case} loss ${b.loss} differs from fused SFT loss ${fusedSft.loss}`);
       }
     }
@@ -390,7 +476,12 @@ async function benchCpu(tb: Tinybench, quick: boolean, log: (s: string) => void)
 // ---------------------------------------------------------------------------------------------------------
 // CUDA (when the addon was built with CUDA and a device is present)
 
-async function benchCuda(tb: Tinybench, quick: boolean, log: (s: string) => void, iterations?: number): Promise<{ rows: Row[]; gpu: string }> {
+async function benchCuda(
+  tb: Tinybench,
+  quick: boolean,
+  log: (s: string) => void,
+  iterations?: number,
+): Promise<{ rows: Row[]; gpu: string }> {
   const gpu = cuda.devices()[0]?.name ?? 'CUDA device';
   const N = quick ? 512 : 8192;
   const V = 151936;
@@ -410,10 +501,30 @@ async function benchCuda(tb: Tinybench, quick: boolean, log: (s: string) => void
       const inPlace = k === 'sft';
       const opts = lossOptions(k, p, logits, inPlace ? logits : grad);
       let loss = NaN;
-      const st = await measure(tb, `cuda ${k}`, () => { loss = lossAndGrad(opts).loss; cuda.synchronize(); }, { iterations: iterations ?? (quick ? 5 : 20), warmup: 2 });
+      const st = await measure(
+        tb,
+        `cuda ${k}`,
+        () => {
+          loss = lossAndGrad(opts).loss;
+          cuda.synchronize();
+        },
+        { iterations: iterations ?? (quick ? 5 : 20), warmup: 2 },
+      );
       const row: Row = {
-        backend: 'cuda', shape, N, V, case: KERNEL_LABEL[k], kind: 'fused', kernel: k, dtype: 'bf16', inPlace, ...st, bytes,
-        gbps: bytes / (st.meanMs * 1e-3) / 1e9, targets: [], loss,
+        backend: 'cuda',
+        shape,
+        N,
+        V,
+        case: KERNEL_LABEL[k],
+        kind: 'fused',
+        kernel: k,
+        dtype: 'bf16',
+        inPlace,
+        ...st,
+        bytes,
+        gbps: bytes / (st.meanMs * 1e-3) / 1e9,
+        targets: [],
+        loss,
       };
       if (peak) {
         row.rooflineMs = (bytes / peak) * 1e3;
@@ -444,7 +555,7 @@ function markdown(rows: Row[]): string {
   const gpu = rows.filter((r) => r.backend === 'cuda');
   if (cpu.length) {
     out.push(
-      "CPU, all calls in place (grad = logits) on logits restored before every call (untimed). bytes = minimum traffic: " +
+      'CPU, all calls in place (grad = logits) on logits restored before every call (untimed). bytes = minimum traffic: ' +
         "read N×V logits once + write N×V gradients once, in the logits' dtype; GB/s = bytes / mean time. " +
         'Copy bandwidth counts read + write (2·bytes/time). "% copy" compares with the restore copies timed ' +
         'between the same calls (paired, same buffer); "% copy (ref)" with the copy row. Speedups compare the ' +
@@ -486,7 +597,12 @@ function markdown(rows: Row[]): string {
 }
 
 function slug(s: string): string {
-  return s.toLowerCase().replace(/\(r\)|\(tm\)/g, '').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 40);
+  return s
+    .toLowerCase()
+    .replace(/\(r\)|\(tm\)/g, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
 }
 
 function writeJsonAtomic(file: string, data: unknown): void {
@@ -505,14 +621,35 @@ async function benchEngine(quick: boolean, log: (s: string) => void): Promise<vo
   for (const r of train) console.log(`- ${JSON.stringify(r)}`);
   const cpus = os.cpus();
   const day = new Date().toISOString().slice(0, 10);
-  const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `engine-cpu-${slug(cpus[0]?.model ?? 'unknown')}-${cpus.length}c-${day}${quick ? '-quick' : ''}.json`);
-  writeJsonAtomic(file, { machine: { cpu: cpus[0]?.model, cores: cpus.length, node: process.version, date: new Date().toISOString(), loadAverage: os.loadavg()[0] }, ops, train });
+  const file = path.resolve(
+    __dirname,
+    '..',
+    '..',
+    'bench',
+    'results',
+    `engine-cpu-${slug(cpus[0]?.model ?? 'unknown')}-${cpus.length}c-${day}${quick ? '-quick' : ''}.json`,
+  );
+  writeJsonAtomic(file, {
+    machine: {
+      cpu: cpus[0]?.model,
+      cores: cpus.length,
+      node: process.version,
+      date: new Date().toISOString(),
+      loadAverage: os.loadavg()[0],
+    },
+    ops,
+    train,
+  });
   log(`wrote ${path.relative(process.cwd(), file)}`);
 }
 
 // The decoder engine on CUDA (bench/train.ts benchTrainCuda): only with --only engine-cuda.
 async function benchEngineCuda(args: Args, log: (s: string) => void): Promise<void> {
-  const r = await benchTrainCuda({ modelDir: args.modelDir, log, ...(args.quick ? { T: 1024, steps: 2, memT: 512, maxNewTokens: 16 } : {}) });
+  const r = await benchTrainCuda({
+    modelDir: args.modelDir,
+    log,
+    ...(args.quick ? { T: 1024, steps: 2, memT: 512, maxNewTokens: 16 } : {}),
+  });
   if (r.skipped) {
     log(`engine-cuda: skipped: ${r.skipped}`);
     return;
@@ -520,22 +657,41 @@ async function benchEngineCuda(args: Args, log: (s: string) => void): Promise<vo
   console.log(`\nDecoder engine (CUDA, ${r.gpu}):\n`);
   for (const row of r.rows) console.log(`- ${JSON.stringify(row)}`);
   const day = new Date().toISOString().slice(0, 10);
-  const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `engine-gpu-${slug(r.gpu ?? 'cuda')}-${day}${args.quick ? '-quick' : ''}.json`);
+  const file = path.resolve(
+    __dirname,
+    '..',
+    '..',
+    'bench',
+    'results',
+    `engine-gpu-${slug(r.gpu ?? 'cuda')}-${day}${args.quick ? '-quick' : ''}.json`,
+  );
   writeJsonAtomic(file, {
-    machine: { gpu: r.gpu, cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, date: new Date().toISOString() },
+    machine: {
+      gpu: r.gpu,
+      cpu: os.cpus()[0]?.model,
+      cores: os.cpus().length,
+      node: process.version,
+      date: new Date().toISOString(),
+    },
     peakFlops: r.peakFlops ?? null,
     conventions: {
       step: 'lossAndBackward (sft, every position but the last has a target) + step (clip 1.0 + AdamW) + zeroGrad; median of the timed steps after one warm-up',
-      flops: '6·P_matmul per token + causal attention 6·L·Hq·D·(T+1); MFU = FLOP/s ÷ 989e12 (dense bf16, H100/H200 SXM)',
-      memory: 'device tracker (Model.memory().device): peak during one step − current before, RIFT vs DPO with a held reference model',
+      flops:
+        '6·P_matmul per token + causal attention 6·L·Hq·D·(T+1); MFU = FLOP/s ÷ 989e12 (dense bf16, H100/H200 SXM)',
+      memory:
+        'device tracker (Model.memory().device): peak during one step − current before, RIFT vs DPO with a held reference model',
     },
     train: r.rows,
   });
   log(`wrote ${path.relative(process.cwd(), file)}`);
   // A part that failed (an engine error, an out-of-memory) is in the JSON; the exit status says so too.
-  const failed = r.rows.flatMap((row) => [row, ...Object.values(row)]).filter((x) => x !== null && typeof x === 'object' && 'error' in (x as object));
+  const failed = r.rows
+    .flatMap((row) => [row, ...Object.values(row)])
+    .filter((x) => x !== null && typeof x === 'object' && 'error' in (x as object));
   if (failed.length) {
-    log(`engine-cuda: ${failed.length} part(s) failed: ${failed.map((x) => (x as { error: string }).error).join(' | ')}`);
+    log(
+      `engine-cuda: ${failed.length} part(s) failed: ${failed.map((x) => (x as { error: string }).error).join(' | ')}`,
+    );
     process.exitCode = 1;
   }
 }
@@ -551,7 +707,9 @@ async function main(): Promise<void> {
   let gpu: string | null = null;
   const load0 = os.loadavg()[0];
   if (load0 > 0.25 * os.cpus().length) {
-    log(`note: load average ${load0.toFixed(2)} on ${os.cpus().length} cores: other processes will make the CPU numbers noisy`);
+    log(
+      `note: load average ${load0.toFixed(2)} on ${os.cpus().length} cores: other processes will make the CPU numbers noisy`,
+    );
   }
   if (args.only === null || args.only === 'engine') await benchEngine(args.quick, log);
   if (args.only === null || args.only === 'cpu') rows.push(...(await benchCpu(tb, args.quick, log)));
@@ -561,7 +719,11 @@ async function main(): Promise<void> {
       gpu = r.gpu;
       rows.push(...r.rows);
     } else {
-      log(args.only === 'cuda' ? 'cuda: no CUDA device (or the addon was built without CUDA): nothing to measure' : 'cuda: not available, skipped');
+      log(
+        args.only === 'cuda'
+          ? 'cuda: no CUDA device (or the addon was built without CUDA): nothing to measure'
+          : 'cuda: not available, skipped',
+      );
     }
   }
 
@@ -586,7 +748,14 @@ async function main(): Promise<void> {
   };
   const day = started.toISOString().slice(0, 10);
   const tag = gpu ? `gpu-${slug(gpu)}` : `cpu-${slug(machine.cpu)}-${machine.cores}c`;
-  const file = path.resolve(__dirname, '..', '..', 'bench', 'results', `${tag}-${day}${args.quick ? '-quick' : ''}.json`);
+  const file = path.resolve(
+    __dirname,
+    '..',
+    '..',
+    'bench',
+    'results',
+    `${tag}-${day}${args.quick ? '-quick' : ''}.json`,
+  );
   writeJsonAtomic(file, {
     machine,
     args,
@@ -609,6 +778,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exit(1);
 });

@@ -38,7 +38,8 @@ function median(xs: number[]): number {
 /** Wall time of one value + gradient (read back to the host, as a training step would use them). */
 function once(f: (x: tf.Tensor2D) => tf.Scalar, x: tf.Tensor2D): { ms: number; grad: Float32Array } {
   const t0 = performance.now();
-  let g: Float32Array = new Float32Array(0), t1 = 0;
+  let g: Float32Array = new Float32Array(0),
+    t1 = 0;
   tf.tidy(() => {
     const { value, grad } = tf.valueAndGrad(f)(x);
     value.dataSync();
@@ -51,10 +52,13 @@ function once(f: (x: tf.Tensor2D) => tf.Scalar, x: tf.Tensor2D): { ms: number; g
 
 /** Median times of a and b over `reps` calls each, interleaved (a, b, a, b, …) after one warm-up of each. */
 function race(a: (x: tf.Tensor2D) => tf.Scalar, b: (x: tf.Tensor2D) => tf.Scalar, x: tf.Tensor2D, reps: number) {
-  const ta: number[] = [], tb: number[] = [];
-  let ga: Float32Array = new Float32Array(0), gb: Float32Array = ga;
+  const ta: number[] = [],
+    tb: number[] = [];
+  let ga: Float32Array = new Float32Array(0),
+    gb: Float32Array = ga;
   for (let i = 0; i <= reps; i++) {
-    const ra = once(a, x), rb = once(b, x);
+    const ra = once(a, x),
+      rb = once(b, x);
     if (i > 0) {
       ta.push(ra.ms);
       tb.push(rb.ms);
@@ -70,18 +74,26 @@ async function main(): Promise<void> {
   await tf.setBackend('cpu');
   const reps = Number(arg('reps', '5'));
   const loadBefore = os.loadavg()[0];
-  const shapes = arg('shapes', '256x4096,512x16384,1024x32000').split(',').map((s) => s.split('x').map(Number) as [number, number]);
+  const shapes = arg('shapes', '256x4096,512x16384,1024x32000')
+    .split(',')
+    .map((s) => s.split('x').map(Number) as [number, number]);
   const out: Row[] = [];
   for (const [rows, vocab] of shapes) {
     // 8 sequences, the first quarter of each a prompt (−100), rewards alternating +1 / −0.2
-    const S = 8, len = rows / S;
+    const S = 8,
+      len = rows / S;
     const offsets = Int32Array.from({ length: S + 1 }, (_, i) => i * len);
     const targets = Int32Array.from({ length: rows }, (_, t) => (t % len < len / 4 ? -100 : (t * 7919) % vocab));
     const rewards = Float32Array.from({ length: S }, (_, i) => (i % 2 ? -0.2 : 1));
-    const x = tf.tensor2d(Float32Array.from({ length: rows * vocab }, (_, i) => Math.sin(i * 0.618) * 4), [rows, vocab]);
+    const x = tf.tensor2d(
+      Float32Array.from({ length: rows * vocab }, (_, i) => Math.sin(i * 0.618) * 4),
+      [rows, vocab],
+    );
     for (const method of ['sft', 'rift'] as const) {
       const opts: RiftLossOptions = { method, negative: 'token' };
-      const logits = x.dataSync() as Float32Array, g = new Float32Array(rows * vocab), ks: number[] = [];
+      const logits = x.dataSync() as Float32Array,
+        g = new Float32Array(rows * vocab),
+        ks: number[] = [];
       for (let i = 0; i <= reps; i++) {
         const t0 = performance.now();
         lossAndGrad({ logits, rows, vocab, targets, offsets, rewards, method, negative: 'token', grad: g });
@@ -90,25 +102,48 @@ async function main(): Promise<void> {
       const { a, b: p } = race(
         (z) => riftLoss(z, targets, offsets, rewards, opts),
         (z) => plainTfLoss(tf, z, { targets, offsets, rewards, method, negative: 'token' }),
-        x, reps,
+        x,
+        reps,
       );
       let diff = 0;
       for (let i = 0; i < a.grad.length; i++) diff = Math.max(diff, Math.abs(a.grad[i] - p.grad[i]));
-      const row: Row = { rows, vocab, method: method === 'rift' ? 'rift (token)' : method, kernelMs: median(ks), adapterMs: a.ms, plainMs: p.ms, speedup: p.ms / a.ms, maxGradDiff: diff };
+      const row: Row = {
+        rows,
+        vocab,
+        method: method === 'rift' ? 'rift (token)' : method,
+        kernelMs: median(ks),
+        adapterMs: a.ms,
+        plainMs: p.ms,
+        speedup: p.ms / a.ms,
+        maxGradDiff: diff,
+      };
       out.push(row);
-      console.error(`${rows}×${vocab} ${row.method}: riftLoss ${a.ms.toFixed(1)} ms, plain tf ${p.ms.toFixed(1)} ms (${row.speedup.toFixed(1)}×)`);
+      console.error(
+        `${rows}×${vocab} ${row.method}: riftLoss ${a.ms.toFixed(1)} ms, plain tf ${p.ms.toFixed(1)} ms (${row.speedup.toFixed(1)}×)`,
+      );
     }
     x.dispose();
   }
   const info = backends();
   const result = {
-    date: new Date().toISOString().slice(0, 10), host: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}`, loadBefore, loadAfter: os.loadavg()[0],
-    tfjs: tf.version_core, backend: tf.getBackend(), threads: info.cpu.threads, reps, rows: out,
+    date: new Date().toISOString().slice(0, 10),
+    host: `${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}`,
+    loadBefore,
+    loadAfter: os.loadavg()[0],
+    tfjs: tf.version_core,
+    backend: tf.getBackend(),
+    threads: info.cpu.threads,
+    reps,
+    rows: out,
   };
-  console.log('| shape (rows × vocab) | method | kernel alone ms | riftLoss ms | plain tf ops ms | plain / riftLoss | max |Δgrad| |');
+  console.log(
+    '| shape (rows × vocab) | method | kernel alone ms | riftLoss ms | plain tf ops ms | plain / riftLoss | max |Δgrad| |',
+  );
   console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const r of out)
-    console.log(`| ${r.rows} × ${r.vocab} | ${r.method} | ${r.kernelMs.toFixed(1)} | ${r.adapterMs.toFixed(1)} | ${r.plainMs.toFixed(1)} | ${r.speedup.toFixed(1)}× | ${r.maxGradDiff.toExponential(1)} |`);
+    console.log(
+      `| ${r.rows} × ${r.vocab} | ${r.method} | ${r.kernelMs.toFixed(1)} | ${r.adapterMs.toFixed(1)} | ${r.plainMs.toFixed(1)} | ${r.speedup.toFixed(1)}× | ${r.maxGradDiff.toExponential(1)} |`,
+    );
   const file = arg('out', '');
   if (file) fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 }

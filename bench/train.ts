@@ -55,8 +55,16 @@ export interface TrainBenchRow {
 }
 
 export const BENCH_CONFIG = {
-  model_type: 'qwen2', vocab_size: 8192, hidden_size: 512, intermediate_size: 1408, num_hidden_layers: 6,
-  num_attention_heads: 8, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 8192,
+  hidden_size: 512,
+  intermediate_size: 1408,
+  num_hidden_layers: 6,
+  num_attention_heads: 8,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
   max_position_embeddings: 4096,
 };
 
@@ -66,13 +74,20 @@ const now = () => Number(process.hrtime.bigint()) / 1e6; // ms
  * The sgemm peak: the best GFLOP/s of addon.ops.gemm on an n³ square problem over the NN, NT and TN layouts
  * (the three the model uses), `reps` timed calls each after one warm-up call.
  */
-export function sgemmPeak(n = 2048, reps = 3): { gflops: number; n: number; impl: string; threads: number; byLayout: Record<string, number> } {
+export function sgemmPeak(
+  n = 2048,
+  reps = 3,
+): { gflops: number; n: number; impl: string; threads: number; byLayout: Record<string, number> } {
   const ops = addon.ops;
   const A = new Float32Array(n * n).map((_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
   const B = A.slice().reverse();
   const C = new Float32Array(n * n);
   const byLayout: Record<string, number> = {};
-  for (const [transA, transB] of [[false, false], [false, true], [true, false]]) {
+  for (const [transA, transB] of [
+    [false, false],
+    [false, true],
+    [true, false],
+  ]) {
     let best = Infinity;
     for (let r = 0; r < reps + 1; r++) {
       const t0 = now();
@@ -92,8 +107,14 @@ export function sgemmPeak(n = 2048, reps = 3): { gflops: number; n: number; impl
  */
 export function matmulParams(model: Model): number {
   const c = model.config;
-  return model.numParams - model.tensorTable().filter((t) => !t.name.includes('_proj.') && !t.name.startsWith('lm_head')).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0)
-    + (c.tie_word_embeddings ? c.vocab_size * c.hidden_size : 0);
+  return (
+    model.numParams -
+    model
+      .tensorTable()
+      .filter((t) => !t.name.includes('_proj.') && !t.name.startsWith('lm_head'))
+      .reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0) +
+    (c.tie_word_embeddings ? c.vocab_size * c.hidden_size : 0)
+  );
 }
 
 /** Causal attention FLOPs per token of a training step at sequence length T: 6·L·Hq·D·(T+1). */
@@ -116,7 +137,9 @@ function sftBatch(vocab: number, B: number, T: number): { ids: Int32Array; targe
 
 export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBenchRow[]> {
   const quick = !!opts.quick;
-  const B = opts.B ?? (quick ? 4 : 8), T = opts.T ?? (quick ? 128 : 256), steps = opts.steps ?? (quick ? 2 : 4);
+  const B = opts.B ?? (quick ? 4 : 8),
+    T = opts.T ?? (quick ? 128 : 256),
+    steps = opts.steps ?? (quick ? 2 : 4);
   const peakBefore = sgemmPeak(2048, quick ? 1 : 3);
 
   const model = Model.fromConfig(BENCH_CONFIG, { seed: 1, std: 0.02 });
@@ -144,26 +167,57 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
   // Other processes on the machine slow down some calls: the higher of the two measurements is the peak.
   const peak = peakAfter.gflops > peakBefore.gflops ? peakAfter : peakBefore;
   const tokPerSec = N / (med.total / 1e3);
-  const flopsModel = 6 * pMatmul * tokPerSec, flopsAll = (6 * pMatmul + attnPerToken) * tokPerSec;
+  const flopsModel = 6 * pMatmul * tokPerSec,
+    flopsAll = (6 * pMatmul + attnPerToken) * tokPerSec;
   const mem = model.memory();
   const rows: TrainBenchRow[] = [
-    { name: 'sgemm peak', gflops: round(peak.gflops), n: peak.n, impl: peak.impl, threads: peak.threads, before: peakBefore.byLayout, after: peakAfter.byLayout },
+    {
+      name: 'sgemm peak',
+      gflops: round(peak.gflops),
+      n: peak.n,
+      impl: peak.impl,
+      threads: peak.threads,
+      before: peakBefore.byLayout,
+      after: peakAfter.byLayout,
+    },
     {
       name: 'train step (sft)',
       config: `qwen2 V=${c.vocab_size} C=${c.hidden_size} I=${c.intermediate_size} L=${c.num_hidden_layers} H=${c.num_attention_heads}/${c.num_key_value_heads} tied`,
-      params: P, matmulParams: pMatmul, B, T, tokensPerStep: N, targetTokens: tokens,
-      stepMs: round(med.total), stepMsAll: times.map((t) => round(t.total)), loadAverage: round(os.loadavg()[0]), lossBackwardMs: round(med.lossBackward), optimizerMs: round(med.total - med.lossBackward),
+      params: P,
+      matmulParams: pMatmul,
+      B,
+      T,
+      tokensPerStep: N,
+      targetTokens: tokens,
+      stepMs: round(med.total),
+      stepMsAll: times.map((t) => round(t.total)),
+      loadAverage: round(os.loadavg()[0]),
+      lossBackwardMs: round(med.lossBackward),
+      optimizerMs: round(med.total - med.lossBackward),
       tokensPerSec: round(tokPerSec),
-      gflops6P: round(flopsModel / 1e9), gflopsWithAttention: round(flopsAll / 1e9),
-      mfu6P: round(flopsModel / 1e9 / peak.gflops, 3), mfuWithAttention: round(flopsAll / 1e9 / peak.gflops, 3),
+      gflops6P: round(flopsModel / 1e9),
+      gflopsWithAttention: round(flopsAll / 1e9),
+      mfu6P: round(flopsModel / 1e9 / peak.gflops, 3),
+      mfuWithAttention: round(flopsAll / 1e9 / peak.gflops, 3),
       flops: '6·P_matmul per token (+ causal attention 6·L·Hq·D·(T+1))',
       chunkRows: model.native.info().chunkRows,
-      memoryMB: Object.fromEntries(Object.entries(mem).filter(([k]) => k !== 'device').map(([k, v]) => [k, round((v as { peak: number }).peak / 2 ** 20, 1)])),
+      memoryMB: Object.fromEntries(
+        Object.entries(mem)
+          .filter(([k]) => k !== 'device')
+          .map(([k, v]) => [k, round((v as { peak: number }).peak / 2 ** 20, 1)]),
+      ),
     },
   ];
 
   if (opts.sampling !== false)
-    rows.push(...(await benchSampling(model, { prompts: opts.prompts ?? (quick ? 16 : 64), k: opts.k ?? 8, promptLength: opts.promptLength ?? 32, maxNewTokens: opts.maxNewTokens ?? (quick ? 32 : 64) })));
+    rows.push(
+      ...(await benchSampling(model, {
+        prompts: opts.prompts ?? (quick ? 16 : 64),
+        k: opts.k ?? 8,
+        promptLength: opts.promptLength ?? 32,
+        maxNewTokens: opts.maxNewTokens ?? (quick ? 32 : 64),
+      })),
+    );
   return rows;
 }
 
@@ -173,14 +227,23 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
  * and whether the tokens agree. `name` prefixes the row names (e.g. the device).
  */
 export async function benchSampling(
-  model: Model, o: { prompts: number; k: number; promptLength: number; maxNewTokens: number; maxBatchRows?: number; name?: string },
+  model: Model,
+  o: { prompts: number; k: number; promptLength: number; maxNewTokens: number; maxBatchRows?: number; name?: string },
 ): Promise<TrainBenchRow[]> {
   const c = model.config;
   const prompts = Array.from({ length: o.prompts }, (_, i) => lcgIds(o.promptLength, c.vocab_size, 100 + i));
   const tokenizer = { encode: () => new Int32Array(0), decode: () => '', eosTokenIds: [] as number[] };
   const run = async (batching: 'per-prompt' | 'continuous') => {
     const t0 = now();
-    const out = await generate(model, tokenizer, prompts, { k: o.k, maxNewTokens: o.maxNewTokens, temperature: 1, seed: 1, stopTokens: [], batching, maxBatchRows: o.maxBatchRows });
+    const out = await generate(model, tokenizer, prompts, {
+      k: o.k,
+      maxNewTokens: o.maxNewTokens,
+      temperature: 1,
+      seed: 1,
+      stopTokens: [],
+      batching,
+      maxBatchRows: o.maxBatchRows,
+    });
     const ms = now() - t0;
     const generated = out.reduce((s, p) => s + p.samples.reduce((a, x) => a + x.ids.length, 0), 0);
     return { out, ms, generated, tokensPerSec: generated / (ms / 1e3), loadAverage: os.loadavg()[0] };
@@ -189,12 +252,32 @@ export async function benchSampling(
   const base = { prompts: o.prompts, k: o.k, promptLength: o.promptLength, maxNewTokens: o.maxNewTokens };
   const one = await run('per-prompt');
   const cont = await run('continuous');
-  const same = one.out.every((p, i) => p.samples.every((x, j) => x.ids.length === cont.out[i].samples[j].ids.length && x.ids.every((t, n) => t === cont.out[i].samples[j].ids[n])));
+  const same = one.out.every((p, i) =>
+    p.samples.every(
+      (x, j) =>
+        x.ids.length === cont.out[i].samples[j].ids.length &&
+        x.ids.every((t, n) => t === cont.out[i].samples[j].ids[n]),
+    ),
+  );
   return [
-    { name: pre('sampling (one prompt at a time)'), ...base, generatedTokens: one.generated, ms: round(one.ms), tokensPerSec: round(one.tokensPerSec), loadAverage: round(one.loadAverage) },
     {
-      name: pre('sampling (continuous batching)'), ...base, maxBatchRows: o.maxBatchRows ?? 256, generatedTokens: cont.generated, ms: round(cont.ms),
-      tokensPerSec: round(cont.tokensPerSec), loadAverage: round(cont.loadAverage), speedup: round(cont.tokensPerSec / one.tokensPerSec), sameTokens: same,
+      name: pre('sampling (one prompt at a time)'),
+      ...base,
+      generatedTokens: one.generated,
+      ms: round(one.ms),
+      tokensPerSec: round(one.tokensPerSec),
+      loadAverage: round(one.loadAverage),
+    },
+    {
+      name: pre('sampling (continuous batching)'),
+      ...base,
+      maxBatchRows: o.maxBatchRows ?? 256,
+      generatedTokens: cont.generated,
+      ms: round(cont.ms),
+      tokensPerSec: round(cont.tokensPerSec),
+      loadAverage: round(cont.loadAverage),
+      speedup: round(cont.tokensPerSec / one.tokensPerSec),
+      sameTokens: same,
     },
   ];
 }
@@ -204,9 +287,18 @@ export async function benchSampling(
 
 /** Qwen2.5-1.5B's shape (Qwen2.5-Math-1.5B's config.json; rope_theta of Qwen2.5-1.5B). */
 export const QWEN25_1_5B_CONFIG = {
-  model_type: 'qwen2', vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28,
-  num_attention_heads: 12, num_key_value_heads: 2, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1000000,
-  tie_word_embeddings: true, max_position_embeddings: 32768,
+  model_type: 'qwen2',
+  vocab_size: 151936,
+  hidden_size: 1536,
+  intermediate_size: 8960,
+  num_hidden_layers: 28,
+  num_attention_heads: 12,
+  num_key_value_heads: 2,
+  head_dim: 128,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  tie_word_embeddings: true,
+  max_position_embeddings: 32768,
 };
 
 /** Dense bf16 tensor-core peak from the datasheet (H100 SXM5: 989.4 TFLOP/s; the H200 has the same SMs and clocks). */
@@ -247,7 +339,10 @@ export interface CudaBenchResult {
 /** An Error's message, and whether it looks like an out-of-memory failure. */
 function failure(e: unknown): { error: string; oom: boolean } {
   const msg = e instanceof Error ? e.message : String(e);
-  return { error: msg.slice(0, 500), oom: /out of memory|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|bad_alloc/i.test(msg) };
+  return {
+    error: msg.slice(0, 500),
+    oom: /out of memory|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|bad_alloc/i.test(msg),
+  };
 }
 
 const GB = 2 ** 30;
@@ -271,15 +366,22 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
   if (device === 'cuda') {
     if (!addon.buildInfo.cuda) return { skipped: 'the addon was built without CUDA (no nvcc at build time)', rows: [] };
     const name = cudaDeviceName();
-    if (!name) return { skipped: 'no usable CUDA device (Model.devices() has no cuda: no device, or cuBLAS not loadable)', rows: [] };
+    if (!name)
+      return {
+        skipped: 'no usable CUDA device (Model.devices() has no cuda: no device, or cuBLAS not loadable)',
+        rows: [],
+      };
     gpu = name;
   } else gpu = `cpu (${os.cpus()[0]?.model ?? 'unknown'})`;
   const peakFlops = /H100|H200/i.test(gpu) ? GPU_BF16_PEAK : undefined;
-  const B = opts.B ?? 1, T = opts.T ?? 4096, steps = opts.steps ?? 3;
+  const B = opts.B ?? 1,
+    T = opts.T ?? 4096,
+    steps = opts.steps ?? 3;
   const rows: TrainBenchRow[] = [];
   const dev = { device, precision: 'bf16' } as const;
   const checkDevice = (m: Model) => {
-    if (m.device !== device || m.precision !== 'bf16') throw new Error(`the engine runs on ${m.device}/${m.precision}, not ${device}/bf16`);
+    if (m.device !== device || m.precision !== 'bf16')
+      throw new Error(`the engine runs on ${m.device}/${m.precision}, not ${device}/bf16`);
   };
   // The tracker's space that holds this device's buffers (memory.ts does the same).
   const space = (r: ReturnType<typeof Model.memory>) => (device === 'cuda' ? r.device : r);
@@ -288,7 +390,9 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
   let model: Model | undefined;
   try {
     const t0 = now();
-    log(`engine-cuda: ${opts.modelDir ? `loading ${opts.modelDir}` : 'random init of the Qwen2.5-1.5B shape'} on ${gpu} (bf16)`);
+    log(
+      `engine-cuda: ${opts.modelDir ? `loading ${opts.modelDir}` : 'random init of the Qwen2.5-1.5B shape'} on ${gpu} (bf16)`,
+    );
     model = opts.modelDir ? Model.load(opts.modelDir, dev) : Model.fromConfig(config, { ...dev, seed: 1, std: 0.02 });
     const loadSeconds = (now() - t0) / 1e3;
     checkDevice(model);
@@ -315,29 +419,59 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
     const sorted = [...times].sort((a, b) => a.total - b.total);
     const med = sorted[Math.floor(sorted.length / 2)];
     const tokPerSec = N / (med.total / 1e3);
-    const f6p = 6 * pMatmul * tokPerSec, fAll = (6 * pMatmul + attnPerToken) * tokPerSec;
+    const f6p = 6 * pMatmul * tokPerSec,
+      fAll = (6 * pMatmul + attnPerToken) * tokPerSec;
     const devMem = space(Model.memory());
     const row: TrainBenchRow = {
-      name: `${device} train step (sft)`, gpu, device: model.device, precision: model.precision, recompute: model.recompute,
+      name: `${device} train step (sft)`,
+      gpu,
+      device: model.device,
+      precision: model.precision,
+      recompute: model.recompute,
       config: `qwen2 V=${c.vocab_size} C=${c.hidden_size} I=${c.intermediate_size} L=${c.num_hidden_layers} H=${c.num_attention_heads}/${c.num_key_value_heads} D=${c.head_dim} tied`,
-      weights: opts.modelDir ? `loaded from ${opts.modelDir}` : 'random N(0, 0.02), seed 1', loadSeconds: round(loadSeconds),
-      params: model.numParams, matmulParams: pMatmul, B, T, tokensPerStep: N,
-      stepMs: round(med.total), stepMsAll: times.map((t) => round(t.total)), warmupMs: round(w.total),
-      lossBackwardMs: round(med.lossBackward), optimizerMs: round(med.total - med.lossBackward), loss,
-      tokensPerSec: round(tokPerSec), tflops6P: round(f6p / 1e12), tflopsWithAttention: round(fAll / 1e12),
+      weights: opts.modelDir ? `loaded from ${opts.modelDir}` : 'random N(0, 0.02), seed 1',
+      loadSeconds: round(loadSeconds),
+      params: model.numParams,
+      matmulParams: pMatmul,
+      B,
+      T,
+      tokensPerStep: N,
+      stepMs: round(med.total),
+      stepMsAll: times.map((t) => round(t.total)),
+      warmupMs: round(w.total),
+      lossBackwardMs: round(med.lossBackward),
+      optimizerMs: round(med.total - med.lossBackward),
+      loss,
+      tokensPerSec: round(tokPerSec),
+      tflops6P: round(f6p / 1e12),
+      tflopsWithAttention: round(fAll / 1e12),
       peakTflops: peakFlops ? peakFlops / 1e12 : null,
-      mfu6P: peakFlops ? round(f6p / peakFlops, 4) : null, mfuWithAttention: peakFlops ? round(fAll / peakFlops, 4) : null,
-      flops: '6·P_matmul per token (+ causal attention 6·L·Hq·D·(T+1)); peak: 989e12 FLOP/s dense bf16 (H100/H200 SXM datasheet)',
+      mfu6P: peakFlops ? round(f6p / peakFlops, 4) : null,
+      mfuWithAttention: peakFlops ? round(fAll / peakFlops, 4) : null,
+      flops:
+        '6·P_matmul per token (+ causal attention 6·L·Hq·D·(T+1)); peak: 989e12 FLOP/s dense bf16 (H100/H200 SXM datasheet)',
       chunkRows: model.native.info().chunkRows,
-      memoryPeakGB: Object.fromEntries(Object.entries(devMem).filter(([k]) => k !== 'device').map(([k, v]) => [k, round((v as { peak: number }).peak / GB, 2)])),
+      memoryPeakGB: Object.fromEntries(
+        Object.entries(devMem)
+          .filter(([k]) => k !== 'device')
+          .map(([k, v]) => [k, round((v as { peak: number }).peak / GB, 2)]),
+      ),
     };
     rows.push(row);
-    log(`  train: ${row.stepMs} ms/step, ${row.tokensPerSec} tok/s, MFU ${row.mfuWithAttention ?? '—'} (with attention)`);
+    log(
+      `  train: ${row.stepMs} ms/step, ${row.tokensPerSec} tok/s, MFU ${row.mfuWithAttention ?? '—'} (with attention)`,
+    );
 
     // 2. Sampling with the KV cache: one prompt at a time vs continuous batching.
     if (opts.sampling !== false) {
       try {
-        const so = { prompts: opts.prompts ?? 64, k: opts.k ?? 8, promptLength: opts.promptLength ?? 32, maxNewTokens: opts.maxNewTokens ?? 64, name: device };
+        const so = {
+          prompts: opts.prompts ?? 64,
+          k: opts.k ?? 8,
+          promptLength: opts.promptLength ?? 32,
+          maxNewTokens: opts.maxNewTokens ?? 64,
+          name: device,
+        };
         const r = await benchSampling(model, so);
         rows.push(...r);
         log(`  sampling: ${r.map((x) => `${x.name} ${x.tokensPerSec} tok/s`).join(', ')}`);
@@ -356,8 +490,14 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
   //    of lib/profile/memory.ts, measured the same way: peak during the step − current before), same batch, without
   //    and with activation recomputation; predictMemory's numbers next to them.
   if (opts.memory !== false) {
-    const mB = opts.memB ?? 2, mT = opts.memT ?? 2048;
-    const mem: TrainBenchRow & Record<string, unknown> = { name: `${device} memory: rift vs dpo-held`, B: mB, T: mT, target: 'rift ≤ 0.55 × dpo-held' };
+    const mB = opts.memB ?? 2,
+      mT = opts.memT ?? 2048;
+    const mem: TrainBenchRow & Record<string, unknown> = {
+      name: `${device} memory: rift vs dpo-held`,
+      B: mB,
+      T: mT,
+      target: 'rift ≤ 0.55 × dpo-held',
+    };
     for (const recompute of [false, true]) {
       const peaks: Partial<Record<'rift' | 'dpo-held', number>> = {};
       for (const method of ['rift', 'dpo-held'] as const) {
@@ -379,22 +519,58 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
           const offsets = Int32Array.from({ length: mB + 1 }, (_, i) => i * mT);
           const batch = { ids, B: mB, T: mT, targets, offsets };
           if (method === 'rift') {
-            await policy.lossAndBackwardAsync({ ...batch, method: 'rift', rewards: Float32Array.from({ length: mB }, (_, i) => (i % 2 ? -0.5 : 1)) });
+            await policy.lossAndBackwardAsync({
+              ...batch,
+              method: 'rift',
+              rewards: Float32Array.from({ length: mB }, (_, i) => (i % 2 ? -0.5 : 1)),
+            });
           } else {
             held = Model.fromConfig(config, { ...dev, recompute, seed: 1, std: 0, reference: true });
-            const refLogps = Float64Array.from((await held.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogprobs);
+            const refLogps = Float64Array.from(
+              (await held.lossAndBackwardAsync({ ...batch, method: 'logprob', backward: false })).seqLogprobs,
+            );
             const pairs = Int32Array.from({ length: mB - (mB % 2) }, (_, i) => i);
-            await policy.lossAndBackwardAsync({ ...batch, method: 'dpo', dpo: { refLogprobs: refLogps, pairs, beta: 0.1 } });
+            await policy.lossAndBackwardAsync({
+              ...batch,
+              method: 'dpo',
+              dpo: { refLogprobs: refLogps, pairs, beta: 0.1 },
+            });
           }
           await policy.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
           const after = space(Model.memory());
-          const byCategory = Object.fromEntries(Object.entries(after).filter(([k]) => k !== 'device')
-            .map(([k, v]) => [k, round(((v as { peak: number }).peak - (before[k as keyof typeof before] as { current: number }).current) / 2 ** 20, 2)]));
+          const byCategory = Object.fromEntries(
+            Object.entries(after)
+              .filter(([k]) => k !== 'device')
+              .map(([k, v]) => [
+                k,
+                round(
+                  ((v as { peak: number }).peak - (before[k as keyof typeof before] as { current: number }).current) /
+                    2 ** 20,
+                  2,
+                ),
+              ]),
+          );
           const peak = after.total.peak - before.total.current;
           peaks[method] = peak;
-          const predicted = predictMemory(config, { method, B: mB, T: mT, recompute, chunkRows: policy.native.info().chunkRows, device: 'cuda', precision: policy.precision, activationDtype: policy.activationDtype });
+          const predicted = predictMemory(config, {
+            method,
+            B: mB,
+            T: mT,
+            recompute,
+            chunkRows: policy.native.info().chunkRows,
+            device: 'cuda',
+            precision: policy.precision,
+            activationDtype: policy.activationDtype,
+          });
           // baselineGB: what was still allocated before this variant (the earlier models should have been freed)
-          mem[key] = { peakGB: round(peak / GB, 3), peakBytes: peak, baselineGB: round(before.total.current / GB, 3), byCategoryMB: byCategory, predictedGB: round(predicted.bytes.total / GB, 3), predictedBytes: predicted.bytes.total };
+          mem[key] = {
+            peakGB: round(peak / GB, 3),
+            peakBytes: peak,
+            baselineGB: round(before.total.current / GB, 3),
+            byCategoryMB: byCategory,
+            predictedGB: round(predicted.bytes.total / GB, 3),
+            predictedBytes: predicted.bytes.total,
+          };
           log(`  memory ${key}: ${round(peak / GB, 2)} GB peak (predicted ${round(predicted.bytes.total / GB, 2)} GB)`);
         } catch (e) {
           mem[key] = failure(e);
@@ -420,7 +596,20 @@ function round(x: number, d = 2): number {
 
 if (require.main === module) {
   benchTrain({ quick: process.argv.includes('--quick') })
-    .then((rows) => console.log(JSON.stringify({ kind: 'train', date: new Date().toISOString(), machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length }, rows }, null, 2)))
+    .then((rows) =>
+      console.log(
+        JSON.stringify(
+          {
+            kind: 'train',
+            date: new Date().toISOString(),
+            machine: { cpu: os.cpus()[0]?.model, cores: os.cpus().length },
+            rows,
+          },
+          null,
+          2,
+        ),
+      ),
+    )
     .catch((e) => {
       console.error(e);
       process.exit(1);

@@ -54,7 +54,12 @@ export async function customLoop(o: CustomLoopOptions = {}): Promise<StepLog[]> 
   for (let s = 0; s < steps; s++) {
     const batch = problems.slice(s * problemsPerStep, (s + 1) * problemsPerStep);
     // 1. sample K answers per prompt (the tiny model's prompt format: the problem and a newline)
-    const outs = await generate(model, tokenizer, batch.map((p) => `${p.problem}\n`), { k, maxNewTokens: 96, temperature: 1, seed: seed * 1000 + s });
+    const outs = await generate(
+      model,
+      tokenizer,
+      batch.map((p) => `${p.problem}\n`),
+      { k, maxNewTokens: 96, temperature: 1, seed: seed * 1000 + s },
+    );
     // 2. score: reward +1 for a correct final answer, −0.2 otherwise
     const samples: BatchSample[] = [];
     let correct = 0;
@@ -76,9 +81,19 @@ export async function customLoop(o: CustomLoopOptions = {}): Promise<StepLog[]> 
     const st = model.step({ lr, weightDecay: 0, maxGradNorm: 1 });
     let after = 0;
     for (const mb of packed.microBatches) after += model.lossAndBackward({ ...mb, ...loss, backward: false }).loss;
-    const entry: StepLog = { step: s + 1, samples: samples.length, correct, microBatches: packed.microBatches.length, loss: before, lossAfter: after, gradNorm: st.gradNorm };
+    const entry: StepLog = {
+      step: s + 1,
+      samples: samples.length,
+      correct,
+      microBatches: packed.microBatches.length,
+      loss: before,
+      lossAfter: after,
+      gradNorm: st.gradNorm,
+    };
     logs.push(entry);
-    log(`step ${entry.step}: ${correct}/${samples.length} correct, ${entry.microBatches} micro-batches, RIFT loss ${before.toFixed(5)} → ${after.toFixed(5)} after the update, |g| ${st.gradNorm.toFixed(4)}`);
+    log(
+      `step ${entry.step}: ${correct}/${samples.length} correct, ${entry.microBatches} micro-batches, RIFT loss ${before.toFixed(5)} → ${after.toFixed(5)} after the update, |g| ${st.gradNorm.toFixed(4)}`,
+    );
   }
   return logs;
 }

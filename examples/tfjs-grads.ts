@@ -31,13 +31,46 @@ export function registerExampleGradients(tf: Tf): string[] {
     tf.registerGradient({ kernelName, ...cfg });
     done.push(kernelName);
   };
-  const both = (a: T, b: T, da: () => T, db: () => T) => ({ a: () => unbroadcast(tf, da(), a.shape), b: () => unbroadcast(tf, db(), b.shape) });
-  add('Add', { inputsToSave: ['a', 'b'], gradFunc: (dy, [a, b]) => both(a, b, () => dy as T, () => dy as T) });
-  add('Sub', { inputsToSave: ['a', 'b'], gradFunc: (dy, [a, b]) => both(a, b, () => dy as T, () => tf.neg(dy as T)) });
-  add('Multiply', { inputsToSave: ['a', 'b'], gradFunc: (dy, [a, b]) => both(a, b, () => tf.mul(dy as T, b), () => tf.mul(dy as T, a)) });
+  const both = (a: T, b: T, da: () => T, db: () => T) => ({
+    a: () => unbroadcast(tf, da(), a.shape),
+    b: () => unbroadcast(tf, db(), b.shape),
+  });
+  add('Add', {
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, [a, b]) =>
+      both(
+        a,
+        b,
+        () => dy as T,
+        () => dy as T,
+      ),
+  });
+  add('Sub', {
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, [a, b]) =>
+      both(
+        a,
+        b,
+        () => dy as T,
+        () => tf.neg(dy as T),
+      ),
+  });
+  add('Multiply', {
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, [a, b]) =>
+      both(
+        a,
+        b,
+        () => tf.mul(dy as T, b),
+        () => tf.mul(dy as T, a),
+      ),
+  });
   add('Neg', { gradFunc: (dy) => ({ x: () => tf.neg(dy as T) }) });
   add('Exp', { outputsToSave: [true], gradFunc: (dy, [y]) => ({ x: () => tf.mul(dy as T, y) }) });
-  add('Tanh', { outputsToSave: [true], gradFunc: (dy, [y]) => ({ x: () => tf.mul(dy as T, tf.sub(1, tf.square(y))) }) });
+  add('Tanh', {
+    outputsToSave: [true],
+    gradFunc: (dy, [y]) => ({ x: () => tf.mul(dy as T, tf.sub(1, tf.square(y))) }),
+  });
   add('Softplus', { inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.mul(dy as T, tf.sigmoid(x)) }) });
   add('Reshape', { inputsToSave: ['x'], gradFunc: (dy, [x]) => ({ x: () => tf.reshape(dy as T, x.shape) }) });
   add('Sum', {
@@ -62,7 +95,8 @@ export function registerExampleGradients(tf: Tf): string[] {
   add('GatherV2', {
     inputsToSave: ['x', 'indices'],
     gradFunc: (dy, [x, indices], attrs) => {
-      if ((attrs as { axis?: number }).axis !== 0) throw new Error('examples/tfjs-grads: GatherV2 gradient: only axis 0');
+      if ((attrs as { axis?: number }).axis !== 0)
+        throw new Error('examples/tfjs-grads: GatherV2 gradient: only axis 0');
       // Σ of dy's rows into the rows they were gathered from, as onehot(indices)ᵀ · dy (a GEMM: fast on every backend)
       const rows = tf.reshape(dy as T, [indices.size, x.size / x.shape[0]]);
       const onehot = tf.oneHot(tf.reshape(indices, [indices.size]) as tfc.Tensor1D, x.shape[0], 1, 0, 'float32');

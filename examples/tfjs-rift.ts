@@ -43,7 +43,10 @@ export interface Preference {
 
 /** The solution with its boxed answer changed (a wrong final answer). */
 function wrongAnswer(solution: string): string {
-  return solution.replace(/\\boxed\{([^}]*)\}$/, (_, a: string) => `\\boxed{${/^\d+$/.test(a) ? String(Number(a) + 1) : `${a}1`}}`);
+  return solution.replace(
+    /\\boxed\{([^}]*)\}$/,
+    (_, a: string) => `\\boxed{${/^\d+$/.test(a) ? String(Number(a) + 1) : `${a}1`}}`,
+  );
 }
 
 export async function tfjsRift(o: TfjsRiftOptions = {}): Promise<TfjsRiftResult> {
@@ -55,7 +58,9 @@ export async function tfjsRift(o: TfjsRiftOptions = {}): Promise<TfjsRiftResult>
   const problems = generateProblems({ count, seed, style: 'tiny', difficulty: 1 });
   const texts = problems.flatMap((p) => [p.problem + '\n', p.solution!, wrongAnswer(p.solution!)]);
   const chars = [...new Set(texts.join(''))].sort();
-  const PAD = 0, EOS = 1, V = chars.length + 2;
+  const PAD = 0,
+    EOS = 1,
+    V = chars.length + 2;
   const encode = (s: string) => Int32Array.from([...s], (c) => chars.indexOf(c) + 2);
   const samples: BatchSample[] = problems.flatMap((p) =>
     [p.solution!, wrongAnswer(p.solution!)].map((resp) => ({
@@ -73,19 +78,37 @@ export async function tfjsRift(o: TfjsRiftOptions = {}): Promise<TfjsRiftResult>
   // the model: logits_t = tanh(E[x_t] + F[x_{t−1}]) · W + b
   let s = seed >>> 0;
   const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * 0.2;
-  const param = (shape: number[]) => tf.variable(tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, rand), shape));
-  const E = param([V, hidden]), F = param([V, hidden]), W = param([hidden, V]), b = tf.variable(tf.zeros([V]));
-  const x = tf.tensor1d(mb.ids, 'int32'), xPrev = tf.tensor1d(prevIds, 'int32');
+  const param = (shape: number[]) =>
+    tf.variable(tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, rand), shape));
+  const E = param([V, hidden]),
+    F = param([V, hidden]),
+    W = param([hidden, V]),
+    b = tf.variable(tf.zeros([V]));
+  const x = tf.tensor1d(mb.ids, 'int32'),
+    xPrev = tf.tensor1d(prevIds, 'int32');
   const logits = () => tf.add(tf.matMul(tf.tanh(tf.add(tf.gather(E, x), tf.gather(F, xPrev))), W), b) as tf.Tensor2D;
-  const rift = () => riftLoss(logits(), mb.targets, mb.offsets, mb.rewards, { method: 'rift', negative: 'token', normalizer: packed.normalizer });
+  const rift = () =>
+    riftLoss(logits(), mb.targets, mb.offsets, mb.rewards, {
+      method: 'rift',
+      negative: 'token',
+      normalizer: packed.normalizer,
+    });
 
   // the kernel's per-sequence log-probs (onResult): which of each problem's two solutions the model prefers
   const preference = (): Preference => {
     let seqLogps: Float64Array = new Float64Array(0);
-    tf.tidy(() => void riftLoss(logits(), mb.targets, mb.offsets, mb.rewards, { method: 'rift', onResult: (r) => (seqLogps = r.seqLogprobs) }));
+    tf.tidy(
+      () =>
+        void riftLoss(logits(), mb.targets, mb.offsets, mb.rewards, {
+          method: 'rift',
+          onResult: (r) => (seqLogps = r.seqLogprobs),
+        }),
+    );
     const out: Preference = { preferred: 0, problems: 0, correct: 0, wrong: 0 };
-    let nc = 0, nw = 0;
-    for (let i = 0; i + 1 < mb.B; i += 2) { // rows 2p, 2p+1: problem p's correct and wrong solution
+    let nc = 0,
+      nw = 0;
+    for (let i = 0; i + 1 < mb.B; i += 2) {
+      // rows 2p, 2p+1: problem p's correct and wrong solution
       out.problems++;
       if (seqLogps[i] > seqLogps[i + 1]) out.preferred++;
       out.correct += seqLogps[i];
@@ -108,8 +131,10 @@ export async function tfjsRift(o: TfjsRiftOptions = {}): Promise<TfjsRiftResult>
     if (step % 10 === 0 || step === steps - 1) log(`step ${step + 1}: RIFT loss ${losses[step].toFixed(4)}`);
   }
   const after = preference();
-  log(`prefers the correct solution on ${before.preferred}/${before.problems} problems before, ${after.preferred}/${after.problems} after` +
-    ` (mean log-prob per token: correct ${before.correct.toFixed(3)} → ${after.correct.toFixed(3)}, wrong ${before.wrong.toFixed(3)} → ${after.wrong.toFixed(3)})`);
+  log(
+    `prefers the correct solution on ${before.preferred}/${before.problems} problems before, ${after.preferred}/${after.problems} after` +
+      ` (mean log-prob per token: correct ${before.correct.toFixed(3)} → ${after.correct.toFixed(3)}, wrong ${before.wrong.toFixed(3)} → ${after.wrong.toFixed(3)})`,
+  );
   optimizer.dispose();
   tf.dispose([E, F, W, b, x, xPrev]);
   return { losses, samples: samples.length, positives: samples.filter((e) => e.reward > 0).length, before, after };

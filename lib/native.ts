@@ -46,9 +46,12 @@ export interface NativeMemStats {
   current: number;
   peak: number;
 }
-export type NativeMemCategory = 'params' | 'grads' | 'optimizer' | 'activations' | 'logitsChunk' | 'kvCache' | 'reference' | 'workspace' | 'total';
+export type NativeMemCategory =
+  'params' | 'grads' | 'optimizer' | 'activations' | 'logitsChunk' | 'kvCache' | 'reference' | 'workspace' | 'total';
 /** Host memory per category at the top level; device (GPU) memory per category under `device`. */
-export type NativeMemoryReport = Record<NativeMemCategory, NativeMemStats> & { device: Record<NativeMemCategory, NativeMemStats> };
+export type NativeMemoryReport = Record<NativeMemCategory, NativeMemStats> & {
+  device: Record<NativeMemCategory, NativeMemStats>;
+};
 
 export interface NativeKvCache {
   readonly length: number;
@@ -76,8 +79,16 @@ export interface NativeModel {
   writeBuffer(which: 'params' | 'grads' | 'm' | 'v', data: Float32Array, offset?: number): void;
   tensorTable(): { name: string; offset: number; shape: number[] }[];
   info(): {
-    numParams: number; chunkRows: number; optimizerSteps: number; hasGrads: boolean; busy: boolean;
-    device: 'cpu' | 'cuda'; precision: 'fp32' | 'bf16'; recompute: boolean; activationDtype: 'fp32' | 'bf16'; config: Record<string, number | boolean>;
+    numParams: number;
+    chunkRows: number;
+    optimizerSteps: number;
+    hasGrads: boolean;
+    busy: boolean;
+    device: 'cpu' | 'cuda';
+    precision: 'fp32' | 'bf16';
+    recompute: boolean;
+    activationDtype: 'fp32' | 'bf16';
+    config: Record<string, number | boolean>;
   };
   forward(ids: Int32Array, B: number, T: number, lastOnly?: boolean): Float32Array;
   lossAndBackward(opts: object): NativeLossResult;
@@ -102,7 +113,17 @@ export interface NativeModel {
 }
 
 export interface NativeModelClass {
-  new (config: object, options?: { chunkRows?: number; reference?: boolean; device?: 'cpu' | 'cuda'; precision?: 'fp32' | 'bf16'; recompute?: boolean; activationDtype?: 'fp32' | 'bf16' }): NativeModel;
+  new (
+    config: object,
+    options?: {
+      chunkRows?: number;
+      reference?: boolean;
+      device?: 'cpu' | 'cuda';
+      precision?: 'fp32' | 'bf16';
+      recompute?: boolean;
+      activationDtype?: 'fp32' | 'bf16';
+    },
+  ): NativeModel;
   devices(): ('cpu' | 'cuda')[];
   memory(): NativeMemoryReport;
   resetPeaks(): void;
@@ -114,7 +135,11 @@ export interface NativeSafetensors {
   buildHeader(
     tensors: { name: string; dtype: string; shape: number[] }[],
     metadata?: Record<string, string>,
-  ): { header: Uint8Array; dataBytes: number; placement: { name: string; index: number; begin: number; end: number }[] };
+  ): {
+    header: Uint8Array;
+    dataBytes: number;
+    placement: { name: string; index: number; begin: number; end: number }[];
+  };
 }
 
 /** The data-parallel layer (native/napi/dist.cc; lib/dist wraps it). */
@@ -151,7 +176,10 @@ export interface NativeDist {
   paramsHash(model: NativeModel): Promise<string>;
   finalize(): void;
   abandon(why?: string): void;
-  GradSync: new (model: NativeModel, opts: { zero: 0 | 1; backend: 'mpi' | 'nccl'; bucketMB?: number }) => NativeGradSync;
+  GradSync: new (
+    model: NativeModel,
+    opts: { zero: 0 | 1; backend: 'mpi' | 'nccl'; bucketMB?: number },
+  ) => NativeGradSync;
 }
 
 /**
@@ -185,23 +213,134 @@ type F32 = Float32Array;
 type I32 = Int32Array;
 export interface NativeOps {
   /** The selected backend (default: device 'cpu', precision 'fp32'). */
-  info(sel?: OpsSelect): { backend: OpsDevice; gemm: string; precision: OpsPrecision; threads: number; blasAvailable: boolean; blasPath: string };
+  info(sel?: OpsSelect): {
+    backend: OpsDevice;
+    gemm: string;
+    precision: OpsPrecision;
+    threads: number;
+    blasAvailable: boolean;
+    blasPath: string;
+  };
   /** The devices an op may name: ['cpu'] or ['cpu', 'cuda'] (a CUDA device with a loadable cuBLAS). */
   devices(): OpsDevice[];
   /** 'builtin' | 'openblas' on the CPU, 'cublas' | 'cublas-tf32' on CUDA; false when unavailable. */
   setGemm(impl: string, sel?: OpsSelect): boolean;
-  gemm(o: { transA?: boolean; transB?: boolean; M: number; N: number; K: number; alpha?: number; beta?: number; A: F32; lda?: number; B: F32; ldb?: number; C: F32; ldc?: number } & OpsSelect): void;
-  matmulForward(o: { out: F32; inp: F32; weight: F32; bias?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
-  matmulBackward(o: { dinp?: F32; dweight?: F32; dbias?: F32; dout: F32; inp?: F32; weight?: F32; M: number; N: number; K: number; accumulate?: boolean } & OpsSelect): void;
+  gemm(
+    o: {
+      transA?: boolean;
+      transB?: boolean;
+      M: number;
+      N: number;
+      K: number;
+      alpha?: number;
+      beta?: number;
+      A: F32;
+      lda?: number;
+      B: F32;
+      ldb?: number;
+      C: F32;
+      ldc?: number;
+    } & OpsSelect,
+  ): void;
+  matmulForward(
+    o: {
+      out: F32;
+      inp: F32;
+      weight: F32;
+      bias?: F32;
+      M: number;
+      N: number;
+      K: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
+  matmulBackward(
+    o: {
+      dinp?: F32;
+      dweight?: F32;
+      dbias?: F32;
+      dout: F32;
+      inp?: F32;
+      weight?: F32;
+      M: number;
+      N: number;
+      K: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
   embeddingForward(o: { out: F32; ids: I32; wte: F32; T: number; V: number; C: number } & OpsSelect): void;
   embeddingBackward(o: { dwte: F32; dout: F32; ids: I32; T: number; V: number; C: number } & OpsSelect): void;
-  rmsnormForward(o: { out: F32; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number } & OpsSelect): void;
-  rmsnormBackward(o: { dinp?: F32; dweight?: F32; dout: F32; inp: F32; weight: F32; rstd: F32; T: number; C: number; accumulate?: boolean } & OpsSelect): void;
-  ropeForward(o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number } & OpsSelect): void;
-  ropeBackward(o: { dinp: F32; dout: F32; positions: I32; T: number; H: number; D: number; theta: number; accumulate?: boolean } & OpsSelect): void;
-  attentionForward(o: { out: F32; lse?: F32; q: F32; k: F32; v: F32; B: number; Tq: number; Tkv?: number; past?: number; rowPast?: I32; rowSlot?: I32; Hq: number; Hkv: number; D: number } & OpsSelect): void;
-  kvWrite(o: { cache: F32; x: F32; slot: I32; positions: I32; B: number; T: number; Tmax: number; width: number } & OpsSelect): void;
-  attentionBackward(o: { dq: F32; dk: F32; dv: F32; dout: F32; q: F32; k: F32; v: F32; out: F32; lse: F32; B: number; T: number; Hq: number; Hkv: number; D: number; accumulate?: boolean } & OpsSelect): void;
+  rmsnormForward(
+    o: { out: F32; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number } & OpsSelect,
+  ): void;
+  rmsnormBackward(
+    o: {
+      dinp?: F32;
+      dweight?: F32;
+      dout: F32;
+      inp: F32;
+      weight: F32;
+      rstd: F32;
+      T: number;
+      C: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
+  ropeForward(
+    o: { out: F32; inp: F32; positions: I32; T: number; H: number; D: number; theta: number } & OpsSelect,
+  ): void;
+  ropeBackward(
+    o: {
+      dinp: F32;
+      dout: F32;
+      positions: I32;
+      T: number;
+      H: number;
+      D: number;
+      theta: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
+  attentionForward(
+    o: {
+      out: F32;
+      lse?: F32;
+      q: F32;
+      k: F32;
+      v: F32;
+      B: number;
+      Tq: number;
+      Tkv?: number;
+      past?: number;
+      rowPast?: I32;
+      rowSlot?: I32;
+      Hq: number;
+      Hkv: number;
+      D: number;
+    } & OpsSelect,
+  ): void;
+  kvWrite(
+    o: { cache: F32; x: F32; slot: I32; positions: I32; B: number; T: number; Tmax: number; width: number } & OpsSelect,
+  ): void;
+  attentionBackward(
+    o: {
+      dq: F32;
+      dk: F32;
+      dv: F32;
+      dout: F32;
+      q: F32;
+      k: F32;
+      v: F32;
+      out: F32;
+      lse: F32;
+      B: number;
+      T: number;
+      Hq: number;
+      Hkv: number;
+      D: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
   swigluForward(o: { out: F32; gate: F32; up: F32 } & OpsSelect): void;
   swigluBackward(o: { dgate: F32; dup: F32; dout: F32; gate: F32; up: F32; accumulate?: boolean } & OpsSelect): void;
   add(o: { out: F32; a: F32; b: F32 } & OpsSelect): void;
@@ -211,19 +350,50 @@ export interface NativeOps {
   /** The saved-activation storage conversions (OpsBackend::to_bf16 / from_bf16): n values each way. */
   toBf16(o: { out: Uint16Array; x: F32 } & OpsSelect): void;
   fromBf16(o: { out: F32; x: Uint16Array } & OpsSelect): void;
-  adamw(o: { param: F32; grad: F32; m: F32; v: F32; lr?: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number; step: number; gradScale?: number } & OpsSelect): void;
+  adamw(
+    o: {
+      param: F32;
+      grad: F32;
+      m: F32;
+      v: F32;
+      lr?: number;
+      beta1?: number;
+      beta2?: number;
+      eps?: number;
+      weightDecay?: number;
+      step: number;
+      gradScale?: number;
+    } & OpsSelect,
+  ): void;
 }
 
 /** The unfused baselines `rift bench` compares the fused loss with (native/napi/bench.cc). */
 export interface NativeBench {
-  unfusedSft(logits: Float32Array | Uint16Array, rows: number, vocab: number, targets: Int32Array, grad: Float32Array | Uint16Array, vectorExp?: boolean): number;
+  unfusedSft(
+    logits: Float32Array | Uint16Array,
+    rows: number,
+    vocab: number,
+    targets: Int32Array,
+    grad: Float32Array | Uint16Array,
+    vectorExp?: boolean,
+  ): number;
   /** A threaded memcpy (the copy-bandwidth yardstick). */
   copy(dst: ArrayBufferView, src: ArrayBufferView): void;
 }
 
 export interface NativeAddon {
-  sampleRows(logits: Float32Array, B: number, V: number, temperature: number, topK: number, topP: number, u: Float64Array): {
-    tokens: Int32Array; logprobs: Float64Array; samplingLogprobs: Float64Array;
+  sampleRows(
+    logits: Float32Array,
+    B: number,
+    V: number,
+    temperature: number,
+    topK: number,
+    topP: number,
+    u: Float64Array,
+  ): {
+    tokens: Int32Array;
+    logprobs: Float64Array;
+    samplingLogprobs: Float64Array;
   };
   lossAndGrad(opts: object): NativeLossResult;
   lossAndGradAsync(opts: object): Promise<NativeLossResult>;
@@ -254,7 +424,9 @@ function load(): NativeAddon {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as NativeAddon;
   } catch (e) {
-    throw new Error(`rift: cannot load the native addon at ${file} (run \`npm install\` or \`npm run build:native\`): ${(e as Error).message}`);
+    throw new Error(
+      `rift: cannot load the native addon at ${file} (run \`npm install\` or \`npm run build:native\`): ${(e as Error).message}`,
+    );
   }
 }
 
@@ -270,6 +442,7 @@ export function localError(e: unknown): unknown {
   const ctor = name === 'TypeError' ? TypeError : name === 'RangeError' ? RangeError : Error;
   if (e instanceof ctor) return e;
   const out = new ctor(message);
-  if ((e as Error).stack) out.stack = `${name}: ${message}\n${((e as Error).stack ?? '').split('\n').slice(1).join('\n')}`;
+  if ((e as Error).stack)
+    out.stack = `${name}: ${message}\n${((e as Error).stack ?? '').split('\n').slice(1).join('\n')}`;
   return out;
 }

@@ -29,7 +29,8 @@ function upToDate() {
   if (!fs.existsSync(addon)) return false;
   const built = fs.statSync(addon).mtimeMs;
   const inputs = [path.join(root, 'CMakeLists.txt'), path.join(root, 'binding.gyp')]
-    .filter((p) => fs.existsSync(p)).map((p) => fs.statSync(p).mtimeMs);
+    .filter((p) => fs.existsSync(p))
+    .map((p) => fs.statSync(p).mtimeMs);
   return Math.max(newestSource(path.join(root, 'native')), ...inputs) <= built;
 }
 
@@ -60,11 +61,23 @@ if (!args.has('--gyp') && have('cmake')) {
     `--CDRIFT_ASAN=${on(asan)}`,
   ];
   if (asan) defs.push('--CDCMAKE_BUILD_TYPE=RelWithDebInfo');
-  ok = run(process.execPath, [cmakeJs, 'configure', '--out', outDir, ...defs]) && run(process.execPath, [cmakeJs, 'build', '--out', outDir]);
+  ok =
+    run(process.execPath, [cmakeJs, 'configure', '--out', outDir, ...defs]) &&
+    run(process.execPath, [cmakeJs, 'build', '--out', outDir]);
   if (!ok) console.error('rift: cmake-js build failed; trying node-gyp (CPU only)');
 }
 if (!ok && !asan) {
-  const gyp = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  const gyp = path.join(
+    path.dirname(process.execPath),
+    '..',
+    'lib',
+    'node_modules',
+    'npm',
+    'node_modules',
+    'node-gyp',
+    'bin',
+    'node-gyp.js',
+  );
   ok = fs.existsSync(gyp) ? run(process.execPath, [gyp, 'rebuild']) : run('node-gyp', ['rebuild']);
 }
 if (!ok) {

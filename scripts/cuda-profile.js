@@ -23,9 +23,11 @@ function parseArgs(argv) {
   const a = { device: 'cuda', phase: 'all', layers: 4, T: 4096, rows: 16, prompt: 32, decodeSteps: 8 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i].replace(/^--/, '');
-    if (!(k in a)) throw new Error(`unknown argument ${argv[i]} (usage: --phase train|decode|all --layers N --T N --rows N)`);
+    if (!(k in a))
+      throw new Error(`unknown argument ${argv[i]} (usage: --phase train|decode|all --layers N --T N --rows N)`);
     a[k] = k === 'phase' || k === 'device' ? argv[++i] : Number(argv[++i]);
-    if (k !== 'phase' && k !== 'device' && !(Number.isInteger(a[k]) && a[k] > 0)) throw new RangeError(`--${k}: expected a positive integer`);
+    if (k !== 'phase' && k !== 'device' && !(Number.isInteger(a[k]) && a[k] > 0))
+      throw new RangeError(`--${k}: expected a positive integer`);
   }
   if (!['train', 'decode', 'all'].includes(a.phase)) throw new RangeError('--phase: expected train, decode or all');
   return a;
@@ -41,11 +43,21 @@ function lcg(n, V, seed) {
 
 function main() {
   const a = parseArgs(process.argv.slice(2));
-  if (!Model.devices().includes(a.device)) throw new Error(`device ${a.device} is not usable here (Model.devices(): ${Model.devices()})`);
+  if (!Model.devices().includes(a.device))
+    throw new Error(`device ${a.device} is not usable here (Model.devices(): ${Model.devices()})`);
   const config = {
-    model_type: 'qwen2', vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: a.layers,
-    num_attention_heads: 12, num_key_value_heads: 2, head_dim: 128, rms_norm_eps: 1e-6, rope_theta: 1e6,
-    tie_word_embeddings: true, max_position_embeddings: 32768,
+    model_type: 'qwen2',
+    vocab_size: 151936,
+    hidden_size: 1536,
+    intermediate_size: 8960,
+    num_hidden_layers: a.layers,
+    num_attention_heads: 12,
+    num_key_value_heads: 2,
+    head_dim: 128,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1e6,
+    tie_word_embeddings: true,
+    max_position_embeddings: 32768,
   };
   const t0 = now();
   const m = Model.fromConfig(config, { device: a.device, precision: 'bf16', seed: 1, std: 0.02 });
@@ -53,7 +65,8 @@ function main() {
   const V = config.vocab_size;
 
   if (a.phase !== 'decode') {
-    const T = a.T, ids = lcg(T, V, 7);
+    const T = a.T,
+      ids = lcg(T, V, 7);
     const targets = Int32Array.from({ length: T }, (_, i) => (i < T - 1 ? ids[i + 1] : -100));
     const batch = { ids, B: 1, T, targets, offsets: new Int32Array([0, T]), method: 'sft' };
     const once = () => {
@@ -80,20 +93,30 @@ function main() {
     cuda.profiler(false);
     m.zeroGrad();
     const best = (k) => Math.min(...runs.map((r) => r[k]));
-    console.log(JSON.stringify({
-      phase: 'train', layers: a.layers, T, initMs: round(initMs),
-      forwardMs: round(best('forwardMs')), forwardBackwardMs: round(best('forwardBackwardMs')), optimizerMs: round(best('optimizerMs')),
-      note: 'per-layer parts scale with layers (28 in Qwen2.5-1.5B); embedding, lm_head + loss and their optimizer share do not',
-    }));
+    console.log(
+      JSON.stringify({
+        phase: 'train',
+        layers: a.layers,
+        T,
+        initMs: round(initMs),
+        forwardMs: round(best('forwardMs')),
+        forwardBackwardMs: round(best('forwardBackwardMs')),
+        optimizerMs: round(best('optimizerMs')),
+        note: 'per-layer parts scale with layers (28 in Qwen2.5-1.5B); embedding, lm_head + loss and their optimizer share do not',
+      }),
+    );
   }
 
   if (a.phase !== 'train') {
-    const R = a.rows, P = a.prompt, S = a.decodeSteps;
+    const R = a.rows,
+      P = a.prompt,
+      S = a.decodeSteps;
     const cache = m.newKvCache(R, P + 2 * S + 2);
     let t = now();
     m.prefill(cache, lcg(R * P, V, 9), R, P);
     const prefillMs = now() - t;
-    const decodeMs = [], sampleMs = [];
+    const decodeMs = [],
+      sampleMs = [];
     let tokens = lcg(R, V, 11);
     const u = new Float64Array(R).fill(0.5);
     const step = () => {
@@ -110,11 +133,18 @@ function main() {
     for (let i = 0; i < S; i++) step();
     cuda.profiler(false);
     const med = (xs) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
-    console.log(JSON.stringify({
-      phase: 'decode', layers: a.layers, rows: R, promptLength: P, prefillMs: round(prefillMs),
-      decodeStepMs: round(med(decodeMs.slice(0, S))), sampleRowsMs: round(med(sampleMs.slice(0, S))),
-      decodeStepMsProfiled: round(med(decodeMs.slice(S))),
-    }));
+    console.log(
+      JSON.stringify({
+        phase: 'decode',
+        layers: a.layers,
+        rows: R,
+        promptLength: P,
+        prefillMs: round(prefillMs),
+        decodeStepMs: round(med(decodeMs.slice(0, S))),
+        sampleRowsMs: round(med(sampleMs.slice(0, S))),
+        decodeStepMsProfiled: round(med(decodeMs.slice(S))),
+      }),
+    );
     cache.free();
   }
 }

@@ -29,10 +29,12 @@ function arg(name, dflt) {
 const n = Number(arg('n', process.env.RIFT_FUZZ_TS_N ?? 1000000));
 const seed = Number(arg('seed', process.env.RIFT_FUZZ_SEED ?? 20261204));
 if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`--n: expected an integer ≥ 1, got ${arg('n')}`);
-if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`--seed: expected an integer ≥ 0, got ${arg('seed')}`);
+if (!Number.isSafeInteger(seed) || seed < 0)
+  throw new RangeError(`--seed: expected an integer ≥ 0, got ${arg('seed')}`);
 const { runParserFuzz, TARGETS } = require(path.join(root, 'test', 'helpers', 'fuzz-parsers.ts'));
 const targets = arg('targets', TARGETS.join(',')).split(',');
-for (const t of targets) if (!TARGETS.includes(t)) throw new RangeError(`--targets: ${t} is not one of ${TARGETS.join(', ')}`);
+for (const t of targets)
+  if (!TARGETS.includes(t)) throw new RangeError(`--targets: ${t} is not one of ${TARGETS.join(', ')}`);
 
 const t0 = Date.now();
 const r = runParserFuzz({
@@ -41,7 +43,12 @@ const r = runParserFuzz({
   targets,
   onProgress: (done) => console.log(`${done} inputs, ${((Date.now() - t0) / 1000).toFixed(1)} s`),
 });
-console.log(`TS parser fuzz, seed ${r.seed}: ${r.inputs} inputs, ${r.crashes.length} crashes, ${(r.ms / 1000).toFixed(1)} s`);
-for (const [t, s] of Object.entries(r.byTarget)) if (s.inputs) console.log(`  ${t}: ${s.inputs} inputs, ${s.parsed} parsed, ${s.rejected} rejected with a named Error`);
-for (const c of r.crashes.slice(0, 5)) console.log(`CRASH [${c.target}] ${c.problem}\n  input: ${JSON.stringify(c.input)}`);
+console.log(
+  `TS parser fuzz, seed ${r.seed}: ${r.inputs} inputs, ${r.crashes.length} crashes, ${(r.ms / 1000).toFixed(1)} s`,
+);
+for (const [t, s] of Object.entries(r.byTarget))
+  if (s.inputs)
+    console.log(`  ${t}: ${s.inputs} inputs, ${s.parsed} parsed, ${s.rejected} rejected with a named Error`);
+for (const c of r.crashes.slice(0, 5))
+  console.log(`CRASH [${c.target}] ${c.problem}\n  input: ${JSON.stringify(c.input)}`);
 process.exitCode = r.crashes.length ? 1 : 0;

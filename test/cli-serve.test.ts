@@ -22,8 +22,11 @@ interface ServeProc {
 
 /** Starts `rift serve --port 0 --json …` and waits for its listening event. */
 async function serve(args: string[] = []): Promise<ServeProc> {
-  const child = spawn(process.execPath, [bin, 'serve', '--model', modelDir, '--port', '0', '--json', ...args], { cwd: tmp });
-  let out = '', err = '';
+  const child = spawn(process.execPath, [bin, 'serve', '--model', modelDir, '--port', '0', '--json', ...args], {
+    cwd: tmp,
+  });
+  let out = '',
+    err = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
   const exit = new Promise<number>((r) => child.on('close', (code) => r(code ?? -1)));
@@ -47,8 +50,26 @@ const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').pop()!
 
 let srv: ServeProc;
 let unbroken: string;
-const rolloutArgs = (server: string, out: string, extra: string[] = []) =>
-  ['rollout', '--model', modelDir, '--problems', 'problems.jsonl', '--k', '4', '--seed', '3', '--max-new-tokens', '40', '--server', server, '--served-model', 'tiny-base', '--out', out, ...extra];
+const rolloutArgs = (server: string, out: string, extra: string[] = []) => [
+  'rollout',
+  '--model',
+  modelDir,
+  '--problems',
+  'problems.jsonl',
+  '--k',
+  '4',
+  '--seed',
+  '3',
+  '--max-new-tokens',
+  '40',
+  '--server',
+  server,
+  '--served-model',
+  'tiny-base',
+  '--out',
+  out,
+  ...extra,
+];
 
 beforeAll(async () => {
   buildCli();
@@ -67,14 +88,43 @@ test('rift rollout --server: samples from rift serve that rift train takes; a re
   const r = riftSync(tmp, [...rolloutArgs(srv.baseURL, 'remote.jsonl'), '--json']);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
-  expect(lastJson(r.stdout)).toMatchObject({ event: 'result', generated: 24, reused: 0, servedModel: 'tiny-base', requests: { attempts: 7, rateLimited: 0 } }); // GET /models, then one POST per problem
+  expect(lastJson(r.stdout)).toMatchObject({
+    event: 'result',
+    generated: 24,
+    reused: 0,
+    servedModel: 'tiny-base',
+    requests: { attempts: 7, rateLimited: 0 },
+  }); // GET /models, then one POST per problem
   unbroken = fs.readFileSync(path.join(tmp, 'remote.jsonl'), 'utf8');
-  expect(unbroken.trimEnd().split('\n').map((l) => JSON.parse(l).remote.model)).toEqual(Array(24).fill('tiny-base'));
+  expect(
+    unbroken
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l).remote.model),
+  ).toEqual(Array(24).fill('tiny-base'));
   const again = riftSync(tmp, rolloutArgs(srv.baseURL, 'remote.jsonl'));
   expect(again.code).toBe(0);
-  expect(again.stdout).toMatch(/^remote\.jsonl: 24 samples for 6 problems from tiny-base at http:\/\/127\.0\.0\.1:\d+\/v1 \(0 generated, 24 already there\)/);
+  expect(again.stdout).toMatch(
+    /^remote\.jsonl: 24 samples for 6 problems from tiny-base at http:\/\/127\.0\.0\.1:\d+\/v1 \(0 generated, 24 already there\)/,
+  );
   expect(fs.readFileSync(path.join(tmp, 'remote.jsonl'), 'utf8')).toBe(unbroken);
-  const tr = riftSync(tmp, ['train', '--method', 'rift', '--model', modelDir, '--rollouts', 'remote.jsonl', '--problems', 'problems.jsonl', '--steps', '1', '--examples-per-step', '8', '--out', 'trained']);
+  const tr = riftSync(tmp, [
+    'train',
+    '--method',
+    'rift',
+    '--model',
+    modelDir,
+    '--rollouts',
+    'remote.jsonl',
+    '--problems',
+    'problems.jsonl',
+    '--steps',
+    '1',
+    '--examples-per-step',
+    '8',
+    '--out',
+    'trained',
+  ]);
   expect(tr.stderr).toBe('');
   expect(tr.code).toBe(0);
   expect(fs.existsSync(path.join(tmp, 'trained', 'model.safetensors'))).toBe(true);
@@ -103,7 +153,9 @@ test('a run killed while a request hangs resumes to the bytes of an unbroken run
 
 test('a 429 is retried', async () => {
   let posts = 0;
-  const px = await proxy(srv.url, (_i, method) => (method === 'POST' && ++posts === 2 ? { status: 429, headers: { 'retry-after': '0.01' } } : 'pass'));
+  const px = await proxy(srv.url, (_i, method) =>
+    method === 'POST' && ++posts === 2 ? { status: 429, headers: { 'retry-after': '0.01' } } : 'pass',
+  );
   try {
     const r = await riftAsync(tmp, rolloutArgs(px.url, 'retried.jsonl')).done;
     expect(r.stderr).toBe('');
@@ -117,7 +169,9 @@ test('a 429 is retried', async () => {
 describe('one-line errors; --out is not created', () => {
   let raising: string;
   beforeAll(() => {
-    raising = tinyChatDir("{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message first') }}{% endif %}{{ messages[0]['content'] }}");
+    raising = tinyChatDir(
+      "{% if messages[0]['role'] != 'system' %}{{ raise_exception('a system message first') }}{% endif %}{{ messages[0]['content'] }}",
+    );
   });
   afterAll(() => fs.rmSync(raising, { recursive: true, force: true }));
 
@@ -125,16 +179,46 @@ describe('one-line errors; --out is not created', () => {
     [['--server', 'URL'], /^rift: --server: needs --served-model NAME/],
     [['--served-model', 'x'], /^rift: --served-model: only with --server\n$/],
     [['--concurrency', '2'], /^rift: --concurrency: only with --server\n$/],
-    [['--server', 'URL', '--served-model', 'tiny-base', '--device', 'cpu'], /^rift: --device: not used with --server \(the server runs the model\)\n$/],
-    [['--server', 'URL', '--served-model', 'nope'], /^rift: --served-model: "nope" is not served by http:\/\/127\.0\.0\.1:\d+\/v1 \(it serves "tiny-base"\)\n$/],
-    [['--server', 'URL', '--served-model', 'tiny-base', '--server-api', 'chat'], /^rift: --server-api chat: needs the chat prompt format/],
-    [['--server', 'URL', '--served-model', 'tiny-base', '--max-new-tokens', '250'], /^rift: --problems: problem "[^"]+": its prompt is \d+ tokens; with --max-new-tokens 250 it exceeds the model's context of 256 positions/],
-    [['--server', 'ftp://x', '--served-model', 'tiny-base'], /^rift: --server: ftp:\/\/x: must be an http:\/\/ or https:\/\/ URL\n$/],
-    [['--server', 'URL', '--served-model', 'tiny-base', '--prompt-format', 'chat'], /^rift: --prompt-format chat: .*tiny-base has no chat template/],
-    [['--server', 'URL', '--served-model', 'tiny-base', '--model', 'RAISING', '--prompt-format', 'chat'], /^rift: problem "[^"]+": .*tokenizer_config\.json \(chat_template\): the chat template failed to render: a system message first\n$/],
+    [
+      ['--server', 'URL', '--served-model', 'tiny-base', '--device', 'cpu'],
+      /^rift: --device: not used with --server \(the server runs the model\)\n$/,
+    ],
+    [
+      ['--server', 'URL', '--served-model', 'nope'],
+      /^rift: --served-model: "nope" is not served by http:\/\/127\.0\.0\.1:\d+\/v1 \(it serves "tiny-base"\)\n$/,
+    ],
+    [
+      ['--server', 'URL', '--served-model', 'tiny-base', '--server-api', 'chat'],
+      /^rift: --server-api chat: needs the chat prompt format/,
+    ],
+    [
+      ['--server', 'URL', '--served-model', 'tiny-base', '--max-new-tokens', '250'],
+      /^rift: --problems: problem "[^"]+": its prompt is \d+ tokens; with --max-new-tokens 250 it exceeds the model's context of 256 positions/,
+    ],
+    [
+      ['--server', 'ftp://x', '--served-model', 'tiny-base'],
+      /^rift: --server: ftp:\/\/x: must be an http:\/\/ or https:\/\/ URL\n$/,
+    ],
+    [
+      ['--server', 'URL', '--served-model', 'tiny-base', '--prompt-format', 'chat'],
+      /^rift: --prompt-format chat: .*tiny-base has no chat template/,
+    ],
+    [
+      ['--server', 'URL', '--served-model', 'tiny-base', '--model', 'RAISING', '--prompt-format', 'chat'],
+      /^rift: problem "[^"]+": .*tokenizer_config\.json \(chat_template\): the chat template failed to render: a system message first\n$/,
+    ],
   ])('%j', (args, msg) => {
     const a = args.map((x) => (x === 'URL' ? srv.baseURL : x === 'RAISING' ? raising : x));
-    const r = riftSync(tmp, ['rollout', '--model', modelDir, '--problems', 'problems.jsonl', '--out', 'bad.jsonl', ...a]);
+    const r = riftSync(tmp, [
+      'rollout',
+      '--model',
+      modelDir,
+      '--problems',
+      'problems.jsonl',
+      '--out',
+      'bad.jsonl',
+      ...a,
+    ]);
     expect(r.stderr).toMatch(msg);
     expect(r.code).toBe(1);
     expect(fs.existsSync(path.join(tmp, 'bad.jsonl'))).toBe(false);
@@ -144,11 +228,17 @@ describe('one-line errors; --out is not created', () => {
   test('no server at the URL; a served context too short for the prompts', async () => {
     const none = `http://127.0.0.1:${await closedPort()}/v1`;
     const r = riftSync(tmp, rolloutArgs(none, 'bad.jsonl', ['--max-retries', '0']));
-    expect(r.stderr).toBe(`rift: --server ${none}: listing the served models: cannot reach the server (ECONNREFUSED; after 0 retries)\n`);
+    expect(r.stderr).toBe(
+      `rift: --server ${none}: listing the served models: cannot reach the server (ECONNREFUSED; after 0 retries)\n`,
+    );
     const short = await serve(['--max-model-len', '30']);
     try {
       const s = riftSync(tmp, rolloutArgs(short.baseURL, 'bad.jsonl'));
-      expect(s.stderr).toMatch(new RegExp(`^rift: --server ${short.baseURL.replace(/[./]/g, '\\$&')} \\(max_model_len 30\\): problem "[^"]+": its prompt is \\d+ tokens; with --max-new-tokens 40 it exceeds the model's context of 30 positions`));
+      expect(s.stderr).toMatch(
+        new RegExp(
+          `^rift: --server ${short.baseURL.replace(/[./]/g, '\\$&')} \\(max_model_len 30\\): problem "[^"]+": its prompt is \\d+ tokens; with --max-new-tokens 40 it exceeds the model's context of 30 positions`,
+        ),
+      );
     } finally {
       short.child.kill('SIGTERM');
       expect(await short.exit).toBe(0);
@@ -167,7 +257,14 @@ test('rift serve: bad options are one-line errors; SIGTERM stops it with a summa
   srv.child.kill('SIGTERM');
   expect(await srv.exit).toBe(0);
   const result = lastJson(srv.stdout());
-  expect(result).toMatchObject({ event: 'result', command: 'serve', model: 'tiny-base', failed: 0, waiting: 0, running: false });
+  expect(result).toMatchObject({
+    event: 'result',
+    command: 'serve',
+    model: 'tiny-base',
+    failed: 0,
+    waiting: 0,
+    running: false,
+  });
   expect(result.completed).toBe(result.requests);
   expect(result.completed).toBeGreaterThanOrEqual(12);
 }, 60_000);

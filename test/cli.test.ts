@@ -41,26 +41,60 @@ test('demo --quick: table on stdout, results and report (SVG + PNG) on disk', ()
   const r = rift(['demo', '--quick', '--out', 'demo', '--model', modelDir]);
   expect(r.stderr).not.toMatch(/^rift: /m);
   expect(r.code).toBe(0);
-  for (const m of ['base', 'SFT', 'RFT', 'DFT', 'DPO', 'RIFT-token', 'RIFT-sequence', 'naive']) expect(r.stdout).toMatch(new RegExp(`^\\| ${m} \\|`, 'm'));
+  for (const m of ['base', 'SFT', 'RFT', 'DFT', 'DPO', 'RIFT-token', 'RIFT-sequence', 'naive'])
+    expect(r.stdout).toMatch(new RegExp(`^\\| ${m} \\|`, 'm'));
   expect(r.stdout).toMatch(/\| method \| Mean@4 \| Pass@4 \| peak memory/);
   const out = path.join(tmp, 'demo');
-  for (const f of ['results.json', 'table.md', 'rollouts.jsonl', 'report/report.md', 'report/loss.svg', 'report/loss.png', 'report/accuracy.svg', 'report/accuracy.png', 'report/memory.svg', 'report/memory.png'])
+  for (const f of [
+    'results.json',
+    'table.md',
+    'rollouts.jsonl',
+    'report/report.md',
+    'report/loss.svg',
+    'report/loss.png',
+    'report/accuracy.svg',
+    'report/accuracy.png',
+    'report/memory.svg',
+    'report/memory.png',
+  ])
     expect(fs.existsSync(path.join(out, f))).toBe(true);
   const res = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8'));
   expect(res.summary).toHaveLength(8);
   expect(fs.readFileSync(path.join(out, 'report', 'report.md'), 'utf8')).toContain('| RIFT-sequence |');
-  expect(fs.readFileSync(path.join(out, 'report', 'loss.png')).subarray(1, 4).toString()).toBe('PNG');
+  expect(
+    fs
+      .readFileSync(path.join(out, 'report', 'loss.png'))
+      .subarray(1, 4)
+      .toString(),
+  ).toBe('PNG');
 }, 120_000);
 
 test('rollout is resumable: a rerun generates nothing and leaves the file as it was; train, eval, --json', () => {
-  const args = ['rollout', '--model', modelDir, '--problems', 'problems.jsonl', '--k', '2', '--out', 'r.jsonl', '--max-new-tokens', '32', '--seed', '3'];
+  const args = [
+    'rollout',
+    '--model',
+    modelDir,
+    '--problems',
+    'problems.jsonl',
+    '--k',
+    '2',
+    '--out',
+    'r.jsonl',
+    '--max-new-tokens',
+    '32',
+    '--seed',
+    '3',
+  ];
   const a = rift(args);
   expect(a.code).toBe(0);
   expect(a.stdout).toMatch(/12 samples for 6 problems \(12 generated, 0 already there\)/);
   const bytes = fs.readFileSync(path.join(tmp, 'r.jsonl'));
   const b = rift([...args, '--json']);
   expect(b.code).toBe(0);
-  const lines = b.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const lines = b.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const result = lines.find((l) => l.event === 'result');
   expect(result).toMatchObject({ command: 'rollout', generated: 0, reused: 12 });
   expect(fs.readFileSync(path.join(tmp, 'r.jsonl')).equals(bytes)).toBe(true);
@@ -70,14 +104,54 @@ test('rollout is resumable: a rerun generates nothing and leaves the file as it 
   expect(c.code).toBe(1);
   expect(c.stderr).toMatch(/^rift: .*r\.jsonl: record 1 .*use another file/m);
 
-  const t = rift(['train', '--method', 'rift', '--negative', 'sequence', '--model', modelDir, '--rollouts', 'r.jsonl', '--problems', 'problems.jsonl', '--out', 'trained', '--steps', '2', '--examples-per-step', '4', '--json']);
+  const t = rift([
+    'train',
+    '--method',
+    'rift',
+    '--negative',
+    'sequence',
+    '--model',
+    modelDir,
+    '--rollouts',
+    'r.jsonl',
+    '--problems',
+    'problems.jsonl',
+    '--out',
+    'trained',
+    '--steps',
+    '2',
+    '--examples-per-step',
+    '4',
+    '--json',
+  ]);
   expect(t.code).toBe(0);
-  const tl = t.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const tl = t.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   expect(tl.filter((l) => l.event === 'progress')).toHaveLength(2);
-  expect(tl.find((l) => l.event === 'result')).toMatchObject({ command: 'train', method: 'rift', negative: 'sequence', steps: 2 });
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'metrics.jsonl', 'train.json']) expect(fs.existsSync(path.join(tmp, 'trained', f))).toBe(true);
+  expect(tl.find((l) => l.event === 'result')).toMatchObject({
+    command: 'train',
+    method: 'rift',
+    negative: 'sequence',
+    steps: 2,
+  });
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'metrics.jsonl', 'train.json'])
+    expect(fs.existsSync(path.join(tmp, 'trained', f))).toBe(true);
 
-  const e = rift(['eval', '--model', 'trained', '--problems', 'problems.jsonl', '--k', '2', '--max-new-tokens', '32', '--json', 'eval.json']);
+  const e = rift([
+    'eval',
+    '--model',
+    'trained',
+    '--problems',
+    'problems.jsonl',
+    '--k',
+    '2',
+    '--max-new-tokens',
+    '32',
+    '--json',
+    'eval.json',
+  ]);
   expect(e.code).toBe(0);
   const er = JSON.parse(e.stdout.trim().split('\n').pop()!);
   expect(er).toMatchObject({ event: 'result', command: 'eval', k: 2, problems: 6 });
@@ -85,13 +159,19 @@ test('rollout is resumable: a rerun generates nothing and leaves the file as it 
 }, 120_000);
 
 test('malformed inputs: exit 1 with a one-line message naming the file:line or the option', () => {
-  fs.writeFileSync(path.join(tmp, 'bad.jsonl'), '{"id":"a","problem":"1+1=?","answer":"2"}\n{"id":"b","problem":"2+2=?"\n');
+  fs.writeFileSync(
+    path.join(tmp, 'bad.jsonl'),
+    '{"id":"a","problem":"1+1=?","answer":"2"}\n{"id":"b","problem":"2+2=?"\n',
+  );
   const a = rift(['rollout', '--model', modelDir, '--problems', 'bad.jsonl', '--out', 'x.jsonl']);
   expect(a.code).toBe(1);
   expect(a.stderr.trim().split('\n')).toHaveLength(1);
   expect(a.stderr).toMatch(/^rift: bad\.jsonl:2: invalid JSON/);
 
-  fs.writeFileSync(path.join(tmp, 'bad2.jsonl'), '{"id":"a","problem":"1+1=?","answer":"2"}\n\n{"id":"b","problem":"2+2=?","answer":4}\n');
+  fs.writeFileSync(
+    path.join(tmp, 'bad2.jsonl'),
+    '{"id":"a","problem":"1+1=?","answer":"2"}\n\n{"id":"b","problem":"2+2=?","answer":4}\n',
+  );
   const b = rift(['eval', '--model', modelDir, '--problems', 'bad2.jsonl']);
   expect(b.code).toBe(1);
   expect(b.stderr).toMatch(/^rift: bad2\.jsonl:3: field "answer" must be a string/);
@@ -128,5 +208,10 @@ test('malformed inputs: exit 1 with a one-line message naming the file:line or t
 
   const h = rift(['profile-memory', '--config', 'qwen2.5-math-7b', '--json']);
   expect(h.code).toBe(0);
-  expect(JSON.parse(h.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'result', command: 'profile-memory', B: 8, T: 1024 });
+  expect(JSON.parse(h.stdout.trim().split('\n').pop()!)).toMatchObject({
+    event: 'result',
+    command: 'profile-memory',
+    B: 8,
+    T: 1024,
+  });
 }, 120_000);

@@ -21,7 +21,9 @@ test('cuda.isAvailable() is consistent with DeviceTensor construction', () => {
     expect(cuda.isAvailable()).toBe(false);
     expect(cuda.devices()).toEqual([]);
     expect(() => cuda.synchronize()).not.toThrow();
-    expect(() => DeviceTensor.empty(4, 'fp32')).toThrow(/CUDA is not available: (the native addon was built without CUDA|no CUDA device)/);
+    expect(() => DeviceTensor.empty(4, 'fp32')).toThrow(
+      /CUDA is not available: (the native addon was built without CUDA|no CUDA device)/,
+    );
     // the deprecated 'f32' passes the dtype check too (and reaches the same CUDA check); a bad dtype fails before it
     expect(() => DeviceTensor.empty(4, 'f32')).toThrow(/CUDA is not available/);
     expect(() => DeviceTensor.empty(4, 'float32' as never)).toThrow(RangeError);
@@ -106,7 +108,15 @@ d('DeviceTensor', () => {
   test('the native loss accepts only live DeviceTensors made by the addon', () => {
     const t = DeviceTensor.fromArray(new Float32Array(8));
     const Native = t.native.constructor as { prototype: object };
-    const base = { rows: 1, vocab: 8, targets: Int32Array.from([1]), offsets: Int32Array.from([0, 1]), method: 0, negative: 0, reduction: 0 };
+    const base = {
+      rows: 1,
+      vocab: 8,
+      targets: Int32Array.from([1]),
+      offsets: Int32Array.from([0, 1]),
+      method: 0,
+      negative: 0,
+      reduction: 0,
+    };
     expect(() => addon.lossAndGrad({ ...base, logits: Object.create(Native.prototype) })).toThrow(/logits/);
     t.free();
     expect(() => addon.lossAndGrad({ ...base, logits: t.native })).toThrow(/logits/);
@@ -131,14 +141,15 @@ dl('lossAndGrad: CUDA matches CPU', () => {
 
   function lcg(seed: number): () => number {
     let s = seed >>> 0;
-    return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+    return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
   }
   // rows split into 3 sequences; a few ignored rows; vocab sizes hit the vector and the scalar paths.
   function makeCase(rows: number, vocab: number, seed: number) {
     const r = lcg(seed);
     const logits = Float32Array.from({ length: rows * vocab }, () => (r() - 0.5) * 8);
     const targets = Int32Array.from({ length: rows }, (_, t) => (t % 5 === 3 ? -100 : Math.floor(r() * vocab)));
-    const a = Math.floor(rows / 3), b = Math.floor((2 * rows) / 3);
+    const a = Math.floor(rows / 3),
+      b = Math.floor((2 * rows) / 3);
     return { logits, targets, offsets: Int32Array.from([0, a, b, rows]), rewards: Float32Array.from([1, -0.5, 0]) };
   }
   const maxDiff = (x: ArrayLike<number>, y: ArrayLike<number>) => {
@@ -162,7 +173,17 @@ dl('lossAndGrad: CUDA matches CPU', () => {
       const host = dtype === 'fp32' ? c.logits : f32ToBf16(c.logits);
       const toF = (g: Float32Array | Uint16Array) => (g instanceof Float32Array ? g : bf16ToF32(g));
       const gradCpu = dtype === 'fp32' ? new Float32Array(host.length) : new Uint16Array(host.length);
-      const opts = { rows, vocab, targets: c.targets, offsets: c.offsets, rewards: c.rewards, method, negative, tokenLogps: true, entropy: true };
+      const opts = {
+        rows,
+        vocab,
+        targets: c.targets,
+        offsets: c.offsets,
+        rewards: c.rewards,
+        method,
+        negative,
+        tokenLogps: true,
+        entropy: true,
+      };
       const cpu = lossAndGrad({ ...opts, logits: host, grad: gradCpu });
       for (const inPlace of [false, true]) {
         const dl = DeviceTensor.fromArray(host);
@@ -186,7 +207,9 @@ dl('lossAndGrad: CUDA matches CPU', () => {
     const c = makeCase(8, 640, 3);
     c.logits[5 * 640 + 17] = NaN;
     const t = DeviceTensor.fromArray(c.logits);
-    expect(() => lossAndGrad({ rows: 8, vocab: 640, targets: c.targets, offsets: c.offsets, method: 'sft', logits: t, grad: t })).toThrow(/row 5/);
+    expect(() =>
+      lossAndGrad({ rows: 8, vocab: 640, targets: c.targets, offsets: c.offsets, method: 'sft', logits: t, grad: t }),
+    ).toThrow(/row 5/);
     t.free();
   });
 
@@ -195,7 +218,15 @@ dl('lossAndGrad: CUDA matches CPU', () => {
     const { lossAndGradAsync } = require('../lib/kernels/loss') as typeof import('../lib/kernels/loss');
     const c = makeCase(64, 32000, 4);
     const t = DeviceTensor.fromArray(c.logits);
-    const p = lossAndGradAsync({ rows: 64, vocab: 32000, targets: c.targets, offsets: c.offsets, method: 'sft', logits: t, grad: t });
+    const p = lossAndGradAsync({
+      rows: 64,
+      vocab: 32000,
+      targets: c.targets,
+      offsets: c.offsets,
+      method: 'sft',
+      logits: t,
+      grad: t,
+    });
     expect(() => t.free()).toThrow(/in use/);
     expect(() => t.upload(c.logits)).toThrow(/in use/);
     await p;

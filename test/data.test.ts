@@ -3,10 +3,24 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { appendJsonl, DEFAULT_MAX_LINE_BYTES, parseJsonl, readJsonl, repairJsonlTail, writeJsonlAtomic } from '../lib/data/jsonl';
+import {
+  appendJsonl,
+  DEFAULT_MAX_LINE_BYTES,
+  parseJsonl,
+  readJsonl,
+  repairJsonlTail,
+  writeJsonlAtomic,
+} from '../lib/data/jsonl';
 import { readFileBounded, readJsonFile } from '../lib/data/files';
 import { readProblems, writeProblems, Problem } from '../lib/data/problems';
-import { charsetFor, charsetOf, generateProblems, splitProblems, TINY_CHARSET, WORDS_CHARSET } from '../lib/data/synthetic';
+import {
+  charsetFor,
+  charsetOf,
+  generateProblems,
+  splitProblems,
+  TINY_CHARSET,
+  WORDS_CHARSET,
+} from '../lib/data/synthetic';
 import { shutdownVerifier, verify } from '../lib/reward/verifier';
 
 let dir: string;
@@ -51,33 +65,38 @@ describe('synthetic generator', () => {
     ['words', 1],
     ['words', 2],
     ['words', 3],
-  ] as const)('%s, difficulty %d: short texts, 2–4 steps, in the charset, distinct, unique ids', (style, difficulty) => {
-    const ps = generateProblems({ count: 300, seed: 42, style, difficulty });
-    expect(ps).toHaveLength(300);
-    expect(new Set(ps.map((p) => p.id)).size).toBe(300);
-    expect(new Set(ps.map((p) => p.problem)).size).toBe(300);
-    const charset = new Set(charsetFor(style));
-    const bad: string[] = [];
-    const [minSteps, maxSteps] = difficulty === 1 ? [2, 2] : difficulty === 3 ? [3, 4] : [2, 4];
-    for (const p of ps) {
-      const why = (w: string) => bad.push(`${p.id}: ${w}: ${p.problem} | ${p.solution}`);
-      if (p.problem.length > 80 || p.solution!.length > 80) why('too long');
-      for (const c of p.problem + p.solution + p.answer) if (!charset.has(c)) why(`char ${c}`);
-      const steps = p.solution!.split(';').length - 1;
-      if (steps < minSteps || steps > maxSteps) why(`${steps} steps`);
-      // results < 1000, operands at most 2 digits
-      if (p.solution!.match(/\d+/g)!.some((n) => Number(n) >= 1000)) why('result >= 1000');
-      if (p.problem.match(/\d+/g)!.some((n) => n.length > 2)) why('operand > 2 digits');
-    }
-    expect(bad).toEqual([]);
-    if (difficulty === 3) expect(ps.some((p) => /\//.test(p.answer) || /frac/.test(p.answer))).toBe(true);
-    else expect(ps.every((p) => /^\d+$/.test(p.answer))).toBe(true);
-  });
+  ] as const)(
+    '%s, difficulty %d: short texts, 2–4 steps, in the charset, distinct, unique ids',
+    (style, difficulty) => {
+      const ps = generateProblems({ count: 300, seed: 42, style, difficulty });
+      expect(ps).toHaveLength(300);
+      expect(new Set(ps.map((p) => p.id)).size).toBe(300);
+      expect(new Set(ps.map((p) => p.problem)).size).toBe(300);
+      const charset = new Set(charsetFor(style));
+      const bad: string[] = [];
+      const [minSteps, maxSteps] = difficulty === 1 ? [2, 2] : difficulty === 3 ? [3, 4] : [2, 4];
+      for (const p of ps) {
+        const why = (w: string) => bad.push(`${p.id}: ${w}: ${p.problem} | ${p.solution}`);
+        if (p.problem.length > 80 || p.solution!.length > 80) why('too long');
+        for (const c of p.problem + p.solution + p.answer) if (!charset.has(c)) why(`char ${c}`);
+        const steps = p.solution!.split(';').length - 1;
+        if (steps < minSteps || steps > maxSteps) why(`${steps} steps`);
+        // results < 1000, operands at most 2 digits
+        if (p.solution!.match(/\d+/g)!.some((n) => Number(n) >= 1000)) why('result >= 1000');
+        if (p.problem.match(/\d+/g)!.some((n) => n.length > 2)) why('operand > 2 digits');
+      }
+      expect(bad).toEqual([]);
+      if (difficulty === 3) expect(ps.some((p) => /\//.test(p.answer) || /frac/.test(p.answer))).toBe(true);
+      else expect(ps.every((p) => /^\d+$/.test(p.answer))).toBe(true);
+    },
+  );
 
-  test('steps overrides the level\'s range (5-step problems at difficulty 2); bad ranges are RangeErrors naming steps', () => {
+  test("steps overrides the level's range (5-step problems at difficulty 2); bad ranges are RangeErrors naming steps", () => {
     const ps = generateProblems({ count: 100, seed: 9, style: 'tiny', difficulty: 2, steps: [5, 5] });
     expect(ps.every((p) => p.solution!.split(';').length - 1 === 5)).toBe(true);
-    const plain = new Set(generateProblems({ count: 2000, seed: 9, style: 'tiny', difficulty: 2 }).map((p) => p.problem));
+    const plain = new Set(
+      generateProblems({ count: 2000, seed: 9, style: 'tiny', difficulty: 2 }).map((p) => p.problem),
+    );
     expect(ps.some((p) => plain.has(p.problem))).toBe(false); // difficulty 2 alone never makes 5 steps
     expect(() => generateProblems({ count: 1, seed: 1, steps: [3, 2] })).toThrow(/^steps:/);
     expect(() => generateProblems({ count: 1, seed: 1, steps: [0, 2] })).toThrow(/^steps:/);
@@ -169,7 +188,10 @@ describe('JSONL', () => {
     appendJsonl(f, []);
     expect(fs.readFileSync(f, 'utf8')).toBe('{"a":1}\n{"b":"x\\ny"}\n{"c":[1,2]}\n');
     expect(readJsonl(f).records).toEqual([{ a: 1 }, { b: 'x\ny' }, { c: [1, 2] }]);
-    const g = tmp('bom.jsonl', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"x":"é"}\r\n\r\n  \n{"y":2}')]));
+    const g = tmp(
+      'bom.jsonl',
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"x":"é"}\r\n\r\n  \n{"y":2}')]),
+    );
     const r = readJsonl(g);
     expect(r.records).toEqual([{ x: 'é' }, { y: 2 }]);
     expect(r.lines).toEqual([1, 4]);
@@ -229,7 +251,10 @@ describe('JSONL', () => {
 
   test('a complete last line without newline is a record; appending adds the newline', () => {
     const f = tmp('nonl.jsonl', '{"i":0}\n{"i":1}');
-    expect(readJsonl(f, { allowTruncatedTail: true })).toMatchObject({ records: [{ i: 0 }, { i: 1 }], truncatedTail: false });
+    expect(readJsonl(f, { allowTruncatedTail: true })).toMatchObject({
+      records: [{ i: 0 }, { i: 1 }],
+      truncatedTail: false,
+    });
     appendJsonl(f, [{ i: 2 }]);
     expect(readJsonl(f).records).toEqual([{ i: 0 }, { i: 1 }, { i: 2 }]);
   });
@@ -253,8 +278,12 @@ describe('bounded reads', () => {
     expect(() => readJsonl(f, { maxLineBytes: 99 })).toThrow(`${f}:2: line is longer than 99 bytes`);
     // a last line without '\n' and a torn tail count too, and so does parseJsonl
     fs.writeFileSync(f, `{"a":1}\n${at}`);
-    expect(() => readJsonl(f, { maxLineBytes: 50, allowTruncatedTail: true })).toThrow(`${f}:2: line is longer than 50 bytes`);
-    expect(() => parseJsonl('mem', `{"a":1}\n${at}\n`, { maxLineBytes: 64 })).toThrow('mem:2: line is longer than 64 bytes');
+    expect(() => readJsonl(f, { maxLineBytes: 50, allowTruncatedTail: true })).toThrow(
+      `${f}:2: line is longer than 50 bytes`,
+    );
+    expect(() => parseJsonl('mem', `{"a":1}\n${at}\n`, { maxLineBytes: 64 })).toThrow(
+      'mem:2: line is longer than 64 bytes',
+    );
     expect(() => readJsonl(f, { maxLineBytes: 0 })).toThrow(/maxLineBytes/);
   });
 
@@ -264,7 +293,9 @@ describe('bounded reads', () => {
     try {
       process.env.RIFT_MAX_LINE_BYTES = '128';
       expect(() => readJsonl(f)).toThrow(`${f}:1: line is longer than 128 bytes`);
-      expect(() => appendJsonl(tmp('env-tail.jsonl', 'z'.repeat(300)), [{ a: 1 }])).toThrow(/last line is longer than 128 bytes/);
+      expect(() => appendJsonl(tmp('env-tail.jsonl', 'z'.repeat(300)), [{ a: 1 }])).toThrow(
+        /last line is longer than 128 bytes/,
+      );
       process.env.RIFT_MAX_LINE_BYTES = 'lots';
       expect(() => readJsonl(f)).toThrow(/RIFT_MAX_LINE_BYTES: must be an integer/);
     } finally {
@@ -286,7 +317,10 @@ describe('bounded reads', () => {
     expect(() => readProblems(f)).toThrow(`${f}:1: line is longer than ${DEFAULT_MAX_LINE_BYTES} bytes`);
     expect(Date.now() - t0).toBeLessThan(5000);
     fs.rmSync(f);
-    if (fs.existsSync('/dev/zero')) expect(() => readJsonl('/dev/zero', { maxLineBytes: 1 << 20 })).toThrow('/dev/zero:1: line is longer than 1048576 bytes');
+    if (fs.existsSync('/dev/zero'))
+      expect(() => readJsonl('/dev/zero', { maxLineBytes: 1 << 20 })).toThrow(
+        '/dev/zero:1: line is longer than 1048576 bytes',
+      );
   });
 
   test('a directory given as a file is an error naming it', () => {
@@ -299,7 +333,8 @@ describe('bounded reads', () => {
     expect(readJsonFile(f)).toEqual({ a: 'x'.repeat(1000) });
     expect(() => readJsonFile(f, 500)).toThrow(RangeError);
     expect(() => readJsonFile(f, 500)).toThrow(`${f}: larger than 500 bytes`);
-    if (fs.existsSync('/dev/zero')) expect(() => readFileBounded('/dev/zero', 1 << 20)).toThrow('/dev/zero: larger than 1048576 bytes');
+    if (fs.existsSync('/dev/zero'))
+      expect(() => readFileBounded('/dev/zero', 1 << 20)).toThrow('/dev/zero: larger than 1048576 bytes');
     const g = tmp('cut.json', '{"a": [1, 2');
     expect(() => readJsonFile(g)).toThrow(SyntaxError);
     expect(() => readJsonFile(g)).toThrow(`${g}: not valid JSON`);
@@ -324,13 +359,21 @@ describe('problems files', () => {
     ['not an object', '[1,2]', TypeError, ':2: expected a JSON object, got array'],
     ['missing field', line({ id: 'p2', problem: 'x' }), TypeError, ':2: missing field "answer"'],
     ['missing id', line({ problem: 'x', answer: '1' }), TypeError, ':2: missing field "id"'],
-    ['wrong type', line({ id: 'p2', problem: 'x', answer: 3 }), TypeError, ':2: field "answer" must be a string, got number'],
+    [
+      'wrong type',
+      line({ id: 'p2', problem: 'x', answer: 3 }),
+      TypeError,
+      ':2: field "answer" must be a string, got number',
+    ],
     ['wrong id type', line({ id: 2, problem: 'x', answer: '3' }), TypeError, ':2: field "id" must be a string'],
     ['empty id', line({ id: ' ', problem: 'x', answer: '3' }), RangeError, ':2: field "id" must be a non-empty string'],
     ['bad solution', line({ id: 'p2', problem: 'x', answer: '3', solution: 4 }), TypeError, ':2: field "solution"'],
     ['duplicate id', line(good), RangeError, ':2: duplicate id "p1" (first on line 1)'],
   ] as const)('%s → %p naming file:line', (_name, second, cls, msg) => {
-    const f = tmp(`bad-${_name.replace(/ /g, '-')}.jsonl`, `${line(good)}\n${second}\n${line({ ...good, id: 'p9' })}\n`);
+    const f = tmp(
+      `bad-${_name.replace(/ /g, '-')}.jsonl`,
+      `${line(good)}\n${second}\n${line({ ...good, id: 'p9' })}\n`,
+    );
     expect(() => readProblems(f)).toThrow(cls as unknown as ErrorConstructor);
     expect(() => readProblems(f)).toThrow(`${f}${msg}`);
   });

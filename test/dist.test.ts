@@ -41,16 +41,29 @@ const bin = path.join(root, 'bin', 'rift.js');
 
 describe('launcher variables', () => {
   test('each launcher family gives rank, size and local rank; the first family present wins', () => {
-    expect(launchInfo({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_LOCAL_RANK: '1', RANK: '3', WORLD_SIZE: '8' }))
-      .toEqual({ rank: 1, size: 4, localRank: 1, source: 'OMPI_COMM_WORLD_RANK/SIZE' });
+    expect(
+      launchInfo({
+        OMPI_COMM_WORLD_RANK: '1',
+        OMPI_COMM_WORLD_SIZE: '4',
+        OMPI_COMM_WORLD_LOCAL_RANK: '1',
+        RANK: '3',
+        WORLD_SIZE: '8',
+      }),
+    ).toEqual({ rank: 1, size: 4, localRank: 1, source: 'OMPI_COMM_WORLD_RANK/SIZE' });
     expect(launchInfo({ PMI_RANK: '2', PMI_SIZE: '3' })).toMatchObject({ rank: 2, size: 3, localRank: 2 });
-    expect(launchInfo({ SLURM_PROCID: '5', SLURM_NTASKS: '16', SLURM_LOCALID: '1' })).toMatchObject({ rank: 5, size: 16, localRank: 1 });
+    expect(launchInfo({ SLURM_PROCID: '5', SLURM_NTASKS: '16', SLURM_LOCALID: '1' })).toMatchObject({
+      rank: 5,
+      size: 16,
+      localRank: 1,
+    });
     expect(launchInfo({ RANK: '0', WORLD_SIZE: '2', LOCAL_RANK: '0' })).toMatchObject({ rank: 0, size: 2 });
     expect(launchInfo({ RANK: '0' })).toBeUndefined(); // a rank without a size is no launcher
     expect(launchInfo({})).toBeUndefined();
   });
   test('bad values name the variable', () => {
-    expect(() => launchInfo({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2' })).toThrow(new TypeError('OMPI_COMM_WORLD_RANK: must be a non-negative integer, got "x"'));
+    expect(() => launchInfo({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2' })).toThrow(
+      new TypeError('OMPI_COMM_WORLD_RANK: must be a non-negative integer, got "x"'),
+    );
     expect(() => launchInfo({ RANK: '2', WORLD_SIZE: '2' })).toThrow(new RangeError('RANK: must be in [0, 1], got 2'));
     expect(() => launchInfo({ PMI_RANK: '0', PMI_SIZE: '0' })).toThrow(RangeError);
   });
@@ -70,21 +83,44 @@ describe('sharding', () => {
   test('the ranks get disjoint shares that make up the batch, balanced by tokens, in the global order', () => {
     for (const size of [1, 2, 3, 4, 16]) {
       const shares = Array.from({ length: size }, (_, r) => shardUnits(units, (u) => u.tokens, r, size));
-      expect(shares.flat().map((u) => u.id).sort((a, b) => a - b)).toEqual(units.map((u) => u.id));
+      expect(
+        shares
+          .flat()
+          .map((u) => u.id)
+          .sort((a, b) => a - b),
+      ).toEqual(units.map((u) => u.id));
       for (const s of shares) expect(s.map((u) => u.id)).toEqual([...s.map((u) => u.id)].sort((a, b) => a - b));
       const loads = shares.map((s) => s.reduce((a, u) => a + u.tokens, 0));
-      if (size <= units.length) expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(Math.max(...units.map((u) => u.tokens)));
+      if (size <= units.length)
+        expect(Math.max(...loads) - Math.min(...loads)).toBeLessThanOrEqual(Math.max(...units.map((u) => u.tokens)));
       else expect(shares.filter((s) => !s.length).length).toBe(size - units.length);
     }
     expect(() => shardUnits(units, (u) => u.tokens, 2, 2)).toThrow(RangeError);
   });
   test('ZeRO-1 shards: 16-float aligned, covering the buffer; trailing ranks may own nothing', () => {
-    expect(shardRanges(100, 3)).toEqual([{ offset: 0, count: 48 }, { offset: 48, count: 48 }, { offset: 96, count: 4 }]);
-    expect(shardRanges(20, 4)).toEqual([{ offset: 0, count: 16 }, { offset: 16, count: 4 }, { offset: 20, count: 0 }, { offset: 20, count: 0 }]);
+    expect(shardRanges(100, 3)).toEqual([
+      { offset: 0, count: 48 },
+      { offset: 48, count: 48 },
+      { offset: 96, count: 4 },
+    ]);
+    expect(shardRanges(20, 4)).toEqual([
+      { offset: 0, count: 16 },
+      { offset: 16, count: 4 },
+      { offset: 20, count: 0 },
+      { offset: 20, count: 0 },
+    ]);
     expect(shardRanges(7, 1)).toEqual([{ offset: 0, count: 7 }]);
   });
   test('predictMemory per rank: ZeRO-1 shards AdamW m, v (rank 0 holds the largest shard); ZeRO-0 is one process', () => {
-    const cfg = { model_type: 'qwen2', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+    const cfg = {
+      model_type: 'qwen2',
+      vocab_size: 64,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+    };
     const one = predictMemory(cfg, { method: 'rift', B: 2, T: 8 });
     const z0 = predictMemory(cfg, { method: 'rift', B: 2, T: 8, ranks: 4 });
     const z1 = predictMemory(cfg, { method: 'rift', B: 2, T: 8, ranks: 4, zero: 1 });
@@ -92,21 +128,37 @@ describe('sharding', () => {
     expect(z1.bytes.optimizer).toBe(8 * shardRanges(one.numParams, 4)[0].count);
     expect(z1.bytes.params).toBe(one.bytes.params);
     expect(z1.bytes.grads).toBe(one.bytes.grads);
-    expect(() => predictMemory(cfg, { method: 'rift', B: 2, T: 8, zero: 2 as 1 })).toThrow(new RangeError('zero: must be 0 or 1, got 2'));
+    expect(() => predictMemory(cfg, { method: 'rift', B: 2, T: 8, zero: 2 as 1 })).toThrow(
+      new RangeError('zero: must be 0 or 1, got 2'),
+    );
     expect(() => predictMemory(cfg, { method: 'rift', B: 2, T: 8, ranks: 0 })).toThrow(RangeError);
   });
 });
 
 const CFG = {
-  model_type: 'qwen2', vocab_size: 40, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 40,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
 };
 
 function examples(): Example[] {
   let s = 5;
   const r = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 8) / 2 ** 24;
   const ids = (n: number) => Int32Array.from({ length: n }, () => 1 + Math.floor(r() * 39));
-  return Array.from({ length: 16 }, (_, i) => ({ problemId: `p${i >> 2}`, sampleIndex: i & 3, promptIds: ids(2 + (i % 3)), responseIds: ids(2 + (i % 5)), reward: i % 3 ? 1 : -0.5 }));
+  return Array.from({ length: 16 }, (_, i) => ({
+    problemId: `p${i >> 2}`,
+    sampleIndex: i & 3,
+    promptIds: ids(2 + (i % 3)),
+    responseIds: ids(2 + (i % 5)),
+    reward: i % 3 ? 1 : -0.5,
+  }));
 }
 
 describe('a world of one rank (no MPI)', () => {
@@ -116,7 +168,15 @@ describe('a world of one rank (no MPI)', () => {
     const run = async (dp?: DataParallel) => {
       const model = Model.fromConfig(CFG, { seed: 2, std: 0.2 });
       const losses: number[] = [];
-      await new Trainer(model, { method: 'rift', lr: 1e-2, examplesPerStep: 6, tokenBudget: 32, epochs: 2, dist: dp, onStep: (m: StepMetrics) => void losses.push(m.loss, m.gradNorm) }).run(examples());
+      await new Trainer(model, {
+        method: 'rift',
+        lr: 1e-2,
+        examplesPerStep: 6,
+        tokenBudget: 32,
+        epochs: 2,
+        dist: dp,
+        onStep: (m: StepMetrics) => void losses.push(m.loss, m.gradNorm),
+      }).run(examples());
       return { losses, params: model.params(), model };
     };
     const plain = await run();
@@ -130,13 +190,23 @@ describe('a world of one rank (no MPI)', () => {
   test('the binding’s bad arguments are typed errors naming them', async () => {
     Dist.init({ env: {} });
     const model = Model.fromConfig(CFG, { seed: 1 });
-    expect(() => new addon.dist.GradSync({} as never, { zero: 0, backend: 'mpi' })).toThrow(/^model: must be a native Model/);
-    expect(() => new addon.dist.GradSync(model.native, { zero: 2 as 0, backend: 'mpi' })).toThrow(/^zero: must be an integer in \[0, 1\]/);
-    expect(() => new addon.dist.GradSync(model.native, { zero: 0, backend: 'nccl' })).toThrow(/^backend: 'nccl' reduces device memory/);
+    expect(() => new addon.dist.GradSync({} as never, { zero: 0, backend: 'mpi' })).toThrow(
+      /^model: must be a native Model/,
+    );
+    expect(() => new addon.dist.GradSync(model.native, { zero: 2 as 0, backend: 'mpi' })).toThrow(
+      /^zero: must be an integer in \[0, 1\]/,
+    );
+    expect(() => new addon.dist.GradSync(model.native, { zero: 0, backend: 'nccl' })).toThrow(
+      /^backend: 'nccl' reduces device memory/,
+    );
     expect(() => addon.dist.coordinate('x', [1] as never, false)).toThrow(/^values: must be a Float64Array/);
     expect(() => addon.dist.setTimeout(-1)).toThrow(/^timeoutSec: must be > 0/);
-    expect(() => new DataParallel(Dist.get()!, { zero: 3 as 0 })).toThrow(new RangeError('zero: must be 0 or 1, got 3'));
-    expect(() => new Trainer(model, { method: 'sft', lr: 1, dist: {} as DataParallel })).toThrow(/^dist: must be a DataParallel/);
+    expect(() => new DataParallel(Dist.get()!, { zero: 3 as 0 })).toThrow(
+      new RangeError('zero: must be 0 or 1, got 3'),
+    );
+    expect(() => new Trainer(model, { method: 'sft', lr: 1, dist: {} as DataParallel })).toThrow(
+      /^dist: must be a DataParallel/,
+    );
     const sync = new DataParallel(Dist.get()!, { zero: 0 }).sync(model);
     expect(() => sync.readState()).toThrow(/zero 0 keeps AdamW's state in the model/);
     expect(await addon.dist.coordinate('sum', Float64Array.of(1.5, 2), false)).toEqual(Float64Array.of(1.5, 2));
@@ -145,8 +215,18 @@ describe('a world of one rank (no MPI)', () => {
   test('a launcher that asks for ranks without a loadable libmpi: a clear error', () => {
     buildCli();
     const code = `try { require(${JSON.stringify(path.join(root, 'dist', 'lib', 'distributed', 'comm.js'))}).Dist.init(); } catch (e) { console.log(e.message); }`;
-    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '2', RIFT_MPI_LIB: '/nonexistent/libmpi.so.40' } });
-    expect(r.stdout).toMatch(/^launched as rank 1 of 2 \(OMPI_COMM_WORLD_RANK\/SIZE\), but libmpi could not be loaded \(.*nonexistent.*\): install Open MPI/);
+    const r = spawnSync(process.execPath, ['-e', code], {
+      encoding: 'utf8',
+      env: {
+        ...process.env,
+        OMPI_COMM_WORLD_RANK: '1',
+        OMPI_COMM_WORLD_SIZE: '2',
+        RIFT_MPI_LIB: '/nonexistent/libmpi.so.40',
+      },
+    });
+    expect(r.stdout).toMatch(
+      /^launched as rank 1 of 2 \(OMPI_COMM_WORLD_RANK\/SIZE\), but libmpi could not be loaded \(.*nonexistent.*\): install Open MPI/,
+    );
   });
   test('string fields are compared by hash', () => {
     expect(hashString('abc')).toBe(hashString('abc'));
@@ -158,7 +238,11 @@ describe('a world of one rank (no MPI)', () => {
 
 const hasMpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
 const lib = addon.dist.mpi();
-const skipWhy = !hasMpirun ? 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev)' : !lib.available ? lib.error : '';
+const skipWhy = !hasMpirun
+  ? 'mpirun not found (apt-get install openmpi-bin libopenmpi-dev)'
+  : !lib.available
+    ? lib.error
+    : '';
 if (skipWhy) console.warn(`test/dist.test.ts: the mpirun tests are skipped: ${skipWhy}`);
 const withMpi = skipWhy ? describe.skip : describe;
 
@@ -172,10 +256,14 @@ interface Run {
 /** `mpirun -np N node ARGS` (apps: MPMD app contexts), 2 ranks × 1 thread on this machine's cores. */
 function mpirun(np: number, args: string[], env: Record<string, string> = {}, apps?: string[][]): Run {
   const xs = Object.entries({ RIFT_NUM_THREADS: '1', ...env }).flatMap(([k, v]) => ['-x', `${k}=${v}`]);
-  const ctx = apps ? apps.flatMap((a, i) => [...(i ? [':'] : []), '-np', '1', process.execPath, ...a]) : ['-np', String(np), process.execPath, ...args];
+  const ctx = apps
+    ? apps.flatMap((a, i) => [...(i ? [':'] : []), '-np', '1', process.execPath, ...a])
+    : ['-np', String(np), process.execPath, ...args];
   const t0 = Date.now();
   const r = spawnSync('mpirun', ['--oversubscribe', '--bind-to', 'none', ...xs, ...ctx], {
-    encoding: 'utf8', timeout: 120_000, cwd: tmp,
+    encoding: 'utf8',
+    timeout: 120_000,
+    cwd: tmp,
     env: { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
   });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr, seconds: (Date.now() - t0) / 1e3 };
@@ -196,7 +284,10 @@ function runWorker(np: number, env: Record<string, string>): WorkerOut {
   let r: { code: number; stdout: string; stderr: string };
   if (np > 1) r = mpirun(np, [worker, out], env);
   else {
-    const s = spawnSync(process.execPath, [worker, out], { encoding: 'utf8', env: { ...process.env, RIFT_NUM_THREADS: '1', ...env } });
+    const s = spawnSync(process.execPath, [worker, out], {
+      encoding: 'utf8',
+      env: { ...process.env, RIFT_NUM_THREADS: '1', ...env },
+    });
     r = { code: s.status ?? -1, stdout: s.stdout, stderr: s.stderr };
   }
   if (r.code !== 0) throw new Error(`worker failed:\n${r.stdout}\n${r.stderr}`);
@@ -207,7 +298,8 @@ function runWorker(np: number, env: Record<string, string>): WorkerOut {
 function expectWeightsClose(a: ArrayLike<number>, b: ArrayLike<number>, lr: number, steps: number): void {
   expect(a.length).toBe(b.length);
   const unit = lr * steps;
-  let far = 0, max = 0;
+  let far = 0,
+    max = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - b[i]);
     max = Math.max(max, d);
@@ -230,7 +322,8 @@ const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 };
 
 withMpi(`data parallel under mpirun -np 2 (Open MPI: ${lib.path || 'none'})`, () => {
-  const LR = 1e-3, STEPS = 4;
+  const LR = 1e-3,
+    STEPS = 4;
   beforeAll(() => {
     buildCli();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-dist-'));
@@ -254,41 +347,76 @@ withMpi(`data parallel under mpirun -np 2 (Open MPI: ${lib.path || 'none'})`, ()
   test('ZeRO-1 equals plain data parallel, holding AdamW for its shard only (as predicted)', () => {
     const z0 = runWorker(2, { W_ZERO: '0', W_LR: String(LR), W_STEPS: String(STEPS) });
     const z1 = runWorker(2, { W_ZERO: '1', W_LR: String(LR), W_STEPS: String(STEPS) });
-    z1.steps.forEach((s, i) => expect(Math.abs(s.loss - z0.steps[i].loss)).toBeLessThanOrEqual(1e-6 * Math.abs(z0.steps[i].loss)));
+    z1.steps.forEach((s, i) =>
+      expect(Math.abs(s.loss - z0.steps[i].loss)).toBeLessThanOrEqual(1e-6 * Math.abs(z0.steps[i].loss)),
+    );
     expect(maxDiff(z1.params, z0.params)).toBeLessThanOrEqual(1e-6);
     const P = z0.params.length;
     expect(z1.shard).toEqual(shardRanges(P, 2)[0]);
     expect(z0.optimizerBytes).toBe(8 * P);
-    expect(z1.optimizerBytes).toBe(predictMemory(WORKER_CFG, { method: 'rift', B: 1, T: 2, ranks: 2, zero: 1 }).bytes.optimizer);
+    expect(z1.optimizerBytes).toBe(
+      predictMemory(WORKER_CFG, { method: 'rift', B: 1, T: 2, ranks: 2, zero: 1 }).bytes.optimizer,
+    );
   });
 
   test('rift train under mpirun: equal to one process; rank 0 alone writes; ZeRO-1 resume under 2 ranks is exact', () => {
     const scratch = cliScratch();
     const modelDir = scratch.modelDir;
     fs.copyFileSync(path.join(scratch.tmp, 'problems.jsonl'), path.join(tmp, 'problems.jsonl'));
-    const args = (out: string) => [bin, 'train', '--method', 'sft', '--model', modelDir, '--problems', 'problems.jsonl', '--out', out, '--steps', '4',
-      '--examples-per-step', '4', '--lr', String(LR)];
-    const single = spawnSync(process.execPath, args('one'), { cwd: tmp, encoding: 'utf8', env: { ...process.env, RIFT_NUM_THREADS: '1' } });
+    const args = (out: string) => [
+      bin,
+      'train',
+      '--method',
+      'sft',
+      '--model',
+      modelDir,
+      '--problems',
+      'problems.jsonl',
+      '--out',
+      out,
+      '--steps',
+      '4',
+      '--examples-per-step',
+      '4',
+      '--lr',
+      String(LR),
+    ];
+    const single = spawnSync(process.execPath, args('one'), {
+      cwd: tmp,
+      encoding: 'utf8',
+      env: { ...process.env, RIFT_NUM_THREADS: '1' },
+    });
     expect(single.status).toBe(0);
     const ckArgs = [...args('two'), '--zero', '1', '--checkpoint-every', '2', '--keep-checkpoints', '0'];
     const two = mpirun(2, ckArgs);
     expect(two.code).toBe(0);
     expect(two.stdout.match(/model saved to two/g)).toHaveLength(1); // one summary line: rank 0's
-    const metrics = (dir: string) => fs.readFileSync(path.join(tmp, dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const metrics = (dir: string) =>
+      fs
+        .readFileSync(path.join(tmp, dir, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
     const weights = (dir: string) => readSafetensors(path.join(tmp, dir, 'model.safetensors')).tensors;
-    const m1 = metrics('one'), m2 = metrics('two');
+    const m1 = metrics('one'),
+      m2 = metrics('two');
     expect(m2.map((m) => m.step)).toEqual([1, 2, 3, 4]);
     m2.forEach((m, i) => expect(Math.abs(m.loss - m1[i].loss)).toBeLessThanOrEqual(1e-5 * m1[i].loss));
-    const w1 = weights('one'), w2 = weights('two');
+    const w1 = weights('one'),
+      w2 = weights('two');
     const flat = (w: typeof w1) => Float32Array.from([...w1.keys()].flatMap((k) => Array.from(w.get(k)!.data)));
     expectWeightsClose(flat(w2), flat(w1), LR, 4);
     // resume from step 2 under 2 ranks: the same bytes and curve as the unbroken run
     const full = fs.readFileSync(path.join(tmp, 'two', 'model.safetensors'));
-    fs.writeFileSync(path.join(tmp, 'two', 'checkpoints', 'latest.json'), JSON.stringify({ dir: 'step-000002', step: 2 }));
+    fs.writeFileSync(
+      path.join(tmp, 'two', 'checkpoints', 'latest.json'),
+      JSON.stringify({ dir: 'step-000002', step: 2 }),
+    );
     const again = mpirun(2, [...ckArgs, '--resume']);
     expect(again.code).toBe(0);
     expect(fs.readFileSync(path.join(tmp, 'two', 'model.safetensors')).equals(full)).toBe(true);
-    const strip = (ms: Record<string, number>[]) => ms.map(({ step, loss, gradNorm, tokens, lr }) => ({ step, loss, gradNorm, tokens, lr }));
+    const strip = (ms: Record<string, number>[]) =>
+      ms.map(({ step, loss, gradNorm, tokens, lr }) => ({ step, loss, gradNorm, tokens, lr }));
     expect(strip(metrics('two'))).toEqual(strip(m2));
   });
 
@@ -298,7 +426,22 @@ withMpi(`data parallel under mpirun -np 2 (Open MPI: ${lib.path || 'none'})`, ()
     const p2 = path.join(tmp, 'problems2.jsonl');
     fs.copyFileSync(path.join(scratch.tmp, 'problems.jsonl'), path.join(tmp, 'problems.jsonl'));
     fs.writeFileSync(p2, fs.readFileSync(path.join(tmp, 'problems.jsonl'), 'utf8').split('\n').slice(1).join('\n'));
-    const args = (lr: string, problems = 'problems.jsonl') => [bin, 'train', '--method', 'sft', '--model', modelDir, '--problems', problems, '--out', 'mm', '--steps', '2', '--lr', lr];
+    const args = (lr: string, problems = 'problems.jsonl') => [
+      bin,
+      'train',
+      '--method',
+      'sft',
+      '--model',
+      modelDir,
+      '--problems',
+      problems,
+      '--out',
+      'mm',
+      '--steps',
+      '2',
+      '--lr',
+      lr,
+    ];
     const lr = mpirun(2, [], { RIFT_DIST_TIMEOUT: '20' }, [args('1e-3'), args('2e-3')]);
     expect(lr.code).not.toBe(0);
     expect(lr.stderr).toMatch(/rift: rank [01] of 2: rank 1 and rank 0 differ in options at 'start of training'/);
@@ -317,17 +460,29 @@ withMpi(`data parallel under mpirun -np 2 (Open MPI: ${lib.path || 'none'})`, ()
   test('a hung rank: the others fail within the timeout, naming it (and rank 0 when it is the one that hangs)', () => {
     const r = mpirun(2, [worker, path.join(tmp, 'h.json')], { W_FAULT: 'hang:1:2', W_TIMEOUT: '3' });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/worker rank 0: rank 1 did not reach 'step 3: the loss normaliser' \(call #\d+\) within 3 s/);
+    expect(r.stderr).toMatch(
+      /worker rank 0: rank 1 did not reach 'step 3: the loss normaliser' \(call #\d+\) within 3 s/,
+    );
     expect(r.seconds).toBeLessThan(40);
     const r0 = mpirun(2, [worker, path.join(tmp, 'h0.json')], { W_FAULT: 'hang:0:2', W_TIMEOUT: '1' });
     expect(r0.code).not.toBe(0);
-    expect(r0.stderr).toMatch(/worker rank 1: rank 0 did not answer 'step 3: the loss normaliser' \(call #\d+\) within 7 s/);
+    expect(r0.stderr).toMatch(
+      /worker rank 1: rank 0 did not answer 'step 3: the loss normaliser' \(call #\d+\) within 7 s/,
+    );
     expect(r0.seconds).toBeLessThan(40);
   });
 });
 
 const WORKER_CFG = {
-  model_type: 'qwen2', vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, qkv_bias: true,
+  model_type: 'qwen2',
+  vocab_size: 48,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  qkv_bias: true,
 };
-

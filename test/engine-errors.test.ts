@@ -16,7 +16,9 @@ function thrown(msg: string): Error & { code?: string; errno?: number; status?: 
 
 test('CUDA and cuBLAS statuses become code / errno / status', () => {
   const cuda = thrown('CUDA error 2 (cudaErrorMemoryAllocation) in cudaMalloc at device_mem.cu:31: out of memory');
-  expect(cuda.message).toBe('CUDA error 2 (cudaErrorMemoryAllocation) in cudaMalloc at device_mem.cu:31: out of memory');
+  expect(cuda.message).toBe(
+    'CUDA error 2 (cudaErrorMemoryAllocation) in cudaMalloc at device_mem.cu:31: out of memory',
+  );
   expect([cuda.code, cuda.errno, cuda.status]).toEqual(['ERR_RIFT_CUDA', 2, 'cudaErrorMemoryAllocation']);
   const blas = thrown('cuBLAS error 13 (CUBLAS_STATUS_EXECUTION_FAILED) in cublasGemmEx');
   expect([blas.code, blas.errno, blas.status]).toEqual(['ERR_RIFT_CUBLAS', 13, 'CUBLAS_STATUS_EXECUTION_FAILED']);

@@ -7,7 +7,7 @@ import { tfjsRift } from '../examples/tfjs-rift';
 
 tf.env().set('IS_TEST', true); // no "install tfjs-node" banner
 
-test('custom-loop: every step accumulates several micro-batches and its update lowers the step\'s RIFT loss', async () => {
+test("custom-loop: every step accumulates several micro-batches and its update lowers the step's RIFT loss", async () => {
   const logs = await customLoop({ steps: 2, problemsPerStep: 4, k: 4, tokenBudget: 256 });
   expect(logs.length).toBe(2);
   for (const s of logs) {

@@ -25,7 +25,7 @@ test('mean ± 95% CI and the paired t-test by hand', () => {
   const ci = meanCI([1, 2, 3, 4, 5]);
   expect(ci.mean).toBe(3);
   expect(ci.sd).toBeCloseTo(Math.sqrt(2.5), 12);
-  expect(ci.half).toBeCloseTo(2.776445 * Math.sqrt(2.5) / Math.sqrt(5), 5);
+  expect(ci.half).toBeCloseTo((2.776445 * Math.sqrt(2.5)) / Math.sqrt(5), 5);
   expect(Number.isNaN(meanCI([0.4]).half)).toBe(true);
   // differences 1, 2, 3, 4, 5 → t = 3 / (√2.5/√5) = 4.2426, df 4 → p = 0.01324
   const t = pairedTTest([2, 4, 6, 8, 10], [1, 2, 3, 4, 5]);

@@ -30,13 +30,32 @@ afterAll(() => {
 const of = (part: string) => runs.filter((r) => r.spec.part === part && !r.skipped);
 
 test('every part ran and the report holds its sections and plots', () => {
-  for (const part of ['base', 'grid', 'main', 'updates', 'ablations', 'difficulty', 'collapse']) expect(runs.some((r) => r.spec.part === part)).toBe(true);
+  for (const part of ['base', 'grid', 'main', 'updates', 'ablations', 'difficulty', 'collapse'])
+    expect(runs.some((r) => r.spec.part === part)).toBe(true);
   const md = fs.readFileSync(path.join(out, 'report', 'report.md'), 'utf8');
-  for (const h of ["### The paper's claims at this scale", '### Epoch-matched', '### Update-matched', '### Paired comparisons', '## Learning rates (validation split)',
-    '## Ablations (test split)', '## Gain against the share of mixed problems', '## The naive loss: when and how it collapses', '## Memory: RIFT vs DPO (held reference)', '## What ran'])
+  for (const h of [
+    "### The paper's claims at this scale",
+    '### Epoch-matched',
+    '### Update-matched',
+    '### Paired comparisons',
+    '## Learning rates (validation split)',
+    '## Ablations (test split)',
+    '## Gain against the share of mixed problems',
+    '## The naive loss: when and how it collapses',
+    '## Memory: RIFT vs DPO (held reference)',
+    '## What ran',
+  ])
     expect(md).toContain(h);
-  for (const m of MAIN_METHODS) if (of('main').some((r) => r.spec.method.name === m.name)) expect(md).toMatch(new RegExp(`^\\| ${m.name} \\|`, 'm'));
-  for (const f of ['accuracy', 'loss', 'collapse-logprobs', 'collapse-accuracy', 'memory']) expect(fs.readFileSync(path.join(out, 'report', `${f}.png`)).subarray(1, 4).toString()).toBe('PNG');
+  for (const m of MAIN_METHODS)
+    if (of('main').some((r) => r.spec.method.name === m.name))
+      expect(md).toMatch(new RegExp(`^\\| ${m.name} \\|`, 'm'));
+  for (const f of ['accuracy', 'loss', 'collapse-logprobs', 'collapse-accuracy', 'memory'])
+    expect(
+      fs
+        .readFileSync(path.join(out, 'report', `${f}.png`))
+        .subarray(1, 4)
+        .toString(),
+    ).toBe('PNG');
 });
 
 test('the protocol: the grid sees only validation, main runs every seed on test + OOD, budgets as declared', () => {

@@ -9,7 +9,9 @@ const SEED = Number(process.env.RIFT_FUZZ_SEED ?? 20261204);
 
 test(`fuzz: ${N} mutated inputs over ${TARGETS.join(', ')} (seed ${SEED}): parse or throw a named Error, never crash`, () => {
   const r = runParserFuzz({ n: N, seed: SEED });
-  console.log(`TS parser fuzz (seed ${SEED}): ${r.inputs} inputs, ${r.crashes.length} crashes, ${r.ms} ms; ${JSON.stringify(r.byTarget)}`);
+  console.log(
+    `TS parser fuzz (seed ${SEED}): ${r.inputs} inputs, ${r.crashes.length} crashes, ${r.ms} ms; ${JSON.stringify(r.byTarget)}`,
+  );
   expect(r.crashes).toEqual([]);
   expect(r.inputs).toBe(N);
   for (const t of TARGETS) {

@@ -7,7 +7,13 @@ import * as os from 'os';
 import * as path from 'path';
 
 import {
-  compareTensor, DEFAULT_TOLERANCES, parityTable, readReferenceMeta, referenceFromFixture, runParity, writeParityResult,
+  compareTensor,
+  DEFAULT_TOLERANCES,
+  parityTable,
+  readReferenceMeta,
+  referenceFromFixture,
+  runParity,
+  writeParityResult,
 } from '../bench/gpu-parity';
 import { benchTrainCuda, BENCH_CONFIG } from '../bench/train';
 import { Model } from '../lib/engine/model';
@@ -32,7 +38,8 @@ function makeRef(name: string): string {
 /** A copy of a reference directory with ref.safetensors rewritten through `edit`. */
 function editedRef(src: string, dst: string, edit: (name: string, data: Float32Array) => void): string {
   fs.mkdirSync(path.join(dst, 'model'), { recursive: true });
-  for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(src, 'model', f), path.join(dst, 'model', f));
+  for (const f of ['config.json', 'model.safetensors'])
+    fs.copyFileSync(path.join(src, 'model', f), path.join(dst, 'model', f));
   fs.copyFileSync(path.join(src, 'ref.json'), path.join(dst, 'ref.json'));
   const { tensors, metadata } = readSafetensors(path.join(src, 'ref.safetensors'));
   const list = [...tensors].map(([name, t]) => {
@@ -50,7 +57,8 @@ describe('the reference made from the HF fixture', () => {
     const meta = readReferenceMeta(dir);
     expect(meta).toMatchObject({ B: 2, T: 12, prompt: 3 });
     const { tensors } = readSafetensors(path.join(dir, 'ref.safetensors'));
-    const ids = tensors.get('ids')!.data, targets = tensors.get('targets')!.data;
+    const ids = tensors.get('ids')!.data,
+      targets = tensors.get('targets')!.data;
     // targets[b, t] = ids[b, t+1] for t ≥ prompt − 1, −100 before and at t = T − 1
     for (let b = 0; b < 2; b++)
       for (let t = 0; t < 12; t++) expect(targets[b * 12 + t]).toBe(t >= 2 && t < 11 ? ids[b * 12 + t + 1] : -100);
@@ -82,7 +90,9 @@ describe.each(['tiny-qwen2', 'tiny-llama'])('%s: engine vs HF', (name) => {
     expect(r.engineDevice).toBe(device);
     const grads = r.checks.filter((c) => c.kind === 'grad');
     expect(grads.length).toBe(name === 'tiny-qwen2' ? 26 : 21);
-    expect(r.checks.map((c) => c.kind).sort()).toEqual([...grads.map(() => 'grad'), 'logits', 'loss', 'tokenLogps'].sort());
+    expect(r.checks.map((c) => c.kind).sort()).toEqual(
+      [...grads.map(() => 'grad'), 'logits', 'loss', 'tokenLogps'].sort(),
+    );
     for (const c of r.checks) expect(c.maxAbsErr).toBeLessThanOrEqual(c.bound);
     expect(Math.abs(r.loss.engine - r.loss.reference)).toBeLessThan(1e-5 * r.loss.reference);
   });
@@ -91,7 +101,8 @@ describe.each(['tiny-qwen2', 'tiny-llama'])('%s: engine vs HF', (name) => {
     const dir = makeRef(name);
     const target = 'model.layers.1.mlp.down_proj.weight';
     const r = runParity({
-      dir, log: silent,
+      dir,
+      log: silent,
       mutateGrad: (n, g) => {
         if (n !== target) return g;
         const copy = Float32Array.from(g);
@@ -111,7 +122,8 @@ describe.each(['tiny-qwen2', 'tiny-llama'])('%s: engine vs HF', (name) => {
     const dir = makeRef(name);
     // a systematic error of one bf16 ulp (2^-8 relative) on every element; the bound is 1e-3 of the tensor's max
     const r = runParity({
-      dir, log: silent,
+      dir,
+      log: silent,
       mutateGrad: (n, g) => (n === 'model.layers.0.self_attn.q_proj.weight' ? g.map((x) => x * (1 + 3.9e-3)) : g),
     });
     expect(r.checks.filter((c) => !c.pass).map((c) => c.name)).toEqual(['model.layers.0.self_attn.q_proj.weight']);
@@ -131,21 +143,34 @@ describe.each(['tiny-qwen2', 'tiny-llama'])('%s: engine vs HF', (name) => {
     const bad = editedRef(dir, path.join(tmp, `${name}-bad-rows`), (n, d) => {
       if (n === 'logits_rows') d[5 * 96 + 7] += 0.01;
     });
-    expect(runParity({ dir: bad, log: silent }).checks.filter((c) => !c.pass).map((c) => c.kind)).toEqual(['logits']);
+    expect(
+      runParity({ dir: bad, log: silent })
+        .checks.filter((c) => !c.pass)
+        .map((c) => c.kind),
+    ).toEqual(['logits']);
 
     const lossDir = editedRef(dir, path.join(tmp, `${name}-bad-loss`), () => undefined);
     const meta = JSON.parse(fs.readFileSync(path.join(lossDir, 'ref.json'), 'utf8'));
     fs.writeFileSync(path.join(lossDir, 'ref.json'), JSON.stringify({ ...meta, loss: meta.loss * (1 + 1e-4) }));
-    expect(runParity({ dir: lossDir, log: silent }).checks.filter((c) => !c.pass).map((c) => c.kind)).toEqual(['loss']);
+    expect(
+      runParity({ dir: lossDir, log: silent })
+        .checks.filter((c) => !c.pass)
+        .map((c) => c.kind),
+    ).toEqual(['loss']);
 
     // a reference without one gradient: that tensor fails as "missing"
     const missing = path.join(tmp, `${name}-missing`);
     editedRef(dir, missing, () => undefined);
     const { tensors } = readSafetensors(path.join(missing, 'ref.safetensors'));
     tensors.delete('grad.model.norm.weight');
-    writeSafetensors(path.join(missing, 'ref.safetensors'), [...tensors].map(([n, t]) => ({ name: n, shape: t.shape, data: t.data })));
+    writeSafetensors(
+      path.join(missing, 'ref.safetensors'),
+      [...tensors].map(([n, t]) => ({ name: n, shape: t.shape, data: t.data })),
+    );
     const r = runParity({ dir: missing, log: silent });
-    expect(r.checks.filter((c) => !c.pass)).toEqual([expect.objectContaining({ name: 'model.norm.weight', note: expect.stringMatching(/missing/) })]);
+    expect(r.checks.filter((c) => !c.pass)).toEqual([
+      expect.objectContaining({ name: 'model.norm.weight', note: expect.stringMatching(/missing/) }),
+    ]);
   });
 });
 
@@ -162,9 +187,18 @@ describe('compareTensor', () => {
 
   test('NaN, Inf and a length mismatch fail', () => {
     const want = Float32Array.of(1, 2, 3);
-    expect(compareTensor('t', 'grad', Float32Array.of(1, NaN, 3), want, 1)).toMatchObject({ pass: false, worstIndex: 1 });
-    expect(compareTensor('t', 'grad', Float32Array.of(1, 2, Infinity), want, 1)).toMatchObject({ pass: false, worstIndex: 2 });
-    expect(compareTensor('t', 'grad', Float32Array.of(1, 2), want, 1)).toMatchObject({ pass: false, note: 'length 2 != reference 3' });
+    expect(compareTensor('t', 'grad', Float32Array.of(1, NaN, 3), want, 1)).toMatchObject({
+      pass: false,
+      worstIndex: 1,
+    });
+    expect(compareTensor('t', 'grad', Float32Array.of(1, 2, Infinity), want, 1)).toMatchObject({
+      pass: false,
+      worstIndex: 2,
+    });
+    expect(compareTensor('t', 'grad', Float32Array.of(1, 2), want, 1)).toMatchObject({
+      pass: false,
+      note: 'length 2 != reference 3',
+    });
   });
 
   test('relL2 and rel are reported', () => {
@@ -200,17 +234,46 @@ describe('the engine-cuda benchmark (bench/train.ts benchTrainCuda)', () => {
   });
 
   test('runs its whole path on the CPU with a small config: step, sampling, RIFT vs DPO-held memory', async () => {
-    const config = { ...BENCH_CONFIG, vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
-    const r = await benchTrainCuda({ device: 'cpu', config, T: 64, steps: 2, memT: 32, prompts: 2, k: 2, maxNewTokens: 8, log: silent });
+    const config = {
+      ...BENCH_CONFIG,
+      vocab_size: 512,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+    };
+    const r = await benchTrainCuda({
+      device: 'cpu',
+      config,
+      T: 64,
+      steps: 2,
+      memT: 32,
+      prompts: 2,
+      k: 2,
+      maxNewTokens: 8,
+      log: silent,
+    });
     expect(r.skipped).toBeUndefined();
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the rows are heterogeneous JSON records
     const [train, one, sampling, mem] = r.rows as Record<string, any>[];
-    expect(train).toMatchObject({ name: 'cpu train step (sft)', device: 'cpu', precision: 'bf16', B: 1, T: 64, tokensPerStep: 64 });
+    expect(train).toMatchObject({
+      name: 'cpu train step (sft)',
+      device: 'cpu',
+      precision: 'bf16',
+      B: 1,
+      T: 64,
+      tokensPerStep: 64,
+    });
     expect(train.stepMsAll).toHaveLength(2);
     expect(Number.isFinite(train.loss) && train.tokensPerSec > 0).toBe(true);
     expect(train.mfu6P).toBeNull(); // no datasheet peak for a CPU
     expect(one).toMatchObject({ name: 'cpu sampling (one prompt at a time)', generatedTokens: 2 * 2 * 8 });
-    expect(sampling).toMatchObject({ name: 'cpu sampling (continuous batching)', generatedTokens: 2 * 2 * 8, sameTokens: true });
+    expect(sampling).toMatchObject({
+      name: 'cpu sampling (continuous batching)',
+      generatedTokens: 2 * 2 * 8,
+      sameTokens: true,
+    });
     expect(sampling.speedup).toBeGreaterThan(0);
     expect(mem.name).toBe('cpu memory: rift vs dpo-held');
     for (const k of ['rift', 'dpo-held', 'rift+recompute', 'dpo-held+recompute']) {

@@ -20,7 +20,17 @@ function deadPid(): number {
 }
 
 const write = (file: string, info: Partial<LockInfo>) =>
-  fs.writeFileSync(file, JSON.stringify({ pid: 1, host: os.hostname(), started: '2026-01-01T00:00:00Z', command: 'rift train', token: 'other', ...info }));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      pid: 1,
+      host: os.hostname(),
+      started: '2026-01-01T00:00:00Z',
+      command: 'rift train',
+      token: 'other',
+      ...info,
+    }),
+  );
 
 test('lock file names: beside a file, inside a directory', () => {
   expect(lockFileFor('/a/r.jsonl', 'file')).toBe('/a/r.jsonl.lock');
@@ -39,7 +49,9 @@ test('a second writer is refused with the holder named; release lets the next on
     err = e;
   }
   expect(err).toBeInstanceOf(OutputLockedError);
-  expect((err as Error).message).toMatch(new RegExp(`^--out: a: in use by rift rollout \\(pid ${process.pid} on host `));
+  expect((err as Error).message).toMatch(
+    new RegExp(`^--out: a: in use by rift rollout \\(pid ${process.pid} on host `),
+  );
   lock.release();
   lock.release(); // idempotent
   expect(fs.existsSync(f)).toBe(false);
@@ -63,7 +75,9 @@ test('a live holder on this host and any holder on another host are respected', 
   write(f, { pid: 1 }); // init: always alive
   expect(() => acquireLock(f, 'c')).toThrow(/^c: in use by rift train \(pid 1 on host /);
   write(f, { pid: deadPid(), host: 'elsewhere.example' });
-  expect(() => acquireLock(f, 'c')).toThrow(/locked by rift train \(pid \d+ on host elsewhere\.example.*delete .*c\.lock/);
+  expect(() => acquireLock(f, 'c')).toThrow(
+    /locked by rift train \(pid \d+ on host elsewhere\.example.*delete .*c\.lock/,
+  );
   expect(fs.existsSync(f)).toBe(true);
 });
 

@@ -1,5 +1,14 @@
 // The fused loss kernels against the float64 reference, for every method × negative form × reduction × dtype.
-import { f32ToBf16, bf16ToF32, lossAndGrad, lossAndGradAsync, METHODS, NEGATIVE_FORMS, REDUCTIONS, TRAIN_METHODS } from '../lib';
+import {
+  f32ToBf16,
+  bf16ToF32,
+  lossAndGrad,
+  lossAndGradAsync,
+  METHODS,
+  NEGATIVE_FORMS,
+  REDUCTIONS,
+  TRAIN_METHODS,
+} from '../lib';
 import { DEVICE_DTYPES } from '../lib/kernels/device';
 import { addon } from '../lib/native';
 import type { Method, NegativeForm, Reduction } from '../lib';
@@ -22,7 +31,12 @@ describe.each(combos)('$method / $negative / $reduction', ({ method, negative, r
     const c = makeCase({ method, negative, reduction, bf16: dtype === 'bf16', seed: 7 });
     const ref = reference(c.ref);
     const logits = dtype === 'fp32' ? Float32Array.from(c.logits32) : f32ToBf16(c.logits32);
-    const grad = method === 'logprob' ? undefined : dtype === 'fp32' ? new Float32Array(logits.length) : new Uint16Array(logits.length);
+    const grad =
+      method === 'logprob'
+        ? undefined
+        : dtype === 'fp32'
+          ? new Float32Array(logits.length)
+          : new Uint16Array(logits.length);
     const out = lossAndGrad({ ...c.opts, logits, grad, tokenLogps: true, entropy: true });
     expect(Math.abs(out.loss - ref.loss)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(ref.loss)));
     expect(maxAbsDiff(out.seqLogps, ref.seqLogps)).toBeLessThan(1e-4);
@@ -86,7 +100,12 @@ describe('finite differences (float64 reference vs its analytic gradient, and th
 
   test('DPO raises the chosen log-prob: its gradient on the chosen target is negative', () => {
     const c = makeCase({ method: 'dpo', V: 5, lengths: [1, 1], seed: 11 });
-    const opts = { ...c.opts, dpo: { refLogps: new Float64Array(2), pairs: new Int32Array([0, 1]), beta: 1 }, targets: new Int32Array([2, 3]), rewards: undefined };
+    const opts = {
+      ...c.opts,
+      dpo: { refLogps: new Float64Array(2), pairs: new Int32Array([0, 1]), beta: 1 },
+      targets: new Int32Array([2, 3]),
+      rewards: undefined,
+    };
     const grad = new Float32Array(10);
     lossAndGrad({ ...opts, logits: c.logits32.slice(0, 10), grad });
     expect(grad[2]).toBeLessThan(0); // descent raises z[chosen target]
@@ -99,7 +118,17 @@ describe("'naive' (−r·log π on every sample) against RIFT's bounded negative
   const at = (method: 'naive' | 'rift', zy: number) => {
     const logits = new Float32Array([zy, 0, 0, 0]);
     const grad = new Float32Array(4);
-    const out = lossAndGrad({ logits, grad, rows: 1, vocab: 4, targets: new Int32Array([0]), offsets: new Int32Array([0, 1]), rewards: new Float32Array([-0.5]), method, tokenLogps: true });
+    const out = lossAndGrad({
+      logits,
+      grad,
+      rows: 1,
+      vocab: 4,
+      targets: new Int32Array([0]),
+      offsets: new Int32Array([0, 1]),
+      rewards: new Float32Array([-0.5]),
+      method,
+      tokenLogps: true,
+    });
     return { loss: out.loss, logp: out.tokenLogps![0], gy: grad[0] };
   };
 
@@ -123,7 +152,8 @@ describe("'naive' (−r·log π on every sample) against RIFT's bounded negative
   test('on positive rewards naive equals RIFT (both −r·ℓ)', () => {
     const c = makeCase({ method: 'naive', seed: 13 });
     const pos = Float32Array.from(c.opts.rewards!, (r) => Math.abs(r));
-    const g1 = new Float32Array(c.logits32.length), g2 = new Float32Array(c.logits32.length);
+    const g1 = new Float32Array(c.logits32.length),
+      g2 = new Float32Array(c.logits32.length);
     const a = lossAndGrad({ ...c.opts, rewards: pos, logits: c.logits32, grad: g1 });
     const b = lossAndGrad({ ...c.opts, rewards: pos, method: 'rift', logits: c.logits32, grad: g2 });
     expect(a.loss).toBe(b.loss);
@@ -168,14 +198,23 @@ describe('in place, async, reductions and normaliser', () => {
     const rowSplit = c.opts.offsets[split];
     let loss = 0;
     const parts: Float32Array[] = [];
-    for (const [s0, s1] of [[0, split], [split, 4]]) {
+    for (const [s0, s1] of [
+      [0, split],
+      [split, 4],
+    ]) {
       const r0 = c.opts.offsets[s0];
       const r1 = c.opts.offsets[s1];
       const offsets = c.opts.offsets.slice(s0, s1 + 1).map((o) => o - r0);
       const grad = new Float32Array((r1 - r0) * V);
       loss += lossAndGrad({
-        ...c.opts, rows: r1 - r0, logits: c.logits32.slice(r0 * V, r1 * V), grad, targets: c.opts.targets.slice(r0, r1),
-        offsets, rewards: c.opts.rewards!.slice(s0, s1), normalizer: full.normalizer,
+        ...c.opts,
+        rows: r1 - r0,
+        logits: c.logits32.slice(r0 * V, r1 * V),
+        grad,
+        targets: c.opts.targets.slice(r0, r1),
+        offsets,
+        rewards: c.opts.rewards!.slice(s0, s1),
+        normalizer: full.normalizer,
       }).loss;
       parts.push(grad);
     }

@@ -10,7 +10,8 @@ function binom(n: number, k: number): bigint {
 
 /** 1 − C(n−c,k)/C(n,k) from exact integers, rounded once to float64 (via a 1e30-scaled integer quotient). */
 function closedForm(n: number, c: number, k: number): number {
-  const num = binom(n - c, k), den = binom(n, k);
+  const num = binom(n - c, k),
+    den = binom(n, k);
   const SCALE = 10n ** 30n;
   return 1 - Number((num * SCALE) / den) / 1e30;
 }
@@ -34,7 +35,13 @@ describe('passAtK', () => {
 
   test('matches the closed form for large n where the float binomials overflow', () => {
     expect(Number(binom(2000, 1000))).toBe(Infinity); // far past float64
-    for (const [n, c, k] of [[200, 3, 100], [1000, 1, 1], [1000, 10, 500], [2000, 50, 1000], [1200, 1100, 64]]) {
+    for (const [n, c, k] of [
+      [200, 3, 100],
+      [1000, 1, 1],
+      [1000, 10, 500],
+      [2000, 50, 1000],
+      [1200, 1100, 64],
+    ]) {
       expect(passAtK(n, c, k)).toBeCloseTo(closedForm(n, c, k), 12);
     }
   });
@@ -66,7 +73,9 @@ describe('passAtK', () => {
   test('properties: in [0, 1], monotone in c and k, k = 1 gives c/n, and it is the subset average', () => {
     const rnd = seeded(7);
     for (let t = 0; t < 300; t++) {
-      const n = 1 + Math.floor(rnd() * 64), c = Math.floor(rnd() * (n + 1)), k = 1 + Math.floor(rnd() * n);
+      const n = 1 + Math.floor(rnd() * 64),
+        c = Math.floor(rnd() * (n + 1)),
+        k = 1 + Math.floor(rnd() * n);
       const p = passAtK(n, c, k);
       expect(p).toBeGreaterThanOrEqual(0);
       expect(p).toBeLessThanOrEqual(1);
@@ -77,12 +86,19 @@ describe('passAtK', () => {
     // Unbiasedness, checked exactly: the estimate is the fraction of k-subsets of the n samples that hold a correct
     // one. Enumerate all subsets of a small sample set.
     const correct = [true, false, false, true, false, false, false];
-    const n = correct.length, c = correct.filter(Boolean).length;
+    const n = correct.length,
+      c = correct.filter(Boolean).length;
     for (let k = 1; k <= n; k++) {
-      let hit = 0, all = 0;
+      let hit = 0,
+        all = 0;
       for (let mask = 0; mask < 1 << n; mask++) {
-        let bits = 0, any = false;
-        for (let i = 0; i < n; i++) if (mask & (1 << i)) { bits++; any ||= correct[i]; }
+        let bits = 0,
+          any = false;
+        for (let i = 0; i < n; i++)
+          if (mask & (1 << i)) {
+            bits++;
+            any ||= correct[i];
+          }
         if (bits !== k) continue;
         all++;
         if (any) hit++;

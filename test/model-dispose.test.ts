@@ -7,14 +7,26 @@ import { gc } from './helpers/memory-race';
 
 // ~2.3M parameters (9 MB of fp32): big enough to stand out from the test runner's own allocations.
 const CFG = {
-  model_type: 'qwen2', vocab_size: 2048, hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
+  model_type: 'qwen2',
+  vocab_size: 2048,
+  hidden_size: 256,
+  intermediate_size: 512,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
 };
-const B = 2, T = 16;
+const B = 2,
+  T = 16;
 const batch = () => ({
-  ids: Int32Array.from({ length: B * T }, (_, i) => (i * 37) % 2048), B, T,
+  ids: Int32Array.from({ length: B * T }, (_, i) => (i * 37) % 2048),
+  B,
+  T,
   targets: Int32Array.from({ length: B * T }, (_, i) => (i % T === T - 1 ? -100 : (i * 11) % 2048)),
-  offsets: new Int32Array([0, T, 2 * T]), method: 'sft' as const,
+  offsets: new Int32Array([0, T, 2 * T]),
+  method: 'sft' as const,
 });
 const external = () => (addon as unknown as { _externalMemory(): number })._externalMemory();
 const settle = () => new Promise((r) => setImmediate(r)); // view finalisers run on the next turn of the loop
@@ -29,7 +41,7 @@ const TRACKED = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk'] a
 
 /** A model with gradients, AdamW state and activations: what training leaves behind. */
 function trained(): Model {
-  const m = Model.fromConfig(CFG, { std: 0 }) // zero weights: no 2.3M-sample init loop;
+  const m = Model.fromConfig(CFG, { std: 0 }); // zero weights: no 2.3M-sample init loop;
   m.lossAndBackward(batch());
   m.step({ lr: 1e-3 });
   return m;
@@ -41,7 +53,8 @@ describe('Model.dispose()', () => {
     const before = Model.memory();
     const m = trained();
     const P = m.numParams * 4;
-    const params = m.params(), grads = m.grads();
+    const params = m.params(),
+      grads = m.grads();
     const during = Model.memory();
     expect(during.params.current - before.params.current).toBe(P);
     expect(during.grads.current - before.grads.current).toBe(P);
@@ -91,7 +104,10 @@ describe('Model.dispose()', () => {
       } catch (e) {
         err = e;
       }
-      expect([name, err instanceof Error ? `${err.name}: ${err.message}` : String(err)]).toEqual([name, expect.stringMatching(/^Error: Model: disposed/)]);
+      expect([name, err instanceof Error ? `${err.name}: ${err.message}` : String(err)]).toEqual([
+        name,
+        expect.stringMatching(/^Error: Model: disposed/),
+      ]);
     }
     cache.free();
   });
@@ -134,7 +150,8 @@ describe('native memory as V8 sees it (napi_adjust_external_memory)', () => {
     const m = Model.fromConfig(CFG, { std: 0 });
     await drain();
     const e0 = external();
-    const bytes = 2 * CFG.num_hidden_layers * 4 * 2048 * CFG.num_key_value_heads * (CFG.hidden_size / CFG.num_attention_heads) * 4;
+    const bytes =
+      2 * CFG.num_hidden_layers * 4 * 2048 * CFG.num_key_value_heads * (CFG.hidden_size / CFG.num_attention_heads) * 4;
     const cache = m.newKvCache(4, 2048);
     expect(external() - e0).toBeGreaterThanOrEqual(bytes);
     cache.free();

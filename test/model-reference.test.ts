@@ -42,12 +42,14 @@ describe.each(MODELS)('reference forward vs HF transformers: %s', (name) => {
 
   test('logits within abs 1e-4', () => expectClose(`${name} logits`, ref.logits, par.f32('logits'), 1e-4));
 
-  test('final hidden state (after model.norm) within abs 1e-4', () => expectClose(`${name} hidden_last`, ref.hidden, par.f32('hidden_last'), 1e-4));
+  test('final hidden state (after model.norm) within abs 1e-4', () =>
+    expectClose(`${name} hidden_last`, ref.hidden, par.f32('hidden_last'), 1e-4));
 
   test('loss from the reference logits (shifted, prompt-masked mean) within rel 1e-5', () => {
     const labels = par.i32('labels');
     const V = config.vocab_size;
-    let sum = 0, n = 0;
+    let sum = 0,
+      n = 0;
     for (let b = 0; b < B; b++)
       for (let t = 0; t < T - 1; t++) {
         const y = labels[b * T + t + 1];
@@ -61,12 +63,18 @@ describe.each(MODELS)('reference forward vs HF transformers: %s', (name) => {
   });
 
   test('the reference is causal: a prefix gives the same logits as the full sequence', () => {
-    const Tp = 5, V = config.vocab_size;
+    const Tp = 5,
+      V = config.vocab_size;
     const prefix = new Int32Array(B * Tp);
     for (let b = 0; b < B; b++) prefix.set(ids.subarray(b * T, b * T + Tp), b * Tp);
     const short = referenceForward(config, tensors, prefix, B, Tp);
     for (let b = 0; b < B; b++)
-      expectClose(`prefix row ${b}`, short.logits.subarray(b * Tp * V, (b + 1) * Tp * V), ref.logits.subarray(b * T * V, (b * T + Tp) * V), 1e-12);
+      expectClose(
+        `prefix row ${b}`,
+        short.logits.subarray(b * Tp * V, (b + 1) * Tp * V),
+        ref.logits.subarray(b * T * V, (b * T + Tp) * V),
+        1e-12,
+      );
   });
 });
 
@@ -78,7 +86,12 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
   const V = config.vocab_size;
   const model = Model.load(dir);
 
-  test.each([[1, 1], [1, 7], [2, 12], [3, 20]])('B=%i, T=%i: all logits within abs 1e-4', (B, T) => {
+  test.each([
+    [1, 1],
+    [1, 7],
+    [2, 12],
+    [3, 20],
+  ])('B=%i, T=%i: all logits within abs 1e-4', (B, T) => {
     let s = 12345 + 7 * B + T;
     const ids = Int32Array.from({ length: B * T }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 8) % V);
     const ref = referenceForward(config, tensors, ids, B, T);
@@ -88,7 +101,8 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
   });
 
   test('lastOnly: (B, V) logits of the last position', () => {
-    const B = 2, T = 9;
+    const B = 2,
+      T = 9;
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 11) % V);
     const ref = referenceForward(config, tensors, ids, B, T);
     const got = model.forward({ ids, B, T, lastOnly: true });
@@ -98,7 +112,9 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
   });
 
   test('KV cache: prefill + decode one token at a time equals the reference at every position', () => {
-    const B = 2, T0 = 4, steps = 6;
+    const B = 2,
+      T0 = 4,
+      steps = 6;
     const ids = Int32Array.from({ length: B * (T0 + steps) }, (_, i) => (i * 29 + 5) % V); // (B, T0 + steps)
     const T = T0 + steps;
     const ref = referenceForward(config, tensors, ids, B, T);
@@ -121,6 +137,11 @@ describe.each(MODELS)('native Model.forward vs the float64 reference: %s', (name
   test('the HF fixture batch within abs 1e-4 of HF itself', () => {
     const par = fixture(path.join(FIX, `${name}.bin`));
     const [B, T] = par.shape('input_ids');
-    expectClose(`${name} native logits vs HF`, model.forward({ ids: par.i32('input_ids'), B, T }), par.f32('logits'), 1e-4);
+    expectClose(
+      `${name} native logits vs HF`,
+      model.forward({ ids: par.i32('input_ids'), B, T }),
+      par.f32('logits'),
+      1e-4,
+    );
   });
 });

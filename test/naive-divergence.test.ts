@@ -11,8 +11,16 @@ import { Example, selectExamples } from '../lib/train/examples';
 import { Trainer, TrainerOptions } from '../lib/train/trainer';
 
 const CFG = {
-  model_type: 'qwen2', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 32,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
 };
 const newModel = () => Model.fromConfig(CFG, { seed: 3, std: 0.1 });
 
@@ -24,7 +32,8 @@ function samples(): Example[] {
   const out: Example[] = [];
   for (let p = 0; p < 4; p++) {
     const promptIds = ids(3);
-    for (let k = 0; k < 4; k++) out.push({ problemId: `p${p}`, sampleIndex: k, promptIds, responseIds: ids(4), reward: k % 2 ? -0.5 : 1 });
+    for (let k = 0; k < 4; k++)
+      out.push({ problemId: `p${p}`, sampleIndex: k, promptIds, responseIds: ids(4), reward: k % 2 ? -0.5 : 1 });
   }
   return out;
 }
@@ -32,11 +41,27 @@ function samples(): Example[] {
 /** Mean token log-prob of examples under a model. */
 function meanLogp(model: Model, ex: Example[]): number {
   const mb = buildMicroBatch(ex.map((e) => [e]));
-  const out = model.lossAndBackward({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
+  const out = model.lossAndBackward({
+    ids: mb.ids,
+    B: mb.B,
+    T: mb.T,
+    targets: mb.targets,
+    offsets: mb.offsets,
+    method: 'logprob',
+    backward: false,
+  });
   return out.seqLogps.reduce((a, b) => a + b, 0) / mb.tokens;
 }
 
-const BASE: TrainerOptions = { method: 'naive', lr: 2e-2, tokenBudget: 256, maxGradNorm: 1, weightDecay: 0, seed: 7, examplesPerStep: 100 };
+const BASE: TrainerOptions = {
+  method: 'naive',
+  lr: 2e-2,
+  tokenBudget: 256,
+  maxGradNorm: 1,
+  weightDecay: 0,
+  seed: 7,
+  examplesPerStep: 100,
+};
 
 describe("method 'naive'", () => {
   const data = samples();
@@ -48,8 +73,9 @@ describe("method 'naive'", () => {
     expect(selectExamples('naive', withZero).stats.zeroReward).toBe(1);
   });
 
-  test('its loss goes below 0 and keeps falling while the negatives\' log-probs sink; RIFT\'s loss stays ≥ 0', async () => {
-    const naive = newModel(), rift = newModel();
+  test("its loss goes below 0 and keeps falling while the negatives' log-probs sink; RIFT's loss stays ≥ 0", async () => {
+    const naive = newModel(),
+      rift = newModel();
     const before = meanLogp(naive, neg);
     const a = await new Trainer(naive, { ...BASE, epochs: 40 }).run(data);
     const b = await new Trainer(rift, { ...BASE, method: 'rift', epochs: 40 }).run(data);
@@ -76,7 +102,11 @@ describe('a diverged run', () => {
     let good: Float32Array | undefined;
     const ck = path.join(dir, 'ck');
     const trainer = new Trainer(model, {
-      ...BASE, examplesPerStep: 4, epochs: 2, checkpointDir: ck, checkpointEvery: 1,
+      ...BASE,
+      examplesPerStep: 4,
+      epochs: 2,
+      checkpointDir: ck,
+      checkpointEvery: 1,
       onStep: (m) => {
         if (m.step !== 2) return;
         good = Float32Array.from(model.params());
@@ -94,7 +124,9 @@ describe('a diverged run', () => {
     expect(d).toMatchObject({ step: 3, totalSteps: 8, method: 'naive', reason: 'non-finite logits' });
     expect(d.detail).toMatch(/^logits: row \d+ holds NaN or Inf/);
     expect(Number.isFinite(d.lastLoss)).toBe(true);
-    expect((err as Error).message).toMatch(/^training diverged at update 3 of 8 \(method 'naive'\): non-finite logits .*the parameters are those after update 2/);
+    expect((err as Error).message).toMatch(
+      /^training diverged at update 3 of 8 \(method 'naive'\): non-finite logits .*the parameters are those after update 2/,
+    );
     expect((err as DivergenceError).history.map((m) => m.step)).toEqual([1, 2]);
     expect(trainer.diverged).toEqual(d);
     // the optimizer did not step on update 3: only the poisoned value differs from update 2's weights
@@ -103,12 +135,21 @@ describe('a diverged run', () => {
     now[5] = good![5];
     expect(Array.from(now)).toEqual(Array.from(good!));
     expect(model.optimizerSteps).toBe(2);
-    expect(fs.readdirSync(ck).filter((n) => n.startsWith('step-')).sort()).toEqual(['step-000001', 'step-000002']);
+    expect(
+      fs
+        .readdirSync(ck)
+        .filter((n) => n.startsWith('step-'))
+        .sort(),
+    ).toEqual(['step-000001', 'step-000002']);
   });
 
   test("the engine's NaN gradient norm is recognised as a divergence; other errors are not", () => {
     const model = newModel();
-    const mb = buildMicroBatch(samples().slice(0, 2).map((e) => [e]));
+    const mb = buildMicroBatch(
+      samples()
+        .slice(0, 2)
+        .map((e) => [e]),
+    );
     model.lossAndBackward({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'sft' });
     model.grads()[0] = NaN;
     let err: unknown;
@@ -118,7 +159,9 @@ describe('a diverged run', () => {
       err = e;
     }
     expect(divergenceReason(err)).toBe('non-finite gradient norm');
-    expect(divergenceReason(new RangeError('targets: targets[3] = 40 is outside [0, vocab) and not -100'))).toBeUndefined();
+    expect(
+      divergenceReason(new RangeError('targets: targets[3] = 40 is outside [0, vocab) and not -100')),
+    ).toBeUndefined();
     expect(divergenceReason(new Error('logits: row 1 holds NaN or Inf'))).toBeUndefined(); // not the engine's RangeError
   });
 });

@@ -9,8 +9,16 @@ import { detach, shared } from './helpers/memory-race';
 import { ops } from './helpers/ops-reference';
 
 const QWEN = {
-  model_type: 'qwen2', vocab_size: 40, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 40,
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
 };
 
 /** A native-level loss call (numeric enums) over 256 KB of logits. */
@@ -18,8 +26,17 @@ function lossArgs() {
   const c = makeCase({ method: 'rift', seed: 5, V: 1024, lengths: [20, 12, 32] });
   const o = c.opts;
   return {
-    logits: Float32Array.from(c.logits32), grad: new Float32Array(c.logits32.length), rows: o.rows, vocab: o.vocab,
-    targets: o.targets, offsets: o.offsets, rewards: o.rewards, method: 2, negative: 0, reduction: 0, tokenLogps: true,
+    logits: Float32Array.from(c.logits32),
+    grad: new Float32Array(c.logits32.length),
+    rows: o.rows,
+    vocab: o.vocab,
+    targets: o.targets,
+    offsets: o.offsets,
+    rewards: o.rewards,
+    method: 2,
+    negative: 0,
+    reduction: 0,
+    tokenLogps: true,
   };
 }
 
@@ -42,9 +59,17 @@ describe('options are read before any data pointer is taken', () => {
 
   test('a getter on the model loss options runs before ids are read', () => {
     const model = Model.fromConfig(QWEN, { seed: 1 });
-    const B = 2, T = 8;
+    const B = 2,
+      T = 8;
     const ids = new Int32Array(B * T).fill(3);
-    const o: Record<string, unknown> = { B, T, targets: new Int32Array(B * T).fill(4), offsets: new Int32Array([0, 8, 16]), method: 0, backward: false };
+    const o: Record<string, unknown> = {
+      B,
+      T,
+      targets: new Int32Array(B * T).fill(4),
+      offsets: new Int32Array([0, 8, 16]),
+      method: 0,
+      backward: false,
+    };
     Object.defineProperty(o, 'ids', { enumerable: true, get: () => ids });
     Object.defineProperty(o, 'entropy', { enumerable: true, get: () => (detach(ids.buffer), false) });
     expect(() => model.native.lossAndBackward(o)).toThrow(/^ids: length must be B × T = 16 \(got 0\)/);
@@ -53,16 +78,37 @@ describe('options are read before any data pointer is taken', () => {
 
 describe('one LossSpec parser: lossAndGrad and Model.lossAndBackward say the same', () => {
   const model = Model.fromConfig(QWEN, { seed: 2 });
-  const B = 1, T = 6;
+  const B = 1,
+    T = 6;
   const modelArgs = {
-    ids: new Int32Array(B * T).fill(1), B, T, targets: new Int32Array(B * T).fill(2), offsets: new Int32Array([0, 2, 6]),
-    method: 0, backward: false,
+    ids: new Int32Array(B * T).fill(1),
+    B,
+    T,
+    targets: new Int32Array(B * T).fill(2),
+    offsets: new Int32Array([0, 2, 6]),
+    method: 0,
+    backward: false,
   };
-  const lossBase = () => ({ logits: new Float32Array(T * 40), rows: T, vocab: 40, targets: modelArgs.targets, offsets: modelArgs.offsets, method: 0 });
+  const lossBase = () => ({
+    logits: new Float32Array(T * 40),
+    rows: T,
+    vocab: 40,
+    targets: modelArgs.targets,
+    offsets: modelArgs.offsets,
+    method: 0,
+  });
   test.each([
-    ['rewards', { method: 2, rewards: new Float32Array(3) }, /^rewards: length must be the number of sequences S = 2 \(got 3\)$/],
+    [
+      'rewards',
+      { method: 2, rewards: new Float32Array(3) },
+      /^rewards: length must be the number of sequences S = 2 \(got 3\)$/,
+    ],
     ['offsets', { offsets: new Int32Array(0) }, /^offsets: must hold S \+ 1 entries \(at least one\)$/],
-    ['refLogps', { method: 3, refLogps: new Float64Array(1), pairs: new Int32Array([0, 1]) }, /^refLogps: length must be the number of sequences S = 2 \(got 1\)$/],
+    [
+      'refLogps',
+      { method: 3, refLogps: new Float64Array(1), pairs: new Int32Array([0, 1]) },
+      /^refLogps: length must be the number of sequences S = 2 \(got 1\)$/,
+    ],
     ['pairs', { method: 3, refLogps: new Float64Array(2), pairs: new Int32Array([0]) }, /^pairs: length must be even/],
     ['normalizer', { normalizer: -1 }, /^normalizer: must be > 0 \(or 0: derived from the batch\)$/],
     ['normalizer NaN', { normalizer: NaN }, /^normalizer: must be a finite number$/],
@@ -78,7 +124,14 @@ describe('SharedArrayBuffer-backed arrays are accepted by every binding', () => 
   test('lossAndGrad (logits, grad, targets, offsets, rewards)', () => {
     const a = lossArgs();
     const want = addon.lossAndGrad({ ...a, logits: a.logits.slice(), grad: new Float32Array(a.grad.length) });
-    const s = { ...a, logits: shared(a.logits), grad: shared(a.grad), targets: shared(a.targets), offsets: shared(a.offsets), rewards: shared(a.rewards!) };
+    const s = {
+      ...a,
+      logits: shared(a.logits),
+      grad: shared(a.grad),
+      targets: shared(a.targets),
+      offsets: shared(a.offsets),
+      rewards: shared(a.rewards!),
+    };
     const got = addon.lossAndGrad(s);
     expect(got.loss).toBe(want.loss);
     expect(Array.from(got.tokenLogps!)).toEqual(Array.from(want.tokenLogps!));
@@ -96,20 +149,28 @@ describe('SharedArrayBuffer-backed arrays are accepted by every binding', () => 
 
   test('Model forward / lossAndBackward / prefill, ops and the sampler', () => {
     const model = Model.fromConfig(QWEN, { seed: 3 });
-    const B = 2, T = 5;
+    const B = 2,
+      T = 5;
     const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 40);
     expect(Array.from(model.forward(shared(ids), B, T))).toEqual(Array.from(model.forward(ids, B, T)));
     const targets = Int32Array.from({ length: B * T }, (_, i) => (i % T === T - 1 ? -100 : (i * 3) % 40));
     const offsets = new Int32Array([0, T, 2 * T]);
     const opts = { ids, B, T, targets, offsets, method: 'sft' as const, backward: false };
     const want = model.lossAndBackward(opts);
-    const got = model.lossAndBackward({ ...opts, ids: shared(ids), targets: shared(targets), offsets: shared(offsets) });
+    const got = model.lossAndBackward({
+      ...opts,
+      ids: shared(ids),
+      targets: shared(targets),
+      offsets: shared(offsets),
+    });
     expect(got.loss).toBe(want.loss);
-    const c1 = model.newKvCache(B, 8), c2 = model.newKvCache(B, 8);
+    const c1 = model.newKvCache(B, 8),
+      c2 = model.newKvCache(B, 8);
     expect(Array.from(model.prefill(c1, shared(ids), B, T))).toEqual(Array.from(model.prefill(c2, ids, B, T)));
 
     const x = Float32Array.from({ length: 12 }, (_, i) => i - 5);
-    const out1 = new Float32Array(12), out2 = shared(new Float32Array(12));
+    const out1 = new Float32Array(12),
+      out2 = shared(new Float32Array(12));
     ops.add({ out: out1, a: x, b: x });
     ops.add({ out: out2, a: shared(x), b: shared(x) });
     expect(Array.from(out2)).toEqual(Array.from(out1));

@@ -14,7 +14,8 @@ const bf = (x: ArrayLike<number>) => bf16ToF32(f32ToBf16(Float32Array.from(x)));
 const bf1 = (x: number) => bf([x])[0];
 
 function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): { err: number; scale: number } {
-  let err = 0, scale = 0;
+  let err = 0,
+    scale = 0;
   for (let i = 0; i < want.length; i++) {
     err = max(err, abs(got[i] - want[i]));
     scale = max(scale, abs(want[i]));
@@ -23,17 +24,36 @@ function maxErr(got: ArrayLike<number>, want: ArrayLike<number>): { err: number;
 }
 
 /** Float64 forward with the bf16 roundings of the kernels (see the file comment). */
-function emulateForward(q: Float32Array, k: Float32Array, v: Float32Array, B: number, Tq: number, Tkv: number, past: number, Hq: number, Hkv: number, D: number) {
-  const qb = bf(q), kb = bf(k), vb = bf(v), G = Hq / Hkv, sc = 1 / sqrt(D);
-  const out = new Float64Array(B * Tq * Hq * D), lse = new Float64Array(B * Hq * Tq);
+function emulateForward(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  B: number,
+  Tq: number,
+  Tkv: number,
+  past: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+) {
+  const qb = bf(q),
+    kb = bf(k),
+    vb = bf(v),
+    G = Hq / Hkv,
+    sc = 1 / sqrt(D);
+  const out = new Float64Array(B * Tq * Hq * D),
+    lse = new Float64Array(B * Hq * Tq);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < Hq; h++)
       for (let i = 0; i < Tq; i++) {
-        const n = past + i + 1, g = Math.floor(h / G), s = new Float64Array(n);
+        const n = past + i + 1,
+          g = Math.floor(h / G),
+          s = new Float64Array(n);
         let m = -Infinity;
         for (let j = 0; j < n; j++) {
           let acc = 0;
-          for (let d = 0; d < D; d++) acc += qb[((b * Tq + i) * Hq + h) * D + d] * kb[((b * Tkv + j) * Hkv + g) * D + d];
+          for (let d = 0; d < D; d++)
+            acc += qb[((b * Tq + i) * Hq + h) * D + d] * kb[((b * Tkv + j) * Hkv + g) * D + d];
           s[j] = acc * sc;
           m = max(m, s[j]);
         }
@@ -50,18 +70,39 @@ function emulateForward(q: Float32Array, k: Float32Array, v: Float32Array, B: nu
 }
 
 /** Float64 backward with the kernels' roundings, from the kernel's own out / lse (as the engine passes them). */
-function emulateBackward(q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, out: Float32Array, lse: Float32Array, B: number, T: number, Hq: number, Hkv: number, D: number) {
-  const qb = bf(q), kb = bf(k), vb = bf(v), dob = bf(dout), G = Hq / Hkv, sc = 1 / sqrt(D);
-  const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
+function emulateBackward(
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  dout: Float32Array,
+  out: Float32Array,
+  lse: Float32Array,
+  B: number,
+  T: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+) {
+  const qb = bf(q),
+    kb = bf(k),
+    vb = bf(v),
+    dob = bf(dout),
+    G = Hq / Hkv,
+    sc = 1 / sqrt(D);
+  const dq = new Float64Array(q.length),
+    dk = new Float64Array(k.length),
+    dv = new Float64Array(v.length);
   for (let b = 0; b < B; b++)
     for (let h = 0; h < Hq; h++)
       for (let i = 0; i < T; i++) {
-        const g = Math.floor(h / G), qi = ((b * T + i) * Hq + h) * D;
+        const g = Math.floor(h / G),
+          qi = ((b * T + i) * Hq + h) * D;
         let di = 0;
         for (let d = 0; d < D; d++) di += dout[qi + d] * out[qi + d];
         for (let j = 0; j <= i; j++) {
           const kj = ((b * T + j) * Hkv + g) * D;
-          let s = 0, dp = 0;
+          let s = 0,
+            dp = 0;
           for (let d = 0; d < D; d++) {
             s += qb[qi + d] * kb[kj + d];
             dp += dob[qi + d] * vb[kj + d];
@@ -87,13 +128,17 @@ const SHAPES = [
 describe.each(DEVICES)('bf16 attention on %s', (device) => {
   test.each(SHAPES)('forward: $name', ({ B, Tq, Tkv, past, Hq, Hkv, D }) => {
     const r = rng(11 + Tq);
-    const q = rand32(B * Tq * Hq * D, r, 1.5), k = rand32(B * Tkv * Hkv * D, r, 1.5), v = rand32(B * Tkv * Hkv * D, r);
+    const q = rand32(B * Tq * Hq * D, r, 1.5),
+      k = rand32(B * Tkv * Hkv * D, r, 1.5),
+      v = rand32(B * Tkv * Hkv * D, r);
     const run = (precision: 'fp32' | 'bf16') => {
-      const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * Tq);
+      const out = new Float32Array(q.length),
+        lse = new Float32Array(B * Hq * Tq);
       ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, device, precision });
       return { out, lse };
     };
-    const got = run('bf16'), f32 = run('fp32');
+    const got = run('bf16'),
+      f32 = run('fp32');
     const emu = emulateForward(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
     const exact = attentionRef(q, k, v, B, Tq, Tkv, past, Hq, Hkv, D);
     const e1 = maxErr(got.out, emu.out);
@@ -107,24 +152,67 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
   });
 
   test('forward on a batched KV cache: rows at their own past and slot equal each row alone and the emulation', () => {
-    const Hq = 4, Hkv = 2, D = 16, cap = 48, Bkv = 4, kd = Hkv * D, qd = Hq * D, Tq = 2;
-    const rowPast = Int32Array.of(40, 0, 9), rowSlot = Int32Array.of(3, 0, 1), B = 3;
+    const Hq = 4,
+      Hkv = 2,
+      D = 16,
+      cap = 48,
+      Bkv = 4,
+      kd = Hkv * D,
+      qd = Hq * D,
+      Tq = 2;
+    const rowPast = Int32Array.of(40, 0, 9),
+      rowSlot = Int32Array.of(3, 0, 1),
+      B = 3;
     const r = rng(77);
     // positions beyond each row's past + Tq hold huge values: a path that read them would blow up
-    const k = new Float32Array(Bkv * cap * kd).fill(3e38), v = new Float32Array(Bkv * cap * kd).fill(3e38);
+    const k = new Float32Array(Bkv * cap * kd).fill(3e38),
+      v = new Float32Array(Bkv * cap * kd).fill(3e38);
     for (let b = 0; b < B; b++) {
       const n = (rowPast[b] + Tq) * kd;
       k.set(rand32(n, r, 1.5), rowSlot[b] * cap * kd);
       v.set(rand32(n, r), rowSlot[b] * cap * kd);
     }
     const q = rand32(B * Tq * qd, r, 1.5);
-    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * Tq);
-    ops.attentionForward({ out, lse, q, k, v, B, Tq, Tkv: cap, rowPast, rowSlot, Hq, Hkv, D, device, precision: 'bf16' });
+    const out = new Float32Array(q.length),
+      lse = new Float32Array(B * Hq * Tq);
+    ops.attentionForward({
+      out,
+      lse,
+      q,
+      k,
+      v,
+      B,
+      Tq,
+      Tkv: cap,
+      rowPast,
+      rowSlot,
+      Hq,
+      Hkv,
+      D,
+      device,
+      precision: 'bf16',
+    });
     for (let b = 0; b < B; b++) {
-      const L = rowPast[b] + Tq, kb = k.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd), vb = v.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd);
+      const L = rowPast[b] + Tq,
+        kb = k.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd),
+        vb = v.subarray(rowSlot[b] * cap * kd, rowSlot[b] * cap * kd + L * kd);
       const qb = q.subarray(b * Tq * qd, (b + 1) * Tq * qd);
       const alone = new Float32Array(qb.length);
-      ops.attentionForward({ out: alone, q: qb, k: kb, v: vb, B: 1, Tq, Tkv: L, past: rowPast[b], Hq, Hkv, D, device, precision: 'bf16' });
+      ops.attentionForward({
+        out: alone,
+        q: qb,
+        k: kb,
+        v: vb,
+        B: 1,
+        Tq,
+        Tkv: L,
+        past: rowPast[b],
+        Hq,
+        Hkv,
+        D,
+        device,
+        precision: 'bf16',
+      });
       const got = out.subarray(b * Tq * qd, (b + 1) * Tq * qd);
       const e0 = maxErr(got, alone);
       // the same products: bitwise on the CPU; the GPU's GEMMs over more (zeroed) keys may sum in another order
@@ -135,33 +223,47 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
     }
   });
 
-  test.each(SHAPES.filter((s) => s.past === 0))('backward (accumulate off and on): $name', ({ B, Tq: T, Hq, Hkv, D }) => {
-    const r = rng(5 + T);
-    const q = rand32(B * T * Hq * D, r, 1.5), k = rand32(B * T * Hkv * D, r, 1.5), v = rand32(B * T * Hkv * D, r), dout = rand32(B * T * Hq * D, r);
-    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
-    ops.attentionForward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device, precision: 'bf16' });
-    const back = (precision: 'fp32' | 'bf16', accumulate: boolean, init = 0) => {
-      const g = { dq: new Float32Array(q.length).fill(init), dk: new Float32Array(k.length).fill(init), dv: new Float32Array(v.length).fill(init) };
-      ops.attentionBackward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device, precision });
-      return g;
-    };
-    const got = back('bf16', false, NaN); // not accumulating: NaN in the outputs must not survive
-    const emu = emulateBackward(q, k, v, dout, out, lse, B, T, Hq, Hkv, D);
-    const exact = attentionBackwardRef(q, k, v, dout, B, T, Hq, Hkv, D);
-    const f32 = back('fp32', false);
-    for (const name of ['dq', 'dk', 'dv'] as const) {
-      const e1 = maxErr(got[name], emu[name]);
-      expect([name, e1.err <= 1e-3 * e1.scale]).toEqual([name, true]); // CPU: ~1e-7 (see the forward)
-      const e2 = maxErr(got[name], exact[name]);
-      expect([name, e2.err <= 6e-2 * e2.scale]).toEqual([name, true]);
-      expect([name, maxErr(got[name], f32[name]).err > 1e-5 * e2.scale]).toEqual([name, true]);
-    }
-    const acc = back('bf16', true, 0.5);
-    for (const name of ['dq', 'dk', 'dv'] as const) {
-      const shifted = Float64Array.from(got[name], (x) => x + 0.5);
-      expect([name, maxErr(acc[name], shifted).err <= 1e-5 * (1 + maxErr(acc[name], shifted).scale)]).toEqual([name, true]);
-    }
-  });
+  test.each(SHAPES.filter((s) => s.past === 0))(
+    'backward (accumulate off and on): $name',
+    ({ B, Tq: T, Hq, Hkv, D }) => {
+      const r = rng(5 + T);
+      const q = rand32(B * T * Hq * D, r, 1.5),
+        k = rand32(B * T * Hkv * D, r, 1.5),
+        v = rand32(B * T * Hkv * D, r),
+        dout = rand32(B * T * Hq * D, r);
+      const out = new Float32Array(q.length),
+        lse = new Float32Array(B * Hq * T);
+      ops.attentionForward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device, precision: 'bf16' });
+      const back = (precision: 'fp32' | 'bf16', accumulate: boolean, init = 0) => {
+        const g = {
+          dq: new Float32Array(q.length).fill(init),
+          dk: new Float32Array(k.length).fill(init),
+          dv: new Float32Array(v.length).fill(init),
+        };
+        ops.attentionBackward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device, precision });
+        return g;
+      };
+      const got = back('bf16', false, NaN); // not accumulating: NaN in the outputs must not survive
+      const emu = emulateBackward(q, k, v, dout, out, lse, B, T, Hq, Hkv, D);
+      const exact = attentionBackwardRef(q, k, v, dout, B, T, Hq, Hkv, D);
+      const f32 = back('fp32', false);
+      for (const name of ['dq', 'dk', 'dv'] as const) {
+        const e1 = maxErr(got[name], emu[name]);
+        expect([name, e1.err <= 1e-3 * e1.scale]).toEqual([name, true]); // CPU: ~1e-7 (see the forward)
+        const e2 = maxErr(got[name], exact[name]);
+        expect([name, e2.err <= 6e-2 * e2.scale]).toEqual([name, true]);
+        expect([name, maxErr(got[name], f32[name]).err > 1e-5 * e2.scale]).toEqual([name, true]);
+      }
+      const acc = back('bf16', true, 0.5);
+      for (const name of ['dq', 'dk', 'dv'] as const) {
+        const shifted = Float64Array.from(got[name], (x) => x + 0.5);
+        expect([name, maxErr(acc[name], shifted).err <= 1e-5 * (1 + maxErr(acc[name], shifted).scale)]).toEqual([
+          name,
+          true,
+        ]);
+      }
+    },
+  );
 
   // dk / dv of a kv head: ONE fp32 sum over the group's query heads' rows stacked head after head (the GPU's single
   // GEMM with K = G·r), then one addition to the output. Large groups (G = 4, 6) against the emulation; on the CPU
@@ -171,16 +273,25 @@ describe.each(DEVICES)('bf16 attention on %s', (device) => {
     { name: 'G = 6, one kv head', B: 1, T: 26, Hq: 6, Hkv: 1, D: 16 },
   ])('backward with large query groups: $name', ({ B, T, Hq, Hkv, D }) => {
     const r = rng(41 + T);
-    const q = rand32(B * T * Hq * D, r, 1.5), k = rand32(B * T * Hkv * D, r, 1.5), v = rand32(B * T * Hkv * D, r), dout = rand32(B * T * Hq * D, r);
-    const out = new Float32Array(q.length), lse = new Float32Array(B * Hq * T);
+    const q = rand32(B * T * Hq * D, r, 1.5),
+      k = rand32(B * T * Hkv * D, r, 1.5),
+      v = rand32(B * T * Hkv * D, r),
+      dout = rand32(B * T * Hq * D, r);
+    const out = new Float32Array(q.length),
+      lse = new Float32Array(B * Hq * T);
     ops.attentionForward({ out, lse, q, k, v, B, Tq: T, Hq, Hkv, D, device, gemmDtype: 'bf16' });
     const init = rand32(k.length, r);
     const back = (accumulate: boolean) => {
-      const g = { dq: new Float32Array(q.length), dk: accumulate ? init.slice() : new Float32Array(k.length).fill(NaN), dv: accumulate ? init.slice() : new Float32Array(v.length).fill(NaN) };
+      const g = {
+        dq: new Float32Array(q.length),
+        dk: accumulate ? init.slice() : new Float32Array(k.length).fill(NaN),
+        dv: accumulate ? init.slice() : new Float32Array(v.length).fill(NaN),
+      };
       ops.attentionBackward({ ...g, dout, q, k, v, out, lse, B, T, Hq, Hkv, D, accumulate, device, gemmDtype: 'bf16' });
       return g;
     };
-    const got = back(false), acc = back(true);
+    const got = back(false),
+      acc = back(true);
     const emu = emulateBackward(q, k, v, dout, out, lse, B, T, Hq, Hkv, D);
     for (const name of ['dk', 'dv'] as const) {
       const e1 = maxErr(got[name], emu[name]);

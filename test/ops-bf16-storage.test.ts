@@ -7,8 +7,10 @@ import { ops } from './helpers/ops-reference';
 const st = ops;
 
 function special(): Float32Array {
-  const bits = [0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x00000001, 0x807fffff,
-    0x3f808000, 0x3f818000, 0x3f808001, 0x3f80ffff, 0x7f7fffff, 0x7f7f8000, 0x477fe000, 0x3fffffff, 0x33800000];
+  const bits = [
+    0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffc12345, 0x00000001, 0x807fffff,
+    0x3f808000, 0x3f818000, 0x3f808001, 0x3f80ffff, 0x7f7fffff, 0x7f7f8000, 0x477fe000, 0x3fffffff, 0x33800000,
+  ];
   const u = new Uint32Array(bits.length + 4000);
   u.set(bits);
   let s = 12345;
@@ -25,7 +27,12 @@ describe.each(ops.devices())('bf16 storage on %s', (device) => {
     for (let i = 0; i < x.length; i++) {
       const nan = Number.isNaN(x[i]);
       // NaN payloads may differ between implementations; NaN must stay NaN with its sign
-      if (nan) expect([i, (out[i] & 0x7f80) === 0x7f80 && (out[i] & 0x7f) !== 0, out[i] >> 15]).toEqual([i, true, want[i] >> 15]);
+      if (nan)
+        expect([i, (out[i] & 0x7f80) === 0x7f80 && (out[i] & 0x7f) !== 0, out[i] >> 15]).toEqual([
+          i,
+          true,
+          want[i] >> 15,
+        ]);
       else expect([i, out[i]]).toEqual([i, want[i]]);
     }
     const back = new Float32Array(x.length);
@@ -35,7 +42,11 @@ describe.each(ops.devices())('bf16 storage on %s', (device) => {
 
   test('bad arguments are typed errors naming them', () => {
     expect(() => st.toBf16({ out: new Uint16Array(3), x: new Float32Array(4), device })).toThrow(/^x: /);
-    expect(() => st.toBf16({ out: new Int16Array(4) as unknown as Uint16Array, x: new Float32Array(4), device })).toThrow(/^out: must be a Uint16Array/);
-    expect(() => st.fromBf16({ out: new Float32Array(2), x: new Float32Array(2) as unknown as Uint16Array, device })).toThrow(/^x: must be a Uint16Array/);
+    expect(() =>
+      st.toBf16({ out: new Int16Array(4) as unknown as Uint16Array, x: new Float32Array(4), device }),
+    ).toThrow(/^out: must be a Uint16Array/);
+    expect(() =>
+      st.fromBf16({ out: new Float32Array(2), x: new Float32Array(2) as unknown as Uint16Array, device }),
+    ).toThrow(/^x: must be a Uint16Array/);
   });
 });

@@ -9,8 +9,16 @@ import { packPairs, packSamples, PackSamplesOptions, type ModelLossOptions } fro
 type LossArgs = Omit<ModelLossOptions, 'ids' | 'B' | 'T' | 'targets' | 'offsets'>;
 
 const CFG = {
-  model_type: 'qwen2', vocab_size: 24, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 24,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
 };
 const V = CFG.vocab_size;
 
@@ -23,15 +31,22 @@ function lcg(seed: number): () => number {
 function samples(n: number, seed = 1): { promptIds: Int32Array; responseIds: Int32Array; reward: number }[] {
   const r = lcg(seed);
   const ids = (k: number) => Int32Array.from({ length: k }, () => 1 + Math.floor(r() * (V - 1)));
-  return Array.from({ length: n }, (_, i) => ({ promptIds: ids(2 + Math.floor(r() * 4)), responseIds: ids(1 + Math.floor(r() * 7)), reward: [1, -0.2, 0.5, -1][i % 4] }));
+  return Array.from({ length: n }, (_, i) => ({
+    promptIds: ids(2 + Math.floor(r() * 4)),
+    responseIds: ids(1 + Math.floor(r() * 7)),
+    reward: [1, -0.2, 0.5, -1][i % 4],
+  }));
 }
 
 describe('packSamples / packPairs', () => {
-  test('the Trainer\'s micro-batches and normaliser (packMicroBatches + globalNormalizer), for Examples and plain samples', () => {
+  test("the Trainer's micro-batches and normaliser (packMicroBatches + globalNormalizer), for Examples and plain samples", () => {
     const ex: Example[] = samples(11).map((s, i) => ({ ...s, problemId: `p${i >> 2}`, sampleIndex: i & 3 }));
     for (const reduction of ['token-mean', 'sequence-mean', 'sum'] as const) {
       const a = packSamples(ex, { tokenBudget: 30, padId: 2, reduction });
-      const b = packMicroBatches(ex.map((e) => [e]), { tokenBudget: 30, padId: 2 });
+      const b = packMicroBatches(
+        ex.map((e) => [e]),
+        { tokenBudget: 30, padId: 2 },
+      );
       expect(a.microBatches).toEqual(b);
       expect(a.microBatches.length).toBeGreaterThan(2);
       expect(a.normalizer).toBe(globalNormalizer(b, 'rift', reduction));
@@ -39,7 +54,12 @@ describe('packSamples / packPairs', () => {
       expect(a.sequences).toBe(11);
       const pairs = [0, 2, 4, 6, 8].map((i) => ({ chosen: ex[i], rejected: ex[i + 1] }));
       const p = packPairs(pairs, { tokenBudget: 40, reduction });
-      expect(p.microBatches).toEqual(packMicroBatches(pairs.map((q) => [q.chosen, q.rejected]), { tokenBudget: 40, pairs: true }));
+      expect(p.microBatches).toEqual(
+        packMicroBatches(
+          pairs.map((q) => [q.chosen, q.rejected]),
+          { tokenBudget: 40, pairs: true },
+        ),
+      );
       expect(p.normalizer).toBe(reduction === 'sum' ? undefined : 5);
       expect(p.pairs).toBe(5);
     }
@@ -67,14 +87,21 @@ describe('packSamples / packPairs', () => {
     const model = Model.fromConfig(CFG, { seed: 3, std: 0.1 });
     let loss = 0;
     for (const mb of mbs) {
-      const dpo = ref ? { refLogps: Float64Array.from(ref.lossAndBackward({ ...mb, method: 'logprob', backward: false }).seqLogps), pairs: mb.pairs!, beta: 0.2 } : undefined;
+      const dpo = ref
+        ? {
+            refLogps: Float64Array.from(ref.lossAndBackward({ ...mb, method: 'logprob', backward: false }).seqLogps),
+            pairs: mb.pairs!,
+            beta: 0.2,
+          }
+        : undefined;
       loss += model.lossAndBackward({ ...mb, ...extra, dpo: dpo ?? extra.dpo }).loss;
     }
     return { loss, g: Float32Array.from(model.grads()) };
   };
   const expectSame = (a: { loss: number; g: Float32Array }, b: { loss: number; g: Float32Array }) => {
     expect(Math.abs(a.loss - b.loss)).toBeLessThanOrEqual(1e-6 * Math.abs(b.loss) + 1e-9);
-    let gmax = 0, worst = 0;
+    let gmax = 0,
+      worst = 0;
     b.g.forEach((x, i) => {
       gmax = Math.max(gmax, Math.abs(x));
       worst = Math.max(worst, Math.abs(a.g[i] - x));
@@ -88,15 +115,21 @@ describe('packSamples / packPairs', () => {
     ['rift sequence', 'sequence-mean', { method: 'rift', negative: 'sequence' }],
     ['sft', 'sum', { method: 'sft' }],
     ['dft', 'token-mean', { method: 'dft' }],
-  ] as const)('%s, %s: micro-batches with the returned normaliser == one batch (loss and gradient)', (_n, reduction, method) => {
-    const s = samples(10, 4);
-    const small = packSamples(s, { tokenBudget: 24, reduction });
-    const big = packSamples(s, { tokenBudget: 10_000, reduction });
-    expect(small.microBatches.length).toBeGreaterThanOrEqual(3);
-    expect(big.microBatches.length).toBe(1);
-    expect(small.normalizer).toBe(big.normalizer);
-    expectSame(grads(small.microBatches, { ...method, reduction, normalizer: small.normalizer }), grads(big.microBatches, { ...method, reduction, normalizer: big.normalizer }));
-  });
+  ] as const)(
+    '%s, %s: micro-batches with the returned normaliser == one batch (loss and gradient)',
+    (_n, reduction, method) => {
+      const s = samples(10, 4);
+      const small = packSamples(s, { tokenBudget: 24, reduction });
+      const big = packSamples(s, { tokenBudget: 10_000, reduction });
+      expect(small.microBatches.length).toBeGreaterThanOrEqual(3);
+      expect(big.microBatches.length).toBe(1);
+      expect(small.normalizer).toBe(big.normalizer);
+      expectSame(
+        grads(small.microBatches, { ...method, reduction, normalizer: small.normalizer }),
+        grads(big.microBatches, { ...method, reduction, normalizer: big.normalizer }),
+      );
+    },
+  );
 
   test('dpo: pairs never split, normaliser = pairs, accumulation exact', () => {
     const s = samples(12, 5);
@@ -109,7 +142,10 @@ describe('packSamples / packPairs', () => {
       expect(Array.from(mb.pairs!)).toEqual(Array.from({ length: mb.B }, (_, i) => i));
     }
     const ref = Model.fromConfig(CFG, { seed: 9, std: 0.1 });
-    expectSame(grads(small.microBatches, { method: 'dpo', normalizer: small.normalizer }, ref), grads(big.microBatches, { method: 'dpo', normalizer: big.normalizer }, ref));
+    expectSame(
+      grads(small.microBatches, { method: 'dpo', normalizer: small.normalizer }, ref),
+      grads(big.microBatches, { method: 'dpo', normalizer: big.normalizer }, ref),
+    );
   });
 
   const good = samples(3);
@@ -117,20 +153,85 @@ describe('packSamples / packPairs', () => {
   test.each([
     ['samples not an array', () => packSamples({} as never, opts), TypeError, /^samples: must be an array/],
     ['no samples', () => packSamples([], opts), RangeError, /^samples: nothing to pack/],
-    ['a sample not an object', () => packSamples([good[0], 3 as never], opts), TypeError, /^samples\[1\]: must be an object/],
-    ['promptIds a plain array', () => packSamples([{ ...good[0], promptIds: [1, 2] as never }], opts), TypeError, /^samples\[0\]\.promptIds: must be an Int32Array, got Array/],
-    ['empty responseIds', () => packSamples([{ ...good[0], responseIds: new Int32Array(0) }], opts), RangeError, /^samples\[0\]\.responseIds: must hold at least one token/],
-    ['a negative token id', () => packSamples([good[0], { ...good[1], responseIds: Int32Array.from([3, -100]) }], opts), RangeError, /^samples\[1\]\.responseIds: responseIds\[1\] = -100 is not a token id/],
-    ['a token id ≥ vocab', () => packSamples(good, { ...opts, vocab: 4 }), RangeError, /^samples\[0\]\.promptIds: promptIds\[\d\] = \d+ is not a token id in \[0, 4\)/],
-    ['reward NaN', () => packSamples([{ ...good[0], reward: NaN }], opts), RangeError, /^samples\[0\]\.reward: must be finite/],
-    ['reward a string', () => packSamples([{ ...good[0], reward: '1' as never }], opts), TypeError, /^samples\[0\]\.reward: must be a number/],
+    [
+      'a sample not an object',
+      () => packSamples([good[0], 3 as never], opts),
+      TypeError,
+      /^samples\[1\]: must be an object/,
+    ],
+    [
+      'promptIds a plain array',
+      () => packSamples([{ ...good[0], promptIds: [1, 2] as never }], opts),
+      TypeError,
+      /^samples\[0\]\.promptIds: must be an Int32Array, got Array/,
+    ],
+    [
+      'empty responseIds',
+      () => packSamples([{ ...good[0], responseIds: new Int32Array(0) }], opts),
+      RangeError,
+      /^samples\[0\]\.responseIds: must hold at least one token/,
+    ],
+    [
+      'a negative token id',
+      () => packSamples([good[0], { ...good[1], responseIds: Int32Array.from([3, -100]) }], opts),
+      RangeError,
+      /^samples\[1\]\.responseIds: responseIds\[1\] = -100 is not a token id/,
+    ],
+    [
+      'a token id ≥ vocab',
+      () => packSamples(good, { ...opts, vocab: 4 }),
+      RangeError,
+      /^samples\[0\]\.promptIds: promptIds\[\d\] = \d+ is not a token id in \[0, 4\)/,
+    ],
+    [
+      'reward NaN',
+      () => packSamples([{ ...good[0], reward: NaN }], opts),
+      RangeError,
+      /^samples\[0\]\.reward: must be finite/,
+    ],
+    [
+      'reward a string',
+      () => packSamples([{ ...good[0], reward: '1' as never }], opts),
+      TypeError,
+      /^samples\[0\]\.reward: must be a number/,
+    ],
     ['tokenBudget missing', () => packSamples(good, {} as never), TypeError, /^tokenBudget: is required/],
-    ['tokenBudget too small', () => packSamples(good, { tokenBudget: 3 }), RangeError, /^tokenBudget: 3 is too small for an example at index 0: 1 × \d+ tokens/],
-    ['padId ≥ vocab', () => packSamples(good, { ...opts, vocab: 30, padId: 30 }), RangeError, /^padId: must be an integer in \[0, 29\]/],
-    ['unknown reduction', () => packSamples(good, { ...opts, reduction: 'mean' as never }), RangeError, /^reduction: must be one of/],
-    ['sortByLength not boolean', () => packSamples(good, { ...opts, sortByLength: 1 as never }), TypeError, /^sortByLength: must be a boolean/],
-    ['a pair without rejected', () => packPairs([{ chosen: good[0] } as never], opts), TypeError, /^pairs\[0\]\.rejected: must be an object/],
-    ['a pair too long', () => packPairs([{ chosen: good[0], rejected: good[1] }], { tokenBudget: 8 }), RangeError, /^tokenBudget: 8 is too small for a DPO pair at index 0/],
+    [
+      'tokenBudget too small',
+      () => packSamples(good, { tokenBudget: 3 }),
+      RangeError,
+      /^tokenBudget: 3 is too small for an example at index 0: 1 × \d+ tokens/,
+    ],
+    [
+      'padId ≥ vocab',
+      () => packSamples(good, { ...opts, vocab: 30, padId: 30 }),
+      RangeError,
+      /^padId: must be an integer in \[0, 29\]/,
+    ],
+    [
+      'unknown reduction',
+      () => packSamples(good, { ...opts, reduction: 'mean' as never }),
+      RangeError,
+      /^reduction: must be one of/,
+    ],
+    [
+      'sortByLength not boolean',
+      () => packSamples(good, { ...opts, sortByLength: 1 as never }),
+      TypeError,
+      /^sortByLength: must be a boolean/,
+    ],
+    [
+      'a pair without rejected',
+      () => packPairs([{ chosen: good[0] } as never], opts),
+      TypeError,
+      /^pairs\[0\]\.rejected: must be an object/,
+    ],
+    [
+      'a pair too long',
+      () => packPairs([{ chosen: good[0], rejected: good[1] }], { tokenBudget: 8 }),
+      RangeError,
+      /^tokenBudget: 8 is too small for a DPO pair at index 0/,
+    ],
     ['options not an object', () => packSamples(good, null as never), TypeError, /^options: must be an object/],
   ] as [string, () => unknown, ErrorConstructor, RegExp][])('bad input: %s', (_n, f, Ctor, message) => {
     expect(f).toThrow(Ctor);

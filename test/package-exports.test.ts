@@ -30,8 +30,23 @@ beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-exports-'));
   const pkg = path.join(tmp, 'pkg');
   fs.mkdirSync(pkg);
-  fs.writeFileSync(path.join(tmp, 'tsconfig.json'), JSON.stringify({ extends: path.join(root, 'tsconfig.json'), compilerOptions: { rootDir: root, outDir: path.join(pkg, 'dist'), typeRoots: [path.join(root, 'node_modules', '@types')] }, include: [path.join(root, 'lib/**/*.ts')] }));
-  const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(tmp, 'tsconfig.json')], { encoding: 'utf8' });
+  fs.writeFileSync(
+    path.join(tmp, 'tsconfig.json'),
+    JSON.stringify({
+      extends: path.join(root, 'tsconfig.json'),
+      compilerOptions: {
+        rootDir: root,
+        outDir: path.join(pkg, 'dist'),
+        typeRoots: [path.join(root, 'node_modules', '@types')],
+      },
+      include: [path.join(root, 'lib/**/*.ts')],
+    }),
+  );
+  const tsc = spawnSync(
+    process.execPath,
+    [require.resolve('typescript/bin/tsc'), '-p', path.join(tmp, 'tsconfig.json')],
+    { encoding: 'utf8' },
+  );
   if (tsc.status !== 0) throw new Error(`tsc failed:\n${tsc.stdout}${tsc.stderr}`);
   fs.copyFileSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
   fs.symlinkSync(path.join(root, 'build'), path.join(pkg, 'build'), 'dir');
@@ -42,7 +57,8 @@ beforeAll(() => {
   fs.cpSync(path.join(pkg, 'dist'), path.join(bare, 'dist'), { recursive: true }); // a link would resolve to pkg/
   for (const f of ['package.json', 'build']) fs.symlinkSync(path.join(pkg, f), path.join(bare, f));
   for (const m of fs.readdirSync(path.join(root, 'node_modules')))
-    if (m !== '@tensorflow' && m !== '.bin') fs.symlinkSync(path.join(root, 'node_modules', m), path.join(bare, 'node_modules', m));
+    if (m !== '@tensorflow' && m !== '.bin')
+      fs.symlinkSync(path.join(root, 'node_modules', m), path.join(bare, 'node_modules', m));
 }, 180_000);
 
 afterAll(() => {
@@ -62,7 +78,12 @@ console.log(JSON.stringify({ kernel: k.loss, tfjs: value.dataSync()[0], grad: Ar
 `;
 
 function expectSameLoss(out: string): void {
-  const r = JSON.parse(out.trim().split('\n').pop()!) as { kernel: number; tfjs: number; grad: number; normalizer: number };
+  const r = JSON.parse(out.trim().split('\n').pop()!) as {
+    kernel: number;
+    tfjs: number;
+    grad: number;
+    normalizer: number;
+  };
   expect(r.tfjs).toBeCloseTo(r.kernel, 6);
   expect(r.grad).toBeGreaterThan(0);
   expect(r.normalizer).toBe(2);
@@ -70,25 +91,35 @@ function expectSameLoss(out: string): void {
 
 test('CommonJS: require("rift"), require("rift/tfjs"), require("rift/package.json"); other deep paths are not exported', () => {
   const app = consumer('cjs', path.join(tmp, 'pkg'), ['@tensorflow']);
-  fs.writeFileSync(path.join(app, 'main.js'), `const tf = require('@tensorflow/tfjs-core'); require('@tensorflow/tfjs-backend-cpu');
+  fs.writeFileSync(
+    path.join(app, 'main.js'),
+    `const tf = require('@tensorflow/tfjs-core'); require('@tensorflow/tfjs-backend-cpu');
 const { lossAndGrad, packSamples } = require('rift'); const { riftLoss } = require('rift/tfjs');
 if (require('rift/package.json').name !== 'rift') throw new Error('package.json');
 try { require('rift/dist/lib/tfjs'); throw new Error('deep path loaded'); } catch (e) { if (e.code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') throw e; }
-${BODY}`);
+${BODY}`,
+  );
   expectSameLoss(run(app, ['main.js']));
 });
 
 test('ES module: import { … } from "rift" and from "rift/tfjs"', () => {
   const app = consumer('esm', path.join(tmp, 'pkg'), ['@tensorflow']);
-  fs.writeFileSync(path.join(app, 'main.mjs'), `import * as tf from '@tensorflow/tfjs-core'; import '@tensorflow/tfjs-backend-cpu';
+  fs.writeFileSync(
+    path.join(app, 'main.mjs'),
+    `import * as tf from '@tensorflow/tfjs-core'; import '@tensorflow/tfjs-backend-cpu';
 import { lossAndGrad, packSamples } from 'rift'; import { riftLoss } from 'rift/tfjs';
-${BODY}`);
+${BODY}`,
+  );
   expectSameLoss(run(app, ['main.mjs']));
 });
 
-test.each(['node10', 'node16'])('TypeScript (moduleResolution %s) finds the types of "rift" and "rift/tfjs"', (resolution) => {
-  const app = consumer(`ts-${resolution}`, path.join(tmp, 'pkg'), ['@tensorflow', '@types']);
-  fs.writeFileSync(path.join(app, 'main.ts'), `import * as tf from '@tensorflow/tfjs-core';
+test.each(['node10', 'node16'])(
+  'TypeScript (moduleResolution %s) finds the types of "rift" and "rift/tfjs"',
+  (resolution) => {
+    const app = consumer(`ts-${resolution}`, path.join(tmp, 'pkg'), ['@tensorflow', '@types']);
+    fs.writeFileSync(
+      path.join(app, 'main.ts'),
+      `import * as tf from '@tensorflow/tfjs-core';
 import { packSamples, type PackedBatches, type BatchSample } from 'rift';
 import { riftLoss, type RiftLossOptions } from 'rift/tfjs';
 const s: BatchSample = { promptIds: new Int32Array([1]), responseIds: new Int32Array([2]), reward: 1 };
@@ -98,21 +129,42 @@ const loss: tf.Scalar = riftLoss(tf.zeros([2, 3]) as tf.Tensor2D, p.microBatches
 // @ts-expect-error: the method is checked
 riftLoss(tf.zeros([2, 3]) as tf.Tensor2D, p.microBatches[0].targets, p.microBatches[0].offsets, null, { method: 'ppo' });
 export { loss };
-`);
-  const module = resolution === 'node16' ? 'node16' : 'commonjs';
-  const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '--noEmit', '--strict', '--skipLibCheck', '--types', 'node', '--module', module, '--moduleResolution', resolution, 'main.ts'], { cwd: app, encoding: 'utf8' });
-  expect(r.stdout + r.stderr).toBe('');
-  expect(r.status).toBe(0);
-});
+`,
+    );
+    const module = resolution === 'node16' ? 'node16' : 'commonjs';
+    const r = spawnSync(
+      process.execPath,
+      [
+        require.resolve('typescript/bin/tsc'),
+        '--noEmit',
+        '--strict',
+        '--skipLibCheck',
+        '--types',
+        'node',
+        '--module',
+        module,
+        '--moduleResolution',
+        resolution,
+        'main.ts',
+      ],
+      { cwd: app, encoding: 'utf8' },
+    );
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  },
+);
 
 test('without @tensorflow/tfjs-core: "rift" loads, "rift/tfjs" loads and riftLoss names the missing peer', () => {
   const app = consumer('no-tfjs', path.join(tmp, 'pkg-no-tfjs'), []);
-  fs.writeFileSync(path.join(app, 'main.js'), `const rift = require('rift');
+  fs.writeFileSync(
+    path.join(app, 'main.js'),
+    `const rift = require('rift');
 const packed = rift.packSamples([{ promptIds: new Int32Array([1]), responseIds: new Int32Array([2]), reward: 1 }], { tokenBudget: 8 });
 const { riftLoss } = require('rift/tfjs');
 let message = '';
 try { riftLoss({}, new Int32Array(0), new Int32Array([0]), null, { method: 'sft' }); } catch (e) { message = e.message; }
-console.log(JSON.stringify({ tokens: packed.tokens, message }));`);
+console.log(JSON.stringify({ tokens: packed.tokens, message }));`,
+  );
   const out = JSON.parse(run(app, ['main.js']).trim()) as { tokens: number; message: string };
   expect(out.tokens).toBe(1);
   expect(out.message).toMatch(/^rift\/tfjs: @tensorflow\/tfjs-core is not installed; install it and a backend/);

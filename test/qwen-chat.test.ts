@@ -41,7 +41,7 @@ beforeAll(() => {
 }, 60_000);
 
 describe('Qwen chat template and tokenizer against the fixture', () => {
-  test('the fixture names its tokenizer and how it was made; its cases cover the template\'s branches', () => {
+  test("the fixture names its tokenizer and how it was made; its cases cover the template's branches", () => {
     expect(path.join(root, fixture.tokenizer)).toBe(QWEN_DIR);
     expect(fixture.about.join(' ')).toMatch(/scripts\/qwen-chat-fixture\.js --write.*scripts\/qwen_chat_fixture\.py/);
     expect(fixture.cases).toHaveLength(6);
@@ -53,11 +53,13 @@ describe('Qwen chat template and tokenizer against the fixture', () => {
     const extra = c.enable_thinking === undefined ? {} : { enable_thinking: c.enable_thinking };
     const text = tok.applyChatTemplate(c.messages, { addGenerationPrompt: c.add_generation_prompt, extra });
     expect(text).toBe(c.text);
-    expect(Array.from(tok.encodeChat(c.messages, { addGenerationPrompt: c.add_generation_prompt, extra }))).toEqual(c.ids);
+    expect(Array.from(tok.encodeChat(c.messages, { addGenerationPrompt: c.add_generation_prompt, extra }))).toEqual(
+      c.ids,
+    );
     expect(tok.decode(c.ids)).toBe(c.text.normalize('NFC'));
   });
 
-  test('PromptFormat chat builds exactly the fixture\'s prompts for the problems', () => {
+  test("PromptFormat chat builds exactly the fixture's prompts for the problems", () => {
     const withSystem = new PromptFormat({ format: 'chat', template: DEFAULT_CHAT_TEMPLATE, system: SYSTEM }, tok);
     expect(withSystem.messages(problems[0])).toEqual(fixture.cases[0].messages);
     expect(withSystem.text(problems[0])).toBe(fixture.cases[0].text);
@@ -89,12 +91,26 @@ describe('rift rollout → train → eval with the chat format on a random-init 
     tmp = cliScratch().tmp;
     modelDir = path.join(tmp, 'qwen-tiny');
     const config = {
-      architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', vocab_size: tok.vocabSize, hidden_size: 16, intermediate_size: 32,
-      num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 128, rms_norm_eps: 1e-6,
-      rope_theta: 1000000, tie_word_embeddings: true, use_sliding_window: false, bos_token_id: 151643, eos_token_id: 151645, torch_dtype: 'float32',
+      architectures: ['Qwen2ForCausalLM'],
+      model_type: 'qwen2',
+      vocab_size: tok.vocabSize,
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      max_position_embeddings: 128,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1000000,
+      tie_word_embeddings: true,
+      use_sliding_window: false,
+      bos_token_id: 151643,
+      eos_token_id: 151645,
+      torch_dtype: 'float32',
     };
     Model.fromConfig(config, { seed: 7 }).save(modelDir);
-    for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(QWEN_DIR, f), path.join(modelDir, f));
+    for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+      fs.copyFileSync(path.join(QWEN_DIR, f), path.join(modelDir, f));
     writeProblems(path.join(tmp, 'qwen-problems.jsonl'), problems);
   }, 120_000);
 
@@ -103,13 +119,37 @@ describe('rift rollout → train → eval with the chat format on a random-init 
     console.log(`qwen chat end to end (s): ${JSON.stringify(timings)}`);
   });
 
-  test('the prompts sampled after, trained on and evaluated are the fixture\'s tokens', () => {
-    const common = ['--model', modelDir, '--problems', 'qwen-problems.jsonl', '--k', '2', '--max-new-tokens', '6', '--seed', '1'];
-    const ro = run('rollout', ['rollout', ...common, '--prompt-format', 'chat', '--system', SYSTEM, '--out', 'qwen-r.jsonl', '--json']);
+  test("the prompts sampled after, trained on and evaluated are the fixture's tokens", () => {
+    const common = [
+      '--model',
+      modelDir,
+      '--problems',
+      'qwen-problems.jsonl',
+      '--k',
+      '2',
+      '--max-new-tokens',
+      '6',
+      '--seed',
+      '1',
+    ];
+    const ro = run('rollout', [
+      'rollout',
+      ...common,
+      '--prompt-format',
+      'chat',
+      '--system',
+      SYSTEM,
+      '--out',
+      'qwen-r.jsonl',
+      '--json',
+    ]);
     expect(ro.stderr).toBe('');
     expect(ro.code).toBe(0);
     const spec = { format: 'chat', template: DEFAULT_CHAT_TEMPLATE, system: SYSTEM };
-    const want = (i: number) => ({ promptTokens: fixture.cases[i].ids.length, promptHash: promptHash(Int32Array.from(fixture.cases[i].ids)) });
+    const want = (i: number) => ({
+      promptTokens: fixture.cases[i].ids.length,
+      promptHash: promptHash(Int32Array.from(fixture.cases[i].ids)),
+    });
     const q1 = new PromptFormat(spec as never, tok).ids(problems[1]);
     const records = readRollouts(path.join(tmp, 'qwen-r.jsonl'));
     expect(records).toHaveLength(4);
@@ -122,10 +162,26 @@ describe('rift rollout → train → eval with the chat format on a random-init 
     }
 
     // train: the rollouts' format (no prompt options); another format is refused before anything is trained
-    const trainArgs = ['train', '--method', 'rift', '--model', modelDir, '--rollouts', 'qwen-r.jsonl', '--problems', 'qwen-problems.jsonl', '--steps', '1', '--examples-per-step', '4'];
+    const trainArgs = [
+      'train',
+      '--method',
+      'rift',
+      '--model',
+      modelDir,
+      '--rollouts',
+      'qwen-r.jsonl',
+      '--problems',
+      'qwen-problems.jsonl',
+      '--steps',
+      '1',
+      '--examples-per-step',
+      '4',
+    ];
     const bad = riftSync(tmp, [...trainArgs, '--out', 'qwen-bad', '--prompt-format', 'plain']);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/^rift: --prompt-format: the rollouts in qwen-r\.jsonl were sampled with the prompt format \{"format":"chat",.*these options give \{"format":"plain"/);
+    expect(bad.stderr).toMatch(
+      /^rift: --prompt-format: the rollouts in qwen-r\.jsonl were sampled with the prompt format \{"format":"chat",.*these options give \{"format":"plain"/,
+    );
     expect(fs.existsSync(path.join(tmp, 'qwen-bad', 'model.safetensors'))).toBe(false);
     const tr = run('train', [...trainArgs, '--out', 'qwen-trained']);
     expect(tr.stderr).toBe('');
@@ -137,12 +193,31 @@ describe('rift rollout → train → eval with the chat format on a random-init 
     expect(Number.isFinite(summary.lastLoss)).toBe(true);
 
     // eval of the trained model: --prompt-format auto takes its prompt_format.json
-    const ev = run('eval', ['eval', '--model', out, '--problems', 'qwen-problems.jsonl', '--k', '2', '--max-new-tokens', '6', '--json', 'qwen-eval.json']);
+    const ev = run('eval', [
+      'eval',
+      '--model',
+      out,
+      '--problems',
+      'qwen-problems.jsonl',
+      '--k',
+      '2',
+      '--max-new-tokens',
+      '6',
+      '--json',
+      'qwen-eval.json',
+    ]);
     expect(ev.code).toBe(0);
     const res = JSON.parse(fs.readFileSync(path.join(tmp, 'qwen-eval.json'), 'utf8'));
     expect(res.promptFormat).toEqual(spec);
-    expect(res.perProblem.map((p: { promptTokens: number; promptHash: string }) => ({ promptTokens: p.promptTokens, promptHash: p.promptHash }))).toEqual(
-      records.filter((r) => r.sampleIndex === 0).map((r) => ({ promptTokens: r.promptTokens, promptHash: r.promptHash })),
+    expect(
+      res.perProblem.map((p: { promptTokens: number; promptHash: string }) => ({
+        promptTokens: p.promptTokens,
+        promptHash: p.promptHash,
+      })),
+    ).toEqual(
+      records
+        .filter((r) => r.sampleIndex === 0)
+        .map((r) => ({ promptTokens: r.promptTokens, promptHash: r.promptHash })),
     );
     expect(timings.rollout + timings.train + timings.eval).toBeLessThan(60);
   }, 180_000);

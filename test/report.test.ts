@@ -10,7 +10,11 @@ const METHODS = ['sft', 'rft', 'dft', 'rift', 'dpo'];
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 const loss = METHODS.flatMap((method, m) =>
-  Array.from({ length: 30 }, (_, step) => ({ method, step, loss: 2.5 * Math.exp(-step / (8 + 3 * m)) + 0.3 + 0.05 * m })),
+  Array.from({ length: 30 }, (_, step) => ({
+    method,
+    step,
+    loss: 2.5 * Math.exp(-step / (8 + 3 * m)) + 0.3 + 0.05 * m,
+  })),
 );
 const accuracy = METHODS.map((method, m) => ({
   method,
@@ -44,7 +48,15 @@ test('writeReport writes report.md, SVGs and PNGs', async () => {
       { name: 'memory', title: 'Memory', spec: memoryPlot(memory) },
     ],
   });
-  expect(files.map((f) => path.basename(f))).toEqual(['loss.svg', 'loss.png', 'accuracy.svg', 'accuracy.png', 'memory.svg', 'memory.png', 'report.md']);
+  expect(files.map((f) => path.basename(f))).toEqual([
+    'loss.svg',
+    'loss.png',
+    'accuracy.svg',
+    'accuracy.png',
+    'memory.svg',
+    'memory.png',
+    'report.md',
+  ]);
   for (const name of ['loss', 'accuracy', 'memory']) {
     const svg = fs.readFileSync(path.join(outDir, `${name}.svg`), 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
@@ -53,8 +65,10 @@ test('writeReport writes report.md, SVGs and PNGs', async () => {
     const png = fs.readFileSync(path.join(outDir, `${name}.png`));
     expect(png.subarray(0, 8)).toEqual(PNG_SIGNATURE);
     // IHDR: width and height at bytes 16..23; rendered at 2× the SVG size
-    const w = png.readUInt32BE(16), h = png.readUInt32BE(20);
-    const sw = Number(/width="(\d+(?:\.\d+)?)"/.exec(svg)![1]), sh = Number(/height="(\d+(?:\.\d+)?)"/.exec(svg)![1]);
+    const w = png.readUInt32BE(16),
+      h = png.readUInt32BE(20);
+    const sw = Number(/width="(\d+(?:\.\d+)?)"/.exec(svg)![1]),
+      sh = Number(/height="(\d+(?:\.\d+)?)"/.exec(svg)![1]);
     expect(w).toBe(Math.ceil(2 * sw));
     expect(h).toBe(Math.ceil(2 * sh));
     expect(w).toBeGreaterThan(600);
@@ -78,7 +92,8 @@ test('writeReport writes report.md, SVGs and PNGs', async () => {
 (plotFont().file ? test : test.skip)('svgToPng draws text with the chosen font (text changes pixels)', () => {
   const svg = (t: string) =>
     `<svg xmlns="http://www.w3.org/2000/svg" width="120" height="30"><rect width="120" height="30" fill="white"/><text x="5" y="20" font-family="${plotFont().family}" font-size="14">${t}</text></svg>`;
-  const a = svgToPng(svg(''), { scale: 1 }), b = svgToPng(svg('rift 42%'), { scale: 1 });
+  const a = svgToPng(svg(''), { scale: 1 }),
+    b = svgToPng(svg('rift 42%'), { scale: 1 });
   expect(a.equals(b)).toBe(false);
 });
 
@@ -108,5 +123,12 @@ test('specs and table', () => {
 test('writeReport rejects bad plot names', async () => {
   const spec = lossCurvePlot(loss);
   await expect(writeReport(outDir, { plots: [{ name: '../x', spec }] })).rejects.toThrow(/^plots: plots\[0\]\.name/);
-  await expect(writeReport(outDir, { plots: [{ name: 'a', spec }, { name: 'a', spec }] })).rejects.toThrow(/two plots named/);
+  await expect(
+    writeReport(outDir, {
+      plots: [
+        { name: 'a', spec },
+        { name: 'a', spec },
+      ],
+    }),
+  ).rejects.toThrow(/two plots named/);
 });

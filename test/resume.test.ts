@@ -9,14 +9,27 @@ import { Model } from '../lib/engine/model';
 import { readSafetensors, writeSafetensors } from '../lib/engine/safetensors';
 import { checkDpoBeta, DPO_BETA_MAX } from '../lib/kernels/loss';
 import {
-  cleanCheckpointTemps, listCheckpoints, parseLatest, parseTrainerState, pruneCheckpoints, truncateMetricsFile,
+  cleanCheckpointTemps,
+  listCheckpoints,
+  parseLatest,
+  parseTrainerState,
+  pruneCheckpoints,
+  truncateMetricsFile,
 } from '../lib/train/checkpoints';
 import type { Example } from '../lib/train/examples';
 import { Trainer, type TrainerOptions } from '../lib/train/trainer';
 
 const CFG = {
-  model_type: 'qwen2', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
+  model_type: 'qwen2',
+  vocab_size: 32,
+  hidden_size: 16,
+  intermediate_size: 32,
+  num_hidden_layers: 1,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
 };
 const newModel = (seed = 3) => Model.fromConfig(CFG, { seed, std: 0.1 });
 const ids = (...xs: number[]) => Int32Array.from(xs);
@@ -47,13 +60,21 @@ describe('checkpoint folder hygiene', () => {
   test('keepCheckpoints: the N newest stay (default 3, 0 keeps all); latest.json names the newest', async () => {
     const runWith = async (name: string, keep?: number) => {
       const ck = path.join(dir, name);
-      await new Trainer(newModel(), { ...BASE, checkpointDir: ck, checkpointEvery: 1, ...(keep === undefined ? {} : { keepCheckpoints: keep }) }).run(samples);
+      await new Trainer(newModel(), {
+        ...BASE,
+        checkpointDir: ck,
+        checkpointEvery: 1,
+        ...(keep === undefined ? {} : { keepCheckpoints: keep }),
+      }).run(samples);
       return listCheckpoints(ck).map((c) => c.step);
     };
     expect(await runWith('keep-default')).toEqual([4, 5, 6]);
     expect(await runWith('keep-1', 1)).toEqual([6]);
     expect(await runWith('keep-all', 0)).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(JSON.parse(fs.readFileSync(path.join(dir, 'keep-1', 'latest.json'), 'utf8'))).toEqual({ dir: 'step-000006', step: 6 });
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'keep-1', 'latest.json'), 'utf8'))).toEqual({
+      dir: 'step-000006',
+      step: 6,
+    });
     // an older, longer run's directories past the current step are left alone
     const ck = path.join(dir, 'keep-all');
     expect(pruneCheckpoints(ck, 2, 3)).toEqual(['step-000001']);
@@ -114,10 +135,14 @@ describe('reading checkpoints: contained paths, errors that name the file', () =
     for (const d of ['../strict/step-000006', '/etc', 'step-000006/../../strict/step-000006']) {
       fs.writeFileSync(latest, JSON.stringify({ dir: d, step: 6 }));
       const e = await errorOf(() => new Trainer(newModel(), opts()).resume(root));
-      expect(e.message).toMatch(new RegExp(`^${latest.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: dir .* is not a step directory name`));
+      expect(e.message).toMatch(
+        new RegExp(`^${latest.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: dir .* is not a step directory name`),
+      );
     }
     fs.writeFileSync(latest, JSON.stringify({ dir: 'step-000008', step: 8 }));
-    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(/latest\.json: dir "step-000008": no such checkpoint directory/);
+    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(
+      /latest\.json: dir "step-000008": no such checkpoint directory/,
+    );
     fs.writeFileSync(latest, '{"dir":"step-000006","st');
     const e = await errorOf(() => new Trainer(newModel(), opts()).resume(root));
     expect(e).toBeInstanceOf(SyntaxError);
@@ -128,12 +153,17 @@ describe('reading checkpoints: contained paths, errors that name the file', () =
     const root = copy('escape-link');
     fs.rmSync(path.join(root, 'step-000006'), { recursive: true });
     fs.symlinkSync(path.join(ck, 'step-000006'), path.join(root, 'step-000006'));
-    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(/latest\.json: dir "step-000006" resolves outside the checkpoint folder/);
+    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(
+      /latest\.json: dir "step-000006" resolves outside the checkpoint folder/,
+    );
   });
 
   test('trainer-state.json: an optimizer file or reference directory outside the folder, truncated JSON, bad fields', async () => {
     const root = copy('escape-state');
-    let f = editState(root, (s) => ((s.optimizer as { file: string }).file = '../../strict/step-000006/optimizer.safetensors'));
+    let f = editState(
+      root,
+      (s) => ((s.optimizer as { file: string }).file = '../../strict/step-000006/optimizer.safetensors'),
+    );
     expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toBe(
       `${f}: optimizer.file must be a file name inside the checkpoint directory, got "../../strict/step-000006/optimizer.safetensors"`,
     );
@@ -141,12 +171,16 @@ describe('reading checkpoints: contained paths, errors that name the file', () =
       (s.optimizer as { file: string }).file = 'optimizer.safetensors';
       s.referenceDir = path.join(ck, 'step-000006');
     });
-    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(`${f}: referenceDir "${path.join(ck, 'step-000006')}" resolves outside the checkpoint folder`);
+    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(
+      `${f}: referenceDir "${path.join(ck, 'step-000006')}" resolves outside the checkpoint folder`,
+    );
     f = editState(root, (s) => {
       delete s.referenceDir;
       s.history = (s.history as unknown[]).slice(1);
     });
-    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toBe(`${f}: history holds 5 steps, want step = 6`);
+    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toBe(
+      `${f}: history holds 5 steps, want step = 6`,
+    );
     fs.writeFileSync(f, fs.readFileSync(f, 'utf8').slice(0, 100));
     const e = await errorOf(() => Trainer.load(root));
     expect(e).toBeInstanceOf(SyntaxError);
@@ -158,14 +192,20 @@ describe('reading checkpoints: contained paths, errors that name the file', () =
     const f = path.join(root, 'step-000006', 'optimizer.safetensors');
     const { tensors } = readSafetensors(f);
     const names = [...tensors.keys()].sort();
-    const all = names.map((name) => ({ name, shape: tensors.get(name)!.shape, data: Float32Array.from(tensors.get(name)!.data as Float32Array) }));
+    const all = names.map((name) => ({
+      name,
+      shape: tensors.get(name)!.shape,
+      data: Float32Array.from(tensors.get(name)!.data as Float32Array),
+    }));
     all[1].data[3] = NaN;
     writeSafetensors(f, all);
     const e = await errorOf(() => new Trainer(newModel(), opts()).resume(root));
     expect(e).toBeInstanceOf(RangeError);
     expect(e.message).toBe(`${f}: tensor "${names[1]}" holds NaN at element 3 (a corrupt optimizer state)`);
     fs.truncateSync(f, fs.statSync(f).size - 10);
-    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `));
+    expect((await errorOf(() => new Trainer(newModel(), opts()).resume(root))).message).toMatch(
+      new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: `),
+    );
   });
 
   test('truncated model weights: the error names the checkpoint file by its path', async () => {
@@ -179,7 +219,12 @@ describe('reading checkpoints: contained paths, errors that name the file', () =
   test("DPO 'held': the reference weights live in each checkpoint folder, so a moved folder still resumes", async () => {
     const dpo: TrainerOptions = { ...BASE, method: 'dpo', dpoReference: 'held', examplesPerStep: 1, epochs: 2 };
     const a = path.join(dir, 'dpo-a');
-    const full = await new Trainer(newModel(), { ...dpo, checkpointDir: a, checkpointEvery: 2, keepCheckpoints: 0 }).run(samples);
+    const full = await new Trainer(newModel(), {
+      ...dpo,
+      checkpointDir: a,
+      checkpointEvery: 2,
+      keepCheckpoints: 0,
+    }).run(samples);
     const state = JSON.parse(fs.readFileSync(path.join(a, 'step-000002', 'trainer-state.json'), 'utf8'));
     expect(state.referenceDir).toBe('reference');
     const b = path.join(dir, 'dpo-b');
@@ -204,14 +249,25 @@ describe('parsers and helpers', () => {
     ] as const)
       expect(() => parseLatest(text, 'L')).toThrow(re);
     expect(() => parseTrainerState('{"format":"x"}', 'S')).toThrow(/^S: format x version undefined/);
-    expect(() => parseTrainerState('{"format":"rift-trainer-state","version":1,"step":0}', 'S')).toThrow(/^S: step must be an integer ≥ 1/);
+    expect(() => parseTrainerState('{"format":"rift-trainer-state","version":1,"step":0}', 'S')).toThrow(
+      /^S: step must be an integer ≥ 1/,
+    );
   });
 
   test('truncateMetricsFile keeps the steps up to the checkpoint and drops a torn tail', () => {
     const f = path.join(dir, 'metrics.jsonl');
-    fs.writeFileSync(f, [1, 2, 3, 4, 5].map((s) => JSON.stringify({ step: s, loss: 1 / s })).join('\n') + '\n{"step":6,"lo');
+    fs.writeFileSync(
+      f,
+      [1, 2, 3, 4, 5].map((s) => JSON.stringify({ step: s, loss: 1 / s })).join('\n') + '\n{"step":6,"lo',
+    );
     expect(truncateMetricsFile(f, 3)).toBe(2);
-    expect(fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2, 3]);
+    expect(
+      fs
+        .readFileSync(f, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).step),
+    ).toEqual([1, 2, 3]);
     expect(truncateMetricsFile(f, 3)).toBe(0);
     expect(truncateMetricsFile(path.join(dir, 'none.jsonl'), 3)).toBe(0);
     fs.writeFileSync(f, '{"loss":1}\n');
@@ -224,6 +280,8 @@ describe('parsers and helpers', () => {
     for (const b of [0, -1, 1e6, 1e308]) expect(() => checkDpoBeta('beta', b)).toThrow(RangeError);
     expect(() => checkDpoBeta('beta', '1')).toThrow(TypeError);
     for (const b of [1e6, 1e308])
-      expect(() => new Trainer(newModel(), { ...BASE, method: 'dpo', dpoBeta: b })).toThrow(`dpoBeta: must be in (0, ${DPO_BETA_MAX}], got ${b}`);
+      expect(() => new Trainer(newModel(), { ...BASE, method: 'dpo', dpoBeta: b })).toThrow(
+        `dpoBeta: must be in (0, ${DPO_BETA_MAX}], got ${b}`,
+      );
   });
 });

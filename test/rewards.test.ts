@@ -131,7 +131,9 @@ describe('loadRewardModule (ES modules, in a child Node process)', () => {
     const got = JSON.parse(r.stdout.trim().split('\n').pop()!);
     expect(got.a).toBe(2);
     expect(got.b).toBeCloseTo(sample.problem.length / 100, 12);
-    expect(got.c).toBe(`TypeError: reward module ${nofn}: exports no function (expected a default export, module.exports = function, or a named export "reward"), got an object with keys [x]`);
+    expect(got.c).toBe(
+      `TypeError: reward module ${nofn}: exports no function (expected a default export, module.exports = function, or a named export "reward"), got an object with keys [x]`,
+    );
   });
 });
 
@@ -163,7 +165,9 @@ describe('scoreSamples', () => {
   });
 
   test('bad samples', async () => {
-    await expect(scoreSamples([{ ...samples[0], response: 3 as never }])).rejects.toThrow('samples[0].response: must be a string');
+    await expect(scoreSamples([{ ...samples[0], response: 3 as never }])).rejects.toThrow(
+      'samples[0].response: must be a string',
+    );
     await expect(scoreSamples(samples, { rNeg: NaN })).rejects.toThrow(RangeError);
   });
 });

@@ -14,8 +14,16 @@ const CHARS = [...'0123456789+= abc'];
 const tok = new Tokenizer(makeCharTokenizer(CHARS, ['<eos>'], { eos: '<eos>' }).tokenizer, { eos_token: '<eos>' });
 const model = new FakeModel(tok.vocabSize);
 
-interface P { id: string; problem: string; answer: string }
-const problems: P[] = Array.from({ length: 6 }, (_, i) => ({ id: `p${i}`, problem: `${i}+${i + 1}=`, answer: String(2 * i + 1) }));
+interface P {
+  id: string;
+  problem: string;
+  answer: string;
+}
+const problems: P[] = Array.from({ length: 6 }, (_, i) => ({
+  id: `p${i}`,
+  problem: `${i}+${i + 1}=`,
+  answer: String(2 * i + 1),
+}));
 const K = 4;
 const score = (p: P, text: string): ScoreResult => {
   const correct = text.includes(p.answer.slice(-1)); // about half the samples hold the answer's last digit
@@ -23,7 +31,9 @@ const score = (p: P, text: string): ScoreResult => {
 };
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-rollout-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-rollout-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 let n = 0;
@@ -53,7 +63,19 @@ test('an unbroken run writes one well-formed record per (problem, sample)', () =
   expect(lines).toHaveLength(problems.length * K);
   expect(readRollouts(reference.file)).toEqual(reference.records);
   const first = reference.records[0];
-  expect(Object.keys(first)).toEqual(['problemId', 'sampleIndex', 'text', 'tokens', 'reward', 'correct', 'extracted', 'finishReason', 'params', 'promptTokens', 'promptHash']);
+  expect(Object.keys(first)).toEqual([
+    'problemId',
+    'sampleIndex',
+    'text',
+    'tokens',
+    'reward',
+    'correct',
+    'extracted',
+    'finishReason',
+    'params',
+    'promptTokens',
+    'promptHash',
+  ]);
   expect(first.params).toEqual({ temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 10, seed: 3 });
   reference.records.forEach((r, i) => {
     expect(r.problemId).toBe(problems[Math.floor(i / K)].id);
@@ -63,8 +85,14 @@ test('an unbroken run writes one well-formed record per (problem, sample)', () =
     expect(r.sampleIndex).toBe(i % K);
     expect(r.tokens).toBeGreaterThan(0);
     expect(r.tokens).toBeLessThanOrEqual(10);
-    expect(tok.encode(r.text, { addSpecialTokens: false }).length).toBe(r.finishReason === 'stop' ? r.tokens - 1 : r.tokens);
-    expect(score(problems[Math.floor(i / K)], r.text)).toEqual({ reward: r.reward, correct: r.correct, extracted: r.extracted });
+    expect(tok.encode(r.text, { addSpecialTokens: false }).length).toBe(
+      r.finishReason === 'stop' ? r.tokens - 1 : r.tokens,
+    );
+    expect(score(problems[Math.floor(i / K)], r.text)).toEqual({
+      reward: r.reward,
+      correct: r.correct,
+      extracted: r.extracted,
+    });
   });
   // the samples differ (the streams are independent) and the set is mixed, so stats below mean something
   expect(new Set(reference.records.map((r) => r.text)).size).toBeGreaterThan(problems.length * K - 3);
@@ -76,10 +104,22 @@ test('an unbroken run writes one well-formed record per (problem, sample)', () =
 test('a run stopped after 2 problems (throw from onProgress) resumes to the same file', async () => {
   const o = opts();
   let calls = 0;
-  await expect(runRollouts({ ...o, onProgress: () => { if (++calls === 2) throw new Error('killed'); } })).rejects.toThrow('killed');
+  await expect(
+    runRollouts({
+      ...o,
+      onProgress: () => {
+        if (++calls === 2) throw new Error('killed');
+      },
+    }),
+  ).rejects.toThrow('killed');
   expect(fs.readFileSync(o.file, 'utf8').trimEnd().split('\n')).toHaveLength(2 * K);
   const seen: string[] = [];
-  const r = await runRollouts({ ...o, onProgress: (p) => { seen.push(`${p.problemId}:${p.records.length}`); } });
+  const r = await runRollouts({
+    ...o,
+    onProgress: (p) => {
+      seen.push(`${p.problemId}:${p.records.length}`);
+    },
+  });
   expect(seen).toEqual(['p2:4', 'p3:4', 'p4:4', 'p5:4']);
   expect(r).toMatchObject({ generated: 4 * K, reused: 2 * K, droppedBytes: 0 });
   expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
@@ -105,7 +145,10 @@ test('a complete run reruns to nothing; a complete last line without its newline
   expect(r).toMatchObject({ generated: 0, reused: problems.length * K });
   expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
   // last record without '\n' (cut after problem 3): kept, and the resumed run still matches
-  const cut = reference.text.split('\n').slice(0, 4 * K).join('\n');
+  const cut = reference.text
+    .split('\n')
+    .slice(0, 4 * K)
+    .join('\n');
   fs.writeFileSync(o.file, cut);
   expect(openRollouts(o.file)).toEqual({ records: reference.records.slice(0, 4 * K), droppedBytes: 0, duplicates: 0 });
   const r2 = await runRollouts(o);
@@ -132,7 +175,13 @@ describe('continuous batching (a model with decodeRows)', () => {
     const want = fs.readFileSync(o.file, 'utf8');
     const batched = new FakeModel(tok.vocabSize, logitsOf, { rows: true });
     const seen: string[] = [];
-    const o2 = opts({ model: batched, params: { ...o.params, maxBatchRows: 8 }, onProgress: (p) => { seen.push(p.problemId); } });
+    const o2 = opts({
+      model: batched,
+      params: { ...o.params, maxBatchRows: 8 },
+      onProgress: (p) => {
+        seen.push(p.problemId);
+      },
+    });
     const r = await runRollouts(o2);
     expect(fs.readFileSync(o2.file, 'utf8')).toBe(want);
     expect(seen).toEqual(problems.map((p) => p.id));
@@ -141,9 +190,19 @@ describe('continuous batching (a model with decodeRows)', () => {
     for (const rows of batched.rowCalls.slice(0, 9)) expect(rows.slice(0, 4)).toEqual([0, 1, 2, 3]);
     expect(new Set(batched.rowCalls.flat())).toEqual(new Set([0, 1, 2, 3, 4, 5, 6, 7]));
     // killed after problem 1's records (p2..p5 already finished, not yet written): the resumed run gives the same file
-    const o3 = opts({ model: new FakeModel(tok.vocabSize, logitsOf, { rows: true }), params: { ...o.params, maxBatchRows: 8 } });
+    const o3 = opts({
+      model: new FakeModel(tok.vocabSize, logitsOf, { rows: true }),
+      params: { ...o.params, maxBatchRows: 8 },
+    });
     let calls = 0;
-    await expect(runRollouts({ ...o3, onProgress: () => { if (++calls === 2) throw new Error('killed'); } })).rejects.toThrow('killed');
+    await expect(
+      runRollouts({
+        ...o3,
+        onProgress: () => {
+          if (++calls === 2) throw new Error('killed');
+        },
+      }),
+    ).rejects.toThrow('killed');
     expect(fs.readFileSync(o3.file, 'utf8').trimEnd().split('\n')).toHaveLength(2 * K);
     const again = await runRollouts(o3);
     expect(again).toMatchObject({ generated: 4 * K, reused: 2 * K });
@@ -177,7 +236,9 @@ test('more samples later: K = 6 on a K = 4 file adds samples 4 and 5 only; other
 test('records made with other sampling parameters are an error', async () => {
   const o = opts();
   fs.writeFileSync(o.file, reference.text);
-  await expect(runRollouts({ ...o, params: { ...o.params, temperature: 0.7 } })).rejects.toThrow(/was sampled with .* use another file/);
+  await expect(runRollouts({ ...o, params: { ...o.params, temperature: 0.7 } })).rejects.toThrow(
+    /was sampled with .* use another file/,
+  );
   expect(fs.readFileSync(o.file, 'utf8')).toBe(reference.text);
 });
 
@@ -189,10 +250,14 @@ test('a resumed store must have the same prompt format and the same prompt token
   const text = fs.readFileSync(o.file, 'utf8');
   const more = problems.map((p) => ({ ...p }));
   // another recorded format, or none (a store written before formats were recorded)
-  await expect(runRollouts({ ...o, problems: more, k: K + 1, promptFormat: { format: 'plain', template: '{problem}=' } })).rejects.toThrow(
+  await expect(
+    runRollouts({ ...o, problems: more, k: K + 1, promptFormat: { format: 'plain', template: '{problem}=' } }),
+  ).rejects.toThrow(
     /record 1 \(problem "p0", sample 0\) was sampled with the prompt format \{"format":"plain","template":"\{problem\}"\}, this run uses .*use another file$/,
   );
-  await expect(runRollouts({ ...o, problems: more, k: K + 1, promptFormat: undefined })).rejects.toThrow(/prompt format .* this run uses none; use another file$/);
+  await expect(runRollouts({ ...o, problems: more, k: K + 1, promptFormat: undefined })).rejects.toThrow(
+    /prompt format .* this run uses none; use another file$/,
+  );
   // the same format, but a problem's text changed: its records were drawn after other prompt tokens
   more[2].problem = '2+3=5';
   await expect(runRollouts({ ...o, problems: more, k: K + 1 })).rejects.toThrow(
@@ -208,9 +273,21 @@ test('a prompt that cannot be built leaves the store untouched', async () => {
   const o = opts();
   fs.writeFileSync(o.file, reference.text + '{"problemId":"p0","sampl'); // a torn tail: only repaired once sampling starts
   const before = fs.readFileSync(o.file, 'utf8');
-  await expect(runRollouts({ ...o, promptFor: (p) => (p.id === 'p3' ? '' : p.problem) })).rejects.toThrow(/^promptFor: the prompt of problem "p3" has no tokens/);
-  await expect(runRollouts({ ...o, promptFor: (p) => { if (p.id === 'p5') throw new Error('template broke'); return p.problem; } })).rejects.toThrow(/template broke/);
-  await expect(runRollouts({ ...o, promptFormat: { format: 'plain', template: 'no placeholder' } })).rejects.toThrow(/^promptFormat: template: .* has no \{problem\} placeholder/);
+  await expect(runRollouts({ ...o, promptFor: (p) => (p.id === 'p3' ? '' : p.problem) })).rejects.toThrow(
+    /^promptFor: the prompt of problem "p3" has no tokens/,
+  );
+  await expect(
+    runRollouts({
+      ...o,
+      promptFor: (p) => {
+        if (p.id === 'p5') throw new Error('template broke');
+        return p.problem;
+      },
+    }),
+  ).rejects.toThrow(/template broke/);
+  await expect(runRollouts({ ...o, promptFormat: { format: 'plain', template: 'no placeholder' } })).rejects.toThrow(
+    /^promptFormat: template: .* has no \{problem\} placeholder/,
+  );
   expect(fs.readFileSync(o.file, 'utf8')).toBe(before);
 });
 
@@ -233,13 +310,38 @@ test('timestamps are opt-in', async () => {
 test('rolloutStats on a hand-made set', () => {
   const rec = (problemId: string, correct: boolean, reward: number) => ({ problemId, correct, reward });
   const s = rolloutStats([
-    rec('a', true, 1), rec('a', false, -0.5), rec('a', true, 1), // mixed
-    rec('b', true, 1), rec('b', true, 1), // all correct
-    rec('c', false, -0.5), rec('c', false, -0.5), // all wrong
-    rec('d', false, 0), rec('d', true, 2), // mixed
+    rec('a', true, 1),
+    rec('a', false, -0.5),
+    rec('a', true, 1), // mixed
+    rec('b', true, 1),
+    rec('b', true, 1), // all correct
+    rec('c', false, -0.5),
+    rec('c', false, -0.5), // all wrong
+    rec('d', false, 0),
+    rec('d', true, 2), // mixed
   ]);
-  expect(s).toEqual({ problems: 4, samples: 9, positives: 5, negatives: 4, correct: 5, mixedRate: 0.5, allCorrect: 1, allWrong: 1, meanReward: 4.5 / 9 });
-  expect(rolloutStats([])).toEqual({ problems: 0, samples: 0, positives: 0, negatives: 0, correct: 0, mixedRate: 0, allCorrect: 0, allWrong: 0, meanReward: 0 });
+  expect(s).toEqual({
+    problems: 4,
+    samples: 9,
+    positives: 5,
+    negatives: 4,
+    correct: 5,
+    mixedRate: 0.5,
+    allCorrect: 1,
+    allWrong: 1,
+    meanReward: 4.5 / 9,
+  });
+  expect(rolloutStats([])).toEqual({
+    problems: 0,
+    samples: 0,
+    positives: 0,
+    negatives: 0,
+    correct: 0,
+    mixedRate: 0,
+    allCorrect: 0,
+    allWrong: 0,
+    meanReward: 0,
+  });
 });
 
 test('positives and negatives follow the reward sign (a custom reward), the verifier is counted apart', () => {
@@ -259,7 +361,9 @@ describe('repeated (problem, sample) records (two writers appended to one file)'
     fs.writeFileSync(f, reference.text + reference.text);
     const warnings: string[] = [];
     expect(readRollouts(f, { onWarning: (m) => warnings.push(m) })).toEqual(reference.records);
-    expect(warnings).toEqual([`${f}: ${problems.length * K} repeated (problem, sample) records skipped (identical copies: two runs appended the same samples)`]);
+    expect(warnings).toEqual([
+      `${f}: ${problems.length * K} repeated (problem, sample) records skipped (identical copies: two runs appended the same samples)`,
+    ]);
     expect(readRollouts(f)).toHaveLength(problems.length * K); // no callback: still once each
     const r = await runRollouts(opts({ file: f, onWarning: (m) => warnings.push(m) }));
     expect(r).toMatchObject({ generated: 0, reused: problems.length * K, duplicates: problems.length * K });
@@ -273,7 +377,9 @@ describe('repeated (problem, sample) records (two writers appended to one file)'
     const other = JSON.stringify({ ...JSON.parse(lines[2]), text: 'something else' });
     fs.writeFileSync(f, [...lines, other].join('\n') + '\n');
     expect(() => readRollouts(f)).toThrow(RangeError);
-    expect(() => readRollouts(f)).toThrow(`${f}:${lines.length + 1}: problem "p0" sample 2 is already on line 3 with other contents`);
+    expect(() => readRollouts(f)).toThrow(
+      `${f}:${lines.length + 1}: problem "p0" sample 2 is already on line 3 with other contents`,
+    );
     expect(() => openRollouts(f)).toThrow(/is already on line 3/);
   });
 });

@@ -2,7 +2,15 @@
 // greedy, log-prob values), the seeded RNG, and generate() over a fake model (KV cache broadcast, per-row stops,
 // determinism independent of batching), and generate() on the native engine with the tiny-qwen2 fixture.
 import * as path from 'path';
-import { generate, Rng, sampleRng, SamplerScratch, samplingProbs, sampleToken, SamplingParams } from '../lib/engine/sampler';
+import {
+  generate,
+  Rng,
+  sampleRng,
+  SamplerScratch,
+  samplingProbs,
+  sampleToken,
+  SamplingParams,
+} from '../lib/engine/sampler';
 import { sampleTokenReference } from './helpers/sampler-reference';
 import { addon } from '../lib/native';
 import { Model } from '../lib/engine/model';
@@ -21,27 +29,42 @@ function frequencies(logits: Float32Array, params: SamplingParams, n: number, se
 
 function expectFrequencies(f: Float64Array, q: ArrayLike<number>, n: number): void {
   for (let v = 0; v < f.length; v++) {
-    if (q[v] === 0) expect(f[v]).toBe(0); // exact support
+    if (q[v] === 0)
+      expect(f[v]).toBe(0); // exact support
     else expect(Math.abs(f[v] - q[v])).toBeLessThanOrEqual(5 * Math.sqrt((q[v] * (1 - q[v])) / n) + 1e-9);
   }
 }
 
 describe('Rng', () => {
   test('same keys → same stream; any key changed → another stream', () => {
-    const a = new Rng(1, 2, 3), b = new Rng(1, 2, 3);
+    const a = new Rng(1, 2, 3),
+      b = new Rng(1, 2, 3);
     const xs = Array.from({ length: 100 }, () => a.next());
     expect(Array.from({ length: 100 }, () => b.next())).toEqual(xs);
-    for (const keys of [[1, 2, 4], [1, 3, 3], [2, 2, 3], [1 + 2 ** 32, 2, 3], [1, 2]]) expect(new Rng(...keys).next()).not.toBe(xs[0]);
+    for (const keys of [
+      [1, 2, 4],
+      [1, 3, 3],
+      [2, 2, 3],
+      [1 + 2 ** 32, 2, 3],
+      [1, 2],
+    ])
+      expect(new Rng(...keys).next()).not.toBe(xs[0]);
     expect(sampleRng(5, 0, 1).next()).toBe(new Rng(5, 0, 1).next());
   });
 
   test('uniform in [0, 1): mean, variance, bucket counts', () => {
-    const r = new Rng(42), n = 100000, buckets = new Float64Array(10);
-    let sum = 0, sq = 0, outside = 0;
+    const r = new Rng(42),
+      n = 100000,
+      buckets = new Float64Array(10);
+    let sum = 0,
+      sq = 0,
+      outside = 0;
     for (let i = 0; i < n; i++) {
       const x = r.next();
       if (!(x >= 0 && x < 1)) outside++;
-      sum += x; sq += x * x; buckets[Math.floor(x * 10)]++;
+      sum += x;
+      sq += x * x;
+      buckets[Math.floor(x * 10)]++;
     }
     expect(outside).toBe(0);
     expect(Math.abs(sum / n - 0.5)).toBeLessThan(0.005);
@@ -60,7 +83,8 @@ describe('sampleToken', () => {
   const z = logitsOfProbs(P);
 
   test('temperature 0: argmax (lowest id on ties), no RNG draw, model log-prob', () => {
-    const rng = new Rng(1), before = new Rng(1);
+    const rng = new Rng(1),
+      before = new Rng(1);
     const s = sampleToken(z, { temperature: 0, topK: 1, topP: 0.1 }, rng);
     expect(s.token).toBe(1);
     expect(s.logprob).toBeCloseTo(Math.log(0.5), 6);
@@ -77,11 +101,15 @@ describe('sampleToken', () => {
     expect(s.samplingLogprob).toBeCloseTo(Math.log(P[s.token]), 6);
   });
 
-  test('temperature 2 flattens to p^(1/2); logprob stays the model\'s (temperature 1)', () => {
+  test("temperature 2 flattens to p^(1/2); logprob stays the model's (temperature 1)", () => {
     const q = P.map((p) => Math.sqrt(p));
     const Z = q.reduce((a, b) => a + b);
     const n = 20000;
-    expectFrequencies(frequencies(z, { temperature: 2 }, n), q.map((x) => x / Z), n);
+    expectFrequencies(
+      frequencies(z, { temperature: 2 }, n),
+      q.map((x) => x / Z),
+      n,
+    );
     const rng = new Rng(9);
     for (let i = 0; i < 20; i++) {
       const s = sampleToken(z, { temperature: 2 }, rng);
@@ -121,20 +149,34 @@ describe('sampleToken', () => {
   test('top-p applies after temperature and top-k (HF order)', () => {
     // T = 2: q ∝ √p = [.224, .707, .387, .548] / 1.866 = [.120, .379, .208, .294]; top-k 3 drops token 0:
     // [.431, .236, .334]; top-p 0.7: 1 (.431 < .7), 3 (.765 ≥ .7 → stop) → {1, 3}
-    expect(Array.from(samplingProbs(z, { temperature: 2, topK: 3, topP: 0.7 }), (x) => x > 0)).toEqual([false, true, false, true]);
+    expect(Array.from(samplingProbs(z, { temperature: 2, topK: 3, topP: 0.7 }), (x) => x > 0)).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ]);
     // without top-k the same top-p keeps {1, 3} too, but with top-p 0.5: {1, 3} (0.379 < 0.5)
-    expect(Array.from(samplingProbs(z, { temperature: 2, topP: 0.5 }), (x) => x > 0)).toEqual([false, true, false, true]);
+    expect(Array.from(samplingProbs(z, { temperature: 2, topP: 0.5 }), (x) => x > 0)).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ]);
   });
 
   test('top-p on a large vocabulary equals a brute-force full sort', () => {
     const V = 20000;
     let s = 99;
-    const rnd = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const rnd = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const flat = Float32Array.from({ length: V }, () => 2 * rnd()); // nucleus of thousands of tokens
     const gumbel = Float32Array.from({ length: V }, () => -Math.log(-Math.log(rnd() * 0.999999 + 1e-7))); // heavy tail
     const cases: [Float32Array, SamplingParams][] = [
-      [flat, { topP: 0.9 }], [flat, { topP: 0.3, temperature: 0.7 }], [flat, { topP: 0.95, topK: 500 }],
-      [gumbel, { topP: 0.9 }], [gumbel, { topP: 0.5, temperature: 0.7 }], [gumbel, { topP: 0.999, temperature: 1.5 }],
+      [flat, { topP: 0.9 }],
+      [flat, { topP: 0.3, temperature: 0.7 }],
+      [flat, { topP: 0.95, topK: 500 }],
+      [gumbel, { topP: 0.9 }],
+      [gumbel, { topP: 0.5, temperature: 0.7 }],
+      [gumbel, { topP: 0.999, temperature: 1.5 }],
     ];
     for (const [logits, params] of cases) {
       const got = samplingProbs(logits, params);
@@ -159,7 +201,8 @@ describe('sampleToken', () => {
       const bad: string[] = [];
       for (let v = 0; v < V; v++) {
         const want = keep.has(v) ? q[v] / kept : 0;
-        if (want === 0 ? got[v] !== 0 : !(Math.abs(got[v] - want) <= 1e-12 + 1e-9 * want)) bad.push(`[${v}] ${got[v]} vs ${want}`);
+        if (want === 0 ? got[v] !== 0 : !(Math.abs(got[v] - want) <= 1e-12 + 1e-9 * want))
+          bad.push(`[${v}] ${got[v]} vs ${want}`);
       }
       expect(bad.slice(0, 5)).toEqual([]);
       expect(keep.size).toBeGreaterThan(logits === flat ? 400 : 1);
@@ -174,7 +217,9 @@ describe('sampleToken', () => {
   });
 
   test('same RNG state → same token; a different stream eventually differs', () => {
-    const a = new Rng(5, 1), b = new Rng(5, 1), c = new Rng(5, 2);
+    const a = new Rng(5, 1),
+      b = new Rng(5, 1),
+      c = new Rng(5, 2);
     const ta = Array.from({ length: 50 }, () => sampleToken(z, {}, a).token);
     expect(Array.from({ length: 50 }, () => sampleToken(z, {}, b).token)).toEqual(ta);
     expect(Array.from({ length: 50 }, () => sampleToken(z, {}, c).token)).not.toEqual(ta);
@@ -214,8 +259,15 @@ describe('the native sampler (addon.sampleRows) against the TypeScript reference
     return z;
   }
   const PARAMS: SamplingParams[] = [
-    { temperature: 0 }, { temperature: 1 }, { temperature: 0.6 }, { temperature: 1.7, topK: 5 }, { temperature: 1, topK: 1 },
-    { temperature: 1, topP: 0.9 }, { temperature: 0.8, topK: 40, topP: 0.95 }, { temperature: 1, topP: 1e-9 }, { temperature: 2, topP: 0.5, topK: 3 },
+    { temperature: 0 },
+    { temperature: 1 },
+    { temperature: 0.6 },
+    { temperature: 1.7, topK: 5 },
+    { temperature: 1, topK: 1 },
+    { temperature: 1, topP: 0.9 },
+    { temperature: 0.8, topK: 40, topP: 0.95 },
+    { temperature: 1, topP: 1e-9 },
+    { temperature: 2, topP: 0.5, topK: 3 },
   ];
   test('same token for every row, parameter set and draw; log-probs equal to float64 rounding', () => {
     let rows = 0;
@@ -224,10 +276,13 @@ describe('the native sampler (addon.sampleRows) against the TypeScript reference
         const z = row(V, V, kind);
         for (const p of PARAMS)
           for (let d = 0; d < 6; d++) {
-            const a = sampleToken(z, p, new Rng(V, kind, d)), b = sampleTokenReference(z, p, new Rng(V, kind, d));
+            const a = sampleToken(z, p, new Rng(V, kind, d)),
+              b = sampleTokenReference(z, p, new Rng(V, kind, d));
             expect([V, kind, p, d, a.token]).toEqual([V, kind, p, d, b.token]);
             expect(Math.abs(a.logprob - b.logprob)).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(b.logprob)));
-            expect(Math.abs(a.samplingLogprob - b.samplingLogprob)).toBeLessThanOrEqual(1e-12 * (1 + Math.abs(b.samplingLogprob)));
+            expect(Math.abs(a.samplingLogprob - b.samplingLogprob)).toBeLessThanOrEqual(
+              1e-12 * (1 + Math.abs(b.samplingLogprob)),
+            );
             rows++;
           }
       }
@@ -235,7 +290,8 @@ describe('the native sampler (addon.sampleRows) against the TypeScript reference
   });
 
   test('rows of one call are independent: each equals its own single-row call', () => {
-    const V = 300, B = 9;
+    const V = 300,
+      B = 9;
     const z = new Float32Array(B * V);
     for (let b = 0; b < B; b++) z.set(row(V, 40 + b, b % 3), b * V);
     const u = Float64Array.from({ length: B }, (_, b) => (b + 0.5) / B);
@@ -249,12 +305,18 @@ describe('the native sampler (addon.sampleRows) against the TypeScript reference
   test('bad arguments: typed errors naming them, the row of a bad logit', () => {
     const z = new Float32Array(8);
     const u = new Float64Array(2);
-    expect(() => addon.sampleRows(z as unknown as Float32Array, 2, 3, 1, 0, 1, u)).toThrow(/^logits: length must be B × V = 6/);
-    expect(() => addon.sampleRows(Array.from(z) as unknown as Float32Array, 2, 4, 1, 0, 1, u)).toThrow(/^logits: must be a Float32Array/);
+    expect(() => addon.sampleRows(z as unknown as Float32Array, 2, 3, 1, 0, 1, u)).toThrow(
+      /^logits: length must be B × V = 6/,
+    );
+    expect(() => addon.sampleRows(Array.from(z) as unknown as Float32Array, 2, 4, 1, 0, 1, u)).toThrow(
+      /^logits: must be a Float32Array/,
+    );
     expect(() => addon.sampleRows(z, 2, 4, -1, 0, 1, u)).toThrow(/^temperature: /);
     expect(() => addon.sampleRows(z, 2, 4, 1, 0.5, 1, u)).toThrow(/^topK: /);
     expect(() => addon.sampleRows(z, 2, 4, 1, 0, 0, u)).toThrow(/^topP: /);
-    expect(() => addon.sampleRows(z, 2, 4, 1, 0, 1, new Float64Array([0, 1]))).toThrow(/^u: u\[1\] must be in \[0, 1\)/);
+    expect(() => addon.sampleRows(z, 2, 4, 1, 0, 1, new Float64Array([0, 1]))).toThrow(
+      /^u: u\[1\] must be in \[0, 1\)/,
+    );
     expect(() => addon.sampleRows(z, 2, 4, 1, 0, 1, new Float64Array(3))).toThrow(/^u: length must be B = 2/);
     const bad = new Float32Array(8);
     bad[6] = NaN;
@@ -269,8 +331,16 @@ describe('generate (fake model)', () => {
     expect(res.length).toBe(2);
     expect(Array.from(res[1].promptIds)).toEqual([id('c'), id('='), id('1')]);
     expect(m.calls).toEqual([
-      'new(1,8)', 'prefill(1,2)', 'new(3,8)', 'broadcast(0→3)', ...Array(5).fill('decode'),
-      'new(1,9)', 'prefill(1,3)', 'new(3,9)', 'broadcast(0→3)', ...Array(5).fill('decode'),
+      'new(1,8)',
+      'prefill(1,2)',
+      'new(3,8)',
+      'broadcast(0→3)',
+      ...Array(5).fill('decode'),
+      'new(1,9)',
+      'prefill(1,3)',
+      'new(3,9)',
+      'broadcast(0→3)',
+      ...Array(5).fill('decode'),
     ]);
     expect(m.caches.every((c) => c.freed)).toBe(true);
     for (const r of res)
@@ -283,9 +353,16 @@ describe('generate (fake model)', () => {
       }
   });
 
-  test('per-token logprobs are log_softmax of the model\'s logits for the row\'s own history', async () => {
+  test("per-token logprobs are log_softmax of the model's logits for the row's own history", async () => {
     const m = new FakeModel(V);
-    const [r] = await generate(m, tok, ['a1'], { k: 4, maxNewTokens: 8, seed: 3, temperature: 0.8, topK: 10, stopTokens: [] });
+    const [r] = await generate(m, tok, ['a1'], {
+      k: 4,
+      maxNewTokens: 8,
+      seed: 3,
+      temperature: 0.8,
+      topK: 10,
+      stopTokens: [],
+    });
     for (const s of r.samples) {
       const hist = Array.from(r.promptIds);
       s.ids.forEach((t, i) => {
@@ -332,7 +409,9 @@ describe('generate (fake model)', () => {
     const nb = await generate(noBroadcast, tok, ['ab', 'cd', 'ef'], { ...opts, k: 4 });
     expect(nb).toEqual(full);
     expect(noBroadcast.calls.slice(0, 3)).toEqual(['new(1,12)', 'new(4,12)', 'prefill(4,2)']); // the 1-row cache only probes for copyRows
-    expect(await generate(new FakeModel(V, undefined, { async: true }), tok, ['ab', 'cd', 'ef'], { ...opts, k: 4 })).toEqual(full);
+    expect(
+      await generate(new FakeModel(V, undefined, { async: true }), tok, ['ab', 'cd', 'ef'], { ...opts, k: 4 }),
+    ).toEqual(full);
     const native = new FakeModel(V, undefined, { cacheMethods: true });
     expect(await generate(native, tok, ['ab', 'cd', 'ef'], { ...opts, k: 4 })).toEqual(full);
     expect(native.calls.slice(0, 4)).toEqual(['new(1,12)', 'prefill(1,2)', 'new(4,12)', 'copyRows(0→0+4)']);
@@ -346,8 +425,14 @@ describe('generate (fake model)', () => {
     const base = hashLogits(V);
     const logitsOf = (h: readonly number[]) => {
       const z = base(h);
-      if (h[h.length - 1] === id('a')) { z.fill(-20); z[EOS] = 20; } // after 'a' → EOS
-      else { z[EOS] = -20; z[id('a')] = h.length === 3 ? 3.5 : -20; } // 'a' possible only as the 2nd new token
+      if (h[h.length - 1] === id('a')) {
+        z.fill(-20);
+        z[EOS] = 20;
+      } // after 'a' → EOS
+      else {
+        z[EOS] = -20;
+        z[id('a')] = h.length === 3 ? 3.5 : -20;
+      } // 'a' possible only as the 2nd new token
       return z;
     };
     const m = new FakeModel(V, logitsOf);
@@ -371,7 +456,11 @@ describe('generate (fake model)', () => {
   });
 
   test('all rows stopping early ends the loop', async () => {
-    const m = new FakeModel(V, (h) => { const z = new Float32Array(V).fill(-5); z[h.length >= 4 ? EOS : id('1')] = 5; return z; });
+    const m = new FakeModel(V, (h) => {
+      const z = new Float32Array(V).fill(-5);
+      z[h.length >= 4 ? EOS : id('1')] = 5;
+      return z;
+    });
     const [r] = await generate(m, tok, ['ab'], { k: 2, maxNewTokens: 50, temperature: 0 });
     for (const s of r.samples) {
       expect(Array.from(s.ids)).toEqual([id('1'), id('1'), EOS]);
@@ -383,7 +472,11 @@ describe('generate (fake model)', () => {
 
   test('stop strings: the row stops at the token that completes the string, text includes it', async () => {
     const seq = [...'12+3=45'].map(id);
-    const m = new FakeModel(V, (h) => { const z = new Float32Array(V).fill(-5); z[seq[(h.length - 2) % seq.length]] = 5; return z; });
+    const m = new FakeModel(V, (h) => {
+      const z = new Float32Array(V).fill(-5);
+      z[seq[(h.length - 2) % seq.length]] = 5;
+      return z;
+    });
     const [r] = await generate(m, tok, ['ab'], { k: 1, maxNewTokens: 20, temperature: 0, stopStrings: ['3=', 'zz'] });
     expect(r.samples[0].text).toBe('12+3=');
     expect(r.samples[0].finishReason).toBe('stop');
@@ -395,7 +488,14 @@ describe('generate (fake model)', () => {
   test('caches are released when the model throws (model-level and cache-level free)', async () => {
     for (const opts of [{}, { cacheMethods: true }, { broadcast: false }]) {
       let n = 0;
-      const m = new FakeModel(V, (h) => { if (++n === 4) throw new Error('boom'); return hashLogits(V)(h); }, opts);
+      const m = new FakeModel(
+        V,
+        (h) => {
+          if (++n === 4) throw new Error('boom');
+          return hashLogits(V)(h);
+        },
+        opts,
+      );
       await expect(generate(m, tok, ['ab'], { k: 2, maxNewTokens: 8, stopTokens: [] })).rejects.toThrow('boom');
       expect(m.caches.length).toBeGreaterThan(0);
       expect(m.caches.every((c) => c.freed)).toBe(true);
@@ -406,7 +506,9 @@ describe('generate (fake model)', () => {
     const m = new FakeModel(V, undefined, { maxPos: 10 });
     await expect(generate(m, tok, ['ab'], { maxNewTokens: 9 })).rejects.toThrow(/max_position_embeddings 10/);
     await expect(generate(m, tok, [''], { maxNewTokens: 2 })).rejects.toThrow(/prompts\[0\] has no tokens/);
-    await expect(generate(m, tok, [new Int32Array([V])], { maxNewTokens: 2 })).rejects.toThrow(/outside \[0, vocab_size/);
+    await expect(generate(m, tok, [new Int32Array([V])], { maxNewTokens: 2 })).rejects.toThrow(
+      /outside \[0, vocab_size/,
+    );
     await expect(generate(m, tok, ['ab'], { maxNewTokens: 0 })).rejects.toThrow(/maxNewTokens/);
     await expect(generate(m, tok, ['ab'], { maxNewTokens: 2, k: 0 })).rejects.toThrow(/k:/);
     await expect(generate(m, tok, ['ab'], { maxNewTokens: 2, topP: 2 })).rejects.toThrow(/topP/);
@@ -421,7 +523,10 @@ describe('generate: continuous batching (fake model with decodeRows)', () => {
   const base = hashLogits(V);
   const stopping = (h: readonly number[]) => {
     const z = base(h);
-    if (h[h.length - 1] === id('7')) { z.fill(-20); z[EOS] = 20; } else z[EOS] = -20;
+    if (h[h.length - 1] === id('7')) {
+      z.fill(-20);
+      z[EOS] = 20;
+    } else z[EOS] = -20;
     return z;
   };
   const prompts = ['ab', 'c=12', 'd', '3+4 5', 'ee', 'j'];
@@ -464,7 +569,9 @@ describe('generate: continuous batching (fake model with decodeRows)', () => {
       const seen = prompts.map(() => [[], [], []] as number[][]);
       const done: number[] = [];
       const res = await generate(m, tok, prompts, {
-        ...opts, batching, maxBatchRows: 5,
+        ...opts,
+        batching,
+        maxBatchRows: 5,
         onToken: (e) => {
           const hist = [...tok.encode(prompts[e.prompt]), ...seen[e.prompt][e.sample]];
           expect(Array.from(e.logits)).toEqual(Array.from(stopping(hist)));
@@ -483,19 +590,41 @@ describe('generate: continuous batching (fake model with decodeRows)', () => {
 
   test('caches are released when the model or a callback throws; bad options are typed errors naming them', async () => {
     let n = 0;
-    const m = new FakeModel(V, (h) => { if (++n === 20) throw new Error('boom'); return base(h); }, { rows: true });
+    const m = new FakeModel(
+      V,
+      (h) => {
+        if (++n === 20) throw new Error('boom');
+        return base(h);
+      },
+      { rows: true },
+    );
     await expect(generate(m, tok, prompts, { ...opts, maxBatchRows: 4 })).rejects.toThrow('boom');
     expect(m.caches.length).toBeGreaterThan(1);
     expect(m.caches.every((c) => c.freed)).toBe(true);
     const m2 = new FakeModel(V, stopping, { rows: true });
-    await expect(generate(m2, tok, prompts, { ...opts, maxBatchRows: 4, onPromptDone: () => { throw new Error('stop here'); } })).rejects.toThrow('stop here');
+    await expect(
+      generate(m2, tok, prompts, {
+        ...opts,
+        maxBatchRows: 4,
+        onPromptDone: () => {
+          throw new Error('stop here');
+        },
+      }),
+    ).rejects.toThrow('stop here');
     expect(m2.caches.every((c) => c.freed)).toBe(true);
     const plain = new FakeModel(V);
-    await expect(generate(plain, tok, ['ab'], { maxNewTokens: 2, batching: 'continuous' })).rejects.toThrow(/^batching: 'continuous' needs a model with decodeRows/);
+    await expect(generate(plain, tok, ['ab'], { maxNewTokens: 2, batching: 'continuous' })).rejects.toThrow(
+      /^batching: 'continuous' needs a model with decodeRows/,
+    );
     await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, batching: 'yes' as never })).rejects.toThrow(RangeError);
-    for (const bad of [0, 1.5, -1, 2 ** 31]) await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, maxBatchRows: bad })).rejects.toThrow(/^maxBatchRows: /);
+    for (const bad of [0, 1.5, -1, 2 ** 31])
+      await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, maxBatchRows: bad })).rejects.toThrow(
+        /^maxBatchRows: /,
+      );
     await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, maxKvBytes: 0 })).rejects.toThrow(/^maxKvBytes: /);
-    await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, onToken: 1 as never })).rejects.toThrow(/^onToken: must be a function/);
+    await expect(generate(m2, tok, ['ab'], { maxNewTokens: 2, onToken: 1 as never })).rejects.toThrow(
+      /^onToken: must be a function/,
+    );
     // a model whose caches cannot move rows
     const noRows = new FakeModel(V);
     (noRows as { decodeRows?: unknown }).decodeRows = () => new Float32Array(V);
@@ -533,27 +662,38 @@ describe('generate on the native engine (tiny-qwen2)', () => {
     expect(b).toEqual(a);
     expect(new Set(a[0].samples.map((s) => s.text)).size).toBeGreaterThan(1);
     const alone = await generate(model, qtok, ['x'], { ...opts, k: 2, promptKeys: [1] });
-    expect(alone[0].samples.map((s) => Array.from(s.ids))).toEqual(a[1].samples.slice(0, 2).map((s) => Array.from(s.ids)));
+    expect(alone[0].samples.map((s) => Array.from(s.ids))).toEqual(
+      a[1].samples.slice(0, 2).map((s) => Array.from(s.ids)),
+    );
   });
 
   test('continuous batching gives the tokens of one prompt at a time (log-probs to float rounding)', async () => {
     const prompts = ['What is 2+2?', 'x', 'The quick brown fox', '7*8=', 'Hello, world', 'a'];
     const opts = { k: 4, maxNewTokens: 24, seed: 99, temperature: 1.1, topK: 40, stopTokens: [qtok.encode('.')[0]] };
     const ref = await generate(model, qtok, prompts, { ...opts, batching: 'per-prompt' });
-    expect(ref.flatMap((r) => r.samples.map((x) => x.finishReason))).toEqual(expect.arrayContaining(['stop', 'length']));
+    expect(ref.flatMap((r) => r.samples.map((x) => x.finishReason))).toEqual(
+      expect.arrayContaining(['stop', 'length']),
+    );
     for (const maxBatchRows of [3, 10, 64]) {
       const got = await generate(model, qtok, prompts, { ...opts, maxBatchRows });
       expect(got.map((r) => r.samples.map((x) => x.text))).toEqual(ref.map((r) => r.samples.map((x) => x.text)));
-      got.forEach((r, p) => r.samples.forEach((x, i) => {
-        expect(Array.from(x.ids)).toEqual(Array.from(ref[p].samples[i].ids));
-        x.logprobs.forEach((lp, j) => expect(Math.abs(lp - ref[p].samples[i].logprobs[j])).toBeLessThan(1e-5));
-      }));
+      got.forEach((r, p) =>
+        r.samples.forEach((x, i) => {
+          expect(Array.from(x.ids)).toEqual(Array.from(ref[p].samples[i].ids));
+          x.logprobs.forEach((lp, j) => expect(Math.abs(lp - ref[p].samples[i].logprobs[j])).toBeLessThan(1e-5));
+        }),
+      );
     }
   });
 
   test('greedy with the KV cache equals argmax of full forwards; logprobs match full-forward log_softmax', async () => {
     const V = model.config.vocab_size;
-    const [r] = await generate(model, qtok, ['The quick brown'], { k: 2, maxNewTokens: 20, temperature: 0, stopTokens: [] });
+    const [r] = await generate(model, qtok, ['The quick brown'], {
+      k: 2,
+      maxNewTokens: 20,
+      temperature: 0,
+      stopTokens: [],
+    });
     const s = r.samples[0];
     expect(Array.from(r.samples[1].ids)).toEqual(Array.from(s.ids));
     const all = Int32Array.from([...r.promptIds, ...s.ids.subarray(0, s.ids.length - 1)]);

@@ -21,7 +21,8 @@ interface Case extends PlainCase {
 /** S sequences of 1–6 rows, ~25% of rows ignored (−100), rewards mixed (+, −, 0), logits ~ U(−3, 3). */
 function randomCase(seed: number, method: PlainCase['method'], extra: Partial<PlainCase> = {}): Case {
   const r = rng(seed);
-  const V = 5 + Math.floor(r() * 20), S = 2 + Math.floor(r() * 5);
+  const V = 5 + Math.floor(r() * 20),
+    S = 2 + Math.floor(r() * 5);
   const offsets = new Int32Array(S + 1);
   for (let i = 0; i < S; i++) offsets[i + 1] = offsets[i] + 1 + Math.floor(r() * 6);
   const N = offsets[S];
@@ -79,7 +80,8 @@ describe('riftLoss == tf.grad of the same loss in plain tf ops', () => {
   test('rft keeps only the positive sequences: equal to sft on targets with the others ignored', () => {
     const c = randomCase(5, 'rft');
     const masked = Int32Array.from(c.targets);
-    for (let i = 0; i + 1 < c.offsets.length; i++) if (!(c.rewards![i] > 0)) masked.fill(-100, c.offsets[i], c.offsets[i + 1]);
+    for (let i = 0; i + 1 < c.offsets.length; i++)
+      if (!(c.rewards![i] > 0)) masked.fill(-100, c.offsets[i], c.offsets[i + 1]);
     const a = valueAndGrad(c, (x) => riftLoss(x, c.targets, c.offsets, c.rewards, { method: 'rft' }));
     const b = valueAndGrad(c, (x) => riftLoss(x, masked, c.offsets, undefined, { method: 'sft' }));
     expect(a.value).toBe(b.value);
@@ -91,9 +93,18 @@ describe('riftLoss == tf.grad of the same loss in plain tf ops', () => {
 describe('riftLoss inside a tfjs model', () => {
   test('the gradient flows through other ops (variableGrads of a linear layer), upstream dy is applied', () => {
     const c = randomCase(9, 'rift', { negative: 'token' });
-    const D = 6, r = rng(3);
-    const h = tf.tensor2d(Float32Array.from({ length: c.N * D }, () => r() - 0.5), [c.N, D]);
-    const W = tf.variable(tf.tensor2d(Float32Array.from({ length: D * c.V }, () => r() - 0.5), [D, c.V]));
+    const D = 6,
+      r = rng(3);
+    const h = tf.tensor2d(
+      Float32Array.from({ length: c.N * D }, () => r() - 0.5),
+      [c.N, D],
+    );
+    const W = tf.variable(
+      tf.tensor2d(
+        Float32Array.from({ length: D * c.V }, () => r() - 0.5),
+        [D, c.V],
+      ),
+    );
     const grads = (f: (z: tf.Tensor2D) => tf.Scalar) => {
       const { value, grads } = tf.variableGrads(() => tf.mul(f(tf.matMul(h, W)), 3) as tf.Scalar, [W]);
       const out = { value: value.dataSync()[0], g: Float32Array.from(grads[W.name].dataSync()) };
@@ -113,7 +124,9 @@ describe('riftLoss inside a tfjs model', () => {
     const spy = jest.spyOn(loss, 'lossAndGrad');
     try {
       const x = tf.tensor2d(c.logits, [c.N, c.V]);
-      tf.dispose(tf.grad((z: tf.Tensor) => riftLoss(z as tf.Tensor2D, c.targets, c.offsets, undefined, { method: 'sft' }))(x));
+      tf.dispose(
+        tf.grad((z: tf.Tensor) => riftLoss(z as tf.Tensor2D, c.targets, c.offsets, undefined, { method: 'sft' }))(x),
+      );
       expect(spy).toHaveBeenCalledTimes(1);
       expect(spy.mock.calls[0][0].grad).toBeInstanceOf(Float32Array);
       const value = riftLoss(x, c.targets, c.offsets, undefined, { method: 'sft' });
@@ -128,12 +141,16 @@ describe('riftLoss inside a tfjs model', () => {
   test('no tensors leak (forward alone, and value + gradient); onResult gets the kernel result; tensor arguments work', () => {
     const c = randomCase(4, 'rift', { negative: 'sequence' });
     const x = tf.tensor2d(c.logits, [c.N, c.V]);
-    const tgt = tf.tensor1d(c.targets, 'int32'), off = tf.tensor1d(c.offsets, 'int32'), rew = tf.tensor1d(c.rewards!);
+    const tgt = tf.tensor1d(c.targets, 'int32'),
+      off = tf.tensor1d(c.offsets, 'int32'),
+      rew = tf.tensor1d(c.rewards!);
     const before = tf.memory().numTensors;
     const seen: loss.LossResult[] = [];
     const onResult = (r: loss.LossResult) => void seen.push(r);
     tf.dispose(riftLoss(x, tgt, off, rew, { method: 'rift', negative: 'sequence', onResult }));
-    const { value, grad } = tf.valueAndGrad((z: tf.Tensor) => riftLoss(z as tf.Tensor2D, tgt, off, rew, { method: 'rift', negative: 'sequence', onResult }))(x);
+    const { value, grad } = tf.valueAndGrad((z: tf.Tensor) =>
+      riftLoss(z as tf.Tensor2D, tgt, off, rew, { method: 'rift', negative: 'sequence', onResult }),
+    )(x);
     const arrays = valueAndGrad(c, (z) => riftLoss(z, c.targets, c.offsets, c.rewards, adapterOptions(c)));
     expect(value.dataSync()[0]).toBe(arrays.value);
     expect(maxAbsDiff(grad.dataSync(), arrays.grad)).toBe(0);
@@ -149,15 +166,21 @@ describe('riftLoss inside a tfjs model', () => {
 describe('riftLoss: bad input names the argument', () => {
   const c = randomCase(7, 'rift');
   const ok = () => tf.tensor2d(c.logits, [c.N, c.V]);
-  const call = (over: { logits?: unknown; targets?: unknown; offsets?: unknown; rewards?: unknown; options?: unknown }) => () => {
-    const x = 'logits' in over ? over.logits : ok();
-    try {
-      return riftLoss(x as tf.Tensor2D, ('targets' in over ? over.targets : c.targets) as Int32Array, ('offsets' in over ? over.offsets : c.offsets) as Int32Array,
-        ('rewards' in over ? over.rewards : c.rewards) as Float32Array, ('options' in over ? over.options : { method: 'rift' }) as RiftLossOptions);
-    } finally {
-      if (!('logits' in over)) tf.dispose(x as tf.Tensor);
-    }
-  };
+  const call =
+    (over: { logits?: unknown; targets?: unknown; offsets?: unknown; rewards?: unknown; options?: unknown }) => () => {
+      const x = 'logits' in over ? over.logits : ok();
+      try {
+        return riftLoss(
+          x as tf.Tensor2D,
+          ('targets' in over ? over.targets : c.targets) as Int32Array,
+          ('offsets' in over ? over.offsets : c.offsets) as Int32Array,
+          ('rewards' in over ? over.rewards : c.rewards) as Float32Array,
+          ('options' in over ? over.options : { method: 'rift' }) as RiftLossOptions,
+        );
+      } finally {
+        if (!('logits' in over)) tf.dispose(x as tf.Tensor);
+      }
+    };
   const disposed = () => {
     const t = ok();
     t.dispose();
@@ -166,21 +189,87 @@ describe('riftLoss: bad input names the argument', () => {
   test.each([
     ['logits not a tensor', { logits: c.logits }, TypeError, /^logits: must be a tf.Tensor, got Float32Array/],
     ['logits disposed', { logits: disposed() }, TypeError, /^logits: the tensor is disposed/],
-    ['logits rank 3', { logits: tf.zeros([2, 3, 4]) }, RangeError, /^logits: must be a rank-2 tensor, got rank 3 \(shape \[2, 3, 4\]\)/],
-    ['logits int32', { logits: tf.zeros([c.N, c.V], 'int32') }, TypeError, /^logits: must be a tensor of dtype float32, got int32/],
+    [
+      'logits rank 3',
+      { logits: tf.zeros([2, 3, 4]) },
+      RangeError,
+      /^logits: must be a rank-2 tensor, got rank 3 \(shape \[2, 3, 4\]\)/,
+    ],
+    [
+      'logits int32',
+      { logits: tf.zeros([c.N, c.V], 'int32') },
+      TypeError,
+      /^logits: must be a tensor of dtype float32, got int32/,
+    ],
     ['logits rows ≠ targets', { logits: tf.zeros([c.N + 1, c.V]) }, RangeError, /^targets: length must be/],
-    ['target outside the vocabulary', { targets: Int32Array.from(c.targets, (y, t) => (t === 0 ? c.V : y)) }, RangeError, /^targets: targets\[0\] = \d+ is outside \[0, \d+\) and not -100/],
-    ['targets a float tensor', { targets: tf.tensor1d(Float32Array.from(c.targets)) }, TypeError, /^targets: must be a tensor of dtype int32, got float32/],
-    ['targets a disposed tensor', { targets: (() => { const t = tf.tensor1d(c.targets, 'int32'); t.dispose(); return t; })() }, TypeError, /^targets: the tensor is disposed/],
-    ['targets rank 2', { targets: tf.tensor2d(c.targets, [1, c.N], 'int32') }, RangeError, /^targets: must be a rank-1 tensor/],
-    ['targets a plain array', { targets: Array.from(c.targets) }, TypeError, /^targets: must be a Int32Array, got Array/],
-    ['offsets not ending at rows', { offsets: Int32Array.from(c.offsets, (o, i) => (i === c.offsets.length - 1 ? o - 1 : o)) }, RangeError, /^offsets: last offset must equal rows/],
-    ['rewards missing for rift', { rewards: undefined }, TypeError, /^rewards: a Float32Array of length S is required for method 'rift'/],
-    ['rewards missing for rft', { rewards: null, options: { method: 'rft' } }, TypeError, /^rewards: a Float32Array of length S is required for method 'rft'/],
+    [
+      'target outside the vocabulary',
+      { targets: Int32Array.from(c.targets, (y, t) => (t === 0 ? c.V : y)) },
+      RangeError,
+      /^targets: targets\[0\] = \d+ is outside \[0, \d+\) and not -100/,
+    ],
+    [
+      'targets a float tensor',
+      { targets: tf.tensor1d(Float32Array.from(c.targets)) },
+      TypeError,
+      /^targets: must be a tensor of dtype int32, got float32/,
+    ],
+    [
+      'targets a disposed tensor',
+      {
+        targets: (() => {
+          const t = tf.tensor1d(c.targets, 'int32');
+          t.dispose();
+          return t;
+        })(),
+      },
+      TypeError,
+      /^targets: the tensor is disposed/,
+    ],
+    [
+      'targets rank 2',
+      { targets: tf.tensor2d(c.targets, [1, c.N], 'int32') },
+      RangeError,
+      /^targets: must be a rank-1 tensor/,
+    ],
+    [
+      'targets a plain array',
+      { targets: Array.from(c.targets) },
+      TypeError,
+      /^targets: must be a Int32Array, got Array/,
+    ],
+    [
+      'offsets not ending at rows',
+      { offsets: Int32Array.from(c.offsets, (o, i) => (i === c.offsets.length - 1 ? o - 1 : o)) },
+      RangeError,
+      /^offsets: last offset must equal rows/,
+    ],
+    [
+      'rewards missing for rift',
+      { rewards: undefined },
+      TypeError,
+      /^rewards: a Float32Array of length S is required for method 'rift'/,
+    ],
+    [
+      'rewards missing for rft',
+      { rewards: null, options: { method: 'rft' } },
+      TypeError,
+      /^rewards: a Float32Array of length S is required for method 'rft'/,
+    ],
     ['rewards wrong length', { rewards: new Float32Array(1) }, RangeError, /^rewards: length must be/],
-    ['unknown method', { options: { method: 'ppo' } }, RangeError, /^method: must be one of 'sft', 'rft', 'dft', 'rift', 'dpo', got 'ppo'/],
+    [
+      'unknown method',
+      { options: { method: 'ppo' } },
+      RangeError,
+      /^method: must be one of 'sft', 'rft', 'dft', 'rift', 'dpo', got 'ppo'/,
+    ],
     ['logprob is not a loss', { options: { method: 'logprob' } }, RangeError, /^method: must be one of/],
-    ['dpo without pairs', { options: { method: 'dpo' } }, TypeError, /^dpo: an object \{refLogprobs, pairs, beta\?\} is required/],
+    [
+      'dpo without pairs',
+      { options: { method: 'dpo' } },
+      TypeError,
+      /^dpo: an object \{refLogprobs, pairs, beta\?\} is required/,
+    ],
     ['options not an object', { options: 3 }, TypeError, /^options: must be an object/],
   ] as [string, Record<string, unknown>, ErrorConstructor, RegExp][])('%s', (_name, over, Ctor, message) => {
     const before = tf.memory().numTensors;

@@ -17,12 +17,19 @@ const SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<unk>'];
 
 function writeDir(files: Record<string, unknown>): string {
   const dir = fs.mkdtempSync(path.join(tmp, `d${dirNo++}-`));
-  for (const [name, v] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), typeof v === 'string' ? v : JSON.stringify(v, null, 2));
+  for (const [name, v] of Object.entries(files))
+    fs.writeFileSync(path.join(dir, name), typeof v === 'string' ? v : JSON.stringify(v, null, 2));
   return dir;
 }
 
 function charDir(extra: Record<string, unknown> = {}, opts: Parameters<typeof makeCharTokenizer>[2] = {}): string {
-  const { tokenizer, tokenizerConfig } = makeCharTokenizer(CHARS, SPECIALS, { eos: '<|im_end|>', pad: '<|endoftext|>', unk: '<unk>', chatTemplate: CHATML, ...opts });
+  const { tokenizer, tokenizerConfig } = makeCharTokenizer(CHARS, SPECIALS, {
+    eos: '<|im_end|>',
+    pad: '<|endoftext|>',
+    unk: '<unk>',
+    chatTemplate: CHATML,
+    ...opts,
+  });
   return writeDir({ 'tokenizer.json': tokenizer, 'tokenizer_config.json': tokenizerConfig, ...extra });
 }
 
@@ -97,21 +104,36 @@ describe('chat template', () => {
   });
 
   test('special tokens, loop variables, filters and extra variables reach the template', () => {
-    const t = "{{ bos_token }}{% for m in messages %}{% if loop.last %}[{{ m.content | upper }}]{{ eos_token }}{% endif %}{% endfor %}{{ who }}";
+    const t =
+      '{{ bos_token }}{% for m in messages %}{% if loop.last %}[{{ m.content | upper }}]{{ eos_token }}{% endif %}{% endfor %}{{ who }}';
     const tok = Tokenizer.load(charDir({}, { bos: '<|endoftext|>', chatTemplate: t }));
     expect(tok.applyChatTemplate(messages, { extra: { who: '!' } })).toBe('<|endoftext|>[2+2?]<|im_end|>!');
   });
 
   test('chat_template.jinja is used when tokenizer_config.json has none; named template lists pick "default"', () => {
     const { tokenizer, tokenizerConfig } = makeCharTokenizer(CHARS, SPECIALS);
-    const dir = writeDir({ 'tokenizer.json': tokenizer, 'tokenizer_config.json': tokenizerConfig, 'chat_template.jinja': '{{ messages[0].content }}' });
+    const dir = writeDir({
+      'tokenizer.json': tokenizer,
+      'tokenizer_config.json': tokenizerConfig,
+      'chat_template.jinja': '{{ messages[0].content }}',
+    });
     expect(Tokenizer.load(dir).applyChatTemplate(messages)).toBe('be brief');
-    const listed = new Tokenizer(tokenizer, { chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] });
+    const listed = new Tokenizer(tokenizer, {
+      chat_template: [
+        { name: 'tool_use', template: 'T' },
+        { name: 'default', template: 'D' },
+      ],
+    });
     expect(listed.applyChatTemplate(messages)).toBe('D');
   });
 
   test('raise_exception in a template becomes an Error', () => {
-    const tok = Tokenizer.load(charDir({}, { chatTemplate: "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}" }));
+    const tok = Tokenizer.load(
+      charDir(
+        {},
+        { chatTemplate: "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}" },
+      ),
+    );
     expect(() => tok.applyChatTemplate(messages)).toThrow(/first must be user/);
   });
 
@@ -130,8 +152,12 @@ describe('files', () => {
     expect(() => Tokenizer.load(path.join(tmp, 'nope'))).toThrow(/not a directory/);
     expect(() => Tokenizer.load(writeDir({ 'tokenizer_config.json': {} }))).toThrow(/tokenizer\.json: not found/);
     const { tokenizer } = makeCharTokenizer(['a']);
-    expect(() => Tokenizer.load(writeDir({ 'tokenizer.json': tokenizer, 'tokenizer_config.json': '{oops' }))).toThrow(/tokenizer_config\.json: not valid JSON/);
-    expect(() => Tokenizer.load(writeDir({ 'tokenizer.json': '[1]' }))).toThrow(/tokenizer\.json: must hold a JSON object/);
+    expect(() => Tokenizer.load(writeDir({ 'tokenizer.json': tokenizer, 'tokenizer_config.json': '{oops' }))).toThrow(
+      /tokenizer_config\.json: not valid JSON/,
+    );
+    expect(() => Tokenizer.load(writeDir({ 'tokenizer.json': '[1]' }))).toThrow(
+      /tokenizer\.json: must hold a JSON object/,
+    );
   });
 
   test('a model type that disagrees with its vocab (or merges, added tokens) is an error naming the file and field', () => {
@@ -143,10 +169,30 @@ describe('files', () => {
       return { dir, file: path.join(dir, 'tokenizer.json'), run: () => Tokenizer.load(dir) };
     };
     const cases: [Record<string, unknown>, Record<string, unknown>, ErrorConstructor, string][] = [
-      [{ type: 'Unigram', vocab, unk_id: 0 }, {}, TypeError, 'model.vocab must be an array of [token, score] pairs for model type "Unigram", got object'],
-      [{ ...model, vocab: Object.entries(vocab) }, {}, TypeError, 'model.vocab must be an object {token: id} for model type "BPE", got array'],
-      [{ ...model, type: 'WordLevel' }, {}, RangeError, 'model.type must be one of BPE, WordPiece, Unigram, got "WordLevel"'],
-      [{ ...model, vocab: { a: 'x' } }, {}, RangeError, 'model.vocab["a"] must be a token id (an integer ≥ 0), got "x"'],
+      [
+        { type: 'Unigram', vocab, unk_id: 0 },
+        {},
+        TypeError,
+        'model.vocab must be an array of [token, score] pairs for model type "Unigram", got object',
+      ],
+      [
+        { ...model, vocab: Object.entries(vocab) },
+        {},
+        TypeError,
+        'model.vocab must be an object {token: id} for model type "BPE", got array',
+      ],
+      [
+        { ...model, type: 'WordLevel' },
+        {},
+        RangeError,
+        'model.type must be one of BPE, WordPiece, Unigram, got "WordLevel"',
+      ],
+      [
+        { ...model, vocab: { a: 'x' } },
+        {},
+        RangeError,
+        'model.vocab["a"] must be a token id (an integer ≥ 0), got "x"',
+      ],
       [{ ...model, merges: [1] }, {}, TypeError, 'model.merges[0] must be "a b" or ["a", "b"], got 1'],
       [{ type: 'Unigram', vocab: [['a', 'high']] }, {}, TypeError, 'model.vocab[0] must be a [token, score] pair'],
       [{ vocab }, {}, TypeError, 'model.type is missing and cannot be inferred'],
@@ -159,11 +205,31 @@ describe('files', () => {
       expect(run).toThrow(`${file}: ${msg}`);
     }
     // an unk_token missing from the vocabulary: the library returns no id for unknown text (it became id 0 silently)
-    const wp = new Tokenizer({ model: { type: 'WordPiece', vocab: { a: 0, '##b': 1 }, unk_token: '[UNK]', continuing_subword_prefix: '##' } }, {}, {}, undefined, 'wp.json');
+    const wp = new Tokenizer(
+      { model: { type: 'WordPiece', vocab: { a: 0, '##b': 1 }, unk_token: '[UNK]', continuing_subword_prefix: '##' } },
+      {},
+      {},
+      undefined,
+      'wp.json',
+    );
     expect(Array.from(wp.encode('a'))).toEqual([0]);
-    expect(() => wp.encode('a x')).toThrow('wp.json: encode produced token id undefined, not in the vocabulary [0, 2) (is model.unk_token in model.vocab?)');
+    expect(() => wp.encode('a x')).toThrow(
+      'wp.json: encode produced token id undefined, not in the vocabulary [0, 2) (is model.unk_token in model.vocab?)',
+    );
     // a Unigram tokenizer.json that is consistent loads and round-trips
-    const uni = new Tokenizer({ model: { type: 'Unigram', vocab: [['<unk>', 0], ['a', -1], ['b', -1], ['ab', -0.5]], unk_id: 0 }, decoder: { type: 'Fuse' } });
+    const uni = new Tokenizer({
+      model: {
+        type: 'Unigram',
+        vocab: [
+          ['<unk>', 0],
+          ['a', -1],
+          ['b', -1],
+          ['ab', -0.5],
+        ],
+        unk_id: 0,
+      },
+      decoder: { type: 'Fuse' },
+    });
     expect(uni.decode(uni.encode('abba'))).toBe('abba');
   });
 
@@ -182,19 +248,40 @@ describe('files', () => {
     for (let b = 174; b <= 255; b++) bytes.push(b);
     const cs = [...bytes];
     let n = 0;
-    for (let b = 0; b < 256; b++) if (!bytes.includes(b)) { bytes.push(b); cs.push(256 + n++); }
+    for (let b = 0; b < 256; b++)
+      if (!bytes.includes(b)) {
+        bytes.push(b);
+        cs.push(256 + n++);
+      }
     const symbols = cs.map((c) => String.fromCodePoint(c));
     const vocab: Record<string, number> = {};
     symbols.forEach((s, i) => (vocab[s] = i));
     vocab['Ġt'] = 256;
     vocab['<|endoftext|>'] = 257;
     const json = {
-      added_tokens: [{ id: 257, content: '<|endoftext|>', special: true, normalized: false, lstrip: false, rstrip: false, single_word: false }],
+      added_tokens: [
+        {
+          id: 257,
+          content: '<|endoftext|>',
+          special: true,
+          normalized: false,
+          lstrip: false,
+          rstrip: false,
+          single_word: false,
+        },
+      ],
       normalizer: null,
       pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true },
       post_processor: null,
       decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: true },
-      model: { type: 'BPE', vocab, merges: ['Ġ t'], unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null },
+      model: {
+        type: 'BPE',
+        vocab,
+        merges: ['Ġ t'],
+        unk_token: null,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+      },
     };
     const tok = new Tokenizer(json, { eos_token: '<|endoftext|>' });
     const s = 'a t é → ∑<|endoftext|>';

@@ -1,6 +1,13 @@
 // The math verifier: answer extraction, normalisation and equivalence on tables of equivalent and non-equivalent
 // pairs, and adversarial inputs that must finish fast and say "not equivalent" instead of throwing.
-import { compareAnswers, extractAnswer, isEquivalent, normalizeAnswer, shutdownVerifier, verify } from '../lib/reward/verifier';
+import {
+  compareAnswers,
+  extractAnswer,
+  isEquivalent,
+  normalizeAnswer,
+  shutdownVerifier,
+  verify,
+} from '../lib/reward/verifier';
 
 // generous per-comparison limit: jest runs test files in parallel on 2 cores; the default (50 ms) is for training
 const OPTS = { timeoutMs: 3000 };
@@ -168,7 +175,9 @@ describe('normalizeAnswer', () => {
 describe('extractAnswer', () => {
   test('the last \\boxed{} wins, nested braces matched', () => {
     expect(extractAnswer('first \\boxed{1} then \\boxed{\\frac{1}{2}}')).toBe('\\frac{1}{2}');
-    expect(extractAnswer('so \\boxed{\\frac{\\sqrt{3}}{\\left(2\\right)}} done')).toBe('\\frac{\\sqrt{3}}{\\left(2\\right)}');
+    expect(extractAnswer('so \\boxed{\\frac{\\sqrt{3}}{\\left(2\\right)}} done')).toBe(
+      '\\frac{\\sqrt{3}}{\\left(2\\right)}',
+    );
     expect(extractAnswer('set \\boxed{\\{1,2\\}}')).toBe('\\{1,2\\}');
     expect(extractAnswer('\\fbox{7} and earlier \\boxed{3}... no: \\fbox{8}')).toBe('8');
     expect(extractAnswer('5*3=15;7+15=22;22-4=18;\\boxed{18}')).toBe('18');
@@ -193,7 +202,11 @@ describe('extractAnswer', () => {
   test('no answer → null', () => {
     expect(extractAnswer('')).toBeNull();
     expect(extractAnswer('I do not know.')).toBeNull();
-    expect(verify('I do not know.', '3')).toEqual({ correct: false, extracted: null, reason: 'no answer found in the response' });
+    expect(verify('I do not know.', '3')).toEqual({
+      correct: false,
+      extracted: null,
+      reason: 'no answer found in the response',
+    });
   });
 });
 
@@ -214,7 +227,7 @@ describe('adversarial inputs finish fast and are not equivalent', () => {
     expect(Number(process.hrtime.bigint() - t) / 1e6).toBeLessThan(ms);
   };
   let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const garbage = (n: number) => {
     const chars = '{}\\^_abcxyz0123456789+-*/()[] fracsqrtboxed$,.';
     let s = '';

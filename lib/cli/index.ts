@@ -18,8 +18,12 @@ import { serveCommand } from './commands/serve';
 export function buildProgram(io: CliIo): { program: Command; output: () => Output | undefined } {
   let current: Output | undefined;
   const program = new Command('rift')
-    .description('RIFT (Reward-Informed Fine-Tuning): rollouts, training (sft/rft/dft/dpo/rift/naive), evaluation, memory profile, an OpenAI-compatible server')
-    .version((JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version)
+    .description(
+      'RIFT (Reward-Informed Fine-Tuning): rollouts, training (sft/rft/dft/dpo/rift/naive), evaluation, memory profile, an OpenAI-compatible server',
+    )
+    .version(
+      (JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version,
+    )
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => undefined })
     .showSuggestionAfterError(true);
@@ -33,7 +37,13 @@ export function buildProgram(io: CliIo): { program: Command; output: () => Outpu
     const self: { c?: Command } = {};
     const c = make(() => out(self.c)());
     self.c = c;
-    program.addCommand(c.exitOverride().configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s), outputError: () => undefined }));
+    program.addCommand(
+      c.exitOverride().configureOutput({
+        writeOut: (s) => io.stdout(s),
+        writeErr: (s) => io.stderr(s),
+        outputError: () => undefined,
+      }),
+    );
   };
   register(rolloutCommand);
   register(trainCommand);
@@ -60,7 +70,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   } catch (e) {
     output()?.stopBar();
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help' || e.exitCode === 0) return 0;
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help' ||
+        e.exitCode === 0
+      )
+        return 0;
       io.stderr(`rift: ${commanderMessage(e)}\n`);
       return 1;
     }

@@ -32,7 +32,10 @@ export interface BarUpdate {
 export class Output {
   private bar?: SingleBar;
   private barStart = 0;
-  constructor(readonly io: CliIo, readonly json: boolean) {}
+  constructor(
+    readonly io: CliIo,
+    readonly json: boolean,
+  ) {}
 
   get bars(): boolean {
     return this.io.isTTY && !this.json;
@@ -44,8 +47,7 @@ export class Output {
     else if (this.bar) {
       this.bar.update({});
       this.io.stderr(`\r\x1b[K${line}\n`);
-    }
-    else this.io.stderr(line + '\n');
+    } else this.io.stderr(line + '\n');
   }
 
   /** One JSON line on stdout (JSON mode only). */
@@ -64,17 +66,15 @@ export class Output {
     this.emit({ event: 'start', label, total });
     if (!this.bars) return;
     this.barStart = Date.now();
-    this.bar = new SingleBar(
-      {
-        format: `${label.padEnd(22)} [{bar}] {value}/{total} | {tps} tok/s | loss {loss} | ETA {eta_formatted}`,
-        stream: this.io.barStream ?? process.stderr,
-        hideCursor: true,
-        clearOnComplete: false,
-        etaBuffer: 20,
-        fps: 5,
-        barsize: 24,
-      },
-    );
+    this.bar = new SingleBar({
+      format: `${label.padEnd(22)} [{bar}] {value}/{total} | {tps} tok/s | loss {loss} | ETA {eta_formatted}`,
+      stream: this.io.barStream ?? process.stderr,
+      hideCursor: true,
+      clearOnComplete: false,
+      etaBuffer: 20,
+      fps: 5,
+      barsize: 24,
+    });
     this.bar.start(total, 0, { tps: '–', loss: '–' });
   }
 

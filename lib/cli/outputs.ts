@@ -43,7 +43,8 @@ export function modelInputs(opt: string, dir: string): PathArg[] {
 
 /** A file output: refused when it is a directory (an EISDIR later would not name it). */
 export function checkFileOutput(out: PathArg): void {
-  if (statOf(out.path)?.isDirectory()) throw new CliError(`${out.opt}: ${out.path}: is a directory (expected a file path)`);
+  if (statOf(out.path)?.isDirectory())
+    throw new CliError(`${out.opt}: ${out.path}: is a directory (expected a file path)`);
 }
 
 /** A directory output: refused when it exists and is not a directory. */
@@ -62,7 +63,10 @@ export function refuseOverlap(writes: readonly WriteArg[], inputs: readonly Path
     if (!w.tree || !statOf(w.path)) continue;
     const root = fs.realpathSync(w.path);
     const hit = inStats.find((i) => i.st && isBelow(root, fs.realpathSync(i.arg.path)));
-    if (hit) throw new CliError(`${hit.arg.opt}: ${hit.arg.path} lies inside ${w.path}, which ${w.opt} replaces (refusing to overwrite an input)`);
+    if (hit)
+      throw new CliError(
+        `${hit.arg.opt}: ${hit.arg.path} lies inside ${w.path}, which ${w.opt} replaces (refusing to overwrite an input)`,
+      );
   }
   const seen: { arg: PathArg; st?: fs.Stats; abs: string }[] = [];
   for (const w of writes) {
@@ -77,7 +81,10 @@ export function refuseOverlap(writes: readonly WriteArg[], inputs: readonly Path
         );
     }
     const dup = seen.find((s) => s.abs === abs || (st && s.st && sameNode(s.st, st)));
-    if (dup) throw new CliError(`${w.opt}: ${w.path} is the same path as ${dup.arg.opt} ${dup.arg.path} (two outputs into one file)`);
+    if (dup)
+      throw new CliError(
+        `${w.opt}: ${w.path} is the same path as ${dup.arg.opt} ${dup.arg.path} (two outputs into one file)`,
+      );
     seen.push({ arg: w, st, abs });
   }
 }

@@ -22,7 +22,10 @@ export function num(min = -Infinity, max = Infinity): (v: string) => number {
 }
 
 export function intList(v: string): number[] {
-  const parts = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const parts = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (!parts.length) throw new InvalidArgumentError('expected a comma-separated list of integers');
   return parts.map((p) => {
     if (!/^\d+$/.test(p)) throw new InvalidArgumentError(`expected integers ≥ 0, got ${JSON.stringify(p)}`);

@@ -11,7 +11,8 @@ const CHUNK = 1 << 20;
 /** The file's bytes; at most `maxBytes` of them, else a RangeError naming the file. */
 export function readFileBounded(file: string, maxBytes = DEFAULT_MAX_FILE_BYTES): Buffer {
   if (typeof file !== 'string' || file === '') throw new TypeError('file: must be a non-empty path string');
-  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) throw new RangeError(`maxBytes: must be an integer ≥ 0, got ${maxBytes}`);
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 0)
+    throw new RangeError(`maxBytes: must be an integer ≥ 0, got ${maxBytes}`);
   const fd = fs.openSync(file, 'r');
   try {
     const st = fs.fstatSync(fd);

@@ -230,13 +230,21 @@ export function scanJsonl<T = unknown>(
 }
 
 /** Parses JSONL held in memory (the same rules and errors as a file; `source` names it). */
-export function parseJsonl<T = unknown>(source: string, data: string | Uint8Array, opts: ReadJsonlOptions<T> = {}): ReadJsonlResult<T> {
+export function parseJsonl<T = unknown>(
+  source: string,
+  data: string | Uint8Array,
+  opts: ReadJsonlOptions<T> = {},
+): ReadJsonlResult<T> {
   const records: T[] = [];
   const lines: number[] = [];
-  const scanner = new JsonlScanner<T>(source, (rec) => {
-    records.push(rec.value);
-    lines.push(rec.line);
-  }, opts);
+  const scanner = new JsonlScanner<T>(
+    source,
+    (rec) => {
+      records.push(rec.value);
+      lines.push(rec.line);
+    },
+    opts,
+  );
   if (typeof data === 'string') scanner.push(Buffer.from(data, 'utf8'));
   else if (data instanceof Uint8Array) scanner.push(data);
   else throw new TypeError(`data: must be a string or a Uint8Array, got ${typeof data}`);
@@ -248,10 +256,14 @@ export function parseJsonl<T = unknown>(source: string, data: string | Uint8Arra
  * Reads a whole JSONL file. The second argument is a validator or an options object.
  *   readJsonl(file) / readJsonl(file, validate) / readJsonl(file, {validate, allowTruncatedTail: true})
  */
-export function readJsonl<T = unknown>(file: string, validateOrOpts?: JsonlValidator<T> | ReadJsonlOptions<T>): ReadJsonlResult<T> {
+export function readJsonl<T = unknown>(
+  file: string,
+  validateOrOpts?: JsonlValidator<T> | ReadJsonlOptions<T>,
+): ReadJsonlResult<T> {
   const opts: ReadJsonlOptions<T> =
     typeof validateOrOpts === 'function' ? { validate: validateOrOpts } : (validateOrOpts ?? {});
-  if (typeof opts !== 'object') throw new TypeError(`readJsonl: second argument must be a function or an options object`);
+  if (typeof opts !== 'object')
+    throw new TypeError(`readJsonl: second argument must be a function or an options object`);
   const records: T[] = [];
   const lines: number[] = [];
   const r = scanJsonl<T>(
@@ -288,7 +300,7 @@ function toLines(records: readonly unknown[]): Buffer {
 }
 
 function writeAll(fd: number, data: Buffer): void {
-  for (let off = 0; off < data.length; ) off += fs.writeSync(fd, data, off, data.length - off);
+  for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off);
 }
 
 /**
@@ -317,7 +329,8 @@ function unterminatedTail(file: string, fd: number, size: number): Buffer | null
     pos -= len;
   }
   const tail = Buffer.concat(parts);
-  if (tail.length > max) throw new RangeError(`${file}: the last line is longer than ${max} bytes (the limit: ${MAX_LINE_ENV})`);
+  if (tail.length > max)
+    throw new RangeError(`${file}: the last line is longer than ${max} bytes (the limit: ${MAX_LINE_ENV})`);
   return tail;
 }
 
@@ -339,7 +352,9 @@ export function appendJsonl(file: string, records: readonly unknown[]): void {
         try {
           JSON.parse(text);
         } catch {
-          throw new Error(`${file}: the last line is incomplete (an interrupted write?); call repairJsonlTail() before appending`);
+          throw new Error(
+            `${file}: the last line is incomplete (an interrupted write?); call repairJsonlTail() before appending`,
+          );
         }
       }
       data = Buffer.concat([Buffer.from('\n'), data]);

@@ -25,7 +25,11 @@ export interface LockInfo {
 
 /** A second writer: the output is locked by a live process (or one on another host). */
 export class OutputLockedError extends Error {
-  constructor(message: string, readonly lockFile: string, readonly holder?: LockInfo) {
+  constructor(
+    message: string,
+    readonly lockFile: string,
+    readonly holder?: LockInfo,
+  ) {
     super(message);
     this.name = 'OutputLockedError';
   }
@@ -57,20 +61,31 @@ function readInfo(file: string): LockInfo | null | 'missing' {
   }
   try {
     const v = JSON.parse(text) as LockInfo;
-    if (v && typeof v === 'object' && Number.isSafeInteger(v.pid) && typeof v.host === 'string' && typeof v.token === 'string') return v;
+    if (
+      v &&
+      typeof v === 'object' &&
+      Number.isSafeInteger(v.pid) &&
+      typeof v.host === 'string' &&
+      typeof v.token === 'string'
+    )
+      return v;
   } catch {
     // not JSON: handled as stale below
   }
   return null;
 }
 
-const describeHolder = (h: LockInfo) => `${h.command || 'a process'} (pid ${h.pid} on host ${h.host}, since ${h.started})`;
+const describeHolder = (h: LockInfo) =>
+  `${h.command || 'a process'} (pid ${h.pid} on host ${h.host}, since ${h.started})`;
 
 export class OutputLock {
   private released = false;
   private readonly onExit = () => this.release();
 
-  constructor(readonly file: string, readonly info: LockInfo) {
+  constructor(
+    readonly file: string,
+    readonly info: LockInfo,
+  ) {
     process.once('exit', this.onExit);
   }
 

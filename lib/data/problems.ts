@@ -17,7 +17,8 @@ function kind(v: unknown): string {
 
 /** Checks one record's shape (not id uniqueness); throws TypeError/RangeError naming the field. */
 export function checkProblem(v: unknown): Problem {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError(`expected a JSON object, got ${kind(v)}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new TypeError(`expected a JSON object, got ${kind(v)}`);
   const o = v as Record<string, unknown>;
   if (!('id' in o)) throw new TypeError('missing field "id"');
   if (typeof o.id !== 'string') throw new TypeError(`field "id" must be a string, got ${kind(o.id)}`);
@@ -25,7 +26,9 @@ export function checkProblem(v: unknown): Problem {
   for (const f of ['problem', 'answer'] as const) {
     if (!(f in o)) throw new TypeError(`missing field "${f}" (id "${o.id}")`);
     if (typeof o[f] !== 'string')
-      throw new TypeError(`field "${f}" must be a string, got ${kind(o[f])} (id "${o.id}"; write numbers as strings, e.g. "18")`);
+      throw new TypeError(
+        `field "${f}" must be a string, got ${kind(o[f])} (id "${o.id}"; write numbers as strings, e.g. "18")`,
+      );
     if ((o[f] as string).trim() === '') throw new RangeError(`field "${f}" must not be empty (id "${o.id}")`);
   }
   if (o.solution !== undefined && typeof o.solution !== 'string')

@@ -35,8 +35,14 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 
 /** A template's own check: a string holding {problem}; errors name `where`. */
 export function checkTemplate(template: unknown, where: string): string {
-  if (typeof template !== 'string') throw new TypeError(`${where}: must be a string with ${PROBLEM_PLACEHOLDER}, got ${template === null ? 'null' : typeof template}`);
-  if (!template.includes(PROBLEM_PLACEHOLDER)) throw new RangeError(`${where}: ${JSON.stringify(template).slice(0, 120)} has no ${PROBLEM_PLACEHOLDER} placeholder`);
+  if (typeof template !== 'string')
+    throw new TypeError(
+      `${where}: must be a string with ${PROBLEM_PLACEHOLDER}, got ${template === null ? 'null' : typeof template}`,
+    );
+  if (!template.includes(PROBLEM_PLACEHOLDER))
+    throw new RangeError(
+      `${where}: ${JSON.stringify(template).slice(0, 120)} has no ${PROBLEM_PLACEHOLDER} placeholder`,
+    );
   return template;
 }
 
@@ -44,20 +50,27 @@ export function checkTemplate(template: unknown, where: string): string {
 export function checkPromptSpec(v: unknown, where = 'prompt format'): PromptSpec {
   if (!isObj(v)) throw new TypeError(`${where}: must be an object {format, template, system?}`);
   if (!(PROMPT_FORMATS as readonly unknown[]).includes(v.format))
-    throw new RangeError(`${where}: format must be one of ${PROMPT_FORMATS.join(', ')}, got ${JSON.stringify(v.format)?.slice(0, 80)}`);
+    throw new RangeError(
+      `${where}: format must be one of ${PROMPT_FORMATS.join(', ')}, got ${JSON.stringify(v.format)?.slice(0, 80)}`,
+    );
   const template = checkTemplate(v.template, `${where}: template`);
   if (v.format === 'plain') {
     if (v.system !== undefined) throw new RangeError(`${where}: system is only for the chat format`);
     return { format: 'plain', template };
   }
-  if (v.system !== undefined && typeof v.system !== 'string') throw new TypeError(`${where}: system must be a string when present`);
+  if (v.system !== undefined && typeof v.system !== 'string')
+    throw new TypeError(`${where}: system must be a string when present`);
   return v.system === undefined ? { format: 'chat', template } : { format: 'chat', template, system: v.system };
 }
 
 /** The spec as canonical JSON (fixed key order): equal specs give equal strings. */
 export function promptSpecKey(s: PromptSpec | undefined): string {
   if (s === undefined) return 'none';
-  return JSON.stringify(s.format === 'chat' ? { format: s.format, system: s.system, template: s.template } : { format: s.format, template: s.template });
+  return JSON.stringify(
+    s.format === 'chat'
+      ? { format: s.format, system: s.system, template: s.template }
+      : { format: s.format, template: s.template },
+  );
 }
 
 export function samePromptSpec(a: PromptSpec | undefined, b: PromptSpec | undefined): boolean {

@@ -53,7 +53,7 @@ class Rng {
   private readonly next: () => number;
   constructor(seed: number) {
     // mix the seed so that nearby seeds give unrelated streams
-    this.next = mulberry32(Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b) ^ (seed / 4294967296) | 0);
+    this.next = mulberry32((Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b) ^ (seed / 4294967296)) | 0);
   }
   float(): number {
     return this.next();
@@ -157,13 +157,23 @@ function tiny(rng: Rng, lv: Level): Generated | null {
 }
 
 const NAMES: readonly [string, string][] = [
-  ['Mia', 'She'], ['Tom', 'He'], ['Ana', 'She'], ['Ben', 'He'], ['Leo', 'He'], ['Zoe', 'She'], ['Sam', 'He'], ['Eva', 'She'],
+  ['Mia', 'She'],
+  ['Tom', 'He'],
+  ['Ana', 'She'],
+  ['Ben', 'He'],
+  ['Leo', 'He'],
+  ['Zoe', 'She'],
+  ['Sam', 'He'],
+  ['Eva', 'She'],
 ];
 const ITEMS: readonly string[] = ['apples', 'pens', 'cards', 'eggs', 'books', 'coins', 'shells', 'stamps'];
 const ADD_VERBS: readonly string[] = ['buys', 'finds', 'gets'];
 const SUB_VERBS: readonly string[] = ['gives away', 'loses', 'sells'];
 const BAGS: readonly string[] = ['bags', 'boxes', 'packs'];
-const TIMES: readonly [string, number][] = [['doubles them', 2], ['triples them', 3]];
+const TIMES: readonly [string, number][] = [
+  ['doubles them', 2],
+  ['triples them', 3],
+];
 const QUESTION = 'How many now?';
 const SHARE_QUESTION = 'How many each?';
 
@@ -223,7 +233,8 @@ function words(rng: Rng, lv: Level): Generated | null {
     answer = d.q === 1 ? `${d.p}` : `\\frac{${d.p}}{${d.q}}`;
     boxed = answer;
   }
-  const list = actions.length === 1 ? actions[0] : `${actions.slice(0, -1).join(', ')} and ${actions[actions.length - 1]}`;
+  const list =
+    actions.length === 1 ? actions[0] : `${actions.slice(0, -1).join(', ')} and ${actions[actions.length - 1]}`;
   const problem = `${name} has ${start} ${item}. ${pronoun} ${list}. ${question}`;
   return { problem, solution: `${out.join(';')};\\boxed{${boxed}}`, answer };
 }
@@ -239,8 +250,10 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
   if (typeof prefix !== 'string' || prefix === '') throw new TypeError('idPrefix: must be a non-empty string');
   let lv = LEVELS[difficulty];
   if (opts.steps !== undefined) {
-    if (!Array.isArray(opts.steps) || opts.steps.length !== 2) throw new TypeError('steps: must be a [min, max] pair of integers');
-    const lo = checkInteger('steps', opts.steps[0], 1, lv.maxSteps), hi = checkInteger('steps', opts.steps[1], lo, lv.maxSteps);
+    if (!Array.isArray(opts.steps) || opts.steps.length !== 2)
+      throw new TypeError('steps: must be a [min, max] pair of integers');
+    const lo = checkInteger('steps', opts.steps[0], 1, lv.maxSteps),
+      hi = checkInteger('steps', opts.steps[1], lo, lv.maxSteps);
     lv = { ...lv, steps: [lo, hi] };
   }
   const rng = new Rng(seed);
@@ -252,11 +265,18 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
     const g = make(rng, lv);
     if (!g || g.problem.length > lv.maxText || g.solution.length > lv.maxText || seen.has(g.problem)) {
       if (++misses > 1000 + 50 * count)
-        throw new RangeError(`count: could only make ${problems.length} distinct problems (style '${style}', difficulty ${difficulty})`);
+        throw new RangeError(
+          `count: could only make ${problems.length} distinct problems (style '${style}', difficulty ${difficulty})`,
+        );
       continue;
     }
     seen.add(g.problem);
-    problems.push({ id: `${prefix}-${seed}-${problems.length}`, problem: g.problem, answer: g.answer, solution: g.solution });
+    problems.push({
+      id: `${prefix}-${seed}-${problems.length}`,
+      problem: g.problem,
+      answer: g.answer,
+      solution: g.solution,
+    });
   }
   return problems;
 }
@@ -287,7 +307,9 @@ export function splitProblems(problems: readonly Problem[], opts: SplitOptions):
 }
 
 function sortedChars(s: string): string {
-  return Array.from(new Set(Array.from(s))).sort().join('');
+  return Array.from(new Set(Array.from(s)))
+    .sort()
+    .join('');
 }
 
 /** The characters of a set of texts, sorted and unique (build a character tokenizer from it). */

@@ -58,21 +58,76 @@ export type BasePreset = 'tiny' | 'hard';
 export const BASE_PRESET_NAMES: readonly BasePreset[] = ['tiny', 'hard'];
 
 /** The defaults of each preset (every one can be overridden by its option). */
-export const BASE_PRESETS: Record<BasePreset, {
-  outDir: string; difficulty: number; hidden: number; layers: number; intermediate: number; batchSize: number; lr: number; steps: number;
-  evalEvery: number; evalFrom: number; evalProblems: number; low: number; high: number; preferLow: number; preferHigh: number;
-  dtype: 'float32' | 'bfloat16'; maxNewTokens: number; maxMinutes: number; warmupSteps: number;
-  /** Grow this trained model (its layers × growFactor) instead of a random init (then hidden, layers, intermediate are its). */
-  growFrom?: () => string; growFactor?: number;
-}> = {
+export const BASE_PRESETS: Record<
+  BasePreset,
+  {
+    outDir: string;
+    difficulty: number;
+    hidden: number;
+    layers: number;
+    intermediate: number;
+    batchSize: number;
+    lr: number;
+    steps: number;
+    evalEvery: number;
+    evalFrom: number;
+    evalProblems: number;
+    low: number;
+    high: number;
+    preferLow: number;
+    preferHigh: number;
+    dtype: 'float32' | 'bfloat16';
+    maxNewTokens: number;
+    maxMinutes: number;
+    warmupSteps: number;
+    /** Grow this trained model (its layers × growFactor) instead of a random init (then hidden, layers, intermediate are its). */
+    growFrom?: () => string;
+    growFactor?: number;
+  }
+> = {
   tiny: {
-    outDir: path.join('models', 'tiny-base'), difficulty: 2, hidden: 128, layers: 4, intermediate: 384, batchSize: 32, lr: 2e-3, steps: 4000,
-    evalEvery: 50, evalFrom: 100, evalProblems: 64, low: 0.3, high: 0.6, preferLow: 0.4, preferHigh: 0.5, dtype: 'float32', maxNewTokens: BASE_MAX_NEW_TOKENS, maxMinutes: Infinity, warmupSteps: 50,
+    outDir: path.join('models', 'tiny-base'),
+    difficulty: 2,
+    hidden: 128,
+    layers: 4,
+    intermediate: 384,
+    batchSize: 32,
+    lr: 2e-3,
+    steps: 4000,
+    evalEvery: 50,
+    evalFrom: 100,
+    evalProblems: 64,
+    low: 0.3,
+    high: 0.6,
+    preferLow: 0.4,
+    preferHigh: 0.5,
+    dtype: 'float32',
+    maxNewTokens: BASE_MAX_NEW_TOKENS,
+    maxMinutes: Infinity,
+    warmupSteps: 50,
   },
   hard: {
-    outDir: path.join('models', 'hard-base'), difficulty: 4, hidden: 128, layers: 8, intermediate: 384, batchSize: 16, lr: 1e-3, steps: 4000,
-    evalEvery: 50, evalFrom: 50, evalProblems: 48, low: 0.2, high: 0.5, preferLow: 0.3, preferHigh: 0.4, dtype: 'bfloat16', maxNewTokens: HARD_MAX_NEW_TOKENS, maxMinutes: 30,
-    warmupSteps: 20, growFrom: defaultModelDir, growFactor: 2,
+    outDir: path.join('models', 'hard-base'),
+    difficulty: 4,
+    hidden: 128,
+    layers: 8,
+    intermediate: 384,
+    batchSize: 16,
+    lr: 1e-3,
+    steps: 4000,
+    evalEvery: 50,
+    evalFrom: 50,
+    evalProblems: 48,
+    low: 0.2,
+    high: 0.5,
+    preferLow: 0.3,
+    preferHigh: 0.4,
+    dtype: 'bfloat16',
+    maxNewTokens: HARD_MAX_NEW_TOKENS,
+    maxMinutes: 30,
+    warmupSteps: 20,
+    growFrom: defaultModelDir,
+    growFactor: 2,
   },
 };
 
@@ -96,7 +151,9 @@ export function responseFor(problem: { solution?: string }): string {
 }
 
 /** The base model's architecture (a Qwen2 config.json object). */
-export function baseModelConfig(opts: { hidden?: number; layers?: number; intermediate?: number } = {}): Record<string, unknown> {
+export function baseModelConfig(
+  opts: { hidden?: number; layers?: number; intermediate?: number } = {},
+): Record<string, unknown> {
   const hidden = opts.hidden ?? 128;
   return {
     architectures: ['Qwen2ForCausalLM'],
@@ -123,11 +180,22 @@ export function baseModelConfig(opts: { hidden?: number; layers?: number; interm
 
 /** Writes tokenizer.json, tokenizer_config.json, generation_config.json and prompt_format.json into dir. */
 export function writeBaseTokenizer(dir: string, maxNewTokens: number = BASE_MAX_NEW_TOKENS): void {
-  const { tokenizer, tokenizerConfig } = makeCharTokenizer(BASE_CHARS, BASE_SPECIALS, { pad: PAD_TOKEN, bos: BOS_TOKEN, eos: EOS_TOKEN });
+  const { tokenizer, tokenizerConfig } = makeCharTokenizer(BASE_CHARS, BASE_SPECIALS, {
+    pad: PAD_TOKEN,
+    bos: BOS_TOKEN,
+    eos: EOS_TOKEN,
+  });
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer, null, 2) + '\n');
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
-  const gen = { bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, do_sample: true, temperature: 1.0, max_new_tokens: maxNewTokens };
+  const gen = {
+    bos_token_id: 1,
+    eos_token_id: 2,
+    pad_token_id: 0,
+    do_sample: true,
+    temperature: 1.0,
+    max_new_tokens: maxNewTokens,
+  };
   fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
   writePromptFormatFile(dir, BASE_PROMPT_FORMAT);
 }
@@ -139,7 +207,10 @@ export const BASE_DATA_DEFAULTS = { seed: 1, count: 20000, heldOut: 512, difficu
  * The problems of the base model's run: generateProblems({count, seed, style: 'tiny', difficulty}) split by
  * splitProblems({testFraction: heldOut / count, seed}). `test` holds the held-out problems (never trained on).
  */
-export function baseModelProblems(o: { seed?: number; count?: number; heldOut?: number; difficulty?: number } = {}): { train: Problem[]; test: Problem[] } {
+export function baseModelProblems(o: { seed?: number; count?: number; heldOut?: number; difficulty?: number } = {}): {
+  train: Problem[];
+  test: Problem[];
+} {
   const seed = o.seed ?? BASE_DATA_DEFAULTS.seed;
   const count = o.count ?? BASE_DATA_DEFAULTS.count;
   const heldOut = o.heldOut ?? BASE_DATA_DEFAULTS.heldOut;
@@ -177,10 +248,18 @@ export async function evaluateBase(
     mean += c / k;
     pass += passAtK(k, c, k);
   });
-  const r: BaseEval = { problems: problems.length, k, meanAtK: mean / problems.length, passAtK: pass / problems.length, seconds: 0 };
+  const r: BaseEval = {
+    problems: problems.length,
+    k,
+    meanAtK: mean / problems.length,
+    passAtK: pass / problems.length,
+    seconds: 0,
+  };
   if (opts.greedy) {
     const g = await generate(model, tok, prompts, { k: 1, temperature: 0, maxNewTokens });
-    r.greedy = g.filter((o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct).length / problems.length;
+    r.greedy =
+      g.filter((o, i) => verify(o.samples[0].text, problems[i].answer, { symbolic: false }).correct).length /
+      problems.length;
   }
   r.seconds = (Date.now() - t0) / 1000;
   return r;
@@ -242,9 +321,11 @@ function shuffled<T>(xs: readonly T[], seed: number): T[] {
   const a = xs.slice();
   let s = seed >>> 0 || 1;
   const rand = () => {
-    s ^= s << 13; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
     s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
+    s ^= s << 5;
+    s >>>= 0;
     return s / 4294967296;
   };
   for (let i = a.length - 1; i > 0; i--) {
@@ -257,7 +338,8 @@ function shuffled<T>(xs: readonly T[], seed: number): T[] {
 /** Trains the base model (see the file comment) and writes it to outDir with a README. */
 export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeBaseModelResult> {
   const presetName = o.preset ?? 'tiny';
-  if (!BASE_PRESET_NAMES.includes(presetName)) throw new RangeError(`preset: must be one of ${BASE_PRESET_NAMES.join(', ')}, got ${JSON.stringify(presetName)}`);
+  if (!BASE_PRESET_NAMES.includes(presetName))
+    throw new RangeError(`preset: must be one of ${BASE_PRESET_NAMES.join(', ')}, got ${JSON.stringify(presetName)}`);
   const P = BASE_PRESETS[presetName];
   const outDir = o.outDir ?? P.outDir;
   const seed = o.seed ?? BASE_DATA_DEFAULTS.seed;
@@ -274,7 +356,10 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   const finalN = o.finalEvalProblems ?? 256;
   const evalEvery = o.evalEvery ?? P.evalEvery;
   const evalFrom = o.evalFrom ?? P.evalFrom;
-  const low = o.low ?? P.low, high = o.high ?? P.high, preferLow = o.preferLow ?? P.preferLow, preferHigh = o.preferHigh ?? P.preferHigh;
+  const low = o.low ?? P.low,
+    high = o.high ?? P.high,
+    preferLow = o.preferLow ?? P.preferLow,
+    preferHigh = o.preferHigh ?? P.preferHigh;
   const dtype = o.dtype ?? P.dtype;
   const maxNewTokens = P.maxNewTokens;
   const maxMinutes = o.maxMinutes ?? P.maxMinutes;
@@ -302,10 +387,19 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
 
   const config = growFrom
     ? grownConfig(growFrom, growFactor)
-    : baseModelConfig({ hidden: o.hidden ?? P.hidden, layers: o.layers ?? P.layers, intermediate: o.intermediate ?? P.intermediate });
-  if (config.vocab_size !== tok.vocabSize) throw new RangeError(`growFrom: ${growFrom} has vocabulary ${config.vocab_size}, the base tokenizer ${tok.vocabSize}`);
+    : baseModelConfig({
+        hidden: o.hidden ?? P.hidden,
+        layers: o.layers ?? P.layers,
+        intermediate: o.intermediate ?? P.intermediate,
+      });
+  if (config.vocab_size !== tok.vocabSize)
+    throw new RangeError(
+      `growFrom: ${growFrom} has vocabulary ${config.vocab_size}, the base tokenizer ${tok.vocabSize}`,
+    );
   const model = growFrom ? growDepth(growFrom, growFactor, seed) : Model.fromConfig(config, { seed, std: 0.02 });
-  log(`base model: ${model.numParams} params${growFrom ? ` (grown ×${growFactor} from ${growFrom})` : ''}, ${train.length} train / ${test.length} held-out problems (tiny, difficulty ${difficulty})`);
+  log(
+    `base model: ${model.numParams} params${growFrom ? ` (grown ×${growFactor} from ${growFrom})` : ''}, ${train.length} train / ${test.length} held-out problems (tiny, difficulty ${difficulty})`,
+  );
 
   const bestDir = path.join(tmpDir, 'best');
   let best: { step: number; meanAtK: number } | undefined;
@@ -318,7 +412,8 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   let epoch = 0;
   let step = 0;
   let stopped = false;
-  let lossAcc = 0, lossN = 0;
+  let lossAcc = 0,
+    lossN = 0;
   let timedOut = false;
   while (step < maxSteps && !stopped) {
     if ((Date.now() - t0) / 60000 > maxMinutes) {
@@ -330,22 +425,39 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
       order = shuffled(examples, seed * 1000 + epoch++);
       cursor = 0;
     }
-    const batch = order.slice(cursor, cursor + batchSize).sort((a, b) => a.promptIds.length + a.responseIds.length - b.promptIds.length - b.responseIds.length);
+    const batch = order
+      .slice(cursor, cursor + batchSize)
+      .sort((a, b) => a.promptIds.length + a.responseIds.length - b.promptIds.length - b.responseIds.length);
     cursor += batchSize;
-    const mb = buildMicroBatch(batch.map((e) => [e]), { padId: 0 });
+    const mb = buildMicroBatch(
+      batch.map((e) => [e]),
+      { padId: 0 },
+    );
     model.zeroGrad();
-    const r = model.lossAndBackward({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, rewards: mb.rewards, method: 'sft', reduction: 'token-mean' });
+    const r = model.lossAndBackward({
+      ids: mb.ids,
+      B: mb.B,
+      T: mb.T,
+      targets: mb.targets,
+      offsets: mb.offsets,
+      rewards: mb.rewards,
+      method: 'sft',
+      reduction: 'token-mean',
+    });
     model.step({ lr: lrAt(step, { kind: 'constant', baseLr: lr, warmupSteps }), maxGradNorm: 1, weightDecay: 0.01 });
     step++;
     lossAcc += r.loss;
     lossN++;
     if (step >= evalFrom && step % evalEvery === 0) {
       const loss = lossAcc / lossN;
-      lossAcc = 0; lossN = 0;
+      lossAcc = 0;
+      lossN = 0;
       const e = await evaluateBase(model, tok, evalSet, { seed: 1000 + step, maxNewTokens });
       evalSeconds += e.seconds;
       history.push({ step, loss, meanAtK: e.meanAtK, passAtK: e.passAtK });
-      log(`step ${step}  loss ${loss.toFixed(4)}  Mean@8 ${(100 * e.meanAtK).toFixed(1)}%  Pass@8 ${(100 * e.passAtK).toFixed(1)}%  (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
+      log(
+        `step ${step}  loss ${loss.toFixed(4)}  Mean@8 ${(100 * e.meanAtK).toFixed(1)}%  Pass@8 ${(100 * e.passAtK).toFixed(1)}%  (${((Date.now() - t0) / 1000).toFixed(0)} s)`,
+      );
       if (e.meanAtK >= low && e.meanAtK <= high) {
         if (!best || Math.abs(e.meanAtK - middle) < Math.abs(best.meanAtK - middle)) {
           best = { step, meanAtK: e.meanAtK };
@@ -372,7 +484,9 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
     model.save(bestDir, { dtype });
   }
   const fin = await evaluateBase(final, tok, finalSet, { seed: 12345, greedy: true, maxNewTokens });
-  log(`final (step ${keptStep}) on ${finalSet.length} held-out problems: Mean@8 ${(100 * fin.meanAtK).toFixed(1)}%  Pass@8 ${(100 * fin.passAtK).toFixed(1)}%  greedy ${(100 * fin.greedy!).toFixed(1)}%`);
+  log(
+    `final (step ${keptStep}) on ${finalSet.length} held-out problems: Mean@8 ${(100 * fin.meanAtK).toFixed(1)}%  Pass@8 ${(100 * fin.passAtK).toFixed(1)}%  greedy ${(100 * fin.greedy!).toFixed(1)}%`,
+  );
 
   // assemble outDir
   fs.rmSync(outDir, { recursive: true, force: true });
@@ -380,15 +494,73 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
   for (const f of fs.readdirSync(bestDir)) fs.copyFileSync(path.join(bestDir, f), path.join(outDir, f));
   writeBaseTokenizer(outDir, maxNewTokens);
   const sizeBytes = fs.readdirSync(outDir).reduce((s, f) => s + fs.statSync(path.join(outDir, f)).size, 0);
-  const result: MakeBaseModelResult = { outDir, step: keptStep, inBand: !!best, trainSeconds, final: fin, history, sizeBytes };
-  const r = { growFactor: growFrom ? growFactor : 0, seed, maxSteps, batchSize, lr, warmupSteps, difficulty, count, heldOut, evalN, evalEvery, low, high, preferLow, preferHigh, maxNewTokens, maxMinutes };
-  fs.writeFileSync(path.join(outDir, 'README.md'), baseReadme({ growFrom: growFrom && path.relative(process.cwd(), growFrom), preset: presetName, name: path.basename(path.resolve(outDir)), o, r, config, params: model.numParams, res: result, evalSeconds, nTrain: train.length, dtype, timedOut }));
-  writeMetadata(outDir, { preset: presetName, growFrom: growFrom && path.relative(process.cwd(), growFrom), growFactor: growFrom ? growFactor : undefined, params: model.numParams, difficulty, step: keptStep, inBand: !!best, timedOut, trainSeconds, final: fin, maxNewTokens, dtype });
+  const result: MakeBaseModelResult = {
+    outDir,
+    step: keptStep,
+    inBand: !!best,
+    trainSeconds,
+    final: fin,
+    history,
+    sizeBytes,
+  };
+  const r = {
+    growFactor: growFrom ? growFactor : 0,
+    seed,
+    maxSteps,
+    batchSize,
+    lr,
+    warmupSteps,
+    difficulty,
+    count,
+    heldOut,
+    evalN,
+    evalEvery,
+    low,
+    high,
+    preferLow,
+    preferHigh,
+    maxNewTokens,
+    maxMinutes,
+  };
+  fs.writeFileSync(
+    path.join(outDir, 'README.md'),
+    baseReadme({
+      growFrom: growFrom && path.relative(process.cwd(), growFrom),
+      preset: presetName,
+      name: path.basename(path.resolve(outDir)),
+      o,
+      r,
+      config,
+      params: model.numParams,
+      res: result,
+      evalSeconds,
+      nTrain: train.length,
+      dtype,
+      timedOut,
+    }),
+  );
+  writeMetadata(outDir, {
+    preset: presetName,
+    growFrom: growFrom && path.relative(process.cwd(), growFrom),
+    growFactor: growFrom ? growFactor : undefined,
+    params: model.numParams,
+    difficulty,
+    step: keptStep,
+    inBand: !!best,
+    timedOut,
+    trainSeconds,
+    final: fin,
+    maxNewTokens,
+    dtype,
+  });
   fs.rmSync(tmpDir, { recursive: true, force: true });
   return result;
 }
 
 /** metadata.json: the measured numbers of the kept checkpoint (the tests and the experiment read them). */
 function writeMetadata(dir: string, m: Record<string, unknown>): void {
-  fs.writeFileSync(path.join(dir, 'metadata.json'), JSON.stringify({ ...m, machine: `${os.cpus().length} CPU cores` }, null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(dir, 'metadata.json'),
+    JSON.stringify({ ...m, machine: `${os.cpus().length} CPU cores` }, null, 2) + '\n',
+  );
 }

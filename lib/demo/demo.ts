@@ -26,7 +26,17 @@ import { writeReport } from '../report/report';
 import type { StepMetrics, TrainerOptions } from '../train/trainer';
 import { selectExamples } from '../train/examples';
 import { BASE_MAX_NEW_TOKENS } from './base-model';
-import { buildPrompts, defaultModelDir, makeScorer, memoryDelta, PromptFormat, referenceExamples, resolvePromptSpec, rolloutExamples, trainMethod } from '../loop';
+import {
+  buildPrompts,
+  defaultModelDir,
+  makeScorer,
+  memoryDelta,
+  PromptFormat,
+  referenceExamples,
+  resolvePromptSpec,
+  rolloutExamples,
+  trainMethod,
+} from '../loop';
 import { collectGarbage } from '../profile/memory';
 
 export interface DemoEvent {
@@ -78,8 +88,30 @@ export interface DemoSize {
 }
 
 export const DEMO_SIZES: Record<'full' | 'quick', DemoSize> = {
-  full: { trainProblems: 256, testProblems: 256, k: 8, epochs: 1, sequencesPerStep: 32, tokenBudget: 2048, warmupFraction: 0.1, maxNewTokens: BASE_MAX_NEW_TOKENS, temperature: 1 },
-  quick: { trainProblems: 8, testProblems: 4, k: 4, epochs: 1, maxSteps: 2, sequencesPerStep: 4, tokenBudget: 2048, lr: 3e-4, warmupFraction: 0.1, maxNewTokens: 48, temperature: 1 },
+  full: {
+    trainProblems: 256,
+    testProblems: 256,
+    k: 8,
+    epochs: 1,
+    sequencesPerStep: 32,
+    tokenBudget: 2048,
+    warmupFraction: 0.1,
+    maxNewTokens: BASE_MAX_NEW_TOKENS,
+    temperature: 1,
+  },
+  quick: {
+    trainProblems: 8,
+    testProblems: 4,
+    k: 4,
+    epochs: 1,
+    maxSteps: 2,
+    sequencesPerStep: 4,
+    tokenBudget: 2048,
+    lr: 3e-4,
+    warmupFraction: 0.1,
+    maxNewTokens: 48,
+    temperature: 1,
+  },
 };
 
 export interface DemoMethod {
@@ -129,7 +161,15 @@ export interface DemoResult {
   rollouts: RolloutStats & { seconds: number };
   runs: RunResult[];
   /** Rows of the table: base first, then each method (aggregated over seeds). */
-  summary: { method: string; meanAtK: number; meanSd: number; passAtK: number; passSd: number; peakMemory: number | null; n: number }[];
+  summary: {
+    method: string;
+    meanAtK: number;
+    meanSd: number;
+    passAtK: number;
+    passSd: number;
+    peakMemory: number | null;
+    n: number;
+  }[];
   table: string;
   timings: Record<string, number>;
   wallSeconds: number;
@@ -140,12 +180,14 @@ export function demoProblems(nTrain: number, nTest: number): { train: Problem[];
   // base-model.ts defaults: count 20000, seed 1, difficulty 2, 512 held out
   const all = generateProblems({ count: 20000, seed: 1, style: 'tiny', difficulty: 2 });
   const { test } = splitProblems(all, { testFraction: 512 / 20000, seed: 1 });
-  if (nTrain + nTest > test.length) throw new RangeError(`size: ${nTrain} + ${nTest} problems exceed the ${test.length} held out from the base model`);
+  if (nTrain + nTest > test.length)
+    throw new RangeError(`size: ${nTrain} + ${nTest} problems exceed the ${test.length} held out from the base model`);
   return { train: test.slice(0, nTrain), test: test.slice(nTrain, nTrain + nTest) };
 }
 
 const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: readonly number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+const sd = (xs: readonly number[]) =>
+  xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
@@ -154,7 +196,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const quick = !!opts.quick;
   const size: DemoSize = { ...DEMO_SIZES[quick ? 'quick' : 'full'], ...(opts.size ?? {}) };
   const seeds = [...(opts.seeds ?? (quick ? [1] : [1, 2, 3]))];
-  if (!seeds.length || seeds.some((s) => !Number.isSafeInteger(s) || s < 0)) throw new RangeError(`seeds: must be integers ≥ 0, got ${seeds.join(',')}`);
+  if (!seeds.length || seeds.some((s) => !Number.isSafeInteger(s) || s < 0))
+    throw new RangeError(`seeds: must be integers ≥ 0, got ${seeds.join(',')}`);
   const log = opts.log ?? (() => undefined);
   const ev = opts.onEvent ?? (() => undefined);
   const modelDir = opts.modelDir ?? defaultModelDir();
@@ -178,7 +221,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   const promptFor = (p: Problem) => prompts.get(p.id)!;
   writeProblems(path.join(out, 'train.jsonl'), train);
   writeProblems(path.join(out, 'test.jsonl'), test);
-  log(`base model ${modelDir}; ${train.length} train / ${test.length} test problems; K=${size.k}; seeds ${seeds.join(',')}; ${size.epochs} epoch(s) of each method's own data, ${size.sequencesPerStep} sequences per update`);
+  log(
+    `base model ${modelDir}; ${train.length} train / ${test.length} test problems; K=${size.k}; seeds ${seeds.join(',')}; ${size.epochs} epoch(s) of each method's own data, ${size.sequencesPerStep} sequences per update`,
+  );
   const score = makeScorer({ rPos: 1, rNeg: -0.2 });
   const params = { temperature: size.temperature, maxNewTokens: size.maxNewTokens, seed: 0 };
 
@@ -189,10 +234,25 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
   ev({ phase: 'rollout', label: 'rollouts', done: 0, total: train.length, kind: 'start' });
   const doRollouts = () =>
     runRollouts({
-      model: base!, tokenizer: tok, problems: train, k: size.k, params, file: rolloutFile, score, promptFor, promptFormat: format.spec,
+      model: base!,
+      tokenizer: tok,
+      problems: train,
+      k: size.k,
+      params,
+      file: rolloutFile,
+      score,
+      promptFor,
+      promptFormat: format.spec,
       onProgress: (p) => {
         rolloutTokens += p.records.reduce((a, r) => a + r.tokens, 0);
-        ev({ phase: 'rollout', label: 'rollouts', done: p.index + 1, total: p.total, tokens: rolloutTokens, kind: 'progress' });
+        ev({
+          phase: 'rollout',
+          label: 'rollouts',
+          done: p.index + 1,
+          total: p.total,
+          tokens: rolloutTokens,
+          kind: 'progress',
+        });
       },
     });
   const ro = await timed('rollouts', async () => {
@@ -207,9 +267,18 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       return doRollouts();
     }
   });
-  ev({ phase: 'rollout', label: 'rollouts', done: train.length, total: train.length, tokens: rolloutTokens, kind: 'end' });
+  ev({
+    phase: 'rollout',
+    label: 'rollouts',
+    done: train.length,
+    total: train.length,
+    tokens: rolloutTokens,
+    kind: 'end',
+  });
   const st = ro.stats;
-  log(`rollouts: ${st.samples} samples (${ro.generated} generated, ${ro.reused} reused) in ${timings.rollouts.toFixed(1)} s: ${st.positives} positive, ${st.negatives} negative, mixed problems ${pct(st.mixedRate)}, all-correct ${st.allCorrect}, all-wrong ${st.allWrong}`);
+  log(
+    `rollouts: ${st.samples} samples (${ro.generated} generated, ${ro.reused} reused) in ${timings.rollouts.toFixed(1)} s: ${st.positives} positive, ${st.negatives} negative, mixed problems ${pct(st.mixedRate)}, all-correct ${st.allCorrect}, all-wrong ${st.allWrong}`,
+  );
   const { examples } = rolloutExamples(ro.records, train, format);
   const refs = referenceExamples(train, format);
 
@@ -217,7 +286,14 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     let tokens = 0;
     ev({ phase: 'eval', label, done: 0, total: test.length, kind: 'start' });
     const r = await evaluate({
-      model, tokenizer: tok, problems: test, k: size.k, params: { ...params, seed: 1000 + seed }, score, promptFor, ks: [1, size.k],
+      model,
+      tokenizer: tok,
+      problems: test,
+      k: size.k,
+      params: { ...params, seed: 1000 + seed },
+      score,
+      promptFor,
+      ks: [1, size.k],
       onProgress: () => undefined,
     });
     for (const p of r.perProblem) tokens += p.tokens.reduce((a, b) => a + b, 0);
@@ -253,7 +329,19 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       if (units === 0) {
         const why = `no training data for ${m.name} (${JSON.stringify(sel.stats)})`;
         log(`${label}: skipped: ${why}`);
-        runs.push({ method: m.name, seed, meanAtK: NaN, passAtK: NaN, memory: {}, loss: [], steps: 0, trainSeconds: 0, evalSeconds: 0, tokensPerSec: 0, skipped: why });
+        runs.push({
+          method: m.name,
+          seed,
+          meanAtK: NaN,
+          passAtK: NaN,
+          memory: {},
+          loss: [],
+          steps: 0,
+          trainSeconds: 0,
+          evalSeconds: 0,
+          tokensPerSec: 0,
+          skipped: why,
+        });
         ev({ phase: 'train', label, done: 0, total: 0, kind: 'end' });
         continue;
       }
@@ -276,7 +364,15 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
           ...(steps < planned ? { steps } : {}),
           onStep: (s: StepMetrics) => {
             trainedTokens += s.tokens;
-            ev({ phase: 'train', label, done: s.step, total: steps, tokens: trainedTokens, loss: s.loss, kind: 'progress' });
+            ev({
+              phase: 'train',
+              label,
+              done: s.step,
+              total: steps,
+              tokens: trainedTokens,
+              loss: s.loss,
+              kind: 'progress',
+            });
           },
         }),
       );
@@ -287,50 +383,78 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       const r = await timed('eval', () => evalOne(model, label, seed));
       const evalSeconds = (Date.now() - es) / 1000;
       const run: RunResult = {
-        method: m.name, seed, meanAtK: r.meanAtK, passAtK: r.passAtK[String(size.k)], memory,
-        loss: metrics.map((s) => ({ step: s.step, loss: s.loss })), steps: metrics.length, trainSeconds, evalSeconds,
+        method: m.name,
+        seed,
+        meanAtK: r.meanAtK,
+        passAtK: r.passAtK[String(size.k)],
+        memory,
+        loss: metrics.map((s) => ({ step: s.step, loss: s.loss })),
+        steps: metrics.length,
+        trainSeconds,
+        evalSeconds,
         tokensPerSec: trainedTokens / Math.max(1e-9, trainSeconds),
       };
       runs.push(run);
-      log(`${label}: loss ${metrics[0]?.loss.toFixed(4)} → ${metrics[metrics.length - 1]?.loss.toFixed(4)} (${metrics.length} updates, ${trainSeconds.toFixed(1)} s), ` +
-        `Mean@${size.k} ${pct(run.meanAtK)}  Pass@${size.k} ${pct(run.passAtK)}, peak ${formatBytes(memory.total ?? 0)} (eval ${evalSeconds.toFixed(1)} s)`);
+      log(
+        `${label}: loss ${metrics[0]?.loss.toFixed(4)} → ${metrics[metrics.length - 1]?.loss.toFixed(4)} (${metrics.length} updates, ${trainSeconds.toFixed(1)} s), ` +
+          `Mean@${size.k} ${pct(run.meanAtK)}  Pass@${size.k} ${pct(run.passAtK)}, peak ${formatBytes(memory.total ?? 0)} (eval ${evalSeconds.toFixed(1)} s)`,
+      );
     }
   }
 
   // 6. table, JSON, report
   const summary: DemoResult['summary'] = [
-    { method: 'base', meanAtK: mean(baseRuns.map((r) => r.meanAtK)), meanSd: sd(baseRuns.map((r) => r.meanAtK)), passAtK: mean(baseRuns.map((r) => r.passAtK)), passSd: sd(baseRuns.map((r) => r.passAtK)), peakMemory: null, n: baseRuns.length },
+    {
+      method: 'base',
+      meanAtK: mean(baseRuns.map((r) => r.meanAtK)),
+      meanSd: sd(baseRuns.map((r) => r.meanAtK)),
+      passAtK: mean(baseRuns.map((r) => r.passAtK)),
+      passSd: sd(baseRuns.map((r) => r.passAtK)),
+      peakMemory: null,
+      n: baseRuns.length,
+    },
     ...DEMO_METHODS.map((m) => {
       const rs = runs.filter((r) => r.method === m.name && !r.skipped);
-      if (!rs.length) return { method: m.name, meanAtK: NaN, meanSd: NaN, passAtK: NaN, passSd: NaN, peakMemory: null, n: 0 };
+      if (!rs.length)
+        return { method: m.name, meanAtK: NaN, meanSd: NaN, passAtK: NaN, passSd: NaN, peakMemory: null, n: 0 };
       return {
         method: m.name,
-        meanAtK: mean(rs.map((r) => r.meanAtK)), meanSd: sd(rs.map((r) => r.meanAtK)),
-        passAtK: mean(rs.map((r) => r.passAtK)), passSd: sd(rs.map((r) => r.passAtK)),
-        peakMemory: Math.max(...rs.map((r) => r.memory.total ?? 0)), n: rs.length,
+        meanAtK: mean(rs.map((r) => r.meanAtK)),
+        meanSd: sd(rs.map((r) => r.meanAtK)),
+        passAtK: mean(rs.map((r) => r.passAtK)),
+        passSd: sd(rs.map((r) => r.passAtK)),
+        peakMemory: Math.max(...rs.map((r) => r.memory.total ?? 0)),
+        n: rs.length,
       };
     }),
   ];
   const K = size.k;
-  const pm = (x: number, s: number, n: number) => (n === 0 ? 'skipped (no data)' : n > 1 ? `${pct(x)} ± ${(100 * s).toFixed(1)}` : pct(x));
-  const table = [
-    `| method | Mean@${K} | Pass@${K} | peak memory (training) |`,
-    '| --- | ---: | ---: | ---: |',
-    ...summary.map((r) => `| ${r.method} | ${pm(r.meanAtK, r.meanSd, r.n)} | ${pm(r.passAtK, r.passSd, r.n)} | ${r.peakMemory === null ? '–' : formatBytes(r.peakMemory)} |`),
-  ].join('\n') + '\n';
+  const pm = (x: number, s: number, n: number) =>
+    n === 0 ? 'skipped (no data)' : n > 1 ? `${pct(x)} ± ${(100 * s).toFixed(1)}` : pct(x);
+  const table =
+    [
+      `| method | Mean@${K} | Pass@${K} | peak memory (training) |`,
+      '| --- | ---: | ---: | ---: |',
+      ...summary.map(
+        (r) =>
+          `| ${r.method} | ${pm(r.meanAtK, r.meanSd, r.n)} | ${pm(r.passAtK, r.passSd, r.n)} | ${r.peakMemory === null ? '–' : formatBytes(r.peakMemory)} |`,
+      ),
+    ].join('\n') + '\n';
 
   const lossSeries: LossPoint[] = [];
   for (const m of DEMO_METHODS) {
     const rs = runs.filter((r) => r.method === m.name && !r.skipped);
     if (!rs.length) continue;
     const steps = Math.min(...rs.map((r) => r.loss.length));
-    for (let i = 0; i < steps; i++) lossSeries.push({ method: m.name, step: i + 1, loss: mean(rs.map((r) => r.loss[i].loss)) });
+    for (let i = 0; i < steps; i++)
+      lossSeries.push({ method: m.name, step: i + 1, loss: mean(rs.map((r) => r.loss[i].loss)) });
   }
   const memRows: MemoryRow[] = [];
   for (const m of DEMO_METHODS) {
     const r = runs.find((x) => x.method === m.name && !x.skipped);
     if (!r) continue;
-    for (const [category, bytes] of Object.entries(r.memory)) if (category !== 'total' && bytes > 0) memRows.push({ method: m.name, category, bytes });
+    for (const [category, bytes] of Object.entries(r.memory))
+      if (category !== 'total' && bytes > 0) memRows.push({ method: m.name, category, bytes });
   }
   const wallSoFar = (Date.now() - t0) / 1000;
   const intro = [
@@ -339,14 +463,24 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
     `Every method starts from the same base weights and makes ${size.epochs} pass(es) over its own data (epoch-matched: ` +
       `${size.sequencesPerStep} sequences per AdamW update in micro-batches of ≤ ${size.tokenBudget} tokens; DPO ${Math.max(1, Math.floor(size.sequencesPerStep / 2))} pairs, precomputed reference), ` +
       `cosine schedule after a linear warm-up over ${100 * size.warmupFraction}% of its updates, at ` +
-      (size.lr !== undefined ? `lr ${size.lr} for all. ` : `its own learning rate (${DEMO_METHODS.map((x) => `${x.name} ${x.options.lr}${x.options.dpoBeta ? ` β ${x.options.dpoBeta}` : ''}`).join(', ')}: chosen on a validation split by \`rift experiment\`). `) +
+      (size.lr !== undefined
+        ? `lr ${size.lr} for all. `
+        : `its own learning rate (${DEMO_METHODS.map((x) => `${x.name} ${x.options.lr}${x.options.dpoBeta ? ` β ${x.options.dpoBeta}` : ''}`).join(', ')}: chosen on a validation split by \`rift experiment\`). `) +
       `SFT trains on the reference solutions, RFT and DFT on the positive samples, DPO on (positive, negative) pairs of a problem, RIFT on every sample, naive (−r·log π, the unbounded loss RIFT replaces) on every sample.`,
     `Seeds ${seeds.join(', ')} (data order and evaluation sampling); accuracy is mean ± sd over seeds. Peak memory = the tracker's peak bytes during training above the baseline before the model was loaded.`,
     `Rollouts: ${st.positives} positive / ${st.negatives} negative samples, ${pct(st.mixedRate)} of problems mixed.`,
   ].join('\n\n');
   const result: DemoResult = {
-    out, size, seeds, problems: { train: train.length, test: test.length },
-    rollouts: { ...st, seconds: timings.rollouts }, runs, summary, table, timings, wallSeconds: wallSoFar,
+    out,
+    size,
+    seeds,
+    problems: { train: train.length, test: test.length },
+    rollouts: { ...st, seconds: timings.rollouts },
+    runs,
+    summary,
+    table,
+    timings,
+    wallSeconds: wallSoFar,
   };
   await timed('report', async () => {
     await writeReport(path.join(out, 'report'), {
@@ -354,11 +488,30 @@ export async function runDemo(opts: DemoOptions = {}): Promise<DemoResult> {
       intro,
       table,
       plots: [
-        { name: 'loss', title: 'Training loss (mean over seeds)', spec: lossCurvePlot(lossSeries, { title: 'Training loss (each method its own loss)' }) },
-        { name: 'accuracy', title: 'Held-out accuracy', spec: accuracyPlot(summary.filter((r) => r.n > 0).map((r) => ({ method: r.method, meanAtK: r.meanAtK, passAtK: { [String(K)]: r.passAtK }, k: K }))) },
+        {
+          name: 'loss',
+          title: 'Training loss (mean over seeds)',
+          spec: lossCurvePlot(lossSeries, { title: 'Training loss (each method its own loss)' }),
+        },
+        {
+          name: 'accuracy',
+          title: 'Held-out accuracy',
+          spec: accuracyPlot(
+            summary
+              .filter((r) => r.n > 0)
+              .map((r) => ({ method: r.method, meanAtK: r.meanAtK, passAtK: { [String(K)]: r.passAtK }, k: K })),
+          ),
+        },
         { name: 'memory', title: 'Peak training memory by category', spec: memoryPlot(memRows) },
       ],
-      sections: [{ heading: 'Timings (s)', body: Object.entries(timings).map(([k, v]) => `- ${k}: ${v.toFixed(1)}`).join('\n') }],
+      sections: [
+        {
+          heading: 'Timings (s)',
+          body: Object.entries(timings)
+            .map(([k, v]) => `- ${k}: ${v.toFixed(1)}`)
+            .join('\n'),
+        },
+      ],
     });
   });
   result.wallSeconds = (Date.now() - t0) / 1000;

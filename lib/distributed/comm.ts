@@ -18,7 +18,12 @@ export type DistErrorKind = 'timeout' | 'sequence' | 'mismatch' | 'mpi' | 'broke
 /** A failure of the distributed job (the addon's errors with code 'ERR_RIFT_DIST', re-made in this realm). */
 export class DistError extends Error {
   readonly code = 'ERR_RIFT_DIST';
-  constructor(message: string, readonly kind: DistErrorKind, readonly rank: number, readonly index: number) {
+  constructor(
+    message: string,
+    readonly kind: DistErrorKind,
+    readonly rank: number,
+    readonly index: number,
+  ) {
     super(message);
     this.name = 'DistError';
   }
@@ -26,7 +31,8 @@ export class DistError extends Error {
 
 function distError(e: unknown): unknown {
   const x = e as { code?: string; kind?: DistErrorKind; rank?: number; index?: number; message?: string };
-  if (x && x.code === 'ERR_RIFT_DIST') return new DistError(String(x.message), x.kind ?? 'mpi', x.rank ?? -1, x.index ?? 0);
+  if (x && x.code === 'ERR_RIFT_DIST')
+    return new DistError(String(x.message), x.kind ?? 'mpi', x.rank ?? -1, x.index ?? 0);
   return localError(e);
 }
 
@@ -59,7 +65,10 @@ let current: Dist | undefined;
 let exitHook = false;
 
 export class Dist {
-  private constructor(readonly launch: LaunchInfo | undefined, private info: NativeDistInfo) {}
+  private constructor(
+    readonly launch: LaunchInfo | undefined,
+    private info: NativeDistInfo,
+  ) {}
 
   /**
    * Joins the job this process was launched in: MPI when the launcher variables give a world of more than one
@@ -67,7 +76,8 @@ export class Dist {
    */
   static init(o: DistInitOptions = {}): Dist {
     const env = o.env ?? process.env;
-    const dflt = env.RIFT_DIST_TIMEOUT !== undefined ? checkFiniteNumber('RIFT_DIST_TIMEOUT', Number(env.RIFT_DIST_TIMEOUT)) : 600;
+    const dflt =
+      env.RIFT_DIST_TIMEOUT !== undefined ? checkFiniteNumber('RIFT_DIST_TIMEOUT', Number(env.RIFT_DIST_TIMEOUT)) : 600;
     const timeoutSec = o.timeoutSec === undefined ? dflt : checkFiniteNumber('timeoutSec', o.timeoutSec);
     if (!(timeoutSec > 0)) throw rangeError('timeoutSec', `must be > 0, got ${timeoutSec}`);
     if (current) {
@@ -79,7 +89,9 @@ export class Dist {
     if (mpi) {
       const lib = addon.dist.mpi();
       if (!lib.available)
-        throw new Error(`launched as rank ${launch.rank} of ${launch.size} (${launch.source}), but ${lib.error}: install Open MPI (e.g. apt-get install openmpi-bin libopenmpi-dev) or set RIFT_MPI_LIB`);
+        throw new Error(
+          `launched as rank ${launch.rank} of ${launch.size} (${launch.source}), but ${lib.error}: install Open MPI (e.g. apt-get install openmpi-bin libopenmpi-dev) or set RIFT_MPI_LIB`,
+        );
     }
     let info: NativeDistInfo;
     try {
@@ -160,7 +172,12 @@ export class Dist {
         const v = fields[field];
         const m = /\(([^()]*) vs ([^()]*)\)$/.exec(e.message);
         const detail = typeof v !== 'string' && m ? ` (${m[1]} on rank ${e.rank}, ${m[2]} on rank 0)` : '';
-        throw new DistError(`rank ${e.rank} and rank 0 differ in ${field} at '${label}'${detail}: every rank must run the same command on the same files and model`, e.kind, e.rank, e.index);
+        throw new DistError(
+          `rank ${e.rank} and rank 0 differ in ${field} at '${label}'${detail}: every rank must run the same command on the same files and model`,
+          e.kind,
+          e.rank,
+          e.index,
+        );
       }
       throw e;
     }

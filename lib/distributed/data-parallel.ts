@@ -29,10 +29,17 @@ export class GradSync {
   readonly backend: 'mpi' | 'local' | 'nccl';
   readonly buckets: number;
 
-  constructor(readonly model: Model, readonly dp: DataParallel) {
+  constructor(
+    readonly model: Model,
+    readonly dp: DataParallel,
+  ) {
     let n: NativeGradSync;
     try {
-      n = new addon.dist.GradSync(model.native, { zero: dp.zero, backend: model.device === 'cuda' ? 'nccl' : 'mpi', bucketMB: dp.bucketMB });
+      n = new addon.dist.GradSync(model.native, {
+        zero: dp.zero,
+        backend: model.device === 'cuda' ? 'nccl' : 'mpi',
+        bucketMB: dp.bucketMB,
+      });
     } catch (e) {
       throw localError(e);
     }
@@ -58,7 +65,8 @@ export class GradSync {
   }
   /** The summed gradient (and, zero 1, the sharded AdamW + weight broadcast); the norm is that of the sum. */
   step(opts: StepOptions): Promise<StepResult> {
-    if (opts === null || typeof opts !== 'object') throw typeError('options', `must be an object, got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw typeError('options', `must be an object, got ${describe(opts)}`);
     return distCall(() => this.native.stepAsync(opts));
   }
   /** Only the reduction: zero 0 leaves the summed gradient on every rank, zero 1 each shard's on its owner. */
@@ -89,14 +97,20 @@ export class DataParallel {
   readonly overlap: boolean;
   private readonly syncs = new WeakMap<Model, GradSync>();
 
-  constructor(readonly dist: Dist, o: DataParallelOptions = {}) {
+  constructor(
+    readonly dist: Dist,
+    o: DataParallelOptions = {},
+  ) {
     if (!(dist instanceof Dist)) throw typeError('dist', `must be a Dist (Dist.init()), got ${describe(dist)}`);
     if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
-    if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1) throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
+    if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1)
+      throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
     this.zero = o.zero ?? 0;
-    if (o.bucketMB !== undefined && !(checkFiniteNumber('bucketMB', o.bucketMB) > 0)) throw rangeError('bucketMB', `must be > 0, got ${o.bucketMB}`);
+    if (o.bucketMB !== undefined && !(checkFiniteNumber('bucketMB', o.bucketMB) > 0))
+      throw rangeError('bucketMB', `must be > 0, got ${o.bucketMB}`);
     this.bucketMB = o.bucketMB;
-    if (o.overlap !== undefined && typeof o.overlap !== 'boolean') throw typeError('overlap', `must be a boolean, got ${describe(o.overlap)}`);
+    if (o.overlap !== undefined && typeof o.overlap !== 'boolean')
+      throw typeError('overlap', `must be a boolean, got ${describe(o.overlap)}`);
     this.overlap = o.overlap ?? true;
   }
 

@@ -57,10 +57,16 @@ export function launchInfo(env: NodeJS.ProcessEnv = process.env): LaunchInfo | u
  * a list of one device is kept as it is. Returns the device it chose.
  */
 export function selectCudaDevice(localRank: number, env: NodeJS.ProcessEnv = process.env): string {
-  const given = (env.CUDA_VISIBLE_DEVICES ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const given = (env.CUDA_VISIBLE_DEVICES ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (given.length === 1) return given[0];
   if (given.length > 1 && localRank >= given.length)
-    throw rangeError('CUDA_VISIBLE_DEVICES', `lists ${given.length} devices, but this is local rank ${localRank}: one GPU per process`);
+    throw rangeError(
+      'CUDA_VISIBLE_DEVICES',
+      `lists ${given.length} devices, but this is local rank ${localRank}: one GPU per process`,
+    );
   const chosen = given.length ? given[localRank] : String(localRank);
   env.CUDA_VISIBLE_DEVICES = chosen;
   return chosen;

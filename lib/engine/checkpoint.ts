@@ -59,20 +59,25 @@ export function parseConfig(json: unknown, file = 'config.json'): DecoderConfig 
   };
   const bool = (k: string, dflt: boolean): boolean => {
     if (!has(k)) return dflt;
-    if (typeof c[k] !== 'boolean') throw new TypeError(`${file}: ${k} must be true or false, got ${JSON.stringify(c[k])}`);
+    if (typeof c[k] !== 'boolean')
+      throw new TypeError(`${file}: ${k} must be true or false, got ${JSON.stringify(c[k])}`);
     return c[k] as boolean;
   };
-  const unsupported = (k: string, why: string) => new RangeError(`${file}: ${k} = ${JSON.stringify(c[k])} is not supported (${why})`);
+  const unsupported = (k: string, why: string) =>
+    new RangeError(`${file}: ${k} = ${JSON.stringify(c[k])} is not supported (${why})`);
 
   const mt = c.model_type;
   if (mt === undefined) throw new Error(`${file}: model_type is missing`);
-  if (mt !== 'qwen2' && mt !== 'llama') throw new RangeError(`${file}: model_type ${JSON.stringify(mt)} is not supported (qwen2, llama)`);
+  if (mt !== 'qwen2' && mt !== 'llama')
+    throw new RangeError(`${file}: model_type ${JSON.stringify(mt)} is not supported (qwen2, llama)`);
 
   // Fields that would change the math the engine computes.
-  if (has('hidden_act') && c.hidden_act !== 'silu' && c.hidden_act !== 'swish') throw unsupported('hidden_act', "only 'silu'");
+  if (has('hidden_act') && c.hidden_act !== 'silu' && c.hidden_act !== 'swish')
+    throw unsupported('hidden_act', "only 'silu'");
   if (has('quantization_config')) throw unsupported('quantization_config', 'quantized weights');
   if (bool('mlp_bias', false)) throw unsupported('mlp_bias', 'no MLP biases');
-  if (mt === 'qwen2' && bool('use_sliding_window', false)) throw unsupported('use_sliding_window', 'full attention only');
+  if (mt === 'qwen2' && bool('use_sliding_window', false))
+    throw unsupported('use_sliding_window', 'full attention only');
   if (has('layer_types') && (!Array.isArray(c.layer_types) || c.layer_types.some((t) => t !== 'full_attention')))
     throw unsupported('layer_types', "every layer must be 'full_attention'");
   let theta: number | undefined;
@@ -82,27 +87,32 @@ export function parseConfig(json: unknown, file = 'config.json'): DecoderConfig 
     if (!isObject(r)) throw new TypeError(`${file}: ${k} must be an object or null`);
     const type = r.rope_type ?? r.type ?? 'default';
     if (type !== 'default') throw unsupported(k, 'plain RoPE only, no scaling');
-    if (r.partial_rotary_factor !== undefined && r.partial_rotary_factor !== 1) throw unsupported(k, 'partial_rotary_factor must be 1');
+    if (r.partial_rotary_factor !== undefined && r.partial_rotary_factor !== 1)
+      throw unsupported(k, 'partial_rotary_factor must be 1');
     if (r.rope_theta !== undefined) theta = pos(`${k}.rope_theta`, r.rope_theta);
   }
   if (has('rope_theta')) {
     const top = pos('rope_theta', c.rope_theta);
-    if (theta !== undefined && theta !== top) throw new RangeError(`${file}: rope_theta ${top} disagrees with rope_parameters.rope_theta ${theta}`);
+    if (theta !== undefined && theta !== top)
+      throw new RangeError(`${file}: rope_theta ${top} disagrees with rope_parameters.rope_theta ${theta}`);
     theta = top;
   }
 
   const hidden = int('hidden_size');
   const heads = int('num_attention_heads');
   const kvHeads = int('num_key_value_heads', heads);
-  if (heads % kvHeads !== 0) throw new RangeError(`${file}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
+  if (heads % kvHeads !== 0)
+    throw new RangeError(`${file}: num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kvHeads}`);
   let headDim: number;
   if (has('head_dim')) headDim = int('head_dim');
-  else if (hidden % heads !== 0) throw new RangeError(`${file}: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`);
+  else if (hidden % heads !== 0)
+    throw new RangeError(`${file}: hidden_size ${hidden} is not a multiple of num_attention_heads ${heads}`);
   else headDim = hidden / heads;
   if (headDim % 2 !== 0) throw new RangeError(`${file}: head_dim ${headDim} must be even (rotate-half RoPE)`);
   const attentionBias = mt === 'qwen2' ? true : bool('attention_bias', false);
   const dtype = c.dtype ?? c.torch_dtype;
-  if (dtype !== undefined && dtype !== null && typeof dtype !== 'string') throw new TypeError(`${file}: dtype/torch_dtype must be a string`);
+  if (dtype !== undefined && dtype !== null && typeof dtype !== 'string')
+    throw new TypeError(`${file}: dtype/torch_dtype must be a string`);
 
   const cfg: DecoderConfig = {
     model_type: mt,
@@ -138,33 +148,96 @@ const MAX_DIM = 2 ** 31 - 1; // the engine's int32 sizes
  * Machine-independent: whether the model fits in memory is the engine's check when it is built.
  */
 export function modelSize(cfg: DecoderConfig, file = 'config.json'): { params: number; tensors: number } {
-  const H = cfg.hidden_size, D = cfg.head_dim, L = cfg.num_hidden_layers;
-  for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'head_dim'] as const)
+  const H = cfg.hidden_size,
+    D = cfg.head_dim,
+    L = cfg.num_hidden_layers;
+  for (const k of [
+    'vocab_size',
+    'hidden_size',
+    'intermediate_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'num_key_value_heads',
+    'head_dim',
+  ] as const)
     checkedProduct(file, [[k, cfg[k]]], MAX_DIM, `${MAX_DIM} (the engine's int32 sizes)`);
-  const QD = checkedProduct(file, [['num_attention_heads', cfg.num_attention_heads], ['head_dim', D]], MAX_DIM, `${MAX_DIM} (the engine's int32 sizes)`);
+  const QD = checkedProduct(
+    file,
+    [
+      ['num_attention_heads', cfg.num_attention_heads],
+      ['head_dim', D],
+    ],
+    MAX_DIM,
+    `${MAX_DIM} (the engine's int32 sizes)`,
+  );
   const KD = cfg.num_key_value_heads * D; // <= QD: num_key_value_heads divides num_attention_heads
-  const qo = checkedProduct(file, [['2', 2], ['num_attention_heads', cfg.num_attention_heads], ['head_dim', D], ['hidden_size', H]]);
-  const kv = checkedProduct(file, [['2', 2], ['num_key_value_heads', cfg.num_key_value_heads], ['head_dim', D], ['hidden_size', H]]);
-  const mlp = checkedProduct(file, [['3', 3], ['intermediate_size', cfg.intermediate_size], ['hidden_size', H]]);
-  const embed = checkedProduct(file, [[cfg.tie_word_embeddings ? '1' : '2', cfg.tie_word_embeddings ? 1 : 2], ['vocab_size', cfg.vocab_size], ['hidden_size', H]]);
+  const qo = checkedProduct(file, [
+    ['2', 2],
+    ['num_attention_heads', cfg.num_attention_heads],
+    ['head_dim', D],
+    ['hidden_size', H],
+  ]);
+  const kv = checkedProduct(file, [
+    ['2', 2],
+    ['num_key_value_heads', cfg.num_key_value_heads],
+    ['head_dim', D],
+    ['hidden_size', H],
+  ]);
+  const mlp = checkedProduct(file, [
+    ['3', 3],
+    ['intermediate_size', cfg.intermediate_size],
+    ['hidden_size', H],
+  ]);
+  const embed = checkedProduct(file, [
+    [cfg.tie_word_embeddings ? '1' : '2', cfg.tie_word_embeddings ? 1 : 2],
+    ['vocab_size', cfg.vocab_size],
+    ['hidden_size', H],
+  ]);
   const small = (cfg.qkv_bias ? QD + 2 * KD : 0) + (cfg.o_bias ? H : 0) + 2 * H; // biases, the two norms
-  const perLayer = checkedSum(file, [['q_proj + o_proj', qo], ['k_proj + v_proj', kv], ['mlp', mlp], ['norms and biases', small]]);
-  const layers = checkedProduct(file, [['num_hidden_layers', L], ['parameters per layer', perLayer]]);
-  const params = checkedSum(file, [['num_hidden_layers × parameters per layer', layers], ['embed_tokens + lm_head', embed], ['model.norm', H]]);
+  const perLayer = checkedSum(file, [
+    ['q_proj + o_proj', qo],
+    ['k_proj + v_proj', kv],
+    ['mlp', mlp],
+    ['norms and biases', small],
+  ]);
+  const layers = checkedProduct(file, [
+    ['num_hidden_layers', L],
+    ['parameters per layer', perLayer],
+  ]);
+  const params = checkedSum(file, [
+    ['num_hidden_layers × parameters per layer', layers],
+    ['embed_tokens + lm_head', embed],
+    ['model.norm', H],
+  ]);
   const perLayerTensors = 9 + (cfg.qkv_bias ? 3 : 0) + (cfg.o_bias ? 1 : 0);
-  const tensors = checkedProduct(file, [['num_hidden_layers', L], ['tensors per layer', perLayerTensors]], MAX_TENSORS,
-    `${MAX_TENSORS} (the engine's limit on a model's tensors)`) + (cfg.tie_word_embeddings ? 2 : 3);
+  const tensors =
+    checkedProduct(
+      file,
+      [
+        ['num_hidden_layers', L],
+        ['tensors per layer', perLayerTensors],
+      ],
+      MAX_TENSORS,
+      `${MAX_TENSORS} (the engine's limit on a model's tensors)`,
+    ) + (cfg.tie_word_embeddings ? 2 : 3);
   return { params, tensors };
 }
 
 /** HF tensor names and shapes ([out, in] for Linear weights), in HF's named_parameters() order. */
 export function expectedTensors(cfg: DecoderConfig): TensorShape[] {
-  const H = cfg.hidden_size, I = cfg.intermediate_size, D = cfg.head_dim;
-  const q = cfg.num_attention_heads * D, kv = cfg.num_key_value_heads * D;
+  const H = cfg.hidden_size,
+    I = cfg.intermediate_size,
+    D = cfg.head_dim;
+  const q = cfg.num_attention_heads * D,
+    kv = cfg.num_key_value_heads * D;
   const out: TensorShape[] = [{ name: 'model.embed_tokens.weight', shape: [cfg.vocab_size, H] }];
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
     const p = `model.layers.${i}.`;
-    for (const [proj, rows] of [['q', q], ['k', kv], ['v', kv]] as const) {
+    for (const [proj, rows] of [
+      ['q', q],
+      ['k', kv],
+      ['v', kv],
+    ] as const) {
       out.push({ name: `${p}self_attn.${proj}_proj.weight`, shape: [rows, H] });
       if (cfg.qkv_bias) out.push({ name: `${p}self_attn.${proj}_proj.bias`, shape: [rows] });
     }
@@ -190,7 +263,8 @@ function readJson(file: string): unknown {
   }
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((d, i) => d === b[i]);
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 // Buffers that old checkpoints saved and transformers recomputes: dropped on load.
 const IGNORED = /^model\.(layers\.\d+\.self_attn\.)?rotary_emb\.inv_freq$/;
@@ -202,7 +276,8 @@ function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string
   const indexFile = path.join(dir, 'model.safetensors.index.json');
   const where = new Map<string, SafetensorsFile>();
   if (fs.existsSync(single) || !fs.existsSync(indexFile)) {
-    if (!fs.existsSync(single)) throw new Error(`${dir}: neither model.safetensors nor model.safetensors.index.json exists`);
+    if (!fs.existsSync(single))
+      throw new Error(`${dir}: neither model.safetensors nor model.safetensors.index.json exists`);
     const f = SafetensorsFile.open(single);
     for (const n of f.names) where.set(n, f);
     return { files: [f], where, source: 'model.safetensors' };
@@ -213,7 +288,9 @@ function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string
   const byShard = new Map<string, string[]>();
   for (const [name, shard] of Object.entries(index.weight_map)) {
     if (typeof shard !== 'string' || !SHARD.test(shard) || shard.startsWith('.'))
-      throw new RangeError(`${label}: weight_map["${name}"] = ${JSON.stringify(shard)} is not a .safetensors file name in the directory`);
+      throw new RangeError(
+        `${label}: weight_map["${name}"] = ${JSON.stringify(shard)} is not a .safetensors file name in the directory`,
+      );
     byShard.set(shard, [...(byShard.get(shard) ?? []), name]);
   }
   const files: SafetensorsFile[] = [];
@@ -222,9 +299,11 @@ function openWeights(dir: string): { files: SafetensorsFile[]; where: Map<string
       const f = SafetensorsFile.open(path.join(dir, shard));
       files.push(f);
       const listed = new Set(names);
-      for (const n of names) if (!f.names.includes(n)) throw new Error(`${shard}: tensor "${n}" (listed in ${label} weight_map) is missing`);
+      for (const n of names)
+        if (!f.names.includes(n)) throw new Error(`${shard}: tensor "${n}" (listed in ${label} weight_map) is missing`);
       for (const n of f.names) {
-        if (!listed.has(n)) throw new Error(`${shard}: tensor "${n}" is not listed for this shard in ${label} weight_map`);
+        if (!listed.has(n))
+          throw new Error(`${shard}: tensor "${n}" is not listed for this shard in ${label} weight_map`);
         where.set(n, f);
       }
     }
@@ -241,7 +320,10 @@ export interface LoadOptions {
 }
 
 /** Loads and validates an HF checkpoint directory; tensors come back as float32 in expectedTensors() order. */
-export function loadCheckpoint(dir: string, opts: LoadOptions = {}): { config: DecoderConfig; tensors: Map<string, HostTensor> } {
+export function loadCheckpoint(
+  dir: string,
+  opts: LoadOptions = {},
+): { config: DecoderConfig; tensors: Map<string, HostTensor> } {
   const config = parseConfig(readJson(path.join(dir, 'config.json')));
   const { files, where, source } = openWeights(dir);
   const label = (f: SafetensorsFile) => path.basename(f.file);
@@ -250,13 +332,20 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): { config: D
     const want = new Set(expected.map((t) => t.name));
     for (const t of expected) {
       const f = where.get(t.name);
-      if (!f) throw new Error(`${source}: tensor "${t.name}" is missing (expected shape ${fmt(t.shape)} from config.json)`);
+      if (!f)
+        throw new Error(`${source}: tensor "${t.name}" is missing (expected shape ${fmt(t.shape)} from config.json)`);
       const got = f.entry(t.name).shape;
-      if (!sameShape(got, t.shape)) throw new RangeError(`${label(f)}: tensor "${t.name}" has shape ${fmt(got)}, expected ${fmt(t.shape)} from config.json`);
+      if (!sameShape(got, t.shape))
+        throw new RangeError(
+          `${label(f)}: tensor "${t.name}" has shape ${fmt(got)}, expected ${fmt(t.shape)} from config.json`,
+        );
     }
     const tensors = new Map<string, HostTensor>();
-    const read = (f: SafetensorsFile, name: string, shape: number[]) =>
-      ({ dtype: f.entry(name).dtype, shape: [...shape], data: f.readFloat32(name, opts.into?.(name, shape)) });
+    const read = (f: SafetensorsFile, name: string, shape: number[]) => ({
+      dtype: f.entry(name).dtype,
+      shape: [...shape],
+      data: f.readFloat32(name, opts.into?.(name, shape)),
+    });
     for (const t of expected) tensors.set(t.name, read(where.get(t.name)!, t.name, t.shape));
     for (const [name, f] of where) {
       if (want.has(name) || IGNORED.test(name)) continue;
@@ -266,9 +355,13 @@ export function loadCheckpoint(dir: string, opts: LoadOptions = {}): { config: D
         const shape = f.entry(name).shape;
         const copy = sameShape(shape, e.shape) && f.readFloat32(name).every((x, i) => Object.is(x, e.data[i]));
         if (copy) continue;
-        throw new Error(`${label(f)}: tensor "lm_head.weight" differs from model.embed_tokens.weight but tie_word_embeddings is true`);
+        throw new Error(
+          `${label(f)}: tensor "lm_head.weight" differs from model.embed_tokens.weight but tie_word_embeddings is true`,
+        );
       }
-      throw new Error(`${label(f)}: unexpected tensor "${name}" (not part of a ${config.model_type} model with this config.json)`);
+      throw new Error(
+        `${label(f)}: unexpected tensor "${name}" (not part of a ${config.model_type} model with this config.json)`,
+      );
     }
     return { config, tensors };
   } finally {
@@ -286,11 +379,14 @@ export interface SaveOptions {
   extraFiles?: Record<string, string | Uint8Array>;
 }
 
-type TensorMap = Map<string, { shape?: number[]; data: Float32Array }> | Record<string, { shape?: number[]; data: Float32Array }>;
+type TensorMap =
+  Map<string, { shape?: number[]; data: Float32Array }> | Record<string, { shape?: number[]; data: Float32Array }>;
 
 function sortedJson(v: unknown, indent = ''): string {
   if (!isObject(v)) return Array.isArray(v) ? `[${v.map((x) => sortedJson(x, indent)).join(', ')}]` : JSON.stringify(v);
-  const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort();
+  const keys = Object.keys(v)
+    .filter((k) => v[k] !== undefined)
+    .sort();
   if (!keys.length) return '{}';
   const inner = indent + '  ';
   return `{\n${keys.map((k) => `${inner}${JSON.stringify(k)}: ${sortedJson(v[k], inner)}`).join(',\n')}\n${indent}}`;
@@ -300,10 +396,22 @@ function sortedJson(v: unknown, indent = ''): string {
 function configJson(cfg: DecoderConfig, dtype: string): string {
   const out: Record<string, unknown> = { ...cfg.raw };
   if (!Array.isArray(out.architectures)) out.architectures = [ARCH[cfg.model_type]];
-  for (const k of ['model_type', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
-    'rms_norm_eps', 'vocab_size', 'tie_word_embeddings', 'max_position_embeddings'] as const) out[k] = cfg[k];
+  for (const k of [
+    'model_type',
+    'hidden_size',
+    'intermediate_size',
+    'num_hidden_layers',
+    'num_attention_heads',
+    'num_key_value_heads',
+    'rms_norm_eps',
+    'vocab_size',
+    'tie_word_embeddings',
+    'max_position_embeddings',
+  ] as const)
+    out[k] = cfg[k];
   if (cfg.model_type === 'llama' || out.attention_bias !== undefined) out.attention_bias = cfg.attention_bias;
-  if (out.head_dim !== undefined || cfg.head_dim * cfg.num_attention_heads !== cfg.hidden_size) out.head_dim = cfg.head_dim;
+  if (out.head_dim !== undefined || cfg.head_dim * cfg.num_attention_heads !== cfg.hidden_size)
+    out.head_dim = cfg.head_dim;
   if (isObject(out.rope_parameters)) out.rope_parameters = { ...out.rope_parameters, rope_theta: cfg.rope_theta };
   if (!isObject(out.rope_parameters) || out.rope_theta !== undefined) out.rope_theta = cfg.rope_theta;
   out.torch_dtype = dtype;
@@ -321,20 +429,34 @@ export function saveCheckpoint(dir: string, config: DecoderConfig, tensors: Tens
   const map = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
   const expected = expectedTensors(cfg);
   const want = new Set(expected.map((t) => t.name));
-  for (const name of map.keys()) if (!want.has(name)) throw new Error(`tensors: unexpected tensor "${name}" for this config`);
+  for (const name of map.keys())
+    if (!want.has(name)) throw new Error(`tensors: unexpected tensor "${name}" for this config`);
   const list = expected.map(({ name, shape }) => {
     const t = map.get(name);
     if (!t) throw new Error(`tensors: "${name}" is missing`);
     if (!(t.data instanceof Float32Array)) throw new TypeError(`tensors: "${name}".data must be a Float32Array`);
-    if (t.shape && !sameShape(t.shape, shape)) throw new RangeError(`tensors: "${name}" has shape ${fmt(t.shape)}, expected ${fmt(shape)}`);
-    if (t.data.length !== elementCount(shape)) throw new RangeError(`tensors: "${name}" has ${t.data.length} values, expected ${elementCount(shape)} for ${fmt(shape)}`);
+    if (t.shape && !sameShape(t.shape, shape))
+      throw new RangeError(`tensors: "${name}" has shape ${fmt(t.shape)}, expected ${fmt(shape)}`);
+    if (t.data.length !== elementCount(shape))
+      throw new RangeError(
+        `tensors: "${name}" has ${t.data.length} values, expected ${elementCount(shape)} for ${fmt(shape)}`,
+      );
     return { name, shape, data: t.data };
   });
   const extra = Object.entries(opts.extraFiles ?? {});
   for (const [name, data] of extra) {
-    if (!/^[^/\\]+$/.test(name) || name === '.' || name === '..' || name === 'config.json' || name.startsWith('model.safetensors'))
-      throw new RangeError(`extraFiles: "${name}" must be a plain file name other than config.json and model.safetensors*`);
-    if (typeof data !== 'string' && !(data instanceof Uint8Array)) throw new TypeError(`extraFiles["${name}"]: must be a string or Uint8Array`);
+    if (
+      !/^[^/\\]+$/.test(name) ||
+      name === '.' ||
+      name === '..' ||
+      name === 'config.json' ||
+      name.startsWith('model.safetensors')
+    )
+      throw new RangeError(
+        `extraFiles: "${name}" must be a plain file name other than config.json and model.safetensors*`,
+      );
+    if (typeof data !== 'string' && !(data instanceof Uint8Array))
+      throw new TypeError(`extraFiles["${name}"]: must be a string or Uint8Array`);
   }
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'model.safetensors'), list, { dtype, metadata: { format: 'pt' } });
@@ -355,10 +477,13 @@ function removeStaleShards(dir: string): void {
   let shards: string[] = [];
   try {
     const index = JSON.parse(fs.readFileSync(indexFile, 'utf8'));
-    shards = Object.values(isObject(index?.weight_map) ? index.weight_map : {}).filter((s): s is string => typeof s === 'string');
+    shards = Object.values(isObject(index?.weight_map) ? index.weight_map : {}).filter(
+      (s): s is string => typeof s === 'string',
+    );
   } catch {
     // an unreadable index is removed all the same
   }
   fs.rmSync(indexFile, { force: true });
-  for (const s of new Set(shards)) if (/^model-\d+-of-\d+\.safetensors$/.test(s)) fs.rmSync(path.join(dir, s), { force: true });
+  for (const s of new Set(shards))
+    if (/^model-\d+-of-\d+\.safetensors$/.test(s)) fs.rmSync(path.join(dir, s), { force: true });
 }

@@ -31,7 +31,11 @@ export class SampleRow {
   reason: FinishReason = 'length';
   stop: number | string | undefined;
 
-  constructor(readonly prompt: number, readonly index: number, readonly rng: Rng) {}
+  constructor(
+    readonly prompt: number,
+    readonly index: number,
+    readonly rng: Rng,
+  ) {}
 
   /** Appends a drawn token and applies the stop rules (a stop token or string ends the row, then the length). */
   push(token: number, logprob: number, samplingLogprob: number, rules: StopRules): void {
@@ -102,14 +106,17 @@ const isF32 = (v: unknown) => ArrayBuffer.isView(v) && Object.prototype.toString
 
 function checkLogits(logits: unknown, n: number, V: number, what: string): Float32Array {
   if (!isF32(logits) || (logits as Float32Array).length < n * V)
-    throw new Error(`model: ${what} returned ${(logits as Float32Array | undefined)?.length} logits, want ${n * V} ((${n}, ${V}))`);
+    throw new Error(
+      `model: ${what} returned ${(logits as Float32Array | undefined)?.length} logits, want ${n * V} ((${n}, ${V}))`,
+    );
   return logits as Float32Array;
 }
 
 /** K samples of every prompt through one batch cache (see the file comment). */
 export async function runContinuous<Cache>(job: ContinuousJob<Cache>): Promise<PromptSamples[]> {
   const { model, promptIds, k: K, vocab: V, rules } = job;
-  const P = promptIds.length, total = P * K;
+  const P = promptIds.length,
+    total = P * K;
   const samples: Sample[][] = promptIds.map(() => new Array<Sample>(K));
   const left = new Array<number>(P).fill(K); // samples of each prompt not finished yet
   const out: PromptSamples[] = new Array(P);
@@ -119,7 +126,10 @@ export async function runContinuous<Cache>(job: ContinuousJob<Cache>): Promise<P
   let pending: { prompt: number; cache: Cache; logits: Float32Array } | undefined; // the prompt being admitted
   try {
     const slots = rowMethods(cache);
-    if (!slots) throw new TypeError('model: continuous batching needs KV caches with copyRows() and resetRows() (as the engine\'s KvCache)');
+    if (!slots)
+      throw new TypeError(
+        "model: continuous batching needs KV caches with copyRows() and resetRows() (as the engine's KvCache)",
+      );
     const decodeRows = model.decodeRows!.bind(model);
     const bySlot: (SampleRow | null)[] = new Array(job.rows).fill(null);
     const free: number[] = [];
@@ -142,7 +152,8 @@ export async function runContinuous<Cache>(job: ContinuousJob<Cache>): Promise<P
       // 1. Fill the free slots with the next samples (prefilling each prompt once).
       const fresh: { slot: number; row: SampleRow; logits: Float32Array }[] = [];
       while (free.length > 0 && next < total) {
-        const p = Math.floor(next / K), s = next % K;
+        const p = Math.floor(next / K),
+          s = next % K;
         if (pending === undefined) {
           const ids = promptIds[p];
           const one = model.newKvCache(1, job.capacity);
@@ -168,15 +179,28 @@ export async function runContinuous<Cache>(job: ContinuousJob<Cache>): Promise<P
         const rows = live.map((slot) => bySlot[slot]!);
         job.draw(logits, rows);
         rows.forEach((row, i) => {
-          job.onToken?.({ prompt: row.prompt, sample: row.index, token: row.ids[row.ids.length - 1], logprob: row.lp[row.lp.length - 1],
-            samplingLogprob: row.slp[row.slp.length - 1], logits: logits.subarray(i * V, (i + 1) * V) });
+          job.onToken?.({
+            prompt: row.prompt,
+            sample: row.index,
+            token: row.ids[row.ids.length - 1],
+            logprob: row.lp[row.lp.length - 1],
+            samplingLogprob: row.slp[row.slp.length - 1],
+            logits: logits.subarray(i * V, (i + 1) * V),
+          });
           if (row.done) ended.push(live[i]);
         });
       }
       for (const f of fresh) {
         job.draw(f.logits, [f.row]);
         const r = f.row;
-        job.onToken?.({ prompt: r.prompt, sample: r.index, token: r.ids[0], logprob: r.lp[0], samplingLogprob: r.slp[0], logits: f.logits });
+        job.onToken?.({
+          prompt: r.prompt,
+          sample: r.index,
+          token: r.ids[0],
+          logprob: r.lp[0],
+          samplingLogprob: r.slp[0],
+          logits: f.logits,
+        });
         if (r.done) ended.push(f.slot);
       }
       for (const slot of ended) await finish(slot, bySlot[slot]!);

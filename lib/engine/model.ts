@@ -10,10 +10,26 @@
 // response token, −100 for prompt positions, padding and the last position.
 import * as fs from 'fs';
 import * as path from 'path';
-import { addon, localError, NativeKvCache, NativeLossResult, NativeMemoryReport, NativeModel, NativeStepResult } from '../native';
+import {
+  addon,
+  localError,
+  NativeKvCache,
+  NativeLossResult,
+  NativeMemoryReport,
+  NativeModel,
+  NativeStepResult,
+} from '../native';
 import { LossResult, LossSpecOptions, lossSpecArgs, publicResult } from '../kernels/loss';
 import { mulberry32 } from '../util/rng';
-import { checkEnum, checkedProduct, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
+import {
+  checkEnum,
+  checkedProduct,
+  checkFiniteNumber,
+  checkInteger,
+  describe,
+  rangeError,
+  typeError,
+} from '../util/validate';
 import { DecoderConfig, loadCheckpoint, parseConfig, saveCheckpoint } from './checkpoint';
 
 /** Where a Model runs. */
@@ -107,8 +123,16 @@ export type MemoryReport = NativeMemoryReport;
 
 /** Files copied from the source checkpoint directory on save(), when present. */
 export const TOKENIZER_FILES = [
-  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'vocab.json', 'merges.txt',
-  'tokenizer.model', 'chat_template.jinja', 'chat_template.json', 'generation_config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'vocab.json',
+  'merges.txt',
+  'tokenizer.model',
+  'chat_template.jinja',
+  'chat_template.json',
+  'generation_config.json',
 ] as const;
 
 function call<T>(f: () => T): T {
@@ -226,10 +250,24 @@ export class Model {
   private gradsArr?: Float32Array;
 
   private constructor(config: DecoderConfig, opts: ModelOptions, sourceDir?: string) {
-    if (opts === null || typeof opts !== 'object') throw typeError('options', `must be an object, got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object')
+      throw typeError('options', `must be an object, got ${describe(opts)}`);
     const native: Record<string, unknown> = {};
-    for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads',
-      'head_dim', 'rms_norm_eps', 'rope_theta', 'tie_word_embeddings', 'qkv_bias', 'o_bias'] as const) native[k] = config[k];
+    for (const k of [
+      'vocab_size',
+      'hidden_size',
+      'intermediate_size',
+      'num_hidden_layers',
+      'num_attention_heads',
+      'num_key_value_heads',
+      'head_dim',
+      'rms_norm_eps',
+      'rope_theta',
+      'tie_word_embeddings',
+      'qkv_bias',
+      'o_bias',
+    ] as const)
+      native[k] = config[k];
     const o: Record<string, unknown> = {};
     const oneOf = (k: 'device' | 'precision' | 'activationDtype', allowed: readonly string[]) => {
       if (opts[k] !== undefined) o[k] = checkEnum(k, opts[k], allowed);
@@ -329,7 +367,8 @@ export class Model {
     const t = this.entry(name);
     const n = numel(t);
     if (!(data instanceof Float32Array)) throw typeError('data', `must be a Float32Array, got ${describe(data)}`);
-    if (data.length !== n) throw rangeError('data', `length must be ${n} (${name} ${JSON.stringify(t.shape)}), got ${data.length}`);
+    if (data.length !== n)
+      throw rangeError('data', `length must be ${n} (${name} ${JSON.stringify(t.shape)}), got ${data.length}`);
     this.setParams(data, t.offset);
   }
   /** Writes the AdamW moments (flat, params layout; exact resume on any device). */
@@ -337,7 +376,8 @@ export class Model {
     for (const k of ['m', 'v'] as const) {
       const a = s?.[k];
       if (!(a instanceof Float32Array)) throw typeError(k, `must be a Float32Array, got ${describe(a)}`);
-      if (a.length !== this.numParams) throw rangeError(k, `length must be numParams = ${this.numParams}, got ${a.length}`);
+      if (a.length !== this.numParams)
+        throw rangeError(k, `length must be numParams = ${this.numParams}, got ${a.length}`);
     }
     if (this.device === 'cpu') {
       const views = this.optimizerState();
@@ -407,7 +447,8 @@ export class Model {
   tensor(name: string, which: 'param' | 'grad' = 'param'): Float32Array {
     const t = this.entry(name);
     const n = numel(t);
-    if (this.device !== 'cpu') return local(call(() => this.native.readBuffer(which === 'grad' ? 'grads' : 'params', t.offset, n)));
+    if (this.device !== 'cpu')
+      return local(call(() => this.native.readBuffer(which === 'grad' ? 'grads' : 'params', t.offset, n)));
     return (which === 'grad' ? this.grads() : this.params()).subarray(t.offset, t.offset + n);
   }
 
@@ -440,11 +481,20 @@ export class Model {
     // positional: ids (any array, judged by checkIds) and B, T after it; otherwise the options object
     const positional = B !== undefined || ArrayBuffer.isView(first) || Array.isArray(first);
     const o = (positional ? { ids: first, B, T, lastOnly: opts?.lastOnly } : first) as ForwardOptions;
-    if (o === null || typeof o !== 'object') throw new TypeError(`opts: must be an object { ids, B, T, lastOnly? }, got ${o === null ? 'null' : typeof o}`);
+    if (o === null || typeof o !== 'object')
+      throw new TypeError(`opts: must be an object { ids, B, T, lastOnly? }, got ${o === null ? 'null' : typeof o}`);
     checkInteger('B', o.B, 1, 2 ** 31 - 1);
     checkInteger('T', o.T, 1, 2 ** 31 - 1);
-    checkIds('ids', o.ids, checkedProduct('T', [['B', o.B], ['T', o.T]]));
-    if (!positional && o.lastOnly !== undefined && typeof o.lastOnly !== 'boolean') throw new TypeError(`lastOnly: must be a boolean, got ${typeof o.lastOnly}`);
+    checkIds(
+      'ids',
+      o.ids,
+      checkedProduct('T', [
+        ['B', o.B],
+        ['T', o.T],
+      ]),
+    );
+    if (!positional && o.lastOnly !== undefined && typeof o.lastOnly !== 'boolean')
+      throw new TypeError(`lastOnly: must be a boolean, got ${typeof o.lastOnly}`);
     return local(call(() => this.native.forward(o.ids, o.B, o.T, !!o.lastOnly)));
   }
 
@@ -475,7 +525,8 @@ export class Model {
    * host copies on CUDA (write them back with setOptimizerState()).
    */
   optimizerState(): { m: Float32Array; v: Float32Array } {
-    if (this.device !== 'cpu') return { m: local(call(() => this.native.readBuffer('m'))), v: local(call(() => this.native.readBuffer('v'))) };
+    if (this.device !== 'cpu')
+      return { m: local(call(() => this.native.readBuffer('m'))), v: local(call(() => this.native.readBuffer('v'))) };
     const s = call(() => this.native.optimizerView());
     return { m: local(s.m), v: local(s.v) };
   }
@@ -557,11 +608,24 @@ export class Model {
     return this.decodeAsync(cache, tokens, rows);
   }
 
-  private extendArgs(cache: KvCache, ids: Int32Array, B: number, T: number, rows: Int32Array | undefined): Int32Array | undefined {
+  private extendArgs(
+    cache: KvCache,
+    ids: Int32Array,
+    B: number,
+    T: number,
+    rows: Int32Array | undefined,
+  ): Int32Array | undefined {
     if (!(cache instanceof KvCache)) throw typeError('cache', `must be a KvCache, got ${describe(cache)}`);
     checkInteger('B', B, 1, 2 ** 31 - 1);
     checkInteger('T', T, 1, 2 ** 31 - 1);
-    checkIds('ids', ids, checkedProduct('T', [['B', B], ['T', T]]));
+    checkIds(
+      'ids',
+      ids,
+      checkedProduct('T', [
+        ['B', B],
+        ['T', T],
+      ]),
+    );
     return checkRows(rows, B);
   }
   private decodeArgs(cache: KvCache, tokens: Int32Array, rows: Int32Array | undefined): Int32Array | undefined {
@@ -613,7 +677,8 @@ export class Model {
     const T = checkInteger('T', o.T, 1, 2 ** 31 - 1);
     if (B * T > 2 ** 31 - 1) throw rangeError('T', `B × T must be < 2^31, got ${B * T}`);
     const ids = checkIds('ids', o.ids, B * T);
-    if (o.backward !== undefined && typeof o.backward !== 'boolean') throw typeError('backward', `must be a boolean, got ${describe(o.backward)}`);
+    if (o.backward !== undefined && typeof o.backward !== 'boolean')
+      throw typeError('backward', `must be a boolean, got ${describe(o.backward)}`);
     // Token ids and target values are checked by the engine itself (ids first), on the worker for async calls.
     const { args } = lossSpecArgs(o, B * T, this.vocab, { targetValues: false, rowsName: 'B × T' });
     return { ids, B, T, ...args, backward: o.backward ?? true };
@@ -631,7 +696,8 @@ function stepArgs(o: StepOptions): Record<string, number> {
   for (const k of ['beta1', 'beta2', 'eps', 'weightDecay', 'maxGradNorm'] as const) {
     if (o[k] === undefined) continue;
     const v = checkFiniteNumber(k, o[k]);
-    if (v < 0 || ((k === 'beta1' || k === 'beta2') && v >= 1)) throw rangeError(k, `must be in ${k.startsWith('beta') ? '[0, 1)' : '[0, ∞)'}, got ${v}`);
+    if (v < 0 || ((k === 'beta1' || k === 'beta2') && v >= 1))
+      throw rangeError(k, `must be in ${k.startsWith('beta') ? '[0, 1)' : '[0, ∞)'}, got ${v}`);
     out[k] = v;
   }
   return out;
@@ -648,7 +714,8 @@ function gaussian(seed: number): () => number {
       spare = undefined;
       return r;
     }
-    const r = Math.sqrt(-2 * Math.log(u())), a = 2 * Math.PI * u();
+    const r = Math.sqrt(-2 * Math.log(u())),
+      a = 2 * Math.PI * u();
     spare = r * Math.sin(a);
     return r * Math.cos(a);
   };

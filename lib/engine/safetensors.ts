@@ -52,9 +52,10 @@ export function parseHeader(buf: Uint8Array, fileSize: number, fileName?: string
 const CHUNK = 1 << 26; // bytes per read/write call (64 MiB)
 
 function readFully(fd: number, dst: Uint8Array, position: number, file: string): void {
-  for (let off = 0; off < dst.length; ) {
+  for (let off = 0; off < dst.length;) {
     const n = fs.readSync(fd, dst, off, Math.min(CHUNK, dst.length - off), position + off);
-    if (n === 0) throw new Error(`${file}: unexpected end of file at byte ${position + off} (was it truncated while being read?)`);
+    if (n === 0)
+      throw new Error(`${file}: unexpected end of file at byte ${position + off} (was it truncated while being read?)`);
     off += n;
   }
 }
@@ -68,13 +69,15 @@ function f16ToF32Table(): Float32Array {
     const sign = h & 0x8000 ? -1 : 1;
     const e = (h >> 10) & 0x1f;
     const m = h & 0x3ff;
-    t[h] = e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
+    t[h] =
+      e === 0 ? sign * m * 2 ** -24 : e === 31 ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
   }
   return (f16Table = t);
 }
 
 /** prod(shape); 0 when a dimension is 0 (also when the others' product is not finite: no Infinity × 0 = NaN). */
-export const elementCount = (shape: readonly number[]): number => (shape.includes(0) ? 0 : shape.reduce((a, b) => a * b, 1));
+export const elementCount = (shape: readonly number[]): number =>
+  shape.includes(0) ? 0 : shape.reduce((a, b) => a * b, 1);
 
 /** An open .safetensors file: the header is parsed and checked at open; tensors are read on request. */
 export class SafetensorsFile {
@@ -82,7 +85,11 @@ export class SafetensorsFile {
   private readonly byName = new Map<string, SafetensorsEntry>();
   private fd: number | null;
 
-  private constructor(readonly file: string, fd: number, readonly fileSize: number) {
+  private constructor(
+    readonly file: string,
+    fd: number,
+    readonly fileSize: number,
+  ) {
     this.fd = fd;
     const label = path.basename(file);
     const prefix = new Uint8Array(Math.min(8, fileSize));
@@ -144,7 +151,8 @@ export class SafetensorsFile {
     if (t.dtype !== 'F32' && t.dtype !== 'BF16' && t.dtype !== 'F16')
       throw new TypeError(`${label}: tensor "${name}" has dtype ${t.dtype}; only F32, BF16 and F16 convert to float32`);
     if (out && out.length !== n) throw new RangeError(`out: length ${out.length} != ${n} elements of tensor "${name}"`);
-    if (!out && n * 4 > bufferConstants.MAX_LENGTH) throw new RangeError(`${label}: tensor "${name}" (${n} elements) is too large for one Float32Array`);
+    if (!out && n * 4 > bufferConstants.MAX_LENGTH)
+      throw new RangeError(`${label}: tensor "${name}" (${n} elements) is too large for one Float32Array`);
     const dst = out ?? new Float32Array(n);
     const pos = this.header.dataStart + t.begin;
     if (t.dtype === 'F32') {
@@ -171,7 +179,10 @@ export class SafetensorsFile {
 }
 
 /** Reads a whole .safetensors file (or the named tensors) as float32. */
-export function readSafetensors(file: string, names?: readonly string[]): { metadata: Record<string, string>; tensors: Map<string, HostTensor> } {
+export function readSafetensors(
+  file: string,
+  names?: readonly string[],
+): { metadata: Record<string, string>; tensors: Map<string, HostTensor> } {
   const f = SafetensorsFile.open(file);
   try {
     const tensors = new Map<string, HostTensor>();
@@ -206,15 +217,21 @@ export function writeSafetensors(
   const dtype = checkDtype('dtype', opts.dtype ?? 'fp32', ['float32', 'bfloat16']);
   if (os.endianness() !== 'LE') throw new Error('rift: safetensors writing needs a little-endian host');
   tensors.forEach((t, i) => {
-    if (!(t.data instanceof Float32Array)) throw new TypeError(`tensors[${i}] ("${t.name}").data: must be a Float32Array`);
+    if (!(t.data instanceof Float32Array))
+      throw new TypeError(`tensors[${i}] ("${t.name}").data: must be a Float32Array`);
     if (!Array.isArray(t.shape)) throw new TypeError(`tensors[${i}] ("${t.name}").shape: must be an array`);
     if (t.data.length !== elementCount(t.shape))
-      throw new RangeError(`tensors[${i}] ("${t.name}"): data length ${t.data.length} != prod(shape [${t.shape.join(', ')}])`);
+      throw new RangeError(
+        `tensors[${i}] ("${t.name}"): data length ${t.data.length} != prod(shape [${t.shape.join(', ')}])`,
+      );
   });
   const st = dtype === 'fp32' ? 'F32' : 'BF16';
   let layout: ReturnType<NativeSafetensors['buildHeader']>;
   try {
-    layout = native().buildHeader(tensors.map((t) => ({ name: t.name, dtype: st, shape: t.shape })), opts.metadata);
+    layout = native().buildHeader(
+      tensors.map((t) => ({ name: t.name, dtype: st, shape: t.shape })),
+      opts.metadata,
+    );
   } catch (e) {
     throw localError(e);
   }
@@ -223,10 +240,11 @@ export function writeSafetensors(
     for (const p of layout.placement) {
       const d = tensors[p.index].data;
       if (st === 'F32') writeFully(fd, new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
-      else for (let i = 0; i < d.length; i += CHUNK / 2) {
-        const bf = f32ToBf16(d.subarray(i, i + CHUNK / 2));
-        writeFully(fd, new Uint8Array(bf.buffer, bf.byteOffset, bf.byteLength));
-      }
+      else
+        for (let i = 0; i < d.length; i += CHUNK / 2) {
+          const bf = f32ToBf16(d.subarray(i, i + CHUNK / 2));
+          writeFully(fd, new Uint8Array(bf.buffer, bf.byteOffset, bf.byteLength));
+        }
     }
   });
 }

@@ -48,7 +48,8 @@ export class Rng {
     const st = { s: 0x2545f491 };
     for (const k of keys) {
       if (!Number.isSafeInteger(k)) throw new RangeError(`seed: ${k} is not a safe integer`);
-      const lo = k >>> 0, hi = Math.floor(k / 2 ** 32) >>> 0;
+      const lo = k >>> 0,
+        hi = Math.floor(k / 2 ** 32) >>> 0;
       st.s ^= splitmix32(st) ^ lo;
       st.s ^= splitmix32(st) ^ hi;
     }
@@ -76,7 +77,8 @@ export class Rng {
 
   /** Uniform double in [0, 1) with 53 random bits. */
   next(): number {
-    const a = this.nextU32() >>> 5, b = this.nextU32() >>> 6;
+    const a = this.nextU32() >>> 5,
+      b = this.nextU32() >>> 6;
     return (a * 67108864 + b) / 9007199254740992;
   }
 }
@@ -121,8 +123,10 @@ export function checkSamplingParams(p: SamplingParams = {}): CheckedParams {
   const topP = p.topP ?? 1;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0)
     throw new RangeError(`temperature: must be a finite number ≥ 0, got ${p.temperature}`);
-  if (!Number.isSafeInteger(topK) || topK < 0) throw new RangeError(`topK: must be an integer ≥ 0 (0 = off), got ${p.topK}`);
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) throw new RangeError(`topP: must be in (0, 1] (1 = off), got ${p.topP}`);
+  if (!Number.isSafeInteger(topK) || topK < 0)
+    throw new RangeError(`topK: must be an integer ≥ 0 (0 = off), got ${p.topK}`);
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
+    throw new RangeError(`topP: must be in (0, 1] (1 = off), got ${p.topP}`);
   return { temperature, topK, topP };
 }
 
@@ -138,7 +142,8 @@ export class SamplerScratch {
   readonly order: Int32Array; // (V) candidate ids for top-p
   readonly keep: Uint8Array; // (V) top-p survivors
   constructor(readonly vocab: number) {
-    if (!Number.isSafeInteger(vocab) || vocab < 1) throw new RangeError(`vocab: must be a positive integer, got ${vocab}`);
+    if (!Number.isSafeInteger(vocab) || vocab < 1)
+      throw new RangeError(`vocab: must be a positive integer, got ${vocab}`);
     this.prob = new Float64Array(vocab);
     this.work = new Float64Array(vocab);
     this.order = new Int32Array(vocab);
@@ -148,20 +153,27 @@ export class SamplerScratch {
 
 /** The k-th largest of a[0..n) (1-based k), by quickselect; reorders a. */
 function kthLargest(a: Float64Array, n: number, k: number): number {
-  let lo = 0, hi = n - 1;
+  let lo = 0,
+    hi = n - 1;
   const target = k - 1; // index in descending order
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     // median of three as the pivot
-    const x = a[lo], y = a[mid], z = a[hi];
+    const x = a[lo],
+      y = a[mid],
+      z = a[hi];
     const pivot = x > y ? (y > z ? y : x > z ? z : x) : x > z ? x : y > z ? z : y;
-    let i = lo, j = hi;
+    let i = lo,
+      j = hi;
     while (i <= j) {
       while (a[i] > pivot) i++;
       while (a[j] < pivot) j--;
       if (i <= j) {
-        const t = a[i]; a[i] = a[j]; a[j] = t;
-        i++; j--;
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
       }
     }
     if (target <= j) hi = j;
@@ -175,11 +187,15 @@ function kthLargest(a: Float64Array, n: number, k: number): number {
 export function rowStats(logits: Float32Array): { argmax: number; lse: number } {
   const V = logits.length;
   if (V === 0) throw new RangeError('logits: empty row');
-  let m = -Infinity, argmax = -1;
+  let m = -Infinity,
+    argmax = -1;
   for (let v = 0; v < V; v++) {
     const z = logits[v];
     if (Number.isNaN(z) || z === Infinity) throw new RangeError(`logits: logits[${v}] = ${z}`);
-    if (z > m) { m = z; argmax = v; }
+    if (z > m) {
+      m = z;
+      argmax = v;
+    }
   }
   if (argmax < 0) throw new RangeError('logits: every value is -Infinity');
   let sum = 0;
@@ -191,7 +207,12 @@ export function rowStats(logits: Float32Array): { argmax: number; lse: number } 
  * Fills sc.prob with the unnormalised sampling distribution (temperature > 0, then top-k, then top-p; removed
  * tokens are 0) and returns its total.
  */
-export function fillSamplingDistribution(logits: Float32Array, p: CheckedParams, m: number, sc: SamplerScratch): number {
+export function fillSamplingDistribution(
+  logits: Float32Array,
+  p: CheckedParams,
+  m: number,
+  sc: SamplerScratch,
+): number {
   const V = logits.length;
   const prob = sc.prob;
   // temperature: q_v ∝ exp((z_v − m) / T)
@@ -219,7 +240,11 @@ export function fillSamplingDistribution(logits: Float32Array, p: CheckedParams,
     for (let t = total * 1e-2; ; t = t > total * 1e-12 ? t / 16 : 0) {
       n = 0;
       let mass = 0;
-      for (let v = 0; v < V; v++) if (prob[v] > 0 && prob[v] >= t) { order[n++] = v; mass += prob[v]; }
+      for (let v = 0; v < V; v++)
+        if (prob[v] > 0 && prob[v] >= t) {
+          order[n++] = v;
+          mass += prob[v];
+        }
       if (mass >= target || t === 0) break;
     }
     const cand = Array.from(order.subarray(0, n)).sort((a, b) => prob[b] - prob[a] || a - b);
@@ -334,7 +359,10 @@ function cacheMethods<Cache>(c: Cache): CacheMethods<Cache> {
   return typeof c === 'object' && c !== null ? (c as CacheMethods<Cache>) : {};
 }
 
-function broadcaster<Cache>(model: SamplerModel<Cache>, probe: Cache): ((src: Cache, row: number, dst: Cache) => void | Promise<void>) | undefined {
+function broadcaster<Cache>(
+  model: SamplerModel<Cache>,
+  probe: Cache,
+): ((src: Cache, row: number, dst: Cache) => void | Promise<void>) | undefined {
   if (typeof model.broadcastKvCache === 'function') return (s, r, d) => model.broadcastKvCache!(s, r, d);
   if (typeof cacheMethods(probe).copyRows === 'function') return (s, r, d) => cacheMethods(d).copyRows!(s, r);
   return undefined;
@@ -426,22 +454,30 @@ export interface PromptSamples {
 }
 
 // Typed arrays made by the native addon (or in another vm context, e.g. under jest) fail `instanceof`: check the tag.
-const isTyped = (v: unknown, tag: string) => ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === `[object ${tag}]`;
+const isTyped = (v: unknown, tag: string) =>
+  ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === `[object ${tag}]`;
 
 function checkOptions(o: GenerateOptions, nPrompts: number) {
   if (typeof o !== 'object' || o === null) throw new TypeError('options: must be an object');
   const k = o.k ?? 1;
   if (!Number.isSafeInteger(k) || k < 1) throw new RangeError(`k: must be an integer ≥ 1, got ${o.k}`);
-  if (!Number.isSafeInteger(o.maxNewTokens) || o.maxNewTokens < 1) throw new RangeError(`maxNewTokens: must be an integer ≥ 1, got ${o.maxNewTokens}`);
+  if (!Number.isSafeInteger(o.maxNewTokens) || o.maxNewTokens < 1)
+    throw new RangeError(`maxNewTokens: must be an integer ≥ 1, got ${o.maxNewTokens}`);
   const seed = o.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new RangeError(`seed: must be a safe integer, got ${o.seed}`);
-  for (const [name, list] of [['stopTokens', o.stopTokens], ['stopStrings', o.stopStrings], ['promptKeys', o.promptKeys]] as const)
+  for (const [name, list] of [
+    ['stopTokens', o.stopTokens],
+    ['stopStrings', o.stopStrings],
+    ['promptKeys', o.promptKeys],
+  ] as const)
     if (list !== undefined && !Array.isArray(list)) throw new TypeError(`${name}: must be an array`);
   o.stopStrings?.forEach((s, i) => {
-    if (typeof s !== 'string' || s.length === 0) throw new RangeError(`stopStrings: stopStrings[${i}] must be a non-empty string`);
+    if (typeof s !== 'string' || s.length === 0)
+      throw new RangeError(`stopStrings: stopStrings[${i}] must be a non-empty string`);
   });
   if (o.promptKeys !== undefined) {
-    if (o.promptKeys.length !== nPrompts) throw new RangeError(`promptKeys: ${o.promptKeys.length} keys for ${nPrompts} prompts`);
+    if (o.promptKeys.length !== nPrompts)
+      throw new RangeError(`promptKeys: ${o.promptKeys.length} keys for ${nPrompts} prompts`);
     o.promptKeys.forEach((x, i) => {
       if (!Number.isSafeInteger(x)) throw new RangeError(`promptKeys: promptKeys[${i}] = ${x} is not a safe integer`);
     });
@@ -452,7 +488,8 @@ function checkOptions(o: GenerateOptions, nPrompts: number) {
   if (!Number.isSafeInteger(maxBatchRows) || maxBatchRows < 1 || maxBatchRows > 2 ** 31 - 1)
     throw new RangeError(`maxBatchRows: must be an integer in [1, 2^31), got ${o.maxBatchRows}`);
   const maxKvBytes = o.maxKvBytes ?? 2 ** 31;
-  if (typeof maxKvBytes !== 'number' || !(maxKvBytes > 0)) throw new RangeError(`maxKvBytes: must be a number > 0, got ${o.maxKvBytes}`);
+  if (typeof maxKvBytes !== 'number' || !(maxKvBytes > 0))
+    throw new RangeError(`maxKvBytes: must be a number > 0, got ${o.maxKvBytes}`);
   for (const name of ['onToken', 'onPromptDone'] as const)
     if (o[name] !== undefined && typeof o[name] !== 'function') throw new TypeError(`${name}: must be a function`);
   return { k, seed, params: checkSamplingParams(o), maxBatchRows, maxKvBytes };
@@ -491,9 +528,12 @@ export async function generate<Cache>(
     if (!isTyped(ids, 'Int32Array')) throw new TypeError(`prompts: prompts[${i}] must be a string or an Int32Array`);
     if (ids.length === 0) throw new RangeError(`prompts: prompts[${i}] has no tokens`);
     for (let j = 0; j < ids.length; j++)
-      if (ids[j] < 0 || ids[j] >= V) throw new RangeError(`prompts: prompts[${i}][${j}] = ${ids[j]} is outside [0, vocab_size = ${V})`);
+      if (ids[j] < 0 || ids[j] >= V)
+        throw new RangeError(`prompts: prompts[${i}][${j}] = ${ids[j]} is outside [0, vocab_size = ${V})`);
     if (maxPos !== undefined && ids.length + opts.maxNewTokens > maxPos)
-      throw new RangeError(`prompts: prompts[${i}] has ${ids.length} tokens; with maxNewTokens ${opts.maxNewTokens} that exceeds max_position_embeddings ${maxPos}`);
+      throw new RangeError(
+        `prompts: prompts[${i}] has ${ids.length} tokens; with maxNewTokens ${opts.maxNewTokens} that exceeds max_position_embeddings ${maxPos}`,
+      );
     return ids;
   });
 
@@ -506,16 +546,28 @@ export async function generate<Cache>(
     rows.forEach((row, r) => row.push(drawn.tokens[r], drawn.logprobs[r], drawn.samplingLogprobs[r], rules));
   };
 
-  const continuous = opts.batching === 'continuous' || (opts.batching === undefined && typeof model.decodeRows === 'function');
+  const continuous =
+    opts.batching === 'continuous' || (opts.batching === undefined && typeof model.decodeRows === 'function');
   if (continuous) {
-    if (typeof model.decodeRows !== 'function') throw new TypeError("batching: 'continuous' needs a model with decodeRows (as the engine's Model)");
+    if (typeof model.decodeRows !== 'function')
+      throw new TypeError("batching: 'continuous' needs a model with decodeRows (as the engine's Model)");
     const capacity = Math.max(0, ...promptIds.map((ids) => ids.length)) + opts.maxNewTokens;
     const perPos = kvBytesPerPosition(model.config);
     const byBytes = perPos === undefined ? Infinity : Math.max(1, Math.floor(maxKvBytes / (capacity * perPos)));
     const rows = Math.max(1, Math.min(maxBatchRows, byBytes, promptIds.length * K));
     return runContinuous({
-      model, promptIds, k: K, rows, capacity, vocab: V, rules, newRow, draw, release: (c) => release(model, c),
-      onToken: opts.onToken, onPromptDone: opts.onPromptDone,
+      model,
+      promptIds,
+      k: K,
+      rows,
+      capacity,
+      vocab: V,
+      rules,
+      newRow,
+      draw,
+      release: (c) => release(model, c),
+      onToken: opts.onToken,
+      onPromptDone: opts.onPromptDone,
     });
   }
   const out: PromptSamples[] = [];
@@ -533,8 +585,14 @@ export async function generate<Cache>(
  * their last token again, their logits ignored).
  */
 async function samplePrompt<Cache>(
-  model: SamplerModel<Cache>, ids: Int32Array, p: number, K: number, opts: GenerateOptions, V: number,
-  newRow: (p: number, s: number) => SampleRow, draw: DrawRows,
+  model: SamplerModel<Cache>,
+  ids: Int32Array,
+  p: number,
+  K: number,
+  opts: GenerateOptions,
+  V: number,
+  newRow: (p: number, s: number) => SampleRow,
+  draw: DrawRows,
 ): Promise<SampleRow[]> {
   const L = ids.length;
   const Tmax = L + opts.maxNewTokens;
@@ -580,7 +638,9 @@ async function samplePrompt<Cache>(
     for (let step = 0; ; step++) {
       const expect = shared ? V : K * V;
       if (!isTyped(logits, 'Float32Array') || logits.length < expect)
-        throw new Error(`model: ${step === 0 ? 'prefill' : 'decode'} returned ${logits?.length} logits, want ${expect} ((${shared ? 1 : K}, ${V}))`);
+        throw new Error(
+          `model: ${step === 0 ? 'prefill' : 'decode'} returned ${logits?.length} logits, want ${expect} ((${shared ? 1 : K}, ${V}))`,
+        );
       // Every live row in one native call (the first step's logits are one row shared by all K samples).
       const live = rows.map((row, r) => ({ row, r })).filter((x) => !x.row.done);
       let rowLogits = logits.subarray(0, K * V);
@@ -588,12 +648,21 @@ async function samplePrompt<Cache>(
         rowLogits = new Float32Array(live.length * V);
         live.forEach(({ r }, i) => rowLogits.set(logits.subarray(shared ? 0 : r * V, (shared ? 0 : r * V) + V), i * V));
       }
-      draw(rowLogits, live.map((x) => x.row));
+      draw(
+        rowLogits,
+        live.map((x) => x.row),
+      );
       let active = 0;
       live.forEach(({ row, r }, i) => {
         feed[r] = row.ids[row.ids.length - 1];
-        opts.onToken?.({ prompt: p, sample: r, token: feed[r], logprob: row.lp[row.lp.length - 1], samplingLogprob: row.slp[row.slp.length - 1],
-          logits: rowLogits.subarray(i * V, (i + 1) * V) });
+        opts.onToken?.({
+          prompt: p,
+          sample: r,
+          token: feed[r],
+          logprob: row.lp[row.lp.length - 1],
+          samplingLogprob: row.slp[row.slp.length - 1],
+          logits: rowLogits.subarray(i * V, (i + 1) * V),
+        });
         if (!row.done) active++;
       });
       if (active === 0) break;

@@ -64,10 +64,14 @@ function pickTemplate(v: unknown, file: string): string | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v === 'string') return v;
   if (Array.isArray(v)) {
-    const named = v.filter((t): t is { name: string; template: string } => isObject(t) && typeof t.template === 'string');
+    const named = v.filter(
+      (t): t is { name: string; template: string } => isObject(t) && typeof t.template === 'string',
+    );
     const t = named.find((x) => x.name === 'default') ?? (named.length === 1 ? named[0] : undefined);
     if (t) return t.template;
-    throw new Error(`${file}: chat_template is a list without a "default" entry (names: ${named.map((x) => x.name).join(', ')})`);
+    throw new Error(
+      `${file}: chat_template is a list without a "default" entry (names: ${named.map((x) => x.name).join(', ')})`,
+    );
   }
   throw new TypeError(`${file}: chat_template must be a string or a list of {name, template}`);
 }
@@ -76,10 +80,15 @@ const kindOf = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array'
 const MODEL_TYPES = ['BPE', 'WordPiece', 'Unigram'] as const;
 
 function checkVocabObject(source: string, vocab: unknown, type: string): void {
-  if (!isObject(vocab)) throw new TypeError(`${source}: model.vocab must be an object {token: id} for model type "${type}", got ${kindOf(vocab)}`);
+  if (!isObject(vocab))
+    throw new TypeError(
+      `${source}: model.vocab must be an object {token: id} for model type "${type}", got ${kindOf(vocab)}`,
+    );
   for (const [tok, id] of Object.entries(vocab))
     if (!Number.isSafeInteger(id) || (id as number) < 0)
-      throw new RangeError(`${source}: model.vocab[${JSON.stringify(tok).slice(0, 80)}] must be a token id (an integer ≥ 0), got ${JSON.stringify(id)}`);
+      throw new RangeError(
+        `${source}: model.vocab[${JSON.stringify(tok).slice(0, 80)}] must be a token id (an integer ≥ 0), got ${JSON.stringify(id)}`,
+      );
 }
 
 function checkMerges(source: string, merges: unknown): void {
@@ -88,15 +97,20 @@ function checkMerges(source: string, merges: unknown): void {
   merges.forEach((m, i) => {
     const pair = Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string';
     if (!pair && !(typeof m === 'string' && m.split(' ').length === 2))
-      throw new TypeError(`${source}: model.merges[${i}] must be "a b" or ["a", "b"], got ${JSON.stringify(m)?.slice(0, 80)}`);
+      throw new TypeError(
+        `${source}: model.merges[${i}] must be "a b" or ["a", "b"], got ${JSON.stringify(m)?.slice(0, 80)}`,
+      );
   });
 }
 
 /** A model without "type": inferred as @huggingface/tokenizers does, except its catch-all "Legacy" model. */
 function inferModelType(source: string, model: Json): string {
   if (Array.isArray(model.vocab)) return 'Unigram';
-  if (isObject(model.vocab) && 'continuing_subword_prefix' in model && 'unk_token' in model) return 'merges' in model ? 'BPE' : 'WordPiece';
-  throw new TypeError(`${source}: model.type is missing and cannot be inferred from the model's fields (give "BPE", "WordPiece" or "Unigram")`);
+  if (isObject(model.vocab) && 'continuing_subword_prefix' in model && 'unk_token' in model)
+    return 'merges' in model ? 'BPE' : 'WordPiece';
+  throw new TypeError(
+    `${source}: model.type is missing and cannot be inferred from the model's fields (give "BPE", "WordPiece" or "Unigram")`,
+  );
 }
 
 /**
@@ -104,22 +118,44 @@ function inferModelType(source: string, model: Json): string {
  * `source` (the file) and the field.
  */
 export function checkTokenizerJson(json: unknown, source = 'tokenizer.json'): void {
-  if (!isObject(json) || !isObject(json.model)) throw new TypeError(`${source}: must hold an object with a "model" object`);
+  if (!isObject(json) || !isObject(json.model))
+    throw new TypeError(`${source}: must hold an object with a "model" object`);
   const model = json.model;
   const declared = model.type;
-  if (declared !== undefined && (typeof declared !== 'string' || !(MODEL_TYPES as readonly string[]).includes(declared)))
-    throw new RangeError(`${source}: model.type must be one of ${MODEL_TYPES.join(', ')}, got ${JSON.stringify(declared)?.slice(0, 80)}`);
+  if (
+    declared !== undefined &&
+    (typeof declared !== 'string' || !(MODEL_TYPES as readonly string[]).includes(declared))
+  )
+    throw new RangeError(
+      `${source}: model.type must be one of ${MODEL_TYPES.join(', ')}, got ${JSON.stringify(declared)?.slice(0, 80)}`,
+    );
   const type = (declared as string | undefined) ?? inferModelType(source, model);
   if (type === 'Unigram') {
     if (!Array.isArray(model.vocab))
-      throw new TypeError(`${source}: model.vocab must be an array of [token, score] pairs for model type "Unigram", got ${kindOf(model.vocab)}`);
+      throw new TypeError(
+        `${source}: model.vocab must be an array of [token, score] pairs for model type "Unigram", got ${kindOf(model.vocab)}`,
+      );
     model.vocab.forEach((e, i) => {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1]))
-        throw new TypeError(`${source}: model.vocab[${i}] must be a [token, score] pair, got ${JSON.stringify(e)?.slice(0, 80)}`);
+      if (
+        !Array.isArray(e) ||
+        e.length !== 2 ||
+        typeof e[0] !== 'string' ||
+        typeof e[1] !== 'number' ||
+        !Number.isFinite(e[1])
+      )
+        throw new TypeError(
+          `${source}: model.vocab[${i}] must be a [token, score] pair, got ${JSON.stringify(e)?.slice(0, 80)}`,
+        );
     });
     const unk = model.unk_id;
-    if (unk !== undefined && unk !== null && (!Number.isSafeInteger(unk) || (unk as number) < 0 || (unk as number) >= model.vocab.length))
-      throw new RangeError(`${source}: model.unk_id must be an index into model.vocab (0 … ${model.vocab.length - 1}) or null, got ${JSON.stringify(unk)}`);
+    if (
+      unk !== undefined &&
+      unk !== null &&
+      (!Number.isSafeInteger(unk) || (unk as number) < 0 || (unk as number) >= model.vocab.length)
+    )
+      throw new RangeError(
+        `${source}: model.unk_id must be an index into model.vocab (0 … ${model.vocab.length - 1}) or null, got ${JSON.stringify(unk)}`,
+      );
   } else {
     checkVocabObject(source, model.vocab, type);
     if (type === 'BPE') checkMerges(source, model.merges);
@@ -128,7 +164,13 @@ export function checkTokenizerJson(json: unknown, source = 'tokenizer.json'): vo
   if (added !== undefined && added !== null) {
     if (!Array.isArray(added)) throw new TypeError(`${source}: added_tokens must be an array, got ${kindOf(added)}`);
     added.forEach((t, i) => {
-      if (!isObject(t) || !Number.isSafeInteger(t.id) || (t.id as number) < 0 || typeof t.content !== 'string' || t.content === '')
+      if (
+        !isObject(t) ||
+        !Number.isSafeInteger(t.id) ||
+        (t.id as number) < 0 ||
+        typeof t.content !== 'string' ||
+        t.content === ''
+      )
         throw new TypeError(`${source}: added_tokens[${i}] must be {id: integer ≥ 0, content: non-empty string, …}`);
     });
   }
@@ -149,7 +191,15 @@ function hfCall<T>(source: string, what: string, f: () => T): T {
   }
 }
 
-const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token'] as const;
+const SPECIAL_KEYS = [
+  'bos_token',
+  'eos_token',
+  'unk_token',
+  'pad_token',
+  'sep_token',
+  'cls_token',
+  'mask_token',
+] as const;
 
 export class Tokenizer {
   /** The tokenizer.json object it was built from. */
@@ -186,18 +236,34 @@ export class Tokenizer {
    * Builds a tokenizer from parsed JSON objects (what load() reads from a directory); `source` names tokenizer.json
    * in errors (load() passes its path).
    */
-  constructor(json: Json, config: Json = {}, generationConfig: Json = {}, chatTemplate?: string, source = 'tokenizer.json', chatTemplateSource?: string) {
+  constructor(
+    json: Json,
+    config: Json = {},
+    generationConfig: Json = {},
+    chatTemplate?: string,
+    source = 'tokenizer.json',
+    chatTemplateSource?: string,
+  ) {
     checkTokenizerJson(json, source);
     if (!isObject(config)) throw new TypeError(`tokenizer_config.json: must hold a JSON object, got ${kindOf(config)}`);
-    if (!isObject(generationConfig)) throw new TypeError(`generation_config.json: must hold a JSON object, got ${kindOf(generationConfig)}`);
+    if (!isObject(generationConfig))
+      throw new TypeError(`generation_config.json: must hold a JSON object, got ${kindOf(generationConfig)}`);
     this.source = source;
     // tokenizers.js wants every top-level key present (null when unused).
-    const full: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...json };
+    const full: Json = {
+      normalizer: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: null,
+      added_tokens: [],
+      ...json,
+    };
     this.json = json;
     this.config = config;
     this.generationConfig = generationConfig;
     this.chatTemplate = chatTemplate ?? pickTemplate(config.chat_template, 'tokenizer_config.json');
-    this.chatTemplateSource = chatTemplateSource ?? (chatTemplate === undefined ? 'tokenizer_config.json' : 'chat template');
+    this.chatTemplateSource =
+      chatTemplateSource ?? (chatTemplate === undefined ? 'tokenizer_config.json' : 'chat template');
     this.hf = hfCall(source, 'cannot be loaded by @huggingface/tokenizers', () => new HfTokenizer(full, config));
     // transformers 5 defaults clean_up_tokenization_spaces to false; tokenizers.js would default to true and turn
     // " ." into "." — only clean up when the config asks for it.
@@ -214,14 +280,17 @@ export class Tokenizer {
     for (const id of hfCall(source, 'vocabulary', () => this.hf.get_vocab(true)).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
     this.specialIds = new Set<number>();
-    for (const [id, t] of hfCall(source, 'added tokens', () => this.hf.get_added_tokens_decoder())) if (t.special) this.specialIds.add(id);
+    for (const [id, t] of hfCall(source, 'added tokens', () => this.hf.get_added_tokens_decoder()))
+      if (t.special) this.specialIds.add(id);
 
-    const idOf = (k: string): number | undefined => (specials[k] === undefined ? undefined : this.hf.token_to_id(specials[k]));
+    const idOf = (k: string): number | undefined =>
+      specials[k] === undefined ? undefined : this.hf.token_to_id(specials[k]);
     const eos: number[] = [];
     const add = (v: unknown, where: string) => {
       if (v === undefined || v === null) return;
       for (const id of Array.isArray(v) ? v : [v]) {
-        if (!Number.isSafeInteger(id) || (id as number) < 0) throw new RangeError(`${where}: ${JSON.stringify(id)} is not a token id`);
+        if (!Number.isSafeInteger(id) || (id as number) < 0)
+          throw new RangeError(`${where}: ${JSON.stringify(id)} is not a token id`);
         if (!eos.includes(id as number)) eos.push(id as number);
       }
     };
@@ -254,10 +323,17 @@ export class Tokenizer {
   /** Token ids of `text`. `addSpecialTokens` (default true, as in HF) runs the post-processor (e.g. Llama's BOS). */
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): Int32Array {
     if (typeof text !== 'string') throw new TypeError('text: must be a string');
-    const ids: unknown[] = hfCall(this.source, 'encode', () => this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids);
+    const ids: unknown[] = hfCall(
+      this.source,
+      'encode',
+      () => this.hf.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
+    );
     for (const id of ids)
-      if (!(Number.isInteger(id) && (id as number) >= 0 && (id as number) < this.vocabSize)) // e.g. an unk_token not in the vocabulary
-        throw new RangeError(`${this.source}: encode produced token id ${String(id)}, not in the vocabulary [0, ${this.vocabSize}) (is model.unk_token in model.vocab?)`);
+      if (!(Number.isInteger(id) && (id as number) >= 0 && (id as number) < this.vocabSize))
+        // e.g. an unk_token not in the vocabulary
+        throw new RangeError(
+          `${this.source}: encode produced token id ${String(id)}, not in the vocabulary [0, ${this.vocabSize}) (is model.unk_token in model.vocab?)`,
+        );
     return Int32Array.from(ids as number[]);
   }
 
@@ -269,7 +345,11 @@ export class Tokenizer {
         throw new RangeError(`ids: ids[${i}] = ${arr[i]} is outside [0, ${this.vocabSize})`);
     if (arr.length === 0) return '';
     return hfCall(this.source, 'decode', () =>
-      this.hf.decode(arr, { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces }));
+      this.hf.decode(arr, {
+        skip_special_tokens: opts.skipSpecialTokens ?? false,
+        clean_up_tokenization_spaces: this.cleanUpSpaces,
+      }),
+    );
   }
 
   /** Whether `id` is a special added token (skipped by decode({skipSpecialTokens: true})). */
@@ -293,14 +373,21 @@ export class Tokenizer {
    */
   applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTemplateOptions = {}): string {
     if (this.chatTemplate === undefined)
-      throw new Error('applyChatTemplate: this tokenizer has no chat template (no chat_template in tokenizer_config.json and no chat_template.jinja)');
+      throw new Error(
+        'applyChatTemplate: this tokenizer has no chat template (no chat_template in tokenizer_config.json and no chat_template.jinja)',
+      );
     if (!Array.isArray(messages)) throw new TypeError('messages: must be an array of {role, content}');
     messages.forEach((m, i) => {
       if (!isObject(m) || typeof m.role !== 'string' || typeof m.content !== 'string')
         throw new TypeError(`messages[${i}]: must be {role: string, content: string}`);
     });
     const fail = (what: string, e: unknown) =>
-      Object.assign(new Error(`${this.chatTemplateSource}: the chat template ${what}: ${e instanceof Error ? e.message : String(e)}`), { cause: e });
+      Object.assign(
+        new Error(
+          `${this.chatTemplateSource}: the chat template ${what}: ${e instanceof Error ? e.message : String(e)}`,
+        ),
+        { cause: e },
+      );
     try {
       this.template ??= new Template(this.chatTemplate);
     } catch (e) {
@@ -317,7 +404,8 @@ export class Tokenizer {
     } catch (e) {
       throw fail('failed to render', e);
     }
-    if (typeof text !== 'string') throw new TypeError(`${this.chatTemplateSource}: the chat template rendered ${typeof text}, not text`);
+    if (typeof text !== 'string')
+      throw new TypeError(`${this.chatTemplateSource}: the chat template rendered ${typeof text}, not text`);
     return text;
   }
 
@@ -351,25 +439,40 @@ export interface CharTokenizerOptions {
  * Fuse (tokens concatenated, no spaces between them), so decode(encode(s)) === s for text over `chars`.
  * Write both with JSON.stringify next to the model's config.json.
  */
-export function makeCharTokenizer(chars: readonly string[], specials: readonly string[] = [], opts: CharTokenizerOptions = {}): CharTokenizerFiles {
+export function makeCharTokenizer(
+  chars: readonly string[],
+  specials: readonly string[] = [],
+  opts: CharTokenizerOptions = {},
+): CharTokenizerFiles {
   const seen = new Set<string>();
   for (const [i, c] of chars.entries()) {
-    if (typeof c !== 'string' || [...c].length !== 1) throw new RangeError(`chars: chars[${i}] = ${JSON.stringify(c)} must be one character (code point)`);
+    if (typeof c !== 'string' || [...c].length !== 1)
+      throw new RangeError(`chars: chars[${i}] = ${JSON.stringify(c)} must be one character (code point)`);
     if (seen.has(c)) throw new RangeError(`chars: ${JSON.stringify(c)} appears twice`);
     seen.add(c);
   }
   for (const [i, s] of specials.entries()) {
-    if (typeof s !== 'string' || s.length === 0) throw new RangeError(`specials: specials[${i}] must be a non-empty string`);
+    if (typeof s !== 'string' || s.length === 0)
+      throw new RangeError(`specials: specials[${i}] must be a non-empty string`);
     if (seen.has(s)) throw new RangeError(`specials: ${JSON.stringify(s)} appears twice (or is also a character)`);
     seen.add(s);
   }
   for (const k of ['bos', 'eos', 'pad', 'unk'] as const)
-    if (opts[k] !== undefined && !specials.includes(opts[k]!)) throw new RangeError(`${k}: ${JSON.stringify(opts[k])} is not one of specials`);
+    if (opts[k] !== undefined && !specials.includes(opts[k]!))
+      throw new RangeError(`${k}: ${JSON.stringify(opts[k])} is not one of specials`);
 
   const vocab: Record<string, number> = {};
   specials.forEach((s, i) => (vocab[s] = i));
   chars.forEach((c, i) => (vocab[c] = specials.length + i));
-  const added_tokens = specials.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added_tokens = specials.map((content, id) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   const tokenizer: Json = {
     version: '1.0',
     truncation: null,

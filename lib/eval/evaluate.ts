@@ -3,7 +3,16 @@
 // writer.
 import type { SamplerModel, SamplerTokenizer } from '../engine/sampler';
 import { writeBytesAtomic } from '../util/atomic';
-import { checkK, checkProblems, checkScore, resolveParams, sampleProblems, type ProblemLike, type RolloutParams, type Scorer } from '../rollout/rollout';
+import {
+  checkK,
+  checkProblems,
+  checkScore,
+  resolveParams,
+  sampleProblems,
+  type ProblemLike,
+  type RolloutParams,
+  type Scorer,
+} from '../rollout/rollout';
 import type { RolloutSamplingParams } from '../rollout/store';
 import { summarize } from './metrics';
 
@@ -54,7 +63,9 @@ export interface EvaluateOptions<P extends ProblemLike, Cache = unknown> {
 }
 
 /** Samples, scores and summarises K responses per held-out problem. */
-export async function evaluate<P extends ProblemLike, Cache = unknown>(opts: EvaluateOptions<P, Cache>): Promise<EvalResult> {
+export async function evaluate<P extends ProblemLike, Cache = unknown>(
+  opts: EvaluateOptions<P, Cache>,
+): Promise<EvalResult> {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options: must be an object');
   const { model, tokenizer, problems, k, score, promptFor } = opts;
   checkProblems(problems);
@@ -65,11 +76,20 @@ export async function evaluate<P extends ProblemLike, Cache = unknown>(opts: Eva
   const params = resolveParams(opts.params);
 
   const perProblem: ProblemEval[] = new Array(problems.length);
-  let tokenSum = 0, finished = 0;
+  let tokenSum = 0,
+    finished = 0;
   const items = problems.map((problem) => ({ prompt: promptFor(problem), problemId: problem.id }));
   await sampleProblems(model, tokenizer, items, k, opts.params, async (index, out) => {
     const problem = problems[index];
-    const e: ProblemEval = { problemId: problem.id, n: k, c: 0, correct: [], extracted: [], tokens: [], ...(opts.keepTexts ? { texts: [] } : {}) };
+    const e: ProblemEval = {
+      problemId: problem.id,
+      n: k,
+      c: 0,
+      correct: [],
+      extracted: [],
+      tokens: [],
+      ...(opts.keepTexts ? { texts: [] } : {}),
+    };
     for (const [i, s] of out.samples.entries()) {
       const sc = await score(problem, s.text);
       checkScore(sc, `problem ${JSON.stringify(problem.id)} sample ${i}`);
@@ -81,9 +101,13 @@ export async function evaluate<P extends ProblemLike, Cache = unknown>(opts: Eva
       tokenSum += s.ids.length;
     }
     perProblem[index] = e;
-    if (opts.onProgress) await opts.onProgress({ problemId: problem.id, index, total: problems.length, done: ++finished });
+    if (opts.onProgress)
+      await opts.onProgress({ problemId: problem.id, index, total: problems.length, done: ++finished });
   });
-  const sum = summarize(perProblem.map((e) => e.correct), opts.ks);
+  const sum = summarize(
+    perProblem.map((e) => e.correct),
+    opts.ks,
+  );
   return {
     k,
     problems: sum.problems,
@@ -115,8 +139,12 @@ const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'â
 export function formatBytes(b: number): string {
   if (!Number.isFinite(b)) return 'â€“';
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let u = 0, x = b;
-  while (Math.abs(x) >= 1024 && u < units.length - 1) { x /= 1024; u++; }
+  let u = 0,
+    x = b;
+  while (Math.abs(x) >= 1024 && u < units.length - 1) {
+    x /= 1024;
+    u++;
+  }
   return u === 0 ? `${b} B` : `${x.toPrecision(3)} ${units[u]}`;
 }
 
@@ -134,14 +162,20 @@ export function evalTable(rows: readonly EvalRow[]): string {
   rows.forEach((r, i) => {
     if (typeof r?.method !== 'string') throw new TypeError(`rows: rows[${i}].method must be a string`);
     if (typeof r.meanAtK !== 'number') throw new TypeError(`rows: rows[${i}].meanAtK must be a number`);
-    if (typeof r.passAtK !== 'object' || r.passAtK === null) throw new TypeError(`rows: rows[${i}].passAtK must be an object`);
+    if (typeof r.passAtK !== 'object' || r.passAtK === null)
+      throw new TypeError(`rows: rows[${i}].passAtK must be an object`);
   });
   const ks = [...new Set(rows.flatMap((r) => Object.keys(r.passAtK)))].sort((a, b) => Number(a) - Number(b));
-  const Ks = new Set(rows.map((r) => r.k ?? (Object.keys(r.passAtK).length ? Math.max(...Object.keys(r.passAtK).map(Number)) : undefined)));
+  const Ks = new Set(
+    rows.map(
+      (r) => r.k ?? (Object.keys(r.passAtK).length ? Math.max(...Object.keys(r.passAtK).map(Number)) : undefined),
+    ),
+  );
   const meanHead = Ks.size === 1 && [...Ks][0] !== undefined ? `Mean@${[...Ks][0]}` : 'Mean@K';
   const mem = rows.some((r) => r.peakMemoryBytes !== undefined);
   const extras: string[] = [];
-  for (const r of rows) for (const key of Object.keys(r)) if (!KNOWN.has(key) && !extras.includes(key)) extras.push(key);
+  for (const r of rows)
+    for (const key of Object.keys(r)) if (!KNOWN.has(key) && !extras.includes(key)) extras.push(key);
 
   const head = ['method', meanHead, ...ks.map((k) => `Pass@${k}`), ...(mem ? ['peak memory'] : []), ...extras];
   const align = ['---', ...head.slice(1).map(() => '---:')];

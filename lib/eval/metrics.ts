@@ -10,7 +10,8 @@
 // overflow, relative error ≈ c·ε.
 
 function checkCount(name: string, v: unknown, min: number): asserts v is number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw new RangeError(`${name}: must be an integer ≥ ${min}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min)
+    throw new RangeError(`${name}: must be an integer ≥ ${min}, got ${String(v)}`);
 }
 
 /**
@@ -30,13 +31,15 @@ export function passAtK(n: number, c: number, k: number): number {
 }
 
 function checkResults(results: readonly (readonly boolean[])[]): void {
-  if (!Array.isArray(results)) throw new TypeError('results: must be an array (one boolean[] of sample correctness per problem)');
+  if (!Array.isArray(results))
+    throw new TypeError('results: must be an array (one boolean[] of sample correctness per problem)');
   if (results.length === 0) throw new RangeError('results: no problems');
   results.forEach((r, p) => {
     if (!Array.isArray(r)) throw new TypeError(`results: results[${p}] must be a boolean[]`);
     if (r.length === 0) throw new RangeError(`results: problem ${p} has no samples`);
     r.forEach((x, s) => {
-      if (typeof x !== 'boolean') throw new TypeError(`results: results[${p}][${s}] must be a boolean, got ${typeof x}`);
+      if (typeof x !== 'boolean')
+        throw new TypeError(`results: results[${p}][${s}] must be a boolean, got ${typeof x}`);
     });
   });
 }

@@ -20,7 +20,15 @@ import { groupNormalize } from '../reward/rewards';
 import { rolloutStats, runRollouts, type RolloutStats } from '../rollout/rollout';
 import type { RolloutRecord } from '../rollout/store';
 import type { Example } from '../train/examples';
-import { SETTINGS, type DataSpec, type ExperimentSetting, type ExperimentSizing, type ProblemSetName, type RewardScheme, type SettingSpec } from './protocol';
+import {
+  SETTINGS,
+  type DataSpec,
+  type ExperimentSetting,
+  type ExperimentSizing,
+  type ProblemSetName,
+  type RewardScheme,
+  type SettingSpec,
+} from './protocol';
 
 export interface ProblemSplits {
   train: Problem[];
@@ -38,7 +46,11 @@ const baseSft = new Map<string, Set<string>>();
 function baseSftTexts(setting: SettingSpec): Set<string> {
   const key = JSON.stringify(setting.baseSft);
   let s = baseSft.get(key);
-  if (!s) baseSft.set(key, (s = new Set(setting.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)))));
+  if (!s)
+    baseSft.set(
+      key,
+      (s = new Set(setting.baseSft.flatMap((b) => generateProblems({ ...b, style: 'tiny' }).map((p) => p.problem)))),
+    );
   return s;
 }
 
@@ -48,7 +60,14 @@ function fresh(setting: SettingSpec, set: ProblemSetName, count: number, taken: 
   // generate in growing batches until enough texts are new (a prefix of a longer run is the shorter run)
   for (let n = Math.ceil(count * 1.5) + 16; out.length < count; n *= 2) {
     out.length = 0;
-    const all = generateProblems({ count: n, seed: spec.seed, style: 'tiny', difficulty: spec.difficulty, idPrefix: `exp-${set}`, ...(spec.steps ? { steps: spec.steps } : {}) });
+    const all = generateProblems({
+      count: n,
+      seed: spec.seed,
+      style: 'tiny',
+      difficulty: spec.difficulty,
+      idPrefix: `exp-${set}`,
+      ...(spec.steps ? { steps: spec.steps } : {}),
+    });
     for (const p of all) if (!taken.has(p.problem) && out.length < count) out.push(p);
     if (n > 1_000_000) throw new RangeError(`size: cannot find ${count} new '${set}' problems`);
   }
@@ -99,14 +118,26 @@ export interface DataContext {
 }
 
 /** Samples K answers per problem with the base model (temperature 1), scored with +1 / −0.2; resumes the file. */
-export async function makeRollouts(ctx: DataContext, name: DataSpec['set'], problems: Problem[], k: number): Promise<RolloutSet> {
+export async function makeRollouts(
+  ctx: DataContext,
+  name: DataSpec['set'],
+  problems: Problem[],
+  k: number,
+): Promise<RolloutSet> {
   const file = path.join(ctx.dir, `rollouts-${name}.jsonl`);
   fs.mkdirSync(ctx.dir, { recursive: true });
   const prompts = buildPrompts(ctx.format, problems);
   const t0 = Date.now();
   const r = await runRollouts({
-    model: ctx.model, tokenizer: ctx.tokenizer, problems, k, file, score: makeScorer({ rPos: 1, rNeg: -0.2 }),
-    promptFor: (p) => prompts.get(p.id)!, promptFormat: ctx.format.spec, params: { temperature: 1, maxNewTokens: ctx.maxNewTokens, seed: 0 },
+    model: ctx.model,
+    tokenizer: ctx.tokenizer,
+    problems,
+    k,
+    file,
+    score: makeScorer({ rPos: 1, rNeg: -0.2 }),
+    promptFor: (p) => prompts.get(p.id)!,
+    promptFormat: ctx.format.spec,
+    params: { temperature: 1, maxNewTokens: ctx.maxNewTokens, seed: 0 },
   });
   return { name, problems, records: r.records, k, seconds: (Date.now() - t0) / 1000 };
 }
@@ -118,7 +149,8 @@ export function statsAtK(set: RolloutSet, k: number): RolloutStats {
 
 /** Training examples of a DataSpec: the set's first K samples per problem, rewards by the spec's scheme. */
 export function examplesFor(set: RolloutSet, spec: DataSpec, format: PromptFormat): Example[] {
-  if (spec.k > set.k) throw new RangeError(`k: ${spec.k} exceeds the ${set.k} samples per problem of rollouts '${set.name}'`);
+  if (spec.k > set.k)
+    throw new RangeError(`k: ${spec.k} exceeds the ${set.k} samples per problem of rollouts '${set.name}'`);
   const byProblem = new Map<string, RolloutRecord[]>();
   for (const r of set.records) {
     if (r.sampleIndex >= spec.k) continue;
@@ -129,7 +161,10 @@ export function examplesFor(set: RolloutSet, spec: DataSpec, format: PromptForma
   const rescored: RolloutRecord[] = [];
   for (const g of byProblem.values()) {
     g.sort((a, b) => a.sampleIndex - b.sampleIndex);
-    const rewards = schemeRewards(g.map((r) => r.correct), spec.reward);
+    const rewards = schemeRewards(
+      g.map((r) => r.correct),
+      spec.reward,
+    );
     g.forEach((r, i) => rescored.push({ ...r, reward: rewards[i] }));
   }
   return rolloutExamples(rescored, set.problems, format).examples;

@@ -28,7 +28,17 @@ import { selectExamples, type Example } from '../train/examples';
 import { examplesFor, experimentProblems, makeRollouts, referenceFor, statsAtK, type RolloutSet } from './data';
 import { measuredComparisons, predictedComparisons, type MemoryComparison } from './memory';
 import {
-  MAIN_METHODS, MAIN_REWARD, PARTS, settingSpec, type Budget, type ExperimentSetting, type DataSpec, type ExperimentSize, type ExperimentSizing, type MethodSpec, type Part,
+  MAIN_METHODS,
+  MAIN_REWARD,
+  PARTS,
+  settingSpec,
+  type Budget,
+  type ExperimentSetting,
+  type DataSpec,
+  type ExperimentSize,
+  type ExperimentSizing,
+  type MethodSpec,
+  type Part,
 } from './protocol';
 import { writeExperimentReport, type ExperimentData } from './report';
 import { executeRun, runKey, RunStore, updatesPerEpoch, type RunContext, type RunRecord, type RunSpec } from './runner';
@@ -64,14 +74,20 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const size = opts.size ?? 'full';
   const settingName = opts.setting ?? 'tiny';
   const setting = settingSpec(settingName);
-  if (!Object.prototype.hasOwnProperty.call(setting.sizings, size)) throw new RangeError(`size: must be one of ${Object.keys(setting.sizings).join(', ')}, got ${JSON.stringify(size)}`);
+  if (!Object.prototype.hasOwnProperty.call(setting.sizings, size))
+    throw new RangeError(
+      `size: must be one of ${Object.keys(setting.sizings).join(', ')}, got ${JSON.stringify(size)}`,
+    );
   const sizing: ExperimentSizing = { ...setting.sizings[size], ...(opts.sizing ?? {}) };
   const parts = new Set<Part>(opts.parts ?? PARTS);
-  for (const p of parts) if (!PARTS.includes(p)) throw new RangeError(`parts: unknown part ${JSON.stringify(p)} (${PARTS.join(', ')})`);
+  for (const p of parts)
+    if (!PARTS.includes(p)) throw new RangeError(`parts: unknown part ${JSON.stringify(p)} (${PARTS.join(', ')})`);
   const log = opts.log ?? (() => undefined);
   const modelDir = opts.modelDir ?? path.join(path.dirname(defaultModelDir()), setting.model);
   if (!fs.existsSync(path.join(modelDir, 'config.json')))
-    throw new Error(`${modelDir}: no base model (config.json missing)${settingName === 'hard' && !opts.modelDir ? '; make it with `node scripts/make-base-model.js --preset hard`' : ''}`);
+    throw new Error(
+      `${modelDir}: no base model (config.json missing)${settingName === 'hard' && !opts.modelDir ? '; make it with `node scripts/make-base-model.js --preset hard`' : ''}`,
+    );
   fs.mkdirSync(out, { recursive: true });
   claimSetting(out, settingName);
   const timings: Record<string, number> = {};
@@ -105,7 +121,9 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   base.dispose();
   for (const s of sets.values()) {
     const st = statsAtK(s, sizing.k);
-    log(`rollouts ${s.name}: ${s.problems.length} problems × K=${s.k} (${s.seconds.toFixed(1)} s); at K=${sizing.k}: ${st.positives} positive / ${st.negatives} negative, mixed ${(100 * st.mixedRate).toFixed(1)}%`);
+    log(
+      `rollouts ${s.name}: ${s.problems.length} problems × K=${s.k} (${s.seconds.toFixed(1)} s); at K=${sizing.k}: ${st.positives} positive / ${st.negatives} negative, mixed ${(100 * st.mixedRate).toFixed(1)}%`,
+    );
   }
 
   const cache = new Map<string, { examples: Example[]; refs: Example[] }>();
@@ -122,17 +140,29 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const mainData: DataSpec = { set: 'main', k: sizing.k, reward: MAIN_REWARD };
   const probeSrc = examples(mainData).examples;
   const ctx: RunContext = {
-    baseDir: modelDir, sizing, padId: tokenizer.padTokenId ?? 0, examples,
-    probes: { positive: probeSrc.filter((e) => e.reward > 0).slice(0, sizing.probeSamples), negative: probeSrc.filter((e) => e.reward < 0).slice(0, sizing.probeSamples) },
+    baseDir: modelDir,
+    sizing,
+    padId: tokenizer.padTokenId ?? 0,
+    examples,
+    probes: {
+      positive: probeSrc.filter((e) => e.reward > 0).slice(0, sizing.probeSamples),
+      negative: probeSrc.filter((e) => e.reward < 0).slice(0, sizing.probeSamples),
+    },
     evalCtx: {
-      tokenizer, format, k: sizing.k, maxNewTokens: sizing.maxNewTokens,
+      tokenizer,
+      format,
+      k: sizing.k,
+      maxNewTokens: sizing.maxNewTokens,
       sets: { val: splits.val, test: splits.test, ood: splits.ood, d1: splits.d1Test, d2long: splits.d2longTest },
     },
   };
 
   const store = new RunStore(path.join(out, 'runs.jsonl'));
   // a run's identity: its spec, the sizing and the base model's weights file (size and bytes' hash)
-  const protocolKey = runKey({ sizing, model: fileDigest(path.join(modelDir, 'model.safetensors')) } as unknown as RunSpec);
+  const protocolKey = runKey({
+    sizing,
+    model: fileDigest(path.join(modelDir, 'model.safetensors')),
+  } as unknown as RunSpec);
   const keyOf = (s: RunSpec) => runKey({ ...s, protocol: protocolKey } as unknown as RunSpec);
   let newRuns = 0;
   const run = async (spec: RunSpec): Promise<RunRecord> => {
@@ -144,15 +174,34 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     rec.protocol = protocolKey;
     store.add(rec);
     newRuns++;
-    const ev = Object.entries(rec.evals).map(([s, e]) => `${s} Mean@${sizing.k} ${(100 * e.meanAtK).toFixed(1)}% Pass@${sizing.k} ${(100 * e.passAtK[String(sizing.k)]).toFixed(1)}%`).join(', ');
+    const ev = Object.entries(rec.evals)
+      .map(
+        ([s, e]) =>
+          `${s} Mean@${sizing.k} ${(100 * e.meanAtK).toFixed(1)}% Pass@${sizing.k} ${(100 * e.passAtK[String(sizing.k)]).toFixed(1)}%`,
+      )
+      .join(', ');
     if (rec.skipped) log(`${label}: skipped: ${rec.skipped}`);
-    else log(`${label}: ${rec.updates} updates${rec.diverged ? ` (DIVERGED at ${rec.diverged.step})` : ''}, ${ev} (train ${rec.trainSeconds.toFixed(1)} s, eval ${rec.evalSeconds.toFixed(1)} s)`);
+    else
+      log(
+        `${label}: ${rec.updates} updates${rec.diverged ? ` (DIVERGED at ${rec.diverged.step})` : ''}, ${ev} (train ${rec.trainSeconds.toFixed(1)} s, eval ${rec.evalSeconds.toFixed(1)} s)`,
+      );
     return rec;
   };
   const spec = (part: string, method: MethodSpec, lr: number, seed: number, o: Partial<RunSpec> = {}): RunSpec => ({
-    part, variant: '', method, lr, reduction: 'token-mean', seed, data: mainData, budget: { kind: 'epochs', epochs: sizing.epochs }, schedule: 'cosine', evals: ['test'], ...o,
+    part,
+    variant: '',
+    method,
+    lr,
+    reduction: 'token-mean',
+    seed,
+    data: mainData,
+    budget: { kind: 'epochs', epochs: sizing.epochs },
+    schedule: 'cosine',
+    evals: ['test'],
+    ...o,
   });
-  const baseRun = (set: string, seed: number) => run(spec('base', BASE_METHOD, 0, seed, { budget: { kind: 'updates', updates: 0 }, evals: [set] }));
+  const baseRun = (set: string, seed: number) =>
+    run(spec('base', BASE_METHOD, 0, seed, { budget: { kind: 'updates', updates: 0 }, evals: [set] }));
 
   // 1. the base model
   for (const seed of sizing.seeds) for (const set of ['test', 'ood']) await baseRun(set, seed);
@@ -161,7 +210,11 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   // 2. learning rates on the validation split
   const gridRuns = (m: MethodSpec): RunSpec[] =>
     m.grid === 'dpo'
-      ? sizing.dpoLrGrid.flatMap((lr) => sizing.dpoBetaGrid.map((b) => spec('grid', m, lr, sizing.gridSeed, { dpoBeta: b, variant: `lr=${lr} β=${b}`, evals: ['val'] })))
+      ? sizing.dpoLrGrid.flatMap((lr) =>
+          sizing.dpoBetaGrid.map((b) =>
+            spec('grid', m, lr, sizing.gridSeed, { dpoBeta: b, variant: `lr=${lr} β=${b}`, evals: ['val'] }),
+          ),
+        )
       : sizing.lrGrid.map((lr) => spec('grid', m, lr, sizing.gridSeed, { variant: `lr=${lr}`, evals: ['val'] }));
   const chosen = new Map<string, { lr: number; dpoBeta?: number; tuned: boolean }>();
   for (const m of MAIN_METHODS) {
@@ -171,11 +224,22 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
       if (have) cands.push(have);
       else if (parts.has('grid')) cands.push(await run(s));
     }
-    const best = cands.filter((r) => !r.skipped).sort((a, b) => b.evals.val.meanAtK - a.evals.val.meanAtK || b.evals.val.passAtK[String(sizing.k)] - a.evals.val.passAtK[String(sizing.k)] || a.spec.lr - b.spec.lr)[0];
+    const best = cands
+      .filter((r) => !r.skipped)
+      .sort(
+        (a, b) =>
+          b.evals.val.meanAtK - a.evals.val.meanAtK ||
+          b.evals.val.passAtK[String(sizing.k)] - a.evals.val.passAtK[String(sizing.k)] ||
+          a.spec.lr - b.spec.lr,
+      )[0];
     if (best) chosen.set(m.name, { lr: best.spec.lr, dpoBeta: best.spec.dpoBeta, tuned: true });
     else {
       const g = m.grid === 'dpo' ? sizing.dpoLrGrid : sizing.lrGrid;
-      chosen.set(m.name, { lr: g[Math.floor(g.length / 2)], dpoBeta: m.grid === 'dpo' ? sizing.dpoBetaGrid[0] : undefined, tuned: false });
+      chosen.set(m.name, {
+        lr: g[Math.floor(g.length / 2)],
+        dpoBeta: m.grid === 'dpo' ? sizing.dpoBetaGrid[0] : undefined,
+        tuned: false,
+      });
     }
   }
   const at = (m: MethodSpec, seed: number, o: Partial<RunSpec> = {}) => {
@@ -184,24 +248,43 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   };
 
   // 3–4. the chosen settings: epoch-matched, then update-matched to RIFT-token's updates
-  const rift = find('RIFT-token'), rft = find('RFT');
+  const rift = find('RIFT-token'),
+    rft = find('RFT');
   const { examples: mainEx, refs: mainRefs } = examples(mainData);
   const U = sizing.epochs * updatesPerEpoch(sizing, rift, mainEx, mainRefs);
   const updBudget: Budget = { kind: 'updates', updates: U };
   for (const m of MAIN_METHODS) {
     if (selectExamples(m.method, mainEx, { refSolutions: mainRefs }).examples.length === 0) continue;
-    if (parts.has('main')) for (const seed of sizing.seeds) await run(at(m, seed, { part: 'main', evals: ['test', 'ood'] }));
+    if (parts.has('main'))
+      for (const seed of sizing.seeds) await run(at(m, seed, { part: 'main', evals: ['test', 'ood'] }));
     const epochUpdates = sizing.epochs * updatesPerEpoch(sizing, m, mainEx, mainRefs);
-    if (parts.has('updates') && epochUpdates !== U) for (const seed of sizing.seeds) await run(at(m, seed, { part: 'updates', budget: updBudget, evals: ['test'] }));
+    if (parts.has('updates') && epochUpdates !== U)
+      for (const seed of sizing.seeds) await run(at(m, seed, { part: 'updates', budget: updBudget, evals: ['test'] }));
   }
 
   // 5. ablations (RIFT-token; RFT where the comparison needs it)
   if (parts.has('ablations')) {
     for (const seed of sizing.ablationSeeds) {
-      for (const rNeg of [-0.5, -0.8]) await run(at(rift, seed, { part: 'ablations', variant: `rNeg=${rNeg}`, data: { ...mainData, reward: { kind: 'fixed', rNeg } } }));
-      await run(at(rift, seed, { part: 'ablations', variant: 'group-normalised', data: { ...mainData, reward: { kind: 'group' } } }));
-      for (const k of sizing.kAblation) for (const m of [rift, rft]) await run(at(m, seed, { part: 'ablations', variant: `K=${k}`, data: { ...mainData, k } }));
-      for (const m of [rift, rft]) await run(at(m, seed, { part: 'ablations', variant: 'sequence-mean', reduction: 'sequence-mean' }));
+      for (const rNeg of [-0.5, -0.8])
+        await run(
+          at(rift, seed, {
+            part: 'ablations',
+            variant: `rNeg=${rNeg}`,
+            data: { ...mainData, reward: { kind: 'fixed', rNeg } },
+          }),
+        );
+      await run(
+        at(rift, seed, {
+          part: 'ablations',
+          variant: 'group-normalised',
+          data: { ...mainData, reward: { kind: 'group' } },
+        }),
+      );
+      for (const k of sizing.kAblation)
+        for (const m of [rift, rft])
+          await run(at(m, seed, { part: 'ablations', variant: `K=${k}`, data: { ...mainData, k } }));
+      for (const m of [rift, rft])
+        await run(at(m, seed, { part: 'ablations', variant: 'sequence-mean', reduction: 'sequence-mean' }));
     }
   }
 
@@ -210,7 +293,8 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     for (const set of ['d1', 'd2long'] as const) {
       for (const seed of sizing.ablationSeeds) {
         await baseRun(set, seed);
-        for (const m of [rift, rft]) await run(at(m, seed, { part: 'difficulty', variant: set, data: { ...mainData, set }, evals: [set] }));
+        for (const m of [rift, rft])
+          await run(at(m, seed, { part: 'difficulty', variant: set, data: { ...mainData, set }, evals: [set] }));
       }
     }
   }
@@ -219,7 +303,14 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   if (parts.has('collapse')) {
     const lr = chosen.get('RIFT-token')!.lr;
     for (const m of [find('naive'), rift])
-      await run(spec('collapse', m, lr, sizing.gridSeed, { schedule: 'constant', budget: { kind: 'epochs', epochs: sizing.collapseEpochs }, evals: ['val'], evalEachEpoch: ['val'] }));
+      await run(
+        spec('collapse', m, lr, sizing.gridSeed, {
+          schedule: 'constant',
+          budget: { kind: 'epochs', epochs: sizing.collapseEpochs },
+          evals: ['val'],
+          evalEachEpoch: ['val'],
+        }),
+      );
   }
 
   // 8. memory
@@ -233,11 +324,35 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   }
 
   const data: ExperimentData = {
-    size, setting: settingName, settingLabel: setting.label, sizing, modelDir, out, runs: store.all().filter((r) => r.protocol === protocolKey), chosen: Object.fromEntries(chosen), updateBudget: U,
-    rollouts: Object.fromEntries([...sets.values()].map((s) => [s.name, { problems: s.problems.length, k: s.k, seconds: s.seconds, atK: statsAtK(s, sizing.k), byK: Object.fromEntries([...new Set([sizing.k, ...sizing.kAblation])].filter((k) => k <= s.k).map((k) => [k, statsAtK(s, k)])) }])),
+    size,
+    setting: settingName,
+    settingLabel: setting.label,
+    sizing,
+    modelDir,
+    out,
+    runs: store.all().filter((r) => r.protocol === protocolKey),
+    chosen: Object.fromEntries(chosen),
+    updateBudget: U,
+    rollouts: Object.fromEntries(
+      [...sets.values()].map((s) => [
+        s.name,
+        {
+          problems: s.problems.length,
+          k: s.k,
+          seconds: s.seconds,
+          atK: statsAtK(s, sizing.k),
+          byK: Object.fromEntries(
+            [...new Set([sizing.k, ...sizing.kAblation])].filter((k) => k <= s.k).map((k) => [k, statsAtK(s, k)]),
+          ),
+        },
+      ]),
+    ),
     problemSets: Object.fromEntries(Object.entries(setting.problemSets).map(([k, v]) => [k, v.label])),
     splits: Object.fromEntries(Object.entries(splits).map(([k, v]) => [k, v.length])),
-    memory, timings, parts: [...parts], wallSeconds: (Date.now() - t0) / 1000,
+    memory,
+    timings,
+    parts: [...parts],
+    wallSeconds: (Date.now() - t0) / 1000,
   };
   const report = await timed('report', () => writeExperimentReport(out, data));
   data.wallSeconds = (Date.now() - t0) / 1000;
@@ -271,6 +386,9 @@ export function outSetting(out: string): ExperimentSetting | undefined {
 function claimSetting(out: string, setting: ExperimentSetting): void {
   const have = outSetting(out);
   if (have !== undefined && have !== setting)
-    throw new RangeError(`setting: ${out} holds the '${have}' setting's runs, not '${setting}'; rerun with --setting ${have} to resume it, or choose another --out`);
-  if (have === undefined || !fs.existsSync(path.join(out, 'setting.json'))) writeJsonAtomic(path.join(out, 'setting.json'), { setting });
+    throw new RangeError(
+      `setting: ${out} holds the '${have}' setting's runs, not '${setting}'; rerun with --setting ${have} to resume it, or choose another --out`,
+    );
+  if (have === undefined || !fs.existsSync(path.join(out, 'setting.json')))
+    writeJsonAtomic(path.join(out, 'setting.json'), { setting });
 }

@@ -9,7 +9,10 @@ import { DecoderConfig } from '../engine/checkpoint';
 import { measureMemory, predictMemory, QWEN25_MATH_1_5B, QWEN25_MATH_7B, type MemoryBytes } from '../profile/memory';
 
 export type WeightSetting = 'fp32' | 'bf16';
-export const WEIGHT_SETTINGS: Record<WeightSetting, { label: string; device: 'cpu' | 'cuda'; precision: 'fp32' | 'bf16' }> = {
+export const WEIGHT_SETTINGS: Record<
+  WeightSetting,
+  { label: string; device: 'cpu' | 'cuda'; precision: 'fp32' | 'bf16' }
+> = {
   fp32: { label: 'fp32 master weights + AdamW (fp32 compute)', device: 'cpu', precision: 'fp32' },
   bf16: { label: 'bf16 weights (CUDA bf16: + bf16 weight copy, bf16 activations)', device: 'cuda', precision: 'bf16' },
 };
@@ -30,36 +33,81 @@ export interface MemoryComparison {
   matchesPrediction?: boolean;
 }
 
-function pair(model: string, config: DecoderConfig | Record<string, unknown>, setting: WeightSetting, B: number, T: number): MemoryComparison[] {
+function pair(
+  model: string,
+  config: DecoderConfig | Record<string, unknown>,
+  setting: WeightSetting,
+  B: number,
+  T: number,
+): MemoryComparison[] {
   const s = WEIGHT_SETTINGS[setting];
   const o = { T, device: s.device, precision: s.precision };
   const rift = predictMemory(config, { method: 'rift', B, ...o }).bytes;
-  return ([['equal sequences', B], ['equal examples', 2 * B]] as const).map(([basis, dpoB]) => {
+  return (
+    [
+      ['equal sequences', B],
+      ['equal examples', 2 * B],
+    ] as const
+  ).map(([basis, dpoB]) => {
     const dpo = predictMemory(config, { method: 'dpo-held', B: dpoB, ...o }).bytes;
-    return { model, setting, basis, T, riftB: B, dpoB, rift, dpo, ratio: rift.total / dpo.total, source: 'predicted' as const };
+    return {
+      model,
+      setting,
+      basis,
+      T,
+      riftB: B,
+      dpoB,
+      rift,
+      dpo,
+      ratio: rift.total / dpo.total,
+      source: 'predicted' as const,
+    };
   });
 }
 
 /** Predictions for the paper's models at B sequences × T tokens (default 8 × 1024), both weight settings. */
 export function predictedComparisons(B = 8, T = 1024): MemoryComparison[] {
   const out: MemoryComparison[] = [];
-  for (const [name, cfg] of [['Qwen2.5-Math-1.5B', QWEN25_MATH_1_5B], ['Qwen2.5-Math-7B', QWEN25_MATH_7B]] as const)
+  for (const [name, cfg] of [
+    ['Qwen2.5-Math-1.5B', QWEN25_MATH_1_5B],
+    ['Qwen2.5-Math-7B', QWEN25_MATH_7B],
+  ] as const)
     for (const setting of ['fp32', 'bf16'] as const) out.push(...pair(name, cfg, setting, B, T));
   return out;
 }
 
 /** Measured on `config` here (CPU, fp32) at B × T, with the prediction for the same shapes alongside. */
-export async function measuredComparisons(name: string, config: DecoderConfig | Record<string, unknown>, B: number, T: number): Promise<MemoryComparison[]> {
+export async function measuredComparisons(
+  name: string,
+  config: DecoderConfig | Record<string, unknown>,
+  B: number,
+  T: number,
+): Promise<MemoryComparison[]> {
   const rift = await measureMemory({ config, method: 'rift', B, T });
   const out: MemoryComparison[] = [];
-  for (const [basis, dpoB] of [['equal sequences', B], ['equal examples', 2 * B]] as const) {
+  for (const [basis, dpoB] of [
+    ['equal sequences', B],
+    ['equal examples', 2 * B],
+  ] as const) {
     const dpo = await measureMemory({ config, method: 'dpo-held', B: dpoB, T });
     const pr = predictMemory(config, { method: 'rift', B, T, targetRows: rift.targetRows }).bytes;
     const pd = predictMemory(config, { method: 'dpo-held', B: dpoB, T, targetRows: dpo.targetRows }).bytes;
-    const same = (a: MemoryBytes, b: MemoryBytes) => (['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference'] as const).every((k) => a[k] === b[k]);
+    const same = (a: MemoryBytes, b: MemoryBytes) =>
+      (['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference'] as const).every(
+        (k) => a[k] === b[k],
+      );
     out.push({
-      model: name, setting: 'fp32', basis, T, riftB: B, dpoB, rift: rift.bytes, dpo: dpo.bytes, ratio: rift.bytes.total / dpo.bytes.total,
-      source: 'measured', matchesPrediction: same(rift.bytes, pr) && same(dpo.bytes, pd),
+      model: name,
+      setting: 'fp32',
+      basis,
+      T,
+      riftB: B,
+      dpoB,
+      rift: rift.bytes,
+      dpo: dpo.bytes,
+      ratio: rift.bytes.total / dpo.bytes.total,
+      source: 'measured',
+      matchesPrediction: same(rift.bytes, pr) && same(dpo.bytes, pd),
     });
   }
   return out;

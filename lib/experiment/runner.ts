@@ -74,9 +74,19 @@ export interface RunRecord {
 export function runKey(spec: RunSpec): string {
   const canon = (v: unknown): unknown =>
     v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => [k, canon((v as Record<string, unknown>)[k])]))
-      : Array.isArray(v) ? v.map(canon) : v;
-  return createHash('sha256').update(JSON.stringify(canon(spec))).digest('hex').slice(0, 20);
+      ? Object.fromEntries(
+          Object.keys(v)
+            .sort()
+            .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+            .map((k) => [k, canon((v as Record<string, unknown>)[k])]),
+        )
+      : Array.isArray(v)
+        ? v.map(canon)
+        : v;
+  return createHash('sha256')
+    .update(JSON.stringify(canon(spec)))
+    .digest('hex')
+    .slice(0, 20);
 }
 
 export interface EvalContext {
@@ -93,8 +103,14 @@ export async function evalSet(model: Model, ctx: EvalContext, set: string, seed:
   if (!problems) throw new RangeError(`evals: no evaluation set '${set}'`);
   const prompts = buildPrompts(ctx.format, problems);
   const r = await evaluate({
-    model, tokenizer: ctx.tokenizer, problems, k: ctx.k, params: { temperature: 1, maxNewTokens: ctx.maxNewTokens, seed: 1000 + seed },
-    score: makeScorer({ rPos: 1, rNeg: -0.2 }), promptFor: (p) => prompts.get(p.id)!, ks: [1, ctx.k],
+    model,
+    tokenizer: ctx.tokenizer,
+    problems,
+    k: ctx.k,
+    params: { temperature: 1, maxNewTokens: ctx.maxNewTokens, seed: 1000 + seed },
+    score: makeScorer({ rPos: 1, rNeg: -0.2 }),
+    promptFor: (p) => prompts.get(p.id)!,
+    ks: [1, ctx.k],
   });
   return { meanAtK: r.meanAtK, passAtK: r.passAtK, c: r.perProblem.map((p) => p.c) };
 }
@@ -113,7 +129,15 @@ export interface RunContext {
 function meanLogp(model: Model, ex: Example[]): number {
   if (!ex.length) return NaN;
   const mb = buildMicroBatch(ex.map((e) => [e]));
-  const r = model.lossAndBackward({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
+  const r = model.lossAndBackward({
+    ids: mb.ids,
+    B: mb.B,
+    T: mb.T,
+    targets: mb.targets,
+    offsets: mb.offsets,
+    method: 'logprob',
+    backward: false,
+  });
   return r.seqLogprobs.reduce((a, b) => a + b, 0) / mb.tokens;
 }
 
@@ -122,7 +146,12 @@ export function unitsPerUpdate(sizing: ExperimentSizing, method: MethodSpec): nu
   return method.method === 'dpo' ? Math.max(1, Math.floor(sizing.sequencesPerUpdate / 2)) : sizing.sequencesPerUpdate;
 }
 
-export function updatesPerEpoch(sizing: ExperimentSizing, method: MethodSpec, examples: readonly Example[], refs: readonly Example[]): number {
+export function updatesPerEpoch(
+  sizing: ExperimentSizing,
+  method: MethodSpec,
+  examples: readonly Example[],
+  refs: readonly Example[],
+): number {
   const sel = selectExamples(method.method, examples, { refSolutions: refs });
   const units = sel.pairs ? sel.pairs.length : sel.examples.length;
   return units === 0 ? 0 : Math.ceil(units / unitsPerUpdate(sizing, method));
@@ -135,7 +164,10 @@ export async function executeRun(spec: RunSpec, ctx: RunContext, key: string): P
   const perEpoch = updatesPerEpoch(ctx.sizing, spec.method, examples, refs);
   if (perEpoch === 0) {
     const stats = selectExamples(spec.method.method, examples, { refSolutions: refs }).stats;
-    return { ...emptyRecord(key, spec), skipped: `no training data for ${spec.method.name} (${JSON.stringify(stats)})` };
+    return {
+      ...emptyRecord(key, spec),
+      skipped: `no training data for ${spec.method.name} (${JSON.stringify(stats)})`,
+    };
   }
   const epochs = spec.budget.kind === 'epochs' ? spec.budget.epochs : Math.ceil(spec.budget.updates / perEpoch);
   const planned = spec.budget.kind === 'epochs' ? epochs * perEpoch : spec.budget.updates;
@@ -144,14 +176,32 @@ export async function executeRun(spec: RunSpec, ctx: RunContext, key: string): P
   const model = Model.load(ctx.baseDir);
   Model.resetPeaks();
   const rec: RunRecord = { ...emptyRecord(key, spec), plannedUpdates: planned, epochs: planned / perEpoch };
-  const probe = (step: number) => rec.probes.push({ step, positive: meanLogp(model, ctx.probes.positive), negative: meanLogp(model, ctx.probes.negative) });
+  const probe = (step: number) =>
+    rec.probes.push({
+      step,
+      positive: meanLogp(model, ctx.probes.positive),
+      negative: meanLogp(model, ctx.probes.negative),
+    });
   probe(0);
   let evalMs = 0;
   const t0 = Date.now();
   const trainer = new Trainer(model, {
-    method: spec.method.method, negative: spec.method.negative, reduction: spec.reduction, lr: spec.lr, schedule: spec.schedule, warmupSteps,
-    weightDecay: 0.01, maxGradNorm: 1, examplesPerStep: unitsPerUpdate(ctx.sizing, spec.method), tokenBudget: ctx.sizing.tokenBudget,
-    seed: spec.seed, padId: ctx.padId, epochs, maxSteps: planned, dpoBeta: spec.dpoBeta, dpoReference: 'precomputed',
+    method: spec.method.method,
+    negative: spec.method.negative,
+    reduction: spec.reduction,
+    lr: spec.lr,
+    schedule: spec.schedule,
+    warmupSteps,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    examplesPerStep: unitsPerUpdate(ctx.sizing, spec.method),
+    tokenBudget: ctx.sizing.tokenBudget,
+    seed: spec.seed,
+    padId: ctx.padId,
+    epochs,
+    maxSteps: planned,
+    dpoBeta: spec.dpoBeta,
+    dpoReference: 'precomputed',
     onStep: async (m) => {
       rec.steps.push({ step: m.step, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm });
       rec.memoryPeak = Math.max(rec.memoryPeak, m.memoryPeak);
@@ -183,7 +233,21 @@ export async function executeRun(spec: RunSpec, ctx: RunContext, key: string): P
 }
 
 function emptyRecord(key: string, spec: RunSpec): RunRecord {
-  return { key, spec, updates: 0, plannedUpdates: 0, epochs: 0, trainExamples: 0, steps: [], probes: [], evals: {}, epochEvals: [], trainSeconds: 0, evalSeconds: 0, memoryPeak: 0 };
+  return {
+    key,
+    spec,
+    updates: 0,
+    plannedUpdates: 0,
+    epochs: 0,
+    trainExamples: 0,
+    steps: [],
+    probes: [],
+    evals: {},
+    epochEvals: [],
+    trainSeconds: 0,
+    evalSeconds: 0,
+    memoryPeak: 0,
+  };
 }
 
 /** A budget of 0 updates: the base model itself, evaluated like a trained run. */

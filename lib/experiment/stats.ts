@@ -6,8 +6,8 @@
 // here, far below what a 5-seed interval can resolve.
 
 const LANCZOS = [
-  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905,
-  -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
+  0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059,
+  12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7,
 ];
 
 /** log Γ(x) for x > 0. */
@@ -23,13 +23,17 @@ export function logGamma(x: number): number {
 /** The continued fraction of I_x(a, b) (converges fast for x < (a + 1)/(a + b + 2)). */
 function betaFraction(x: number, a: number, b: number): number {
   const tiny = 1e-300;
-  let c = 1, d = 1 - ((a + b) * x) / (a + 1);
+  let c = 1,
+    d = 1 - ((a + b) * x) / (a + 1);
   if (Math.abs(d) < tiny) d = tiny;
   d = 1 / d;
   let h = d;
   for (let m = 1; m <= 300; m++) {
     const m2 = 2 * m;
-    for (const num of [(m * (b - m) * x) / ((a + m2 - 1) * (a + m2)), (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1))]) {
+    for (const num of [
+      (m * (b - m) * x) / ((a + m2 - 1) * (a + m2)),
+      (-(a + m) * (a + b + m) * x) / ((a + m2) * (a + m2 + 1)),
+    ]) {
       d = 1 + num * d;
       if (Math.abs(d) < tiny) d = tiny;
       c = 1 + num / c;
@@ -44,7 +48,8 @@ function betaFraction(x: number, a: number, b: number): number {
 
 /** The regularised incomplete beta function I_x(a, b), x in [0, 1], a, b > 0. */
 export function incompleteBeta(x: number, a: number, b: number): number {
-  if (!(x >= 0 && x <= 1) || !(a > 0) || !(b > 0)) throw new RangeError(`incompleteBeta: need x in [0, 1] and a, b > 0, got x=${x}, a=${a}, b=${b}`);
+  if (!(x >= 0 && x <= 1) || !(a > 0) || !(b > 0))
+    throw new RangeError(`incompleteBeta: need x in [0, 1] and a, b > 0, got x=${x}, a=${a}, b=${b}`);
   if (x === 0 || x === 1) return x;
   const front = Math.exp(logGamma(a + b) - logGamma(a) - logGamma(b) + a * Math.log(x) + b * Math.log(1 - x));
   return x < (a + 1) / (a + b + 2) ? (front * betaFraction(x, a, b)) / a : 1 - (front * betaFraction(1 - x, b, a)) / b;
@@ -62,7 +67,8 @@ export function tCdf(t: number, df: number): number {
 /** The q-quantile of Student's t with df degrees of freedom, q in (0, 1). */
 export function tQuantile(q: number, df: number): number {
   if (!(q > 0 && q < 1)) throw new RangeError(`q: must be in (0, 1), got ${q}`);
-  let lo = -1e4, hi = 1e4;
+  let lo = -1e4,
+    hi = 1e4;
   for (let i = 0; i < 200; i++) {
     const mid = (lo + hi) / 2;
     if (tCdf(mid, df) < q) lo = mid;
@@ -94,7 +100,8 @@ export interface Interval {
 export function meanCI(xs: readonly number[], level = 0.95): Interval {
   const n = xs.length;
   if (n === 0) return { n, mean: NaN, sd: NaN, half: NaN, lo: NaN, hi: NaN };
-  const m = mean(xs), s = sd(xs);
+  const m = mean(xs),
+    s = sd(xs);
   const half = n < 2 ? NaN : tQuantile(0.5 + level / 2, n - 1) * (s / Math.sqrt(n));
   return { n, mean: m, sd: s, half, lo: m - half, hi: m + half };
 }

@@ -11,7 +11,10 @@ export type DeviceInfo = NativeDeviceInfo;
 export const DEVICE_DTYPES = ['fp32', 'bf16'] as const satisfies readonly Dtype[];
 export type DeviceDtype = (typeof DEVICE_DTYPES)[number];
 
-const DTYPE_CODE: Record<DeviceDtype, number> = { fp32: DEVICE_DTYPES.indexOf('fp32'), bf16: DEVICE_DTYPES.indexOf('bf16') };
+const DTYPE_CODE: Record<DeviceDtype, number> = {
+  fp32: DEVICE_DTYPES.indexOf('fp32'),
+  bf16: DEVICE_DTYPES.indexOf('bf16'),
+};
 const ELEMENT_BYTES: Record<DeviceDtype, number> = { fp32: 4, bf16: 2 };
 const MAX_ADDRESS = 2n ** 64n;
 
@@ -72,7 +75,8 @@ export class DeviceTensor {
 
   private constructor(length: number, dtype: DeviceDtype, address?: bigint) {
     const c = requireCuda();
-    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
+    if (!Number.isSafeInteger(length) || length < 0)
+      throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
     this.#native = call(() => new c.DeviceTensor(length * ELEMENT_BYTES[dtype], DTYPE_CODE[dtype], address));
     this.#dtype = dtype;
     this.#length = length;
@@ -108,17 +112,23 @@ export class DeviceTensor {
   static fromPointer(address: bigint | number, length: number, dtype: DeviceDtype | 'f32'): DeviceTensor {
     const dt = checkDtype('dtype', dtype, ['f32']);
     if (typeof length !== 'number') throw new TypeError(`length: must be a number, got ${typeof length}`);
-    if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
+    if (!Number.isSafeInteger(length) || length < 0)
+      throw new RangeError(`length: must be a non-negative integer, got ${String(length)}`);
     let a: bigint;
     if (typeof address === 'bigint') a = address;
     else if (typeof address === 'number') {
-      if (!Number.isSafeInteger(address)) throw new RangeError(`address: a number address must be a safe integer (use a bigint), got ${address}`);
+      if (!Number.isSafeInteger(address))
+        throw new RangeError(`address: a number address must be a safe integer (use a bigint), got ${address}`);
       a = BigInt(address);
-    } else throw new TypeError(`address: must be a bigint (a device address), got ${address === null ? 'null' : typeof address}`);
+    } else
+      throw new TypeError(
+        `address: must be a bigint (a device address), got ${address === null ? 'null' : typeof address}`,
+      );
     if (a === 0n) throw new RangeError('address: is null');
     if (a < 0n || a >= MAX_ADDRESS) throw new RangeError(`address: must be in [1, 2^64), got ${a}`);
     const elem = BigInt(ELEMENT_BYTES[dt]);
-    if (a % elem !== 0n) throw new RangeError(`address: 0x${a.toString(16)} is not aligned to the element size ${elem}`);
+    if (a % elem !== 0n)
+      throw new RangeError(`address: 0x${a.toString(16)} is not aligned to the element size ${elem}`);
     if (a + BigInt(length) * elem > MAX_ADDRESS) throw new RangeError('length: runs past the end of the address space');
     return new DeviceTensor(length, dt, a);
   }

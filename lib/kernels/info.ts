@@ -6,7 +6,9 @@ export interface BackendInfo {
   available: Array<'cpu' | 'cuda'>;
   build: { cuda: boolean; simd: string; napiVersion: number; compiler: string };
   cpu: { threads: number };
-  cuda: { devices: Array<{ name: string; totalMemory: number; computeCapability: string; multiProcessors: number }> } | null;
+  cuda: {
+    devices: Array<{ name: string; totalMemory: number; computeCapability: string; multiProcessors: number }>;
+  } | null;
 }
 
 export function backends(): BackendInfo {

@@ -2,7 +2,16 @@
 // Math: docs/design.md §1.2 — every method's logits gradient is w_t·(softmax(z_t) − onehot(y_t)).
 import { addon, localError, NativeLossResult } from '../native';
 import { DeviceTensor } from './device';
-import { checkArray, checkedProduct, checkEnum, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
+import {
+  checkArray,
+  checkedProduct,
+  checkEnum,
+  checkFiniteNumber,
+  checkInteger,
+  describe,
+  rangeError,
+  typeError,
+} from '../util/validate';
 
 /**
  * The fused loss kernel's methods, in the native Method enum's order (native/core/loss.h; test/loss.test.ts checks
@@ -132,25 +141,34 @@ export function lossSpecArgs(
   const negative = checkEnum('negative', o.negative ?? 'token', NEGATIVE_FORMS);
   const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', REDUCTIONS);
   const targets = checkArray('targets', o.targets, Int32Array);
-  if (targets.length !== rows) throw rangeError('targets', `length must be ${rowsName} = ${rows}, got ${targets.length}`);
+  if (targets.length !== rows)
+    throw rangeError('targets', `length must be ${rowsName} = ${rows}, got ${targets.length}`);
   for (let t = 0; targetValues && t < rows; t++) {
     const y = targets[t];
-    if (y !== -100 && (y < 0 || y >= vocab)) throw rangeError('targets', `targets[${t}] = ${y} is outside [0, ${vocab}) and not -100`);
+    if (y !== -100 && (y < 0 || y >= vocab))
+      throw rangeError('targets', `targets[${t}] = ${y} is outside [0, ${vocab}) and not -100`);
   }
   const offsets = checkArray('offsets', o.offsets, Int32Array);
   if (offsets.length < 1) throw rangeError('offsets', 'must hold S + 1 entries (at least one)');
   if (offsets[0] !== 0) throw rangeError('offsets', `offsets[0] must be 0, got ${offsets[0]}`);
   for (let i = 1; i < offsets.length; i++) {
-    if (offsets[i] < offsets[i - 1]) throw rangeError('offsets', `must be non-decreasing: offsets[${i}] = ${offsets[i]} < offsets[${i - 1}] = ${offsets[i - 1]}`);
+    if (offsets[i] < offsets[i - 1])
+      throw rangeError(
+        'offsets',
+        `must be non-decreasing: offsets[${i}] = ${offsets[i]} < offsets[${i - 1}] = ${offsets[i - 1]}`,
+      );
   }
   const S = offsets.length - 1;
-  if (offsets[S] !== rows) throw rangeError('offsets', `last offset must equal ${rowsName} = ${rows}, got ${offsets[S]}`);
+  if (offsets[S] !== rows)
+    throw rangeError('offsets', `last offset must equal ${rowsName} = ${rows}, got ${offsets[S]}`);
   let rewards: Float32Array | undefined;
   if (o.rewards !== undefined) {
     rewards = checkArray('rewards', o.rewards, Float32Array, S);
-    for (let i = 0; i < S; i++) if (!Number.isFinite(rewards[i])) throw rangeError('rewards', `rewards[${i}] = ${rewards[i]} is not finite`);
+    for (let i = 0; i < S; i++)
+      if (!Number.isFinite(rewards[i])) throw rangeError('rewards', `rewards[${i}] = ${rewards[i]} is not finite`);
   }
-  if ((method === 'rift' || method === 'naive') && rewards === undefined) throw typeError('rewards', `a Float32Array of length S is required for method '${method}'`);
+  if ((method === 'rift' || method === 'naive') && rewards === undefined)
+    throw typeError('rewards', `a Float32Array of length S is required for method '${method}'`);
   let normalizer = 0;
   if (o.normalizer !== undefined) {
     normalizer = checkFiniteNumber('normalizer', o.normalizer);
@@ -169,18 +187,24 @@ export function lossSpecArgs(
   };
   if (method === 'dpo') {
     const d = o.dpo;
-    if (d === null || typeof d !== 'object') throw typeError('dpo', "an object {refLogprobs, pairs, beta?} is required for method 'dpo'");
-    if (d.refLogprobs !== undefined && d.refLogps !== undefined) throw typeError('refLogprobs', 'give refLogprobs or the deprecated refLogps, not both');
+    if (d === null || typeof d !== 'object')
+      throw typeError('dpo', "an object {refLogprobs, pairs, beta?} is required for method 'dpo'");
+    if (d.refLogprobs !== undefined && d.refLogps !== undefined)
+      throw typeError('refLogprobs', 'give refLogprobs or the deprecated refLogps, not both');
     const arg = d.refLogprobs === undefined && d.refLogps !== undefined ? 'refLogps' : 'refLogprobs';
     const given = d.refLogprobs ?? d.refLogps;
-    if (!(given instanceof Float64Array || given instanceof Float32Array)) throw typeError(arg, `must be a Float64Array or Float32Array, got ${describe(given)}`);
+    if (!(given instanceof Float64Array || given instanceof Float32Array))
+      throw typeError(arg, `must be a Float64Array or Float32Array, got ${describe(given)}`);
     if (given.length !== S) throw rangeError(arg, `length must be S = ${S}, got ${given.length}`);
     const ref = given instanceof Float64Array ? given : Float64Array.from(given);
-    for (let i = 0; i < S; i++) if (!Number.isFinite(ref[i])) throw rangeError(arg, `${arg}[${i}] = ${ref[i]} is not finite`);
+    for (let i = 0; i < S; i++)
+      if (!Number.isFinite(ref[i])) throw rangeError(arg, `${arg}[${i}] = ${ref[i]} is not finite`);
     const pairs = checkArray('pairs', d.pairs, Int32Array);
-    if (pairs.length % 2 !== 0) throw rangeError('pairs', `length must be even (chosen, rejected), got ${pairs.length}`);
+    if (pairs.length % 2 !== 0)
+      throw rangeError('pairs', `length must be even (chosen, rejected), got ${pairs.length}`);
     for (let k = 0; k < pairs.length; k++) {
-      if (pairs[k] < 0 || pairs[k] >= S) throw rangeError('pairs', `pairs[${k}] = ${pairs[k]} is not a sequence index in [0, ${S})`);
+      if (pairs[k] < 0 || pairs[k] >= S)
+        throw rangeError('pairs', `pairs[${k}] = ${pairs[k]} is not a sequence index in [0, ${S})`);
     }
     const beta = d.beta === undefined ? 0.1 : checkDpoBeta('beta', d.beta);
     Object.assign(args, { refLogps: ref, pairs, beta });
@@ -195,18 +219,31 @@ export function toNative(o: LossOptions): Record<string, unknown> {
   const rows = checkInteger('rows', o.rows, 0, 2 ** 31 - 1);
   const vocab = checkInteger('vocab', o.vocab, 1, 2 ** 31 - 1);
   const logits = checkBuffer('logits', o.logits);
-  const n = checkedProduct('logits', [['rows', rows], ['vocab', vocab]]);
-  if (bufferLength(logits) !== n) throw rangeError('logits', `length must be rows × vocab = ${n}, got ${bufferLength(logits)}`);
+  const n = checkedProduct('logits', [
+    ['rows', rows],
+    ['vocab', vocab],
+  ]);
+  if (bufferLength(logits) !== n)
+    throw rangeError('logits', `length must be rows × vocab = ${n}, got ${bufferLength(logits)}`);
   let grad: LogitsBuffer | undefined;
   if (o.grad !== undefined) {
     grad = checkBuffer('grad', o.grad);
-    if ((grad instanceof DeviceTensor) !== (logits instanceof DeviceTensor)) throw typeError('grad', 'must live where logits live (host array or DeviceTensor)');
-    if (bufferDtype(grad) !== bufferDtype(logits)) throw typeError('grad', `must have the logits' dtype (${bufferDtype(logits)})`);
-    if (bufferLength(grad) !== bufferLength(logits)) throw rangeError('grad', `length must equal the logits' length ${bufferLength(logits)}`);
+    if (grad instanceof DeviceTensor !== logits instanceof DeviceTensor)
+      throw typeError('grad', 'must live where logits live (host array or DeviceTensor)');
+    if (bufferDtype(grad) !== bufferDtype(logits))
+      throw typeError('grad', `must have the logits' dtype (${bufferDtype(logits)})`);
+    if (bufferLength(grad) !== bufferLength(logits))
+      throw rangeError('grad', `length must equal the logits' length ${bufferLength(logits)}`);
     if (o.method === 'logprob') throw typeError('grad', "method 'logprob' computes no gradient: omit grad");
   }
   const { args } = lossSpecArgs(o, rows, vocab);
-  return { logits: nativeBuffer(logits), grad: grad === undefined ? undefined : nativeBuffer(grad), rows, vocab, ...args };
+  return {
+    logits: nativeBuffer(logits),
+    grad: grad === undefined ? undefined : nativeBuffer(grad),
+    rows,
+    vocab,
+    ...args,
+  };
 }
 
 /** A native result under the public names, with the deprecated Logps aliases (the same arrays). */

@@ -31,7 +31,12 @@ function checkLength(e: Example, what: string, o: ExampleOptions): void {
 }
 
 /** One rollout record as a training example (prompt rebuilt and checked against the record; eos appended when the sample stopped on it). */
-export function exampleFromRecord(rec: RolloutRecord, problem: Problem, format: PromptFormat, o: ExampleOptions = {}): Example | null {
+export function exampleFromRecord(
+  rec: RolloutRecord,
+  problem: Problem,
+  format: PromptFormat,
+  o: ExampleOptions = {},
+): Example | null {
   const tok = format.tokenizer;
   const what = `${o.source ?? 'rollouts'}: problem ${JSON.stringify(rec.problemId)} sample ${rec.sampleIndex}`;
   const promptIds = format.ids(problem);
@@ -50,7 +55,12 @@ export function exampleFromRecord(rec: RolloutRecord, problem: Problem, format: 
 }
 
 /** Training examples of the records whose problem is in `problems` (others, and empty responses, are skipped and counted). */
-export function rolloutExamples(records: readonly RolloutRecord[], problems: readonly Problem[], format: PromptFormat, o: ExampleOptions = {}): { examples: Example[]; skipped: number } {
+export function rolloutExamples(
+  records: readonly RolloutRecord[],
+  problems: readonly Problem[],
+  format: PromptFormat,
+  o: ExampleOptions = {},
+): { examples: Example[]; skipped: number } {
   const byId = new Map(problems.map((p) => [p.id, p]));
   const examples: Example[] = [];
   let skipped = 0;
@@ -64,7 +74,11 @@ export function rolloutExamples(records: readonly RolloutRecord[], problems: rea
 }
 
 /** The problems' worked solutions + eos as examples with reward 1 (SFT's data); problems without a solution are skipped. */
-export function referenceExamples(problems: readonly Problem[], format: PromptFormat, o: Omit<ExampleOptions, 'source'> = {}): Example[] {
+export function referenceExamples(
+  problems: readonly Problem[],
+  format: PromptFormat,
+  o: Omit<ExampleOptions, 'source'> = {},
+): Example[] {
   const tok = format.tokenizer;
   const eos = eosId(tok);
   const out: Example[] = [];
@@ -72,7 +86,13 @@ export function referenceExamples(problems: readonly Problem[], format: PromptFo
     if (typeof p.solution !== 'string') continue;
     const sol = tok.encode(p.solution, { addSpecialTokens: false });
     if (sol.length === 0 && eos === undefined) continue;
-    const e = { problemId: p.id, sampleIndex: 0, promptIds: format.ids(p), responseIds: eos === undefined ? sol : Int32Array.from([...sol, eos]), reward: 1 };
+    const e = {
+      problemId: p.id,
+      sampleIndex: 0,
+      promptIds: format.ids(p),
+      responseIds: eos === undefined ? sol : Int32Array.from([...sol, eos]),
+      reward: 1,
+    };
     checkLength(e, `problems: problem ${JSON.stringify(p.id)} (reference solution)`, o);
     out.push(e);
   }

@@ -7,10 +7,24 @@
 //   examples.ts       rollout records / reference solutions → training Examples (prompt tokens checked)
 //   train.ts          trainMethod (a Trainer run with an exact step budget), memoryDelta
 export { packageRoot, defaultModelDir } from './paths';
-export { PromptFormat, buildPrompts, promptHash, PAPER_INSTRUCTION, DEFAULT_CHAT_TEMPLATE, DEFAULT_PLAIN_TEMPLATE, DEFAULT_MAX_NEW_TOKENS } from './prompt';
+export {
+  PromptFormat,
+  buildPrompts,
+  promptHash,
+  PAPER_INSTRUCTION,
+  DEFAULT_CHAT_TEMPLATE,
+  DEFAULT_PLAIN_TEMPLATE,
+  DEFAULT_MAX_NEW_TOKENS,
+} from './prompt';
 export type { PromptProblem, BuildPromptsOptions } from './prompt';
 export {
-  PROMPT_FORMAT_FILE, readPromptFormatFile, writePromptFormatFile, resolvePromptSpec, rolloutPromptSpec, trainingPromptSpec, isExplicitChoice,
+  PROMPT_FORMAT_FILE,
+  readPromptFormatFile,
+  writePromptFormatFile,
+  resolvePromptSpec,
+  rolloutPromptSpec,
+  trainingPromptSpec,
+  isExplicitChoice,
 } from './prompt-choice';
 export type { PromptChoice, PromptChoiceNames } from './prompt-choice';
 export { PROMPT_FORMATS, checkPromptSpec, samePromptSpec, promptSpecKey, fillTemplate } from '../data/prompt-spec';

@@ -10,7 +10,14 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { readJsonFile } from '../data/files';
-import { checkPromptSpec, checkTemplate, promptSpecKey, samePromptSpec, type PromptFormatKind, type PromptSpec } from '../data/prompt-spec';
+import {
+  checkPromptSpec,
+  checkTemplate,
+  promptSpecKey,
+  samePromptSpec,
+  type PromptFormatKind,
+  type PromptSpec,
+} from '../data/prompt-spec';
 import type { Tokenizer } from '../engine/tokenizer';
 import { writeBytesAtomic } from '../util/atomic';
 import type { RolloutRecord } from '../rollout/store';
@@ -56,10 +63,15 @@ export function isExplicitChoice(c: PromptChoice): boolean {
 }
 
 /** The spec a choice gives for a model directory and its tokenizer (see the file comment). */
-export function resolvePromptSpec(choice: PromptChoice, model: { dir?: string; tokenizer: Tokenizer }, names: PromptChoiceNames = {}): PromptSpec {
+export function resolvePromptSpec(
+  choice: PromptChoice,
+  model: { dir?: string; tokenizer: Tokenizer },
+  names: PromptChoiceNames = {},
+): PromptSpec {
   const n = { ...FLAG_NAMES, ...names };
   const asked = choice.format ?? 'auto';
-  if (!['auto', 'chat', 'plain'].includes(asked)) throw new RangeError(`${n.format}: must be chat, plain or auto, got ${JSON.stringify(asked)}`);
+  if (!['auto', 'chat', 'plain'].includes(asked))
+    throw new RangeError(`${n.format}: must be chat, plain or auto, got ${JSON.stringify(asked)}`);
   const own = model.dir !== undefined ? readPromptFormatFile(model.dir) : undefined;
   const hasTemplate = model.tokenizer.chatTemplate !== undefined;
   const format: PromptFormatKind = asked !== 'auto' ? asked : own ? own.format : hasTemplate ? 'chat' : 'plain';
@@ -71,19 +83,27 @@ export function resolvePromptSpec(choice: PromptChoice, model: { dir?: string; t
     );
   const base = own && own.format === format ? own : undefined;
   if (choice.template !== undefined) checkTemplate(choice.template, n.template);
-  const template = choice.template ?? base?.template ?? (format === 'chat' ? DEFAULT_CHAT_TEMPLATE : DEFAULT_PLAIN_TEMPLATE);
+  const template =
+    choice.template ?? base?.template ?? (format === 'chat' ? DEFAULT_CHAT_TEMPLATE : DEFAULT_PLAIN_TEMPLATE);
   if (format === 'plain') {
     if (choice.system !== undefined)
-      throw new RangeError(`${n.system}: a system message needs the chat format, and this run uses plain` + (asked === 'auto' ? ` (${where} has ${own ? `${PROMPT_FORMAT_FILE} with plain` : 'no chat template'})` : ''));
+      throw new RangeError(
+        `${n.system}: a system message needs the chat format, and this run uses plain` +
+          (asked === 'auto' ? ` (${where} has ${own ? `${PROMPT_FORMAT_FILE} with plain` : 'no chat template'})` : ''),
+      );
     return { format, template };
   }
-  if (choice.system !== undefined && typeof choice.system !== 'string') throw new TypeError(`${n.system}: must be a string`);
+  if (choice.system !== undefined && typeof choice.system !== 'string')
+    throw new TypeError(`${n.system}: must be a string`);
   const system = choice.system ?? (base?.format === 'chat' ? base.system : undefined);
   return system === undefined ? { format, template } : { format, template, system };
 }
 
 /** The records' one prompt format (undefined: recorded by none); records of two formats are a RangeError naming both. */
-export function rolloutPromptSpec(records: readonly Pick<RolloutRecord, 'problemId' | 'sampleIndex' | 'promptFormat'>[], source = 'rollouts'): PromptSpec | undefined {
+export function rolloutPromptSpec(
+  records: readonly Pick<RolloutRecord, 'problemId' | 'sampleIndex' | 'promptFormat'>[],
+  source = 'rollouts',
+): PromptSpec | undefined {
   if (!records.length) return undefined;
   const first = records[0];
   const key = promptSpecKey(first.promptFormat);

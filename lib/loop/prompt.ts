@@ -39,7 +39,10 @@ export class PromptFormat {
    * A format over `tokenizer`. The chat format needs the tokenizer's chat template: without one it is an Error
    * naming the tokenizer's directory.
    */
-  constructor(spec: PromptSpec, readonly tokenizer: Tokenizer) {
+  constructor(
+    spec: PromptSpec,
+    readonly tokenizer: Tokenizer,
+  ) {
     this.spec = checkPromptSpec(spec);
     if (this.spec.format === 'chat' && tokenizer.chatTemplate === undefined)
       throw new Error(
@@ -55,7 +58,8 @@ export class PromptFormat {
 
   /** The chat messages of a problem ([system?, user]); for the chat format only. */
   messages(p: PromptProblem): ChatMessage[] {
-    if (this.spec.format !== 'chat') throw new TypeError('messages: the plain format has no chat messages (use text())');
+    if (this.spec.format !== 'chat')
+      throw new TypeError('messages: the plain format has no chat messages (use text())');
     const user = { role: 'user', content: fillTemplate(this.spec.template, p.problem) };
     return this.spec.system === undefined ? [user] : [{ role: 'system', content: this.spec.system }, user];
   }
@@ -89,7 +93,11 @@ export interface BuildPromptsOptions {
  * The prompt ids of every problem, built before anything is sampled or written: a template that fails to render
  * or a prompt that leaves no room for `maxNewTokens` in the context is an error naming the problem.
  */
-export function buildPrompts(format: PromptFormat, problems: readonly PromptProblem[], o: BuildPromptsOptions = {}): Map<string, Int32Array> {
+export function buildPrompts(
+  format: PromptFormat,
+  problems: readonly PromptProblem[],
+  o: BuildPromptsOptions = {},
+): Map<string, Int32Array> {
   const names = { problems: 'problems', maxNewTokens: 'maxNewTokens', ...o.names };
   const out = new Map<string, Int32Array>();
   for (const p of problems) {

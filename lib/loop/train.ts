@@ -16,7 +16,12 @@ export interface TrainMethodOptions extends TrainerOptions {
  * Trains `model` with one Trainer. With `steps`, runs enough epochs for `steps` updates and stops there (the LR
  * schedule then spans the full planned run: use 'constant' for an exact budget). Returns the step metrics.
  */
-export async function trainMethod(model: Model, examples: readonly Example[], refSolutions: readonly Example[] | undefined, o: TrainMethodOptions): Promise<{ metrics: StepMetrics[]; trainer: Trainer }> {
+export async function trainMethod(
+  model: Model,
+  examples: readonly Example[],
+  refSolutions: readonly Example[] | undefined,
+  o: TrainMethodOptions,
+): Promise<{ metrics: StepMetrics[]; trainer: Trainer }> {
   const { steps, resumeFrom, ...opts } = o;
   let trainerOpts: TrainerOptions = opts;
   if (steps !== undefined) {
@@ -24,7 +29,8 @@ export async function trainMethod(model: Model, examples: readonly Example[], re
     const per = opts.examplesPerStep ?? 1;
     const sel = selectExamples(opts.method, examples, { refSolutions, dftData: opts.dftData });
     const units = sel.pairs ? sel.pairs.length : sel.examples.length;
-    if (units === 0) throw new RangeError(`examples: nothing to train on for method '${opts.method}' (${JSON.stringify(sel.stats)})`);
+    if (units === 0)
+      throw new RangeError(`examples: nothing to train on for method '${opts.method}' (${JSON.stringify(sel.stats)})`);
     const epochs = Math.ceil(steps / Math.ceil(units / per));
     const user = opts.onStep;
     trainerOpts = {
@@ -46,13 +52,23 @@ export async function trainMethod(model: Model, examples: readonly Example[], re
   return { metrics: trainer.history.slice(), trainer };
 }
 
-export const MEMORY_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference', 'workspace', 'kvCache'] as const;
+export const MEMORY_CATEGORIES = [
+  'params',
+  'grads',
+  'optimizer',
+  'activations',
+  'logitsChunk',
+  'reference',
+  'workspace',
+  'kvCache',
+] as const;
 
 /** Peak bytes per category (and total) reached since `before` was taken, above `before`'s current bytes. */
 export function memoryDelta(before: MemoryReport, after: MemoryReport): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of [...MEMORY_CATEGORIES, 'total'] as const) {
-    const a = after[k], b = before[k];
+    const a = after[k],
+      b = before[k];
     if (a && b) out[k] = Math.max(0, a.peak - b.current);
   }
   return out;

@@ -49,7 +49,14 @@ export type ProfileMethod = 'rift' | 'dpo-held' | 'dpo-precomputed';
 export const PROFILE_METHODS: readonly ProfileMethod[] = ['rift', 'dpo-held', 'dpo-precomputed'];
 
 /** The categories the prediction covers (and the test compares exactly). */
-export const PREDICTED_CATEGORIES = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference'] as const;
+export const PREDICTED_CATEGORIES = [
+  'params',
+  'grads',
+  'optimizer',
+  'activations',
+  'logitsChunk',
+  'reference',
+] as const;
 export type PredictedCategory = (typeof PREDICTED_CATEGORIES)[number];
 
 export interface MemoryBytes extends Record<PredictedCategory, number> {
@@ -88,26 +95,46 @@ export interface MemoryPrediction {
 
 /** Qwen2.5-Math-1.5B's config.json shape (docs/design.md §3.1). */
 export const QWEN25_MATH_1_5B = {
-  model_type: 'qwen2', hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28, num_attention_heads: 12,
-  num_key_value_heads: 2, vocab_size: 151936, tie_word_embeddings: true, rms_norm_eps: 1e-6, rope_theta: 10000,
+  model_type: 'qwen2',
+  hidden_size: 1536,
+  intermediate_size: 8960,
+  num_hidden_layers: 28,
+  num_attention_heads: 12,
+  num_key_value_heads: 2,
+  vocab_size: 151936,
+  tie_word_embeddings: true,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
   max_position_embeddings: 4096,
 } as const;
 /** Qwen2.5-Math-7B's config.json shape. */
 export const QWEN25_MATH_7B = {
-  model_type: 'qwen2', hidden_size: 3584, intermediate_size: 18944, num_hidden_layers: 28, num_attention_heads: 28,
-  num_key_value_heads: 4, vocab_size: 152064, tie_word_embeddings: false, rms_norm_eps: 1e-6, rope_theta: 10000,
+  model_type: 'qwen2',
+  hidden_size: 3584,
+  intermediate_size: 18944,
+  num_hidden_layers: 28,
+  num_attention_heads: 28,
+  num_key_value_heads: 4,
+  vocab_size: 152064,
+  tie_word_embeddings: false,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
   max_position_embeddings: 4096,
 } as const;
 
 function toConfig(config: unknown): DecoderConfig {
-  if (config === null || typeof config !== 'object') throw typeError('config', `must be a config.json object or a DecoderConfig, got ${describe(config)}`);
+  if (config === null || typeof config !== 'object')
+    throw typeError('config', `must be a config.json object or a DecoderConfig, got ${describe(config)}`);
   const c = config as Record<string, unknown>;
   return 'raw' in c && 'qkv_bias' in c ? (c as unknown as DecoderConfig) : parseConfig(c, 'config');
 }
 
 function checkMethod(m: unknown): ProfileMethod {
   if (typeof m !== 'string' || !PROFILE_METHODS.includes(m as ProfileMethod))
-    throw (typeof m === 'string' ? rangeError : typeError)('method', `must be one of ${PROFILE_METHODS.map((x) => `'${x}'`).join(', ')}, got ${describe(m)}`);
+    throw (typeof m === 'string' ? rangeError : typeError)(
+      'method',
+      `must be one of ${PROFILE_METHODS.map((x) => `'${x}'`).join(', ')}, got ${describe(m)}`,
+    );
   return m as ProfileMethod;
 }
 
@@ -116,7 +143,10 @@ const r16 = (n: number) => Math.ceil(n / 16) * 16;
 /** Floats of the decoder's training activation buffer for N = B·T tokens (Decoder::ensure_acts). */
 /** Floats of the no-gradient forward's temporary scratch (Decoder::loss_forward_only) for N tokens. */
 export function inferenceFloats(c: DecoderConfig, N: number): number {
-  const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
+  const C = c.hidden_size,
+    I = c.intermediate_size,
+    QD = c.num_attention_heads * c.head_dim,
+    KD = c.num_key_value_heads * c.head_dim;
   return 2 * r16(N * C) + r16(N) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
 }
 
@@ -124,8 +154,16 @@ export function inferenceFloats(c: DecoderConfig, N: number): number {
  * Floats of the training forward's saved activations for N tokens (Decoder::ensure_acts): every layer's own fp32
  * set ('full'), one shared set (recompute), or bf16 copies per layer plus one shared fp32 set (activationDtype bf16).
  */
-export function activationFloats(c: DecoderConfig, N: number, recompute = false, activationDtype: Precision = 'fp32'): number {
-  const C = c.hidden_size, I = c.intermediate_size, QD = c.num_attention_heads * c.head_dim, KD = c.num_key_value_heads * c.head_dim;
+export function activationFloats(
+  c: DecoderConfig,
+  N: number,
+  recompute = false,
+  activationDtype: Precision = 'fp32',
+): number {
+  const C = c.hidden_size,
+    I = c.intermediate_size,
+    QD = c.num_attention_heads * c.head_dim,
+    KD = c.num_key_value_heads * c.head_dim;
   const widths = [C, QD, KD, KD, QD, C, C, I, I, I]; // the ten big saved tensors, per token
   const small = 2 * r16(N) + r16(N * c.num_attention_heads); // rstd1, rstd2, lse
   const big = widths.reduce((s, w) => s + r16(N * w), 0);
@@ -133,15 +171,19 @@ export function activationFloats(c: DecoderConfig, N: number, recompute = false,
   const tail = 2 * r16(N * C) + r16(N);
   const bwd = 2 * r16(N * C) + 2 * r16(N * QD) + 2 * r16(N * KD) + 2 * r16(N * I);
   const L = c.num_hidden_layers;
-  const layers = recompute ? L * r16(N * C) + small + big
-    : activationDtype === 'bf16' ? L * (r16(N * C) + small + z) + big
+  const layers = recompute
+    ? L * r16(N * C) + small + big
+    : activationDtype === 'bf16'
+      ? L * (r16(N * C) + small + z) + big
       : L * (r16(N * C) + small + big);
   return layers + tail + bwd;
 }
 
 /** The engine's default lm_head chunk rows for a vocabulary on a device (native default_chunk_rows). */
 export function defaultChunkRows(vocab: number, device: Device = 'cpu'): number {
-  return device === 'cpu' ? Math.min(1024, Math.max(64, Math.floor(2 ** 24 / vocab))) : Math.min(4096, Math.max(64, Math.floor(2 ** 28 / vocab)));
+  return device === 'cpu'
+    ? Math.min(1024, Math.max(64, Math.floor(2 ** 24 / vocab)))
+    : Math.min(4096, Math.max(64, Math.floor(2 ** 28 / vocab)));
 }
 
 /** Floats of the lm_head + loss chunk buffer (LmHeadLoss::pass). */
@@ -186,18 +228,22 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   const c = toConfig(config);
   if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
   const method = checkMethod(o.method);
-  const B = checkInteger('B', o.B, 1), T = checkInteger('T', o.T, 1);
-  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size, o.device) : checkInteger('chunkRows', o.chunkRows, 1);
+  const B = checkInteger('B', o.B, 1),
+    T = checkInteger('T', o.T, 1);
+  const chunkRows =
+    o.chunkRows === undefined ? defaultChunkRows(c.vocab_size, o.device) : checkInteger('chunkRows', o.chunkRows, 1);
   const targetRows = o.targetRows === undefined ? B * (T - 1) : checkInteger('targetRows', o.targetRows, 0, B * T);
   const P = numParams(c);
   const models = method === 'dpo-held' ? 2 : 1; // the held reference keeps its own logits chunk
   const refForward = method === 'dpo-held' ? inferenceFloats(c, B * T) : 0; // its 'logprob' pass, during the step
   const precision = o.precision ?? (o.device === 'cuda' ? 'bf16' : 'fp32');
   const ranks = o.ranks === undefined ? 1 : checkInteger('ranks', o.ranks, 1);
-  if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1) throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
+  if (o.zero !== undefined && o.zero !== 0 && o.zero !== 1)
+    throw rangeError('zero', `must be 0 or 1, got ${JSON.stringify(o.zero)}`);
   const optimizerFloats = o.zero === 1 ? shardRanges(P, ranks)[0].count : P;
   // CUDA bf16 keeps a bf16 copy of the weights for its GEMMs (native/cuda/cuda_ops.cu register_weights).
-  if (o.weightCopy !== undefined && typeof o.weightCopy !== 'boolean') throw typeError('weightCopy', `must be a boolean, got ${describe(o.weightCopy)}`);
+  if (o.weightCopy !== undefined && typeof o.weightCopy !== 'boolean')
+    throw typeError('weightCopy', `must be a boolean, got ${describe(o.weightCopy)}`);
   const weights = o.device === 'cuda' && precision === 'bf16' && o.weightCopy !== false ? 6 * P : 4 * P;
   const bytes: MemoryBytes = {
     params: weights,
@@ -264,14 +310,17 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   if (o === null || typeof o !== 'object') throw typeError('options', `must be an object, got ${describe(o)}`);
   const c = toConfig(o.config);
   const method = checkMethod(o.method);
-  const B = checkInteger('B', o.B, 1), T = checkInteger('T', o.T, 2);
+  const B = checkInteger('B', o.B, 1),
+    T = checkInteger('T', o.T, 2);
   if (method !== 'rift' && B % 2) throw rangeError('B', `must be even for DPO (chosen, rejected) pairs, got ${B}`);
-  const chunkRows = o.chunkRows === undefined ? defaultChunkRows(c.vocab_size, o.device) : checkInteger('chunkRows', o.chunkRows, 1);
+  const chunkRows =
+    o.chunkRows === undefined ? defaultChunkRows(c.vocab_size, o.device) : checkInteger('chunkRows', o.chunkRows, 1);
   const prompt = o.promptTokens === undefined ? 1 : checkInteger('promptTokens', o.promptTokens, 1, T - 1);
   const steps = o.steps === undefined ? 2 : checkInteger('steps', o.steps, 1);
   const seed = o.seed === undefined ? 0 : checkInteger('seed', o.seed, 0, 2 ** 32 - 1);
   const negative = o.negative ?? 'token';
-  if (negative !== 'token' && negative !== 'sequence') throw rangeError('negative', `must be 'token' or 'sequence', got ${describe(negative)}`);
+  if (negative !== 'token' && negative !== 'sequence')
+    throw rangeError('negative', `must be 'token' or 'sequence', got ${describe(negative)}`);
 
   // the batch: B rows of T random tokens; positions prompt−1 .. T−2 predict the next token
   const N = B * T;
@@ -292,12 +341,15 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const policy = Model.fromConfig(c, { seed, chunkRows, ...dev });
   const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true, ...dev }) : undefined;
   let refLogps: Float64Array | undefined;
-  if (method === 'dpo-precomputed') refLogps = Float64Array.from(policy.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogprobs);
+  if (method === 'dpo-precomputed')
+    refLogps = Float64Array.from(policy.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogprobs);
   for (let s = 0; s < steps; s++) {
     policy.zeroGrad();
     if (method === 'rift') policy.lossAndBackward({ ...batch, method: 'rift', rewards, negative });
     else {
-      const ref = held ? Float64Array.from(held.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogprobs) : refLogps!;
+      const ref = held
+        ? Float64Array.from(held.lossAndBackward({ ...batch, method: 'logprob', backward: false }).seqLogprobs)
+        : refLogps!;
       policy.lossAndBackward({ ...batch, method: 'dpo', dpo: { refLogprobs: ref, pairs, beta: 0.1 } });
     }
     policy.step({ lr: 1e-4, maxGradNorm: 1 });
@@ -307,11 +359,28 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const space = (r: MemoryReport) => (o.device === 'cuda' ? r.device : r);
   const d = (k: NativeMemCategory) => space(after)[k].peak - space(before)[k].current;
   const bytes: MeasuredBytes = {
-    params: d('params'), grads: d('grads'), optimizer: d('optimizer'), activations: d('activations'), logitsChunk: d('logitsChunk'),
-    reference: d('reference'), total: 0, workspace: d('workspace'), kvCache: d('kvCache'), peakTotal: d('total'),
+    params: d('params'),
+    grads: d('grads'),
+    optimizer: d('optimizer'),
+    activations: d('activations'),
+    logitsChunk: d('logitsChunk'),
+    reference: d('reference'),
+    total: 0,
+    workspace: d('workspace'),
+    kvCache: d('kvCache'),
+    peakTotal: d('total'),
   };
   bytes.total = PREDICTED_CATEGORIES.reduce((s, k) => s + bytes[k], 0);
-  const result: MemoryMeasurement = { method, B, T, chunkRows, numParams: policy.numParams, targetRows: B * (T - prompt), bytes, seconds };
+  const result: MemoryMeasurement = {
+    method,
+    B,
+    T,
+    chunkRows,
+    numParams: policy.numParams,
+    targetRows: B * (T - prompt),
+    bytes,
+    seconds,
+  };
   void held; // both models stay alive until here
   return result;
 }
@@ -340,13 +409,20 @@ export async function profileMemory(o: ProfileOptions): Promise<MemoryProfile> {
   const measured: MemoryProfile['measured'] = [];
   for (const method of methods) {
     const measurement = await measureMemory({ config: o.config, method, B: o.B, T: o.T, chunkRows: o.chunkRows });
-    const prediction = predictMemory(o.config, { method, B: o.B, T: o.T, chunkRows: o.chunkRows, targetRows: measurement.targetRows });
+    const prediction = predictMemory(o.config, {
+      method,
+      B: o.B,
+      T: o.T,
+      chunkRows: o.chunkRows,
+      targetRows: measurement.targetRows,
+    });
     const matches = PREDICTED_CATEGORIES.every((k) => measurement.bytes[k] === prediction.bytes[k]);
     measured.push({ measurement, prediction, matches });
   }
   const big = o.predictFor ?? { 'Qwen2.5-Math-1.5B': QWEN25_MATH_1_5B, 'Qwen2.5-Math-7B': QWEN25_MATH_7B };
   const predicted: MemoryProfile['predicted'] = [];
   for (const [name, cfg] of Object.entries(big))
-    for (const method of methods) predicted.push({ name, prediction: predictMemory(cfg, { method, B: o.predictB ?? 8, T: o.predictT ?? 1024 }) });
+    for (const method of methods)
+      predicted.push({ name, prediction: predictMemory(cfg, { method, B: o.predictB ?? 8, T: o.predictT ?? 1024 }) });
   return { measured, predicted };
 }

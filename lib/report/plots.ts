@@ -83,7 +83,18 @@ export function plotFont(): PlotFont {
 // ---- shared look ----------------------------------------------------------------------------------------------
 
 /** A categorical palette that stays distinguishable in print (Tableau 10). */
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#e15759',
+  '#76b7b2',
+  '#59a14f',
+  '#edc948',
+  '#b07aa1',
+  '#ff9da7',
+  '#9c755f',
+  '#bab0ac',
+];
 
 function baseConfig(font: string): Record<string, unknown> {
   return {
@@ -115,7 +126,8 @@ function checkRows<T extends object>(name: string, rows: readonly T[], check: (r
   if (rows.length === 0) throw new RangeError(`${name}: no rows to plot`);
   rows.forEach((r, i) => {
     if (typeof r !== 'object' || r === null) throw new TypeError(`${name}: ${name}[${i}] must be an object`);
-    if (typeof (r as { method?: unknown }).method !== 'string') throw new TypeError(`${name}: ${name}[${i}].method must be a string`);
+    if (typeof (r as { method?: unknown }).method !== 'string')
+      throw new TypeError(`${name}: ${name}[${i}].method must be a string`);
     check(r, i);
   });
 }
@@ -151,7 +163,10 @@ function methodScale(methods: readonly string[]): { domain: string[]; range: str
   return { domain: [...methods], range: methods.map(methodColor) };
 }
 
-export function lossCurvePlot(series: readonly LossPoint[], opts: PlotOptions & { logScale?: boolean } = {}): VegaLiteSpec {
+export function lossCurvePlot(
+  series: readonly LossPoint[],
+  opts: PlotOptions & { logScale?: boolean } = {},
+): VegaLiteSpec {
   checkRows('series', series, (r, i) => {
     if (!finite(r.step)) throw new RangeError(`series: series[${i}].step must be a finite number`);
     if (!finite(r.loss)) throw new RangeError(`series: series[${i}].loss must be a finite number, got ${r.loss}`);
@@ -166,7 +181,12 @@ export function lossCurvePlot(series: readonly LossPoint[], opts: PlotOptions & 
     mark: { type: 'line', point: steps <= 40, strokeWidth: 2 },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step', axis: { tickMinStep: 1, format: 'd' } },
-      y: { field: 'loss', type: 'quantitative', title: 'loss', scale: opts.logScale ? { type: 'log' } : { zero: false } },
+      y: {
+        field: 'loss',
+        type: 'quantitative',
+        title: 'loss',
+        scale: opts.logScale ? { type: 'log' } : { zero: false },
+      },
       color: { field: 'method', type: 'nominal', title: 'method', scale: methodScale(methods) },
       tooltip: [{ field: 'method' }, { field: 'step' }, { field: 'loss', format: '.4f' }],
     },
@@ -186,9 +206,11 @@ export interface AccuracyRow {
 export function accuracyPlot(rows: readonly AccuracyRow[], opts: PlotOptions = {}): VegaLiteSpec {
   checkRows('rows', rows, (r, i) => {
     if (!finite(r.meanAtK)) throw new RangeError(`rows: rows[${i}].meanAtK must be a finite number`);
-    if (typeof r.passAtK !== 'object' || r.passAtK === null) throw new TypeError(`rows: rows[${i}].passAtK must be an object`);
+    if (typeof r.passAtK !== 'object' || r.passAtK === null)
+      throw new TypeError(`rows: rows[${i}].passAtK must be an object`);
     for (const [k, v] of Object.entries(r.passAtK)) {
-      if (!/^[1-9]\d*$/.test(k)) throw new RangeError(`rows: rows[${i}].passAtK has key ${JSON.stringify(k)}, want an integer k`);
+      if (!/^[1-9]\d*$/.test(k))
+        throw new RangeError(`rows: rows[${i}].passAtK has key ${JSON.stringify(k)}, want an integer k`);
       if (!finite(v)) throw new RangeError(`rows: rows[${i}].passAtK[${k}] must be a finite number`);
     }
   });
@@ -210,7 +232,13 @@ export function accuracyPlot(rows: readonly AccuracyRow[], opts: PlotOptions = {
     encoding: {
       x: { field: 'metric', type: 'nominal', title: null, sort: metrics, axis: { labelAngle: 0, labelFontSize: 13 } },
       xOffset: offset,
-      y: { field: 'value', type: 'quantitative', title: 'accuracy', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
+      y: {
+        field: 'value',
+        type: 'quantitative',
+        title: 'accuracy',
+        scale: { domain: [0, 1] },
+        axis: { format: '.0%' },
+      },
     },
     layer: [
       {
@@ -260,14 +288,33 @@ export function memoryPlot(rows: readonly MemoryRow[], opts: PlotOptions = {}): 
     width: opts.width ?? Math.max(320, methods.length * 70),
     height: opts.height ?? 300,
     // rank: stack position (the first category at the bottom, as listed)
-    data: { values: rows.map((r) => ({ method: r.method, category: r.category, rank: categories.indexOf(r.category), amount: round(r.bytes / scale) })) },
+    data: {
+      values: rows.map((r) => ({
+        method: r.method,
+        category: r.category,
+        rank: categories.indexOf(r.category),
+        amount: round(r.bytes / scale),
+      })),
+    },
     layer: [
       {
         mark: { type: 'bar' },
         encoding: {
-          x: { field: 'method', type: 'nominal', title: 'method', sort: methods, axis: { labelAngle: longNames ? -30 : 0 } },
+          x: {
+            field: 'method',
+            type: 'nominal',
+            title: 'method',
+            sort: methods,
+            axis: { labelAngle: longNames ? -30 : 0 },
+          },
           y: { field: 'amount', type: 'quantitative', aggregate: 'sum', title: `memory (${unit})`, stack: 'zero' },
-          color: { field: 'category', type: 'nominal', title: 'category', scale: { domain: categories }, sort: categories },
+          color: {
+            field: 'category',
+            type: 'nominal',
+            title: 'category',
+            scale: { domain: categories },
+            sort: categories,
+          },
           order: { field: 'rank', type: 'quantitative', sort: 'ascending' },
           tooltip: [{ field: 'method' }, { field: 'category' }, { field: 'amount', title: unit, format: '.3~f' }],
         },
@@ -294,9 +341,13 @@ export interface LinePoint {
 }
 
 /** Any y against x, one line per method (the experiment's log-prob probes, accuracy against mixed share …). */
-export function linePlot(points: readonly LinePoint[], opts: PlotOptions & { xTitle: string; yTitle: string; yFormat?: string }): VegaLiteSpec {
+export function linePlot(
+  points: readonly LinePoint[],
+  opts: PlotOptions & { xTitle: string; yTitle: string; yFormat?: string },
+): VegaLiteSpec {
   checkRows('points', points, (r, i) => {
-    if (!finite(r.x) || !finite(r.y)) throw new RangeError(`points: points[${i}] needs finite x and y, got (${r.x}, ${r.y})`);
+    if (!finite(r.x) || !finite(r.y))
+      throw new RangeError(`points: points[${i}] needs finite x and y, got (${r.x}, ${r.y})`);
   });
   const methods = methodsOf(points);
   const xs = new Set(points.map((r) => r.x)).size;
@@ -307,9 +358,19 @@ export function linePlot(points: readonly LinePoint[], opts: PlotOptions & { xTi
     mark: { type: 'line', point: xs <= 40, strokeWidth: 2 },
     encoding: {
       x: { field: 'x', type: 'quantitative', title: opts.xTitle, scale: { zero: false } },
-      y: { field: 'y', type: 'quantitative', title: opts.yTitle, scale: { zero: false }, ...(opts.yFormat ? { axis: { format: opts.yFormat } } : {}) },
+      y: {
+        field: 'y',
+        type: 'quantitative',
+        title: opts.yTitle,
+        scale: { zero: false },
+        ...(opts.yFormat ? { axis: { format: opts.yFormat } } : {}),
+      },
       color: { field: 'method', type: 'nominal', title: 'method', scale: methodScale(methods) },
-      tooltip: [{ field: 'method' }, { field: 'x', title: opts.xTitle }, { field: 'y', title: opts.yTitle, format: '.4~f' }],
+      tooltip: [
+        { field: 'method' },
+        { field: 'x', title: opts.xTitle },
+        { field: 'y', title: opts.yTitle, format: '.4~f' },
+      ],
     },
   });
 }
@@ -339,8 +400,36 @@ export function intervalPlot(rows: readonly IntervalRow[], opts: PlotOptions = {
       width: opts.width ?? 260,
       height: opts.height ?? Math.max(120, methods.length * 26),
       layer: [
-        { mark: { type: 'rule', strokeWidth: 2 }, encoding: { y, x: { field: 'lo', type: 'quantitative', title: 'accuracy', axis: { format: '.0%' }, scale: { zero: false } }, x2: { field: 'hi' }, color: { field: 'method', type: 'nominal', legend: null, scale: methodScale(methods) } } },
-        { mark: { type: 'point', filled: true, size: 70 }, encoding: { y, x: { field: 'mean', type: 'quantitative' }, color: { field: 'method', type: 'nominal', legend: null, scale: methodScale(methods) }, tooltip: [{ field: 'method' }, { field: 'metric' }, { field: 'mean', format: '.1%' }, { field: 'lo', format: '.1%' }, { field: 'hi', format: '.1%' }] } },
+        {
+          mark: { type: 'rule', strokeWidth: 2 },
+          encoding: {
+            y,
+            x: {
+              field: 'lo',
+              type: 'quantitative',
+              title: 'accuracy',
+              axis: { format: '.0%' },
+              scale: { zero: false },
+            },
+            x2: { field: 'hi' },
+            color: { field: 'method', type: 'nominal', legend: null, scale: methodScale(methods) },
+          },
+        },
+        {
+          mark: { type: 'point', filled: true, size: 70 },
+          encoding: {
+            y,
+            x: { field: 'mean', type: 'quantitative' },
+            color: { field: 'method', type: 'nominal', legend: null, scale: methodScale(methods) },
+            tooltip: [
+              { field: 'method' },
+              { field: 'metric' },
+              { field: 'mean', format: '.1%' },
+              { field: 'lo', format: '.1%' },
+              { field: 'hi', format: '.1%' },
+            ],
+          },
+        },
       ],
     },
     resolve: { scale: { x: 'independent' } },
@@ -372,7 +461,8 @@ const { parentPort, workerData } = require('worker_threads');
 
 /** Renders vega-lite specs to SVG strings (by name), all in one worker thread. */
 export async function renderSvgs(specs: Readonly<Record<string, VegaLiteSpec>>): Promise<Record<string, string>> {
-  if (typeof specs !== 'object' || specs === null) throw new TypeError('specs: must be an object of vega-lite specs by name');
+  if (typeof specs !== 'object' || specs === null)
+    throw new TypeError('specs: must be an object of vega-lite specs by name');
   if (Object.keys(specs).length === 0) return {};
   const workerData = {
     vegaUrl: pathToFileURL(require.resolve('vega')).href,
@@ -411,7 +501,8 @@ export interface PngOptions {
 /** Rasterises an SVG to PNG with resvg, system fonts loaded. */
 export function svgToPng(svg: string, opts: PngOptions = {}): Buffer {
   const scale = opts.scale ?? 2;
-  if (!(typeof scale === 'number' && scale > 0 && scale <= 16)) throw new RangeError(`scale: must be in (0, 16], got ${opts.scale}`);
+  if (!(typeof scale === 'number' && scale > 0 && scale <= 16))
+    throw new RangeError(`scale: must be in (0, 16], got ${opts.scale}`);
   const font = plotFont();
   const family = opts.fontFamily ?? font.family;
   // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -41,19 +41,24 @@ let warnedNoFont = false;
 
 export async function writeReport(dir: string, content: ReportContent): Promise<WrittenReport> {
   if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('dir: must be a non-empty path');
-  if (typeof content !== 'object' || content === null || !Array.isArray(content.plots)) throw new TypeError('content: must be an object with a plots array');
+  if (typeof content !== 'object' || content === null || !Array.isArray(content.plots))
+    throw new TypeError('content: must be an object with a plots array');
   const seen = new Set<string>();
   content.plots.forEach((p, i) => {
-    if (typeof p?.name !== 'string' || !NAME.test(p.name)) throw new RangeError(`plots: plots[${i}].name must match ${NAME}, got ${JSON.stringify(p?.name)}`);
+    if (typeof p?.name !== 'string' || !NAME.test(p.name))
+      throw new RangeError(`plots: plots[${i}].name must match ${NAME}, got ${JSON.stringify(p?.name)}`);
     if (seen.has(p.name)) throw new RangeError(`plots: two plots named ${JSON.stringify(p.name)}`);
     if (p.name === 'report') throw new RangeError('plots: "report" is reserved for report.md');
     seen.add(p.name);
-    if (typeof p.spec !== 'object' || p.spec === null) throw new TypeError(`plots: plots[${i}].spec must be a vega-lite spec object`);
+    if (typeof p.spec !== 'object' || p.spec === null)
+      throw new TypeError(`plots: plots[${i}].spec must be a vega-lite spec object`);
   });
 
   if (!plotFont().file && !warnedNoFont) {
     warnedNoFont = true;
-    console.warn('rift report: no TrueType font found (e.g. DejaVu Sans: apt install fonts-dejavu-core); the PNG charts will have no text, the SVGs are complete');
+    console.warn(
+      'rift report: no TrueType font found (e.g. DejaVu Sans: apt install fonts-dejavu-core); the PNG charts will have no text, the SVGs are complete',
+    );
   }
   const svgs = await renderSvgs(Object.fromEntries(content.plots.map((p) => [p.name, p.spec])));
   fs.mkdirSync(dir, { recursive: true });

@@ -95,7 +95,8 @@ function needsImport(e: unknown, file: string): boolean {
  * function awaits the user's and checks its result: not a finite number → TypeError naming the module.
  */
 export async function loadRewardModule(modulePath: string): Promise<RewardFn> {
-  if (typeof modulePath !== 'string' || modulePath === '') throw new TypeError('rewardModule: must be a non-empty path string');
+  if (typeof modulePath !== 'string' || modulePath === '')
+    throw new TypeError('rewardModule: must be a non-empty path string');
   const file = path.resolve(modulePath);
   if (!fs.existsSync(file)) throw new Error(`reward module ${file}: file not found`);
   let mod: unknown;
@@ -103,13 +104,16 @@ export async function loadRewardModule(modulePath: string): Promise<RewardFn> {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     mod = file.endsWith('.mjs') ? undefined : require(file);
   } catch (e) {
-    if (!needsImport(e, file)) throw new Error(`reward module ${file}: failed to load: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+    if (!needsImport(e, file))
+      throw new Error(`reward module ${file}: failed to load: ${(e as Error)?.message ?? String(e)}`, { cause: e });
   }
   if (mod === undefined) {
     try {
       mod = await dynamicImport(pathToFileURL(file).href);
     } catch (e) {
-      throw new Error(`reward module ${file}: failed to load as an ES module: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+      throw new Error(`reward module ${file}: failed to load as an ES module: ${(e as Error)?.message ?? String(e)}`, {
+        cause: e,
+      });
     }
   }
   const fn = pickFunction(mod);
@@ -124,9 +128,12 @@ export async function loadRewardModule(modulePath: string): Promise<RewardFn> {
     try {
       r = await fn(sample);
     } catch (e) {
-      throw new Error(`reward module ${file}: threw${sample.id !== undefined ? ` on "${sample.id}"` : ''}: ${(e as Error)?.message ?? String(e)}`, {
-        cause: e,
-      });
+      throw new Error(
+        `reward module ${file}: threw${sample.id !== undefined ? ` on "${sample.id}"` : ''}: ${(e as Error)?.message ?? String(e)}`,
+        {
+          cause: e,
+        },
+      );
     }
     if (typeof r !== 'number' || !Number.isFinite(r))
       throw new TypeError(
@@ -169,7 +176,8 @@ export interface ScoreOptions extends RewardOptions {
 /** Scores samples in order: the verifier always, the reward from rPos/rNeg or the user module, then normalisation. */
 export async function scoreSamples(samples: readonly ScoreInput[], opts: ScoreOptions = {}): Promise<ScoredSample[]> {
   if (!Array.isArray(samples)) throw new TypeError('samples: must be an array');
-  if (opts.rewardFn !== undefined && typeof opts.rewardFn !== 'function') throw new TypeError('rewardFn: must be a function');
+  if (opts.rewardFn !== undefined && typeof opts.rewardFn !== 'function')
+    throw new TypeError('rewardFn: must be a function');
   rewardFor(true, opts); // validates rPos / rNeg up front
   const out: ScoredSample[] = [];
   for (let i = 0; i < samples.length; i++) {
@@ -181,7 +189,14 @@ export async function scoreSamples(samples: readonly ScoreInput[], opts: ScoreOp
     const raw = opts.rewardFn
       ? await opts.rewardFn({ problem: s.problem, response: s.response, reference: s.reference, id: s.problemId })
       : rewardFor(v.correct, opts);
-    out.push({ problemId: s.problemId, correct: v.correct, extracted: v.extracted, reason: v.reason, rawReward: raw, reward: raw });
+    out.push({
+      problemId: s.problemId,
+      correct: v.correct,
+      extracted: v.extracted,
+      reason: v.reason,
+      rawReward: raw,
+      reward: raw,
+    });
   }
   if (opts.groupNormalize) {
     const groups = new Map<string, number[]>();

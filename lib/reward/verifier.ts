@@ -160,9 +160,12 @@ export function extractAnswer(text: unknown, opts: ExtractOptions = {}): string 
 const UNIT_ABBREV =
   'mm|cm|km|m|in|ft|yd|mi|mg|kg|g|lb|lbs|oz|ml|mL|l|L|s|sec|min|h|hr|hrs|mph|kph|km/h|m/s|cents?|dollars?|units?';
 const NUM = String.raw`[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:\s*/\s*\d+)?|[-+]?\\frac\{[^{}]*\}\{[^{}]*\}`;
-const WORD_UNITS_RE = new RegExp(String.raw`^(${NUM})\s+[A-Za-z]{2,}\.?(?:\s+[A-Za-z]+\.?){0,3}(?:\s*\^\s*\{?[23]\}?)?$`);
+const WORD_UNITS_RE = new RegExp(
+  String.raw`^(${NUM})\s+[A-Za-z]{2,}\.?(?:\s+[A-Za-z]+\.?){0,3}(?:\s*\^\s*\{?[23]\}?)?$`,
+);
 const ABBREV_UNITS_RE = new RegExp(String.raw`^(${NUM})\s*(?:${UNIT_ABBREV})(?:\s*\^\s*\{?[23]\}?)?\.?$`);
-const TEXT_CMD_RE = /\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}(\s*\^\s*\{?\s*[23]\s*\}?)?/g;
+const TEXT_CMD_RE =
+  /\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathbf|mathit|operatorname)\s*\{([^{}]*)\}(\s*\^\s*\{?\s*[23]\s*\}?)?/g;
 
 function stripOuter(s: string): string {
   for (let guard = 0; guard < 4 && s.length >= 2; guard++) {
@@ -227,12 +230,18 @@ export function normalizeAnswer(input: unknown): string {
   m = /^(-?\d+)\s+(\d+)\s*\/\s*(\d+)$/.exec(s); // mixed number 3 1/2
   if (m) s = `${m[1]}\\frac{${m[2]}}{${m[3]}}`;
   // whitespace: keep one space only between a command name and a following letter (\pi r)
-  // eslint-disable-next-line no-control-regex -- \u0001 is a placeholder that no input text holds
-  s = s.replace(/(?<=\\[a-zA-Z]+)\s+(?=[a-zA-Z])/g, '\u0001').replace(/\s+/g, '').replace(/\u0001/g, ' ');
+  // \u0001 is a placeholder that no input text holds
+  s = s
+    .replace(/(?<=\\[a-zA-Z]+)\s+(?=[a-zA-Z])/g, '\u0001')
+    .replace(/\s+/g, '')
+    .split('\u0001')
+    .join(' ');
   if (/^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
   s = s.replace(/^\+/, '');
   s = s.replace(/(^|[^\d.])\.(\d)/g, '$10.$2');
-  s = s.replace(/(?<![\d.])(\d+)\.(\d*?)0+(?![\d.])/g, (_m, int: string, frac: string) => (frac ? `${int}.${frac}` : int));
+  s = s.replace(/(?<![\d.])(\d+)\.(\d*?)0+(?![\d.])/g, (_m, int: string, frac: string) =>
+    frac ? `${int}.${frac}` : int,
+  );
   s = s
     .replace(/\\frac(?![a-zA-Z])([^{\\])([^{\\])/g, '\\frac{$1}{$2}')
     .replace(/\\frac\{([^{}]*)\}([^{\\])/g, '\\frac{$1}{$2}')
@@ -295,7 +304,8 @@ function parseNumber(s: string): Rational | null {
     if (b === 0n || a >= b) return null; // not a proper mixed number: leave it to compute-engine (a product)
     return signed(neg, { n: whole * b + a, d: b });
   }
-  if ((m = /^\\frac\{([^{}]+)\}\{([^{}]+)\}$/.exec(body))) return signed(neg, divide(parseSignedDecimal(m[1]), parseSignedDecimal(m[2])));
+  if ((m = /^\\frac\{([^{}]+)\}\{([^{}]+)\}$/.exec(body)))
+    return signed(neg, divide(parseSignedDecimal(m[1]), parseSignedDecimal(m[2])));
   if ((m = /^([^/]+)\/([^/]+)$/.exec(body))) return signed(neg, divide(parseDecimal(m[1]), parseSignedDecimal(m[2])));
   return signed(neg, parseDecimal(body));
 }

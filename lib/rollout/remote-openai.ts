@@ -52,7 +52,8 @@ export function baseUrlOf(server: string, name = '--server'): string {
   } catch {
     throw new TypeError(`${name}: ${JSON.stringify(server)} is not a URL (e.g. http://127.0.0.1:8000/v1)`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`${name}: ${server}: must be an http:// or https:// URL`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new TypeError(`${name}: ${server}: must be an http:// or https:// URL`);
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1';
   return u.toString().replace(/\/+$/, '');
 }
@@ -62,9 +63,11 @@ export function openAIClient(o: OpenAIRemoteOptions): { client: OpenAI; counters
   const baseURL = baseUrlOf(o.server, o.name);
   const counters: RemoteCounters = { attempts: 0, rateLimited: 0, serverErrors: 0, connectionErrors: 0 };
   const maxRetries = o.maxRetries ?? 5;
-  if (!Number.isSafeInteger(maxRetries) || maxRetries < 0) throw new RangeError(`maxRetries: must be an integer ≥ 0, got ${o.maxRetries}`);
+  if (!Number.isSafeInteger(maxRetries) || maxRetries < 0)
+    throw new RangeError(`maxRetries: must be an integer ≥ 0, got ${o.maxRetries}`);
   const timeout = o.timeoutMs ?? 600_000;
-  if (!Number.isSafeInteger(timeout) || timeout < 1) throw new RangeError(`timeoutMs: must be an integer ≥ 1, got ${o.timeoutMs}`);
+  if (!Number.isSafeInteger(timeout) || timeout < 1)
+    throw new RangeError(`timeoutMs: must be an integer ≥ 1, got ${o.timeoutMs}`);
   const counting: typeof fetch = async (input, init) => {
     counters.attempts++;
     try {
@@ -77,13 +80,20 @@ export function openAIClient(o: OpenAIRemoteOptions): { client: OpenAI; counters
       throw e;
     }
   };
-  const client = new OpenAI({ baseURL, apiKey: o.apiKey ?? process.env.OPENAI_API_KEY ?? 'EMPTY', maxRetries, timeout, fetch: counting });
+  const client = new OpenAI({
+    baseURL,
+    apiKey: o.apiKey ?? process.env.OPENAI_API_KEY ?? 'EMPTY',
+    maxRetries,
+    timeout,
+    fetch: counting,
+  });
   return { client, counters, baseURL };
 }
 
 /** Why a connection failed, from the fetch error's causes (ECONNREFUSED, ENOTFOUND, …, else the innermost message). */
 function connectionCause(e: unknown): string {
-  let c: unknown = e, last = e instanceof Error ? e.message : String(e);
+  let c: unknown = e,
+    last = e instanceof Error ? e.message : String(e);
   for (let i = 0; i < 5 && c; i++) {
     const x = c as { code?: unknown; message?: unknown; cause?: unknown };
     if (typeof x.code === 'string' && /^E[A-Z]+$/.test(x.code)) return x.code;
@@ -94,11 +104,23 @@ function connectionCause(e: unknown): string {
 }
 
 /** An error of the client as one line naming the server (and `what` was asked). */
-export function describeRemoteError(e: unknown, server: string, what: string, retries: number, name = '--server'): Error {
-  if (e instanceof APIConnectionTimeoutError) return new Error(`${name} ${server}: ${what}: timed out (after ${retries} retries)`, { cause: e });
-  if (e instanceof APIConnectionError) return new Error(`${name} ${server}: ${what}: cannot reach the server (${connectionCause(e)}; after ${retries} retries)`, { cause: e });
+export function describeRemoteError(
+  e: unknown,
+  server: string,
+  what: string,
+  retries: number,
+  name = '--server',
+): Error {
+  if (e instanceof APIConnectionTimeoutError)
+    return new Error(`${name} ${server}: ${what}: timed out (after ${retries} retries)`, { cause: e });
+  if (e instanceof APIConnectionError)
+    return new Error(
+      `${name} ${server}: ${what}: cannot reach the server (${connectionCause(e)}; after ${retries} retries)`,
+      { cause: e },
+    );
   if (e instanceof APIError) {
-    const retried = e.status === 429 || (e.status !== undefined && e.status >= 500) ? ` (after ${retries} retries)` : '';
+    const retried =
+      e.status === 429 || (e.status !== undefined && e.status >= 500) ? ` (after ${retries} retries)` : '';
     return new Error(`${name} ${server}: ${what}: the server answered ${e.message}${retried}`, { cause: e });
   }
   return e instanceof Error ? e : new Error(String(e));
@@ -108,19 +130,28 @@ export function describeRemoteError(e: unknown, server: string, what: string, re
  * Checks that the server is up and serves `o.model` (GET /models); returns the model's context (vLLM's and rift
  * serve's max_model_len) when the server gives one.
  */
-export async function checkServedModel(client: OpenAI, o: OpenAIRemoteOptions): Promise<{ maxModelLen?: number; models: string[] }> {
+export async function checkServedModel(
+  client: OpenAI,
+  o: OpenAIRemoteOptions,
+): Promise<{ maxModelLen?: number; models: string[] }> {
   const name = o.name ?? '--server';
   let list: { id: string; max_model_len?: unknown }[];
   try {
     list = (await client.models.list()).data as typeof list;
   } catch (e) {
     if (e instanceof APIError && e.status === 404)
-      throw new Error(`${name} ${o.server}: GET ${client.baseURL}/models answered 404: not an OpenAI base URL? (e.g. http://127.0.0.1:8000/v1)`, { cause: e });
+      throw new Error(
+        `${name} ${o.server}: GET ${client.baseURL}/models answered 404: not an OpenAI base URL? (e.g. http://127.0.0.1:8000/v1)`,
+        { cause: e },
+      );
     throw describeRemoteError(e, o.server, 'listing the served models', client.maxRetries, name);
   }
   const models = list.map((m) => m.id);
   const card = list.find((m) => m.id === o.model);
-  if (!card) throw new Error(`--served-model: ${JSON.stringify(o.model)} is not served by ${o.server} (it serves ${models.map((m) => JSON.stringify(m)).join(', ') || 'no model'})`);
+  if (!card)
+    throw new Error(
+      `--served-model: ${JSON.stringify(o.model)} is not served by ${o.server} (it serves ${models.map((m) => JSON.stringify(m)).join(', ') || 'no model'})`,
+    );
   const len = card.max_model_len;
   return { models, ...(Number.isSafeInteger(len) && (len as number) > 0 ? { maxModelLen: len as number } : {}) };
 }
@@ -157,19 +188,38 @@ export function openAISampler(client: OpenAI, o: OpenAIRemoteOptions): RemoteSam
     };
     try {
       if (api === 'chat') {
-        if (!r.prompt.messages) throw new TypeError(`${what}: the chat API needs the prompt's chat messages (use the chat prompt format)`);
-        const res = await client.chat.completions.create({ ...common, messages: r.prompt.messages as OpenAI.Chat.ChatCompletionMessageParam[], ...(o.logprobs ? { logprobs: true } : {}) });
+        if (!r.prompt.messages)
+          throw new TypeError(`${what}: the chat API needs the prompt's chat messages (use the chat prompt format)`);
+        const res = await client.chat.completions.create({
+          ...common,
+          messages: r.prompt.messages as OpenAI.Chat.ChatCompletionMessageParam[],
+          ...(o.logprobs ? { logprobs: true } : {}),
+        });
         return {
           choices: byIndex(res.choices).map((c) =>
-            choiceOf(c as unknown as Record<string, unknown>, c.message?.content, o.logprobs ? c.logprobs?.content?.map((t) => t.logprob) : undefined, what),
+            choiceOf(
+              c as unknown as Record<string, unknown>,
+              c.message?.content,
+              o.logprobs ? c.logprobs?.content?.map((t) => t.logprob) : undefined,
+              what,
+            ),
           ),
           ...(typeof res.usage?.prompt_tokens === 'number' ? { promptTokens: res.usage.prompt_tokens } : {}),
         };
       }
-      const res = await client.completions.create({ ...common, prompt: Array.from(r.prompt.ids), ...(o.logprobs ? { logprobs: 0 } : {}) });
+      const res = await client.completions.create({
+        ...common,
+        prompt: Array.from(r.prompt.ids),
+        ...(o.logprobs ? { logprobs: 0 } : {}),
+      });
       return {
         choices: byIndex(res.choices).map((c) =>
-          choiceOf(c as unknown as Record<string, unknown>, c.text, o.logprobs ? c.logprobs?.token_logprobs?.filter((x): x is number => typeof x === 'number') : undefined, what),
+          choiceOf(
+            c as unknown as Record<string, unknown>,
+            c.text,
+            o.logprobs ? c.logprobs?.token_logprobs?.filter((x): x is number => typeof x === 'number') : undefined,
+            what,
+          ),
         ),
         ...(typeof res.usage?.prompt_tokens === 'number' ? { promptTokens: res.usage.prompt_tokens } : {}),
       };

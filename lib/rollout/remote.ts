@@ -21,7 +21,19 @@
 import type { ChatMessage } from '../engine/tokenizer';
 import { Rng } from '../engine/sampler';
 import { checkPromptSpec, promptHash, promptSpecKey, samePromptSpec, type PromptSpec } from '../data/prompt-spec';
-import { checkK, checkProblems, checkScore, problemKey, resolveParams, rolloutStats, type ProblemLike, type RolloutParams, type RolloutProgress, type RolloutResult, type Scorer } from './rollout';
+import {
+  checkK,
+  checkProblems,
+  checkScore,
+  problemKey,
+  resolveParams,
+  rolloutStats,
+  type ProblemLike,
+  type RolloutParams,
+  type RolloutProgress,
+  type RolloutResult,
+  type Scorer,
+} from './rollout';
 import { appendRollouts, openRollouts, sameParams, type RolloutRecord, type RolloutSamplingParams } from './store';
 
 /** What a remote sampler needs of a prompt: its token ids, and the chat messages for a chat API. */
@@ -78,7 +90,10 @@ export interface RemoteRolloutOptions<P extends ProblemLike> {
   /** Recorded in each record's `remote.model`; a resumed store must have the same. */
   servedModel: string;
   /** The local tokenizer: re-tokenizes the text (`tokens`). */
-  tokenizer: { encode(text: string, opts?: { addSpecialTokens?: boolean }): Int32Array; readonly eosTokenIds: readonly number[] };
+  tokenizer: {
+    encode(text: string, opts?: { addSpecialTokens?: boolean }): Int32Array;
+    readonly eosTokenIds: readonly number[];
+  };
   problems: readonly P[];
   k: number;
   params: RolloutParams;
@@ -105,9 +120,13 @@ function checkRemoteRecord(r: RolloutRecord, line: number, file: string, servedM
   const at = `${file}: record ${line} (problem ${JSON.stringify(r.problemId)}, sample ${r.sampleIndex})`;
   const remote = (r as Partial<RemoteRolloutRecord>).remote;
   if (remote === undefined || remote === null || typeof remote !== 'object')
-    throw new Error(`${at} was sampled locally; this run samples from the served model ${JSON.stringify(servedModel)}; use another file`);
+    throw new Error(
+      `${at} was sampled locally; this run samples from the served model ${JSON.stringify(servedModel)}; use another file`,
+    );
   if (remote.model !== servedModel)
-    throw new Error(`${at} was sampled from the served model ${JSON.stringify(remote.model)}, this run samples from ${JSON.stringify(servedModel)}; use another file`);
+    throw new Error(
+      `${at} was sampled from the served model ${JSON.stringify(remote.model)}, this run samples from ${JSON.stringify(servedModel)}; use another file`,
+    );
 }
 
 const positive = (name: string, v: number | undefined, def: number) => {
@@ -123,10 +142,13 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
   checkProblems(problems);
   checkK(k);
   if (typeof sampler !== 'function') throw new TypeError('sampler: must be a function (request) => Promise<response>');
-  if (typeof servedModel !== 'string' || servedModel === '') throw new TypeError('servedModel: must be a non-empty string');
+  if (typeof servedModel !== 'string' || servedModel === '')
+    throw new TypeError('servedModel: must be a non-empty string');
   if (typeof file !== 'string' || file.length === 0) throw new TypeError('file: must be a path');
-  if (typeof score !== 'function') throw new TypeError('score: must be a function (problem, text) => {reward, correct, extracted}');
-  if (typeof promptFor !== 'function') throw new TypeError('promptFor: must be a function (problem) => {ids, messages?}');
+  if (typeof score !== 'function')
+    throw new TypeError('score: must be a function (problem, text) => {reward, correct, extracted}');
+  if (typeof promptFor !== 'function')
+    throw new TypeError('promptFor: must be a function (problem) => {ids, messages?}');
   const params = resolveParams(opts.params);
   const perRequest = Math.min(positive('perRequest', opts.perRequest, k), k);
   const concurrency = positive('concurrency', opts.concurrency, 8);
@@ -136,7 +158,8 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
     const prompt = promptFor(p);
     if (typeof prompt !== 'object' || prompt === null || !(prompt.ids instanceof Int32Array))
       throw new TypeError(`promptFor: returned no {ids: Int32Array} for problem ${JSON.stringify(p.id)}`);
-    if (prompt.ids.length === 0) throw new RangeError(`promptFor: the prompt of problem ${JSON.stringify(p.id)} has no tokens`);
+    if (prompt.ids.length === 0)
+      throw new RangeError(`promptFor: the prompt of problem ${JSON.stringify(p.id)} has no tokens`);
     prompts.set(p.id, { prompt, hash: promptHash(prompt.ids) });
   }
 
@@ -147,9 +170,14 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
   existing.forEach((r, i) => {
     if (!wanted.has(r.problemId) || r.sampleIndex >= k) return;
     const at = `${file}: record ${i + 1} (problem ${JSON.stringify(r.problemId)}, sample ${r.sampleIndex})`;
-    if (!sameParams(r.params, params)) throw new Error(`${at} was sampled with ${JSON.stringify(r.params)}, this run uses ${JSON.stringify(params)}; use another file`);
+    if (!sameParams(r.params, params))
+      throw new Error(
+        `${at} was sampled with ${JSON.stringify(r.params)}, this run uses ${JSON.stringify(params)}; use another file`,
+      );
     if (!samePromptSpec(r.promptFormat, opts.promptFormat))
-      throw new Error(`${at} was sampled with the prompt format ${promptSpecKey(r.promptFormat)}, this run uses ${promptSpecKey(opts.promptFormat)}; use another file`);
+      throw new Error(
+        `${at} was sampled with the prompt format ${promptSpecKey(r.promptFormat)}, this run uses ${promptSpecKey(opts.promptFormat)}; use another file`,
+      );
     const now = prompts.get(r.problemId)!;
     if (r.promptHash !== undefined && r.promptHash !== now.hash)
       throw new Error(
@@ -163,7 +191,13 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
   });
 
   const eos = tokenizer.eosTokenIds.length > 0;
-  const record = (problem: P, i: number, c: RemoteChoice, sc: Awaited<ReturnType<Scorer<P>>>, prompt: { prompt: RemotePrompt; hash: string }): RemoteRolloutRecord => {
+  const record = (
+    problem: P,
+    i: number,
+    c: RemoteChoice,
+    sc: Awaited<ReturnType<Scorer<P>>>,
+    prompt: { prompt: RemotePrompt; hash: string },
+  ): RemoteRolloutRecord => {
     const stopped = c.finishReason === 'stop';
     const remote: RemoteInfo = {
       model: servedModel,
@@ -213,9 +247,16 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
         await acquire();
         try {
           if (failed) throw cancelled;
-          const first = g * perRequest, n = Math.min(perRequest, k - first);
+          const first = g * perRequest,
+            n = Math.min(perRequest, k - first);
           const what = `problem ${JSON.stringify(problem.id)} (samples ${first}…${first + n - 1})`;
-          const res = await sampler({ problemId: problem.id, prompt: prompt.prompt, n, seed: requestSeed(params.seed, problem.id, first), params });
+          const res = await sampler({
+            problemId: problem.id,
+            prompt: prompt.prompt,
+            n,
+            seed: requestSeed(params.seed, problem.id, first),
+            params,
+          });
           if (!res || !Array.isArray(res.choices) || res.choices.length !== n)
             throw new Error(
               `${what}: the server returned ${res?.choices?.length ?? 'no'} choice(s) for n = ${n}` +
@@ -258,7 +299,8 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
   });
 
   // a window of problems in flight, appended in order
-  let generated = 0, next = 0;
+  let generated = 0,
+    next = 0;
   const pending: { t: (typeof todo)[number]; p: Promise<RolloutRecord[]> }[] = [];
   const launch = () => {
     while (!failed && pending.length < concurrency && next < todo.length) {
@@ -279,7 +321,8 @@ export async function runRemoteRollouts<P extends ProblemLike>(opts: RemoteRollo
       let m = done.get(t.problem.id);
       if (!m) done.set(t.problem.id, (m = new Map()));
       for (const r of fresh) m.set(r.sampleIndex, r);
-      if (onProgress) await onProgress({ problemId: t.problem.id, index: t.index, total: problems.length, records: fresh });
+      if (onProgress)
+        await onProgress({ problemId: t.problem.id, index: t.index, total: problems.length, records: fresh });
       launch();
     }
   } catch (e) {

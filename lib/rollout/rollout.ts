@@ -51,8 +51,15 @@ export interface RolloutParams {
 /** The recorded sampling parameters with defaults filled in. */
 export function resolveParams(p: RolloutParams): RolloutSamplingParams {
   if (typeof p !== 'object' || p === null) throw new TypeError('params: must be an object with at least maxNewTokens');
-  const r = { temperature: p.temperature ?? 1, topK: p.topK ?? 0, topP: p.topP ?? 1, maxNewTokens: p.maxNewTokens, seed: p.seed ?? 0 };
-  if (!Number.isSafeInteger(r.maxNewTokens) || r.maxNewTokens < 1) throw new RangeError(`params: maxNewTokens must be an integer ≥ 1, got ${p.maxNewTokens}`);
+  const r = {
+    temperature: p.temperature ?? 1,
+    topK: p.topK ?? 0,
+    topP: p.topP ?? 1,
+    maxNewTokens: p.maxNewTokens,
+    seed: p.seed ?? 0,
+  };
+  if (!Number.isSafeInteger(r.maxNewTokens) || r.maxNewTokens < 1)
+    throw new RangeError(`params: maxNewTokens must be an integer ≥ 1, got ${p.maxNewTokens}`);
   return r;
 }
 
@@ -61,7 +68,8 @@ export function resolveParams(p: RolloutParams): RolloutSamplingParams {
  * units), so each problem has its own RNG streams whatever its position.
  */
 export function problemKey(id: string): number {
-  let a = 0x811c9dc5, b = 0x9747b28c;
+  let a = 0x811c9dc5,
+    b = 0x9747b28c;
   for (let i = 0; i < id.length; i++) {
     const c = id.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193);
@@ -85,13 +93,16 @@ export function checkProblems(problems: readonly ProblemLike[]): void {
 }
 
 export function checkK(k: unknown): asserts k is number {
-  if (!Number.isSafeInteger(k) || (k as number) < 1) throw new RangeError(`k: must be an integer ≥ 1, got ${String(k)}`);
+  if (!Number.isSafeInteger(k) || (k as number) < 1)
+    throw new RangeError(`k: must be an integer ≥ 1, got ${String(k)}`);
 }
 
 export function checkScore(s: unknown, where: string): asserts s is ScoreResult {
   const o = s as ScoreResult;
-  if (typeof s !== 'object' || s === null) throw new TypeError(`score: returned ${String(s)} for ${where}, want {reward, correct, extracted?}`);
-  if (typeof o.reward !== 'number' || !Number.isFinite(o.reward)) throw new TypeError(`score: reward for ${where} must be a finite number, got ${o.reward}`);
+  if (typeof s !== 'object' || s === null)
+    throw new TypeError(`score: returned ${String(s)} for ${where}, want {reward, correct, extracted?}`);
+  if (typeof o.reward !== 'number' || !Number.isFinite(o.reward))
+    throw new TypeError(`score: reward for ${where} must be a finite number, got ${o.reward}`);
   if (typeof o.correct !== 'boolean') throw new TypeError(`score: correct for ${where} must be a boolean`);
   if (o.extracted !== undefined && o.extracted !== null && typeof o.extracted !== 'string')
     throw new TypeError(`score: extracted for ${where} must be a string, null or undefined`);
@@ -116,21 +127,26 @@ export async function sampleProblems<Cache>(
   const p = resolveParams(params);
   for (let c0 = 0; c0 < items.length; c0 += PROBLEMS_PER_CALL) {
     const chunk = items.slice(c0, c0 + PROBLEMS_PER_CALL);
-    await generate(model, tokenizer, chunk.map((x) => x.prompt), {
-      k,
-      maxNewTokens: p.maxNewTokens,
-      temperature: p.temperature,
-      topK: p.topK,
-      topP: p.topP,
-      seed: p.seed,
-      promptKeys: chunk.map((x) => problemKey(x.problemId)),
-      ...(params.stopTokens !== undefined ? { stopTokens: params.stopTokens } : {}),
-      ...(params.stopStrings !== undefined ? { stopStrings: params.stopStrings } : {}),
-      ...(params.addSpecialTokens !== undefined ? { addSpecialTokens: params.addSpecialTokens } : {}),
-      ...(params.maxBatchRows !== undefined ? { maxBatchRows: params.maxBatchRows } : {}),
-      ...(params.batching !== undefined ? { batching: params.batching } : {}),
-      onPromptDone: (i, out) => onDone(c0 + i, out),
-    });
+    await generate(
+      model,
+      tokenizer,
+      chunk.map((x) => x.prompt),
+      {
+        k,
+        maxNewTokens: p.maxNewTokens,
+        temperature: p.temperature,
+        topK: p.topK,
+        topP: p.topP,
+        seed: p.seed,
+        promptKeys: chunk.map((x) => problemKey(x.problemId)),
+        ...(params.stopTokens !== undefined ? { stopTokens: params.stopTokens } : {}),
+        ...(params.stopStrings !== undefined ? { stopStrings: params.stopStrings } : {}),
+        ...(params.addSpecialTokens !== undefined ? { addSpecialTokens: params.addSpecialTokens } : {}),
+        ...(params.maxBatchRows !== undefined ? { maxBatchRows: params.maxBatchRows } : {}),
+        ...(params.batching !== undefined ? { batching: params.batching } : {}),
+        onPromptDone: (i, out) => onDone(c0 + i, out),
+      },
+    );
   }
 }
 
@@ -229,22 +245,28 @@ export interface RolloutResult {
  * opened, so a prompt that fails to build leaves the file untouched. Each new record holds the prompt's token
  * count and promptHash.
  */
-export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: RolloutOptions<P, Cache>): Promise<RolloutResult> {
+export async function runRollouts<P extends ProblemLike, Cache = unknown>(
+  opts: RolloutOptions<P, Cache>,
+): Promise<RolloutResult> {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options: must be an object');
   const { model, tokenizer, problems, k, file, score, promptFor, onProgress } = opts;
   checkProblems(problems);
   checkK(k);
   if (typeof file !== 'string' || file.length === 0) throw new TypeError('file: must be a path');
-  if (typeof score !== 'function') throw new TypeError('score: must be a function (problem, text) => {reward, correct, extracted}');
+  if (typeof score !== 'function')
+    throw new TypeError('score: must be a function (problem, text) => {reward, correct, extracted}');
   if (typeof promptFor !== 'function') throw new TypeError('promptFor: must be a function (problem) => prompt');
   const params = resolveParams(opts.params);
   if (opts.promptFormat !== undefined) checkPromptSpec(opts.promptFormat, 'promptFormat');
   const prompts = new Map<string, { ids: Int32Array; hash: string }>();
   for (const p of problems) {
     const pr = promptFor(p);
-    const ids = typeof pr === 'string' ? tokenizer.encode(pr, { addSpecialTokens: opts.params.addSpecialTokens ?? true }) : pr;
-    if (!(ids instanceof Int32Array)) throw new TypeError(`promptFor: returned neither a string nor an Int32Array for problem ${JSON.stringify(p.id)}`);
-    if (ids.length === 0) throw new RangeError(`promptFor: the prompt of problem ${JSON.stringify(p.id)} has no tokens`);
+    const ids =
+      typeof pr === 'string' ? tokenizer.encode(pr, { addSpecialTokens: opts.params.addSpecialTokens ?? true }) : pr;
+    if (!(ids instanceof Int32Array))
+      throw new TypeError(`promptFor: returned neither a string nor an Int32Array for problem ${JSON.stringify(p.id)}`);
+    if (ids.length === 0)
+      throw new RangeError(`promptFor: the prompt of problem ${JSON.stringify(p.id)} has no tokens`);
     prompts.set(p.id, { ids, hash: promptHash(ids) });
   }
 
@@ -275,7 +297,8 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
     m.set(r.sampleIndex, r); // openRollouts returns each (problem, sample) once
   });
 
-  let generated = 0, reused = 0;
+  let generated = 0,
+    reused = 0;
   const haves = problems.map((problem) => done.get(problem.id) ?? new Map<number, RolloutRecord>());
   const missingOf = (i: number) => Array.from({ length: k }, (_, s) => s).filter((s) => !haves[i].has(s));
   const todo: number[] = []; // problems with missing samples, in order
@@ -294,12 +317,15 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
       const index = todo[flushed++];
       appendRollouts(file, fresh);
       generated += fresh.length;
-      if (onProgress) await onProgress({ problemId: problems[index].id, index, total: problems.length, records: fresh });
+      if (onProgress)
+        await onProgress({ problemId: problems[index].id, index, total: problems.length, records: fresh });
     }
   };
   const items = todo.map((i) => ({ prompt: prompts.get(problems[i].id)!.ids, problemId: problems[i].id }));
   await sampleProblems(model, tokenizer, items, k, opts.params, async (t, out) => {
-    const index = todo[t], problem = problems[index], prompt = prompts.get(problem.id)!;
+    const index = todo[t],
+      problem = problems[index],
+      prompt = prompts.get(problem.id)!;
     const fresh: RolloutRecord[] = [];
     for (const i of missingOf(index)) {
       const s = out.samples[i];
@@ -333,18 +359,30 @@ export async function runRollouts<P extends ProblemLike, Cache = unknown>(opts: 
 }
 
 /** Positives / negatives (by the reward's sign), verifier counts, mixed-problem rate and mean reward of a set of records. */
-export function rolloutStats(records: readonly Pick<RolloutRecord, 'problemId' | 'correct' | 'reward'>[]): RolloutStats {
+export function rolloutStats(
+  records: readonly Pick<RolloutRecord, 'problemId' | 'correct' | 'reward'>[],
+): RolloutStats {
   if (!Array.isArray(records)) throw new TypeError('records: must be an array');
   const per = new Map<string, { pos: number; neg: number; right: number; wrong: number }>();
-  let positives = 0, correct = 0, rewardSum = 0;
+  let positives = 0,
+    correct = 0,
+    rewardSum = 0;
   for (const r of records) {
     let e = per.get(r.problemId);
     if (!e) per.set(r.problemId, (e = { pos: 0, neg: 0, right: 0, wrong: 0 }));
-    if (r.reward > 0) { e.pos++; positives++; } else e.neg++;
-    if (r.correct) { e.right++; correct++; } else e.wrong++;
+    if (r.reward > 0) {
+      e.pos++;
+      positives++;
+    } else e.neg++;
+    if (r.correct) {
+      e.right++;
+      correct++;
+    } else e.wrong++;
     rewardSum += r.reward;
   }
-  let mixed = 0, allCorrect = 0, allWrong = 0;
+  let mixed = 0,
+    allCorrect = 0,
+    allWrong = 0;
   for (const e of per.values()) {
     if (e.pos && e.neg) mixed++;
     if (!e.wrong) allCorrect++;

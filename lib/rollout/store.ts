@@ -52,7 +52,8 @@ export function checkRecord(v: unknown): RolloutRecord {
   const bad = (what: string) => new TypeError(what);
   if (!isObj(v)) throw bad('not a JSON object');
   if (typeof v.problemId !== 'string') throw bad('problemId must be a string');
-  if (!Number.isSafeInteger(v.sampleIndex) || (v.sampleIndex as number) < 0) throw bad('sampleIndex must be an integer ≥ 0');
+  if (!Number.isSafeInteger(v.sampleIndex) || (v.sampleIndex as number) < 0)
+    throw bad('sampleIndex must be an integer ≥ 0');
   if (typeof v.text !== 'string') throw bad('text must be a string');
   if (!Number.isSafeInteger(v.tokens) || (v.tokens as number) < 0) throw bad('tokens must be an integer ≥ 0');
   if (typeof v.reward !== 'number' || !Number.isFinite(v.reward)) throw bad('reward must be a finite number');
@@ -60,8 +61,10 @@ export function checkRecord(v: unknown): RolloutRecord {
   if (!isObj(v.params)) throw bad('params must be an object');
   for (const k of PARAM_KEYS) if (typeof v.params[k] !== 'number') throw bad(`params.${k} must be a number`);
   if (v.promptFormat !== undefined) checkPromptSpec(v.promptFormat, 'promptFormat');
-  if (v.promptTokens !== undefined && (!Number.isSafeInteger(v.promptTokens) || (v.promptTokens as number) < 1)) throw bad('promptTokens must be an integer ≥ 1');
-  if (v.promptHash !== undefined && !(typeof v.promptHash === 'string' && /^[0-9a-f]{16}$/.test(v.promptHash))) throw bad('promptHash must be 16 hex digits');
+  if (v.promptTokens !== undefined && (!Number.isSafeInteger(v.promptTokens) || (v.promptTokens as number) < 1))
+    throw bad('promptTokens must be an integer ≥ 1');
+  if (v.promptHash !== undefined && !(typeof v.promptHash === 'string' && /^[0-9a-f]{16}$/.test(v.promptHash)))
+    throw bad('promptHash must be 16 hex digits');
   return v as unknown as RolloutRecord;
 }
 
@@ -118,14 +121,19 @@ function readStore(file: string): { records: RolloutRecord[] } & StoreReadInfo {
 
 function warnDuplicates(file: string, n: number, opts: ReadRolloutsOptions): void {
   if (n > 0 && opts.onWarning)
-    opts.onWarning(`${file}: ${n} repeated (problem, sample) record${n === 1 ? '' : 's'} skipped (identical copies: two runs appended the same samples)`);
+    opts.onWarning(
+      `${file}: ${n} repeated (problem, sample) record${n === 1 ? '' : 's'} skipped (identical copies: two runs appended the same samples)`,
+    );
 }
 
 /**
  * Opens a store for appending: reads and checks every record (a missing file holds none) and cuts off a torn last
  * line. Any other malformed line is an error naming `file:line`; repeated records are skipped (see readRollouts).
  */
-export function openRollouts(file: string, opts: ReadRolloutsOptions = {}): { records: RolloutRecord[]; droppedBytes: number; duplicates: number } {
+export function openRollouts(
+  file: string,
+  opts: ReadRolloutsOptions = {},
+): { records: RolloutRecord[]; droppedBytes: number; duplicates: number } {
   if (!fs.existsSync(file)) return { records: [], droppedBytes: 0, duplicates: 0 };
   const r = readStore(file);
   let droppedBytes = 0;

@@ -1,16 +1,18 @@
 // OpenAI-style errors of `rift serve`: every failure a client can cause or meet is an ApiError, sent as
 // {"error": {"message", "type", "param", "code"}} with its HTTP status (the body the official clients parse).
-export type ApiErrorType =
-  | 'invalid_request_error'
-  | 'not_found_error'
-  | 'rate_limit_error'
-  | 'server_error';
+export type ApiErrorType = 'invalid_request_error' | 'not_found_error' | 'rate_limit_error' | 'server_error';
 
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    readonly type: ApiErrorType = status === 404 ? 'not_found_error' : status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+    readonly type: ApiErrorType = status === 404
+      ? 'not_found_error'
+      : status === 429
+        ? 'rate_limit_error'
+        : status >= 500
+          ? 'server_error'
+          : 'invalid_request_error',
     readonly param: string | null = null,
     readonly code: string | null = null,
   ) {

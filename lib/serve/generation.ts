@@ -69,7 +69,9 @@ export interface RunOptions {
 /** Thrown by an aborted generation. */
 export class GenerationAborted extends Error {
   constructor(reason?: unknown) {
-    super(`generation aborted${reason instanceof Error ? `: ${reason.message}` : typeof reason === 'string' ? `: ${reason}` : ''}`);
+    super(
+      `generation aborted${reason instanceof Error ? `: ${reason.message}` : typeof reason === 'string' ? `: ${reason}` : ''}`,
+    );
     this.name = 'GenerationAborted';
   }
 }
@@ -86,11 +88,15 @@ class Choice {
   /** Visible text when finished. */
   text = '';
 
-  constructor(readonly index: number, private readonly g: Generation) {}
+  constructor(
+    readonly index: number,
+    private readonly g: Generation,
+  ) {}
 
   /** The text of the tokens so far, without a stop token that ended the row. */
   private decoded(): string {
-    const ids = this.done && this.finish === 'stop' && typeof this.stopReason !== 'string' ? this.ids.slice(0, -1) : this.ids;
+    const ids =
+      this.done && this.finish === 'stop' && typeof this.stopReason !== 'string' ? this.ids.slice(0, -1) : this.ids;
     return this.g.tok.decode(ids, { skipSpecialTokens: true });
   }
 
@@ -108,7 +114,8 @@ class Choice {
     let text: string | undefined;
     if (!this.done && g.req.stop.length) {
       text = this.decoded();
-      let at = -1, hit = '';
+      let at = -1,
+        hit = '';
       for (const s of g.req.stop) {
         const i = text.indexOf(s);
         if (i >= 0 && (at < 0 || i < at)) {
@@ -149,7 +156,12 @@ class Choice {
     if (more === '' && !lps?.length && !this.done) return;
     this.emitted += more;
     this.reported = this.logprobs.length;
-    on({ index: this.index, text: more, ...(lps ? { logprobs: lps } : {}), ...(this.done ? { finish: { reason: this.finish, stopReason: this.stopReason } } : {}) });
+    on({
+      index: this.index,
+      text: more,
+      ...(lps ? { logprobs: lps } : {}),
+      ...(this.done ? { finish: { reason: this.finish, stopReason: this.stopReason } } : {}),
+    });
   }
 }
 
@@ -160,7 +172,12 @@ class Generation {
   readonly stopTokens: Set<number>;
   readonly choices: Choice[];
 
-  constructor(readonly req: GenerationRequest, readonly tok: Tokenizer, readonly opts: RunOptions, first: number) {
+  constructor(
+    readonly req: GenerationRequest,
+    readonly tok: Tokenizer,
+    readonly opts: RunOptions,
+    first: number,
+  ) {
     this.streaming = typeof opts.onDelta === 'function';
     this.eos = new Set(req.ignoreEos ? [] : tok.eosTokenIds);
     this.stopTokens = new Set([...this.eos, ...req.stopTokenIds]);
@@ -178,7 +195,8 @@ class Generation {
 
 function tap<Cache>(inner: ServeModel<Cache>, signal?: AbortSignal): SamplerModel<Cache> {
   const check = () => {
-    if (signal?.aborted) throw signal.reason instanceof GenerationAborted ? signal.reason : new GenerationAborted(signal.reason);
+    if (signal?.aborted)
+      throw signal.reason instanceof GenerationAborted ? signal.reason : new GenerationAborted(signal.reason);
   };
   const m: SamplerModel<Cache> = {
     config: inner.config,
@@ -195,7 +213,9 @@ function tap<Cache>(inner: ServeModel<Cache>, signal?: AbortSignal): SamplerMode
   if (inner.decodeRows)
     m.decodeRows = async (cache, tokens, rows) => {
       check();
-      return inner.decodeRowsAsync ? inner.decodeRowsAsync(cache, tokens, rows) : inner.decodeRows!(cache, tokens, rows);
+      return inner.decodeRowsAsync
+        ? inner.decodeRowsAsync(cache, tokens, rows)
+        : inner.decodeRows!(cache, tokens, rows);
     };
   if (inner.broadcastKvCache) m.broadcastKvCache = (s, r, d) => inner.broadcastKvCache!(s, r, d);
   if (inner.freeKvCache) m.freeKvCache = (c) => inner.freeKvCache!(c);
@@ -207,7 +227,12 @@ function tap<Cache>(inner: ServeModel<Cache>, signal?: AbortSignal): SamplerMode
  * choice), so a request with a seed gives the same choices whether streamed or not. Engine access must be
  * serialised by the caller (lib/serve/queue.ts).
  */
-export async function runGeneration<Cache>(model: ServeModel<Cache>, tok: Tokenizer, req: GenerationRequest, opts: RunOptions = {}): Promise<GenerationResult> {
+export async function runGeneration<Cache>(
+  model: ServeModel<Cache>,
+  tok: Tokenizer,
+  req: GenerationRequest,
+  opts: RunOptions = {},
+): Promise<GenerationResult> {
   const seed = req.seed ?? randomInt(2 ** 31);
   const gens = req.prompts.map((_, p) => new Generation(req, tok, opts, p * req.n));
   const out = await generate(tap(model, opts.signal), tok, req.prompts, {
@@ -223,13 +248,16 @@ export async function runGeneration<Cache>(model: ServeModel<Cache>, tok: Tokeni
     onToken: (e) => gens[e.prompt].push(e.sample, e.token, e.logits),
   });
   const choices: ChoiceResult[] = [];
-  let completionTokens = 0, promptTokens = 0;
+  let completionTokens = 0,
+    promptTokens = 0;
   out.forEach((r, p) => {
     const g = gens[p];
     r.samples.forEach((s, i) => {
       const c = g.choices[i];
       if (c.ids.length > s.ids.length || c.ids.some((t, j) => t !== s.ids[j]))
-        throw new Error(`sampler and server disagree on choice ${c.index}: the server's ${c.ids.length} tokens are not a prefix of the sample's ${s.ids.length}`);
+        throw new Error(
+          `sampler and server disagree on choice ${c.index}: the server's ${c.ids.length} tokens are not a prefix of the sample's ${s.ids.length}`,
+        );
       if (!c.done) throw new Error(`choice ${c.index} ended (${s.finishReason}) where the server's stop rules do not`);
     });
     promptTokens += r.promptIds.length;

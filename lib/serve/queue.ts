@@ -32,7 +32,8 @@ export class EngineQueue {
   private idleWaiters: (() => void)[] = [];
 
   constructor(readonly maxWaiting: number) {
-    if (!Number.isSafeInteger(maxWaiting) || maxWaiting < 0) throw new RangeError(`maxQueue: must be an integer ≥ 0, got ${maxWaiting}`);
+    if (!Number.isSafeInteger(maxWaiting) || maxWaiting < 0)
+      throw new RangeError(`maxQueue: must be an integer ≥ 0, got ${maxWaiting}`);
   }
 
   /** Jobs waiting (not counting the running one). */

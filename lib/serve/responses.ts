@@ -23,11 +23,19 @@ export interface ResponseHead {
 }
 
 export function responseHead(req: GenerationRequest): ResponseHead {
-  return { id: `${req.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`, created: Math.floor(Date.now() / 1000), model: req.model };
+  return {
+    id: `${req.kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`,
+    created: Math.floor(Date.now() / 1000),
+    model: req.model,
+  };
 }
 
 export function usageOf(r: Pick<GenerationResult, 'promptTokens' | 'completionTokens'>): Usage {
-  return { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens };
+  return {
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    total_tokens: r.promptTokens + r.completionTokens,
+  };
 }
 
 const tokenText = (tok: Tokenizer, id: number) => tok.decode([id]);
@@ -43,7 +51,8 @@ function completionLogprobs(tok: Tokenizer, lps: readonly TokenLogprob[], top: n
   return {
     tokens,
     token_logprobs: lps.map((l) => l.logprob),
-    top_logprobs: top > 0 ? lps.map((l) => Object.fromEntries(l.top.map((a) => [tokenText(tok, a.id), a.logprob]))) : null,
+    top_logprobs:
+      top > 0 ? lps.map((l) => Object.fromEntries(l.top.map((a) => [tokenText(tok, a.id), a.logprob]))) : null,
     text_offset,
   };
 }
@@ -53,7 +62,10 @@ function chatLogprobs(tok: Tokenizer, lps: readonly TokenLogprob[]) {
     const token = tokenText(tok, id);
     return { token, logprob, bytes: Array.from(Buffer.from(token, 'utf8')) };
   };
-  return { content: lps.map((l) => ({ ...entry(l.id, l.logprob), top_logprobs: l.top.map((a) => entry(a.id, a.logprob)) })), refusal: null };
+  return {
+    content: lps.map((l) => ({ ...entry(l.id, l.logprob), top_logprobs: l.top.map((a) => entry(a.id, a.logprob)) })),
+    refusal: null,
+  };
 }
 
 function tokenIds(req: GenerationRequest, c: ChoiceResult) {
@@ -61,7 +73,12 @@ function tokenIds(req: GenerationRequest, c: ChoiceResult) {
 }
 
 /** The whole (non-streamed) response body. */
-export function responseBody(req: GenerationRequest, head: ResponseHead, tok: Tokenizer, r: GenerationResult): Record<string, unknown> {
+export function responseBody(
+  req: GenerationRequest,
+  head: ResponseHead,
+  tok: Tokenizer,
+  r: GenerationResult,
+): Record<string, unknown> {
   const top = req.logprobs ?? 0;
   const choices = r.choices.map((c) =>
     req.kind === 'chat'
@@ -82,7 +99,13 @@ export function responseBody(req: GenerationRequest, head: ResponseHead, tok: To
           ...tokenIds(req, c),
         },
   );
-  return { ...head, object: req.kind === 'chat' ? 'chat.completion' : 'text_completion', system_fingerprint: null, choices, usage: usageOf(r) };
+  return {
+    ...head,
+    object: req.kind === 'chat' ? 'chat.completion' : 'text_completion',
+    system_fingerprint: null,
+    choices,
+    usage: usageOf(r),
+  };
 }
 
 /** Builds a streamed response's chunks (one per delta), keeping each choice's text offset for completions log-probs. */
@@ -90,10 +113,20 @@ export class ChunkWriter {
   private readonly offsets = new Map<number, number>();
   private readonly started = new Set<number>();
 
-  constructor(private readonly req: GenerationRequest, private readonly head: ResponseHead, private readonly tok: Tokenizer) {}
+  constructor(
+    private readonly req: GenerationRequest,
+    private readonly head: ResponseHead,
+    private readonly tok: Tokenizer,
+  ) {}
 
   private wrap(choices: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return { ...this.head, object: this.req.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion', system_fingerprint: null, choices, ...extra };
+    return {
+      ...this.head,
+      object: this.req.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+      system_fingerprint: null,
+      choices,
+      ...extra,
+    };
   }
 
   /** The chat stream's opening chunk of a choice: the assistant role. */
@@ -104,10 +137,14 @@ export class ChunkWriter {
   }
 
   chunk(d: ChoiceDelta): Record<string, unknown> {
-    const finish = d.finish ? { finish_reason: d.finish.reason, stop_reason: d.finish.stopReason } : { finish_reason: null };
+    const finish = d.finish
+      ? { finish_reason: d.finish.reason, stop_reason: d.finish.stopReason }
+      : { finish_reason: null };
     if (this.req.kind === 'chat') {
       const lp = d.logprobs ? chatLogprobs(this.tok, d.logprobs) : null;
-      return this.wrap([{ index: d.index, delta: d.text || !d.finish ? { content: d.text } : {}, logprobs: lp, ...finish }]);
+      return this.wrap([
+        { index: d.index, delta: d.text || !d.finish ? { content: d.text } : {}, logprobs: lp, ...finish },
+      ]);
     }
     const at = this.offsets.get(d.index) ?? 0;
     const lp = d.logprobs ? completionLogprobs(this.tok, d.logprobs, this.req.logprobs ?? 0, at) : null;

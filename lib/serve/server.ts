@@ -80,9 +80,19 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
 function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) return reject(new ApiError(413, `the request body is ${declared} bytes; this server takes at most ${limit}`, 'invalid_request_error', null, 'body_too_large'));
+    if (Number.isFinite(declared) && declared > limit)
+      return reject(
+        new ApiError(
+          413,
+          `the request body is ${declared} bytes; this server takes at most ${limit}`,
+          'invalid_request_error',
+          null,
+          'body_too_large',
+        ),
+      );
     const parts: Buffer[] = [];
-    let n = 0, over = false;
+    let n = 0,
+      over = false;
     req.on('data', (d: Buffer) => {
       n += d.length;
       if (n > limit) over = true;
@@ -90,12 +100,29 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
     });
     req.on('error', reject);
     req.on('end', () => {
-      if (over) return reject(new ApiError(413, `the request body is larger than ${limit} bytes`, 'invalid_request_error', null, 'body_too_large'));
+      if (over)
+        return reject(
+          new ApiError(
+            413,
+            `the request body is larger than ${limit} bytes`,
+            'invalid_request_error',
+            null,
+            'body_too_large',
+          ),
+        );
       const text = Buffer.concat(parts).toString('utf8');
       try {
         resolve(JSON.parse(text));
       } catch (e) {
-        reject(new ApiError(400, `the request body is not valid JSON (${(e as Error).message})`, 'invalid_request_error', null, 'invalid_json'));
+        reject(
+          new ApiError(
+            400,
+            `the request body is not valid JSON (${(e as Error).message})`,
+            'invalid_request_error',
+            null,
+            'invalid_json',
+          ),
+        );
       }
     });
   });
@@ -104,10 +131,21 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
 /** Starts the server; resolves once it listens. */
 export async function startServer(o: ServeOptions): Promise<RiftServer> {
   if (typeof o !== 'object' || o === null) throw new TypeError('options: must be an object');
-  if (typeof o.servedModelName !== 'string' || o.servedModelName === '') throw new TypeError('servedModelName: must be a non-empty string');
-  if (typeof o.model !== 'object' || o.model === null || typeof o.model.newKvCache !== 'function' || !Number.isSafeInteger(o.model.config?.vocab_size))
+  if (typeof o.servedModelName !== 'string' || o.servedModelName === '')
+    throw new TypeError('servedModelName: must be a non-empty string');
+  if (
+    typeof o.model !== 'object' ||
+    o.model === null ||
+    typeof o.model.newKvCache !== 'function' ||
+    !Number.isSafeInteger(o.model.config?.vocab_size)
+  )
     throw new TypeError('model: must be an engine Model (or a SamplerModel with config.vocab_size)');
-  if (typeof o.tokenizer !== 'object' || o.tokenizer === null || typeof o.tokenizer.encode !== 'function' || typeof o.tokenizer.decode !== 'function')
+  if (
+    typeof o.tokenizer !== 'object' ||
+    o.tokenizer === null ||
+    typeof o.tokenizer.encode !== 'function' ||
+    typeof o.tokenizer.decode !== 'function'
+  )
     throw new TypeError('tokenizer: must be a Tokenizer');
   const contextLength = positiveInt('contextLength', o.contextLength ?? o.model.config.max_position_embeddings, NaN);
   const ctx: ServeContext = {
@@ -127,9 +165,21 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
   const inFlight = new Set<Promise<void>>();
   let closing = false;
 
-  const modelCard = { id: o.servedModelName, object: 'model', created, owned_by: 'rift', root: o.servedModelName, parent: null, max_model_len: contextLength };
+  const modelCard = {
+    id: o.servedModelName,
+    object: 'model',
+    created,
+    owned_by: 'rift',
+    root: o.servedModelName,
+    parent: null,
+    max_model_len: contextLength,
+  };
 
-  async function generation(req: http.IncomingMessage, res: http.ServerResponse, kind: 'completion' | 'chat'): Promise<void> {
+  async function generation(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    kind: 'completion' | 'chat',
+  ): Promise<void> {
     stats.requests++;
     const gen = parseRequest(await readBody(req, maxBody), kind, ctx);
     const abort = new AbortController();
@@ -140,8 +190,22 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
     const job = async () => {
       running.add(abort);
       try {
-        if (!gen.stream) return send(res, 200, responseBody(gen, head, o.tokenizer, await runGeneration(o.model, o.tokenizer, gen, { signal: abort.signal })));
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: closing ? 'close' : 'keep-alive' });
+        if (!gen.stream)
+          return send(
+            res,
+            200,
+            responseBody(
+              gen,
+              head,
+              o.tokenizer,
+              await runGeneration(o.model, o.tokenizer, gen, { signal: abort.signal }),
+            ),
+          );
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          connection: closing ? 'close' : 'keep-alive',
+        });
         const w = new ChunkWriter(gen, head, o.tokenizer);
         const event = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
         try {
@@ -159,7 +223,11 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
           const err = generationError(e);
           if (!(err instanceof GenerationAborted)) log(`rift serve: ${err.message}`);
           if (!res.destroyed) {
-            event(err instanceof GenerationAborted ? new ApiError(503, err.message, 'server_error', null, 'aborted').body() : err.body());
+            event(
+              err instanceof GenerationAborted
+                ? new ApiError(503, err.message, 'server_error', null, 'aborted').body()
+                : err.body(),
+            );
             res.end();
           }
           throw err;
@@ -192,7 +260,11 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
     const url = new URL(req.url ?? '/', 'http://x');
     const p = url.pathname.replace(/\/+$/, '') || '/';
     const only = (method: string) => {
-      if (req.method !== method) throw Object.assign(new ApiError(405, `${req.method} ${p}: use ${method}`, 'invalid_request_error', null, 'method_not_allowed'), { allow: method });
+      if (req.method !== method)
+        throw Object.assign(
+          new ApiError(405, `${req.method} ${p}: use ${method}`, 'invalid_request_error', null, 'method_not_allowed'),
+          { allow: method },
+        );
     };
     if (p === '/health') {
       only('GET');
@@ -206,14 +278,27 @@ export async function startServer(o: ServeOptions): Promise<RiftServer> {
     if (p.startsWith('/v1/models/')) {
       only('GET');
       const id = decodeURIComponent(p.slice('/v1/models/'.length));
-      if (id !== o.servedModelName) throw new ApiError(404, `The model \`${id}\` does not exist. This server serves ${JSON.stringify(o.servedModelName)}.`, 'not_found_error', 'model', 'model_not_found');
+      if (id !== o.servedModelName)
+        throw new ApiError(
+          404,
+          `The model \`${id}\` does not exist. This server serves ${JSON.stringify(o.servedModelName)}.`,
+          'not_found_error',
+          'model',
+          'model_not_found',
+        );
       return send(res, 200, modelCard);
     }
     if (p === '/v1/completions' || p === '/v1/chat/completions') {
       only('POST');
       return generation(req, res, p === '/v1/completions' ? 'completion' : 'chat');
     }
-    throw new ApiError(404, `no route ${req.method} ${p} (this server has /v1/models, /v1/completions, /v1/chat/completions, /health)`, 'not_found_error', null, 'unknown_route');
+    throw new ApiError(
+      404,
+      `no route ${req.method} ${p} (this server has /v1/models, /v1/completions, /v1/chat/completions, /health)`,
+      'not_found_error',
+      null,
+      'unknown_route',
+    );
   }
 
   const server = http.createServer((req, res) => {

@@ -66,10 +66,18 @@ type Body = Record<string, unknown>;
 const isObj = (v: unknown): v is Body => typeof v === 'object' && v !== null && !Array.isArray(v);
 const kind = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 
-function number(b: Body, key: string, def: number, min: number, max: number, opts: { int?: boolean; openMin?: boolean } = {}): number {
+function number(
+  b: Body,
+  key: string,
+  def: number,
+  min: number,
+  max: number,
+  opts: { int?: boolean; openMin?: boolean } = {},
+): number {
   const v = b[key];
   if (v === undefined || v === null) return def;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw badParam(key, `must be a number, got ${kind(v)}`, 'invalid_type');
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw badParam(key, `must be a number, got ${kind(v)}`, 'invalid_type');
   if (opts.int && !Number.isSafeInteger(v)) throw badParam(key, `must be an integer, got ${v}`);
   if (v < min || v > max || (opts.openMin && v === min))
     throw badParam(key, `must be in ${opts.openMin ? '(' : '['}${min}, ${max}], got ${v}`);
@@ -99,15 +107,23 @@ function refuseUnsupported(b: Body): void {
   ];
   for (const [key, ok] of neutral) {
     const v = b[key];
-    if (v !== undefined && v !== null && !ok(v)) throw badParam(key, 'is not supported by rift serve', 'unsupported_parameter');
+    if (v !== undefined && v !== null && !ok(v))
+      throw badParam(key, 'is not supported by rift serve', 'unsupported_parameter');
   }
 }
 
 function checkModel(b: Body, ctx: ServeContext): string {
   const m = b.model;
-  if (typeof m !== 'string' || m === '') throw badParam('model', `must be the served model's name (${JSON.stringify(ctx.servedModelName)})`, 'invalid_type');
+  if (typeof m !== 'string' || m === '')
+    throw badParam('model', `must be the served model's name (${JSON.stringify(ctx.servedModelName)})`, 'invalid_type');
   if (m !== ctx.servedModelName)
-    throw new ApiError(404, `The model \`${m}\` does not exist. This server serves ${JSON.stringify(ctx.servedModelName)}.`, 'not_found_error', 'model', 'model_not_found');
+    throw new ApiError(
+      404,
+      `The model \`${m}\` does not exist. This server serves ${JSON.stringify(ctx.servedModelName)}.`,
+      'not_found_error',
+      'model',
+      'model_not_found',
+    );
   return m;
 }
 
@@ -123,14 +139,22 @@ function encodePrompts(b: Body, ctx: ServeContext): Int32Array[] {
   const p = b.prompt;
   const addSpecial = bool(b, 'add_special_tokens', true);
   const text = (s: string) => ctx.tokenizer.encode(s, { addSpecialTokens: addSpecial });
-  const isIds = (v: unknown): v is unknown[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
+  const isIds = (v: unknown): v is unknown[] =>
+    Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
   let out: Int32Array[];
   if (typeof p === 'string') out = [text(p)];
   else if (isIds(p)) out = [checkIds(p, 'prompt', ctx)];
   else if (Array.isArray(p) && p.length > 0 && p.every((x) => typeof x === 'string')) out = (p as string[]).map(text);
-  else if (Array.isArray(p) && p.length > 0 && p.every(isIds)) out = (p as unknown[][]).map((x, i) => checkIds(x, `prompt[${i}]`, ctx));
-  else throw badParam('prompt', 'must be a string, a list of strings, a list of token ids or a list of such lists (none empty)', 'invalid_type');
-  if (out.length > ctx.maxPrompts) throw badParam('prompt', `holds ${out.length} prompts; this server takes at most ${ctx.maxPrompts} per request`);
+  else if (Array.isArray(p) && p.length > 0 && p.every(isIds))
+    out = (p as unknown[][]).map((x, i) => checkIds(x, `prompt[${i}]`, ctx));
+  else
+    throw badParam(
+      'prompt',
+      'must be a string, a list of strings, a list of token ids or a list of such lists (none empty)',
+      'invalid_type',
+    );
+  if (out.length > ctx.maxPrompts)
+    throw badParam('prompt', `holds ${out.length} prompts; this server takes at most ${ctx.maxPrompts} per request`);
   out.forEach((ids, i) => {
     if (ids.length === 0) throw badParam(out.length > 1 ? `prompt[${i}]` : 'prompt', 'has no tokens');
   });
@@ -144,7 +168,11 @@ function messageText(m: Body, i: number): string {
     return c
       .map((part, j) => {
         if (!isObj(part) || part.type !== 'text' || typeof part.text !== 'string')
-          throw badParam(`messages[${i}].content[${j}]`, 'only {type: "text", text} parts are supported (this model reads text)', 'unsupported_parameter');
+          throw badParam(
+            `messages[${i}].content[${j}]`,
+            'only {type: "text", text} parts are supported (this model reads text)',
+            'unsupported_parameter',
+          );
         return part.text;
       })
       .join('\n');
@@ -155,21 +183,35 @@ function messageText(m: Body, i: number): string {
 /** The chat prompt: the model's chat template over the messages with the generation prompt (PromptFormat's rendering). */
 export function renderChat(tokenizer: Tokenizer, messages: readonly ChatMessage[]): Int32Array {
   if (tokenizer.chatTemplate === undefined)
-    throw new ApiError(400, 'messages: this model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); use /v1/completions', 'invalid_request_error', 'messages', 'no_chat_template');
+    throw new ApiError(
+      400,
+      'messages: this model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja); use /v1/completions',
+      'invalid_request_error',
+      'messages',
+      'no_chat_template',
+    );
   let text: string;
   try {
     text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
   } catch (e) {
-    throw new ApiError(400, `messages: ${(e as Error).message}`, 'invalid_request_error', 'messages', 'chat_template_error');
+    throw new ApiError(
+      400,
+      `messages: ${(e as Error).message}`,
+      'invalid_request_error',
+      'messages',
+      'chat_template_error',
+    );
   }
   return tokenizer.encode(text, { addSpecialTokens: false });
 }
 
 function chatPrompt(b: Body, ctx: ServeContext): Int32Array {
   const ms = b.messages;
-  if (!Array.isArray(ms) || ms.length === 0) throw badParam('messages', 'must be a non-empty list of {role, content}', 'invalid_type');
+  if (!Array.isArray(ms) || ms.length === 0)
+    throw badParam('messages', 'must be a non-empty list of {role, content}', 'invalid_type');
   const messages: ChatMessage[] = ms.map((m, i) => {
-    if (!isObj(m) || typeof m.role !== 'string' || m.role === '') throw badParam(`messages[${i}]`, 'must be {role: string, content}', 'invalid_type');
+    if (!isObj(m) || typeof m.role !== 'string' || m.role === '')
+      throw badParam(`messages[${i}]`, 'must be {role: string, content}', 'invalid_type');
     return { role: m.role, content: messageText(m, i) };
   });
   const ids = renderChat(ctx.tokenizer, messages);
@@ -181,7 +223,11 @@ function stopStrings(b: Body): string[] {
   const s = b.stop;
   if (s === undefined || s === null) return [];
   const list = typeof s === 'string' ? [s] : s;
-  if (!Array.isArray(list) || list.length > MAX_STOP || !list.every((x) => typeof x === 'string' && x.length > 0 && !x.includes('\uFFFD')))
+  if (
+    !Array.isArray(list) ||
+    list.length > MAX_STOP ||
+    !list.every((x) => typeof x === 'string' && x.length > 0 && !x.includes('\uFFFD'))
+  )
     throw badParam('stop', `must be a non-empty string or a list of at most ${MAX_STOP} of them`, 'invalid_type');
   return list as string[];
 }
@@ -189,7 +235,8 @@ function stopStrings(b: Body): string[] {
 function stopTokenIds(b: Body, ctx: ServeContext): number[] {
   const s = b.stop_token_ids;
   if (s === undefined || s === null) return [];
-  if (!Array.isArray(s)) throw badParam('stop_token_ids', `must be a list of token ids, got ${kind(s)}`, 'invalid_type');
+  if (!Array.isArray(s))
+    throw badParam('stop_token_ids', `must be a list of token ids, got ${kind(s)}`, 'invalid_type');
   return Array.from(checkIds(s, 'stop_token_ids', ctx));
 }
 
@@ -200,29 +247,44 @@ function logprobs(b: Body, kindOf: 'completion' | 'chat'): number | null {
     return number(b, 'logprobs', 0, 0, MAX_TOP_LOGPROBS, { int: true });
   }
   const on = bool(b, 'logprobs', false);
-  const top = b.top_logprobs === undefined || b.top_logprobs === null ? undefined : number(b, 'top_logprobs', 0, 0, MAX_TOP_LOGPROBS, { int: true });
+  const top =
+    b.top_logprobs === undefined || b.top_logprobs === null
+      ? undefined
+      : number(b, 'top_logprobs', 0, 0, MAX_TOP_LOGPROBS, { int: true });
   if (top !== undefined && !on) throw badParam('top_logprobs', 'needs logprobs: true');
   return on ? (top ?? 0) : null;
 }
 
 function includeUsage(so: unknown): boolean {
   if (!isObj(so) || so.include_usage === undefined || so.include_usage === null) return false;
-  if (typeof so.include_usage !== 'boolean') throw badParam('stream_options.include_usage', `must be a boolean, got ${kind(so.include_usage)}`, 'invalid_type');
+  if (typeof so.include_usage !== 'boolean')
+    throw badParam('stream_options.include_usage', `must be a boolean, got ${kind(so.include_usage)}`, 'invalid_type');
   return so.include_usage;
 }
 
 /** Checks a /v1/completions (kind 'completion') or /v1/chat/completions ('chat') body. */
 export function parseRequest(body: unknown, kindOf: 'completion' | 'chat', ctx: ServeContext): GenerationRequest {
-  if (!isObj(body)) throw new ApiError(400, `the request body must be a JSON object, got ${kind(body)}`, 'invalid_request_error', null, 'invalid_body');
+  if (!isObj(body))
+    throw new ApiError(
+      400,
+      `the request body must be a JSON object, got ${kind(body)}`,
+      'invalid_request_error',
+      null,
+      'invalid_body',
+    );
   const model = checkModel(body, ctx);
   refuseUnsupported(body);
   const prompts = kindOf === 'chat' ? [chatPrompt(body, ctx)] : encodePrompts(body, ctx);
   const n = number(body, 'n', 1, 1, ctx.maxN, { int: true });
   const bestOf = body.best_of;
-  if (bestOf !== undefined && bestOf !== null && bestOf !== n) throw badParam('best_of', 'is not supported by rift serve (only best_of = n)', 'unsupported_parameter');
+  if (bestOf !== undefined && bestOf !== null && bestOf !== n)
+    throw badParam('best_of', 'is not supported by rift serve (only best_of = n)', 'unsupported_parameter');
   const longest = Math.max(...prompts.map((p) => p.length));
   const room = ctx.contextLength - longest;
-  const key = kindOf === 'chat' && body.max_completion_tokens !== undefined && body.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
+  const key =
+    kindOf === 'chat' && body.max_completion_tokens !== undefined && body.max_completion_tokens !== null
+      ? 'max_completion_tokens'
+      : 'max_tokens';
   const defMax = kindOf === 'chat' ? room : COMPLETION_DEFAULT_MAX_TOKENS;
   const what = kindOf === 'chat' ? 'messages' : 'prompt';
   if (room < 1)
@@ -244,7 +306,10 @@ export function parseRequest(body: unknown, kindOf: 'completion' | 'chat', ctx: 
       'context_length_exceeded',
     );
   const topK = number(body, 'top_k', 0, -1, Number.MAX_SAFE_INTEGER, { int: true });
-  const seed = body.seed === undefined || body.seed === null ? undefined : number(body, 'seed', 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, { int: true });
+  const seed =
+    body.seed === undefined || body.seed === null
+      ? undefined
+      : number(body, 'seed', 0, Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, { int: true });
   const stream = bool(body, 'stream', false);
   const so = body.stream_options;
   if (so !== undefined && so !== null) {

@@ -78,7 +78,10 @@ export const exampleLength = (e: BatchSample): number => e.promptIds.length + e.
 const unitLength = (u: Unit<BatchSample>): number => u.reduce((m, e) => Math.max(m, exampleLength(e)), 0);
 
 /** One micro-batch from units, rows in order. */
-export function buildMicroBatch<E extends BatchSample = Example>(units: readonly Unit<E>[], opts: { padId?: number; pairs?: boolean } = {}): MicroBatch<E> {
+export function buildMicroBatch<E extends BatchSample = Example>(
+  units: readonly Unit<E>[],
+  opts: { padId?: number; pairs?: boolean } = {},
+): MicroBatch<E> {
   const padId = opts.padId ?? 0;
   const examples = units.flat();
   if (!examples.length) throw rangeError('units', 'a micro-batch needs at least one example');
@@ -90,7 +93,9 @@ export function buildMicroBatch<E extends BatchSample = Example>(units: readonly
   const rewards = new Float32Array(B);
   let tokens = 0;
   examples.forEach((e, b) => {
-    const P = e.promptIds.length, R = e.responseIds.length, row = b * T;
+    const P = e.promptIds.length,
+      R = e.responseIds.length,
+      row = b * T;
     ids.set(e.promptIds, row);
     ids.set(e.responseIds, row + P);
     for (let j = 0; j < R; j++) targets[row + P - 1 + j] = e.responseIds[j];
@@ -101,7 +106,8 @@ export function buildMicroBatch<E extends BatchSample = Example>(units: readonly
   const mb: MicroBatch<E> = { B, T, ids, targets, offsets, rewards, examples, tokens };
   if (opts.pairs) {
     const pairs = new Int32Array(B);
-    let row = 0, k = 0;
+    let row = 0,
+      k = 0;
     for (const u of units) {
       if (u.length !== 2) throw rangeError('units', `a DPO unit must be [chosen, rejected], got ${u.length} examples`);
       pairs[k++] = row;
@@ -127,12 +133,18 @@ function checkPack(o: PackOptions): { budget: number; padId: number } {
 export function packUnits<E extends BatchSample = Example>(units: readonly Unit<E>[], opts: PackOptions): Unit<E>[][] {
   const { budget } = checkPack(opts);
   const out: Unit<E>[][] = [];
-  let cur: Unit<E>[] = [], rows = 0, T = 0;
+  let cur: Unit<E>[] = [],
+    rows = 0,
+    T = 0;
   for (const [i, u] of units.entries()) {
     const len = unitLength(u);
     if (u.length * len > budget) {
-      const where = u[0].problemId !== undefined ? `of problem "${u[0].problemId}" (sample ${u[0].sampleIndex})` : `at index ${i}`;
-      throw rangeError('tokenBudget', `${budget} is too small for ${u.length > 1 ? 'a DPO pair' : 'an example'} ${where}: ${u.length} × ${len} tokens`);
+      const where =
+        u[0].problemId !== undefined ? `of problem "${u[0].problemId}" (sample ${u[0].sampleIndex})` : `at index ${i}`;
+      throw rangeError(
+        'tokenBudget',
+        `${budget} is too small for ${u.length > 1 ? 'a DPO pair' : 'an example'} ${where}: ${u.length} × ${len} tokens`,
+      );
     }
     if (cur.length && (rows + u.length) * Math.max(T, len) > budget) {
       out.push(cur);
@@ -149,7 +161,10 @@ export function packUnits<E extends BatchSample = Example>(units: readonly Unit<
 }
 
 /** packUnits + buildMicroBatch. */
-export function packMicroBatches<E extends BatchSample = Example>(units: readonly Unit<E>[], opts: PackOptions): MicroBatch<E>[] {
+export function packMicroBatches<E extends BatchSample = Example>(
+  units: readonly Unit<E>[],
+  opts: PackOptions,
+): MicroBatch<E>[] {
   const { padId } = checkPack(opts);
   return packUnits(units, opts).map((g) => buildMicroBatch(g, { padId, pairs: opts.pairs }));
 }
@@ -162,7 +177,11 @@ export type { Reduction } from '../kernels/loss'; // one declaration, shared wit
  * as one batch, core/loss_plan.cc): undefined for 'sum' (N = 1), the pair count for DPO, the response tokens for
  * token-mean, the sequences with a target for sequence-mean.
  */
-export function globalNormalizer(microBatches: readonly MicroBatch<BatchSample>[], method: LossMethod, reduction: Reduction): number | undefined {
+export function globalNormalizer(
+  microBatches: readonly MicroBatch<BatchSample>[],
+  method: LossMethod,
+  reduction: Reduction,
+): number | undefined {
   if (reduction === 'sum') return undefined;
   if (method === 'dpo') return microBatches.reduce((s, m) => s + (m.pairs ? m.pairs.length / 2 : 0), 0);
   if (reduction === 'token-mean') return microBatches.reduce((s, m) => s + m.tokens, 0);

@@ -93,8 +93,12 @@ export function parseLatest(text: string, file: string): { dir: string; step: nu
   if (!isObj(v)) throw new TypeError(`${file}: must hold a JSON object {dir, step}, got ${kind(v)}`);
   if (typeof v.dir !== 'string') throw new TypeError(`${file}: dir must be a string, got ${kind(v.dir)}`);
   const m = STEP_DIR.exec(v.dir);
-  if (!m) throw new RangeError(`${file}: dir ${JSON.stringify(v.dir).slice(0, 200)} is not a step directory name (step-NNNNNN)`);
-  if (!Number.isSafeInteger(v.step) || (v.step as number) < 1) throw new RangeError(`${file}: step must be an integer ≥ 1, got ${JSON.stringify(v.step)}`);
+  if (!m)
+    throw new RangeError(
+      `${file}: dir ${JSON.stringify(v.dir).slice(0, 200)} is not a step directory name (step-NNNNNN)`,
+    );
+  if (!Number.isSafeInteger(v.step) || (v.step as number) < 1)
+    throw new RangeError(`${file}: step must be an integer ≥ 1, got ${JSON.stringify(v.step)}`);
   if (Number(m[1]) !== v.step) throw new RangeError(`${file}: step ${v.step} disagrees with dir "${v.dir}"`);
   return { dir: v.dir, step: v.step as number };
 }
@@ -104,13 +108,15 @@ export function readLatest(root: string): { dir: string; step: number } {
   const file = path.join(root, LATEST_FILE);
   const l = parseLatest(readText(file, MAX_LATEST_BYTES), file);
   const dir = insidePath(root, l.dir, file, 'dir');
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${file}: dir "${l.dir}": no such checkpoint directory in ${root}`);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
+    throw new Error(`${file}: dir "${l.dir}": no such checkpoint directory in ${root}`);
   return { dir, step: l.step };
 }
 
 /** A checkpoint root (its latest.json is followed) or a step directory, as the step directory. */
 export function checkpointStepDir(dir: string): string {
-  if (fs.existsSync(path.join(dir, LATEST_FILE)) && !fs.existsSync(path.join(dir, STATE_FILE))) return readLatest(dir).dir;
+  if (fs.existsSync(path.join(dir, LATEST_FILE)) && !fs.existsSync(path.join(dir, STATE_FILE)))
+    return readLatest(dir).dir;
   return dir;
 }
 
@@ -119,9 +125,12 @@ export function parseTrainerState(text: string, file: string): TrainerState {
   const v = parseJsonText(file, text);
   if (!isObj(v)) throw new TypeError(`${file}: must hold a JSON object, got ${kind(v)}`);
   if (v.format !== STATE_FORMAT || v.version !== STATE_VERSION)
-    throw new Error(`${file}: format ${String(v.format)} version ${String(v.version)} is not ${STATE_FORMAT} version ${STATE_VERSION}`);
+    throw new Error(
+      `${file}: format ${String(v.format)} version ${String(v.version)} is not ${STATE_FORMAT} version ${STATE_VERSION}`,
+    );
   const int = (k: string, x: unknown, lo: number) => {
-    if (!Number.isSafeInteger(x) || (x as number) < lo) throw new RangeError(`${file}: ${k} must be an integer ≥ ${lo}, got ${JSON.stringify(x)}`);
+    if (!Number.isSafeInteger(x) || (x as number) < lo)
+      throw new RangeError(`${file}: ${k} must be an integer ≥ ${lo}, got ${JSON.stringify(x)}`);
     return x as number;
   };
   const step = int('step', v.step, 1);
@@ -132,26 +141,39 @@ export function parseTrainerState(text: string, file: string): TrainerState {
   if (totalSteps < step) throw new RangeError(`${file}: totalSteps ${totalSteps} < step ${step}`);
   if (!isObj(v.rng)) throw new TypeError(`${file}: rng must be an object, got ${kind(v.rng)}`);
   if (!isObj(v.options)) throw new TypeError(`${file}: options must be an object, got ${kind(v.options)}`);
-  if (typeof v.fingerprint !== 'string') throw new TypeError(`${file}: fingerprint must be a string, got ${kind(v.fingerprint)}`);
+  if (typeof v.fingerprint !== 'string')
+    throw new TypeError(`${file}: fingerprint must be a string, got ${kind(v.fingerprint)}`);
   const opt = v.optimizer;
   if (opt !== null) {
     if (!isObj(opt)) throw new TypeError(`${file}: optimizer must be null or {file, steps}, got ${kind(opt)}`);
-    if (typeof opt.file !== 'string' || opt.file === '' || path.basename(opt.file) !== opt.file || opt.file === '..' || opt.file === '.')
-      throw new RangeError(`${file}: optimizer.file must be a file name inside the checkpoint directory, got ${JSON.stringify(opt.file)?.slice(0, 200)}`);
+    if (
+      typeof opt.file !== 'string' ||
+      opt.file === '' ||
+      path.basename(opt.file) !== opt.file ||
+      opt.file === '..' ||
+      opt.file === '.'
+    )
+      throw new RangeError(
+        `${file}: optimizer.file must be a file name inside the checkpoint directory, got ${JSON.stringify(opt.file)?.slice(0, 200)}`,
+      );
     int('optimizer.steps', opt.steps, 0);
   }
   if (v.refLogps !== undefined) {
-    if (!Array.isArray(v.refLogps)) throw new TypeError(`${file}: refLogps must be an array of numbers, got ${kind(v.refLogps)}`);
+    if (!Array.isArray(v.refLogps))
+      throw new TypeError(`${file}: refLogps must be an array of numbers, got ${kind(v.refLogps)}`);
     v.refLogps.forEach((x, i) => {
-      if (typeof x !== 'number' || !Number.isFinite(x)) throw new RangeError(`${file}: refLogps[${i}] must be a finite number, got ${JSON.stringify(x)}`);
+      if (typeof x !== 'number' || !Number.isFinite(x))
+        throw new RangeError(`${file}: refLogps[${i}] must be a finite number, got ${JSON.stringify(x)}`);
     });
   }
   if (v.referenceDir !== undefined && (typeof v.referenceDir !== 'string' || v.referenceDir === ''))
     throw new TypeError(`${file}: referenceDir must be a non-empty string, got ${kind(v.referenceDir)}`);
   if (!Array.isArray(v.history)) throw new TypeError(`${file}: history must be an array, got ${kind(v.history)}`);
-  if (v.history.length !== step) throw new RangeError(`${file}: history holds ${v.history.length} steps, want step = ${step}`);
+  if (v.history.length !== step)
+    throw new RangeError(`${file}: history holds ${v.history.length} steps, want step = ${step}`);
   v.history.forEach((h, i) => {
-    if (!isObj(h) || h.step !== i + 1) throw new RangeError(`${file}: history[${i}] must be an object with step ${i + 1}`);
+    if (!isObj(h) || h.step !== i + 1)
+      throw new RangeError(`${file}: history[${i}] must be an object with step ${i + 1}`);
   });
   return v as unknown as TrainerState;
 }
@@ -267,7 +289,19 @@ export function truncateMetricsFile(file: string, step: number): number {
 export function inCheckpoint(dir: string, e: unknown): Error {
   const msg = e instanceof Error ? e.message : String(e);
   const m = /^([^/\\:\s]+): /.exec(msg);
-  const text = m && fs.existsSync(path.join(dir, m[1])) ? `${path.join(dir, m[1])}: ${msg.slice(m[0].length)}` : msg.startsWith(dir) ? msg : `${dir}: ${msg}`;
-  const E = e instanceof RangeError ? RangeError : e instanceof TypeError ? TypeError : e instanceof SyntaxError ? SyntaxError : Error;
+  const text =
+    m && fs.existsSync(path.join(dir, m[1]))
+      ? `${path.join(dir, m[1])}: ${msg.slice(m[0].length)}`
+      : msg.startsWith(dir)
+        ? msg
+        : `${dir}: ${msg}`;
+  const E =
+    e instanceof RangeError
+      ? RangeError
+      : e instanceof TypeError
+        ? TypeError
+        : e instanceof SyntaxError
+          ? SyntaxError
+          : Error;
   return Object.assign(new E(text), { cause: e });
 }

@@ -24,7 +24,9 @@ export class DivergenceError extends Error {
   readonly history: StepMetrics[];
 
   constructor(d: Divergence, history: StepMetrics[]) {
-    const last = Number.isFinite(d.lastLoss) ? `; the last completed update's loss was ${d.lastLoss.toPrecision(6)}` : '';
+    const last = Number.isFinite(d.lastLoss)
+      ? `; the last completed update's loss was ${d.lastLoss.toPrecision(6)}`
+      : '';
     super(
       `training diverged at update ${d.step} of ${d.totalSteps} (method '${d.method}'): ${d.reason} (${d.detail}); ` +
         `the parameters are those after update ${d.step - 1}${last}`,

@@ -73,7 +73,8 @@ export interface Selection {
 export function checkExample(arg: string, e: unknown): Example {
   if (e === null || typeof e !== 'object') throw typeError(arg, `must be an Example object, got ${describe(e)}`);
   const x = e as Example;
-  if (typeof x.problemId !== 'string') throw typeError(`${arg}.problemId`, `must be a string, got ${describe(x.problemId)}`);
+  if (typeof x.problemId !== 'string')
+    throw typeError(`${arg}.problemId`, `must be a string, got ${describe(x.problemId)}`);
   if (typeof x.sampleIndex !== 'number' || !Number.isSafeInteger(x.sampleIndex))
     throw typeError(`${arg}.sampleIndex`, `must be an integer, got ${describe(x.sampleIndex)}`);
   for (const k of ['promptIds', 'responseIds'] as const) {
@@ -100,16 +101,35 @@ export function selectExamples(method: TrainMethod, examples: readonly Example[]
   checkEnum('method', method, TRAIN_METHODS);
   if (opts === null || typeof opts !== 'object') throw typeError('options', `must be an object, got ${describe(opts)}`);
   const dftData = opts.dftData ?? 'positives';
-  if (dftData !== 'positives' && dftData !== 'reference') throw rangeError('dftData', `must be 'positives' or 'reference', got ${describe(dftData)}`);
+  if (dftData !== 'positives' && dftData !== 'reference')
+    throw rangeError('dftData', `must be 'positives' or 'reference', got ${describe(dftData)}`);
   const useRef = method === 'sft' || (method === 'dft' && dftData === 'reference');
   if (useRef) {
-    if (opts.refSolutions === undefined) throw typeError('refSolutions', `reference solutions are required for method '${method}'${method === 'dft' ? " with dftData 'reference'" : ''}`);
+    if (opts.refSolutions === undefined)
+      throw typeError(
+        'refSolutions',
+        `reference solutions are required for method '${method}'${method === 'dft' ? " with dftData 'reference'" : ''}`,
+      );
     const ref = checkList('refSolutions', opts.refSolutions);
-    const stats: SelectionStats = { input: ref.length, selected: ref.length, zeroReward: 0, problems: countProblems(ref), problemsDropped: 0, pairs: 0 };
+    const stats: SelectionStats = {
+      input: ref.length,
+      selected: ref.length,
+      zeroReward: 0,
+      problems: countProblems(ref),
+      problemsDropped: 0,
+      pairs: 0,
+    };
     return { method, examples: [...ref], stats };
   }
   const list = checkList('examples', examples);
-  const stats: SelectionStats = { input: list.length, selected: 0, zeroReward: 0, problems: countProblems(list), problemsDropped: 0, pairs: 0 };
+  const stats: SelectionStats = {
+    input: list.length,
+    selected: 0,
+    zeroReward: 0,
+    problems: countProblems(list),
+    problemsDropped: 0,
+    pairs: 0,
+  };
   if (method === 'rft' || method === 'dft') {
     const sel = list.filter((e) => e.reward > 0);
     stats.selected = sel.length;

@@ -12,7 +12,16 @@
 // all samples as one batch, whatever the budget. For DPO, packPairs keeps each (chosen, rejected) pair in one
 // micro-batch and sets `pairs`; the reference log-probs are the caller's (one per row of each micro-batch).
 import { checkEnum, checkInteger, describe, rangeError, typeError } from '../util/validate';
-import { BatchSample, buildMicroBatch, globalNormalizer, longestFirst, MicroBatch, packUnits, Reduction, Unit } from './batching';
+import {
+  BatchSample,
+  buildMicroBatch,
+  globalNormalizer,
+  longestFirst,
+  MicroBatch,
+  packUnits,
+  Reduction,
+  Unit,
+} from './batching';
 
 export interface PackSamplesOptions {
   /** Most tokens B × T of one micro-batch (padding included). */
@@ -48,11 +57,13 @@ export interface SamplePair<E extends BatchSample> {
   rejected: E;
 }
 
-const isTyped = (v: unknown, tag: string) => ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === `[object ${tag}]`;
+const isTyped = (v: unknown, tag: string) =>
+  ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === `[object ${tag}]`;
 
 /** Checks one sample (`arg` names it in errors, e.g. "samples[3]"). */
 function checkSample(arg: string, s: unknown, vocab: number | undefined): void {
-  if (s === null || typeof s !== 'object') throw typeError(arg, `must be an object {promptIds, responseIds, reward}, got ${describe(s)}`);
+  if (s === null || typeof s !== 'object')
+    throw typeError(arg, `must be an object {promptIds, responseIds, reward}, got ${describe(s)}`);
   const x = s as BatchSample;
   for (const k of ['promptIds', 'responseIds'] as const) {
     const ids = x[k];
@@ -72,14 +83,27 @@ function checkOptions(o: PackSamplesOptions): { padId: number; reduction: Reduct
   checkInteger('tokenBudget', o.tokenBudget, 1);
   const vocab = o.vocab === undefined ? undefined : checkInteger('vocab', o.vocab, 1, 2 ** 31 - 1);
   const padId = o.padId === undefined ? 0 : checkInteger('padId', o.padId, 0, (vocab ?? 2 ** 31) - 1);
-  const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', ['token-mean', 'sequence-mean', 'sum'] as const);
-  if (o.sortByLength !== undefined && typeof o.sortByLength !== 'boolean') throw typeError('sortByLength', `must be a boolean, got ${describe(o.sortByLength)}`);
+  const reduction = checkEnum('reduction', o.reduction ?? 'token-mean', [
+    'token-mean',
+    'sequence-mean',
+    'sum',
+  ] as const);
+  if (o.sortByLength !== undefined && typeof o.sortByLength !== 'boolean')
+    throw typeError('sortByLength', `must be a boolean, got ${describe(o.sortByLength)}`);
   return { padId, reduction, vocab };
 }
 
-function pack<E extends BatchSample>(units: Unit<E>[], o: PackSamplesOptions, padId: number, dpo: boolean, reduction: Reduction): PackedBatches<E> {
+function pack<E extends BatchSample>(
+  units: Unit<E>[],
+  o: PackSamplesOptions,
+  padId: number,
+  dpo: boolean,
+  reduction: Reduction,
+): PackedBatches<E> {
   const order = o.sortByLength ? longestFirst(units) : units;
-  const microBatches = packUnits(order, { tokenBudget: o.tokenBudget, padId }).map((g) => buildMicroBatch(g, { padId, pairs: dpo }));
+  const microBatches = packUnits(order, { tokenBudget: o.tokenBudget, padId }).map((g) =>
+    buildMicroBatch(g, { padId, pairs: dpo }),
+  );
   return {
     microBatches,
     normalizer: globalNormalizer(microBatches, dpo ? 'dpo' : 'sft', reduction),
@@ -95,12 +119,22 @@ function pack<E extends BatchSample>(units: Unit<E>[], o: PackSamplesOptions, pa
  * selection — positives for RFT, non-zero rewards for RIFT — is selectExamples'). Throws TypeError/RangeError
  * naming the bad argument (e.g. "samples[2].responseIds: …", "tokenBudget: 64 is too small for an example …").
  */
-export function packSamples<E extends BatchSample>(samples: readonly E[], options: PackSamplesOptions): PackedBatches<E> {
+export function packSamples<E extends BatchSample>(
+  samples: readonly E[],
+  options: PackSamplesOptions,
+): PackedBatches<E> {
   const { padId, reduction, vocab } = checkOptions(options);
-  if (!Array.isArray(samples)) throw typeError('samples', `must be an array of {promptIds, responseIds, reward}, got ${describe(samples)}`);
+  if (!Array.isArray(samples))
+    throw typeError('samples', `must be an array of {promptIds, responseIds, reward}, got ${describe(samples)}`);
   if (samples.length === 0) throw rangeError('samples', 'nothing to pack (an empty array)');
   samples.forEach((s, i) => checkSample(`samples[${i}]`, s, vocab));
-  return pack(samples.map((s) => [s]), options, padId, false, reduction);
+  return pack(
+    samples.map((s) => [s]),
+    options,
+    padId,
+    false,
+    reduction,
+  );
 }
 
 /**
@@ -108,14 +142,24 @@ export function packSamples<E extends BatchSample>(samples: readonly E[], option
  * k-th pair's chosen and rejected, listed in `pairs`) and the step's normaliser (the pair count; undefined for
  * 'sum'). Rewards are carried but DPO does not read them.
  */
-export function packPairs<E extends BatchSample>(pairs: readonly SamplePair<E>[], options: PackSamplesOptions): PackedBatches<E> {
+export function packPairs<E extends BatchSample>(
+  pairs: readonly SamplePair<E>[],
+  options: PackSamplesOptions,
+): PackedBatches<E> {
   const { padId, reduction, vocab } = checkOptions(options);
   if (!Array.isArray(pairs)) throw typeError('pairs', `must be an array of {chosen, rejected}, got ${describe(pairs)}`);
   if (pairs.length === 0) throw rangeError('pairs', 'nothing to pack (an empty array)');
   pairs.forEach((p, i) => {
-    if (p === null || typeof p !== 'object') throw typeError(`pairs[${i}]`, `must be an object {chosen, rejected}, got ${describe(p)}`);
+    if (p === null || typeof p !== 'object')
+      throw typeError(`pairs[${i}]`, `must be an object {chosen, rejected}, got ${describe(p)}`);
     checkSample(`pairs[${i}].chosen`, p.chosen, vocab);
     checkSample(`pairs[${i}].rejected`, p.rejected, vocab);
   });
-  return pack(pairs.map((p) => [p.chosen, p.rejected]), options, padId, true, reduction);
+  return pack(
+    pairs.map((p) => [p.chosen, p.rejected]),
+    options,
+    padId,
+    true,
+    reduction,
+  );
 }

@@ -29,15 +29,19 @@ export interface ScheduleOptions {
 
 function checkOptions(o: ScheduleOptions): { warmup: number; total: number | undefined; minLr: number } {
   if (typeof o !== 'object' || o === null) throw new TypeError('options: must be an object');
-  if (!SCHEDULE_KINDS.includes(o.kind)) throw new RangeError(`kind: must be one of ${SCHEDULE_KINDS.join(', ')}, got ${JSON.stringify(o.kind)}`);
-  if (typeof o.baseLr !== 'number' || !Number.isFinite(o.baseLr) || o.baseLr < 0) throw new RangeError(`baseLr: must be a finite number ≥ 0, got ${o.baseLr}`);
+  if (!SCHEDULE_KINDS.includes(o.kind))
+    throw new RangeError(`kind: must be one of ${SCHEDULE_KINDS.join(', ')}, got ${JSON.stringify(o.kind)}`);
+  if (typeof o.baseLr !== 'number' || !Number.isFinite(o.baseLr) || o.baseLr < 0)
+    throw new RangeError(`baseLr: must be a finite number ≥ 0, got ${o.baseLr}`);
   const warmup = o.warmupSteps ?? 0;
-  if (!Number.isSafeInteger(warmup) || warmup < 0) throw new RangeError(`warmupSteps: must be an integer ≥ 0, got ${o.warmupSteps}`);
+  if (!Number.isSafeInteger(warmup) || warmup < 0)
+    throw new RangeError(`warmupSteps: must be an integer ≥ 0, got ${o.warmupSteps}`);
   const total = o.totalSteps;
   if (total === undefined) {
     if (o.kind !== 'constant') throw new RangeError(`totalSteps: required for the ${o.kind} schedule`);
   } else {
-    if (!Number.isSafeInteger(total) || total <= 0) throw new RangeError(`totalSteps: must be a positive integer, got ${total}`);
+    if (!Number.isSafeInteger(total) || total <= 0)
+      throw new RangeError(`totalSteps: must be a positive integer, got ${total}`);
     if (warmup > total) throw new RangeError(`warmupSteps: ${warmup} exceeds totalSteps ${total}`);
   }
   const minLr = o.minLr ?? 0;
@@ -56,7 +60,10 @@ export function lrFactor(step: number, opts: ScheduleOptions): number {
   const span = Math.max(1, total! - warmup);
   const progress = (step - warmup) / span;
   const r = opts.baseLr > 0 ? minLr / opts.baseLr : 0;
-  const f = opts.kind === 'cosine' ? Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress))) : Math.max(0, (total! - step) / span);
+  const f =
+    opts.kind === 'cosine'
+      ? Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress)))
+      : Math.max(0, (total! - step) / span);
   return r > 0 ? f * (1 - r) + r : f;
 }
 

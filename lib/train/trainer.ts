@@ -51,10 +51,36 @@ import { writeBytesAtomic } from '../util/atomic';
 import { checkEnumOr, checkFiniteNumber, checkInteger, describe, rangeError, typeError } from '../util/validate';
 import { checkDpoBeta, NEGATIVE_FORMS, REDUCTIONS } from '../kernels/loss';
 import {
-  checkpointStepDir, cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, inCheckpoint, insidePath, LATEST_FILE, OPTIMIZER_FILE, pruneCheckpoints,
-  readTrainerState, REFERENCE_DIR, STATE_FILE, STATE_FORMAT, STATE_VERSION, stepDirName, writeDirAtomic, type TrainerState,
+  checkpointStepDir,
+  cleanCheckpointTemps,
+  DEFAULT_KEEP_CHECKPOINTS,
+  inCheckpoint,
+  insidePath,
+  LATEST_FILE,
+  OPTIMIZER_FILE,
+  pruneCheckpoints,
+  readTrainerState,
+  REFERENCE_DIR,
+  STATE_FILE,
+  STATE_FORMAT,
+  STATE_VERSION,
+  stepDirName,
+  writeDirAtomic,
+  type TrainerState,
 } from './checkpoints';
-import { buildMicroBatch, exampleLength, globalNormalizer, LossMethod, MicroBatch, MAX_TOKEN_BUDGET, packMicroBatches, packUnits, planEpoch, Reduction, Unit } from './batching';
+import {
+  buildMicroBatch,
+  exampleLength,
+  globalNormalizer,
+  LossMethod,
+  MicroBatch,
+  MAX_TOKEN_BUDGET,
+  packMicroBatches,
+  packUnits,
+  planEpoch,
+  Reduction,
+  Unit,
+} from './batching';
 import { DivergenceError, divergenceReason, type Divergence, type DivergenceReason } from './divergence';
 import { DataParallel, paramsHash } from '../distributed/data-parallel';
 import { shardUnits, type ShardRange } from '../distributed/shard';
@@ -154,10 +180,46 @@ export interface ResumeOptions {
 }
 
 /** Options that shape the trajectory: a resumed run must use the checkpoint's values. */
-const TRAJECTORY_KEYS = ['method', 'negative', 'reduction', 'lr', 'schedule', 'warmupSteps', 'minLr', 'beta1', 'beta2', 'eps', 'weightDecay',
-  'maxGradNorm', 'tokenBudget', 'microBatchesPerStep', 'examplesPerStep', 'epochs', 'seed', 'shuffle', 'padId', 'dpoBeta', 'dpoReference', 'dftData'] as const;
+const TRAJECTORY_KEYS = [
+  'method',
+  'negative',
+  'reduction',
+  'lr',
+  'schedule',
+  'warmupSteps',
+  'minLr',
+  'beta1',
+  'beta2',
+  'eps',
+  'weightDecay',
+  'maxGradNorm',
+  'tokenBudget',
+  'microBatchesPerStep',
+  'examplesPerStep',
+  'epochs',
+  'seed',
+  'shuffle',
+  'padId',
+  'dpoBeta',
+  'dpoReference',
+  'dftData',
+] as const;
 
-type Resolved = Required<Omit<TrainerOptions, 'microBatchesPerStep' | 'examplesPerStep' | 'maxSteps' | 'checkpointDir' | 'checkpointEvery' | 'onStep' | 'minLr' | 'dpoReference' | 'keepCheckpoints' | 'dist'>> & {
+type Resolved = Required<
+  Omit<
+    TrainerOptions,
+    | 'microBatchesPerStep'
+    | 'examplesPerStep'
+    | 'maxSteps'
+    | 'checkpointDir'
+    | 'checkpointEvery'
+    | 'onStep'
+    | 'minLr'
+    | 'dpoReference'
+    | 'keepCheckpoints'
+    | 'dist'
+  >
+> & {
   maxSteps?: number;
   dist?: DataParallel;
   keepCheckpoints: number;
@@ -202,7 +264,8 @@ function checkOptions(o: TrainerOptions): Resolved {
       throw rangeError(k, `must be in ${loOpen ? '(' : '['}${lo}, ${below1 ? '1)' : '∞)'}, got ${x}`);
     return x;
   };
-  const int = (k: string, v: unknown, dflt: number | undefined, lo: number): number | undefined => (v === undefined ? dflt : checkInteger(k, v, lo));
+  const int = (k: string, v: unknown, dflt: number | undefined, lo: number): number | undefined =>
+    v === undefined ? dflt : checkInteger(k, v, lo);
   if (o.lr === undefined) throw typeError('lr', 'is required (the base learning rate)');
   const r: Resolved = {
     method,
@@ -234,7 +297,8 @@ function checkOptions(o: TrainerOptions): Resolved {
     onStep: o.onStep,
     dist: o.dist,
   };
-  if (r.dist !== undefined && !(r.dist instanceof DataParallel)) throw typeError('dist', `must be a DataParallel, got ${describe(r.dist)}`);
+  if (r.dist !== undefined && !(r.dist instanceof DataParallel))
+    throw typeError('dist', `must be a DataParallel, got ${describe(r.dist)}`);
   if (typeof r.shuffle !== 'boolean') throw typeError('shuffle', `must be a boolean, got ${describe(r.shuffle)}`);
   if (r.minLr > r.lr) throw rangeError('minLr', `must be ≤ lr = ${r.lr}, got ${r.minLr}`);
   if (r.microBatchesPerStep !== undefined && r.examplesPerStep !== undefined)
@@ -242,12 +306,17 @@ function checkOptions(o: TrainerOptions): Resolved {
   const ref = r.dpoReference;
   if (ref !== 'precomputed' && ref !== 'held') {
     if (ref === null || typeof ref !== 'object' || !(ref.model instanceof Model))
-      throw (typeof ref === 'string' ? rangeError : typeError)('dpoReference', `must be 'precomputed', 'held' or {model: Model}, got ${describe(ref)}`);
+      throw (typeof ref === 'string' ? rangeError : typeError)(
+        'dpoReference',
+        `must be 'precomputed', 'held' or {model: Model}, got ${describe(ref)}`,
+      );
   }
   if (r.checkpointDir !== undefined && (typeof r.checkpointDir !== 'string' || !r.checkpointDir))
     throw typeError('checkpointDir', `must be a non-empty string, got ${describe(r.checkpointDir)}`);
-  if (r.checkpointEvery !== undefined && r.checkpointDir === undefined) throw typeError('checkpointDir', 'is required when checkpointEvery is set');
-  if (r.onStep !== undefined && typeof r.onStep !== 'function') throw typeError('onStep', `must be a function, got ${describe(r.onStep)}`);
+  if (r.checkpointEvery !== undefined && r.checkpointDir === undefined)
+    throw typeError('checkpointDir', 'is required when checkpointEvery is set');
+  if (r.onStep !== undefined && typeof r.onStep !== 'function')
+    throw typeError('onStep', `must be a function, got ${describe(r.onStep)}`);
   return r;
 }
 
@@ -256,7 +325,14 @@ function trajectory(o: Resolved): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of TRAJECTORY_KEYS) {
     const v = o[k];
-    out[k] = k === 'dpoReference' ? (typeof v === 'string' ? v : (v as { precompute?: boolean }).precompute ? 'model-precomputed' : 'model') : v ?? null;
+    out[k] =
+      k === 'dpoReference'
+        ? typeof v === 'string'
+          ? v
+          : (v as { precompute?: boolean }).precompute
+            ? 'model-precomputed'
+            : 'model'
+        : (v ?? null);
   }
   return out;
 }
@@ -277,7 +353,8 @@ function fingerprint(sel: Selection, units: readonly Unit[]): string {
     h ^= x >>> 24;
     h = Math.imul(h, 0x01000193);
   };
-  const f64 = new Float64Array(1), u32 = new Uint32Array(f64.buffer);
+  const f64 = new Float64Array(1),
+    u32 = new Uint32Array(f64.buffer);
   const index = new Map(sel.examples.map((e, i) => [e, i]));
   for (const e of sel.examples) {
     for (let i = 0; i < e.problemId.length; i++) mix(e.problemId.charCodeAt(i));
@@ -315,7 +392,7 @@ export class Trainer {
 
   /** Steps done so far (0 before run(); the checkpoint's step after resume()). */
   get step(): number {
-    return this.history.length ? this.history[this.history.length - 1].step : this.resumed?.step ?? 0;
+    return this.history.length ? this.history[this.history.length - 1].step : (this.resumed?.step ?? 0);
   }
 
   /**
@@ -331,15 +408,21 @@ export class Trainer {
     const mine = trajectory(this.options as Resolved);
     for (const k of TRAJECTORY_KEYS)
       if (JSON.stringify(mine[k]) !== JSON.stringify(state.options[k]))
-        throw rangeError(k, `${JSON.stringify(mine[k])} differs from the checkpoint's ${JSON.stringify(state.options[k])} (${file})`);
+        throw rangeError(
+          k,
+          `${JSON.stringify(mine[k])} differs from the checkpoint's ${JSON.stringify(state.options[k])} (${file})`,
+        );
     const opt = state.optimizer;
     const dp = this.options.dist;
     const sharded = dp?.zero === 1 ? dp.sync(this.model) : undefined; // ZeRO-1: the AdamW state is this rank's shard
     const access = sharded ? undefined : optimizerAccess(this.model);
     if (!opt && !opts.allowInexact)
-      throw new Error(`${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`);
+      throw new Error(
+        `${dir}: the checkpoint holds no optimizer state (written by an engine without optimizer views); pass {allowInexact: true} to restart AdamW from zero moments`,
+      );
     const root = path.dirname(path.resolve(dir));
-    const referenceDir = state.referenceDir === undefined ? undefined : insidePath(root, state.referenceDir, file, 'referenceDir');
+    const referenceDir =
+      state.referenceDir === undefined ? undefined : insidePath(root, state.referenceDir, file, 'referenceDir');
     const optFile = opt ? insidePath(dir, opt.file, file, 'optimizer.file') : undefined;
     try {
       this.model.loadWeights(dir);
@@ -348,7 +431,8 @@ export class Trainer {
     }
     if (sharded) {
       const n = sharded.shard.count;
-      const m = new Float32Array(n), v = new Float32Array(n);
+      const m = new Float32Array(n),
+        v = new Float32Array(n);
       if (opt && optFile) readOptimizerState(optFile, this.model, { m, v, setSteps: () => undefined }, sharded.shard);
       sharded.writeState(m, v);
       this.model.setOptimizerSteps(opt && optFile ? opt.steps : 0);
@@ -366,7 +450,8 @@ export class Trainer {
     this.history.length = 0;
     this.history.push(...state.history);
     this.referenceDir = referenceDir;
-    this.referenceSavedIn = referenceDir && path.basename(referenceDir) === REFERENCE_DIR ? path.dirname(referenceDir) : undefined;
+    this.referenceSavedIn =
+      referenceDir && path.basename(referenceDir) === REFERENCE_DIR ? path.dirname(referenceDir) : undefined;
     this.reference = undefined;
   }
 
@@ -383,7 +468,8 @@ export class Trainer {
 
   private async runInner(examples: readonly Example[], runOpts: RunOptions): Promise<StepMetrics[]> {
     const o = this.options;
-    if (runOpts === null || typeof runOpts !== 'object') throw typeError('options', `must be an object, got ${describe(runOpts)}`);
+    if (runOpts === null || typeof runOpts !== 'object')
+      throw typeError('options', `must be an object, got ${describe(runOpts)}`);
     const sel = selectExamples(o.method, examples, { refSolutions: runOpts.refSolutions, dftData: o.dftData });
     const dpo = o.method === 'dpo';
     const units: Unit[] = dpo ? sel.pairs!.map((p) => [p.chosen, p.rejected]) : sel.examples.map((e) => [e]);
@@ -391,16 +477,32 @@ export class Trainer {
       throw rangeError('examples', `nothing to train on for method '${o.method}' (${JSON.stringify(sel.stats)})`);
     const plan: { epoch: number; inEpoch: number; units: Unit[][] }[] = [];
     for (let epoch = 0; epoch < o.epochs; epoch++)
-      planEpoch(units, epoch, { tokenBudget: o.tokenBudget, seed: o.seed, shuffle: o.shuffle, examplesPerStep: o.examplesPerStep, microBatchesPerStep: o.microBatchesPerStep })
-        .forEach((mbs, inEpoch) => plan.push({ epoch, inEpoch, units: mbs }));
+      planEpoch(units, epoch, {
+        tokenBudget: o.tokenBudget,
+        seed: o.seed,
+        shuffle: o.shuffle,
+        examplesPerStep: o.examplesPerStep,
+        microBatchesPerStep: o.microBatchesPerStep,
+      }).forEach((mbs, inEpoch) => plan.push({ epoch, inEpoch, units: mbs }));
     const totalSteps = Math.min(plan.length, o.maxSteps ?? Infinity); // a resume checks it against the checkpoint's
     const fp = fingerprint(sel, units);
     const start = this.resumed?.step ?? 0;
     if (this.resumed) {
-      if (this.resumed.fingerprint !== fp) throw rangeError('examples', `differ from the checkpoint's data (fingerprint ${fp} vs ${this.resumed.fingerprint})`);
-      if (this.resumed.totalSteps !== totalSteps) throw rangeError('examples', `give ${totalSteps} steps, the checkpoint's run had ${this.resumed.totalSteps}`);
+      if (this.resumed.fingerprint !== fp)
+        throw rangeError(
+          'examples',
+          `differ from the checkpoint's data (fingerprint ${fp} vs ${this.resumed.fingerprint})`,
+        );
+      if (this.resumed.totalSteps !== totalSteps)
+        throw rangeError('examples', `give ${totalSteps} steps, the checkpoint's run had ${this.resumed.totalSteps}`);
     }
-    const sched: ScheduleOptions = { kind: o.schedule, baseLr: o.lr, warmupSteps: o.warmupSteps, totalSteps, minLr: o.minLr };
+    const sched: ScheduleOptions = {
+      kind: o.schedule,
+      baseLr: o.lr,
+      warmupSteps: o.warmupSteps,
+      totalSteps,
+      minLr: o.minLr,
+    };
     lrAt(0, sched); // validates warmupSteps against totalSteps
     const lossMethod: LossMethod = o.method === 'rft' ? 'sft' : o.method;
     this.diverged = undefined;
@@ -421,9 +523,16 @@ export class Trainer {
     if (dp) {
       // every rank must train the same thing from the same place: else the job stops here, naming the rank
       await dp.dist.same('start of training', {
-        options: JSON.stringify(trajectory(o)), data: fp, steps: totalSteps, 'start step': start, parameters: this.model.numParams,
-        weights: await paramsHash(this.model), 'optimizer steps': this.model.optimizerSteps, device: this.model.device,
-        precision: this.model.precision, zero: dp.zero,
+        options: JSON.stringify(trajectory(o)),
+        data: fp,
+        steps: totalSteps,
+        'start step': start,
+        parameters: this.model.numParams,
+        weights: await paramsHash(this.model),
+        'optimizer steps': this.model.optimizerSteps,
+        device: this.model.device,
+        precision: this.model.precision,
+        zero: dp.zero,
       });
     }
     const sync = dp?.sync(this.model);
@@ -437,14 +546,26 @@ export class Trainer {
       refLogps = new Map();
       if (this.resumed) {
         const saved = this.resumed.refLogps;
-        if (!saved || saved.length !== sel.examples.length) throw new Error('resume: the checkpoint holds no precomputed reference log-probs for this data');
+        if (!saved || saved.length !== sel.examples.length)
+          throw new Error('resume: the checkpoint holds no precomputed reference log-probs for this data');
         sel.examples.forEach((e, i) => refLogps!.set(e, saved[i]));
       } else {
         const by = typeof refOpt === 'object' ? refOpt.model : this.model;
         // data parallel: each rank computes every size-th example's log-prob, then a sum gives every rank all of them
         const mine = dp ? sel.examples.filter((_, i) => i % dp.size === dp.rank) : sel.examples;
-        for (const mb of packMicroBatches(mine.map((e) => [e]), { tokenBudget: o.tokenBudget, padId: o.padId })) {
-          const r = await by.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false });
+        for (const mb of packMicroBatches(
+          mine.map((e) => [e]),
+          { tokenBudget: o.tokenBudget, padId: o.padId },
+        )) {
+          const r = await by.lossAndBackwardAsync({
+            ids: mb.ids,
+            B: mb.B,
+            T: mb.T,
+            targets: mb.targets,
+            offsets: mb.offsets,
+            method: 'logprob',
+            backward: false,
+          });
           mb.examples.forEach((e, b) => refLogps!.set(e, r.seqLogprobs[b]));
         }
         if (dp) {
@@ -464,7 +585,9 @@ export class Trainer {
       const t0 = performance.now();
       let refSeconds = 0;
       // data parallel: this rank's share of the step's units, packed by the token budget
-      const groups = dp ? packUnits(shardUnits(plan[s].units.flat(), unitTokens, dp.rank, dp.size), { tokenBudget: o.tokenBudget }) : plan[s].units;
+      const groups = dp
+        ? packUnits(shardUnits(plan[s].units.flat(), unitTokens, dp.rank, dp.size), { tokenBudget: o.tokenBudget })
+        : plan[s].units;
       const mbs: MicroBatch[] = groups.map((g) => buildMicroBatch(g, { padId: o.padId, pairs: dpo }));
       let normalizer = globalNormalizer(mbs, lossMethod, o.reduction);
       if (dp) {
@@ -479,46 +602,108 @@ export class Trainer {
           let ref: Float64Array;
           if (held) {
             const r0 = performance.now();
-            ref = Float64Array.from((await held.lossAndBackwardAsync({ ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets, method: 'logprob', backward: false })).seqLogprobs);
+            ref = Float64Array.from(
+              (
+                await held.lossAndBackwardAsync({
+                  ids: mb.ids,
+                  B: mb.B,
+                  T: mb.T,
+                  targets: mb.targets,
+                  offsets: mb.offsets,
+                  method: 'logprob',
+                  backward: false,
+                })
+              ).seqLogprobs,
+            );
             refSeconds += (performance.now() - r0) / 1e3;
           } else ref = Float64Array.from(mb.examples, (e) => refLogps!.get(e)!);
           dpoArgs = { refLogprobs: ref, pairs: mb.pairs!, beta: o.dpoBeta };
         }
-        const backward = () => this.model.lossAndBackwardAsync({
-          ids: mb.ids, B: mb.B, T: mb.T, targets: mb.targets, offsets: mb.offsets,
-          rewards: lossMethod === 'rift' || lossMethod === 'naive' ? mb.rewards : undefined,
-          method: lossMethod, negative: o.negative, reduction: o.reduction, normalizer, dpo: dpoArgs,
-        });
+        const backward = () =>
+          this.model.lossAndBackwardAsync({
+            ids: mb.ids,
+            B: mb.B,
+            T: mb.T,
+            targets: mb.targets,
+            offsets: mb.offsets,
+            rewards: lossMethod === 'rift' || lossMethod === 'naive' ? mb.rewards : undefined,
+            method: lossMethod,
+            negative: o.negative,
+            reduction: o.reduction,
+            normalizer,
+            dpo: dpoArgs,
+          });
         // the last micro-batch's backward may start reducing the gradients it finishes
         const r = await guard(s, () => (sync && i === mbs.length - 1 ? sync.lastBackward(backward) : backward()));
         loss += r.loss;
       }
-      let counts = [loss, mbs.reduce((a, m) => a + m.tokens, 0), mbs.reduce((a, mb) => a + mb.B * mb.T, 0), mbs.reduce((a, mb) => a + mb.B, 0),
-        dpo ? mbs.reduce((a, mb) => a + mb.pairs!.length / 2, 0) : 0, mbs.length];
+      let counts = [
+        loss,
+        mbs.reduce((a, m) => a + m.tokens, 0),
+        mbs.reduce((a, mb) => a + mb.B * mb.T, 0),
+        mbs.reduce((a, mb) => a + mb.B, 0),
+        dpo ? mbs.reduce((a, mb) => a + mb.pairs!.length / 2, 0) : 0,
+        mbs.length,
+      ];
       if (dp) counts = await dp.dist.sum(`step ${s + 1}: metrics`, counts); // the whole step's, on every rank (all see a divergence)
       const [stepLoss, tokens, paddedTokens, sequences, pairs, microBatches] = counts;
       if (!Number.isFinite(stepLoss)) throw diverge(s, 'non-finite loss', `the loss is ${stepLoss}`);
       const lr = lrAt(s, sched);
-      const stepOpts = { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, maxGradNorm: o.maxGradNorm };
+      const stepOpts = {
+        lr,
+        beta1: o.beta1,
+        beta2: o.beta2,
+        eps: o.eps,
+        weightDecay: o.weightDecay,
+        maxGradNorm: o.maxGradNorm,
+      };
       const st = await guard(s, () => (sync ? sync.step(stepOpts) : this.model.stepAsync(stepOpts)));
       const seconds = (performance.now() - t0) / 1e3;
       const m: StepMetrics = {
-        step: s + 1, totalSteps, epoch: plan[s].epoch, loss: stepLoss, lr, gradNorm: st.gradNorm, clipScale: st.clipScale, tokens,
-        paddedTokens, sequences, pairs, microBatches,
-        tokensPerSec: tokens / Math.max(seconds, 1e-9), referenceSeconds: refSeconds, seconds, memoryPeak: Model.memory().total.peak,
+        step: s + 1,
+        totalSteps,
+        epoch: plan[s].epoch,
+        loss: stepLoss,
+        lr,
+        gradNorm: st.gradNorm,
+        clipScale: st.clipScale,
+        tokens,
+        paddedTokens,
+        sequences,
+        pairs,
+        microBatches,
+        tokensPerSec: tokens / Math.max(seconds, 1e-9),
+        referenceSeconds: refSeconds,
+        seconds,
+        memoryPeak: Model.memory().total.peak,
       };
       this.history.push(m);
       done.push(m);
       if (o.checkpointDir && ((o.checkpointEvery && (s + 1) % o.checkpointEvery === 0) || s + 1 === totalSteps)) {
         const next = plan[s + 1];
-        await this.saveCheckpoint(o.checkpointDir, {
-          format: STATE_FORMAT, version: STATE_VERSION, step: s + 1, totalSteps,
-          epoch: next ? next.epoch : o.epochs, stepInEpoch: next ? next.inEpoch : 0,
-          rng: { kind: 'mulberry32 seeded from (seed, epoch), Fisher–Yates per epoch', seed: o.seed, epoch: next ? next.epoch : o.epochs },
-          options: trajectory(o as Resolved), fingerprint: fp, examples: sel.examples.length, optimizer: null,
-          refLogps: refLogps ? sel.examples.map((e) => refLogps!.get(e)!) : undefined,
-          history: [...this.history],
-        }, held && refOpt === 'held' ? held : undefined);
+        await this.saveCheckpoint(
+          o.checkpointDir,
+          {
+            format: STATE_FORMAT,
+            version: STATE_VERSION,
+            step: s + 1,
+            totalSteps,
+            epoch: next ? next.epoch : o.epochs,
+            stepInEpoch: next ? next.inEpoch : 0,
+            rng: {
+              kind: 'mulberry32 seeded from (seed, epoch), Fisher–Yates per epoch',
+              seed: o.seed,
+              epoch: next ? next.epoch : o.epochs,
+            },
+            options: trajectory(o as Resolved),
+            fingerprint: fp,
+            examples: sel.examples.length,
+            optimizer: null,
+            refLogps: refLogps ? sel.examples.map((e) => refLogps!.get(e)!) : undefined,
+            history: [...this.history],
+          },
+          held && refOpt === 'held' ? held : undefined,
+        );
       }
       if (o.onStep) await o.onStep(m);
     }
@@ -530,7 +715,14 @@ export class Trainer {
   private makeHeldReference(): Model {
     const chunkRows = this.model.native.info().chunkRows;
     // the policy's device and numerics; its parameters count as 'reference'
-    const opts = { reference: true, chunkRows, device: this.model.device, precision: this.model.precision, recompute: this.model.recompute, activationDtype: this.model.activationDtype };
+    const opts = {
+      reference: true,
+      chunkRows,
+      device: this.model.device,
+      precision: this.model.precision,
+      recompute: this.model.recompute,
+      activationDtype: this.model.activationDtype,
+    };
     if (this.referenceDir) return Model.load(this.referenceDir, opts);
     if (this.resumed) throw new Error("resume: the checkpoint holds no reference model for dpoReference 'held'");
     const ref = Model.fromConfig(this.model.config, { ...opts, std: 0 });
@@ -543,7 +735,9 @@ export class Trainer {
     let gathered: { m: Float32Array; v: Float32Array } | null = null;
     if (dp) {
       // a checkpoint must hold what every rank holds; ZeRO-1's AdamW state is assembled on rank 0
-      await dp.dist.same(`step ${state.step}: the weights before the checkpoint`, { weights: await paramsHash(this.model) });
+      await dp.dist.same(`step ${state.step}: the weights before the checkpoint`, {
+        weights: await paramsHash(this.model),
+      });
       if (dp.zero === 1) gathered = await dp.sync(this.model).gatherState();
       if (!dp.isRoot) return;
     }
@@ -570,7 +764,9 @@ export class Trainer {
         ];
       });
       const steps = this.model.optimizerSteps;
-      writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensors, { metadata: { format: 'rift-adamw', step: String(steps) } });
+      writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensors, {
+        metadata: { format: 'rift-adamw', step: String(steps) },
+      });
       state.optimizer = { file: OPTIMIZER_FILE, steps };
       writeBytesAtomic(path.join(tmp, STATE_FILE), JSON.stringify(state) + '\n');
     });
@@ -579,14 +775,22 @@ export class Trainer {
   }
 
   /** A Trainer over Model.load(dir) with the checkpoint's options (plus overrides), resumed from dir. */
-  static async load(dir: string, overrides: Partial<TrainerOptions> = {}, modelOpts: { chunkRows?: number } = {}): Promise<Trainer> {
+  static async load(
+    dir: string,
+    overrides: Partial<TrainerOptions> = {},
+    modelOpts: { chunkRows?: number } = {},
+  ): Promise<Trainer> {
     if (typeof dir !== 'string') throw typeError('dir', `must be a string, got ${describe(dir)}`);
     const stepDir = checkpointStepDir(dir);
     const { state } = readTrainerState(stepDir);
     const saved: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(state.options)) if (v !== null) saved[k] = v;
     if (saved.dpoReference === 'model' || saved.dpoReference === 'model-precomputed') {
-      if (!overrides.dpoReference) throw typeError('dpoReference', 'this checkpoint used a caller-given reference Model: pass it again in overrides');
+      if (!overrides.dpoReference)
+        throw typeError(
+          'dpoReference',
+          'this checkpoint used a caller-given reference Model: pass it again in overrides',
+        );
       delete saved.dpoReference;
     }
     let model: Model;
@@ -621,12 +825,17 @@ function readOptimizerState(file: string, model: Model, access: OptimizerAccess,
     throw named(e);
   }
   try {
-    const lo = range ? range.offset : 0, hi = range ? range.offset + range.count : Infinity;
+    const lo = range ? range.offset : 0,
+      hi = range ? range.offset + range.count : Infinity;
     for (const t of model.tensorTable()) {
       const n = t.shape.reduce((a, b) => a * b, 1);
-      const a = Math.max(lo, t.offset), b = Math.min(hi, t.offset + n); // the part of this tensor to keep
+      const a = Math.max(lo, t.offset),
+        b = Math.min(hi, t.offset + n); // the part of this tensor to keep
       if (a >= b) continue;
-      for (const [prefix, arr] of [['exp_avg', access.m], ['exp_avg_sq', access.v]] as const) {
+      for (const [prefix, arr] of [
+        ['exp_avg', access.m],
+        ['exp_avg_sq', access.v],
+      ] as const) {
         const whole = a === t.offset && b === t.offset + n;
         const view = whole ? arr.subarray(t.offset - lo, t.offset - lo + n) : new Float32Array(n);
         try {
@@ -638,7 +847,9 @@ function readOptimizerState(file: string, model: Model, access: OptimizerAccess,
         for (let i = 0; i < n; i++) {
           const x = view[i];
           if (!Number.isFinite(x) || (prefix === 'exp_avg_sq' && x < 0))
-            throw new RangeError(`${file}: tensor "${prefix}.${t.name}" holds ${x} at element ${i} (a corrupt optimizer state)`);
+            throw new RangeError(
+              `${file}: tensor "${prefix}.${t.name}" holds ${x} at element ${i} (a corrupt optimizer state)`,
+            );
         }
       }
     }

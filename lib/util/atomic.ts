@@ -7,7 +7,7 @@ const CHUNK = 1 << 26; // bytes per write call (64 MiB)
 
 /** Writes all of `src` to `fd` (writeSync may write less than asked). */
 export function writeFully(fd: number, src: Uint8Array): void {
-  for (let off = 0; off < src.length; ) off += fs.writeSync(fd, src, off, Math.min(CHUNK, src.length - off));
+  for (let off = 0; off < src.length;) off += fs.writeSync(fd, src, off, Math.min(CHUNK, src.length - off));
 }
 
 /**
@@ -44,4 +44,3 @@ export function writeFileAtomic(file: string, write: (fd: number) => void): void
 export function writeBytesAtomic(file: string, data: string | Uint8Array): void {
   writeFileAtomic(file, (fd) => writeFully(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
 }
-

@@ -10,7 +10,8 @@ export function rangeError(arg: string, what: string): RangeError {
 
 export function checkInteger(arg: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number') throw typeError(arg, `must be a number, got ${typeof v}`);
-  if (!Number.isInteger(v) || v < min || v > max) throw rangeError(arg, `must be an integer in [${min}, ${max}], got ${v}`);
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw rangeError(arg, `must be an integer in [${min}, ${max}], got ${v}`);
   return v;
 }
 
@@ -34,7 +35,10 @@ export function checkArray<T extends ArrayBufferView>(
 
 export function checkEnum<T extends string>(arg: string, v: unknown, allowed: readonly T[]): T {
   if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw (typeof v === 'string' ? rangeError : typeError)(arg, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`);
+    throw (typeof v === 'string' ? rangeError : typeError)(
+      arg,
+      `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describe(v)}`,
+    );
   }
   return v as T;
 }
@@ -56,11 +60,21 @@ export type SizeTerm = readonly [name: string, value: number];
 
 const MAX_SAFE_TEXT = '2^53 − 1 (the largest integer a JS number holds exactly)';
 
-function sizeError(label: string, terms: readonly SizeTerm[], op: string, value: number, exact: boolean, max: number, maxText?: string): RangeError {
+function sizeError(
+  label: string,
+  terms: readonly SizeTerm[],
+  op: string,
+  value: number,
+  exact: boolean,
+  max: number,
+  maxText?: string,
+): RangeError {
   const names = terms.map(([n]) => n).join(op);
   const expr = terms.length > 1 ? `${names} = ${terms.map(([, v]) => v).join(op)}` : names;
   const shown = exact ? ` = ${value}` : ` ≈ ${value.toPrecision(4)}`;
-  return new RangeError(`${label}: ${expr}${shown} exceeds ${maxText ?? (max === Number.MAX_SAFE_INTEGER ? MAX_SAFE_TEXT : String(max))}`);
+  return new RangeError(
+    `${label}: ${expr}${shown} exceeds ${maxText ?? (max === Number.MAX_SAFE_INTEGER ? MAX_SAFE_TEXT : String(max))}`,
+  );
 }
 
 function combine(label: string, terms: readonly SizeTerm[], product: boolean, max: number, maxText?: string): number {
@@ -79,11 +93,21 @@ function combine(label: string, terms: readonly SizeTerm[], product: boolean, ma
  * The exact product of sizes from user input: a RangeError "label: a × b = 3 × 5 = 15 exceeds …" when it is not a
  * safe integer (2^53 − 1: beyond it a JS number is no longer exact) or exceeds `max` (`maxText` says what that is).
  */
-export function checkedProduct(label: string, factors: readonly SizeTerm[], max = Number.MAX_SAFE_INTEGER, maxText?: string): number {
+export function checkedProduct(
+  label: string,
+  factors: readonly SizeTerm[],
+  max = Number.MAX_SAFE_INTEGER,
+  maxText?: string,
+): number {
   return combine(label, factors, true, max, maxText);
 }
 
 /** The exact sum of sizes from user input, checked like checkedProduct. */
-export function checkedSum(label: string, terms: readonly SizeTerm[], max = Number.MAX_SAFE_INTEGER, maxText?: string): number {
+export function checkedSum(
+  label: string,
+  terms: readonly SizeTerm[],
+  max = Number.MAX_SAFE_INTEGER,
+  maxText?: string,
+): number {
   return combine(label, terms, false, max, maxText);
 }

@@ -50,8 +50,7 @@ int64_t combine(const std::string& arg, std::initializer_list<SizeTerm> terms, b
     if (!overflow) overflow = product ? !mul_ok(r, t.value, &r) : !add_ok(r, t.value, &r);
   }
   const std::string expr = expression(terms, product ? " × " : " + ");
-  if (overflow)
-    too_large(arg, expr, " ≈ " + approx(wide), limit, limit_text ? limit_text : "2^63 − 1 (64-bit sizes)");
+  if (overflow) too_large(arg, expr, " ≈ " + approx(wide), limit, limit_text ? limit_text : "2^63 − 1 (64-bit sizes)");
   if (r > limit) too_large(arg, expr, " = " + std::to_string(r), limit, limit_text);
   return r;
 }
@@ -103,9 +102,9 @@ void check_fits_in_memory(const std::string& arg, const std::string& what, int64
   bool env = false;
   const int64_t have = memory_limit_bytes(&env);
   if (have > 0 && bytes > have)
-    throw ArgError{ArgError::Range, arg, arg + ": " + what + " needs " + format_bytes(double(bytes)) + ", more than " +
-                                             (env ? "RIFT_MEMORY_LIMIT (" : "this machine's memory (") +
-                                             format_bytes(double(have)) + ")"};
+    throw ArgError{ArgError::Range, arg,
+                   arg + ": " + what + " needs " + format_bytes(double(bytes)) + ", more than " +
+                       (env ? "RIFT_MEMORY_LIMIT (" : "this machine's memory (") + format_bytes(double(have)) + ")"};
 }
 
 }  // namespace rift

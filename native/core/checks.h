@@ -12,16 +12,17 @@ namespace rift {
 inline void check_token_ids(const int32_t* ids, int64_t n, int64_t V) {
   for (int64_t t = 0; t < n; ++t)
     if (ids[t] < 0 || ids[t] >= V)
-      throw ArgError{ArgError::Range, "ids", "ids: ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
-                                                 " is outside [0, " + std::to_string(V) + ")"};
+      throw ArgError{ArgError::Range, "ids",
+                     "ids: ids[" + std::to_string(t) + "] = " + std::to_string(ids[t]) + " is outside [0, " +
+                         std::to_string(V) + ")"};
 }
 
 // Every pos[t] (t < n) >= 0.
 inline void check_positions(const int32_t* pos, int64_t n) {
   for (int64_t t = 0; t < n; ++t)
     if (pos[t] < 0)
-      throw ArgError{ArgError::Range, "positions", "positions: positions[" + std::to_string(t) + "] = " +
-                                                       std::to_string(pos[t]) + " is negative"};
+      throw ArgError{ArgError::Range, "positions",
+                     "positions: positions[" + std::to_string(t) + "] = " + std::to_string(pos[t]) + " is negative"};
 }
 
 }  // namespace rift

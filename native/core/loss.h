@@ -71,8 +71,8 @@ struct LossSpec {
 
 struct LossResult {
   double loss = 0;
-  double normalizer = 0;      // what the loss was divided by (1 for sum)
-  int64_t tokens = 0;         // rows with a target
+  double normalizer = 0;          // what the loss was divided by (1 for sum)
+  int64_t tokens = 0;             // rows with a target
   std::vector<double> seq_logp;   // (S)
   std::vector<float> token_logp;  // (N) when asked
   std::vector<float> entropy;     // (N) when asked

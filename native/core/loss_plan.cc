@@ -33,14 +33,13 @@ void validate(const LossSpec& s) {
   for (int64_t t = 0; t < s.N; ++t) {
     const int32_t y = s.targets[t];
     if (y != kIgnoreIndex && (y < 0 || y >= s.V))
-      range_error("targets", "targets[" + std::to_string(t) + "] = " + std::to_string(y) +
-                                 " is outside [0, vocab) and not -100");
+      range_error("targets",
+                  "targets[" + std::to_string(t) + "] = " + std::to_string(y) + " is outside [0, vocab) and not -100");
   }
   if (!s.offsets) range_error("offsets", "missing");
   if (s.offsets[0] != 0) range_error("offsets", "offsets[0] must be 0");
   for (int64_t i = 0; i < s.S; ++i)
-    if (s.offsets[i + 1] < s.offsets[i])
-      range_error("offsets", "not non-decreasing at index " + std::to_string(i + 1));
+    if (s.offsets[i + 1] < s.offsets[i]) range_error("offsets", "not non-decreasing at index " + std::to_string(i + 1));
   if (s.offsets[s.S] != s.N) range_error("offsets", "last offset must equal rows (" + std::to_string(s.N) + ")");
   if (!(std::isfinite(s.normalizer) && s.normalizer >= 0)) range_error("normalizer", "must be finite and > 0");
   if (s.method == Method::RIFT || s.method == Method::NAIVE) {
@@ -110,11 +109,16 @@ LossResult run_loss(const LossSpec& s, RowBackend& backend, const void* logits, 
     for (int64_t i = 0; i < S; ++i) {
       const double c = ws.scale[i];
       double a = 0, b = 0;
-      if (s.method == Method::SFT) a = c;
-      else if (s.method == Method::DFT) b = c;
-      else if (s.method == Method::NAIVE) a = s.rewards[i] * c;  // every sign: −r·c·ℓ_t
-      else if (s.rewards[i] > 0) a = s.rewards[i] * c;
-      else b = s.rewards[i] * c;  // r < 0, token form; r = 0 gives 0
+      if (s.method == Method::SFT)
+        a = c;
+      else if (s.method == Method::DFT)
+        b = c;
+      else if (s.method == Method::NAIVE)
+        a = s.rewards[i] * c;  // every sign: −r·c·ℓ_t
+      else if (s.rewards[i] > 0)
+        a = s.rewards[i] * c;
+      else
+        b = s.rewards[i] * c;  // r < 0, token form; r = 0 gives 0
       for (int64_t t = s.offsets[i]; t < s.offsets[i + 1]; ++t) {
         ws.a[t] = float(a);
         ws.b[t] = float(b);

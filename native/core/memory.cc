@@ -31,7 +31,7 @@ void bump(MemStats& s, int64_t delta) {
 }  // namespace
 
 const char* mem_category_name(MemCategory c) {
-  static const char* names[kCats] = {"params", "grads", "optimizer", "activations",
+  static const char* names[kCats] = {"params",      "grads",   "optimizer", "activations",
                                      "logitsChunk", "kvCache", "reference", "workspace"};
   const int i = int(c);
   return i >= 0 && i < kCats ? names[i] : "unknown";

@@ -49,10 +49,10 @@ struct TensorInfo {
 };
 
 struct Header {
-  uint64_t header_bytes = 0;  // N; the data section starts at file offset 8 + N
-  uint64_t data_bytes = 0;    // file size - 8 - N
-  std::vector<TensorInfo> tensors;                              // in header order
-  std::vector<std::pair<std::string, std::string>> metadata;    // "__metadata__", in header order
+  uint64_t header_bytes = 0;                                  // N; the data section starts at file offset 8 + N
+  uint64_t data_bytes = 0;                                    // file size - 8 - N
+  std::vector<TensorInfo> tensors;                            // in header order
+  std::vector<std::pair<std::string, std::string>> metadata;  // "__metadata__", in header order
 };
 
 // Reads the header length from the first 8 bytes and checks it against file_size and the 100 MB cap.
@@ -84,8 +84,7 @@ struct Layout {
 // Lays out a file: data ordered by dtype size (largest first) then name, so every tensor is aligned to its
 // element size; header keys "__metadata__" first, then tensor names sorted bytewise. Validates the specs
 // (known dtype, unique non-empty names, dims in range) and throws SafetensorsError otherwise.
-Layout layout(const std::vector<TensorSpec>& tensors,
-              const std::vector<std::pair<std::string, std::string>>& metadata);
+Layout layout(const std::vector<TensorSpec>& tensors, const std::vector<std::pair<std::string, std::string>>& metadata);
 
 // The whole file in memory (for tests and small files): datas[i] holds tensors[i]'s bytes.
 std::string serialize(const std::vector<TensorSpec>& tensors, const std::vector<std::string>& datas,

@@ -74,9 +74,8 @@ Layout layout(const std::vector<TensorSpec>& tensors,
       bad(SafetensorsError::Format, "duplicate tensor \"" + tensors[by_name[k]].name + "\"");
   // Data order: element size descending, then name, so each tensor starts aligned to its element size.
   std::vector<size_t> by_data = by_name;
-  std::stable_sort(by_data.begin(), by_data.end(), [&](size_t a, size_t b) {
-    return dtype_size(tensors[a].dtype) > dtype_size(tensors[b].dtype);
-  });
+  std::stable_sort(by_data.begin(), by_data.end(),
+                   [&](size_t a, size_t b) { return dtype_size(tensors[a].dtype) > dtype_size(tensors[b].dtype); });
   Layout out;
   std::vector<uint64_t> begin(n);
   for (size_t i : by_data) {
@@ -88,7 +87,8 @@ Layout layout(const std::vector<TensorSpec>& tensors,
   auto meta = metadata;
   std::sort(meta.begin(), meta.end());
   for (size_t k = 1; k < meta.size(); k++)
-    if (meta[k].first == meta[k - 1].first) bad(SafetensorsError::Format, "duplicate __metadata__ key \"" + meta[k].first + "\"");
+    if (meta[k].first == meta[k - 1].first)
+      bad(SafetensorsError::Format, "duplicate __metadata__ key \"" + meta[k].first + "\"");
 
   std::string json = "{";
   if (!meta.empty()) {
@@ -100,7 +100,8 @@ Layout layout(const std::vector<TensorSpec>& tensors,
   for (size_t k = 0; k < n; k++) {
     const size_t i = by_name[k];
     const TensorSpec& t = tensors[i];
-    json += (k || !meta.empty() ? "," : "") + json_quote(t.name) + ":{\"dtype\":" + json_quote(t.dtype) + ",\"shape\":[";
+    json +=
+        (k || !meta.empty() ? "," : "") + json_quote(t.name) + ":{\"dtype\":" + json_quote(t.dtype) + ",\"shape\":[";
     for (size_t d = 0; d < t.shape.size(); d++) json += (d ? "," : "") + std::to_string(t.shape[d]);
     json += "],\"data_offsets\":[" + std::to_string(begin[i]) + "," + std::to_string(begin[i] + bytes[i]) + "]}";
   }
@@ -124,8 +125,8 @@ std::string serialize(const std::vector<TensorSpec>& tensors, const std::vector<
   for (const Placement& p : l.placement) {
     const size_t i = p.index;
     if (datas[i].size() != p.end - p.begin)
-      bad(SafetensorsError::Range, "tensor \"" + p.name + "\": " + std::to_string(datas[i].size()) + " data bytes, shape needs " +
-                                       std::to_string(p.end - p.begin));
+      bad(SafetensorsError::Range, "tensor \"" + p.name + "\": " + std::to_string(datas[i].size()) +
+                                       " data bytes, shape needs " + std::to_string(p.end - p.begin));
     out += datas[i];
   }
   return out;

@@ -53,7 +53,7 @@ void log_softmax(const T* z, float* logp, int64_t N, int64_t V) {
       N,
       [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
-          const T* x = z + r * V;  // (V)
+          const T* x = z + r * V;   // (V)
           float* o = logp + r * V;  // (V)
           float m = -INFINITY;
 #pragma omp simd reduction(max : m)
@@ -112,8 +112,7 @@ double run(const T* z, T* g, int64_t N, int64_t V, const int32_t* targets) {
 
 template <typename Exp>
 double dispatch(const void* logits, void* grad, DType dtype, int64_t N, int64_t V, const int32_t* targets) {
-  if (dtype == DType::F32)
-    return run<Exp>(static_cast<const float*>(logits), static_cast<float*>(grad), N, V, targets);
+  if (dtype == DType::F32) return run<Exp>(static_cast<const float*>(logits), static_cast<float*>(grad), N, V, targets);
   return run<Exp>(static_cast<const uint16_t*>(logits), static_cast<uint16_t*>(grad), N, V, targets);
 }
 

@@ -9,8 +9,8 @@ namespace rift::cpu {
 
 struct BlasLib {
   // cblas_sgemm with 32-bit integers (LP64 OpenBLAS): order 101 = row-major, trans 111 = no, 112 = yes.
-  using SgemmFn = void (*)(int order, int transA, int transB, int M, int N, int K, float alpha, const float* A,
-                           int lda, const float* B, int ldb, float beta, float* C, int ldc);
+  using SgemmFn = void (*)(int order, int transA, int transB, int M, int N, int K, float alpha, const float* A, int lda,
+                           const float* B, int ldb, float beta, float* C, int ldc);
   SgemmFn sgemm = nullptr;
   void (*set_num_threads)(int) = nullptr;  // openblas_set_num_threads
   int (*get_num_threads)() = nullptr;      // openblas_get_num_threads

@@ -89,8 +89,7 @@ class CpuOps final : public OpsBackend {
     if (dbias) cpu::column_sums(dbias, dout, M, N);
   }
 
-  void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V,
-                         int64_t C) override {
+  void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) override {
     cpu::embedding_forward(out, ids, wte, T, V, C);
   }
   void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V,
@@ -111,14 +110,13 @@ class CpuOps final : public OpsBackend {
                     float theta) override {
     cpu::rope(out, inp, pos, T, H, D, theta, false, false);
   }
-  void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D,
-                     float theta, bool accumulate) override {
+  void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
+                     bool accumulate) override {
     cpu::rope(dinp, dout, pos, T, H, D, theta, true, accumulate);
   }
 
-  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
-                         const KvRows* rows) override {
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                         int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows) override {
     if (dtype_ == DType::BF16)
       return cpu::attention_forward_bf16(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
     cpu::attention_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows);
@@ -157,8 +155,10 @@ class CpuOps final : public OpsBackend {
  private:
   void mm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-    if (dtype_ == DType::BF16) cpu::gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else cpu::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (dtype_ == DType::BF16)
+      cpu::gemm_bf16(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+      cpu::gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 
   DType dtype_;

@@ -235,15 +235,13 @@ void rows(RowsIO& io, bool grad_pass) {
             if (static_cast<const void*>(g) != static_cast<const void*>(row))
               std::memset(static_cast<void*>(g), 0, size_t(V) * sizeof(T));  // no partial gradient left behind
             int64_t cur = bad.load();
-            while (r < cur && !bad.compare_exchange_weak(cur, r)) {
-            }
+            while (r < cur && !bad.compare_exchange_weak(cur, r)) {}
             continue;
           }
           const RowStats s = row_stats(row, V, io.entropy != nullptr);
           if (!s.finite) {
             int64_t cur = bad.load();
-            while (r < cur && !bad.compare_exchange_weak(cur, r)) {
-            }
+            while (r < cur && !bad.compare_exchange_weak(cur, r)) {}
             continue;
           }
           const float logp = at(row, y) - s.lse;
@@ -260,12 +258,8 @@ void rows(RowsIO& io, bool grad_pass) {
 class CpuBackend final : public RowBackend {
  public:
   const char* name() const override { return "cpu"; }
-  void rows_fused(RowsIO& io) override {
-    io.dtype == DType::F32 ? rows<float>(io, false) : rows<uint16_t>(io, false);
-  }
-  void rows_grad(RowsIO& io) override {
-    io.dtype == DType::F32 ? rows<float>(io, true) : rows<uint16_t>(io, true);
-  }
+  void rows_fused(RowsIO& io) override { io.dtype == DType::F32 ? rows<float>(io, false) : rows<uint16_t>(io, false); }
+  void rows_grad(RowsIO& io) override { io.dtype == DType::F32 ? rows<float>(io, true) : rows<uint16_t>(io, true); }
 };
 
 }  // namespace

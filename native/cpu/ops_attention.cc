@@ -5,9 +5,10 @@
 // max and sum per query row (online softmax) and saves lse; the backward recomputes p = exp(s − lse) tile by
 // tile (FlashAttention-2 order: key tile outer, query rows inner), with Di = Σ dout·out per row.
 //
-// Threads: forward tasks are (b, kv head, block of kBQ (query position, group head) rows); backward tasks are (b, kv head) — each owns its dk /
-// dv rows and the dq rows of its group's heads — or, when that gives too few tasks for the pool, (b, query
-// head) with per-head dk / dv scratch summed over each group afterwards. No atomics; fixed summation order.
+// Threads: forward tasks are (b, kv head, block of kBQ (query position, group head) rows); backward tasks are (b, kv
+// head) — each owns its dk / dv rows and the dq rows of its group's heads — or, when that gives too few tasks for the
+// pool, (b, query head) with per-head dk / dv scratch summed over each group afterwards. No atomics; fixed summation
+// order.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -45,8 +46,10 @@ void pack_t(const float* x, int64_t ld, int64_t n, int64_t D, float* Kt) {
 void pack_rows(const float* x, int64_t ld, int64_t n, int64_t rows, int64_t D, int64_t Dp, float* P) {
   for (int64_t j = 0; j < rows; ++j) {
     float* r = P + j * Dp;
-    if (j < n) std::memcpy(r, x + j * ld, size_t(D) * sizeof(float));
-    else std::fill(r, r + D, 0.f);
+    if (j < n)
+      std::memcpy(r, x + j * ld, size_t(D) * sizeof(float));
+    else
+      std::fill(r, r + D, 0.f);
     std::fill(r + D, r + Dp, 0.f);
   }
 }
@@ -137,9 +140,8 @@ void rank_update(const float* P, int64_t nk, const float* X, int64_t Dp, float* 
 // Rows of a forward task are (query position i, head g of the kv group) pairs, R = i·group + g: the heads
 // of a group share every K / V tile, and a decode step (Tq = 1) still fills the kR-row micro-kernel.
 // With rows (a batched KV cache), batch row b reads k / v row rows->slot[b] at its own past rows->past[b].
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
-                       const KvRows* rows) {
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                       int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows) {
   if (B <= 0 || Tq <= 0 || Hq <= 0 || D <= 0) return;
   const int64_t group = Hq / Hkv, nrows = Tq * group, nqb = (nrows + kBQ - 1) / kBQ, Dp = padded(D);
   const float scale = 1.f / std::sqrt(float(D));
@@ -164,8 +166,10 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
       const float* vh = v + (kb * Tkv * Hkv + kvh) * D;
       for (int64_t r = 0; r < nqr; ++r) {
         float* dst = Q + r * Dp;
-        if (r < nq) std::memcpy(dst, q + qrow(r), size_t(D) * sizeof(float));
-        else std::fill(dst, dst + D, 0.f);
+        if (r < nq)
+          std::memcpy(dst, q + qrow(r), size_t(D) * sizeof(float));
+        else
+          std::fill(dst, dst + D, 0.f);
         std::fill(dst + D, dst + Dp, 0.f);
       }
       std::fill(O, O + nqr * Dp, 0.f);
@@ -241,17 +245,17 @@ void backward_head(const Bwd& a, int64_t b, int64_t h, float* dk, float* dv, int
   const float* lse = a.lse + (b * a.Hq + h) * T;
   thread_local Scratch buf;
   float* Kt = buf.get(size_t(2 * D * kBK + 3 * kBK * Dp + 3 * kR * Dp + 3 * kR * kBK + T));
-  float* Vt = Kt + D * kBK;     // (D, kBK)
-  float* Kp = Vt + D * kBK;     // (kBK, Dp)
-  float* dK = Kp + kBK * Dp;    // (kBK, Dp)
-  float* dV = dK + kBK * Dp;    // (kBK, Dp)
-  float* Q4 = dV + kBK * Dp;    // (kR, Dp)
-  float* G4 = Q4 + kR * Dp;     // (kR, Dp) dout rows
-  float* dQ4 = G4 + kR * Dp;    // (kR, Dp)
-  float* P = dQ4 + kR * Dp;     // (kR, kBK)
-  float* dP = P + kR * kBK;     // (kR, kBK)
-  float* dS = dP + kR * kBK;    // (kR, kBK)
-  float* Di = dS + kR * kBK;    // (T): Σ_d dout·out per query row
+  float* Vt = Kt + D * kBK;   // (D, kBK)
+  float* Kp = Vt + D * kBK;   // (kBK, Dp)
+  float* dK = Kp + kBK * Dp;  // (kBK, Dp)
+  float* dV = dK + kBK * Dp;  // (kBK, Dp)
+  float* Q4 = dV + kBK * Dp;  // (kR, Dp)
+  float* G4 = Q4 + kR * Dp;   // (kR, Dp) dout rows
+  float* dQ4 = G4 + kR * Dp;  // (kR, Dp)
+  float* P = dQ4 + kR * Dp;   // (kR, kBK)
+  float* dP = P + kR * kBK;   // (kR, kBK)
+  float* dS = dP + kR * kBK;  // (kR, kBK)
+  float* Di = dS + kR * kBK;  // (T): Σ_d dout·out per query row
   for (int64_t i = 0; i < T; ++i) {
     const float* g = gh + i * ldq;
     const float* o = oh + i * ldq;
@@ -340,7 +344,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     return;
   }
   // Tasks (b, query head) into per-head dk / dv scratch (B, Hq, T, D), then summed over each group.
-  HostBuffer sk(MemCategory::Workspace, size_t(B * Hq * T * D)), sv(MemCategory::Workspace, size_t(B * Hq * T * D));  // zeroed
+  HostBuffer sk(MemCategory::Workspace, size_t(B * Hq * T * D)),
+      sv(MemCategory::Workspace, size_t(B * Hq * T * D));  // zeroed
   parallel_for(B * Hq, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / Hq, h = t % Hq;

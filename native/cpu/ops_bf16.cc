@@ -22,20 +22,28 @@ void round_bf16_matrix(float* dst, const float* src, int64_t rows, int64_t cols,
     }
   };
   // Threads only pay off past a few hundred KB; a row block of >= 16K elements per task.
-  if (rows * cols < (int64_t(1) << 16)) body(0, rows);
-  else parallel_for(rows, body, std::max<int64_t>(1, (int64_t(1) << 14) / cols));
+  if (rows * cols < (int64_t(1) << 16))
+    body(0, rows);
+  else
+    parallel_for(rows, body, std::max<int64_t>(1, (int64_t(1) << 14) / cols));
 }
 
 void to_bf16(uint16_t* dst, const float* src, int64_t n) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = f32_to_bf16(src[i]);
-  }, int64_t(1) << 15);
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) dst[i] = f32_to_bf16(src[i]);
+      },
+      int64_t(1) << 15);
 }
 
 void from_bf16(float* dst, const uint16_t* src, int64_t n) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_f32(src[i]);
-  }, int64_t(1) << 15);
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) dst[i] = bf16_to_f32(src[i]);
+      },
+      int64_t(1) << 15);
 }
 
 void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

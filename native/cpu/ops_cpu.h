@@ -13,8 +13,8 @@ enum class GemmImpl { Builtin, OpenBlas };
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 // The cache-blocked, packed, threaded kernel written here (always available).
-void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 GemmImpl gemm_impl();
 // Row-invariant GEMMs for the calling thread (ops_gemm.cc): the builtin kernel, every row of C summed the same
 // way whatever M (OpsBackend::set_row_invariant).
@@ -35,17 +35,15 @@ void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float 
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // ---- ops_norm_rope.cc
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
-                     float eps);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t T, int64_t C, bool accumulate);
-void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
-          bool inverse, bool accumulate);
+void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta, bool inverse,
+          bool accumulate);
 
 // ---- ops_attention.cc
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
-                       const KvRows* rows);
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                       int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows);
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
                         int64_t Hkv, int64_t D, bool accumulate);
@@ -54,7 +52,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C);
 void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V, int64_t C);
 void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumulate);  // out[m] (+)= bias
-void column_sums(float* dbias, const float* dout, int64_t M, int64_t N);              // dbias += Σ_m dout[m]
+void column_sums(float* dbias, const float* dout, int64_t M, int64_t N);               // dbias += Σ_m dout[m]
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
                      bool accumulate);
@@ -63,7 +61,7 @@ void scale(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
 double sumsq(const float* x, int64_t n);
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p);
-void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
-              int64_t Tmax, int64_t width);
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T, int64_t Tmax,
+              int64_t width);
 
 }  // namespace rift::cpu

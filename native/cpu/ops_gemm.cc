@@ -36,10 +36,10 @@ constexpr int MR = 6, NV = 2;  // 12 of 16
 constexpr int MR = 8, NV = 2;  // 16 of 32 (NEON); SSE spills a little
 #endif
 constexpr int NR = NV * kLanes;
-constexpr int64_t KC = 256;             // K block: a B micro-panel is KC·NR floats
-constexpr int64_t TM = 96 / MR * MR;    // rows per tile (the packed A block, L2)
-constexpr int64_t TN = 12 * NR;         // columns per tile (the packed B block, L2)
-constexpr int64_t kTB = 16;             // k block of the transposing packs
+constexpr int64_t KC = 256;                       // K block: a B micro-panel is KC·NR floats
+constexpr int64_t TM = 96 / MR * MR;              // rows per tile (the packed A block, L2)
+constexpr int64_t TN = 12 * NR;                   // columns per tile (the packed B block, L2)
+constexpr int64_t kTB = 16;                       // k block of the transposing packs
 constexpr int64_t kMaxBCache = int64_t(1) << 21;  // floats of packed B a thread keeps per column stripe (8 MiB)
 
 // C (mr, nr) at c ← alpha · Σ_k a[k][i] · b[k][j] + beta · C  (beta == 0: C is not read).
@@ -151,7 +151,8 @@ void pack_b(const Args& g, int64_t n0, int64_t nc, int64_t p0, int64_t kc, float
 // K block, so the tiles of one column stripe pack B once per thread instead of once per tile.
 void pack_b_all(const Args& g, int64_t n0, int64_t nc, float* Bp) {
   const int64_t np = (nc + NR - 1) / NR;
-  for (int64_t p0 = 0, kb = 0; p0 < g.K; p0 += KC, ++kb) pack_b(g, n0, nc, p0, std::min(KC, g.K - p0), Bp + kb * np * NR * KC);
+  for (int64_t p0 = 0, kb = 0; p0 < g.K; p0 += KC, ++kb)
+    pack_b(g, n0, nc, p0, std::min(KC, g.K - p0), Bp + kb * np * NR * KC);
 }
 
 // One tile of C. Bcached: this column stripe's B from pack_b_all, or null (pack each K block here).
@@ -170,8 +171,8 @@ void tile(const Args& g, int64_t m0, int64_t mc, int64_t n0, int64_t nc, const f
       const int nr = int(std::min<int64_t>(NR, nc - q * NR));
       for (int64_t p = 0; p < mp; ++p) {
         const int mr = int(std::min<int64_t>(MR, mc - p * MR));
-        micro(kc, Ap + p * kc * MR, Bp + q * kc * NR, g.C + (m0 + p * MR) * g.ldc + n0 + q * NR, g.ldc, g.alpha,
-              beta, mr, nr);
+        micro(kc, Ap + p * kc * MR, Bp + q * kc * NR, g.C + (m0 + p * MR) * g.ldc + n0 + q * NR, g.ldc, g.alpha, beta,
+              mr, nr);
       }
     }
   }
@@ -189,38 +190,43 @@ void small_m(const Args& g) {
   };
   const int64_t min_cols = std::max<int64_t>(16, (1 << 16) / std::max<int64_t>(1, g.K));
   if (g.tb) {
-    parallel_for(g.N, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n) {
-        const float* b = g.B + n * g.ldb;
-        for (int64_t m = 0; m < g.M; ++m) {
-          const float* x = ap + m * g.K;
-          float s = 0.f;
+    parallel_for(
+        g.N,
+        [&](int64_t n0, int64_t n1) {
+          for (int64_t n = n0; n < n1; ++n) {
+            const float* b = g.B + n * g.ldb;
+            for (int64_t m = 0; m < g.M; ++m) {
+              const float* x = ap + m * g.K;
+              float s = 0.f;
 #pragma omp simd reduction(+ : s)
-          for (int64_t k = 0; k < g.K; ++k) s += x[k] * b[k];
-          put(m, n, s);
-        }
-      }
-    }, min_cols);
+              for (int64_t k = 0; k < g.K; ++k) s += x[k] * b[k];
+              put(m, n, s);
+            }
+          }
+        },
+        min_cols);
   } else {
     constexpr int64_t kCols = 256;
-    parallel_for((g.N + kCols - 1) / kCols, [&](int64_t c0, int64_t c1) {
-      alignas(64) float acc[4][kCols];
-      for (int64_t c = c0; c < c1; ++c) {
-        const int64_t n0 = c * kCols, nc = std::min(kCols, g.N - n0);
-        for (int64_t m = 0; m < g.M; ++m) std::fill(acc[m], acc[m] + nc, 0.f);
-        for (int64_t k = 0; k < g.K; ++k) {
-          const float* b = g.B + k * g.ldb + n0;
-          for (int64_t m = 0; m < g.M; ++m) {
-            const float x = ap[m * g.K + k];
-            float* r = acc[m];
+    parallel_for((g.N + kCols - 1) / kCols,
+                 [&](int64_t c0, int64_t c1) {
+                   alignas(64) float acc[4][kCols];
+                   for (int64_t c = c0; c < c1; ++c) {
+                     const int64_t n0 = c * kCols, nc = std::min(kCols, g.N - n0);
+                     for (int64_t m = 0; m < g.M; ++m) std::fill(acc[m], acc[m] + nc, 0.f);
+                     for (int64_t k = 0; k < g.K; ++k) {
+                       const float* b = g.B + k * g.ldb + n0;
+                       for (int64_t m = 0; m < g.M; ++m) {
+                         const float x = ap[m * g.K + k];
+                         float* r = acc[m];
 #pragma omp simd
-            for (int64_t j = 0; j < nc; ++j) r[j] += x * b[j];
-          }
-        }
-        for (int64_t m = 0; m < g.M; ++m)
-          for (int64_t j = 0; j < nc; ++j) put(m, n0 + j, acc[m][j]);
-      }
-    }, std::max<int64_t>(1, min_cols / kCols));
+                         for (int64_t j = 0; j < nc; ++j) r[j] += x * b[j];
+                       }
+                     }
+                     for (int64_t m = 0; m < g.M; ++m)
+                       for (int64_t j = 0; j < nc; ++j) put(m, n0 + j, acc[m][j]);
+                   }
+                 },
+                 std::max<int64_t>(1, min_cols / kCols));
   }
 }
 
@@ -234,8 +240,8 @@ std::atomic<int> g_blas_threads{0};
 void set_row_invariant(bool on) { t_row_invariant = on; }
 bool row_invariant() { return t_row_invariant; }
 
-void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm_builtin(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Args g{transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
   if (M <= 4 && !t_row_invariant) return small_m(g);
   const int64_t mt = (M + TM - 1) / TM, nt = (N + TN - 1) / TN, tiles = mt * nt;
@@ -289,7 +295,8 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   if (K <= 0 || alpha == 0.f) {  // C = beta·C (beta == 0: C is not read)
     for (int64_t m = 0; m < M; ++m) {
       float* c = C + m * ldc;
-      if (beta == 0.f) std::fill(c, c + N, 0.f);
+      if (beta == 0.f)
+        std::fill(c, c + N, 0.f);
       else if (beta != 1.f)
         for (int64_t n = 0; n < N; ++n) c[n] *= beta;
     }
@@ -300,8 +307,8 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha
   if (blas && big <= INT_MAX) {
     const int want = num_threads();  // follow setNumThreads / RIFT_NUM_THREADS
     if (g_blas_threads.exchange(want) != want) blas->set_num_threads(want);
-    blas->sgemm(101, transA ? 112 : 111, transB ? 112 : 111, int(M), int(N), int(K), alpha, A, int(lda), B,
-                int(ldb), beta, C, int(ldc));
+    blas->sgemm(101, transA ? 112 : 111, transB ? 112 : 111, int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb),
+                beta, C, int(ldc));
     return;
   }
   gemm_builtin(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "backends/sumsq_order.h"
-#include "core/loss.h"
 #include "core/checks.h"
+#include "core/loss.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/thread_pool.h"
 #include "cpu/vmath.h"
@@ -31,9 +31,13 @@ inline float sigmoid(float x) { return 1.f / (1.f + vexp(-x)); }
 
 void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) {
   check_token_ids(ids, T, V);
-  parallel_for(T, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) std::memcpy(out + t * C, wte + int64_t(ids[t]) * C, size_t(C) * sizeof(float));
-  }, std::max<int64_t>(1, kBlock / std::max<int64_t>(1, C)));
+  parallel_for(
+      T,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t)
+          std::memcpy(out + t * C, wte + int64_t(ids[t]) * C, size_t(C) * sizeof(float));
+      },
+      std::max<int64_t>(1, kBlock / std::max<int64_t>(1, C)));
 }
 
 // Each thread owns a block of columns of dwte and walks every token: repeated ids add in token order.
@@ -54,17 +58,20 @@ void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int6
 }
 
 void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumulate) {
-  parallel_for(M, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m) {
-      float* o = out + m * N;
-      if (accumulate) {
+  parallel_for(
+      M,
+      [&](int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; ++m) {
+          float* o = out + m * N;
+          if (accumulate) {
 #pragma omp simd
-        for (int64_t n = 0; n < N; ++n) o[n] += bias[n];
-      } else {
-        std::memcpy(o, bias, size_t(N) * sizeof(float));
-      }
-    }
-  }, std::max<int64_t>(1, kBlock / std::max<int64_t>(1, N)));
+            for (int64_t n = 0; n < N; ++n) o[n] += bias[n];
+          } else {
+            std::memcpy(o, bias, size_t(N) * sizeof(float));
+          }
+        }
+      },
+      std::max<int64_t>(1, kBlock / std::max<int64_t>(1, N)));
 }
 
 // dbias[n] += Σ_m dout[m][n], summed in double per column block.
@@ -87,53 +94,66 @@ void column_sums(float* dbias, const float* dout, int64_t M, int64_t N) {
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) {
-      const float g = gate[i];
-      out[i] = g * sigmoid(g) * up[i];
-    }
-  }, kBlock);
+        for (int64_t i = i0; i < i1; ++i) {
+          const float g = gate[i];
+          out[i] = g * sigmoid(g) * up[i];
+        }
+      },
+      kBlock);
 }
 
 // d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g))).
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
                      bool accumulate) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
-    if (accumulate) {
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
+        if (accumulate) {
 #pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) {
-        const float g = gate[i], s = sigmoid(g), go = dout[i];
-        dgate[i] += go * up[i] * s * (1.f + g * (1.f - s));
-        dup[i] += go * g * s;
-      }
-    } else {
+          for (int64_t i = i0; i < i1; ++i) {
+            const float g = gate[i], s = sigmoid(g), go = dout[i];
+            dgate[i] += go * up[i] * s * (1.f + g * (1.f - s));
+            dup[i] += go * g * s;
+          }
+        } else {
 #pragma omp simd
-      for (int64_t i = i0; i < i1; ++i) {
-        const float g = gate[i], s = sigmoid(g), go = dout[i], u = up[i];
-        dgate[i] = go * u * s * (1.f + g * (1.f - s));
-        dup[i] = go * g * s;
-      }
-    }
-  }, kBlock);
+          for (int64_t i = i0; i < i1; ++i) {
+            const float g = gate[i], s = sigmoid(g), go = dout[i], u = up[i];
+            dgate[i] = go * u * s * (1.f + g * (1.f - s));
+            dup[i] = go * g * s;
+          }
+        }
+      },
+      kBlock);
 }
 
 void add(float* out, const float* a, const float* b, int64_t n) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) out[i] = a[i] + b[i];
-  }, kBlock);
+        for (int64_t i = i0; i < i1; ++i) out[i] = a[i] + b[i];
+      },
+      kBlock);
 }
 
 void scale(float* x, float s, int64_t n) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) {
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
 #pragma omp simd
-    for (int64_t i = i0; i < i1; ++i) x[i] *= s;
-  }, kBlock);
+        for (int64_t i = i0; i < i1; ++i) x[i] *= s;
+      },
+      kBlock);
 }
 
 void zero(float* x, int64_t n) {
-  parallel_for(n, [&](int64_t i0, int64_t i1) { std::memset(x + i0, 0, size_t(i1 - i0) * sizeof(float)); }, kBlock);
+  parallel_for(
+      n, [&](int64_t i0, int64_t i1) { std::memset(x + i0, 0, size_t(i1 - i0) * sizeof(float)); }, kBlock);
 }
 
 // In the order of backends/sumsq_order.h (the CUDA kernel's, so the two agree bit for bit): chunks in parallel, each
@@ -188,30 +208,35 @@ void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const
   const float gs = p.grad_scale;
   // ATen's lerp: m + w·(g − m) for w < 0.5, else g − (g − m)·(1 − w); the branch is hoisted out of the loop.
   auto run = [&](auto low) {
-    parallel_for(n, [&](int64_t i0, int64_t i1) {
-      float* __restrict pp = param + i0;
-      float* __restrict mp = m + i0;
-      float* __restrict vp = v + i0;
-      const float* __restrict gp = grad + i0;
-      const int64_t len = i1 - i0;
+    parallel_for(
+        n,
+        [&](int64_t i0, int64_t i1) {
+          float* __restrict pp = param + i0;
+          float* __restrict mp = m + i0;
+          float* __restrict vp = v + i0;
+          const float* __restrict gp = grad + i0;
+          const int64_t len = i1 - i0;
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i) {
-        const float g = gp[i] * gs;
-        const float pi = pp[i] * decay;
-        const float mi = decltype(low)::value ? mp[i] + w1 * (g - mp[i]) : g - (g - mp[i]) * w1c;
-        const float vi = vp[i] * b2 + (w2 * g) * g;
-        mp[i] = mi;
-        vp[i] = vi;
-        pp[i] = pi + (neg_step * mi) / (std::sqrt(vi) / bc2_sqrt + eps);
-      }
-    }, kBlock);
+          for (int64_t i = 0; i < len; ++i) {
+            const float g = gp[i] * gs;
+            const float pi = pp[i] * decay;
+            const float mi = decltype(low)::value ? mp[i] + w1 * (g - mp[i]) : g - (g - mp[i]) * w1c;
+            const float vi = vp[i] * b2 + (w2 * g) * g;
+            mp[i] = mi;
+            vp[i] = vi;
+            pp[i] = pi + (neg_step * mi) / (std::sqrt(vi) / bc2_sqrt + eps);
+          }
+        },
+        kBlock);
   };
-  if (1.0 - p.beta1 < 0.5) run(std::true_type{});
-  else run(std::false_type{});
+  if (1.0 - p.beta1 < 0.5)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
 }
 
-void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
-              int64_t Tmax, int64_t width) {
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T, int64_t Tmax,
+              int64_t width) {
   const size_t bytes = size_t(width) * sizeof(float);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t)

@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/checks.h"
 #include "core/loss.h"
 #include "core/memory.h"
-#include "core/checks.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/thread_pool.h"
 
@@ -27,21 +27,23 @@ int64_t column_block(int64_t C) {
 
 }  // namespace
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
-                     float eps) {
-  parallel_for(T, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* x = inp + t * C;
-      float* o = out + t * C;
-      float ss = 0.f;
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps) {
+  parallel_for(
+      T,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const float* x = inp + t * C;
+          float* o = out + t * C;
+          float ss = 0.f;
 #pragma omp simd reduction(+ : ss)
-      for (int64_t c = 0; c < C; ++c) ss += x[c] * x[c];
-      const float r = 1.f / std::sqrt(ss / float(C) + eps);
-      rstd[t] = r;
+          for (int64_t c = 0; c < C; ++c) ss += x[c] * x[c];
+          const float r = 1.f / std::sqrt(ss / float(C) + eps);
+          rstd[t] = r;
 #pragma omp simd
-      for (int64_t c = 0; c < C; ++c) o[c] = weight[c] * (x[c] * r);
-    }
-  }, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C)));
+          for (int64_t c = 0; c < C; ++c) o[c] = weight[c] * (x[c] * r);
+        }
+      },
+      std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C)));
 }
 
 // dweight first (column blocks over all tokens), then dinp row by row: dinp may alias dout.
@@ -66,26 +68,29 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
     });
   }
   if (!dinp) return;
-  parallel_for(T, [&](int64_t t0, int64_t t1) {
-    const float* __restrict w = weight;
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* g = dout + t * C;
-      const float* x = inp + t * C;
-      float* d = dinp + t * C;  // may alias g (each element is read before it is written)
-      const float r = rstd[t];
-      float s = 0.f;  // Σ_c (dout·w)_c · xhat_c
+  parallel_for(
+      T,
+      [&](int64_t t0, int64_t t1) {
+        const float* __restrict w = weight;
+        for (int64_t t = t0; t < t1; ++t) {
+          const float* g = dout + t * C;
+          const float* x = inp + t * C;
+          float* d = dinp + t * C;  // may alias g (each element is read before it is written)
+          const float r = rstd[t];
+          float s = 0.f;  // Σ_c (dout·w)_c · xhat_c
 #pragma omp simd reduction(+ : s)
-      for (int64_t c = 0; c < C; ++c) s += g[c] * w[c] * (x[c] * r);
-      const float m = s / float(C);
-      if (accumulate) {
+          for (int64_t c = 0; c < C; ++c) s += g[c] * w[c] * (x[c] * r);
+          const float m = s / float(C);
+          if (accumulate) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) d[c] += r * (g[c] * w[c] - (x[c] * r) * m);
-      } else {
+            for (int64_t c = 0; c < C; ++c) d[c] += r * (g[c] * w[c] - (x[c] * r) * m);
+          } else {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) d[c] = r * (g[c] * w[c] - (x[c] * r) * m);
-      }
-    }
-  }, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C)));
+            for (int64_t c = 0; c < C; ++c) d[c] = r * (g[c] * w[c] - (x[c] * r) * m);
+          }
+        }
+      },
+      std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C)));
 }
 
 // ---- RoPE
@@ -126,9 +131,13 @@ std::shared_ptr<const RopeTable> rope_table(int64_t D, float theta, int64_t need
   t->cs = HostBuffer(MemCategory::Workspace, size_t(rows * t->half));
   t->sn = HostBuffer(MemCategory::Workspace, size_t(rows * t->half));
   RopeTable* tp = t.get();
-  parallel_for(rows, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) rope_row(r, D, theta, tp->cs.data() + r * tp->half, tp->sn.data() + r * tp->half);
-  }, 64);
+  parallel_for(
+      rows,
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r)
+          rope_row(r, D, theta, tp->cs.data() + r * tp->half, tp->sn.data() + r * tp->half);
+      },
+      64);
   slot = t;
   return slot;
 }
@@ -136,8 +145,8 @@ std::shared_ptr<const RopeTable> rope_table(int64_t D, float theta, int64_t need
 }  // namespace
 
 // Forward: o1 = x1·c − x2·s, o2 = x2·c + x1·s. Inverse (backward, Rᵀ): d1 = g1·c + g2·s, d2 = g2·c − g1·s.
-void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
-          bool inverse, bool accumulate) {
+void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta, bool inverse,
+          bool accumulate) {
   const int64_t half = D / 2;
   check_positions(pos, T);
   int64_t maxpos = -1;
@@ -146,38 +155,41 @@ void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H
   std::shared_ptr<const RopeTable> table;
   if (maxpos < kMaxCachedPos) table = rope_table(D, theta, maxpos + 1);
   const float sgn = inverse ? -1.f : 1.f;  // the inverse rotation is the rotation by −angle
-  parallel_for(T, [&](int64_t t0, int64_t t1) {
-    std::vector<float> own;  // positions beyond the cache: this token's row computed here
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* cs;
-      const float* sn;
-      if (table) {
-        cs = table->cs.data() + int64_t(pos[t]) * half;
-        sn = table->sn.data() + int64_t(pos[t]) * half;
-      } else {
-        own.resize(size_t(2 * half));
-        rope_row(pos[t], D, theta, own.data(), own.data() + half);
-        cs = own.data();
-        sn = own.data() + half;
-      }
-      for (int64_t h = 0; h < H; ++h) {
-        const float* x = inp + (t * H + h) * D;
-        float* o = out + (t * H + h) * D;
-#pragma omp simd
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = x[i], x2 = x[i + half], c = cs[i], s = sgn * sn[i];
-          const float o1 = x1 * c - x2 * s, o2 = x2 * c + x1 * s;
-          if (accumulate) {
-            o[i] += o1;
-            o[i + half] += o2;
+  parallel_for(
+      T,
+      [&](int64_t t0, int64_t t1) {
+        std::vector<float> own;  // positions beyond the cache: this token's row computed here
+        for (int64_t t = t0; t < t1; ++t) {
+          const float* cs;
+          const float* sn;
+          if (table) {
+            cs = table->cs.data() + int64_t(pos[t]) * half;
+            sn = table->sn.data() + int64_t(pos[t]) * half;
           } else {
-            o[i] = o1;
-            o[i + half] = o2;
+            own.resize(size_t(2 * half));
+            rope_row(pos[t], D, theta, own.data(), own.data() + half);
+            cs = own.data();
+            sn = own.data() + half;
+          }
+          for (int64_t h = 0; h < H; ++h) {
+            const float* x = inp + (t * H + h) * D;
+            float* o = out + (t * H + h) * D;
+#pragma omp simd
+            for (int64_t i = 0; i < half; ++i) {
+              const float x1 = x[i], x2 = x[i + half], c = cs[i], s = sgn * sn[i];
+              const float o1 = x1 * c - x2 * s, o2 = x2 * c + x1 * s;
+              if (accumulate) {
+                o[i] += o1;
+                o[i + half] += o2;
+              } else {
+                o[i] = o1;
+                o[i + half] = o2;
+              }
+            }
           }
         }
-      }
-    }
-  }, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, H * D)));
+      },
+      std::max<int64_t>(1, 2048 / std::max<int64_t>(1, H * D)));
 }
 
 }  // namespace rift::cpu

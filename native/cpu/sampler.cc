@@ -31,9 +31,12 @@ double kth_largest(std::vector<double>& a, int64_t n, int64_t k) {
         --j;
       }
     }
-    if (target <= j) hi = j;
-    else if (target >= i) lo = i;
-    else return a[size_t(target)];
+    if (target <= j)
+      hi = j;
+    else if (target >= i)
+      lo = i;
+    else
+      return a[size_t(target)];
   }
   return a[size_t(target)];
 }
@@ -53,8 +56,8 @@ void sample_row(const float* z, int64_t row, int64_t V, const SampleParams& p, d
     const float x = z[v];
     if (std::isnan(x) || x == INFINITY)
       throw ArgError{ArgError::Range, "logits",
-                     "logits: row " + std::to_string(row) + ": logits[" + std::to_string(v) + "] = " +
-                         (std::isnan(x) ? "NaN" : "Infinity")};
+                     "logits: row " + std::to_string(row) + ": logits[" + std::to_string(v) +
+                         "] = " + (std::isnan(x) ? "NaN" : "Infinity")};
     if (x > m) {
       m = x;
       argmax = v;

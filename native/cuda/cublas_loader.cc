@@ -44,7 +44,7 @@ void load() {
       continue;
     }
     sym(lib, "cublasGetStatusString", api.status_string);  // optional (cuBLAS >= 11.4)
-    g_api = api;  // the library stays loaded for the life of the process
+    g_api = api;                                           // the library stays loaded for the life of the process
     g_ok = true;
     return;
   }
@@ -72,19 +72,16 @@ const char* status_name(cublasStatus_t st) {
 const CublasApi* cublas_api() noexcept {
   try {
     std::call_once(g_once, load);
-  } catch (...) {
-    return nullptr;
-  }
+  } catch (...) { return nullptr; }
   return g_ok ? &g_api : nullptr;
 }
 
-std::string cublas_load_error() {
-  return cublas_api() ? std::string() : g_error;
-}
+std::string cublas_load_error() { return cublas_api() ? std::string() : g_error; }
 
 void cublas_check(cublasStatus_t st, const char* fn) {
   if (st == CUBLAS_STATUS_SUCCESS) {
-    if (sync_checks()) check(cudaDeviceSynchronize(), (std::string(fn) + " run (RIFT_CUDA_SYNC)").c_str(), __FILE__, __LINE__);
+    if (sync_checks())
+      check(cudaDeviceSynchronize(), (std::string(fn) + " run (RIFT_CUDA_SYNC)").c_str(), __FILE__, __LINE__);
     return;
   }
   const char* name = status_name(st);

@@ -25,8 +25,8 @@ constexpr cublasMath_t CUBLAS_DEFAULT_MATH = 0;         // cublas_api.h: CUBLAS_
 constexpr cublasMath_t CUBLAS_PEDANTIC_MATH = 2;        // cublas_api.h: CUBLAS_PEDANTIC_MATH = 2
 constexpr cublasMath_t CUBLAS_TF32_TENSOR_OP_MATH = 3;  // cublas_api.h: CUBLAS_TF32_TENSOR_OP_MATH = 3
 using cudaDataType_t = int;
-constexpr cudaDataType_t CUDA_R_32F = 0;   // library_types.h: CUDA_R_32F = 0
-constexpr cudaDataType_t CUDA_R_16BF = 14; // library_types.h: CUDA_R_16BF = 14 (__nv_bfloat16)
+constexpr cudaDataType_t CUDA_R_32F = 0;    // library_types.h: CUDA_R_32F = 0
+constexpr cudaDataType_t CUDA_R_16BF = 14;  // library_types.h: CUDA_R_16BF = 14 (__nv_bfloat16)
 using cublasComputeType_t = int;
 constexpr cublasComputeType_t CUBLAS_COMPUTE_32F = 68;            // cublas_api.h: CUBLAS_COMPUTE_32F = 68
 constexpr cublasComputeType_t CUBLAS_COMPUTE_32F_PEDANTIC = 69;   // cublas_api.h: = 69
@@ -35,10 +35,10 @@ using cublasGemmAlgo_t = int;
 constexpr cublasGemmAlgo_t CUBLAS_GEMM_DEFAULT = -1;  // cublas_api.h: CUBLAS_GEMM_DEFAULT = -1
 
 struct CublasApi {
-  std::string path;  // the library that was loaded
-  cublasStatus_t (*create)(cublasHandle_t* handle) = nullptr;                         // cublasCreate_v2
-  cublasStatus_t (*destroy)(cublasHandle_t handle) = nullptr;                         // cublasDestroy_v2
-  cublasStatus_t (*set_stream)(cublasHandle_t handle, cublasStreamPtr s) = nullptr;  // cublasSetStream_v2
+  std::string path;                                                                     // the library that was loaded
+  cublasStatus_t (*create)(cublasHandle_t* handle) = nullptr;                           // cublasCreate_v2
+  cublasStatus_t (*destroy)(cublasHandle_t handle) = nullptr;                           // cublasDestroy_v2
+  cublasStatus_t (*set_stream)(cublasHandle_t handle, cublasStreamPtr s) = nullptr;     // cublasSetStream_v2
   cublasStatus_t (*set_math_mode)(cublasHandle_t handle, cublasMath_t mode) = nullptr;  // cublasSetMathMode
   // cublasSgemm_v2: column-major C (m, n) = alpha·op(A)·op(B) + beta·C; alpha/beta host pointers (default mode).
   cublasStatus_t (*sgemm)(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
@@ -56,8 +56,7 @@ struct CublasApi {
                                     int n, int k, const void* alpha, const void* const Aarray[], cudaDataType_t Atype,
                                     int lda, const void* const Barray[], cudaDataType_t Btype, int ldb,
                                     const void* beta, void* const Carray[], cudaDataType_t Ctype, int ldc,
-                                    int batchCount, cublasComputeType_t computeType,
-                                    cublasGemmAlgo_t algo) = nullptr;
+                                    int batchCount, cublasComputeType_t computeType, cublasGemmAlgo_t algo) = nullptr;
   const char* (*status_string)(cublasStatus_t status) = nullptr;  // cublasGetStatusString (optional)
 };
 

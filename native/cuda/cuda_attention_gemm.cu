@@ -137,8 +137,7 @@ __global__ void softmax_kernel(const float* S, bf16* P, int64_t ldS, int64_t R, 
     l = m + logf(sum);
     if (lse_out && threadIdx.x == 0) lse_out[e * Tq + r0 + i] = l;
   }
-  for (int64_t j = threadIdx.x; j < L1; j += blockDim.x)
-    p[j] = __float2bfloat16(j < n ? expf(s[j] * scale - l) : 0.f);
+  for (int64_t j = threadIdx.x; j < L1; j += blockDim.x) p[j] = __float2bfloat16(j < n ? expf(s[j] * scale - l) : 0.f);
 }
 
 // dS̃ = bf16(scale·P̃·(dP − Di)) in place of P̃ (0 past the visible keys). Grid as softmax_kernel (past = 0).
@@ -154,8 +153,7 @@ __global__ void ds_kernel(bf16* P, const float* dP, int64_t ldS, int64_t R, int6
 }
 
 // Di[(b·Hq + h)·T + t] = Σ_d dout·out over row (b, t, h): one warp per row.
-__global__ void di_kernel(float* Di, const float* dout, const float* out, int64_t B, int64_t T, int64_t Hq,
-                          int64_t D) {
+__global__ void di_kernel(float* Di, const float* dout, const float* out, int64_t B, int64_t T, int64_t Hq, int64_t D) {
   const int64_t rows = B * T * Hq;
   const int lane = threadIdx.x & 31;
   for (int64_t w = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5; w < rows;
@@ -246,14 +244,13 @@ void to_bf16_chunked(bf16* dst, const float* src, int64_t B, int64_t T, int64_t 
 // Row-major batched GEMM through column-major cuBLAS (the mapping of cuda_ops.cu): C_i (M × N, ldc) =
 // alpha·op(A_i)·op(B_i) + beta·C_i, A_i (M × K) or (K × M) when ta, B_i (K × N) or (N × K) when tb.
 void bgemm(const AttnGemmCtx& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* const* A,
-           cudaDataType_t At, int64_t lda, const void* const* Bp, int64_t ldb, float beta, void* const* C,
-           int64_t ldc, int64_t batch) {
+           cudaDataType_t At, int64_t lda, const void* const* Bp, int64_t ldb, float beta, void* const* C, int64_t ldc,
+           int64_t batch) {
   if (M == 0 || N == 0 || batch == 0) return;
   const float alpha = 1.f;
-  cublas_check(c.api->gemm_batched_ex(c.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                      int(N), int(M), int(K), &alpha, Bp, CUDA_R_16BF, int(ldb), A, At, int(lda),
-                                      &beta, C, CUDA_R_32F, int(ldc), int(batch), CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT),
+  cublas_check(c.api->gemm_batched_ex(c.handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, int(N),
+                                      int(M), int(K), &alpha, Bp, CUDA_R_16BF, int(ldb), A, At, int(lda), &beta, C,
+                                      CUDA_R_32F, int(ldc), int(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                "cublasGemmBatchedEx");
 }
 
@@ -293,8 +290,8 @@ void check_dims(int64_t B, int64_t Tq, int64_t L, int64_t Hq, int64_t Hkv, int64
 }  // namespace
 
 void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const float* q, const float* k,
-                            const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq,
-                            int64_t Hkv, int64_t D, const KvRows* rows) {
+                            const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv,
+                            int64_t D, const KvRows* rows) {
   const int64_t L = past + Tq, QD = Hq * D, KD = Hkv * D, BH = B * Hq;
   if (B == 0 || Tq == 0) return;
   const float scale = 1.f / std::sqrt(float(D));
@@ -335,19 +332,19 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
   for (int64_t ch = 0; ch < pl.chunks; ++ch) {
     const int64_t r0 = ch * pl.R, r = std::min(pl.R, Tq - r0), L1 = past + r0 + r;
     const void* const* t = dptr + ch * 6 * BH;
-    bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, const_cast<void* const*>(t + 2 * BH),
-          pl.ldS, BH);
-    softmax_kernel<<<dim3(unsigned(BH), unsigned(r)), kThreads>>>(S, P, pl.ldS, pl.R, L1, past, r0, scale, nullptr,
-                                                                   lse, Tq, rows ? rows->past : nullptr, Hq);
+    bgemm(c, false, true, r, L1, D, t, CUDA_R_16BF, QD, t + BH, KD, 0.f, const_cast<void* const*>(t + 2 * BH), pl.ldS,
+          BH);
+    softmax_kernel<<<dim3(unsigned(BH), unsigned(r)), kThreads>>>(S, P, pl.ldS, pl.R, L1, past, r0, scale, nullptr, lse,
+                                                                  Tq, rows ? rows->past : nullptr, Hq);
     check_launch("attention softmax");
     bgemm(c, false, false, r, D, L1, t + 3 * BH, CUDA_R_16BF, pl.ldS, t + 4 * BH, KD, 0.f,
           const_cast<void* const*>(t + 5 * BH), QD, BH);
   }
 }
 
-void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* dv, const float* dout,
-                             const float* q, const float* k, const float* v, const float* out, const float* lse,
-                             int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool accumulate) {
+void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                             const float* k, const float* v, const float* out, const float* lse, int64_t B, int64_t T,
+                             int64_t Hq, int64_t Hkv, int64_t D, bool accumulate) {
   const int64_t G = Hq / Hkv, QD = Hq * D, KD = Hkv * D, BH = B * Hq, BK = B * Hkv;
   if (B == 0 || T == 0) return;
   const float scale = 1.f / std::sqrt(float(D));
@@ -418,8 +415,8 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
     bgemm(c, false, true, r, L1, D, t + 6 * BH, CUDA_R_16BF, D, t + 7 * BH, KD, 0.f, C(8), pl.ldS, BH);  // dP
     ds_kernel<<<grid, kThreads>>>(P, S, pl.ldS, r, L1, r0, scale, Di, T);
     check_launch("attention dS");
-    bgemm(c, false, false, r, D, L1, t + 9 * BH, CUDA_R_16BF, pl.ldS, t + 10 * BH, KD, accumulate ? 1.f : 0.f,
-          C(11), QD, BH);  // dq
+    bgemm(c, false, false, r, D, L1, t + 9 * BH, CUDA_R_16BF, pl.ldS, t + 10 * BH, KD, accumulate ? 1.f : 0.f, C(11),
+          QD, BH);  // dq
     // dk_g += dS̃ᵀ·q̃ over the stacked rows
     bgemm(c, true, false, L1, D, G * r, t + 12 * BH, CUDA_R_16BF, pl.ldS, t + 13 * BH, D, 1.f, C(14), KD, BK);
   }

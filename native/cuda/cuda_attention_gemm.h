@@ -33,10 +33,10 @@ struct AttnGemmCtx {
 };
 
 void attention_forward_gemm(const AttnGemmCtx& ctx, float* out, float* lse, const float* q, const float* k,
-                            const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq,
-                            int64_t Hkv, int64_t D, const KvRows* rows);
-void attention_backward_gemm(const AttnGemmCtx& ctx, float* dq, float* dk, float* dv, const float* dout,
-                             const float* q, const float* k, const float* v, const float* out, const float* lse,
-                             int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool accumulate);
+                            const float* v, int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv,
+                            int64_t D, const KvRows* rows);
+void attention_backward_gemm(const AttnGemmCtx& ctx, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                             const float* k, const float* v, const float* out, const float* lse, int64_t B, int64_t T,
+                             int64_t Hq, int64_t Hkv, int64_t D, bool accumulate);
 
 }  // namespace rift::cuda

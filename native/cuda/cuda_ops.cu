@@ -1,5 +1,5 @@
-// The CUDA OpsBackend (cuda_ops(), backends/registry.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and the kernels of
-// cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. Semantics match the CPU twin
+// The CUDA OpsBackend (cuda_ops(), backends/registry.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and
+// the kernels of cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. Semantics match the CPU twin
 // (cpu/cpu_ops.cc) op for op; linear layers are expressed through gemm exactly as there.
 //
 // Row-major GEMM through column-major cuBLAS: a row-major (r, c) matrix with row stride ld is, byte for byte,
@@ -17,10 +17,10 @@
 // stream; a mutex serialises callers (the cuBLAS handle and the scratch are shared).
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cmath>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -136,9 +136,12 @@ class CudaOps final : public OpsBackend {
   // "cublas": fp32 sgemm (default math, no TF32); "cublas-tf32": cublasGemmEx with CUBLAS_COMPUTE_32F_FAST_TF32.
   bool set_gemm(const std::string& impl) override {
     std::lock_guard<std::mutex> lk(mu_);
-    if (impl == "cublas") tf32_ = false;
-    else if (impl == "cublas-tf32") tf32_ = true;
-    else return false;
+    if (impl == "cublas")
+      tf32_ = false;
+    else if (impl == "cublas-tf32")
+      tf32_ = true;
+    else
+      return false;
     return true;
   }
 
@@ -167,8 +170,7 @@ class CudaOps final : public OpsBackend {
     }
   }
 
-  void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V,
-                         int64_t C) override {
+  void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) override {
     // ids are valid by contract (model/ops.h: the decoder and napi/ops.cc check them on the host): reading them
     // back here would synchronise every call.
     (void)V;
@@ -221,8 +223,8 @@ class CudaOps final : public OpsBackend {
                     float theta) override {
     rope(out, inp, pos, T, H, D, theta, false, false);
   }
-  void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D,
-                     float theta, bool accumulate) override {
+  void rope_backward(float* dinp, const float* dout, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
+                     bool accumulate) override {
     rope(dinp, dout, pos, T, H, D, theta, true, accumulate);
   }
 
@@ -255,9 +257,8 @@ class CudaOps final : public OpsBackend {
     return c;
   }
 
-  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                         int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
-                         const KvRows* rows) override {
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                         int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows) override {
     if (attn_gemm()) {
       std::lock_guard<std::mutex> lk(mu_);
       if (cuda::flash_try_forward(out, lse, q, k, v, B, Tq, Tkv, past, Hq, Hkv, D, rows)) return;  // opt-in, falls back
@@ -326,8 +327,8 @@ class CudaOps final : public OpsBackend {
   // BF16 instance (dtype_ == BF16): both operands rounded to contiguous bf16 copies in the scratch (A's at offset
   // 0, B's at the next 256-byte boundary; ld = stored columns), then cublasGemmEx with CUDA_R_16BF operands,
   // fp32 C and CUBLAS_COMPUTE_32F (tensor cores, fp32 accumulation). set_gemm's TF32 choice does not apply.
-  void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     // alpha == 0 (or K == 0): C = beta·C and A, B are not read (ops.h; the CPU twin never reads them, and A may hold
     // NaN). cuBLAS does not document skipping A·B for alpha == 0, so pass k = 0, which it defines as C = beta·C.
@@ -490,13 +491,9 @@ OpsBackend* cuda_ops(DType gemm_dtype) {
       try {
         f32 = new CudaOps(api, DType::F32);  // never deleted (see ~CudaOps)
         bf16 = new CudaOps(api, DType::BF16);
-      } catch (...) {
-        f32 = bf16 = nullptr;
-      }
+      } catch (...) { f32 = bf16 = nullptr; }
     });
-  } catch (...) {
-    return nullptr;
-  }
+  } catch (...) { return nullptr; }
   return gemm_dtype == DType::BF16 ? bf16 : f32;
 }
 

@@ -24,10 +24,10 @@
 namespace rift::cuda::ops {
 namespace {
 
-constexpr int kNW = 8;    // warps per block
-constexpr int kBK = 32;   // keys per tile (= lanes)
-constexpr int kBQ = 32;   // query rows per tile of the dk/dv pass (= lanes)
-constexpr int kKPW = kBK / kNW;  // keys per warp in the dk/dv pass
+constexpr int kNW = 8;                // warps per block
+constexpr int kBK = 32;               // keys per tile (= lanes)
+constexpr int kBQ = 32;               // query rows per tile of the dk/dv pass (= lanes)
+constexpr int kKPW = kBK / kNW;       // keys per warp in the dk/dv pass
 constexpr int64_t kMaxGridZ = 65535;  // CUDA's limit on gridDim.z (the batch axis of every launch here)
 
 struct Shape {
@@ -56,16 +56,15 @@ __device__ float dot(const float* a, const float* b, int64_t D) {
 
 // MODE 0: forward (out, lse). MODE 1: backward dq pass (p from lse, ds, dq [+]=).
 template <int DPL, int MODE>
-__global__ void __launch_bounds__(kNW * 32) rows_kernel(float* out, float* lse_out, const float* lse_in,
-                                                        const float* q, const float* k, const float* v,
-                                                        const float* dout, const float* Di, Shape s,
-                                                        bool accumulate) {
+__global__ void __launch_bounds__(kNW * 32)
+    rows_kernel(float* out, float* lse_out, const float* lse_in, const float* q, const float* k, const float* v,
+                const float* dout, const float* Di, Shape s, bool accumulate) {
   extern __shared__ float sm[];
   const int D = int(s.D), ldk = D + 1;
-  float* Ks = sm;                // (kBK, D+1)
-  float* Vs = Ks + kBK * ldk;    // (kBK, D+1)
-  float* Qs = Vs + kBK * ldk;    // (kNW, D)
-  float* Gs = Qs + kNW * D;      // (kNW, D) dout rows (MODE 1)
+  float* Ks = sm;              // (kBK, D+1)
+  float* Vs = Ks + kBK * ldk;  // (kBK, D+1)
+  float* Qs = Vs + kBK * ldk;  // (kNW, D)
+  float* Gs = Qs + kNW * D;    // (kNW, D) dout rows (MODE 1)
   const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t b = blockIdx.z, kvh = blockIdx.y, rows = s.Tq * s.group;
   const int64_t R0 = int64_t(blockIdx.x) * kNW, R = R0 + w;
@@ -149,18 +148,18 @@ __global__ void di_kernel(float* Di, const float* dout, const float* out, Shape 
 
 // dk / dv for kBK keys of one (b, kv head); training shapes (T = Tq = Tkv, past = 0).
 template <int DPL>
-__global__ void __launch_bounds__(kNW * 32) dkdv_kernel(float* dk, float* dv, const float* dout, const float* q,
-                                                        const float* k, const float* v, const float* lse,
-                                                        const float* Di, Shape s, bool accumulate) {
+__global__ void __launch_bounds__(kNW * 32)
+    dkdv_kernel(float* dk, float* dv, const float* dout, const float* q, const float* k, const float* v,
+                const float* lse, const float* Di, Shape s, bool accumulate) {
   extern __shared__ float sm[];
   const int D = int(s.D), ldq = D + 1;
   const int64_t T = s.Tq;
-  float* Ks = sm;               // (kBK, D)
-  float* Vs = Ks + kBK * D;     // (kBK, D)
-  float* Qs = Vs + kBK * D;     // (kBQ, D+1)
-  float* Gs = Qs + kBQ * ldq;   // (kBQ, D+1)
-  float* Ls = Gs + kBQ * ldq;   // (kBQ) lse
-  float* Ds = Ls + kBQ;         // (kBQ) Di
+  float* Ks = sm;              // (kBK, D)
+  float* Vs = Ks + kBK * D;    // (kBK, D)
+  float* Qs = Vs + kBK * D;    // (kBQ, D+1)
+  float* Gs = Qs + kBQ * ldq;  // (kBQ, D+1)
+  float* Ls = Gs + kBQ * ldq;  // (kBQ) lse
+  float* Ds = Ls + kBQ;        // (kBQ) Di
   const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int64_t b = blockIdx.z, kvh = blockIdx.y, j0 = int64_t(blockIdx.x) * kBK;
   const int nk = int(min(int64_t(kBK), T - j0));
@@ -229,8 +228,8 @@ void set_smem(K kernel, size_t bytes) {
 }
 
 template <int DPL, int MODE>
-void launch_rows(float* out, float* lse_out, const float* lse_in, const float* q, const float* k, const float* v, const float* dout,
-                 const float* Di, const Shape& s, bool accumulate) {
+void launch_rows(float* out, float* lse_out, const float* lse_in, const float* q, const float* k, const float* v,
+                 const float* dout, const float* Di, const Shape& s, bool accumulate) {
   const size_t smem = sizeof(float) * size_t(2 * kBK * (s.D + 1) + 2 * kNW * s.D);
   auto kern = rows_kernel<DPL, MODE>;
   set_smem(kern, smem);
@@ -260,7 +259,8 @@ void launch_dkdv(float* dk, float* dv, const float* dout, const float* q, const 
     const int64_t nb = std::min(kMaxGridZ, s.B - b0);
     const int64_t qo = b0 * s.Tq * s.Hq * s.D, ko = b0 * s.Tq * s.Hkv * s.D, lo = b0 * s.Hq * s.Tq;
     const dim3 grid(unsigned((s.Tq + kBK - 1) / kBK), unsigned(s.Hkv), unsigned(nb));
-    kern<<<grid, kNW * 32, smem>>>(dk + ko, dv + ko, dout + qo, q + qo, k + ko, v + ko, lse + lo, Di + lo, s, accumulate);
+    kern<<<grid, kNW * 32, smem>>>(dk + ko, dv + ko, dout + qo, q + qo, k + ko, v + ko, lse + lo, Di + lo, s,
+                                   accumulate);
     RIFT_CUDA_CHECK_LAUNCH();
   }
 }
@@ -273,8 +273,8 @@ int dims_per_lane(int64_t D) {
 }
 
 template <int MODE>
-void dispatch_rows(float* out, float* lse_out, const float* lse_in, const float* q, const float* k, const float* v, const float* dout,
-                   const float* Di, const Shape& s, bool accumulate) {
+void dispatch_rows(float* out, float* lse_out, const float* lse_in, const float* q, const float* k, const float* v,
+                   const float* dout, const float* Di, const Shape& s, bool accumulate) {
   switch (dims_per_lane(s.D)) {
     case 1: return launch_rows<1, MODE>(out, lse_out, lse_in, q, k, v, dout, Di, s, accumulate);
     case 2: return launch_rows<2, MODE>(out, lse_out, lse_in, q, k, v, dout, Di, s, accumulate);
@@ -285,9 +285,8 @@ void dispatch_rows(float* out, float* lse_out, const float* lse_in, const float*
 
 }  // namespace
 
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
-                       const KvRows* rows) {
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                       int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows) {
   if (B <= 0 || Tq <= 0 || Hq <= 0 || D <= 0) return;
   Shape s{B, Tq, Tkv, past, Hq, Hkv, D, Hq / Hkv, 1.f / std::sqrt(float(D))};
   if (rows) {

@@ -28,8 +28,8 @@ dim3 grid2(int64_t rows, int64_t cols) {
   return dim3(unsigned(std::max<int64_t>(1, std::min(want_x, cap_x))), unsigned(gy));
 }
 
-__global__ void round_bf16_kernel(uint16_t* __restrict__ dst, const float* __restrict__ src, int64_t rows,
-                                  int64_t cols, int64_t ld, bool vec) {
+__global__ void round_bf16_kernel(uint16_t* __restrict__ dst, const float* __restrict__ src, int64_t rows, int64_t cols,
+                                  int64_t ld, bool vec) {
   const int64_t step = int64_t(gridDim.x) * blockDim.x * kVec;
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const float* s = src + r * ld;

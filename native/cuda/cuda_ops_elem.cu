@@ -60,7 +60,8 @@ __global__ void embedding_forward_kernel(float* out, const int32_t* ids, const f
   for (int64_t t = blockIdx.y; t < T; t += gridDim.y) {
     const float* src = wte + int64_t(ids[t]) * C;
     float* dst = out + t * C;
-    row_loop(C, vec, [&](int64_t c) { dst[c] = src[c]; }, [&](int64_t c) { st4(dst + c, ld4(src + c)); });
+    row_loop(
+        C, vec, [&](int64_t c) { dst[c] = src[c]; }, [&](int64_t c) { st4(dst + c, ld4(src + c)); });
   }
 }
 
@@ -130,8 +131,8 @@ __device__ __forceinline__ void swiglu_grad(float go, float g, float u, float& d
   du = go * g * s;
 }
 
-__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const float* gate,
-                                       const float* up, int64_t n, bool accumulate, bool vec) {
+__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout, const float* gate, const float* up,
+                                       int64_t n, bool accumulate, bool vec) {
   flat_loop(
       n, vec,
       [&](int64_t i) {
@@ -171,7 +172,8 @@ __global__ void kv_write_kernel(float* cache, const float* x, const int32_t* slo
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
     const float* src = x + r * width;
     float* dst = cache + (int64_t(slot[r / T]) * Tmax + pos[r]) * width;
-    row_loop(width, vec, [&](int64_t c) { dst[c] = src[c]; }, [&](int64_t c) { st4(dst + c, ld4(src + c)); });
+    row_loop(
+        width, vec, [&](int64_t c) { dst[c] = src[c]; }, [&](int64_t c) { st4(dst + c, ld4(src + c)); });
   }
 }
 
@@ -245,8 +247,8 @@ void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t
   RIFT_CUDA_CHECK_LAUNCH();
 }
 
-void embedding_backward(float* dwte, const float* dout, const int32_t* order, const int32_t* seg,
-                        const int32_t* seg_id, int64_t U, int64_t C) {
+void embedding_backward(float* dwte, const float* dout, const int32_t* order, const int32_t* seg, const int32_t* seg_id,
+                        int64_t U, int64_t C) {
   if (U <= 0 || C <= 0) return;
   const int threads = 128;
   const dim3 grid(unsigned(U), unsigned((C + threads - 1) / threads));
@@ -293,8 +295,8 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
                      bool accumulate) {
   if (n <= 0) return;
   const bool vec = all16({dgate, dup, dout, gate, up});
-  swiglu_backward_kernel<<<flat_blocks(vec ? (n + 3) / 4 : n), kThreads>>>(dgate, dup, dout, gate, up, n,
-                                                                             accumulate, vec);
+  swiglu_backward_kernel<<<flat_blocks(vec ? (n + 3) / 4 : n), kThreads>>>(dgate, dup, dout, gate, up, n, accumulate,
+                                                                           vec);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 
@@ -312,8 +314,8 @@ void scale(float* x, float s, int64_t n) {
   RIFT_CUDA_CHECK_LAUNCH();
 }
 
-void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
-              int64_t Tmax, int64_t width) {
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T, int64_t Tmax,
+              int64_t width) {
   const int64_t rows = B * T;
   if (rows <= 0 || width <= 0) return;
   const bool vec = width % 4 == 0 && all16({cache, x});
@@ -325,8 +327,7 @@ void zero(float* x, int64_t n) {
   if (n > 0) RIFT_CUDA_CHECK(cudaMemsetAsync(x, 0, size_t(n) * sizeof(float), 0));
 }
 
-void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p,
-           uint16_t* mirror) {
+void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p, uint16_t* mirror) {
   if (n <= 0) return;
   const double bc1 = 1.0 - std::pow(p.beta1, double(p.step));
   const double bc2 = 1.0 - std::pow(p.beta2, double(p.step));

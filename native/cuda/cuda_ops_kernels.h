@@ -12,8 +12,8 @@ namespace rift::cuda::ops {
 void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t C);  // ids checked
 // Segments of tokens with one id: order (T) = token indices grouped by id, ascending token order inside a group;
 // seg (U + 1) offsets into order; seg_id (U) the id of each group. dwte[id] += Σ dout[t] in token order.
-void embedding_backward(float* dwte, const float* dout, const int32_t* order, const int32_t* seg,
-                        const int32_t* seg_id, int64_t U, int64_t C);
+void embedding_backward(float* dwte, const float* dout, const int32_t* order, const int32_t* seg, const int32_t* seg_id,
+                        int64_t U, int64_t C);
 void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumulate);
 // Rows per partial of the column reductions and the scratch they need (doubles).
 int64_t colsum_rows_per_part(int64_t M, int64_t N);
@@ -28,8 +28,8 @@ void add(float* out, const float* a, const float* b, int64_t n);
 void scale(float* x, float s, int64_t n);
 void zero(float* x, int64_t n);
 // OpsBackend::kv_write: cache row (slot[b], pos[b·T + t]) ← x row b·T + t (slot, pos checked by the caller).
-void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T,
-              int64_t Tmax, int64_t width);
+void kv_write(float* cache, const float* x, const int32_t* slot, const int32_t* pos, int64_t B, int64_t T, int64_t Tmax,
+              int64_t width);
 // mirror: null, or n bf16 values rewritten from the updated param (the BF16 instance's weight copy).
 void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p,
            uint16_t* mirror = nullptr);
@@ -40,21 +40,19 @@ int64_t sumsq_scratch(int64_t n);
 double sumsq(const float* x, int64_t n, double* scratch);
 
 // ---- cuda_ops_norm_rope.cu
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
-                     float eps);
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps);
 // scratch: colsum_scratch(T, C) doubles when dweight is not null.
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t T, int64_t C, bool accumulate, double* scratch);
 // inv_freq (D/2) computed on the host as the CPU twin does; positions checked (>= 0).
-void rope(float* out, const float* inp, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H,
-          int64_t D, bool inverse, bool accumulate);
+void rope(float* out, const float* inp, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H, int64_t D,
+          bool inverse, bool accumulate);
 
 // ---- cuda_ops_attention.cu
 constexpr int64_t kMaxHeadDim = 256;
 // rows: null, or the per-row past / slot arrays (device memory) of a batched KV cache (model/ops.h KvRows).
-void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
-                       const KvRows* rows);
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B, int64_t Tq,
+                       int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D, const KvRows* rows);
 // scratch: B·Hq·T floats (Di = Σ_d dout·out per query row).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,

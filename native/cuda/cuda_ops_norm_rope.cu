@@ -95,8 +95,7 @@ __global__ void rope_kernel(float* out, const float* inp, const int32_t* pos, co
 
 }  // namespace
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
-                     float eps) {
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps) {
   if (T <= 0) return;
   rmsnorm_forward_kernel<<<unsigned(T), kNormThreads>>>(out, rstd, inp, weight, C, eps);
   RIFT_CUDA_CHECK_LAUNCH();
@@ -117,11 +116,11 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
   RIFT_CUDA_CHECK_LAUNCH();
 }
 
-void rope(float* out, const float* inp, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H,
-          int64_t D, bool inverse, bool accumulate) {
+void rope(float* out, const float* inp, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H, int64_t D,
+          bool inverse, bool accumulate) {
   if (T <= 0 || H <= 0 || D < 2) return;
   rope_kernel<<<flat_blocks(T * (D / 2)), kThreads>>>(out, inp, pos, inv_freq, T, H, D, inverse ? -1.f : 1.f,
-                                                       accumulate);
+                                                      accumulate);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 

@@ -9,7 +9,7 @@ namespace rift::cuda {
 
 struct DeviceProps {
   std::string name;
-  size_t total_memory = 0;  // bytes
+  size_t total_memory = 0;   // bytes
   int major = 0, minor = 0;  // compute capability
   int multiprocessors = 0;
 };
@@ -18,12 +18,12 @@ struct DeviceProps {
 int device_count() noexcept;
 DeviceProps device_props(int device);
 
-void* alloc(size_t bytes);         // device memory on the current device; bytes == 0 gives nullptr
-void free(void* ptr);              // nullptr is a no-op
+void* alloc(size_t bytes);               // device memory on the current device; bytes == 0 gives nullptr
+void free(void* ptr);                    // nullptr is a no-op
 void free_noexcept(void* ptr) noexcept;  // for destructors/finalizers: errors are ignored
 void copy_to_device(void* dst, const void* src, size_t bytes);  // dst: device, src: host
 void copy_to_host(void* dst, const void* src, size_t bytes);    // dst: host, src: device
-void synchronize();                // waits for all work on the current device
-void profiler(bool on);            // cudaProfilerStart / Stop: brackets what Nsight tools capture
+void synchronize();                                             // waits for all work on the current device
+void profiler(bool on);  // cudaProfilerStart / Stop: brackets what Nsight tools capture
 
 }  // namespace rift::cuda

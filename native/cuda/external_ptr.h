@@ -9,12 +9,12 @@
 namespace rift::cuda {
 
 struct ExternalPointer {
-  bool cuda = false;          // the driver knows the address (allocated, mapped or registered through CUDA)
+  bool cuda = false;           // the driver knows the address (allocated, mapped or registered through CUDA)
   bool device_memory = false;  // device memory or managed memory: kernels on `device` may read and write it
   bool managed = false;
-  int device = -1;             // the device it was allocated on or registered with
+  int device = -1;               // the device it was allocated on or registered with
   bool foreign_context = false;  // allocated in a CUDA context that is not the current (primary) one
-  uintptr_t base = 0;          // the allocation that contains the address: [base, base + size)
+  uintptr_t base = 0;            // the allocation that contains the address: [base, base + size)
   size_t size = 0;
 };
 

@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(1024) fused_rows_generic(RowArgs a) {
   __shared__ RowPlan plan;
   const int64_t r = blockIdx.x, V = a.V;
   const int32_t y = a.targets[r];
-  const T* row = static_cast<const T*>(a.logits) + r * V;       // (V)
+  const T* row = static_cast<const T*>(a.logits) + r * V;     // (V)
   T* g = a.grad ? static_cast<T*>(a.grad) + r * V : nullptr;  // (V)
   if (y == kIgnore) {
     if (threadIdx.x == 0) {
@@ -116,8 +116,10 @@ void fused(const RowArgs& a, cudaStream_t s) {
 template <typename T>
 void grad(const RowArgs& a, cudaStream_t s) {
   const dim3 grid(unsigned(a.N)), block(threads_for(a.V));
-  if (vec_ok(a, sizeof(T))) grad_rows_generic<T, true><<<grid, block, 0, s>>>(a);
-  else grad_rows_generic<T, false><<<grid, block, 0, s>>>(a);
+  if (vec_ok(a, sizeof(T)))
+    grad_rows_generic<T, true><<<grid, block, 0, s>>>(a);
+  else
+    grad_rows_generic<T, false><<<grid, block, 0, s>>>(a);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 

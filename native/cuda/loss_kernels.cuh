@@ -14,8 +14,8 @@ constexpr int32_t kIgnore = -100;
 
 // Device view of one row pass: logits/grad are the caller's device tensors, the rest lives in the workspace.
 struct RowArgs {
-  const void* logits;       // (N, V) dtype. Never read through the non-coherent path: grad may alias it.
-  void* grad;               // (N, V) dtype, may equal logits; null: statistics only
+  const void* logits;  // (N, V) dtype. Never read through the non-coherent path: grad may alias it.
+  void* grad;          // (N, V) dtype, may equal logits; null: statistics only
   int64_t N, V;
   const int32_t* targets;   // (N)
   const float* coef_a;      // (N) fused pass: w = a + b·exp(logp)
@@ -36,7 +36,9 @@ __device__ __forceinline__ float to_f32(uint16_t h) { return __uint_as_float(uin
 template <typename T>
 __device__ __forceinline__ T from_f32(float f);
 template <>
-__device__ __forceinline__ float from_f32<float>(float f) { return f; }
+__device__ __forceinline__ float from_f32<float>(float f) {
+  return f;
+}
 template <>
 __device__ __forceinline__ uint16_t from_f32<uint16_t>(float f) {  // round to nearest even, as the CPU twin
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));

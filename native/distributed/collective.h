@@ -15,8 +15,8 @@ namespace rift::dist {
 class Collective {
  public:
   virtual ~Collective() = default;
-  virtual const char* name() const = 0;   // "mpi" | "nccl"
-  virtual MemSpace space() const = 0;     // where the buffers live
+  virtual const char* name() const = 0;  // "mpi" | "nccl"
+  virtual MemSpace space() const = 0;    // where the buffers live
   // Whether an operation started during the backward proceeds while the backward computes (the reduction of
   // finished gradients then overlaps the rest of the backward).
   virtual bool overlaps() const = 0;

@@ -12,7 +12,7 @@
 namespace rift::dist {
 namespace {
 
-constexpr int kCoordTag = 0x5249;         // rank → rank 0: (seq, label, n, values)
+constexpr int kCoordTag = 0x5249;           // rank → rank 0: (seq, label, n, values)
 constexpr int kVerdictTag = kCoordTag + 1;  // rank 0 → rank: (code, culprit, culprit's seq, index, its value, result)
 constexpr int kProbeTag = kCoordTag + 2;
 constexpr int kProbeVerdictTag = kCoordTag + 3;
@@ -177,9 +177,12 @@ std::vector<double> Comm::exchange(int tag, uint64_t seq, const std::string& lab
         int flag = 0;
         MPI_Status st{};
         const int rc = mpi_->test(&req[size_t(r)], &flag, &st);
-        if (rc != MPI_SUCCESS) state[size_t(r)] = 2;
-        else if (flag) state[size_t(r)] = 1;
-        else all = false;
+        if (rc != MPI_SUCCESS)
+          state[size_t(r)] = 2;
+        else if (flag)
+          state[size_t(r)] = 1;
+        else
+          all = false;
       }
       return all;
     });
@@ -218,9 +221,9 @@ std::vector<double> Comm::exchange(int tag, uint64_t seq, const std::string& lab
     for (int r = 1; r < size_; ++r) {
       if (state[size_t(r)] != 1) continue;
       sends.push_back(nullptr);
-      mpi_check(mpi_->isend(verdict.data(), int(kVerdictHeader + n), mpi_->f64, r, verdict_tag, mpi_->world,
-                            &sends.back()),
-                "MPI_Isend");
+      mpi_check(
+          mpi_->isend(verdict.data(), int(kVerdictHeader + n), mpi_->f64, r, verdict_tag, mpi_->world, &sends.back()),
+          "MPI_Isend");
     }
     poll_until(after(root_wait), [&] {
       int flag = 0;
@@ -257,8 +260,7 @@ std::vector<double> Comm::exchange(int tag, uint64_t seq, const std::string& lab
   const int64_t index = int64_t(verdict[3]);
   const std::string who = "rank " + std::to_string(culprit);
   switch (int(code)) {
-    case 0:
-      break;
+    case 0: break;
     case DistError::Timeout:
       fail(code, culprit, index,
            who + " did not reach " + what + " within " + secs(root_wait) + " s" +
@@ -279,8 +281,7 @@ std::vector<double> Comm::exchange(int tag, uint64_t seq, const std::string& lab
         fail(code, culprit, index,
              who + " differs from rank 0 in value " + std::to_string(index) + " of " + what + " (" + b + ")");
       }
-    default:
-      fail(DistError::Mpi, culprit, index, "rank 0 sent an unknown verdict " + std::to_string(int(code)));
+    default: fail(DistError::Mpi, culprit, index, "rank 0 sent an unknown verdict " + std::to_string(int(code)));
   }
   if (same) return values;
   return std::vector<double>(verdict.begin() + kVerdictHeader, verdict.end());
@@ -293,8 +294,8 @@ void Comm::allreduce(float* buf, int64_t n) {
   for (int64_t o = 0; o < n; o += kChunk) {
     make_room();
     pending_.push_back(nullptr);
-    mpi_check(mpi_->iallreduce(MPI_IN_PLACE, buf + o, int(std::min(kChunk, n - o)), mpi_->f32, mpi_->sum,
-                               mpi_->world, &pending_.back()),
+    mpi_check(mpi_->iallreduce(MPI_IN_PLACE, buf + o, int(std::min(kChunk, n - o)), mpi_->f32, mpi_->sum, mpi_->world,
+                               &pending_.back()),
               "MPI_Iallreduce");
   }
 }
@@ -306,8 +307,8 @@ void Comm::allreduce(double* buf, int64_t n) {
   for (int64_t o = 0; o < n; o += kChunk) {
     make_room();
     pending_.push_back(nullptr);
-    mpi_check(mpi_->iallreduce(MPI_IN_PLACE, buf + o, int(std::min(kChunk, n - o)), mpi_->f64, mpi_->sum,
-                               mpi_->world, &pending_.back()),
+    mpi_check(mpi_->iallreduce(MPI_IN_PLACE, buf + o, int(std::min(kChunk, n - o)), mpi_->f64, mpi_->sum, mpi_->world,
+                               &pending_.back()),
               "MPI_Iallreduce");
   }
 }
@@ -320,9 +321,9 @@ void Comm::broadcast(void* buf, int64_t bytes, int root) {
   for (int64_t o = 0; o < bytes; o += kChunk * 4) {
     make_room();
     pending_.push_back(nullptr);
-    mpi_check(mpi_->ibcast(p + o, int(std::min(kChunk * 4, bytes - o)), mpi_->byte, root, mpi_->world,
-                           &pending_.back()),
-              "MPI_Ibcast");
+    mpi_check(
+        mpi_->ibcast(p + o, int(std::min(kChunk * 4, bytes - o)), mpi_->byte, root, mpi_->world, &pending_.back()),
+        "MPI_Ibcast");
   }
 }
 
@@ -336,8 +337,8 @@ void Comm::gather_to_root(const float* src, int64_t count, float* dst, const std
       for (int64_t o = 0; o < counts[size_t(r)]; o += kChunk) {
         make_room();
         pending_.push_back(nullptr);
-        mpi_check(mpi_->irecv(dst + offsets[size_t(r)] + o, int(std::min(kChunk, counts[size_t(r)] - o)), mpi_->f32,
-                              r, kGatherTag, mpi_->world, &pending_.back()),
+        mpi_check(mpi_->irecv(dst + offsets[size_t(r)] + o, int(std::min(kChunk, counts[size_t(r)] - o)), mpi_->f32, r,
+                              kGatherTag, mpi_->world, &pending_.back()),
                   "MPI_Irecv");
       }
     return;
@@ -345,15 +346,17 @@ void Comm::gather_to_root(const float* src, int64_t count, float* dst, const std
   for (int64_t o = 0; o < count; o += kChunk) {
     make_room();
     pending_.push_back(nullptr);
-    mpi_check(mpi_->isend(src + o, int(std::min(kChunk, count - o)), mpi_->f32, 0, kGatherTag, mpi_->world,
-                          &pending_.back()),
-              "MPI_Isend");
+    mpi_check(
+        mpi_->isend(src + o, int(std::min(kChunk, count - o)), mpi_->f32, 0, kGatherTag, mpi_->world, &pending_.back()),
+        "MPI_Isend");
   }
 }
 
 void Comm::make_room() {
   if (pending_.size() < kInFlight) return;
-  if (!poll_until(after(timeout_), [&] { return test_all(); }, false)) timed_out("an MPI collective");
+  if (!poll_until(
+          after(timeout_), [&] { return test_all(); }, false))
+    timed_out("an MPI collective");
 }
 
 bool Comm::test_all() {
@@ -382,7 +385,9 @@ void Comm::wait(const std::string& what) {
   std::lock_guard<std::recursive_mutex> lk(mu_);
   check_usable();
   if (pending_.empty()) return;
-  if (poll_until(after(timeout_), [&] { return test_all(); }, false)) return;
+  if (poll_until(
+          after(timeout_), [&] { return test_all(); }, false))
+    return;
   timed_out(what);
 }
 
@@ -390,8 +395,8 @@ void Comm::timed_out(const std::string& what) {
   std::lock_guard<std::recursive_mutex> lk(mu_);
   check_usable();
   // Every rank still alive ends up here within about the same time: a probe names the ranks that never do.
-  const std::string head = "rank " + std::to_string(rank_) + ": " + what + " did not complete within " +
-                           secs(timeout_) + " s";
+  const std::string head =
+      "rank " + std::to_string(rank_) + ": " + what + " did not complete within " + secs(timeout_) + " s";
   try {
     exchange(kProbeTag, ++probe_seq_, "probe after " + what, {}, false, timeout_);
   } catch (const DistError& e) {

@@ -35,8 +35,8 @@ GradSync::GradSync(Comm& comm, std::unique_ptr<Collective> c, Decoder& d, int ze
   if (bucket_floats < 1) throw std::invalid_argument("bucket_floats must be >= 1");
   if (d.space() != coll_->space())
     throw std::invalid_argument(std::string("the model's buffers are in ") +
-                                (d.space() == MemSpace::Host ? "host" : "device") + " memory, which " +
-                                coll_->name() + " does not reduce");
+                                (d.space() == MemSpace::Host ? "host" : "device") + " memory, which " + coll_->name() +
+                                " does not reduce");
   const int64_t P = d.num_params();
   shards_ = shard_ranges(P, comm.size());
   const std::vector<int64_t> b = region_bounds(d);
@@ -70,8 +70,10 @@ GradSync::~GradSync() {
 void GradSync::start(size_t i) {
   const Bucket& b = buckets_[i];
   float* G = d_.grads_buffer()->data();
-  if (b.owner < 0) coll_->allreduce(G + b.offset, b.count);
-  else coll_->reduce(G + b.offset, b.count, b.owner);
+  if (b.owner < 0)
+    coll_->allreduce(G + b.offset, b.count);
+  else
+    coll_->reduce(G + b.offset, b.count, b.owner);
 }
 
 void GradSync::on_ready(int64_t offset, int64_t n) {

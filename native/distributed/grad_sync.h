@@ -74,8 +74,8 @@ class GradSync : public std::enable_shared_from_this<GradSync> {
   Decoder& d_;
   int zero_;
   std::vector<Range> shards_;
-  std::vector<Bucket> buckets_;   // in backward completion order
-  size_t next_ = 0;               // buckets_[0, next_) are started
+  std::vector<Bucket> buckets_;       // in backward completion order
+  size_t next_ = 0;                   // buckets_[0, next_) are started
   std::shared_ptr<OpsBuffer> m_, v_;  // zero 1: this rank's shard (Optimizer memory)
 };
 

@@ -30,8 +30,10 @@ bool handle(void* lib, const char* name, void*& h, std::string& missing) {
 
 void load() {
   std::vector<std::string> names;
-  if (const char* e = std::getenv("RIFT_MPI_LIB"); e && *e) names.push_back(e);
-  else names = {"libmpi.so.40", "libmpi.so"};
+  if (const char* e = std::getenv("RIFT_MPI_LIB"); e && *e)
+    names.push_back(e);
+  else
+    names = {"libmpi.so.40", "libmpi.so"};
   std::string tried;
   for (const std::string& name : names) {
     // RTLD_GLOBAL: Open MPI's dynamically loaded components (mca_*.so) link against libmpi's symbols.
@@ -87,9 +89,7 @@ void load() {
 const MpiApi* mpi_api() noexcept {
   try {
     std::call_once(g_once, load);
-  } catch (...) {
-    return nullptr;
-  }
+  } catch (...) { return nullptr; }
   return g_ok ? &g_api : nullptr;
 }
 

@@ -25,20 +25,20 @@ struct MPI_Status {
   size_t ucount_;
 };
 
-constexpr int MPI_SUCCESS = 0;                          // mpi.h
-constexpr int MPI_THREAD_SERIALIZED = 2;                // enum {SINGLE, FUNNELED, SERIALIZED, MULTIPLE}
+constexpr int MPI_SUCCESS = 0;                                 // mpi.h
+constexpr int MPI_THREAD_SERIALIZED = 2;                       // enum {SINGLE, FUNNELED, SERIALIZED, MULTIPLE}
 inline void* const MPI_IN_PLACE = reinterpret_cast<void*>(1);  // mpi.h: ((void *) 1)
-constexpr int MPI_MAX_ERROR_STRING = 256;               // OPAL_MAX_ERROR_STRING
-constexpr int MPI_MAX_LIBRARY_VERSION_STRING = 256;     // mpi.h
+constexpr int MPI_MAX_ERROR_STRING = 256;                      // OPAL_MAX_ERROR_STRING
+constexpr int MPI_MAX_LIBRARY_VERSION_STRING = 256;            // mpi.h
 
 struct MpiApi {
   std::string path;  // the library that was loaded
   // predefined handles (addresses of Open MPI's globals)
-  MPI_Comm world = nullptr;          // ompi_mpi_comm_world
-  MPI_Datatype f32 = nullptr;        // ompi_mpi_float
-  MPI_Datatype f64 = nullptr;        // ompi_mpi_double
-  MPI_Datatype byte = nullptr;       // ompi_mpi_byte
-  MPI_Op sum = nullptr;              // ompi_mpi_op_sum
+  MPI_Comm world = nullptr;                // ompi_mpi_comm_world
+  MPI_Datatype f32 = nullptr;              // ompi_mpi_float
+  MPI_Datatype f64 = nullptr;              // ompi_mpi_double
+  MPI_Datatype byte = nullptr;             // ompi_mpi_byte
+  MPI_Op sum = nullptr;                    // ompi_mpi_op_sum
   MPI_Errhandler errors_return = nullptr;  // ompi_mpi_errors_return
   int (*init_thread)(int* argc, char*** argv, int required, int* provided) = nullptr;
   int (*initialized)(int* flag) = nullptr;

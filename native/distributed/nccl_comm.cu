@@ -32,8 +32,10 @@ class NcclCollective final : public Collective {
   }
   ~NcclCollective() override {
     if (!comm_) return;
-    if (c_.broken()) api_->comm_abort(comm_);
-    else api_->comm_destroy(comm_);
+    if (c_.broken())
+      api_->comm_abort(comm_);
+    else
+      api_->comm_destroy(comm_);
   }
 
   const char* name() const override { return "nccl"; }
@@ -52,9 +54,9 @@ class NcclCollective final : public Collective {
   void begin_group() override { check(api_->group_start(), "ncclGroupStart"); }
   void end_group() override { check(api_->group_end(), "ncclGroupEnd"); }
   void wait(const std::string& what) override {
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                              std::chrono::duration<double>(c_.timeout()));
+    const auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(c_.timeout()));
     int64_t sleep_us = 0;
     for (;;) {
       const cudaError_t e = cudaStreamQuery(nullptr);

@@ -23,8 +23,10 @@ void sym(void* lib, const char* name, F& fn, std::string& missing) {
 
 void load() {
   std::vector<std::string> names;
-  if (const char* e = std::getenv("RIFT_NCCL_LIB"); e && *e) names.push_back(e);
-  else names = {"libnccl.so.2", "libnccl.so"};
+  if (const char* e = std::getenv("RIFT_NCCL_LIB"); e && *e)
+    names.push_back(e);
+  else
+    names = {"libnccl.so.2", "libnccl.so"};
   std::string tried;
   for (const std::string& name : names) {
     void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -80,9 +82,7 @@ const char* result_name(ncclResult_t r) {
 const NcclApi* nccl_api() noexcept {
   try {
     std::call_once(g_once, load);
-  } catch (...) {
-    return nullptr;
-  }
+  } catch (...) { return nullptr; }
   return g_ok ? &g_api : nullptr;
 }
 

@@ -19,8 +19,8 @@ using ncclResult_t = int;
 constexpr ncclResult_t ncclSuccess = 0;     // nccl.h
 constexpr ncclResult_t ncclInProgress = 7;  // nccl.h (2.14+, non-blocking communicators)
 using ncclDataType_t = int;
-constexpr ncclDataType_t ncclFloat32 = 7;   // nccl.h: ncclInt8 0, ncclUint8 1, ncclInt32 2, ncclUint32 3,
-                                            // ncclInt64 4, ncclUint64 5, ncclFloat16 6, ncclFloat32 7
+constexpr ncclDataType_t ncclFloat32 = 7;  // nccl.h: ncclInt8 0, ncclUint8 1, ncclInt32 2, ncclUint32 3,
+                                           // ncclInt64 4, ncclUint64 5, ncclFloat16 6, ncclFloat32 7
 using ncclRedOp_t = int;
 constexpr ncclRedOp_t ncclSum = 0;  // nccl.h
 

@@ -62,8 +62,8 @@ void validate_config(const DecoderConfig& c) {
   positive("num_key_value_heads", c.Hkv);
   positive("head_dim", c.D);
   if (c.Hq % c.Hkv != 0)
-    bad("num_key_value_heads", "must divide num_attention_heads (" + std::to_string(c.Hq) + "), got " +
-                                   std::to_string(c.Hkv));
+    bad("num_key_value_heads",
+        "must divide num_attention_heads (" + std::to_string(c.Hq) + "), got " + std::to_string(c.Hkv));
   if (c.D % 2 != 0) bad("head_dim", "must be even (rotate-half RoPE), got " + std::to_string(c.D));
   if (!(std::isfinite(c.eps) && c.eps > 0 && c.eps < 1)) bad("rms_norm_eps", "must be a finite number in (0, 1)");
   if (!(std::isfinite(c.theta) && c.theta > 0 && c.theta < 1e30)) bad("rope_theta", "must be a finite number > 0");
@@ -80,22 +80,24 @@ ModelSize model_size(const DecoderConfig& c) {
   const int64_t kv = checked_product("num_key_value_heads",
                                      {{"2", 2}, {"num_key_value_heads", c.Hkv}, {"head_dim", c.D}, {"hidden_size", C}});
   const int64_t mlp = checked_product("intermediate_size", {{"3", 3}, {"intermediate_size", c.I}, {"hidden_size", C}});
-  const int64_t embed = checked_product("vocab_size", {{c.tied ? "1" : "2", c.tied ? 1 : 2}, {"vocab_size", c.vocab},
-                                                       {"hidden_size", C}});
+  const int64_t embed = checked_product(
+      "vocab_size", {{c.tied ? "1" : "2", c.tied ? 1 : 2}, {"vocab_size", c.vocab}, {"hidden_size", C}});
   const int64_t small = (c.qkv_bias ? QD + 2 * KD : 0) + (c.o_bias ? C : 0) + 2 * C;  // biases, the two norms
-  const int64_t per_layer = checked_sum("num_hidden_layers", {{"q_proj + o_proj", qo}, {"k_proj + v_proj", kv},
-                                                              {"mlp", mlp}, {"norms and biases", small}});
+  const int64_t per_layer =
+      checked_sum("num_hidden_layers",
+                  {{"q_proj + o_proj", qo}, {"k_proj + v_proj", kv}, {"mlp", mlp}, {"norms and biases", small}});
   ModelSize s;
   const int64_t layers =
       checked_product("num_hidden_layers", {{"num_hidden_layers", c.L}, {"parameters per layer", per_layer}});
-  s.params = checked_sum("num_hidden_layers", {{"num_hidden_layers × parameters per layer", layers},
-                                               {"embed_tokens + lm_head", embed}, {"model.norm", C}},
-                         kMaxSafeInteger, "2^53 − 1 (tensor offsets must be exact JS numbers)");
+  s.params = checked_sum(
+      "num_hidden_layers",
+      {{"num_hidden_layers × parameters per layer", layers}, {"embed_tokens + lm_head", embed}, {"model.norm", C}},
+      kMaxSafeInteger, "2^53 − 1 (tensor offsets must be exact JS numbers)");
   const int64_t per_layer_tensors = 9 + (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0);
-  s.tensors = checked_product("num_hidden_layers",
-                              {{"num_hidden_layers", c.L}, {"tensors per layer", per_layer_tensors}}, kMaxTensors,
-                              "1048576 (the engine's limit on a model's tensors)") +
-              (c.tied ? 2 : 3);
+  s.tensors =
+      checked_product("num_hidden_layers", {{"num_hidden_layers", c.L}, {"tensors per layer", per_layer_tensors}},
+                      kMaxTensors, "1048576 (the engine's limit on a model's tensors)") +
+      (c.tied ? 2 : 3);
   s.bytes = s.params * int64_t(sizeof(float)) + s.tensors * kTableBytesPerTensor;  // < 2^56: no overflow
   s.dominant = layers >= embed ? "num_hidden_layers" : "vocab_size";
   return s;
@@ -108,11 +110,15 @@ KvCache::KvCache(const DecoderConfig& c, int64_t B, int64_t Tmax, OpsBackend& op
     : L_(c.L), row_(c.Hkv * c.D), B_(B), Tmax_(Tmax), ops_(&ops) {
   if (B < 1 || B >= (int64_t(1) << 31)) bad("B", "must be an integer in [1, 2^31)");
   if (Tmax < 1 || Tmax >= (int64_t(1) << 31)) bad("Tmax", "must be an integer in [1, 2^31)");
-  const int64_t bytes = checked_product("Tmax", {{"2 (k, v)", 2}, {"num_hidden_layers", L_}, {"B", B}, {"Tmax", Tmax},
-                                                 {"num_key_value_heads × head_dim", row_}, {"4 bytes", 4}});
+  const int64_t bytes = checked_product("Tmax", {{"2 (k, v)", 2},
+                                                 {"num_hidden_layers", L_},
+                                                 {"B", B},
+                                                 {"Tmax", Tmax},
+                                                 {"num_key_value_heads × head_dim", row_},
+                                                 {"4 bytes", 4}});
   if (ops.space() == MemSpace::Host)  // device memory: the allocation itself fails at once, with the CUDA error
-    check_fits_in_memory("Tmax", "a KV cache of B × Tmax = " + std::to_string(B) + " × " + std::to_string(Tmax) +
-                                     " positions", bytes);
+    check_fits_in_memory(
+        "Tmax", "a KV cache of B × Tmax = " + std::to_string(B) + " × " + std::to_string(Tmax) + " positions", bytes);
   buf_ = OpsBuffer(ops, MemCategory::KvCache, size_t(bytes / 4));
   len_.assign(size_t(B), 0);
 }
@@ -122,8 +128,8 @@ int64_t KvCache::length() const { return *std::max_element(len_.begin(), len_.en
 void KvCache::reset_rows(int64_t row, int64_t count) {
   if (row < 0 || row >= B_) bad("row", "must be in [0, " + std::to_string(B_) + "), got " + std::to_string(row));
   if (count < 0 || count > B_ - row)
-    bad("count", "rows [row, row + count) must lie in [0, " + std::to_string(B_) + "), got count " +
-                     std::to_string(count));
+    bad("count",
+        "rows [row, row + count) must lie in [0, " + std::to_string(B_) + "), got count " + std::to_string(count));
   std::fill(len_.begin() + row, len_.begin() + row + count, 0);
 }
 
@@ -160,8 +166,10 @@ Decoder::Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_
   // Refused up front when it cannot fit: the flat params (fp32) and the tensor table are allocated right here (a CUDA
   // model's params also pass through host memory once: Model.load / fromConfig stage them there).
   const ModelSize size = model_size(c);
-  check_fits_in_memory(size.dominant, "a model of " + std::to_string(size.params) + " parameters (fp32) in " +
-                                          std::to_string(size.tensors) + " tensors", size.bytes);
+  check_fits_in_memory(size.dominant,
+                       "a model of " + std::to_string(size.params) + " parameters (fp32) in " +
+                           std::to_string(size.tensors) + " tensors",
+                       size.bytes);
   if (chunk_rows < 0 || chunk_rows >= (int64_t(1) << 31)) bad("chunkRows", "must be an integer in [0, 2^31)");
   chunk_rows_ = chunk_rows > 0 ? chunk_rows : default_chunk_rows(c.vocab, ops.space());
   const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
@@ -290,9 +298,9 @@ float* Decoder::lm_head_grad() { return grads_buffer()->data() + off_lm_head_; }
 void Decoder::check_ids(const int32_t* ids, int64_t n, const char* arg) const {
   for (int64_t t = 0; t < n; ++t)
     if (ids[t] < 0 || ids[t] >= cfg_.vocab)
-      throw ArgError{ArgError::Range, arg, std::string(arg) + ": " + arg + "[" + std::to_string(t) + "] = " +
-                                               std::to_string(ids[t]) + " is outside [0, vocab_size = " +
-                                               std::to_string(cfg_.vocab) + ")"};
+      throw ArgError{ArgError::Range, arg,
+                     std::string(arg) + ": " + arg + "[" + std::to_string(t) + "] = " + std::to_string(ids[t]) +
+                         " is outside [0, vocab_size = " + std::to_string(cfg_.vocab) + ")"};
 }
 
 float* Decoder::scratch(int64_t floats) { return grow(infer_, MemCategory::Activations, floats); }
@@ -316,14 +324,14 @@ void Decoder::infer_layers(float* x, int64_t B, int64_t T, KvCache* cache, const
   const float eps = float(c.eps), theta = float(c.theta);
   // x lives at the start of the scratch; the rest is carved after it.
   float* base = infer_.data() + rup(n * C);
-  float* ln = base;                    // (n, C)
-  float* rstd = ln + rup(n * C);       // (n)
-  float* q = rstd + rup(n);            // (n, QD)
-  float* k = q + rup(n * QD);          // (n, KD)
-  float* v = k + rup(n * KD);          // (n, KD)
-  float* att = v + rup(n * KD);        // (n, QD)
-  float* gate = att + rup(n * QD);     // (n, I)
-  float* up = gate + rup(n * c.I);     // (n, I)
+  float* ln = base;                 // (n, C)
+  float* rstd = ln + rup(n * C);    // (n)
+  float* q = rstd + rup(n);         // (n, QD)
+  float* k = q + rup(n * QD);       // (n, KD)
+  float* v = k + rup(n * KD);       // (n, KD)
+  float* att = v + rup(n * KD);     // (n, QD)
+  float* gate = att + rup(n * QD);  // (n, I)
+  float* up = gate + rup(n * c.I);  // (n, I)
   // The rows this call appends to and their lengths. Every row of the cache at one shared length (the common
   // case) keeps the strided copy and the scalar past; otherwise (chosen rows, rows of different lengths) the new
   // k/v rows are scattered by kv_write and attention reads each row's slot at its own past (KvRows).

@@ -30,18 +30,18 @@ namespace rift {
 
 // HF config.json fields (lib/engine/checkpoint.ts parseConfig() maps them; names in comments).
 struct DecoderConfig {
-  int64_t vocab = 0;         // vocab_size V
-  int64_t C = 0;             // hidden_size
-  int64_t I = 0;             // intermediate_size
-  int64_t L = 0;             // num_hidden_layers
-  int64_t Hq = 0;            // num_attention_heads
-  int64_t Hkv = 0;           // num_key_value_heads (Hq % Hkv == 0)
-  int64_t D = 0;             // head_dim (even)
-  double eps = 1e-6;         // rms_norm_eps
-  double theta = 10000;      // rope_theta
-  bool tied = false;         // tie_word_embeddings: lm_head.weight is model.embed_tokens.weight
-  bool qkv_bias = false;     // q/k/v_proj have biases (qwen2)
-  bool o_bias = false;       // o_proj has a bias (llama with attention_bias)
+  int64_t vocab = 0;      // vocab_size V
+  int64_t C = 0;          // hidden_size
+  int64_t I = 0;          // intermediate_size
+  int64_t L = 0;          // num_hidden_layers
+  int64_t Hq = 0;         // num_attention_heads
+  int64_t Hkv = 0;        // num_key_value_heads (Hq % Hkv == 0)
+  int64_t D = 0;          // head_dim (even)
+  double eps = 1e-6;      // rms_norm_eps
+  double theta = 10000;   // rope_theta
+  bool tied = false;      // tie_word_embeddings: lm_head.weight is model.embed_tokens.weight
+  bool qkv_bias = false;  // q/k/v_proj have biases (qwen2)
+  bool o_bias = false;    // o_proj has a bias (llama with attention_bias)
 };
 
 // Throws ArgError (Range) naming the HF field when a value is out of range or a size it implies overflows
@@ -56,9 +56,9 @@ constexpr int64_t kTableBytesPerTensor = 256;      // a TensorInfo with its name
 // and the size when a product or sum overflows int64, the parameter count exceeds 2^53 − 1 or the tensor count
 // exceeds kMaxTensors. The Decoder then refuses `bytes` beyond this machine's physical memory (core/checked.h).
 struct ModelSize {
-  int64_t params = 0;   // floats of the flat buffer
-  int64_t tensors = 0;  // entries of the tensor table
-  int64_t bytes = 0;    // 4 × params + tensors × kTableBytesPerTensor
+  int64_t params = 0;                          // floats of the flat buffer
+  int64_t tensors = 0;                         // entries of the tensor table
+  int64_t bytes = 0;                           // 4 × params + tensors × kTableBytesPerTensor
   const char* dominant = "num_hidden_layers";  // the field the bytes mostly come from (named in the error)
 };
 ModelSize model_size(const DecoderConfig& c);
@@ -67,9 +67,9 @@ ModelSize model_size(const DecoderConfig& c);
 int64_t default_chunk_rows(int64_t vocab, MemSpace space);
 
 struct TensorInfo {
-  std::string name;            // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::string name;              // HF name, e.g. "model.layers.0.self_attn.q_proj.weight"
   int64_t offset = 0, size = 0;  // in floats, into the flat params / grads / m / v buffers
-  std::vector<int64_t> shape;  // [out, in] for Linear weights, as HF stores them
+  std::vector<int64_t> shape;    // [out, in] for Linear weights, as HF stores them
 };
 
 // Offsets (floats) of one layer's tensors in the flat buffers; -1 where a bias is absent.
@@ -82,8 +82,8 @@ struct LayerOffsets {
 struct TrainBatch {
   const int32_t* ids = nullptr;  // (B, T) token ids in [0, V)
   int64_t B = 0, T = 0;
-  LossSpec loss;                 // targets (B·T), offsets (S+1) over the B·T rows, method, rewards, DPO, ...
-  bool backward = true;          // false: loss / log-probs only (always false for Method::LOGPROB)
+  LossSpec loss;         // targets (B·T), offsets (S+1) over the B·T rows, method, rewards, DPO, ...
+  bool backward = true;  // false: loss / log-probs only (always false for Method::LOGPROB)
 };
 
 // A key/value cache (KvCache category, in the backend's memory): per layer k and v of shape (B, Tmax, Hkv, D). Each
@@ -127,8 +127,7 @@ class Decoder {
  public:
   // chunk_rows: rows of the lm_head + loss chunk; 0 picks default_chunk_rows(vocab, ops.space()).
   // params_category: Params, or Reference for a frozen DPO reference model (memory() tells them apart).
-  Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_category,
-          OpsBackend& ops, RowBackend& rows);
+  Decoder(const DecoderConfig& c, int64_t chunk_rows, MemCategory params_category, OpsBackend& ops, RowBackend& rows);
   ~Decoder();
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
@@ -164,8 +163,7 @@ class Decoder {
   // null, every row (B == cache.B()) — each at its own positions len .. len + T − 1 (len + T <= capacity), and
   // writes the last position's logits (B, V) in that order. Other rows are untouched. decode() is prefill with
   // T = 1. Bad arguments throw ArgError (cache, B, T, ids / tokens, rows) before any work.
-  void prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits,
-               const int32_t* rows = nullptr);
+  void prefill(KvCache& cache, const int32_t* ids, int64_t B, int64_t T, float* logits, const int32_t* rows = nullptr);
   void decode(KvCache& cache, const int32_t* tokens, int64_t B, float* logits, const int32_t* rows = nullptr) {
     prefill(cache, tokens, B, 1, logits, rows);
   }
@@ -173,9 +171,9 @@ class Decoder {
   // ---- training
   // Forward over (B, T), the fused lm_head + loss, and (unless !backward) the backward: gradients are ADDED to
   // the flat grad buffer. Without a backward (Method::LOGPROB, backward = false) the forward is the inference
-  // path over one temporary scratch: no training activations are kept. Returns what run_loss returns (loss, S_i, token log-probs, entropies, ...).
-  // Bad arguments throw ArgError before any work. NaN/Inf logits throw ArgError("logits") after part of the
-  // lm_head gradient may have been added: zero_grad() before going on.
+  // path over one temporary scratch: no training activations are kept. Returns what run_loss returns (loss, S_i, token
+  // log-probs, entropies, ...). Bad arguments throw ArgError before any work. NaN/Inf logits throw ArgError("logits")
+  // after part of the lm_head gradient may have been added: zero_grad() before going on.
   LossResult loss_and_backward(const TrainBatch& batch);
   // Activation recomputation: when on, the training forward keeps only each layer's input (the residual stream)
   // plus ONE shared set of the other saved tensors, and the backward reruns each layer's forward just before that
@@ -244,12 +242,12 @@ class Decoder {
   std::shared_ptr<OpsBuffer> params_, grads_, m_, v_;
   std::unique_ptr<Acts> acts_;
   GradsReady grads_ready_;
-  OpsBuffer infer_;               // inference scratch
-  OpsBuffer chunk_;               // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
-  std::vector<int32_t> pos_;      // positions of the tokens of the current call (host)
-  OpsBuffer ids_dev_, pos_dev_;   // staged ids / positions (device backends only; Workspace)
-  std::vector<int32_t> kv_rows_;  // a batched cache call's slots (B) then pasts (B) (host)
-  OpsBuffer kv_rows_dev_;         // the same, staged (device backends only; Workspace)
+  OpsBuffer infer_;                   // inference scratch
+  OpsBuffer chunk_;                   // lm_head chunk: logits (R, V) + gathered rows (R, C) + dH rows (R, C)
+  std::vector<int32_t> pos_;          // positions of the tokens of the current call (host)
+  OpsBuffer ids_dev_, pos_dev_;       // staged ids / positions (device backends only; Workspace)
+  std::vector<int32_t> kv_rows_;      // a batched cache call's slots (B) then pasts (B) (host)
+  OpsBuffer kv_rows_dev_;             // the same, staged (device backends only; Workspace)
   const int32_t* pos_ptr_ = nullptr;  // positions in backend memory
 
   friend class LmHeadLoss;

@@ -25,25 +25,25 @@ int64_t checked_token_floats(const SizeCalc& k, int64_t floats, int64_t N, MemSp
 struct Decoder::Acts {
   enum class Mode { Full, Recompute, Bf16 };
   struct Layer {
-    float* res;    // (N, C) the layer's input (the residual stream)
-    float* ln1;    // (N, C) input_layernorm output
-    float* rstd1;  // (N)
-    float* q;      // (N, Hq·D) after RoPE
-    float* k;      // (N, Hkv·D) after RoPE
-    float* v;      // (N, Hkv·D)
-    float* att;    // (N, Hq·D) attention output (before o_proj)
-    float* lse;    // (B, Hq, T) attention logsumexp
-    float* xmid;   // (N, C) residual after attention
-    float* ln2;    // (N, C) post_attention_layernorm output
-    float* rstd2;  // (N)
-    float* gate;   // (N, I)
-    float* up;     // (N, I)
-    float* h;      // (N, I) silu(gate)·up
+    float* res;            // (N, C) the layer's input (the residual stream)
+    float* ln1;            // (N, C) input_layernorm output
+    float* rstd1;          // (N)
+    float* q;              // (N, Hq·D) after RoPE
+    float* k;              // (N, Hkv·D) after RoPE
+    float* v;              // (N, Hkv·D)
+    float* att;            // (N, Hq·D) attention output (before o_proj)
+    float* lse;            // (B, Hq, T) attention logsumexp
+    float* xmid;           // (N, C) residual after attention
+    float* ln2;            // (N, C) post_attention_layernorm output
+    float* rstd2;          // (N)
+    float* gate;           // (N, I)
+    float* up;             // (N, I)
+    float* h;              // (N, I) silu(gate)·up
     uint16_t* z[10] = {};  // Bf16: the bf16 copies of kBig, in that order
   };
   // The big tensors a Bf16 layout stores as bfloat16, and their element counts per token.
-  static constexpr float* Layer::* kBig[10] = {&Layer::ln1, &Layer::q,    &Layer::k,  &Layer::v,    &Layer::att,
-                                               &Layer::xmid, &Layer::ln2, &Layer::gate, &Layer::up, &Layer::h};
+  static constexpr float* Layer::*kBig[10] = {&Layer::ln1,  &Layer::q,   &Layer::k,    &Layer::v,  &Layer::att,
+                                              &Layer::xmid, &Layer::ln2, &Layer::gate, &Layer::up, &Layer::h};
   static int64_t big_width(const DecoderConfig& c, int i) {  // per token
     const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
     const int64_t w[10] = {C, QD, KD, KD, QD, C, C, c.I, c.I, c.I};
@@ -57,10 +57,10 @@ struct Decoder::Acts {
   float* lnf = nullptr;      // (N, C) final norm output = lm_head input
   float* rstdf = nullptr;    // (N)
   // backward scratch (one set, reused by every layer)
-  float *dres = nullptr, *dln = nullptr;              // (N, C) residual grad; normed-input grad (dlnf first)
-  float *dq = nullptr, *datt = nullptr;               // (N, Hq·D)
-  float *dk = nullptr, *dv = nullptr;                 // (N, Hkv·D)
-  float *dI1 = nullptr, *dI2 = nullptr;               // (N, I)
+  float *dres = nullptr, *dln = nullptr;  // (N, C) residual grad; normed-input grad (dlnf first)
+  float *dq = nullptr, *datt = nullptr;   // (N, Hq·D)
+  float *dk = nullptr, *dv = nullptr;     // (N, Hkv·D)
+  float *dI1 = nullptr, *dI2 = nullptr;   // (N, I)
 };
 
 // The fused lm_head + loss as a RowBackend for run_loss (core/loss.h). run_loss does all the loss math

@@ -13,8 +13,10 @@ void LmHeadLoss::move_rows(float* dst, const float* src, const int64_t* ix, int6
     int64_t j = i + 1;  // [i, j): a run of consecutive row indices
     while (j < r && ix[j] == ix[j - 1] + 1) ++j;
     const size_t bytes = size_t(j - i) * w;
-    if (scatter) d_.ops_.copy2d(dst + ix[i] * C, bytes, src + i * C, bytes, bytes, 1);
-    else d_.ops_.copy2d(dst + i * C, bytes, src + ix[i] * C, bytes, bytes, 1);
+    if (scatter)
+      d_.ops_.copy2d(dst + ix[i] * C, bytes, src + i * C, bytes, bytes, 1);
+    else
+      d_.ops_.copy2d(dst + i * C, bytes, src + ix[i] * C, bytes, bytes, 1);
     i = j;
   }
 }
@@ -42,8 +44,8 @@ void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
   float* logits = d_.grow(d_.chunk_, MemCategory::LogitsChunk, round16(R * V) + 2 * round16(R * C));
   // logits (R, V), the gradient G in place
   float* hbuf = logits + round16(R * V);  // (R, C) gathered lm_head inputs
-  float* dbuf = hbuf + round16(R * C);   // (R, C) dH of the chunk before the scatter
-  const float* W = d_.lm_head_weight();  // (V, C)
+  float* dbuf = hbuf + round16(R * C);    // (R, C) dH of the chunk before the scatter
+  const float* W = d_.lm_head_weight();   // (V, C)
   float* dW = want_grad ? d_.lm_head_grad() : nullptr;
   for (auto* v : {&a_, &b_, &w_, &lse_, &logp_, &ent_}) v->resize(size_t(R));
   tg_.resize(size_t(R));
@@ -101,8 +103,7 @@ void LmHeadLoss::pass(RowsIO& io, bool grad_pass) {
     // dH_c = G·W (rows of dH without a target stay 0: the caller zeroed dH), dW += Gᵀ·H_c.
     float* dH = contiguous ? dh_ + ix[0] * C : dbuf;
     d_.ops_.gemm(false, false, r, C, V, 1.f, logits, V, W, C, 0.f, dH, C);
-    if (!contiguous)
-      move_rows(dh_, dbuf, ix, r, true);
+    if (!contiguous) move_rows(dh_, dbuf, ix, r, true);
     d_.ops_.gemm(true, false, V, C, r, 1.f, logits, V, H, C, 1.f, dW, C);
   }
 }

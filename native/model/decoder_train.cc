@@ -101,8 +101,10 @@ void Decoder::move_bf16(int64_t l, int64_t N, bool store) {
   Acts::Layer& s = acts_->layer[size_t(l)];
   for (int i = 0; i < 10; ++i) {
     const int64_t n = N * Acts::big_width(cfg_, i);
-    if (store) ops_.to_bf16(s.z[i], s.*Acts::kBig[i], n);
-    else ops_.from_bf16(s.*Acts::kBig[i], s.z[i], n);
+    if (store)
+      ops_.to_bf16(s.z[i], s.*Acts::kBig[i], n);
+    else
+      ops_.from_bf16(s.*Acts::kBig[i], s.z[i], n);
   }
 }
 

@@ -14,7 +14,8 @@
 // - Arguments are assumed checked by the caller (napi/ops.cc checks everything it passes, token ids and positions
 //   included; the decoder checks ids and makes the positions). The CPU backend still throws ArgError
 //   (core/loss.h) for a token id outside [0, V) or a negative position; the CUDA backend does not read ids or
-//   positions back to the host (a synchronisation per call) except in embedding_backward, which checks them. Sizes are element counts (int64); T = tokens, C = channels.
+//   positions back to the host (a synchronisation per call) except in embedding_backward, which checks them. Sizes are
+//   element counts (int64); T = tokens, C = channels.
 // - Scratch memory (gemm packs, rope tables, attention tiles and group reduction) is owned by the backend and
 //   counted as Workspace in the memory tracker (core/memory.h).
 #pragma once
@@ -29,10 +30,10 @@
 namespace rift {
 
 struct OpsInfo {
-  std::string gemm;        // implementation in use: cpu "builtin" | "openblas"
-  int threads = 1;         // threads the gemm runs on
-  bool blas_available = false;  // an OpenBLAS could be loaded (RIFT_BLAS=off: never)
-  std::string blas_path;   // the library that was loaded, "" when none
+  std::string gemm;               // implementation in use: cpu "builtin" | "openblas"
+  int threads = 1;                // threads the gemm runs on
+  bool blas_available = false;    // an OpenBLAS could be loaded (RIFT_BLAS=off: never)
+  std::string blas_path;          // the library that was loaded, "" when none
   DType gemm_dtype = DType::F32;  // operand precision of gemm / matmul_* (backends/registry.h: cpu_ops())
 };
 
@@ -83,9 +84,7 @@ class OpsBackend {
   // (the CUDA BF16 instance) keeps a bf16 copy of the region, counted under c, and reads it instead of rounding
   // an operand that lies in the region. The copy follows the backend's own writes into the region (upload,
   // copy2d, adamw); no other op may write there. The registration ends when the region is released.
-  virtual void register_weights(const float* region, size_t n, MemCategory c) {
-    (void)region, (void)n, (void)c;
-  }
+  virtual void register_weights(const float* region, size_t n, MemCategory c) { (void)region, (void)n, (void)c; }
   // Notes that `bytes` at dst (this backend's memory) were written by something other than this backend's own ops
   // — a collective of native/dist (MPI, NCCL) — so that a registered region's copy is refreshed before its next use.
   virtual void note_written(const void* dst, size_t bytes) { (void)dst, (void)bytes; }
@@ -104,8 +103,8 @@ class OpsBackend {
   // op(A) is (M, K): A is (M, K) with row stride lda >= K, or (K, M) with lda >= M when transA.
   // op(B) is (K, N): B is (K, N) with ldb >= N, or (N, K) with ldb >= K when transB. C: ldc >= N.
   // beta == 0: C is not read (may hold NaN). C must not overlap A or B.
-  virtual void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+  virtual void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
 
   // ---- Linear (PyTorch layout): out (M, N) [+]= inp (M, K) · weight (N, K)ᵀ + bias (N). bias may be null.
   virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t M,
@@ -117,19 +116,18 @@ class OpsBackend {
                                const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) = 0;
 
   // ---- Embedding: out (T, C) = wte (V, C)[ids (T)]. Throws ArgError for an id outside [0, V).
-  virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V,
-                                 int64_t C) = 0;
+  virtual void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) = 0;
   // dwte (V, C) += scatter-add of dout (T, C) by ids (T) (deterministic: no atomics).
   virtual void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V,
                                   int64_t C) = 0;
 
   // ---- RMSNorm (HF Qwen2/Llama, fp32): rstd_t = 1/sqrt(mean_c x² + eps); out = x·rstd·weight.
   // out (T, C), rstd (T) saved for the backward, inp (T, C), weight (C). out may alias inp.
-  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T,
-                               int64_t C, float eps) = 0;
+  virtual void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                               float eps) = 0;
   // dinp (T, C) [+]=, dweight (C) +=. Saved: inp (T, C), rstd (T). dinp may alias dout when !accumulate.
-  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                                const float* weight, const float* rstd, int64_t T, int64_t C, bool accumulate) = 0;
+  virtual void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
+                                const float* rstd, int64_t T, int64_t C, bool accumulate) = 0;
 
   // ---- RoPE, HF rotate-half layout, on (T, H, D) with pos (T) >= 0, D even:
   // inv_freq_i = 1/θ^(2i/D) (i < D/2), a = pos·inv_freq (fp32, as HF), cos/sin of cat(a, a);
@@ -152,14 +150,14 @@ class OpsBackend {
   // Batch row b then reads row rows->slot[b] of k / v (buffers of any number of rows of Tkv positions) and its
   // query i sits at rows->past[b] + i; `past` must be the largest rows->past[b] (backends may size work by it),
   // and past[b] + Tq <= Tkv. Keys of a row beyond its past[b] + Tq are never read for that row's result.
-  virtual void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                                 int64_t B, int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv,
-                                 int64_t D, const KvRows* rows) = 0;
+  virtual void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t B,
+                                 int64_t Tq, int64_t Tkv, int64_t past, int64_t Hq, int64_t Hkv, int64_t D,
+                                 const KvRows* rows) = 0;
   // Training shapes only (past = 0, Tq = Tkv = T). dq (B, T, Hq, D), dk / dv (B, T, Hkv, D) [+]= (dk, dv summed
   // over the query heads of each group). Saved: q, k, v, out (B, T, Hq, D) and lse (B, Hq, T) from the forward.
-  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
-                                  const float* k, const float* v, const float* out, const float* lse, int64_t B,
-                                  int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool accumulate) = 0;
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                  const float* v, const float* out, const float* lse, int64_t B, int64_t T, int64_t Hq,
+                                  int64_t Hkv, int64_t D, bool accumulate) = 0;
   // ---- KV cache write (continuous batching): for b < B, t < T, cache row (slot[b], pos[b·T + t]) ← x row b·T + t,
   // where cache is (rows, Tmax, width) and x is (B·T, width); slot (B) and pos (B·T) in backend memory. Assumed
   // checked by the caller: slot[b] < rows, 0 <= pos < Tmax, and no cache row written twice.
@@ -179,9 +177,9 @@ class OpsBackend {
 
   // ---- Elementwise, reductions, optimizer (flat buffers of n floats).
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;  // out = a + b; may alias a or b
-  virtual void scale(float* x, float s, int64_t n) = 0;                          // x *= s
-  virtual void zero(float* x, int64_t n) = 0;                                    // x = 0
-  virtual double sumsq(const float* x, int64_t n) = 0;                           // Σ x² accumulated in double
+  virtual void scale(float* x, float s, int64_t n) = 0;                         // x *= s
+  virtual void zero(float* x, int64_t n) = 0;                                   // x = 0
+  virtual double sumsq(const float* x, int64_t n) = 0;                          // Σ x² accumulated in double
   // One AdamW step (see AdamWParams) over param, m, v (n) with grad (n); grad is only read.
   virtual void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) = 0;
 };

@@ -9,8 +9,8 @@
 #include "napi/model.h"
 #include "napi/ops.h"
 #include "napi/ops_flash.h"
-#include "napi/sampler.h"
 #include "napi/safetensors.h"
+#include "napi/sampler.h"
 
 namespace rift::napi {
 
@@ -26,9 +26,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_dist(env, exports);
   // Test hook: throws the JS error an engine exception with this message becomes (CUDA / cuBLAS status parsing is
   // otherwise only reachable on a GPU).
-  exports.Set("_engineError", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    throw engine_error(info.Env(), info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
-  }, "_engineError"));
+  exports.Set("_engineError", Napi::Function::New(
+                                  env,
+                                  [](const Napi::CallbackInfo& info) -> Napi::Value {
+                                    throw engine_error(
+                                        info.Env(), info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "");
+                                  },
+                                  "_engineError"));
   return exports;
 }
 

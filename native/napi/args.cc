@@ -72,25 +72,22 @@ std::string choice(Napi::Env env, Napi::Value v, const char* key, std::initializ
 }
 
 void length_error(Napi::Env env, const char* key, const char* formula, int64_t want, int64_t got) {
-  throw_range(env, key, std::string("length must be ") + formula + " = " + std::to_string(want) + " (got " +
-                            std::to_string(got) + ")");
+  throw_range(
+      env, key,
+      std::string("length must be ") + formula + " = " + std::to_string(want) + " (got " + std::to_string(got) + ")");
 }
 
 size_t element_size(napi_typedarray_type t) {
   switch (t) {
     case napi_int8_array:
     case napi_uint8_array:
-    case napi_uint8_clamped_array:
-      return 1;
+    case napi_uint8_clamped_array: return 1;
     case napi_int16_array:
-    case napi_uint16_array:
-      return 2;
+    case napi_uint16_array: return 2;
     case napi_int32_array:
     case napi_uint32_array:
-    case napi_float32_array:
-      return 4;
-    default:
-      return 8;
+    case napi_float32_array: return 4;
+    default: return 8;
   }
 }
 

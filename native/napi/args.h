@@ -212,13 +212,9 @@ template <typename F>
 auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
   try {
     return f();
-  } catch (const ArgError& e) {
-    throw to_js(env, e);
-  } catch (const std::bad_alloc&) {
+  } catch (const ArgError& e) { throw to_js(env, e); } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, "out of memory");
-  } catch (const std::exception& e) {
-    throw engine_error(env, e.what());
-  }
+  } catch (const std::exception& e) { throw engine_error(env, e.what()); }
 }
 
 }  // namespace rift::napi::args

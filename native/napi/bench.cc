@@ -57,29 +57,30 @@ Napi::Value UnfusedSft(const Napi::CallbackInfo& info) {
 
   Napi::TypedArray logits = lv.As<Napi::TypedArray>();
   if (double(logits.ElementLength()) != nv)
-    throw_range(env, "logits", "length " + std::to_string(logits.ElementLength()) + " != rows·vocab = " +
-                                   std::to_string(N * V));
+    throw_range(env, "logits",
+                "length " + std::to_string(logits.ElementLength()) + " != rows·vocab = " + std::to_string(N * V));
 
   const Napi::Value tv = info[3];
   if (!tv.IsTypedArray() || tv.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
     throw_type(env, "targets", "must be an Int32Array");
   Napi::Int32Array targets = tv.As<Napi::Int32Array>();
   if (int64_t(targets.ElementLength()) != N)
-    throw_range(env, "targets", "length " + std::to_string(targets.ElementLength()) + " != rows = " +
-                                    std::to_string(N));
+    throw_range(env, "targets",
+                "length " + std::to_string(targets.ElementLength()) + " != rows = " + std::to_string(N));
   const int32_t* y = targets.Data();
   for (int64_t t = 0; t < N; ++t)
     if (y[t] != kIgnoreIndex && (y[t] < 0 || y[t] >= V))
-      throw_range(env, "targets", "targets[" + std::to_string(t) + "] = " + std::to_string(y[t]) +
-                                      " is outside [0, vocab) and not -100");
+      throw_range(
+          env, "targets",
+          "targets[" + std::to_string(t) + "] = " + std::to_string(y[t]) + " is outside [0, vocab) and not -100");
 
   const Napi::Value gv = info[4];
   if (!gv.IsTypedArray() || gv.As<Napi::TypedArray>().TypedArrayType() != lt)
     throw_type(env, "grad", std::string("must be ") + kind + ", like logits");
   Napi::TypedArray grad = gv.As<Napi::TypedArray>();
   if (double(grad.ElementLength()) != nv)
-    throw_range(env, "grad", "length " + std::to_string(grad.ElementLength()) + " != rows·vocab = " +
-                                 std::to_string(N * V));
+    throw_range(env, "grad",
+                "length " + std::to_string(grad.ElementLength()) + " != rows·vocab = " + std::to_string(N * V));
 
   bool vector_exp = false;
   if (info.Length() > 5 && !info[5].IsUndefined()) {
@@ -99,8 +100,7 @@ Napi::Value Copy(const Napi::CallbackInfo& info) {
   const Bytes dst = get_bytes(env, info[0], "dst");
   const Bytes src = get_bytes(env, info[1], "src");
   if (dst.size < src.size)
-    throw_range(env, "dst", "byteLength " + std::to_string(dst.size) + " < src byteLength " +
-                                std::to_string(src.size));
+    throw_range(env, "dst", "byteLength " + std::to_string(dst.size) + " < src byteLength " + std::to_string(src.size));
   const auto* d = static_cast<const uint8_t*>(dst.data);
   const auto* s = static_cast<const uint8_t*>(src.data);
   if (src.size > 0 && d < s + src.size && s < d + src.size) throw_range(env, "dst", "overlaps src");

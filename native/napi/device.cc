@@ -35,9 +35,7 @@ template <typename F>
 auto cuda_call(Napi::Env env, F&& f) -> decltype(f()) {
   try {
     return f();
-  } catch (const std::exception& e) {
-    throw engine_error(env, e.what());
-  }
+  } catch (const std::exception& e) { throw engine_error(env, e.what()); }
 }
 
 // new DeviceTensor(bytes, dtype, address): a view of `bytes` bytes of device memory that other code owns (another
@@ -55,20 +53,28 @@ void* borrow_external(Napi::Env env, const Napi::Value& v, size_t bytes, size_t 
   };
   if (!lossless || uint64_t(uintptr_t(a)) != a) throw_range(env, "address", "must be in [1, 2^64)");
   if (a == 0) throw_range(env, "address", "is null");
-  if (a % elem != 0) throw_range(env, "address", hex(a) + " is not aligned to the element size " + std::to_string(elem));
+  if (a % elem != 0)
+    throw_range(env, "address", hex(a) + " is not aligned to the element size " + std::to_string(elem));
   if (bytes > UINTPTR_MAX - a) throw_range(env, "length", "runs past the end of the address space");
   const rift::cuda::ExternalPointer p = cuda_call(env, [&] { return rift::cuda::describe_pointer(uintptr_t(a)); });
   const int mine = cuda_call(env, rift::cuda::current_device);
-  if (!p.cuda) throw_range(env, "address", hex(a) + " is not memory CUDA knows (not allocated, mapped or registered through CUDA)");
+  if (!p.cuda)
+    throw_range(env, "address",
+                hex(a) + " is not memory CUDA knows (not allocated, mapped or registered through CUDA)");
   if (!p.device_memory) throw_range(env, "address", hex(a) + " is host memory, not device memory");
   if (p.device != mine)
-    throw_range(env, "address", hex(a) + " is memory of CUDA device " + std::to_string(p.device) + "; rift runs on device " + std::to_string(mine));
+    throw_range(env, "address",
+                hex(a) + " is memory of CUDA device " + std::to_string(p.device) + "; rift runs on device " +
+                    std::to_string(mine));
   if (p.foreign_context)
-    throw_range(env, "address", hex(a) + " was allocated in another CUDA context (rift uses the device's primary context, the CUDA runtime's)");
+    throw_range(
+        env, "address",
+        hex(a) + " was allocated in another CUDA context (rift uses the device's primary context, the CUDA runtime's)");
   if (p.size == 0) throw_range(env, "address", hex(a) + ": the CUDA driver reports no allocation containing it");
   if (a + bytes > p.base + p.size)
-    throw_range(env, "length", std::to_string(bytes / elem) + " elements (" + std::to_string(bytes) + " bytes) from " + hex(a) +
-                                  " run past the end of its allocation [" + hex(p.base) + ", " + hex(p.base + p.size) + ")");
+    throw_range(env, "length",
+                std::to_string(bytes / elem) + " elements (" + std::to_string(bytes) + " bytes) from " + hex(a) +
+                    " run past the end of its allocation [" + hex(p.base) + ", " + hex(p.base + p.size) + ")");
   return reinterpret_cast<void*>(uintptr_t(a));
 }
 
@@ -81,15 +87,13 @@ size_t device_memory() {
 class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
  public:
   static Napi::Function define(Napi::Env env) {
-    return DefineClass(env, "DeviceTensor",
-                       {InstanceMethod<&DeviceTensor::upload>("upload"),
-                        InstanceMethod<&DeviceTensor::download>("download"),
-                        InstanceMethod<&DeviceTensor::free>("free"),
-                        InstanceAccessor<&DeviceTensor::get_bytes>("bytes"),
-                        InstanceAccessor<&DeviceTensor::get_dtype>("dtype"),
-                        InstanceAccessor<&DeviceTensor::get_freed>("freed"),
-                        InstanceAccessor<&DeviceTensor::get_address>("address"),
-                        InstanceAccessor<&DeviceTensor::get_borrowed>("borrowed")});
+    return DefineClass(
+        env, "DeviceTensor",
+        {InstanceMethod<&DeviceTensor::upload>("upload"), InstanceMethod<&DeviceTensor::download>("download"),
+         InstanceMethod<&DeviceTensor::free>("free"), InstanceAccessor<&DeviceTensor::get_bytes>("bytes"),
+         InstanceAccessor<&DeviceTensor::get_dtype>("dtype"), InstanceAccessor<&DeviceTensor::get_freed>("freed"),
+         InstanceAccessor<&DeviceTensor::get_address>("address"),
+         InstanceAccessor<&DeviceTensor::get_borrowed>("borrowed")});
   }
 
   // new DeviceTensor(bytes, dtype[, address]): bytes a non-negative integer multiple of the element size, dtype
@@ -101,15 +105,15 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     if (info.Length() < 2 || !info[1].IsNumber()) throw_type(env, "dtype", "must be 0 (f32) or 1 (bf16)");
     const double b = info[0].As<Napi::Number>().DoubleValue();
     const double d = info[1].As<Napi::Number>().DoubleValue();
-    if (d != 0 && d != 1) throw_range(env, "dtype", "must be 0 (f32) or 1 (bf16), got " + info[1].ToString().Utf8Value());
+    if (d != 0 && d != 1)
+      throw_range(env, "dtype", "must be 0 (f32) or 1 (bf16), got " + info[1].ToString().Utf8Value());
     dtype_ = int(d);
     const size_t elem = dtype_ == 0 ? 4 : 2;
     if (!std::isfinite(b) || b != std::floor(b) || b < 0)
       throw_range(env, "bytes", "must be a non-negative integer, got " + info[0].ToString().Utf8Value());
     if (b > 9007199254740991.0) throw_range(env, "bytes", "is too large");
     bytes_ = size_t(b);
-    if (bytes_ % elem != 0)
-      throw_range(env, "bytes", "must be a multiple of the element size " + std::to_string(elem));
+    if (bytes_ % elem != 0) throw_range(env, "bytes", "must be a multiple of the element size " + std::to_string(elem));
     if (info.Length() >= 3 && !info[2].IsUndefined()) {  // a view: never freed or counted by rift
       ptr_ = borrow_external(env, info[2], bytes_, elem);
       owned_ = false;
@@ -119,7 +123,8 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     }
     const size_t total = cuda_call(env, device_memory);
     if (bytes_ > total)
-      throw_range(env, "bytes", std::to_string(bytes_) + " is more than the device's " + std::to_string(total) + " bytes");
+      throw_range(env, "bytes",
+                  std::to_string(bytes_) + " is more than the device's " + std::to_string(total) + " bytes");
     ptr_ = cuda_call(env, [&] { return rift::cuda::alloc(bytes_); });
     mem_note_alloc(MemSpace::Device, MemCategory::Workspace, int64_t(bytes_));  // user tensors count as workspace
     live_ = true;
@@ -165,8 +170,9 @@ class DeviceTensor : public Napi::ObjectWrap<DeviceTensor> {
     if (t.type != want_type)
       throw_type(env, arg, std::string("must be a ") + want + " for a " + (dtype_ == 0 ? "fp32" : "bf16") + " tensor");
     if (t.bytes != bytes_)
-      throw_range(env, arg, "length must be " + std::to_string(bytes_ / (dtype_ == 0 ? 4 : 2)) + " elements, got " +
-                                std::to_string(t.length));
+      throw_range(env, arg,
+                  "length must be " + std::to_string(bytes_ / (dtype_ == 0 ? 4 : 2)) + " elements, got " +
+                      std::to_string(t.length));
     return t.data;
   }
 
@@ -243,7 +249,11 @@ Napi::Value profiler(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsBoolean()) throw_type(env, "on", "must be a boolean");
   const bool on = info[0].As<Napi::Boolean>().Value();
-  if (rift::cuda::device_count() > 0) cuda_call(env, [on] { rift::cuda::synchronize(); rift::cuda::profiler(on); });
+  if (rift::cuda::device_count() > 0)
+    cuda_call(env, [on] {
+      rift::cuda::synchronize();
+      rift::cuda::profiler(on);
+    });
   return env.Undefined();
 }
 

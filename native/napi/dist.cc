@@ -36,9 +36,9 @@
 #include "distributed/grad_sync.h"
 #include "distributed/mpi_loader.h"
 #include "model/decoder.h"
+#include "napi/args.h"
 #include "napi/errors.h"
 #include "napi/model.h"
-#include "napi/args.h"
 
 namespace rift::napi {
 namespace {
@@ -60,17 +60,11 @@ template <typename F>
 auto dist_guarded(Napi::Env env, F&& f) -> decltype(f()) {
   try {
     return f();
-  } catch (const DistError& e) {
-    throw dist_error(env, e);
-  } catch (const ArgError& e) {
+  } catch (const DistError& e) { throw dist_error(env, e); } catch (const ArgError& e) {
     throw to_js(env, e);
-  } catch (const std::bad_alloc&) {
-    throw Napi::Error::New(env, "out of memory");
-  } catch (const Napi::Error&) {
+  } catch (const std::bad_alloc&) { throw Napi::Error::New(env, "out of memory"); } catch (const Napi::Error&) {
     throw;
-  } catch (const std::exception& e) {
-    throw engine_error(env, e.what());
-  }
+  } catch (const std::exception& e) { throw engine_error(env, e.what()); }
 }
 
 Comm& comm(Napi::Env env) {
@@ -84,8 +78,11 @@ class DistJob final : public Napi::AsyncWorker {
  public:
   DistJob(Napi::Env env, std::function<void()> run, std::function<Napi::Value(Napi::Env)> done,
           std::unique_ptr<ModelLease> lease = nullptr)
-      : Napi::AsyncWorker(env, "rift.dist"), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)),
-        done_(std::move(done)), lease_(std::move(lease)) {}
+      : Napi::AsyncWorker(env, "rift.dist"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        run_(std::move(run)),
+        done_(std::move(done)),
+        lease_(std::move(lease)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
@@ -96,9 +93,7 @@ class DistJob final : public Napi::AsyncWorker {
     } catch (const ArgError& e) {
       arg_ = std::make_unique<ArgError>(e);
       SetError(e.message);
-    } catch (const std::bad_alloc&) {
-      SetError("out of memory");
-    } catch (const std::exception& e) {
+    } catch (const std::bad_alloc&) { SetError("out of memory"); } catch (const std::exception& e) {
       SetError(e.what());
     }
   }
@@ -106,15 +101,16 @@ class DistJob final : public Napi::AsyncWorker {
     if (lease_) lease_->release();
     try {
       deferred_.Resolve(done_(Env()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    }
+    } catch (const Napi::Error& e) { deferred_.Reject(e.Value()); }
   }
   void OnError(const Napi::Error& e) override {
     if (lease_) lease_->release();
-    if (dist_) deferred_.Reject(dist_error(Env(), *dist_).Value());
-    else if (arg_) deferred_.Reject(to_js(Env(), *arg_).Value());
-    else deferred_.Reject(engine_error(Env(), e.Message()).Value());
+    if (dist_)
+      deferred_.Reject(dist_error(Env(), *dist_).Value());
+    else if (arg_)
+      deferred_.Reject(to_js(Env(), *arg_).Value());
+    else
+      deferred_.Reject(engine_error(Env(), e.Message()).Value());
   }
 
  private:
@@ -220,8 +216,9 @@ Napi::Value all_reduce(Napi::Env env, Comm& c, Napi::Value b, const char* what) 
       [copy, ref, bytes](Napi::Env e) -> Napi::Value {
         TypedInfo t;
         if (!typed_info(e, ref->Value(), &t) || t.bytes != bytes)
-          throw Napi::Error::New(e, "buf: its ArrayBuffer was detached, transferred or resized while allReduce ran; "
-                                    "nothing was written");
+          throw Napi::Error::New(e,
+                                 "buf: its ArrayBuffer was detached, transferred or resized while allReduce ran; "
+                                 "nothing was written");
         if (bytes) std::memcpy(t.data, copy->data(), bytes);
         return e.Undefined();
       }));
@@ -234,7 +231,8 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   TypedInfo t;
   if (!typed_info(env, b, &t) || (t.type != napi_float64_array && t.type != napi_float32_array))
     throw_type(env, "buf", "must be a Float32Array or Float64Array");
-  return t.type == napi_float64_array ? all_reduce<double>(env, c, b, "doubles") : all_reduce<float>(env, c, b, "floats");
+  return t.type == napi_float64_array ? all_reduce<double>(env, c, b, "doubles")
+                                      : all_reduce<float>(env, c, b, "floats");
 }
 
 Napi::Value ParamsHash(const Napi::CallbackInfo& info) {
@@ -283,15 +281,15 @@ struct StepArgs {
 class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports) {
-    exports.Set("GradSync", DefineClass(env, "GradSync",
-                                        {InstanceMethod<&GradSyncWrap::InfoM>("info"),
-                                         InstanceMethod<&GradSyncWrap::Arm>("arm"),
-                                         InstanceMethod<&GradSyncWrap::Disarm>("disarm"),
-                                         InstanceMethod<&GradSyncWrap::StepAsync>("stepAsync"),
-                                         InstanceMethod<&GradSyncWrap::ReduceGradsAsync>("reduceGradsAsync"),
-                                         InstanceMethod<&GradSyncWrap::ReadState>("readState"),
-                                         InstanceMethod<&GradSyncWrap::WriteState>("writeState"),
-                                         InstanceMethod<&GradSyncWrap::GatherStateAsync>("gatherStateAsync")}));
+    exports.Set("GradSync",
+                DefineClass(env, "GradSync",
+                            {InstanceMethod<&GradSyncWrap::InfoM>("info"), InstanceMethod<&GradSyncWrap::Arm>("arm"),
+                             InstanceMethod<&GradSyncWrap::Disarm>("disarm"),
+                             InstanceMethod<&GradSyncWrap::StepAsync>("stepAsync"),
+                             InstanceMethod<&GradSyncWrap::ReduceGradsAsync>("reduceGradsAsync"),
+                             InstanceMethod<&GradSyncWrap::ReadState>("readState"),
+                             InstanceMethod<&GradSyncWrap::WriteState>("writeState"),
+                             InstanceMethod<&GradSyncWrap::GatherStateAsync>("gatherStateAsync")}));
   }
 
   explicit GradSyncWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GradSyncWrap>(info) {
@@ -385,8 +383,7 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
     auto lease = lease_model(env, model_.Value(), "model", "GradSync.reduceGradsAsync");
     std::shared_ptr<dist::GradSync> g = sync_;
     return queue(new DistJob(
-        env, [g] { g->reduce_grads(); }, [](Napi::Env e) -> Napi::Value { return e.Undefined(); },
-        std::move(lease)));
+        env, [g] { g->reduce_grads(); }, [](Napi::Env e) -> Napi::Value { return e.Undefined(); }, std::move(lease)));
   }
   void need_zero(Napi::Env env, const char* method) {
     if (!sync_->zero())
@@ -398,7 +395,10 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
     model_decoder(env, model_.Value(), "model");
     const size_t n = size_t(sync_->shard().count);
     auto m = Napi::Float32Array::New(env, n), v = Napi::Float32Array::New(env, n);
-    dist_guarded(env, [&] { sync_->read_state(m.Data(), v.Data()); return 0; });
+    dist_guarded(env, [&] {
+      sync_->read_state(m.Data(), v.Data());
+      return 0;
+    });
     Napi::Object o = Napi::Object::New(env);
     o.Set("m", m);
     o.Set("v", v);
@@ -413,7 +413,10 @@ class GradSyncWrap final : public Napi::ObjectWrap<GradSyncWrap> {
     const int64_t n = sync_->shard().count;
     if (m.length != n) length_error(env, "m", "this rank's shard", n, m.length);
     if (v.length != n) length_error(env, "v", "this rank's shard", n, v.length);
-    dist_guarded(env, [&] { sync_->write_state(m.data, v.data); return 0; });
+    dist_guarded(env, [&] {
+      sync_->write_state(m.data, v.data);
+      return 0;
+    });
     return env.Undefined();
   }
   Napi::Value GatherStateAsync(const Napi::CallbackInfo& info) {

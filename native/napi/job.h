@@ -33,9 +33,7 @@ class Job final : public Napi::AsyncWorker {
     } catch (const ArgError& e) {
       arg_error_ = std::make_unique<ArgError>(e);
       SetError(e.message);
-    } catch (const std::bad_alloc&) {
-      SetError("out of memory");
-    } catch (const std::exception& e) {
+    } catch (const std::bad_alloc&) { SetError("out of memory"); } catch (const std::exception& e) {
       SetError(e.what());
     }
   }
@@ -58,8 +56,11 @@ class Job final : public Napi::AsyncWorker {
  private:
   Job(Napi::Env env, const char* name, std::function<void()> run, std::function<Napi::Value(Napi::Env)> done,
       std::function<void()> settle)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)), run_(std::move(run)),
-        done_(std::move(done)), settle_(std::move(settle)) {}
+      : Napi::AsyncWorker(env, name),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        run_(std::move(run)),
+        done_(std::move(done)),
+        settle_(std::move(settle)) {}
 
   Napi::Promise::Deferred deferred_;
   std::function<void()> run_;

@@ -23,16 +23,13 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
   // Defines the class in this environment; returns a reference to its constructor (kept for the environment's
   // lifetime: Model.newKvCache constructs through it).
   static Napi::FunctionReference* Init(Napi::Env env, Napi::Object exports) {
-    Napi::Function f = DefineClass(env, "KvCache",
-                                   {InstanceAccessor<&KvCacheWrap::Length>("length"),
-                                    InstanceAccessor<&KvCacheWrap::Capacity>("capacity"),
-                                    InstanceAccessor<&KvCacheWrap::Batch>("batch"),
-                                    InstanceAccessor<&KvCacheWrap::Freed>("freed"),
-                                    InstanceMethod<&KvCacheWrap::Reset>("reset"),
-                                    InstanceMethod<&KvCacheWrap::ResetRows>("resetRows"),
-                                    InstanceMethod<&KvCacheWrap::Lengths>("lengths"),
-                                    InstanceMethod<&KvCacheWrap::CopyRows>("copyRows"),
-                                    InstanceMethod<&KvCacheWrap::Free>("free")});
+    Napi::Function f = DefineClass(
+        env, "KvCache",
+        {InstanceAccessor<&KvCacheWrap::Length>("length"), InstanceAccessor<&KvCacheWrap::Capacity>("capacity"),
+         InstanceAccessor<&KvCacheWrap::Batch>("batch"), InstanceAccessor<&KvCacheWrap::Freed>("freed"),
+         InstanceMethod<&KvCacheWrap::Reset>("reset"), InstanceMethod<&KvCacheWrap::ResetRows>("resetRows"),
+         InstanceMethod<&KvCacheWrap::Lengths>("lengths"), InstanceMethod<&KvCacheWrap::CopyRows>("copyRows"),
+         InstanceMethod<&KvCacheWrap::Free>("free")});
     exports.Set("KvCache", f);
     return new Napi::FunctionReference(Napi::Persistent(f));
   }
@@ -101,8 +98,7 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
     constexpr int64_t kMax = args::kMaxI32;
     const int64_t src_row = args::integer(env, info[1], "srcRow", 0, kMax);
     const int64_t dst_row = info[2].IsUndefined() ? 0 : args::integer(env, info[2], "dstRow", 0, kMax);
-    const int64_t count =
-        info[3].IsUndefined() ? dst.B() - dst_row : args::integer(env, info[3], "count", 0, kMax);
+    const int64_t count = info[3].IsUndefined() ? dst.B() - dst_row : args::integer(env, info[3], "count", 0, kMax);
     args::guarded(env, [&] { dst.copy_rows(s, src_row, dst_row, count); });
     return env.Undefined();
   }
@@ -120,6 +116,5 @@ class KvCacheWrap final : public Napi::ObjectWrap<KvCacheWrap> {
   std::unique_ptr<KvCache> cache_;
   int64_t bytes_ = 0;  // reported to V8 while the cache lives
 };
-
 
 }  // namespace rift::napi

@@ -170,8 +170,9 @@ Napi::Value LossAndGradAsync(const Napi::CallbackInfo& info) {
       env, "rift.lossAndGrad", [c, result] { *result = execute(*c); },
       [c, result](Napi::Env e) -> Napi::Value {
         if (c->copy_back && !copy_back(e, *c))
-          throw Napi::Error::New(e, "grad: its ArrayBuffer was detached, transferred or resized while "
-                                    "lossAndGradAsync ran; the gradient was not written");
+          throw Napi::Error::New(e,
+                                 "grad: its ArrayBuffer was detached, transferred or resized while "
+                                 "lossAndGradAsync ran; the gradient was not written");
         return loss_result(e, *result, c->spec);
       },
       [c] { set_busy(*c, false); });
@@ -193,8 +194,8 @@ struct EnumName {
   const char* name;
 };
 constexpr EnumName kMethodNames[] = {
-    {int32_t(Method::SFT), "sft"},   {int32_t(Method::DFT), "dft"},         {int32_t(Method::RIFT), "rift"},
-    {int32_t(Method::DPO), "dpo"},   {int32_t(Method::LOGPROB), "logprob"}, {int32_t(Method::NAIVE), "naive"},
+    {int32_t(Method::SFT), "sft"}, {int32_t(Method::DFT), "dft"},         {int32_t(Method::RIFT), "rift"},
+    {int32_t(Method::DPO), "dpo"}, {int32_t(Method::LOGPROB), "logprob"}, {int32_t(Method::NAIVE), "naive"},
 };
 constexpr EnumName kNegativeNames[] = {{int32_t(NegForm::Token), "token"}, {int32_t(NegForm::Sequence), "sequence"}};
 constexpr EnumName kReductionNames[] = {

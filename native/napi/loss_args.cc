@@ -8,9 +8,9 @@ namespace rift::napi {
 
 using args::length_error;
 
-const std::vector<const char*> kLossSpecKeys = {"method", "negative", "reduction", "normalizer", "beta",
-                                                "tokenLogps", "entropy", "targets", "offsets", "rewards",
-                                                "refLogps", "pairs"};
+const std::vector<const char*> kLossSpecKeys = {"method",  "negative",   "reduction", "normalizer",
+                                                "beta",    "tokenLogps", "entropy",   "targets",
+                                                "offsets", "rewards",    "refLogps",  "pairs"};
 
 void parse_loss_spec(const args::Opts& o, int64_t rows, const char* rows_formula, LossSpec* spec, LossArrays* a) {
   Napi::Env env = o.env();

@@ -61,26 +61,34 @@ const napi_type_tag kModelTag = {0x7269667430314d6fULL, 0x64656c5772617031ULL};
 class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
  public:
   static void Init(Napi::Env env, Napi::Object exports, Napi::FunctionReference* kv_ctor) {
-    Napi::Function f = DefineClass(
-        env, "Model",
-        {InstanceMethod<&ModelWrap::ParamsView>("paramsView"), InstanceMethod<&ModelWrap::GradsView>("gradsView"),
-         InstanceMethod<&ModelWrap::ReadBuffer>("readBuffer"), InstanceMethod<&ModelWrap::WriteBuffer>("writeBuffer"),
-         InstanceMethod<&ModelWrap::OptimizerView>("optimizerView"),
-         InstanceMethod<&ModelWrap::SetOptimizerSteps>("setOptimizerSteps"),
-         InstanceMethod<&ModelWrap::TensorTable>("tensorTable"), InstanceMethod<&ModelWrap::Info>("info"),
-         InstanceMethod<&ModelWrap::Forward>("forward"),
-         InstanceMethod<&ModelWrap::LossAndBackward>("lossAndBackward"),
-         InstanceMethod<&ModelWrap::LossAndBackwardAsync>("lossAndBackwardAsync"),
-         InstanceMethod<&ModelWrap::ZeroGrad>("zeroGrad"), InstanceMethod<&ModelWrap::GradNorm>("gradNorm"),
-         InstanceMethod<&ModelWrap::Step>("step"), InstanceMethod<&ModelWrap::StepAsync>("stepAsync"),
-         InstanceMethod<&ModelWrap::NewKvCache>("newKvCache", napi_default, kv_ctor),
-         InstanceMethod<&ModelWrap::Prefill>("prefill"),
-         InstanceMethod<&ModelWrap::PrefillAsync>("prefillAsync"), InstanceMethod<&ModelWrap::Decode>("decode"),
-         InstanceMethod<&ModelWrap::DecodeAsync>("decodeAsync"), InstanceMethod<&ModelWrap::Memory>("memory"),
-         InstanceMethod<&ModelWrap::ResetPeaks>("resetPeaks"), StaticMethod<&ModelWrap::MemoryStatic>("memory"),
-         StaticMethod<&ModelWrap::Devices>("devices"),
-         StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks"), InstanceMethod<&ModelWrap::Dispose>("dispose"),
-         InstanceAccessor<&ModelWrap::Disposed>("disposed")});
+    Napi::Function f = DefineClass(env, "Model",
+                                   {InstanceMethod<&ModelWrap::ParamsView>("paramsView"),
+                                    InstanceMethod<&ModelWrap::GradsView>("gradsView"),
+                                    InstanceMethod<&ModelWrap::ReadBuffer>("readBuffer"),
+                                    InstanceMethod<&ModelWrap::WriteBuffer>("writeBuffer"),
+                                    InstanceMethod<&ModelWrap::OptimizerView>("optimizerView"),
+                                    InstanceMethod<&ModelWrap::SetOptimizerSteps>("setOptimizerSteps"),
+                                    InstanceMethod<&ModelWrap::TensorTable>("tensorTable"),
+                                    InstanceMethod<&ModelWrap::Info>("info"),
+                                    InstanceMethod<&ModelWrap::Forward>("forward"),
+                                    InstanceMethod<&ModelWrap::LossAndBackward>("lossAndBackward"),
+                                    InstanceMethod<&ModelWrap::LossAndBackwardAsync>("lossAndBackwardAsync"),
+                                    InstanceMethod<&ModelWrap::ZeroGrad>("zeroGrad"),
+                                    InstanceMethod<&ModelWrap::GradNorm>("gradNorm"),
+                                    InstanceMethod<&ModelWrap::Step>("step"),
+                                    InstanceMethod<&ModelWrap::StepAsync>("stepAsync"),
+                                    InstanceMethod<&ModelWrap::NewKvCache>("newKvCache", napi_default, kv_ctor),
+                                    InstanceMethod<&ModelWrap::Prefill>("prefill"),
+                                    InstanceMethod<&ModelWrap::PrefillAsync>("prefillAsync"),
+                                    InstanceMethod<&ModelWrap::Decode>("decode"),
+                                    InstanceMethod<&ModelWrap::DecodeAsync>("decodeAsync"),
+                                    InstanceMethod<&ModelWrap::Memory>("memory"),
+                                    InstanceMethod<&ModelWrap::ResetPeaks>("resetPeaks"),
+                                    StaticMethod<&ModelWrap::MemoryStatic>("memory"),
+                                    StaticMethod<&ModelWrap::Devices>("devices"),
+                                    StaticMethod<&ModelWrap::ResetPeaksStatic>("resetPeaks"),
+                                    InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                                    InstanceAccessor<&ModelWrap::Disposed>("disposed")});
     exports.Set("Model", f);
   }
 
@@ -137,9 +145,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
       rows = cuda_backend();
 #endif
       if (!ops || !rows)
-        throw_type(env, "device", "is 'cuda' but no CUDA device with a loadable cuBLAS is usable here"
+        throw_type(env, "device",
+                   "is 'cuda' but no CUDA device with a loadable cuBLAS is usable here"
 #ifndef RIFT_WITH_CUDA
-                                  " (the addon was built without CUDA)"
+                   " (the addon was built without CUDA)"
 #endif
         );
     }
@@ -167,8 +176,8 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   Decoder& dec(Napi::Env env) {
     Decoder& d = live(env);
     if (busy_)
-      throw Napi::Error::New(env, "Model: busy — an async call (" + busy_what_ +
-                                      ") is still running on this model; await it first");
+      throw Napi::Error::New(
+          env, "Model: busy — an async call (" + busy_what_ + ") is still running on this model; await it first");
     return d;
   }
 
@@ -243,8 +252,10 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   static FlatBuffer which_buffer(Napi::Env env, Napi::Value v) {
     const std::string w = args::choice(env, v, "which", {"params", "grads", "m", "v"}, "");
     if (w.empty()) throw_type(env, "which", "must be one of 'params', 'grads', 'm', 'v'");
-    return w == "params" ? FlatBuffer::Params : w == "grads" ? FlatBuffer::Grads : w == "m" ? FlatBuffer::M
-                                                                                           : FlatBuffer::V;
+    return w == "params"  ? FlatBuffer::Params
+           : w == "grads" ? FlatBuffer::Grads
+           : w == "m"     ? FlatBuffer::M
+                          : FlatBuffer::V;
   }
   // readBuffer(which, offset = 0, n = numParams − offset) → Float32Array copy (any device).
   Napi::Value ReadBuffer(const Napi::CallbackInfo& info) {
@@ -267,8 +278,9 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     const int64_t P = d.num_params();
     const int64_t off = info[2].IsUndefined() ? 0 : args::integer(env, info[2], "offset", 0, P);
     if (data.length > P - off)
-      throw_range(env, "data", "length " + std::to_string(data.length) + " at offset " + std::to_string(off) +
-                                   " runs past numParams = " + std::to_string(P));
+      throw_range(env, "data",
+                  "length " + std::to_string(data.length) + " at offset " + std::to_string(off) +
+                      " runs past numParams = " + std::to_string(P));
     engine(env, [&] { d.write(w, off, data.length, data.data); });
     return env.Undefined();
   }
@@ -587,7 +599,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
   friend std::unique_ptr<ModelLease> rift::napi::lease_model(Napi::Env, Napi::Value, const char*, const std::string&);
   friend Decoder& rift::napi::model_decoder(Napi::Env, Napi::Value, const char*);
 
-  std::unique_ptr<Decoder> d_;  // null once disposed
+  std::unique_ptr<Decoder> d_;    // null once disposed
   std::atomic<int64_t> held_{0};  // bytes the decoder's allocations and frees add up to (MemScope)
   int64_t reported_ = 0;          // what napi_adjust_external_memory has been told (JS thread)
   std::vector<Napi::Reference<Napi::ArrayBuffer>> views_;  // weak: the zero-copy views handed out
@@ -602,11 +614,14 @@ void init_model(Napi::Env env, Napi::Object exports) {
   ModelWrap::Init(env, exports, KvCacheWrap::Init(env, exports));
   // Test hook: V8's count of external memory, the one napi_adjust_external_memory moves (process.memoryUsage()
   // .external shows ArrayBuffer backing stores instead).
-  exports.Set("_externalMemory", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    int64_t total = 0;
-    napi_adjust_external_memory(info.Env(), 0, &total);
-    return Napi::Number::New(info.Env(), double(total));
-  }, "_externalMemory"));
+  exports.Set("_externalMemory", Napi::Function::New(
+                                     env,
+                                     [](const Napi::CallbackInfo& info) -> Napi::Value {
+                                       int64_t total = 0;
+                                       napi_adjust_external_memory(info.Env(), 0, &total);
+                                       return Napi::Number::New(info.Env(), double(total));
+                                     },
+                                     "_externalMemory"));
 }
 
 namespace {
@@ -618,9 +633,7 @@ ModelWrap* unwrap_model(Napi::Env env, Napi::Value v, const char* arg) {
 }
 }  // namespace
 
-Decoder& model_decoder(Napi::Env env, Napi::Value v, const char* arg) {
-  return unwrap_model(env, v, arg)->dec(env);
-}
+Decoder& model_decoder(Napi::Env env, Napi::Value v, const char* arg) { return unwrap_model(env, v, arg)->dec(env); }
 
 std::unique_ptr<ModelLease> lease_model(Napi::Env env, Napi::Value v, const char* arg, const std::string& what) {
   ModelWrap* m = unwrap_model(env, v, arg);

@@ -20,8 +20,8 @@ inline Napi::Float32Array view(Napi::Env env, const std::shared_ptr<OpsBuffer>& 
                                     "use readBuffer / writeBuffer (Model.params() / tensor() return copies)");
   auto* hold = new std::shared_ptr<OpsBuffer>(buf);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(
-      env, buf->data(), buf->size() * sizeof(float),
-      [](Napi::Env, void*, std::shared_ptr<OpsBuffer>* h) { delete h; }, hold);
+      env, buf->data(), buf->size() * sizeof(float), [](Napi::Env, void*, std::shared_ptr<OpsBuffer>* h) { delete h; },
+      hold);
   return Napi::Float32Array::New(env, buf->size(), ab, 0);
 }
 

@@ -59,8 +59,10 @@ std::string cuda_unusable_reason(DType dt) {
 }
 
 [[noreturn]] void throw_no_cuda(Napi::Env env, DType dt) {
-  Napi::Error e = Napi::Error::New(env, "device: 'cuda' is not usable (it needs a CUDA device and a loadable "
-                                        "cuBLAS): " + cuda_unusable_reason(dt) + "; use device 'cpu'");
+  Napi::Error e = Napi::Error::New(env,
+                                   "device: 'cuda' is not usable (it needs a CUDA device and a loadable "
+                                   "cuBLAS): " +
+                                       cuda_unusable_reason(dt) + "; use device 'cpu'");
   e.Set("code", Napi::String::New(env, "ERR_RIFT_NO_CUDA"));
   throw e;
 }
@@ -70,8 +72,8 @@ DType precision(const Opts& o) {
   const std::string p = o.choice("precision", {"fp32", "bf16"}, "");
   const std::string g = o.choice("gemmDtype", {"f32", "fp32", "bf16"}, "");
   if (!p.empty() && !g.empty() && (p == "bf16") != (g == "bf16"))
-    throw_range(o.env(), "gemmDtype", "is the deprecated name of precision and must agree with it ('" + p +
-                                          "'), got '" + g + "'");
+    throw_range(o.env(), "gemmDtype",
+                "is the deprecated name of precision and must agree with it ('" + p + "'), got '" + g + "'");
   return (p.empty() ? g : p) == "bf16" ? DType::BF16 : DType::F32;
 }
 
@@ -213,8 +215,9 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   auto need = [&](const Span<float>& s, int64_t rows, int64_t cols, int64_t ld, const char* shape) {
     const int64_t n = rows == 0 || cols == 0 ? 0 : product(env, s.name, {rows - 1, ld}) + cols;
     if (s.length < n)
-      throw_range(env, s.name, std::string("length must be at least ") + shape + " = " + std::to_string(n) +
-                                   " (got " + std::to_string(s.length) + ")");
+      throw_range(env, s.name,
+                  std::string("length must be at least ") + shape + " = " + std::to_string(n) + " (got " +
+                      std::to_string(s.length) + ")");
   };
   need(A, ar, ac, lda, ta ? "(K - 1) × lda + M" : "(M - 1) × lda + K");
   need(B, br, bc, ldb, tb ? "(N - 1) × ldb + K" : "(K - 1) × ldb + N");
@@ -321,9 +324,8 @@ Napi::Value RmsnormForward(const Napi::CallbackInfo& info) {
   disjoint(env, out, rstd);
   disjoint(env, rstd, inp);
   disjoint(env, rstd, w);
-  run(env, ops, [&](Staging& st) {
-    ops.rmsnorm_forward(st.out(out), st.out(rstd), st.in(inp), st.in(w), T, C, float(eps));
-  });
+  run(env, ops,
+      [&](Staging& st) { ops.rmsnorm_forward(st.out(out), st.out(rstd), st.in(inp), st.in(w), T, C, float(eps)); });
   return env.Undefined();
 }
 
@@ -370,8 +372,10 @@ Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
     float* y = st.out(out);
     const float* x = st.in(inp);
     const int32_t* p = st.in(pos);
-    if (backward) ops.rope_backward(y, x, p, T, H, D, float(theta), acc);
-    else ops.rope_forward(y, x, p, T, H, D, float(theta));
+    if (backward)
+      ops.rope_backward(y, x, p, T, H, D, float(theta), acc);
+    else
+      ops.rope_forward(y, x, p, T, H, D, float(theta));
   });
   return env.Undefined();
 }
@@ -411,7 +415,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   expect_len(env, rs, {B}, "B");
   for (int64_t b = 0; b < rp.length; ++b) {
     if (rp.data[b] < 0)
-      throw_range(env, "rowPast", "rowPast[" + std::to_string(b) + "] = " + std::to_string(rp.data[b]) + " is negative");
+      throw_range(env, "rowPast",
+                  "rowPast[" + std::to_string(b) + "] = " + std::to_string(rp.data[b]) + " is negative");
     past = std::max<int64_t>(past, rp.data[b]);
   }
   const int64_t Tkv = o.integer_or("Tkv", past + Tq, 0);
@@ -425,13 +430,15 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   if (rs.present) {
     const int64_t row = product(env, "k", {Tkv, Hkv, D});
     if (row == 0 || k.length % row != 0 || k.length == 0)
-      throw_range(env, "k", "length must be a positive multiple of Tkv × Hkv × D = " + std::to_string(row) +
-                                " (got " + std::to_string(k.length) + ")");
+      throw_range(env, "k",
+                  "length must be a positive multiple of Tkv × Hkv × D = " + std::to_string(row) + " (got " +
+                      std::to_string(k.length) + ")");
     Bkv = k.length / row;
     for (int64_t b = 0; b < B; ++b)
       if (rs.data[b] < 0 || rs.data[b] >= Bkv)
-        throw_range(env, "rowSlot", "rowSlot[" + std::to_string(b) + "] = " + std::to_string(rs.data[b]) +
-                                        " is outside [0, " + std::to_string(Bkv) + ") (the rows of k)");
+        throw_range(env, "rowSlot",
+                    "rowSlot[" + std::to_string(b) + "] = " + std::to_string(rs.data[b]) + " is outside [0, " +
+                        std::to_string(Bkv) + ") (the rows of k)");
   }
   expect_len(env, k, {Bkv, Tkv, Hkv, D}, rs.present ? "rows × Tkv × Hkv × D" : "B × Tkv × Hkv × D");
   expect_len(env, v, {Bkv, Tkv, Hkv, D}, rs.present ? "rows of k × Tkv × Hkv × D" : "B × Tkv × Hkv × D");
@@ -469,8 +476,9 @@ Napi::Value KvWrite(const Napi::CallbackInfo& info) {
   auto slot = o.i32("slot"), pos = o.i32("positions");
   const int64_t row = product(env, "cache", {Tmax, W});
   if (cache.length % row != 0)
-    throw_range(env, "cache", "length must be a multiple of Tmax × width = " + std::to_string(row) + " (got " +
-                                  std::to_string(cache.length) + ")");
+    throw_range(env, "cache",
+                "length must be a multiple of Tmax × width = " + std::to_string(row) + " (got " +
+                    std::to_string(cache.length) + ")");
   const int64_t rows = cache.length / row;
   expect_len(env, x, {B, T, W}, "B × T × width");
   expect_len(env, slot, {B}, "B");
@@ -481,27 +489,28 @@ Napi::Value KvWrite(const Napi::CallbackInfo& info) {
   std::vector<std::pair<int32_t, int32_t>> seen;
   for (int64_t b = 0; b < B; ++b) {
     if (slot.data[b] < 0 || slot.data[b] >= rows)
-      throw_range(env, "slot", "slot[" + std::to_string(b) + "] = " + std::to_string(slot.data[b]) +
-                                   " is outside [0, " + std::to_string(rows) + ") (the rows of cache)");
+      throw_range(env, "slot",
+                  "slot[" + std::to_string(b) + "] = " + std::to_string(slot.data[b]) + " is outside [0, " +
+                      std::to_string(rows) + ") (the rows of cache)");
     for (int64_t t = 0; t < T; ++t) {
       const int32_t p = pos.data[b * T + t];
       if (p < 0 || p >= Tmax)
-        throw_range(env, "positions", "positions[" + std::to_string(b * T + t) + "] = " + std::to_string(p) +
-                                          " is outside [0, Tmax = " + std::to_string(Tmax) + ")");
+        throw_range(env, "positions",
+                    "positions[" + std::to_string(b * T + t) + "] = " + std::to_string(p) +
+                        " is outside [0, Tmax = " + std::to_string(Tmax) + ")");
       seen.emplace_back(slot.data[b], p);
     }
   }
   std::sort(seen.begin(), seen.end());
   if (std::adjacent_find(seen.begin(), seen.end()) != seen.end())
     throw_range(env, "positions", "a cache row (slot, position) is written twice");
-  run(env, ops, [&](Staging& st) {
-    ops.kv_write(st.out(cache), st.in(x), st.in(slot), st.in(pos), B, T, Tmax, W);
-  });
+  run(env, ops, [&](Staging& st) { ops.kv_write(st.out(cache), st.in(x), st.in(slot), st.in(pos), B, T, Tmax, W); });
   return env.Undefined();
 }
 
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Opts o = opts(info, {"B", "T", "Hq", "Hkv", "D", "accumulate", "dq", "dk", "dv", "dout", "q", "k", "v", "out", "lse"});
+  Opts o =
+      opts(info, {"B", "T", "Hq", "Hkv", "D", "accumulate", "dq", "dk", "dv", "dout", "q", "k", "v", "out", "lse"});
   OpsBackend& ops = be(o);
   Napi::Env env = o.env();
   int64_t Hq, Hkv, D;

@@ -36,8 +36,9 @@ void expect_len(Napi::Env env, const Span<T>& s, std::initializer_list<int64_t> 
   if (!s.present) return;
   const int64_t n = product(env, s.name, dims);
   if (s.length != n)
-    throw_range(env, s.name, std::string("length must be ") + formula + " = " + std::to_string(n) + " (got " +
-                                 std::to_string(s.length) + ")");
+    throw_range(env, s.name,
+                std::string("length must be ") + formula + " = " + std::to_string(n) + " (got " +
+                    std::to_string(s.length) + ")");
 }
 
 // Outputs may not overlap inputs (or each other); allow_same permits exact aliasing (in-place ops).
@@ -49,8 +50,9 @@ void disjoint(Napi::Env env, const Span<A>& out, const Span<B>& other, bool allo
   const size_t np = size_t(out.length) * sizeof(A), nq = size_t(other.length) * sizeof(B);
   if (p == q && np == nq && allow_same) return;
   if (p < q + nq && q < p + np)
-    throw_range(env, out.name, allow_same ? "overlaps " + std::string(other.name) + " (only exact aliasing is allowed)"
-                                        : "must not overlap " + std::string(other.name));
+    throw_range(env, out.name,
+                allow_same ? "overlaps " + std::string(other.name) + " (only exact aliasing is allowed)"
+                           : "must not overlap " + std::string(other.name));
 }
 
 }  // namespace rift::napi::ops_args

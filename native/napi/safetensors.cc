@@ -32,11 +32,13 @@ void define(Napi::Object o, const std::string& key, Napi::Value v) {
 
 Napi::Value ParseHeader(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
     throw_type(env, "buf", "must be a Uint8Array (or Buffer)");
   if (info.Length() < 2 || !info[1].IsNumber()) throw_type(env, "fileSize", "must be a number");
   const double fs = info[1].As<Napi::Number>().DoubleValue();
-  if (!(fs >= 0 && fs <= kMaxSafe) || fs != std::floor(fs)) throw_range(env, "fileSize", "must be an integer in [0, 2^53)");
+  if (!(fs >= 0 && fs <= kMaxSafe) || fs != std::floor(fs))
+    throw_range(env, "fileSize", "must be an integer in [0, 2^53)");
   std::string file = "safetensors";
   if (info.Length() >= 3 && !info[2].IsUndefined()) {
     if (!info[2].IsString()) throw_type(env, "fileName", "must be a string");
@@ -48,9 +50,7 @@ Napi::Value ParseHeader(const Napi::CallbackInfo& info) {
   st::Header h;
   try {
     h = st::parse_header(data ? data : empty, buf.ElementLength(), uint64_t(fs), file);
-  } catch (const st::SafetensorsError& e) {
-    rethrow(env, e);
-  } catch (const std::bad_alloc&) {
+  } catch (const st::SafetensorsError& e) { rethrow(env, e); } catch (const std::bad_alloc&) {
     throw Napi::Error::New(env, file + ": out of memory while parsing the header");
   }
   Napi::Object out = Napi::Object::New(env);
@@ -103,7 +103,8 @@ Napi::Value BuildHeader(const Napi::CallbackInfo& info) {
       Napi::Value dv = shape.Get(d);
       if (!dv.IsNumber()) throw_type(env, arg + ".shape", "must be an array of integers");
       const double x = dv.As<Napi::Number>().DoubleValue();
-      if (!(x >= 0 && x <= kMaxSafe) || x != std::floor(x)) throw_range(env, arg + ".shape", "dimensions must be integers in [0, 2^53)");
+      if (!(x >= 0 && x <= kMaxSafe) || x != std::floor(x))
+        throw_range(env, arg + ".shape", "dimensions must be integers in [0, 2^53)");
       specs[i].shape.push_back(int64_t(x));
     }
   }
@@ -122,9 +123,7 @@ Napi::Value BuildHeader(const Napi::CallbackInfo& info) {
   st::Layout l;
   try {
     l = st::layout(specs, meta);
-  } catch (const st::SafetensorsError& e) {
-    rethrow(env, e);
-  }
+  } catch (const st::SafetensorsError& e) { rethrow(env, e); }
   if (double(l.data_bytes) > kMaxSafe) throw_range(env, "tensors", "total data size exceeds 2^53 bytes");
   Napi::Object out = Napi::Object::New(env);
   auto header = Napi::Uint8Array::New(env, l.prefix.size());

@@ -29,9 +29,10 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   auto logits = args::typed<float>(env, info[0], "logits");
   auto u = args::typed<double>(env, info[6], "u");
   if (double(logits.length) != double(B) * double(V))
-    throw_range(env, "logits", "length must be B × V = " + std::to_string(B * V) + ", got " +
-                                   std::to_string(logits.length));
-  if (u.length != B) throw_range(env, "u", "length must be B = " + std::to_string(B) + ", got " + std::to_string(u.length));
+    throw_range(env, "logits",
+                "length must be B × V = " + std::to_string(B * V) + ", got " + std::to_string(logits.length));
+  if (u.length != B)
+    throw_range(env, "u", "length must be B = " + std::to_string(B) + ", got " + std::to_string(u.length));
   for (int64_t b = 0; b < B; ++b)
     if (!(u.data[b] >= 0 && u.data[b] < 1)) throw_range(env, "u", "u[" + std::to_string(b) + "] must be in [0, 1)");
   auto tokens = Napi::Int32Array::New(env, size_t(B));

@@ -26,7 +26,11 @@ function newestMtime(dir: string): number {
 export function buildCli(): void {
   const built = path.join(root, 'dist', 'lib', 'cli', 'index.js');
   if (!fs.existsSync(built) || fs.statSync(built).mtimeMs < newestMtime(path.join(root, 'lib'))) {
-    const r = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')],
+      { encoding: 'utf8' },
+    );
     if (r.status !== 0) throw new Error(`tsc failed:\n${r.stdout}${r.stderr}`);
   }
 }
@@ -53,14 +57,20 @@ export function cliScratch(): { tmp: string; modelDir: string } {
 
 /** Runs the CLI to completion in `cwd`. */
 export function riftSync(cwd: string, args: string[], env: Record<string, string> = {}): CliRun {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd,
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Starts the CLI in the background; `done` settles when it exits. */
 export function riftAsync(cwd: string, args: string[]): { pid: number; done: Promise<CliRun> } {
   const c = spawn(process.execPath, [bin, ...args], { cwd });
-  let stdout = '', stderr = '';
+  let stdout = '',
+    stderr = '';
   c.stdout.on('data', (d) => (stdout += d));
   c.stderr.on('data', (d) => (stderr += d));
   const done = new Promise<CliRun>((resolve) => c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr })));

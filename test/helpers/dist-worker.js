@@ -14,8 +14,17 @@ const { Dist } = require(path.join(lib, 'distributed', 'comm'));
 const { DataParallel } = require(path.join(lib, 'distributed', 'data-parallel'));
 
 const CFG = {
-  model_type: 'qwen2', vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false, qkv_bias: true,
+  model_type: 'qwen2',
+  vocab_size: 48,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: false,
+  qkv_bias: true,
 };
 const env = process.env;
 const out = process.argv[2];
@@ -31,7 +40,14 @@ function examples() {
   const xs = [];
   for (let p = 0; p < 10; p++) {
     const promptIds = ids(2 + (p % 4));
-    for (let k = 0; k < 4; k++) xs.push({ problemId: `p${p}`, sampleIndex: k, promptIds, responseIds: ids(2 + ((p + 3 * k) % 7)), reward: [1, -0.5, 1, -1][(p + k) % 4] });
+    for (let k = 0; k < 4; k++)
+      xs.push({
+        problemId: `p${p}`,
+        sampleIndex: k,
+        promptIds,
+        responseIds: ids(2 + ((p + 3 * k) % 7)),
+        reward: [1, -0.5, 1, -1][(p + k) % 4],
+      });
   }
   return xs;
 }
@@ -44,9 +60,22 @@ async function main() {
   const steps = [];
   let grads;
   const trainer = new Trainer(model, {
-    method: env.W_METHOD ?? 'rift', lr: Number(env.W_LR ?? 1e-3), examplesPerStep: 12, tokenBudget: 64, epochs: 2, seed: 3, dist: dp,
+    method: env.W_METHOD ?? 'rift',
+    lr: Number(env.W_LR ?? 1e-3),
+    examplesPerStep: 12,
+    tokenBudget: 64,
+    epochs: 2,
+    seed: 3,
+    dist: dp,
     onStep: async (m) => {
-      steps.push({ step: m.step, loss: m.loss, gradNorm: m.gradNorm, tokens: m.tokens, sequences: m.sequences, microBatches: m.microBatches });
+      steps.push({
+        step: m.step,
+        loss: m.loss,
+        gradNorm: m.gradNorm,
+        tokens: m.tokens,
+        sequences: m.sequences,
+        microBatches: m.microBatches,
+      });
       if (kind && dist.rank === Number(faultRank) && m.step === Number(faultStep)) {
         if (kind === 'kill') process.kill(process.pid, 'SIGKILL');
         const until = Date.now() + 120_000; // a hang: this rank stops calling MPI
@@ -65,14 +94,32 @@ async function main() {
       grads = Array.from(probe.grads());
       return { gradNorm: 0, clipScale: 1, step: 1 };
     };
-    const t = new Trainer(probe, { method: env.W_METHOD ?? 'rift', lr: 0, examplesPerStep: 12, tokenBudget: 64, epochs: 1, seed: 3, dist: pdp,
-      onStep: () => { throw Object.assign(new Error('stop'), { stop: true }); } });
-    await t.run(examples()).catch((e) => { if (!e.stop) throw e; });
+    const t = new Trainer(probe, {
+      method: env.W_METHOD ?? 'rift',
+      lr: 0,
+      examplesPerStep: 12,
+      tokenBudget: 64,
+      epochs: 1,
+      seed: 3,
+      dist: pdp,
+      onStep: () => {
+        throw Object.assign(new Error('stop'), { stop: true });
+      },
+    });
+    await t.run(examples()).catch((e) => {
+      if (!e.stop) throw e;
+    });
   }
-  await trainer.run(examples()).catch((e) => { if (!e.stop) throw e; });
+  await trainer.run(examples()).catch((e) => {
+    if (!e.stop) throw e;
+  });
   const optimizerBytes = Model.memory().optimizer.current;
   const shard = dp.sync(model).shard;
-  if (dist.isRoot) fs.writeFileSync(out, JSON.stringify({ size: dist.size, steps, params: Array.from(model.params()), grads, optimizerBytes, shard }));
+  if (dist.isRoot)
+    fs.writeFileSync(
+      out,
+      JSON.stringify({ size: dist.size, steps, params: Array.from(model.params()), grads, optimizerBytes, shard }),
+    );
   dist.finalize();
 }
 

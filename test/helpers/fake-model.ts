@@ -47,14 +47,21 @@ export class FakeModel implements SamplerModel<FakeCache> {
    * broadcast (default true): the model has broadcastKvCache and freeKvCache. cacheMethods: instead, caches carry
    * copyRows()/free() like the native KvCache. async: prefill/decode return Promises.
    */
-  constructor(readonly V: number, readonly logitsOf: LogitsOf = hashLogits(V), opts: { maxPos?: number; broadcast?: boolean; cacheMethods?: boolean; async?: boolean; rows?: boolean } = {}) {
+  constructor(
+    readonly V: number,
+    readonly logitsOf: LogitsOf = hashLogits(V),
+    opts: { maxPos?: number; broadcast?: boolean; cacheMethods?: boolean; async?: boolean; rows?: boolean } = {},
+  ) {
     this.config = { vocab_size: V, ...(opts.maxPos !== undefined ? { max_position_embeddings: opts.maxPos } : {}) };
     this.cacheMethods = (opts.cacheMethods ?? false) || (opts.rows ?? false);
     if (opts.rows) {
       const dec = (c: FakeCache, tokens: Int32Array, rows: Int32Array) => this.decodeOnRows(c, tokens, rows);
       this.decodeRows = opts.async ? (c, t, r) => new Promise((res) => setImmediate(() => res(dec(c, t, r)))) : dec;
     }
-    if (!this.cacheMethods) this.freeKvCache = (c) => { c.freed = true; };
+    if (!this.cacheMethods)
+      this.freeKvCache = (c) => {
+        c.freed = true;
+      };
     if ((opts.broadcast ?? true) && !this.cacheMethods)
       this.broadcastKvCache = (src, srcRow, dst) => {
         this.calls.push(`broadcast(${srcRow}→${dst.B})`);
@@ -62,9 +69,12 @@ export class FakeModel implements SamplerModel<FakeCache> {
         for (let r = 0; r < dst.B; r++) dst.rows[r] = [...src.rows[srcRow]];
       };
     if (opts.async) {
-      const pre = this.prefill.bind(this), dec = this.decode.bind(this);
-      this.prefill = ((c: FakeCache, ids: Int32Array, B: number, T: number) => Promise.resolve(pre(c, ids, B, T))) as never;
-      this.decode = ((c: FakeCache, t: Int32Array) => new Promise((res) => setImmediate(() => res(dec(c, t))))) as never;
+      const pre = this.prefill.bind(this),
+        dec = this.decode.bind(this);
+      this.prefill = ((c: FakeCache, ids: Int32Array, B: number, T: number) =>
+        Promise.resolve(pre(c, ids, B, T))) as never;
+      this.decode = ((c: FakeCache, t: Int32Array) =>
+        new Promise((res) => setImmediate(() => res(dec(c, t))))) as never;
     }
   }
 
@@ -79,7 +89,9 @@ export class FakeModel implements SamplerModel<FakeCache> {
           c.rows[r] = [...src.rows[srcRow]];
         }
       };
-      c.free = () => { c.freed = true; };
+      c.free = () => {
+        c.freed = true;
+      };
       c.resetRows = (row, count = 1) => {
         this.calls.push(`resetRows(${row})`);
         for (let r = row; r < row + count; r++) c.rows[r] = [];

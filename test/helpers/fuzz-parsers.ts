@@ -42,17 +42,89 @@ export interface FuzzResult {
 const prng = mulberry32;
 
 const FRAGMENTS = [
-  '{', '}', '[', ']', ',', ':', '"', '\\', '\n', '\r\n', '\r', ' ', '\t', 'null', 'true', 'false', '-0', '1e999', '-1', '0.5',
-  '9007199254740993', '1e308', 'NaN', '"\\ud800"', '"\\u0000"', '"\\x"', '[[[[[[[[[[', ']]]]]', '{"a":{"a":{"a":', '\ufeff',
-  '"id"', '"problem"', '"answer"', '"problemId"', '"sampleIndex"', '"reward"', '"correct"', '"params"', '"step"', '"dir"',
-  '"step-000004"', '"../etc"', '"/tmp"', '"type"', '"BPE"', '"Unigram"', '"WordPiece"', '"vocab"', '"merges"', '"model"',
-  '"added_tokens"', '"history"', '"optimizer"', '"file"', '"refLogps"', '"referenceDir"', '😀', 'é', '\u2028',
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  ':',
+  '"',
+  '\\',
+  '\n',
+  '\r\n',
+  '\r',
+  ' ',
+  '\t',
+  'null',
+  'true',
+  'false',
+  '-0',
+  '1e999',
+  '-1',
+  '0.5',
+  '9007199254740993',
+  '1e308',
+  'NaN',
+  '"\\ud800"',
+  '"\\u0000"',
+  '"\\x"',
+  '[[[[[[[[[[',
+  ']]]]]',
+  '{"a":{"a":{"a":',
+  '\ufeff',
+  '"id"',
+  '"problem"',
+  '"answer"',
+  '"problemId"',
+  '"sampleIndex"',
+  '"reward"',
+  '"correct"',
+  '"params"',
+  '"step"',
+  '"dir"',
+  '"step-000004"',
+  '"../etc"',
+  '"/tmp"',
+  '"type"',
+  '"BPE"',
+  '"Unigram"',
+  '"WordPiece"',
+  '"vocab"',
+  '"merges"',
+  '"model"',
+  '"added_tokens"',
+  '"history"',
+  '"optimizer"',
+  '"file"',
+  '"refLogps"',
+  '"referenceDir"',
+  '😀',
+  'é',
+  '\u2028',
 ];
 
 const RANDOM_VALUES: (() => unknown)[] = [
-  () => null, () => true, () => 0, () => -1, () => 1.5, () => 2 ** 53 + 2, () => 1e308, () => '', () => 'x', () => '../../x',
-  () => '/abs', () => [], () => ({}), () => [1, 'a', null], () => ({ type: 'BPE' }), () => [['a', 1]], () => [['a', -0.5], ['b']],
-  () => 'step-000001', () => ({ file: '..', steps: 1 }), () => Array.from({ length: 40 }, (_, i) => i), () => '\u0000',
+  () => null,
+  () => true,
+  () => 0,
+  () => -1,
+  () => 1.5,
+  () => 2 ** 53 + 2,
+  () => 1e308,
+  () => '',
+  () => 'x',
+  () => '../../x',
+  () => '/abs',
+  () => [],
+  () => ({}),
+  () => [1, 'a', null],
+  () => ({ type: 'BPE' }),
+  () => [['a', 1]],
+  () => [['a', -0.5], ['b']],
+  () => 'step-000001',
+  () => ({ file: '..', steps: 1 }),
+  () => Array.from({ length: 40 }, (_, i) => i),
+  () => '\u0000',
 ];
 
 class Mutator {
@@ -82,10 +154,18 @@ class Mutator {
           b = Buffer.concat([b.subarray(0, at), b.subarray(Math.max(0, at - this.int(64)), at), b.subarray(at)]);
           break;
         case 4: // random bytes (invalid UTF-8 included)
-          b = Buffer.concat([b.subarray(0, at), Buffer.from(Array.from({ length: 1 + this.int(6) }, () => this.int(256))), b.subarray(at)]);
+          b = Buffer.concat([
+            b.subarray(0, at),
+            Buffer.from(Array.from({ length: 1 + this.int(6) }, () => this.int(256))),
+            b.subarray(at),
+          ]);
           break;
         default: // splice JSON fragments
-          b = Buffer.concat([b.subarray(0, at), Buffer.from(Array.from({ length: 1 + this.int(3) }, () => this.pick(FRAGMENTS)).join('')), b.subarray(at)]);
+          b = Buffer.concat([
+            b.subarray(0, at),
+            Buffer.from(Array.from({ length: 1 + this.int(3) }, () => this.pick(FRAGMENTS)).join('')),
+            b.subarray(at),
+          ]);
       }
     }
     return b;
@@ -110,7 +190,8 @@ class Mutator {
     }
     const o = v as Record<string, unknown>;
     const keys = Object.keys(o);
-    if (!keys.length || this.rnd() < 0.1) return { ...o, [this.pick(['type', 'vocab', 'step', 'dir', 'x', '__proto__'])]: this.pick(RANDOM_VALUES)() };
+    if (!keys.length || this.rnd() < 0.1)
+      return { ...o, [this.pick(['type', 'vocab', 'step', 'dir', 'x', '__proto__'])]: this.pick(RANDOM_VALUES)() };
     const k = this.pick(keys);
     if (this.rnd() < 0.15) {
       delete o[k];
@@ -125,33 +206,102 @@ class Mutator {
 
 const params = { temperature: 1, topK: 0, topP: 0.95, maxNewTokens: 32, seed: 3 };
 const JSONL_SEEDS = [
-  [{ id: 'p1', problem: '12+7=?', answer: '19', solution: '12+7=19;\\boxed{19}' }, { id: 'p2', problem: 'x', answer: '\\frac{3}{4}' }],
   [
-    { problemId: 'p1', sampleIndex: 0, text: '=19', tokens: 4, reward: 1, correct: true, extracted: '19', finishReason: 'stop', params },
-    { problemId: 'p1', sampleIndex: 1, text: 'é😀', tokens: 2, reward: -0.2, correct: false, extracted: null, finishReason: 'length', params },
+    { id: 'p1', problem: '12+7=?', answer: '19', solution: '12+7=19;\\boxed{19}' },
+    { id: 'p2', problem: 'x', answer: '\\frac{3}{4}' },
   ],
-  [{ step: 1, epoch: 0, loss: 0.7, lr: 1e-4 }, { step: 2, epoch: 0, loss: 0.6, lr: 1e-4 }],
+  [
+    {
+      problemId: 'p1',
+      sampleIndex: 0,
+      text: '=19',
+      tokens: 4,
+      reward: 1,
+      correct: true,
+      extracted: '19',
+      finishReason: 'stop',
+      params,
+    },
+    {
+      problemId: 'p1',
+      sampleIndex: 1,
+      text: 'é😀',
+      tokens: 2,
+      reward: -0.2,
+      correct: false,
+      extracted: null,
+      finishReason: 'length',
+      params,
+    },
+  ],
+  [
+    { step: 1, epoch: 0, loss: 0.7, lr: 1e-4 },
+    { step: 2, epoch: 0, loss: 0.6, lr: 1e-4 },
+  ],
 ].map((recs) => Buffer.from(recs.map((r) => JSON.stringify(r)).join('\n') + '\n'));
 
 function tokenizerSeeds(): Record<string, unknown>[] {
   const chars = makeCharTokenizer([...'0123456789+=ab '], ['<eos>', '<pad>'], { eos: '<eos>', unk: '<pad>' }).tokenizer;
   const bpe = {
-    model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2, c: 3, abc: 4, '<unk>': 5 }, merges: ['a b', ['ab', 'c']], unk_token: '<unk>' },
+    model: {
+      type: 'BPE',
+      vocab: { a: 0, b: 1, ab: 2, c: 3, abc: 4, '<unk>': 5 },
+      merges: ['a b', ['ab', 'c']],
+      unk_token: '<unk>',
+    },
     pre_tokenizer: { type: 'Whitespace' },
     decoder: { type: 'Fuse' },
     added_tokens: [{ id: 6, content: '<eos>', special: true }],
   };
-  const uni = { model: { type: 'Unigram', vocab: [['<unk>', 0], ['a', -1], ['b', -1.5], ['ab', -0.5]], unk_id: 0 }, decoder: { type: 'Fuse' } };
-  const wp = { model: { type: 'WordPiece', vocab: { '[UNK]': 0, a: 1, '##b': 2 }, unk_token: '[UNK]', continuing_subword_prefix: '##' } };
+  const uni = {
+    model: {
+      type: 'Unigram',
+      vocab: [
+        ['<unk>', 0],
+        ['a', -1],
+        ['b', -1.5],
+        ['ab', -0.5],
+      ],
+      unk_id: 0,
+    },
+    decoder: { type: 'Fuse' },
+  };
+  const wp = {
+    model: {
+      type: 'WordPiece',
+      vocab: { '[UNK]': 0, a: 1, '##b': 2 },
+      unk_token: '[UNK]',
+      continuing_subword_prefix: '##',
+    },
+  };
   return [chars, bpe, uni, wp];
 }
 
 function trainerStateSeed(): Record<string, unknown> {
-  const history = [1, 2, 3].map((step) => ({ step, totalSteps: 6, epoch: 0, loss: 1 / step, lr: 1e-3, gradNorm: 0.5, tokens: 10 }));
+  const history = [1, 2, 3].map((step) => ({
+    step,
+    totalSteps: 6,
+    epoch: 0,
+    loss: 1 / step,
+    lr: 1e-3,
+    gradNorm: 0.5,
+    tokens: 10,
+  }));
   return {
-    format: 'rift-trainer-state', version: 1, step: 3, totalSteps: 6, epoch: 0, stepInEpoch: 3,
-    rng: { kind: 'mulberry32', seed: 0, epoch: 0 }, options: { method: 'dpo', lr: 1e-3 }, fingerprint: '0badc0de-6-6', examples: 6,
-    optimizer: { file: 'optimizer.safetensors', steps: 3 }, refLogps: [-1.5, -2, -0.25], referenceDir: 'reference', history,
+    format: 'rift-trainer-state',
+    version: 1,
+    step: 3,
+    totalSteps: 6,
+    epoch: 0,
+    stepInEpoch: 3,
+    rng: { kind: 'mulberry32', seed: 0, epoch: 0 },
+    options: { method: 'dpo', lr: 1e-3 },
+    fingerprint: '0badc0de-6-6',
+    examples: 6,
+    optimizer: { file: 'optimizer.safetensors', steps: 3 },
+    refLogps: [-1.5, -2, -0.25],
+    referenceDir: 'reference',
+    history,
   };
 }
 
@@ -200,12 +350,21 @@ function jsonlInput(mu: Mutator): { input: string; run: () => Outcome } {
         from = c;
       }
       const r = sc.end();
-      return { records: recs.map((x) => x.value), lines: recs.map((x) => x.line), truncatedTail: r.truncatedTail, validBytes: r.validBytes };
+      return {
+        records: recs.map((x) => x.value),
+        lines: recs.map((x) => x.line),
+        truncatedTail: r.truncatedTail,
+        validBytes: r.validBytes,
+      };
     });
-    if (whole !== chunked) throw new CrashError(`chunked reading differs: ${chunked.slice(0, 300)} vs ${whole.slice(0, 300)}`);
+    if (whole !== chunked)
+      throw new CrashError(`chunked reading differs: ${chunked.slice(0, 300)} vs ${whole.slice(0, 300)}`);
     return guarded('fuzz.jsonl:', () => parseJsonl('fuzz.jsonl', data, opts));
   };
-  return { input: JSON.stringify({ data: data.toString('latin1'), opts: { ...opts, validate: validate?.name }, cuts }), run };
+  return {
+    input: JSON.stringify({ data: data.toString('latin1'), opts: { ...opts, validate: validate?.name }, cuts }),
+    run,
+  };
 }
 
 function textInput(mu: Mutator, seed: unknown): string {
@@ -213,14 +372,22 @@ function textInput(mu: Mutator, seed: unknown): string {
   return mu.bytes(Buffer.from(JSON.stringify(seed))).toString('utf8');
 }
 
-export function runParserFuzz(opts: { n: number; seed?: number; targets?: readonly Target[]; onProgress?: (done: number) => void }): FuzzResult {
+export function runParserFuzz(opts: {
+  n: number;
+  seed?: number;
+  targets?: readonly Target[];
+  onProgress?: (done: number) => void;
+}): FuzzResult {
   const seed = opts.seed ?? 20261204;
   const targets = opts.targets ?? TARGETS;
   const mu = new Mutator(prng(seed));
   const toks = tokenizerSeeds();
   const state = trainerStateSeed();
   const latest = { dir: 'step-000004', step: 4 };
-  const byTarget = Object.fromEntries(TARGETS.map((t) => [t, { inputs: 0, parsed: 0, rejected: 0 }])) as Record<Target, TargetStats>;
+  const byTarget = Object.fromEntries(TARGETS.map((t) => [t, { inputs: 0, parsed: 0, rejected: 0 }])) as Record<
+    Target,
+    TargetStats
+  >;
   const crashes: Crash[] = [];
   const t0 = Date.now();
   for (let i = 0; i < opts.n; i++) {
@@ -253,10 +420,20 @@ export function runParserFuzz(opts: { n: number; seed?: number; targets?: readon
     try {
       st[run()]++;
     } catch (e) {
-      crashes.push({ target, input: input.slice(0, 2000), problem: e instanceof CrashError ? e.message : `harness: ${String(e)}` });
+      crashes.push({
+        target,
+        input: input.slice(0, 2000),
+        problem: e instanceof CrashError ? e.message : `harness: ${String(e)}`,
+      });
       if (crashes.length >= 20) break;
     }
     if (opts.onProgress && (i + 1) % 100000 === 0) opts.onProgress(i + 1);
   }
-  return { seed, inputs: Object.values(byTarget).reduce((a, s) => a + s.inputs, 0), crashes, byTarget, ms: Date.now() - t0 };
+  return {
+    seed,
+    inputs: Object.values(byTarget).reduce((a, s) => a + s.inputs, 0),
+    crashes,
+    byTarget,
+    ms: Date.now() - t0,
+  };
 }

@@ -21,7 +21,14 @@ function get(tensors: Map<string, RefTensor>, name: string): Float32Array {
 }
 
 /** y (N, out) = x (N, in) · Wᵀ (W: (out, in)) + b (out). */
-function linear(x: Float64Array, N: number, inDim: number, W: Float32Array, outDim: number, b?: Float32Array): Float64Array {
+function linear(
+  x: Float64Array,
+  N: number,
+  inDim: number,
+  W: Float32Array,
+  outDim: number,
+  b?: Float32Array,
+): Float64Array {
   if (W.length !== outDim * inDim) throw new Error(`reference: weight has ${W.length} values, want ${outDim}×${inDim}`);
   const y = new Float64Array(N * outDim);
   for (let n = 0; n < N; n++) {
@@ -62,8 +69,10 @@ function rope(x: Float64Array, B: number, T: number, nHeads: number, D: number, 
         const o = ((b * T + t) * nHeads + h) * D;
         for (let i = 0; i < half; i++) {
           const a = (pos0 + t) * inv[i];
-          const c = Math.cos(a), s = Math.sin(a);
-          const x1 = x[o + i], x2 = x[o + i + half];
+          const c = Math.cos(a),
+            s = Math.sin(a);
+          const x1 = x[o + i],
+            x2 = x[o + i + half];
           x[o + i] = x1 * c - x2 * s;
           x[o + i + half] = x2 * c + x1 * s;
         }
@@ -71,10 +80,21 @@ function rope(x: Float64Array, B: number, T: number, nHeads: number, D: number, 
 }
 
 /** Reference forward of `ids` (B, T), positions 0..T−1 in every row, no padding. */
-export function referenceForward(cfg: DecoderConfig, tensors: Map<string, RefTensor>, ids: ArrayLike<number>, B: number, T: number): ReferenceOutput {
+export function referenceForward(
+  cfg: DecoderConfig,
+  tensors: Map<string, RefTensor>,
+  ids: ArrayLike<number>,
+  B: number,
+  T: number,
+): ReferenceOutput {
   if (ids.length !== B * T) throw new Error(`reference: ${ids.length} ids, want B·T = ${B * T}`);
-  const H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size, D = cfg.head_dim;
-  const nH = cfg.num_attention_heads, nKV = cfg.num_key_value_heads, group = nH / nKV;
+  const H = cfg.hidden_size,
+    I = cfg.intermediate_size,
+    V = cfg.vocab_size,
+    D = cfg.head_dim;
+  const nH = cfg.num_attention_heads,
+    nKV = cfg.num_key_value_heads,
+    group = nH / nKV;
   const N = B * T;
   const eps = cfg.rms_norm_eps;
 
@@ -83,7 +103,8 @@ export function referenceForward(cfg: DecoderConfig, tensors: Map<string, RefTen
   let x = new Float64Array(N * H); // residual stream (B, T, H)
   for (let n = 0; n < N; n++) {
     const id = ids[n];
-    if (!Number.isInteger(id) || id < 0 || id >= V) throw new Error(`reference: ids[${n}] = ${id} is outside [0, ${V})`);
+    if (!Number.isInteger(id) || id < 0 || id >= V)
+      throw new Error(`reference: ids[${n}] = ${id} is outside [0, ${V})`);
     for (let i = 0; i < H; i++) x[n * H + i] = emb[id * H + i];
   }
 
@@ -115,7 +136,7 @@ export function referenceForward(cfg: DecoderConfig, tensors: Map<string, RefTen
             m = Math.max(m, scores[s]);
           }
           let z = 0;
-          for (let s = 0; s <= t; s++) z += (scores[s] = Math.exp(scores[s] - m));
+          for (let s = 0; s <= t; s++) z += scores[s] = Math.exp(scores[s] - m);
           for (let s = 0; s <= t; s++) {
             const w = scores[s] / z;
             const vo = ((b * T + s) * nKV + kh) * D;
@@ -123,7 +144,14 @@ export function referenceForward(cfg: DecoderConfig, tensors: Map<string, RefTen
           }
         }
       }
-    const o = linear(att, N, nH * D, get(tensors, `${p}self_attn.o_proj.weight`), H, cfg.o_bias ? get(tensors, `${p}self_attn.o_proj.bias`) : undefined);
+    const o = linear(
+      att,
+      N,
+      nH * D,
+      get(tensors, `${p}self_attn.o_proj.weight`),
+      H,
+      cfg.o_bias ? get(tensors, `${p}self_attn.o_proj.bias`) : undefined,
+    );
     for (let i = 0; i < N * H; i++) x[i] += o[i];
 
     // MLP block: down(silu(gate(h)) · up(h))

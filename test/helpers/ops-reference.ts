@@ -102,8 +102,21 @@ export const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
 // ---- references
 
 /** C (M, N) = alpha·op(A)·op(B) + beta·C, row-major with leading dimensions; also Σ|terms| per element. */
-export function gemmRef(ta: boolean, tb: boolean, M: number, N: number, K: number, alpha: number, A: ArrayLike<number>, lda: number,
-  B: ArrayLike<number>, ldb: number, beta: number, C: ArrayLike<number>, ldc: number): { c: Float64Array; mag: Float64Array } {
+export function gemmRef(
+  ta: boolean,
+  tb: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: ArrayLike<number>,
+  lda: number,
+  B: ArrayLike<number>,
+  ldb: number,
+  beta: number,
+  C: ArrayLike<number>,
+  ldc: number,
+): { c: Float64Array; mag: Float64Array } {
   const c = Float64Array.from(C);
   const mag = new Float64Array(C.length);
   for (let m = 0; m < M; m++) {
@@ -125,7 +138,14 @@ export function gemmRef(ta: boolean, tb: boolean, M: number, N: number, K: numbe
 }
 
 /** out (M, N) = inp (M, K) · W (N, K)ᵀ + bias (N). */
-export function linearRef(inp: ArrayLike<number>, w: ArrayLike<number>, bias: ArrayLike<number> | null, M: number, N: number, K: number): Float64Array {
+export function linearRef(
+  inp: ArrayLike<number>,
+  w: ArrayLike<number>,
+  bias: ArrayLike<number> | null,
+  M: number,
+  N: number,
+  K: number,
+): Float64Array {
   const out = new Float64Array(M * N);
   for (let m = 0; m < M; m++)
     for (let n = 0; n < N; n++) {
@@ -143,7 +163,13 @@ export function embeddingRef(ids: ArrayLike<number>, wte: ArrayLike<number>, C: 
 }
 
 /** HF RMSNorm: x / sqrt(mean x² + eps) · weight. */
-export function rmsnormRef(x: ArrayLike<number>, w: ArrayLike<number>, T: number, C: number, eps: number): { out: Float64Array; rstd: Float64Array } {
+export function rmsnormRef(
+  x: ArrayLike<number>,
+  w: ArrayLike<number>,
+  T: number,
+  C: number,
+  eps: number,
+): { out: Float64Array; rstd: Float64Array } {
   const out = new Float64Array(T * C);
   const rstd = new Float64Array(T);
   for (let t = 0; t < T; t++) {
@@ -160,7 +186,15 @@ export function rmsnormRef(x: ArrayLike<number>, w: ArrayLike<number>, T: number
  * HF rotate-half RoPE on (T, H, D). fp32Angles: the angle as HF's fp32 code forms it (inv_freq and pos·inv_freq
  * rounded to fp32); otherwise exact float64 angles.
  */
-export function ropeRef(x: ArrayLike<number>, pos: ArrayLike<number>, T: number, H: number, D: number, theta: number, fp32Angles = true): Float64Array {
+export function ropeRef(
+  x: ArrayLike<number>,
+  pos: ArrayLike<number>,
+  T: number,
+  H: number,
+  D: number,
+  theta: number,
+  fp32Angles = true,
+): Float64Array {
   const out = new Float64Array(T * H * D);
   const half = D / 2;
   const fr = fp32Angles ? fround : (v: number) => v;
@@ -188,8 +222,18 @@ export function ropeRef(x: ArrayLike<number>, pos: ArrayLike<number>, T: number,
  * Naive causal GQA attention: softmax(q·kᵀ/sqrt(D)) v over keys j <= past + i. q (B, Tq, Hq, D), k/v (B, Tkv, Hkv, D).
  * Returns out (B, Tq, Hq, D), lse (B, Hq, Tq) and, when wanted, the probabilities for the backward reference.
  */
-export function attentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, B: number, Tq: number, Tkv: number, past: number,
-  Hq: number, Hkv: number, D: number): { out: Float64Array; lse: Float64Array } {
+export function attentionRef(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  B: number,
+  Tq: number,
+  Tkv: number,
+  past: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+): { out: Float64Array; lse: Float64Array } {
   const out = new Float64Array(B * Tq * Hq * D);
   const lse = new Float64Array(B * Hq * Tq);
   const g = Hq / Hkv;
@@ -208,7 +252,7 @@ export function attentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: Arra
           mx = max(mx, s[j]);
         }
         let z = 0;
-        for (let j = 0; j < n; j++) z += (s[j] = exp(s[j] - mx));
+        for (let j = 0; j < n; j++) z += s[j] = exp(s[j] - mx);
         lse[(b * Hq + h) * Tq + i] = mx + log(z);
         for (let d = 0; d < D; d++) {
           let acc = 0;
@@ -221,8 +265,17 @@ export function attentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: Arra
 }
 
 /** Analytic float64 backward of attentionRef (training shapes), itself checked by finite differences. */
-export function attentionBackwardRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dout: ArrayLike<number>, B: number, T: number,
-  Hq: number, Hkv: number, D: number): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+export function attentionBackwardRef(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  dout: ArrayLike<number>,
+  B: number,
+  T: number,
+  Hq: number,
+  Hkv: number,
+  D: number,
+): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
   const dq = new Float64Array(B * T * Hq * D);
   const dk = new Float64Array(B * T * Hkv * D);
   const dv = new Float64Array(B * T * Hkv * D);
@@ -244,7 +297,7 @@ export function attentionBackwardRef(q: ArrayLike<number>, k: ArrayLike<number>,
           mx = max(mx, p[j]);
         }
         let z = 0;
-        for (let j = 0; j < n; j++) z += (p[j] = exp(p[j] - mx));
+        for (let j = 0; j < n; j++) z += p[j] = exp(p[j] - mx);
         for (let j = 0; j < n; j++) p[j] /= z;
         const dp = new Float64Array(n);
         let pdp = 0;
@@ -284,7 +337,14 @@ export interface AdamWHyper {
  * θ ← θ − γλθ; m ← β1 m + (1 − β1) g; v ← β2 v + (1 − β2) g²; m̂ = m/(1 − β1^t); v̂ = v/(1 − β2^t);
  * θ ← θ − γ m̂/(sqrt(v̂) + ε). In place on float64 state.
  */
-export function adamwRef(p: Float64Array, g: ArrayLike<number>, m: Float64Array, v: Float64Array, t: number, h: AdamWHyper): void {
+export function adamwRef(
+  p: Float64Array,
+  g: ArrayLike<number>,
+  m: Float64Array,
+  v: Float64Array,
+  t: number,
+  h: AdamWHyper,
+): void {
   for (let i = 0; i < p.length; i++) {
     p[i] -= h.lr * h.weightDecay * p[i];
     m[i] = h.beta1 * m[i] + (1 - h.beta1) * g[i];

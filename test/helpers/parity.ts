@@ -46,7 +46,12 @@ export function readParity(file: string): Map<string, ParityRecord> {
     const copy = new Uint8Array(bytes);
     buf.copy(copy, 0, off, off + bytes);
     off += bytes;
-    const data = dtype === 'f32' ? new Float32Array(copy.buffer) : dtype === 'i32' ? new Int32Array(copy.buffer) : new Float64Array(copy.buffer);
+    const data =
+      dtype === 'f32'
+        ? new Float32Array(copy.buffer)
+        : dtype === 'i32'
+          ? new Int32Array(copy.buffer)
+          : new Float64Array(copy.buffer);
     out.set(name, { name, dtype, shape, data });
   }
   if (off !== buf.length) throw new Error(`${file}: ${buf.length - off} bytes after the last record`);
@@ -68,7 +73,8 @@ export function expectWithin(label: string, got: ArrayLike<number>, want: ArrayL
       at = i;
     }
   }
-  if (worst > bound) throw new Error(`${label}: element ${at}: got ${got[at]}, want ${want[at]} (|diff| ${worst} > bound ${bound})`);
+  if (worst > bound)
+    throw new Error(`${label}: element ${at}: got ${got[at]}, want ${want[at]} (|diff| ${worst} > bound ${bound})`);
 }
 
 export function maxAbs(x: ArrayLike<number>): number {

@@ -92,11 +92,12 @@ export function reference(c: RefCase, frozenP?: Float64Array): RefOut {
       const rj = c.pairs![2 * k + 1];
       const x = beta * (seq[ch] - c.refLogps![ch] - (seq[rj] - c.refLogps![rj]));
       loss += inv * Math.log1p(Math.exp(-x)); // −log σ(x)
-      const g = -beta * inv / (1 + Math.exp(x)); // d/dx of −log σ(x) = −σ(−x)
+      const g = (-beta * inv) / (1 + Math.exp(x)); // d/dx of −log σ(x) = −σ(−x)
       dS[ch] += g;
       dS[rj] -= g;
     }
-    for (let i = 0; i < S; i++) for (let t = offsets[i]; t < offsets[i + 1]; t++) if (targets[t] !== -100) dl[t] = dS[i];
+    for (let i = 0; i < S; i++)
+      for (let t = offsets[i]; t < offsets[i + 1]; t++) if (targets[t] !== -100) dl[t] = dS[i];
   } else if (c.method !== 'logprob') {
     for (let i = 0; i < S; i++) {
       const ci = scale(i);

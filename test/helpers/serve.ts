@@ -20,7 +20,8 @@ export const TINY_CHAT_TEMPLATE =
 /** A copy of models/tiny-base whose tokenizer_config.json holds `template` (in a fresh temp directory). */
 export function tinyChatDir(template = TINY_CHAT_TEMPLATE): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rift-serve-model-'));
-  for (const f of fs.readdirSync(TINY_DIR)) if (f !== 'prompt_format.json') fs.copyFileSync(path.join(TINY_DIR, f), path.join(dir, f));
+  for (const f of fs.readdirSync(TINY_DIR))
+    if (f !== 'prompt_format.json') fs.copyFileSync(path.join(TINY_DIR, f), path.join(dir, f));
   const cfgFile = path.join(dir, 'tokenizer_config.json');
   const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
   fs.writeFileSync(cfgFile, JSON.stringify({ ...cfg, chat_template: template }, null, 2));
@@ -41,10 +42,17 @@ export async function serveDir(dir = TINY_DIR, name = 'tiny', o: Partial<ServeOp
   const tokenizer = o.tokenizer ?? Tokenizer.load(dir);
   const server = await startServer({ model, tokenizer, servedModelName: name, port: 0, ...o });
   const baseURL = `${server.url}/v1`;
-  return { server, model, tokenizer, baseURL, client: (c = {}) => new OpenAI({ baseURL, apiKey: 'test', maxRetries: c.maxRetries ?? 0 }) };
+  return {
+    server,
+    model,
+    tokenizer,
+    baseURL,
+    client: (c = {}) => new OpenAI({ baseURL, apiKey: 'test', maxRetries: c.maxRetries ?? 0 }),
+  };
 }
 
-export type ProxyAction = 'pass' | 'drop' | 'hold' | { status: number; headers?: Record<string, string>; body?: unknown };
+export type ProxyAction =
+  'pass' | 'drop' | 'hold' | { status: number; headers?: Record<string, string>; body?: unknown };
 
 export interface Proxy {
   url: string;
@@ -59,7 +67,10 @@ export interface Proxy {
  * A proxy to `target` (http://host:port): `plan(i, method, path, body)` decides for the i-th request (0-based) whether
  * it passes, gets a canned answer, has its connection dropped, or is held (never answered).
  */
-export async function proxy(target: string, plan: (i: number, method: string, path: string, body: unknown) => ProxyAction): Promise<Proxy> {
+export async function proxy(
+  target: string,
+  plan: (i: number, method: string, path: string, body: unknown) => ProxyAction,
+): Promise<Proxy> {
   const seen: string[] = [];
   const bodies: unknown[] = [];
   const t = new URL(target);
@@ -70,19 +81,29 @@ export async function proxy(target: string, plan: (i: number, method: string, pa
       const i = seen.length;
       seen.push(`${req.method} ${req.url}`);
       const body = Buffer.concat(chunks);
-      const a = plan(i, req.method ?? 'GET', req.url ?? '/', body.length ? JSON.parse(body.toString('utf8')) : undefined);
+      const a = plan(
+        i,
+        req.method ?? 'GET',
+        req.url ?? '/',
+        body.length ? JSON.parse(body.toString('utf8')) : undefined,
+      );
       if (a === 'drop') return req.socket.destroy();
       if (a === 'hold') return;
       if (a !== 'pass') {
-        const data = JSON.stringify(a.body ?? { error: { message: `proxy: ${a.status}`, type: 'server_error', param: null, code: null } });
+        const data = JSON.stringify(
+          a.body ?? { error: { message: `proxy: ${a.status}`, type: 'server_error', param: null, code: null } },
+        );
         res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers });
         return res.end(data);
       }
       if (body.length) bodies.push(JSON.parse(body.toString('utf8')));
-      const up = http.request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-      });
+      const up = http.request(
+        { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers },
+        (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+        },
+      );
       up.on('error', () => res.destroy());
       up.end(body);
     });

@@ -22,12 +22,22 @@ export interface DeviceFlags {
 export function deviceOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--device <name>', 'where the model runs').choices(['cpu', 'cuda']).default('cpu'))
-    .addOption(new Option('--precision <p>', 'GEMM operand precision (default: fp32 on cpu, bf16 on cuda)').choices(['fp32', 'bf16']));
+    .addOption(
+      new Option('--precision <p>', 'GEMM operand precision (default: fp32 on cpu, bf16 on cuda)').choices([
+        'fp32',
+        'bf16',
+      ]),
+    );
 }
 
-export function loadModelDir(dir: string, opt = '--model', dev: Partial<DeviceFlags> = {}): { model: Model; tokenizer: Tokenizer } {
+export function loadModelDir(
+  dir: string,
+  opt = '--model',
+  dev: Partial<DeviceFlags> = {},
+): { model: Model; tokenizer: Tokenizer } {
   if (!fs.existsSync(dir)) throw new CliError(`${opt}: ${dir}: no such directory`);
-  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new CliError(`${opt}: ${dir}: no config.json (not a model directory)`);
+  if (!fs.existsSync(path.join(dir, 'config.json')))
+    throw new CliError(`${opt}: ${dir}: no config.json (not a model directory)`);
   if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) throw new CliError(`${opt}: ${dir}: no tokenizer.json`);
   if (dev.device === 'cuda' && !Model.devices().includes('cuda'))
     throw new CliError('--device: cuda: no CUDA device with a loadable cuBLAS is usable on this machine');

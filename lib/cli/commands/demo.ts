@@ -51,9 +51,19 @@ async function demo(f: Flags, o: Output): Promise<void> {
       else o.endBar(e.label, { done: e.done, tokens: e.tokens });
     },
   });
-  const timing = Object.entries(r.timings).map(([k, v]) => `${k} ${v.toFixed(1)} s`).join(', ');
+  const timing = Object.entries(r.timings)
+    .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
+    .join(', ');
   o.result(
-    { command: 'demo', out: r.out, wallSeconds: r.wallSeconds, timings: r.timings, summary: r.summary, rollouts: r.rollouts, table: r.table },
+    {
+      command: 'demo',
+      out: r.out,
+      wallSeconds: r.wallSeconds,
+      timings: r.timings,
+      summary: r.summary,
+      rollouts: r.rollouts,
+      table: r.table,
+    },
     `\n${r.table}\nwall time ${r.wallSeconds.toFixed(1)} s (${timing}); results in ${r.out}/results.json, report in ${r.out}/report/report.md`,
   );
 }

@@ -6,7 +6,16 @@ import type { Output } from '../io';
 import { checkFileOutput, modelInputs, refuseOverlap } from '../outputs';
 import { int } from '../parse';
 import { samplingOptions } from './rollout';
-import { DEFAULT_MODEL, loadModelDir, loadProblems, loadPromptFormat, PROMPT_BUILD_NAMES, type SamplingFlags, deviceOptions, type DeviceFlags } from './common';
+import {
+  DEFAULT_MODEL,
+  loadModelDir,
+  loadProblems,
+  loadPromptFormat,
+  PROMPT_BUILD_NAMES,
+  type SamplingFlags,
+  deviceOptions,
+  type DeviceFlags,
+} from './common';
 import { promptOptions, type PromptFlags } from './prompt';
 
 interface Flags extends SamplingFlags, DeviceFlags, PromptFlags {
@@ -34,12 +43,28 @@ export function evalCommand(out: () => Output): Command {
       const problems = loadProblems(f.problems);
       const { model, tokenizer } = loadModelDir(f.model, '--model', f);
       const format = loadPromptFormat(f, f.model, tokenizer);
-      const prompts = buildPrompts(format, problems, { maxNewTokens: f.maxNewTokens, contextLength: model.config.max_position_embeddings, names: PROMPT_BUILD_NAMES });
+      const prompts = buildPrompts(format, problems, {
+        maxNewTokens: f.maxNewTokens,
+        contextLength: model.config.max_position_embeddings,
+        names: PROMPT_BUILD_NAMES,
+      });
       o.startBar('eval', problems.length);
       const t0 = Date.now();
       const r = await evaluate({
-        model, tokenizer, problems, k: f.k, score: makeScorer(), promptFor: (p) => prompts.get(p.id)!,
-        params: { temperature: f.temperature, topP: f.topP, topK: f.topK, maxNewTokens: f.maxNewTokens, seed: f.seed, maxBatchRows: f.maxBatchRows },
+        model,
+        tokenizer,
+        problems,
+        k: f.k,
+        score: makeScorer(),
+        promptFor: (p) => prompts.get(p.id)!,
+        params: {
+          temperature: f.temperature,
+          topP: f.topP,
+          topK: f.topK,
+          maxNewTokens: f.maxNewTokens,
+          seed: f.seed,
+          maxBatchRows: f.maxBatchRows,
+        },
         keepTexts: true,
         onProgress: (p) => o.updateBar('eval', p.done, p.total),
       });
@@ -48,12 +73,34 @@ export function evalCommand(out: () => Output): Command {
       const seconds = (Date.now() - t0) / 1000;
       if (typeof f.json === 'string') {
         // each problem's prompt identity (as in rollout records): its token count and promptHash
-        const perProblem = r.perProblem.map((e) => ({ ...e, promptTokens: prompts.get(e.problemId)!.length, promptHash: promptHash(prompts.get(e.problemId)!) }));
-        writeJsonAtomic(f.json, { model: f.model, problemsFile: f.problems, seconds, promptFormat: format.spec, ...r, perProblem });
+        const perProblem = r.perProblem.map((e) => ({
+          ...e,
+          promptTokens: prompts.get(e.problemId)!.length,
+          promptHash: promptHash(prompts.get(e.problemId)!),
+        }));
+        writeJsonAtomic(f.json, {
+          model: f.model,
+          problemsFile: f.problems,
+          seconds,
+          promptFormat: format.spec,
+          ...r,
+          perProblem,
+        });
       }
       o.result(
-        { command: 'eval', model: f.model, k: r.k, problems: r.problems, meanAtK: r.meanAtK, passAtK: r.passAtK, meanTokens: r.meanTokens, seconds, promptFormat: format.spec },
-        evalTable([{ method: f.model, meanAtK: r.meanAtK, passAtK: r.passAtK, k: r.k }]) + `(${r.problems} problems × ${r.k} samples, ${seconds.toFixed(1)} s)`,
+        {
+          command: 'eval',
+          model: f.model,
+          k: r.k,
+          problems: r.problems,
+          meanAtK: r.meanAtK,
+          passAtK: r.passAtK,
+          meanTokens: r.meanTokens,
+          seconds,
+          promptFormat: format.spec,
+        },
+        evalTable([{ method: f.model, meanAtK: r.meanAtK, passAtK: r.passAtK, k: r.k }]) +
+          `(${r.problems} problems × ${r.k} samples, ${seconds.toFixed(1)} s)`,
       );
     });
   return cmd;

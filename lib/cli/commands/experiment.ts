@@ -20,26 +20,59 @@ interface Flags {
 
 export function experimentCommand(out: () => Output): Command {
   return new Command('experiment')
-    .description('the fair protocol: LR per method on a validation split, ≥ 5 seeds, epoch- and update-matched budgets, ablations, naive collapse, memory → report')
+    .description(
+      'the fair protocol: LR per method on a validation split, ≥ 5 seeds, epoch- and update-matched budgets, ablations, naive collapse, memory → report',
+    )
     .option('--out <dir>', 'output directory (runs.jsonl, results.json, report/)', 'experiment-out')
     .option('--quick', 'the small protocol (≤ 10 min on 2 cores): fewer problems, seeds and grid points')
-    .addOption(new Option('--setting <name>', `${EXPERIMENT_SETTINGS.join(' | ')}: base model and task (tiny: models/tiny-base, 2–4 step problems; hard: models/hard-base, 5–7 step problems)`).default('tiny'))
-    .addOption(new Option('--parts <list>', `comma-separated parts to run (default all: ${PARTS.join(',')}); the report uses every finished run`))
+    .addOption(
+      new Option(
+        '--setting <name>',
+        `${EXPERIMENT_SETTINGS.join(' | ')}: base model and task (tiny: models/tiny-base, 2–4 step problems; hard: models/hard-base, 5–7 step problems)`,
+      ).default('tiny'),
+    )
+    .addOption(
+      new Option(
+        '--parts <list>',
+        `comma-separated parts to run (default all: ${PARTS.join(',')}); the report uses every finished run`,
+      ),
+    )
     .option('--model <dir>', "base model directory (default: the setting's, models/tiny-base or models/hard-base)")
     .option('--json', 'JSON lines on stdout')
     .action(async (f: Flags) => {
       const o = out();
-      const parts = f.parts === undefined ? undefined : f.parts.split(',').map((p) => p.trim()).filter(Boolean);
-      if (!EXPERIMENT_SETTINGS.includes(f.setting as ExperimentSetting)) throw new CliError(`--setting: must be one of ${EXPERIMENT_SETTINGS.join(', ')}, got ${JSON.stringify(f.setting)}`);
-      for (const p of parts ?? []) if (!PARTS.includes(p as Part)) throw new CliError(`--parts: unknown part ${JSON.stringify(p)} (one of ${PARTS.join(', ')})`);
+      const parts =
+        f.parts === undefined
+          ? undefined
+          : f.parts
+              .split(',')
+              .map((p) => p.trim())
+              .filter(Boolean);
+      if (!EXPERIMENT_SETTINGS.includes(f.setting as ExperimentSetting))
+        throw new CliError(
+          `--setting: must be one of ${EXPERIMENT_SETTINGS.join(', ')}, got ${JSON.stringify(f.setting)}`,
+        );
+      for (const p of parts ?? [])
+        if (!PARTS.includes(p as Part))
+          throw new CliError(`--parts: unknown part ${JSON.stringify(p)} (one of ${PARTS.join(', ')})`);
       const outArg = { opt: '--out', path: f.out };
       checkDirOutput(outArg);
       if (f.model) refuseOverlap([outArg], modelInputs('--model', f.model));
       fs.mkdirSync(f.out, { recursive: true });
       const lock = lockOutput(outArg, 'dir', 'rift experiment');
       try {
-        const r = await runExperiment({ out: f.out, size: f.quick ? 'quick' : 'full', setting: f.setting as ExperimentSetting, parts: parts as Part[] | undefined, modelDir: f.model, log: (l) => o.log(l) });
-        o.result({ command: 'experiment', ...r }, `\n${r.runs} runs (${r.newRuns} new) in ${r.wallSeconds.toFixed(0)} s; report in ${r.report}`);
+        const r = await runExperiment({
+          out: f.out,
+          size: f.quick ? 'quick' : 'full',
+          setting: f.setting as ExperimentSetting,
+          parts: parts as Part[] | undefined,
+          modelDir: f.model,
+          log: (l) => o.log(l),
+        });
+        o.result(
+          { command: 'experiment', ...r },
+          `\n${r.runs} runs (${r.newRuns} new) in ${r.wallSeconds.toFixed(0)} s; report in ${r.report}`,
+        );
       } finally {
         lock.release();
       }

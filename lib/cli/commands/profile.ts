@@ -4,7 +4,15 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { Command, Option } from 'commander';
-import { measureMemory, predictMemory, PROFILE_METHODS, QWEN25_MATH_1_5B, QWEN25_MATH_7B, numParams, type ProfileMethod } from '../../profile/memory';
+import {
+  measureMemory,
+  predictMemory,
+  PROFILE_METHODS,
+  QWEN25_MATH_1_5B,
+  QWEN25_MATH_7B,
+  numParams,
+  type ProfileMethod,
+} from '../../profile/memory';
 import { parseConfig } from '../../engine/checkpoint';
 import { readJsonFile } from '../../data/files';
 import { formatBytes } from '../../eval/evaluate';
@@ -41,11 +49,25 @@ export function profileCommand(out: () => Output): Command {
     .option('--B <n>', 'sequences per micro-batch (default 4 measured, 8 predicted)', int(2))
     .option('--T <n>', 'tokens per sequence (default 128 measured, 1024 predicted)', int(2))
     .option('--ranks <n>', 'data-parallel ranks: memory per rank (predicted)', int(1), 1)
-    .addOption(new Option('--zero <stage>', 'ZeRO stage of the data-parallel job (1: AdamW state sharded over ranks)').choices(['0', '1']).default('0'))
-    .addOption(new Option('--device <name>', 'the engine the accounting is for').choices(['cpu', 'cuda']).default('cpu'))
-    .addOption(new Option('--precision <p>', 'GEMM precision (default: fp32 on cpu, bf16 on cuda: + a bf16 copy of the weights)').choices(['fp32', 'bf16']))
+    .addOption(
+      new Option('--zero <stage>', 'ZeRO stage of the data-parallel job (1: AdamW state sharded over ranks)')
+        .choices(['0', '1'])
+        .default('0'),
+    )
+    .addOption(
+      new Option('--device <name>', 'the engine the accounting is for').choices(['cpu', 'cuda']).default('cpu'),
+    )
+    .addOption(
+      new Option(
+        '--precision <p>',
+        'GEMM precision (default: fp32 on cpu, bf16 on cuda: + a bf16 copy of the weights)',
+      ).choices(['fp32', 'bf16']),
+    )
     .option('--recompute', 'activation recomputation')
-    .option('--no-weight-copy', 'cuda bf16: without the weights\' bf16 copy (RIFT_CUDA_WEIGHT_COPY=0: less memory, slower GEMMs)')
+    .option(
+      '--no-weight-copy',
+      "cuda bf16: without the weights' bf16 copy (RIFT_CUDA_WEIGHT_COPY=0: less memory, slower GEMMs)",
+    )
     .option('--json', 'JSON lines on stdout')
     .action(async (f: Flags) => {
       const o = out();
@@ -53,16 +75,28 @@ export function profileCommand(out: () => Output): Command {
       let name = f.config;
       if (f.config === 'tiny') {
         const dir = DEFAULT_MODEL;
-        config = fs.existsSync(path.join(dir, 'config.json')) ? (readJsonFile(path.join(dir, 'config.json')) as Record<string, unknown>) : baseModelConfig();
+        config = fs.existsSync(path.join(dir, 'config.json'))
+          ? (readJsonFile(path.join(dir, 'config.json')) as Record<string, unknown>)
+          : baseModelConfig();
       } else if (NAMED[f.config.toLowerCase()]) config = NAMED[f.config.toLowerCase()];
       else if (fs.existsSync(path.join(f.config, 'config.json'))) {
         config = readJsonFile(path.join(f.config, 'config.json')) as Record<string, unknown>; // errors name the file
         name = path.basename(path.resolve(f.config));
-      } else throw new CliError(`--config: expected tiny, qwen2.5-math-1.5b, qwen2.5-math-7b or a model directory with config.json, got ${JSON.stringify(f.config)}`);
+      } else
+        throw new CliError(
+          `--config: expected tiny, qwen2.5-math-1.5b, qwen2.5-math-7b or a model directory with config.json, got ${JSON.stringify(f.config)}`,
+        );
       const parsed = parseConfig(config);
       const P = numParams(parsed);
       const zero = f.zero === '1' ? 1 : 0;
-      const engine = { device: f.device, precision: f.precision, recompute: !!f.recompute, ranks: f.ranks, zero, weightCopy: f.weightCopy } as const;
+      const engine = {
+        device: f.device,
+        precision: f.precision,
+        recompute: !!f.recompute,
+        ranks: f.ranks,
+        zero,
+        weightCopy: f.weightCopy,
+      } as const;
       // measured in this process: one rank, on the CPU (a GPU's memory is measured by scripts on a GPU machine)
       const measure = 16 * P <= MEASURE_LIMIT_BYTES && f.ranks === 1 && zero === 0 && f.device === 'cpu';
       const B = f.B ?? (measure ? 4 : 8);
@@ -84,8 +118,10 @@ export function profileCommand(out: () => Output): Command {
       }
       const cats = ['params', 'grads', 'optimizer', 'activations', 'logitsChunk', 'reference', 'total'];
       const head = `| method | ${measure ? 'measured' : 'predicted'} | ${cats.join(' | ')} |${measure ? ' predicted total |' : ''}`;
-      const setting = `${f.device}${f.precision ? ` ${f.precision}` : ''}${engine.recompute ? ', recompute' : ''}` +
-        (f.ranks > 1 || zero ? `, per rank of ${f.ranks} (ZeRO-${zero})` : '') + (f.weightCopy ? '' : ', no bf16 weight copy');
+      const setting =
+        `${f.device}${f.precision ? ` ${f.precision}` : ''}${engine.recompute ? ', recompute' : ''}` +
+        (f.ranks > 1 || zero ? `, per rank of ${f.ranks} (ZeRO-${zero})` : '') +
+        (f.weightCopy ? '' : ', no bf16 weight copy');
       const why = 16 * P > MEASURE_LIMIT_BYTES ? 'too big to measure here' : 'measured for one CPU process only';
       const lines = [
         `${name}: ${P.toLocaleString('en-US')} parameters, B=${B}, T=${T}, ${setting}${measure ? ' (measured on this machine; prediction alongside)' : ` (predicted: ${why})`}`,
@@ -98,7 +134,22 @@ export function profileCommand(out: () => Output): Command {
           return `| ${r.method} | ${r.kind} | ${cats.map((c) => formatBytes(b[c] ?? 0)).join(' | ')} |${p ? ` ${formatBytes(p.total)} |` : ''}`;
         }),
       ];
-      o.result({ command: 'profile-memory', config: name, numParams: P, B, T, device: f.device, precision: f.precision ?? null, recompute: engine.recompute,
-        ranks: f.ranks, zero, weightCopy: f.weightCopy, rows }, lines.join('\n'));
+      o.result(
+        {
+          command: 'profile-memory',
+          config: name,
+          numParams: P,
+          B,
+          T,
+          device: f.device,
+          precision: f.precision ?? null,
+          recompute: engine.recompute,
+          ranks: f.ranks,
+          zero,
+          weightCopy: f.weightCopy,
+          rows,
+        },
+        lines.join('\n'),
+      );
     });
 }

@@ -9,17 +9,29 @@ export interface PromptFlags {
   promptTemplate?: string;
 }
 
-export const PROMPT_OPTION_NAMES: PromptChoiceNames = { format: '--prompt-format', system: '--system', template: '--prompt-template' };
+export const PROMPT_OPTION_NAMES: PromptChoiceNames = {
+  format: '--prompt-format',
+  system: '--system',
+  template: '--prompt-template',
+};
 
 export function promptOptions(cmd: Command, what = 'the prompts'): Command {
   return cmd
     .addOption(
-      new Option('--prompt-format <kind>', `how ${what} are built: chat (the model's chat template), plain (--prompt-template), ` +
-        `auto (the model's ${PROMPT_FORMAT_FILE}, else chat when it has a template, else plain)`).choices(['chat', 'plain', 'auto']).default('auto'),
+      new Option(
+        '--prompt-format <kind>',
+        `how ${what} are built: chat (the model's chat template), plain (--prompt-template), ` +
+          `auto (the model's ${PROMPT_FORMAT_FILE}, else chat when it has a template, else plain)`,
+      )
+        .choices(['chat', 'plain', 'auto'])
+        .default('auto'),
     )
     .option('--system <text>', 'chat: a system message before the problem')
-    .option('--prompt-template <text>', 'the user message (chat) or the whole prompt (plain), with {problem}; ' +
-      'default: the problem, a newline and "Please reason step by step, and put your final answer within \\boxed{}."');
+    .option(
+      '--prompt-template <text>',
+      'the user message (chat) or the whole prompt (plain), with {problem}; ' +
+        'default: the problem, a newline and "Please reason step by step, and put your final answer within \\boxed{}."',
+    );
 }
 
 export function promptChoice(f: PromptFlags): PromptChoice {

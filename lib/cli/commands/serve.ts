@@ -28,7 +28,11 @@ export function serveCommand(out: () => Output): Command {
     .option('--port <n>', 'port to listen on (0: any free port)', int(0, 65535), 8000)
     .option('--max-queue <n>', 'requests that may wait while one runs; more are answered 429', int(0), 16)
     .option('--max-n <n>', 'most choices (n) per prompt', int(1), 64)
-    .option('--max-model-len <n>', "the context a request may use (prompt + max_tokens; default and at most the model's max_position_embeddings)", int(1))
+    .option(
+      '--max-model-len <n>',
+      "the context a request may use (prompt + max_tokens; default and at most the model's max_position_embeddings)",
+      int(1),
+    )
     .option('--grace <seconds>', 'on SIGINT/SIGTERM, how long open requests may take to finish', num(0), 30);
   deviceOptions(cmd)
     .option('--json', 'JSON lines on stdout')
@@ -38,12 +42,25 @@ export function serveCommand(out: () => Output): Command {
       const name = f.servedModelName ?? path.basename(path.resolve(f.model));
       const ctx = model.config.max_position_embeddings;
       if (f.maxModelLen !== undefined && f.maxModelLen > ctx)
-        throw new CliError(`--max-model-len: ${f.maxModelLen} is more than the model's max_position_embeddings (${ctx})`);
+        throw new CliError(
+          `--max-model-len: ${f.maxModelLen} is more than the model's max_position_embeddings (${ctx})`,
+        );
       const server = await startServer({
-        model, tokenizer, servedModelName: name, host: f.host, port: f.port, maxQueue: f.maxQueue, maxN: f.maxN, contextLength: f.maxModelLen ?? ctx, log: (m) => o.log(m),
+        model,
+        tokenizer,
+        servedModelName: name,
+        host: f.host,
+        port: f.port,
+        maxQueue: f.maxQueue,
+        maxN: f.maxN,
+        contextLength: f.maxModelLen ?? ctx,
+        log: (m) => o.log(m),
       });
       o.emit({ event: 'listening', url: server.url, baseURL: `${server.url}/v1`, model: name });
-      if (!o.json) o.io.stdout(`rift serve: ${name} on ${server.url}/v1 (context ${f.maxModelLen ?? ctx}, queue ${f.maxQueue}); Ctrl-C stops\n`);
+      if (!o.json)
+        o.io.stdout(
+          `rift serve: ${name} on ${server.url}/v1 (context ${f.maxModelLen ?? ctx}, queue ${f.maxQueue}); Ctrl-C stops\n`,
+        );
       let signals = 0;
       await new Promise<void>((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => {
@@ -64,7 +81,10 @@ export function serveCommand(out: () => Output): Command {
         process.on('SIGTERM', onSignal);
       });
       const s = server.stats();
-      o.result({ command: 'serve', url: server.url, model: name, ...s }, `rift serve: stopped after ${s.requests} requests (${s.completed} completed, ${s.rejected429} answered 429, ${s.aborted} aborted, ${s.failed} failed)`);
+      o.result(
+        { command: 'serve', url: server.url, model: name, ...s },
+        `rift serve: stopped after ${s.requests} requests (${s.completed} completed, ${s.rejected429} answered 429, ${s.aborted} aborted, ${s.failed} failed)`,
+      );
     });
   return cmd;
 }

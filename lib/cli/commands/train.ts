@@ -14,11 +14,25 @@ import { readRollouts } from '../../rollout/store';
 import { appendJsonl } from '../../data/jsonl';
 import { writeJsonAtomic } from '../../eval/evaluate';
 import { TOKENIZER_FILES } from '../../engine/model';
-import { cleanCheckpointTemps, DEFAULT_KEEP_CHECKPOINTS, readLatest, truncateMetricsFile } from '../../train/checkpoints';
+import {
+  cleanCheckpointTemps,
+  DEFAULT_KEEP_CHECKPOINTS,
+  readLatest,
+  truncateMetricsFile,
+} from '../../train/checkpoints';
 import { DivergenceError } from '../../train/divergence';
 import { TRAIN_METHODS, type TrainMethod } from '../../train/examples';
 import { SCHEDULE_KINDS, type ScheduleKind } from '../../train/schedule';
-import { PromptFormat, PROMPT_FORMAT_FILE, referenceExamples, rolloutExamples, rolloutPromptSpec, trainingPromptSpec, trainMethod, writePromptFormatFile } from '../../loop';
+import {
+  PromptFormat,
+  PROMPT_FORMAT_FILE,
+  referenceExamples,
+  rolloutExamples,
+  rolloutPromptSpec,
+  trainingPromptSpec,
+  trainMethod,
+  writePromptFormatFile,
+} from '../../loop';
 import { CliError, Output } from '../io';
 import { int, num } from '../parse';
 import { checkDirOutput, lockOutput, modelInputs, refuseOverlap, type PathArg, type WriteArg } from '../outputs';
@@ -54,10 +68,16 @@ interface Flags extends DeviceFlags, PromptFlags {
 }
 
 export function trainCommand(out: () => Output): Command {
-  return promptOptions(deviceOptions(new Command('train')), 'the prompts (default: the rollouts\' recorded format)')
+  return promptOptions(deviceOptions(new Command('train')), "the prompts (default: the rollouts' recorded format)")
     .description('fine-tune a model with one method on rollouts (sft: on the reference solutions)')
-    .addOption(new Option('--method <name>', 'training method').choices(TRAIN_METHODS as string[]).makeOptionMandatory())
-    .addOption(new Option('--negative <form>', 'RIFT negatives: per token or per sequence').choices(['token', 'sequence']).default('token'))
+    .addOption(
+      new Option('--method <name>', 'training method').choices(TRAIN_METHODS as string[]).makeOptionMandatory(),
+    )
+    .addOption(
+      new Option('--negative <form>', 'RIFT negatives: per token or per sequence')
+        .choices(['token', 'sequence'])
+        .default('token'),
+    )
     .option('--model <dir>', 'initial model directory', DEFAULT_MODEL)
     .option('--rollouts <file>', 'rollouts JSONL (rift rollout); not used by sft')
     .requiredOption('--problems <file>', 'the problems JSONL the rollouts were made from')
@@ -72,19 +92,32 @@ export function trainCommand(out: () => Output): Command {
     .option('--checkpoint-every <n>', 'checkpoint every N updates (and at the end) into OUT/checkpoints', int(1))
     .option('--keep-checkpoints <n>', 'keep the N newest checkpoints (0: all)', int(0), DEFAULT_KEEP_CHECKPOINTS)
     .option('--overwrite', 'allow --out to be the --model directory (the input model is replaced)')
-    .addOption(new Option('--dpo-reference <kind>', 'DPO reference log-probs').choices(['precomputed', 'held']).default('precomputed'))
+    .addOption(
+      new Option('--dpo-reference <kind>', 'DPO reference log-probs')
+        .choices(['precomputed', 'held'])
+        .default('precomputed'),
+    )
     .option('--seed <n>', 'data-order seed', int(0), 0)
     .option('--resume', 'continue from OUT/checkpoints (same options and data)')
     .option('--json', 'JSON lines on stdout')
-    .addOption(new Option('--zero <stage>', 'under mpirun: 0 = plain data parallel, 1 = AdamW state sharded over ranks (ZeRO-1)').choices(['0', '1']).default('0'))
-    .option('--dist-timeout <s>', 'under mpirun: longest wait for another rank before the job fails naming it (default 600)', num(0))
+    .addOption(
+      new Option('--zero <stage>', 'under mpirun: 0 = plain data parallel, 1 = AdamW state sharded over ranks (ZeRO-1)')
+        .choices(['0', '1'])
+        .default('0'),
+    )
+    .option(
+      '--dist-timeout <s>',
+      'under mpirun: longest wait for another rank before the job fails naming it (default 600)',
+      num(0),
+    )
     .action(async (f: Flags) => {
       const launch = launchInfo();
       // several ranks, or ZeRO-1 asked for in a single process (a world of one rank: the same code path)
       const dist = (launch && launch.size > 1) || f.zero === '1' ? startDist(f, launch?.localRank ?? 0) : undefined;
       try {
         const o = !dist || dist.isRoot ? out() : quietOutput();
-        if (f.steps !== undefined && f.epochs !== undefined) throw new CliError('--steps and --epochs: give one of them');
+        if (f.steps !== undefined && f.epochs !== undefined)
+          throw new CliError('--steps and --epochs: give one of them');
         if (f.method !== 'sft' && !f.rollouts) throw new CliError(`--rollouts: required for --method ${f.method}`);
         if (f.rollouts && !fs.existsSync(f.rollouts)) throw new CliError(`--rollouts: ${f.rollouts}: no such file`);
         checkOutputs(f);
@@ -114,7 +147,8 @@ export function trainCommand(out: () => Output): Command {
 /** Joins the job (MPI); a CUDA rank first takes the GPU of its local rank. */
 function startDist(f: Flags, localRank: number): Dist {
   if (f.device === 'cuda') selectCudaDevice(localRank);
-  if (f.distTimeout !== undefined && !(f.distTimeout > 0)) throw new CliError(`--dist-timeout: must be > 0, got ${f.distTimeout}`);
+  if (f.distTimeout !== undefined && !(f.distTimeout > 0))
+    throw new CliError(`--dist-timeout: must be > 0, got ${f.distTimeout}`);
   return Dist.init({ timeoutSec: f.distTimeout });
 }
 
@@ -124,15 +158,26 @@ function quietOutput(): Output {
 }
 
 /** Files `rift train` writes into --out (the saved model, its tokenizer files, the run's records). */
-const OUT_FILES = ['config.json', 'model.safetensors', 'model.safetensors.index.json', ...TOKENIZER_FILES, PROMPT_FORMAT_FILE, 'metrics.jsonl', 'train.json'];
+const OUT_FILES = [
+  'config.json',
+  'model.safetensors',
+  'model.safetensors.index.json',
+  ...TOKENIZER_FILES,
+  PROMPT_FORMAT_FILE,
+  'metrics.jsonl',
+  'train.json',
+];
 
 /** --out against the inputs: not a file, not an input, not --model without --overwrite, not holding an input below checkpoints/. */
 function checkOutputs(f: Flags): void {
   const out: PathArg = { opt: '--out', path: f.out };
   checkDirOutput(out);
-  const sameAsModel = fs.existsSync(f.out) && fs.existsSync(f.model) && fs.realpathSync(f.out) === fs.realpathSync(f.model);
+  const sameAsModel =
+    fs.existsSync(f.out) && fs.existsSync(f.model) && fs.realpathSync(f.out) === fs.realpathSync(f.model);
   if (sameAsModel && !f.overwrite)
-    throw new CliError(`--out: ${f.out} is the --model directory: training would replace the input model; pass --overwrite to allow it`);
+    throw new CliError(
+      `--out: ${f.out} is the --model directory: training would replace the input model; pass --overwrite to allow it`,
+    );
   const inputs: PathArg[] = [
     { opt: '--problems', path: f.problems },
     ...(f.rollouts ? [{ opt: '--rollouts', path: f.rollouts }] : []),
@@ -153,22 +198,31 @@ async function train(f: Flags, o: Output, dist?: Dist): Promise<void> {
   const records = f.rollouts ? readRollouts(f.rollouts, { onWarning: (m) => o.log(m) }) : [];
   // the prompts are the rollouts' (their recorded format; every record's prompt tokens checked)
   const names = { ...PROMPT_OPTION_NAMES, rollouts: f.rollouts };
-  const format = new PromptFormat(trainingPromptSpec(rolloutPromptSpec(records, f.rollouts), promptChoice(f), { dir: f.model, tokenizer }, names), tokenizer);
+  const format = new PromptFormat(
+    trainingPromptSpec(rolloutPromptSpec(records, f.rollouts), promptChoice(f), { dir: f.model, tokenizer }, names),
+    tokenizer,
+  );
   const contextLength = model.config.max_position_embeddings;
   const { examples, skipped } = rolloutExamples(records, problems, format, { contextLength, source: f.rollouts });
   const refs = referenceExamples(problems, format, f.method === 'sft' ? { contextLength } : {});
-  if (f.method === 'sft' && !refs.length) throw new CliError(`--problems: ${f.problems}: no problem has a "solution" (needed by --method sft)`);
+  if (f.method === 'sft' && !refs.length)
+    throw new CliError(`--problems: ${f.problems}: no problem has a "solution" (needed by --method sft)`);
   if (skipped) o.log(`${skipped} rollout records skipped (problem not in ${f.problems}, or an empty response)`);
   const ckpt = path.join(f.out, 'checkpoints');
-  if (f.resume && !fs.existsSync(path.join(ckpt, 'latest.json'))) throw new CliError(`--resume: ${ckpt}: no checkpoint to resume from`);
+  if (f.resume && !fs.existsSync(path.join(ckpt, 'latest.json')))
+    throw new CliError(`--resume: ${ckpt}: no checkpoint to resume from`);
   const metricsFile = path.join(f.out, 'metrics.jsonl');
   if (root) {
     const cleaned = cleanCheckpointTemps(ckpt, { exclusive: true }); // we hold the lock: every temp here is an orphan
-    if (cleaned.length) o.log(`removed ${cleaned.length} unfinished checkpoint write${cleaned.length === 1 ? '' : 's'} in ${ckpt}`);
+    if (cleaned.length)
+      o.log(`removed ${cleaned.length} unfinished checkpoint write${cleaned.length === 1 ? '' : 's'} in ${ckpt}`);
     if (!f.resume) fs.rmSync(metricsFile, { force: true });
     else {
       const dropped = truncateMetricsFile(metricsFile, readLatest(ckpt).step);
-      if (dropped) o.log(`${metricsFile}: removed ${dropped} step record${dropped === 1 ? '' : 's'} past the checkpoint (they are trained again)`);
+      if (dropped)
+        o.log(
+          `${metricsFile}: removed ${dropped} step record${dropped === 1 ? '' : 's'} past the checkpoint (they are trained again)`,
+        );
     }
     if (dist) await dist.same('rift train: --out is ready', { ready: 1 });
   }
@@ -189,7 +243,9 @@ async function train(f: Flags, o: Output, dist?: Dist): Promise<void> {
     seed: f.seed,
     padId: tokenizer.padTokenId ?? 0,
     ...(f.steps === undefined ? { epochs: f.epochs ?? 1 } : { steps: f.steps }),
-    ...(f.checkpointEvery !== undefined || f.resume ? { checkpointDir: ckpt, checkpointEvery: f.checkpointEvery, keepCheckpoints: f.keepCheckpoints } : {}),
+    ...(f.checkpointEvery !== undefined || f.resume
+      ? { checkpointDir: ckpt, checkpointEvery: f.checkpointEvery, keepCheckpoints: f.keepCheckpoints }
+      : {}),
     ...(f.resume ? { resumeFrom: ckpt } : {}),
     ...(dist ? { dist: new DataParallel(dist, { zero: f.zero === '1' ? 1 : 0 }) } : {}),
     onStep: (m) => {
@@ -199,7 +255,19 @@ async function train(f: Flags, o: Output, dist?: Dist): Promise<void> {
         o.startBar(label, total);
       }
       tokens += m.tokens;
-      appendJsonl(metricsFile, [{ step: m.step, epoch: m.epoch, loss: m.loss, lr: m.lr, gradNorm: m.gradNorm, tokens: m.tokens, tokensPerSec: m.tokensPerSec, memoryPeak: m.memoryPeak, seconds: m.seconds }]);
+      appendJsonl(metricsFile, [
+        {
+          step: m.step,
+          epoch: m.epoch,
+          loss: m.loss,
+          lr: m.lr,
+          gradNorm: m.gradNorm,
+          tokens: m.tokens,
+          tokensPerSec: m.tokensPerSec,
+          memoryPeak: m.memoryPeak,
+          seconds: m.seconds,
+        },
+      ]);
       o.updateBar(label, m.step, total, { tokens, loss: m.loss });
     },
   });
@@ -207,7 +275,16 @@ async function train(f: Flags, o: Output, dist?: Dist): Promise<void> {
     if (!(e instanceof DivergenceError)) throw e;
     o.stopBar();
     const d = e.divergence;
-    if (root) writeJsonAtomic(path.join(f.out, 'train.json'), { command: 'train', method: f.method, out: f.out, diverged: d, steps: e.history.length, options: f, metrics: e.history });
+    if (root)
+      writeJsonAtomic(path.join(f.out, 'train.json'), {
+        command: 'train',
+        method: f.method,
+        out: f.out,
+        diverged: d,
+        steps: e.history.length,
+        options: f,
+        metrics: e.history,
+      });
     throw new CliError(`${e.message}; no model saved (${path.join(f.out, 'train.json')} records the run)`);
   });
   o.endBar(label, { steps: metrics.length });
@@ -217,10 +294,22 @@ async function train(f: Flags, o: Output, dist?: Dist): Promise<void> {
   const seconds = (Date.now() - t0) / 1000;
   const last = metrics[metrics.length - 1];
   const summary = {
-    command: 'train', method: f.method, negative: f.method === 'rift' ? f.negative : undefined, out: f.out, steps: metrics.length,
-    firstLoss: metrics[0]?.loss, lastLoss: last?.loss, peakMemoryBytes: Math.max(0, ...metrics.map((m) => m.memoryPeak)), seconds,
-    examples: examples.length, referenceSolutions: refs.length, promptFormat: format.spec,
+    command: 'train',
+    method: f.method,
+    negative: f.method === 'rift' ? f.negative : undefined,
+    out: f.out,
+    steps: metrics.length,
+    firstLoss: metrics[0]?.loss,
+    lastLoss: last?.loss,
+    peakMemoryBytes: Math.max(0, ...metrics.map((m) => m.memoryPeak)),
+    seconds,
+    examples: examples.length,
+    referenceSolutions: refs.length,
+    promptFormat: format.spec,
   };
   writeJsonAtomic(path.join(f.out, 'train.json'), { ...summary, options: f, metrics });
-  o.result(summary, `${label}: ${metrics.length} updates, loss ${summary.firstLoss?.toFixed(4)} → ${summary.lastLoss?.toFixed(4)}, ${seconds.toFixed(1)} s; model saved to ${f.out}`);
+  o.result(
+    summary,
+    `${label}: ${metrics.length} updates, loss ${summary.firstLoss?.toFixed(4)} → ${summary.lastLoss?.toFixed(4)}, ${seconds.toFixed(1)} s; model saved to ${f.out}`,
+  );
 }
