@@ -322,6 +322,8 @@ export interface CudaBenchOptions {
   /** Skip parts (default: all run). */
   sampling?: boolean;
   memory?: boolean;
+  /** The same training step with bf16Direct: false (stored then widened bf16 activations), timed after it. */
+  storeThenWiden?: boolean;
   log?: (s: string) => void;
   /** Smoke runs of this code on the CPU with a small config (tests): default 'cuda' and QWEN25_1_5B_CONFIG. */
   device?: 'cuda' | 'cpu';
@@ -358,6 +360,28 @@ export function cudaDeviceName(): string | null {
  * one step per memory variant) and catches its own errors (an out-of-memory is recorded in its row, and the later
  * parts still run). Returns { skipped } without CUDA.
  */
+/** One warm-up and `steps` timed SFT training steps (loss + backward, then AdamW); the median by total time. */
+async function timedSteps(
+  m: Model,
+  batch: { ids: Int32Array; B: number; T: number; targets: Int32Array; offsets: Int32Array },
+  steps: number,
+) {
+  let loss = NaN;
+  const stepOnce = async () => {
+    const a = now();
+    loss = (await m.lossAndBackwardAsync({ ...batch, method: 'sft' })).loss;
+    const b = now();
+    await m.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
+    m.zeroGrad();
+    return { total: now() - a, lossBackward: b - a };
+  };
+  const warm = await stepOnce();
+  const times: { total: number; lossBackward: number }[] = [];
+  for (let i = 0; i < steps; i++) times.push(await stepOnce());
+  const sorted = [...times].sort((a, b) => a.total - b.total);
+  return { warm, times, med: sorted[Math.floor(sorted.length / 2)], loss };
+}
+
 export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaBenchResult> {
   const log = opts.log ?? ((s: string) => process.stderr.write(s + '\n'));
   const device = opts.device ?? 'cuda';
@@ -401,23 +425,9 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
     const attnPerToken = attentionFlopsPerToken(c, T);
     const N = B * T;
     const { ids, targets, offsets } = sftBatch(c.vocab_size, B, T);
-    const m = model;
-    let loss = NaN;
-    const stepOnce = async () => {
-      const a = now();
-      loss = (await m.lossAndBackwardAsync({ ids, B, T, targets, offsets, method: 'sft' })).loss;
-      const b = now();
-      await m.stepAsync({ lr: 1e-5, maxGradNorm: 1 });
-      m.zeroGrad();
-      return { total: now() - a, lossBackward: b - a };
-    };
     Model.resetPeaks();
-    const w = await stepOnce();
+    const { warm: w, times, med, loss } = await timedSteps(model, { ids, B, T, targets, offsets }, steps);
     log(`  warm-up step ${round(w.total)} ms (loss ${loss})`);
-    const times: { total: number; lossBackward: number }[] = [];
-    for (let i = 0; i < steps; i++) times.push(await stepOnce());
-    const sorted = [...times].sort((a, b) => a.total - b.total);
-    const med = sorted[Math.floor(sorted.length / 2)];
     const tokPerSec = N / (med.total / 1e3);
     const f6p = 6 * pMatmul * tokPerSec,
       fAll = (6 * pMatmul + attnPerToken) * tokPerSec;
@@ -428,6 +438,7 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
       device: model.device,
       precision: model.precision,
       recompute: model.recompute,
+      bf16Direct: model.native.info().bf16Direct,
       config: `qwen2 V=${c.vocab_size} C=${c.hidden_size} I=${c.intermediate_size} L=${c.num_hidden_layers} H=${c.num_attention_heads}/${c.num_key_value_heads} D=${c.head_dim} tied`,
       weights: opts.modelDir ? `loaded from ${opts.modelDir}` : 'random N(0, 0.02), seed 1',
       loadSeconds: round(loadSeconds),
@@ -484,7 +495,38 @@ export async function benchTrainCuda(opts: CudaBenchOptions = {}): Promise<CudaB
     rows.push({ name: `${device} train step (sft)`, gpu, B, T, ...failure(e) });
     log(`  training failed: ${failure(e).error}`);
   }
+  const directMs = (rows[0] as { stepMs?: number } | undefined)?.stepMs;
+  model?.dispose();
   model = undefined;
+
+  // 2b. The same step with bf16 activations stored then widened (bf16Direct: false) instead of written by their
+  //     producers: the time the direct path saves, measured in the same run (the results are the same bit for bit).
+  if (opts.storeThenWiden !== false && directMs !== undefined) {
+    const name = `${device} train step (sft), bf16 store-then-widen`;
+    try {
+      const m = opts.modelDir
+        ? Model.load(opts.modelDir, { ...dev, bf16Direct: false })
+        : Model.fromConfig(config, { ...dev, bf16Direct: false, seed: 1, std: 0.02 });
+      const { ids, targets, offsets } = sftBatch(m.config.vocab_size, B, T);
+      const r = await timedSteps(m, { ids, B, T, targets, offsets }, steps);
+      m.dispose();
+      rows.push({
+        name,
+        B,
+        T,
+        bf16Direct: false,
+        stepMs: round(r.med.total),
+        stepMsAll: r.times.map((t) => round(t.total)),
+        directStepMs: directMs,
+        directOverStoreThenWiden: round(directMs / r.med.total, 3),
+        loss: r.loss,
+      });
+      log(`  store-then-widen: ${round(r.med.total)} ms/step (direct ${directMs} ms)`);
+    } catch (e) {
+      rows.push({ name, B, T, ...failure(e) });
+      log(`  store-then-widen failed: ${failure(e).error}`);
+    }
+  }
 
   // 3. Peak device memory of one RIFT step vs one DPO step with a held reference model (the 'rift' and 'dpo-held'
   //    of lib/profile/memory.ts, measured the same way: peak during the step − current before), same batch, without

@@ -88,6 +88,8 @@ export interface NativeModel {
     precision: 'fp32' | 'bf16';
     recompute: boolean;
     activationDtype: 'fp32' | 'bf16';
+    /** A training step now writes its bf16 activations from their producers (bf16 activations and bf16 GEMMs). */
+    bf16Direct: boolean;
     config: Record<string, number | boolean>;
   };
   forward(ids: Int32Array, B: number, T: number, lastOnly?: boolean): Float32Array;
@@ -350,6 +352,40 @@ export interface NativeOps {
   /** The saved-activation storage conversions (OpsBackend::to_bf16 / from_bf16): n values each way. */
   toBf16(o: { out: Uint16Array; x: F32 } & OpsSelect): void;
   fromBf16(o: { out: F32; x: Uint16Array } & OpsSelect): void;
+  /**
+   * bf16 activations written by their producers and read by the linear layers (model/ops.h): each equals the fp32
+   * op composed with toBf16 / fromBf16, bit for bit, on the same backend. bf16 arrays are Uint16Array bit patterns.
+   */
+  rmsnormForwardBf16(
+    o: { out: Uint16Array; rstd: F32; inp: F32; weight: F32; T: number; C: number; eps: number } & OpsSelect,
+  ): void;
+  swigluForwardBf16(o: { out: Uint16Array; gate: F32; up: F32 } & OpsSelect): void;
+  matmulForwardBf16(
+    o: {
+      out: F32;
+      inp: Uint16Array;
+      weight: F32;
+      bias?: F32;
+      M: number;
+      N: number;
+      K: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
+  matmulBackwardBf16(
+    o: {
+      dinp?: F32;
+      dweight?: F32;
+      dbias?: F32;
+      dout: F32;
+      inp?: Uint16Array;
+      weight?: F32;
+      M: number;
+      N: number;
+      K: number;
+      accumulate?: boolean;
+    } & OpsSelect,
+  ): void;
   adamw(
     o: {
       param: F32;

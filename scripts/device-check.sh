@@ -20,7 +20,8 @@
 #              and fp32), then the same pass with RIFT_CUDA_SYNC=1 (a check after every kernel and cuBLAS call)
 # Phase B (SEQ_STEPS, default "engine hfbench bench torchloss kernels profile memcheckops"):
 #   engine      dist/bench/run.js --only engine-cuda: Qwen2.5-1.5B shape, T=4096 bf16 train step, MFU, per-part
-#               timings, KV-cache sampling, RIFT vs DPO-held device memory
+#               timings, the same step with bf16Direct: false (store-then-widen bf16 activations) for the
+#               direct path's saving, KV-cache sampling, RIFT vs DPO-held device memory
 #   hfbench     scripts/hf_train_bench.py: HF transformers eager and sdpa at the same shape and numerics
 #   bench       dist/bench/run.js --only cuda: the fused loss kernels at 8192×151936 bf16 through the API
 #   torchloss   scripts/torch_loss_bench.py: PyTorch cross-entropy (eager, compiled) on the same problem
@@ -111,7 +112,7 @@ pack
 CUDA_TESTS="test/cuda.test.ts test/ops.test.ts test/ops-bf16-storage.test.ts test/ops-attention-bf16.test.ts
   test/model.test.ts test/model-device.test.ts test/model-dispose.test.ts test/engine-errors.test.ts
   test/gpu-parity.test.ts test/device-pointer.test.ts test/sampler.test.ts test/async-ownership.test.ts
-  test/native-args.test.ts test/loss.test.ts test/loss-edges.test.ts"
+  test/native-args.test.ts test/loss.test.ts test/loss-edges.test.ts test/decoder-bf16-direct.test.ts"
 
 # ---- steps -------------------------------------------------------------------------------------------------
 step() {

@@ -256,7 +256,7 @@ describe('the engine-cuda benchmark (bench/train.ts benchTrainCuda)', () => {
     });
     expect(r.skipped).toBeUndefined();
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the rows are heterogeneous JSON records
-    const [train, one, sampling, mem] = r.rows as Record<string, any>[];
+    const [train, one, sampling, widen, mem] = r.rows as Record<string, any>[];
     expect(train).toMatchObject({
       name: 'cpu train step (sft)',
       device: 'cpu',
@@ -275,6 +275,11 @@ describe('the engine-cuda benchmark (bench/train.ts benchTrainCuda)', () => {
       sameTokens: true,
     });
     expect(sampling.speedup).toBeGreaterThan(0);
+    expect(train.bf16Direct).toBe(true); // bf16 GEMMs and bf16 activations: the producers write bf16
+    expect(widen).toMatchObject({ name: 'cpu train step (sft), bf16 store-then-widen', bf16Direct: false });
+    expect(widen.stepMsAll).toHaveLength(2);
+    expect(widen.loss).toBe(train.loss); // the same steps, bit for bit
+    expect(widen.directOverStoreThenWiden).toBeGreaterThan(0);
     expect(mem.name).toBe('cpu memory: rift vs dpo-held');
     for (const k of ['rift', 'dpo-held', 'rift+recompute', 'dpo-held+recompute']) {
       expect(mem[k].error).toBeUndefined();

@@ -58,6 +58,12 @@ export interface ModelOptions {
    */
   activationDtype?: Precision;
   /**
+   * Where bf16 activations meet bf16 GEMMs (precision and activationDtype both 'bf16'), the ops that feed a linear
+   * layer write bf16 directly and the linear layers read it, skipping the fp32 round trips (default true). false
+   * keeps the store-then-widen path: the same results bit for bit, slower on a GPU; for comparisons.
+   */
+  bf16Direct?: boolean;
+  /**
    * Activation recomputation (default false): keep only each layer's input during the forward and rerun each
    * layer's forward just before its backward — one more forward per step for activations of about L·N·C floats plus
    * one layer's worth, instead of ~L × (4C + 3I + …)·N. Same gradients.
@@ -272,7 +278,7 @@ export class Model {
     const oneOf = (k: 'device' | 'precision' | 'activationDtype', allowed: readonly string[]) => {
       if (opts[k] !== undefined) o[k] = checkEnum(k, opts[k], allowed);
     };
-    const flag = (k: 'recompute' | 'reference') => {
+    const flag = (k: 'recompute' | 'reference' | 'bf16Direct') => {
       const v = opts[k];
       if (v === undefined) return;
       if (typeof v !== 'boolean') throw typeError(k, `must be a boolean, got ${describe(v)}`);
@@ -283,6 +289,7 @@ export class Model {
     oneOf('activationDtype', PRECISIONS);
     flag('recompute');
     flag('reference');
+    flag('bf16Direct');
     if (opts.chunkRows !== undefined) o.chunkRows = checkInteger('chunkRows', opts.chunkRows, 1, 2 ** 31 - 1);
     this.config = config;
     this.native = call(() => new addon.Model(native, o));

@@ -89,6 +89,31 @@ class CpuOps final : public OpsBackend {
     if (dbias) cpu::column_sums(dbias, dout, M, N);
   }
 
+  // bf16 activations (model/ops.h): the input is widened exactly into the gemm's scratch, where the BF16 instance
+  // would have put its rounded fp32 input, so results equal matmul_forward / matmul_backward on from_bf16(inp).
+  void matmul_forward_bf16(float* out, const uint16_t* inp, const float* weight, const float* bias, int64_t M,
+                           int64_t N, int64_t K, bool accumulate) override {
+    if (bias) cpu::bias_rows(out, bias, M, N, accumulate);
+    const float beta = (bias || accumulate) ? 1.f : 0.f;
+    cpu::gemm_mixed(dtype_ == DType::BF16, false, true, M, N, K, 1.f, {nullptr, inp}, K, {weight, nullptr}, K, beta,
+                    out, N);
+  }
+  void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const uint16_t* inp,
+                            const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) override {
+    if (dinp) mm(false, false, M, K, N, 1.f, dout, N, weight, K, accumulate ? 1.f : 0.f, dinp, K);
+    if (dweight)
+      cpu::gemm_mixed(dtype_ == DType::BF16, true, false, N, K, M, 1.f, {dout, nullptr}, N, {nullptr, inp}, K, 1.f,
+                      dweight, K);
+    if (dbias) cpu::column_sums(dbias, dout, M, N);
+  }
+  void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                            float eps) override {
+    cpu::rmsnorm_forward_bf16(out, rstd, inp, weight, T, C, eps);
+  }
+  void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n) override {
+    cpu::swiglu_forward_bf16(out, gate, up, n);
+  }
+
   void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) override {
     cpu::embedding_forward(out, ids, wte, T, V, C);
   }

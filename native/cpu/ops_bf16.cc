@@ -46,25 +46,53 @@ void from_bf16(float* dst, const uint16_t* src, int64_t n) {
       int64_t(1) << 15);
 }
 
-void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+namespace {
+
+// An operand's logical (rows, cols) region as fp32 for gemm(): a bf16 operand widened (exact), an fp32 one rounded
+// to bf16 when `round`, else used in place. dst: contiguous scratch (ld = cols) when a copy is made.
+const float* operand(const Operand& x, bool round, int64_t rows, int64_t cols, int64_t ld, float* dst,
+                     int64_t* ld_out) {
+  *ld_out = ld;
+  if (!x.h && !round) return x.f;
+  *ld_out = std::max<int64_t>(1, cols);
+  if (x.h && ld == cols) {
+    from_bf16(dst, x.h, rows * cols);
+  } else if (x.h) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = bf16_to_f32(x.h[r * ld + c]);
+  } else {
+    round_bf16_matrix(dst, x.f, rows, cols, ld);
+  }
+  return dst;
+}
+
+}  // namespace
+
+void gemm_mixed(bool round, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, Operand A,
+                int64_t lda, Operand B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
-  // Stored shapes: A is (K, M) when transA else (M, K); B is (N, K) when transB else (K, N). Only the logical
-  // region is rounded (leading-dimension padding is never read), into contiguous copies with ld = stored cols.
-  const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
   if (K <= 0 || alpha == 0.f) {  // operands not read: C = beta·C exactly as the fp32 gemm does it
-    gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm(transA, transB, M, N, K, alpha, A.f, lda, B.f, ldb, beta, C, ldc);
     return;
   }
+  // Stored shapes: A is (K, M) when transA else (M, K); B is (N, K) when transB else (K, N). Only the logical
+  // region is converted (leading-dimension padding is never read), into contiguous copies with ld = stored cols.
+  const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+  const bool copy_a = A.h || round, copy_b = B.h || round;
   // One scratch per thread (grow-only, Workspace in the memory tracker): concurrent callers never share it.
   thread_local Scratch scratch;
-  const size_t na = size_t(ar) * size_t(ac), nb = size_t(br) * size_t(bc);
+  const size_t na = copy_a ? size_t(ar) * size_t(ac) : 0, nb = copy_b ? size_t(br) * size_t(bc) : 0;
   const size_t off_b = (na + 15) / 16 * 16;  // B's copy starts 64-byte aligned
-  float* a = scratch.get(off_b + nb);
-  float* b = a + off_b;
-  round_bf16_matrix(a, A, ar, ac, lda);
-  round_bf16_matrix(b, B, br, bc, ldb);
-  gemm(transA, transB, M, N, K, alpha, a, std::max<int64_t>(1, ac), b, std::max<int64_t>(1, bc), beta, C, ldc);
+  float* a = na + nb ? scratch.get(off_b + nb) : nullptr;
+  int64_t la = lda, lb = ldb;
+  const float* pa = operand(A, round, ar, ac, lda, a, &la);
+  const float* pb = operand(B, round, br, bc, ldb, a ? a + off_b : nullptr, &lb);
+  gemm(transA, transB, M, N, K, alpha, pa, la, pb, lb, beta, C, ldc);
+}
+
+void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_mixed(true, transA, transB, M, N, K, alpha, Operand{A, nullptr}, lda, Operand{B, nullptr}, ldb, beta, C, ldc);
 }
 
 }  // namespace rift::cpu

@@ -30,12 +30,23 @@ void round_bf16_matrix(float* dst, const float* src, int64_t rows, int64_t cols,
 // n values to / from bfloat16 bit patterns (OpsBackend::to_bf16 / from_bf16).
 void to_bf16(uint16_t* dst, const float* src, int64_t n);
 void from_bf16(float* dst, const uint16_t* src, int64_t n);
-// gemm (same contract) on round_bf16(A), round_bf16(B): rounded into thread-local scratch, then gemm().
+// A GEMM operand held as fp32 (f) or as bfloat16 bit patterns (h): exactly one is set.
+struct Operand {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+};
+// gemm (same contract) with each operand fp32 or bf16: a bf16 operand is widened exactly; an fp32 one is rounded
+// to bf16 first when `round` (the BF16 instance) and read in place otherwise. Copies go to thread-local scratch.
+void gemm_mixed(bool round, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, Operand A,
+                int64_t lda, Operand B, int64_t ldb, float beta, float* C, int64_t ldc);
+// gemm (same contract) on round_bf16(A), round_bf16(B): gemm_mixed with both operands fp32 and round = true.
 void gemm_bf16(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 // ---- ops_norm_rope.cc
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps);
+void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                          float eps);
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t T, int64_t C, bool accumulate);
 void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta, bool inverse,
@@ -54,6 +65,7 @@ void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int6
 void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumulate);  // out[m] (+)= bias
 void column_sums(float* dbias, const float* dout, int64_t M, int64_t N);               // dbias += Σ_m dout[m]
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
                      bool accumulate);
 void add(float* out, const float* a, const float* b, int64_t n);

@@ -106,6 +106,25 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
       kBlock);
 }
 
+// The same fp32 value as swiglu_forward, rounded to bf16 (to_bf16 of swiglu_forward, bit for bit).
+void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n) {
+  parallel_for(
+      n,
+      [&](int64_t i0, int64_t i1) {
+        float v[256];
+        for (int64_t b = i0; b < i1; b += 256) {
+          const int64_t m = std::min<int64_t>(256, i1 - b);
+#pragma omp simd
+          for (int64_t i = 0; i < m; ++i) {
+            const float g = gate[b + i];
+            v[i] = g * sigmoid(g) * up[b + i];
+          }
+          for (int64_t i = 0; i < m; ++i) out[b + i] = f32_to_bf16(v[i]);
+        }
+      },
+      kBlock);
+}
+
 // d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g))).
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
                      bool accumulate) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/memory.h"
 #include "cpu/ops_cpu.h"
 #include "cpu/thread_pool.h"
+#include "cpu/vmath.h"
 
 namespace rift::cpu {
 namespace {
@@ -27,23 +29,43 @@ int64_t column_block(int64_t C) {
 
 }  // namespace
 
-void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps) {
+namespace {
+
+// One pass per row: rstd, then out = weight·(x·rstd) stored as Out (float, or a bf16 bit pattern rounded from
+// the same fp32 value: rmsnorm_forward_bf16 is to_bf16 of rmsnorm_forward, bit for bit).
+template <class Out>
+void rmsnorm_rows(Out* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps) {
   parallel_for(
       T,
       [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           const float* x = inp + t * C;
-          float* o = out + t * C;
+          Out* o = out + t * C;
           float ss = 0.f;
 #pragma omp simd reduction(+ : ss)
           for (int64_t c = 0; c < C; ++c) ss += x[c] * x[c];
           const float r = 1.f / std::sqrt(ss / float(C) + eps);
           rstd[t] = r;
+          if constexpr (std::is_same_v<Out, float>) {
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) o[c] = weight[c] * (x[c] * r);
+            for (int64_t c = 0; c < C; ++c) o[c] = weight[c] * (x[c] * r);
+          } else {
+            for (int64_t c = 0; c < C; ++c) o[c] = f32_to_bf16(weight[c] * (x[c] * r));
+          }
         }
       },
       std::max<int64_t>(1, 4096 / std::max<int64_t>(1, C)));
+}
+
+}  // namespace
+
+void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps) {
+  rmsnorm_rows(out, rstd, inp, weight, T, C, eps);
+}
+
+void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                          float eps) {
+  rmsnorm_rows(out, rstd, inp, weight, T, C, eps);
 }
 
 // dweight first (column blocks over all tokens), then dinp row by row: dinp may alias dout.

@@ -170,6 +170,30 @@ class CudaOps final : public OpsBackend {
     }
   }
 
+  // bf16 activations (model/ops.h): the BF16 instance hands inp to cublasGemmEx as it is (no rounding pass).
+  void matmul_forward_bf16(float* out, const uint16_t* inp, const float* weight, const float* bias, int64_t M,
+                           int64_t N, int64_t K, bool accumulate) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (bias) ops::bias_rows(out, bias, M, N, accumulate);
+    const float beta = (bias || accumulate) ? 1.f : 0.f;
+    gemm_locked(false, true, M, N, K, 1.f, nullptr, K, weight, K, beta, out, N, inp, nullptr);
+  }
+  void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const uint16_t* inp,
+                            const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate) override {
+    if (dweight) {
+      std::lock_guard<std::mutex> lk(mu_);
+      gemm_locked(true, false, N, K, M, 1.f, dout, N, nullptr, K, 1.f, dweight, K, nullptr, inp);
+    }
+    matmul_backward(dinp, nullptr, dbias, dout, nullptr, weight, M, N, K, accumulate);
+  }
+  void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                            float eps) override {
+    ops::rmsnorm_forward_bf16(out, rstd, inp, weight, T, C, eps);
+  }
+  void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n) override {
+    ops::swiglu_forward_bf16(out, gate, up, n);
+  }
+
   void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t T, int64_t V, int64_t C) override {
     // ids are valid by contract (model/ops.h: the decoder and napi/ops.cc check them on the host): reading them
     // back here would synchronise every call.
@@ -327,8 +351,11 @@ class CudaOps final : public OpsBackend {
   // BF16 instance (dtype_ == BF16): both operands rounded to contiguous bf16 copies in the scratch (A's at offset
   // 0, B's at the next 256-byte boundary; ld = stored columns), then cublasGemmEx with CUDA_R_16BF operands,
   // fp32 C and CUBLAS_COMPUTE_32F (tensor cores, fp32 accumulation). set_gemm's TF32 choice does not apply.
+  // A16 / B16 (optional): the operand given as bf16 bit patterns (same shape and leading dimension) instead of
+  // A / B (model/ops.h matmul_*_bf16). The BF16 instance reads it as it is; the fp32 ones widen it into scratch.
   void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const uint16_t* A16 = nullptr,
+                   const uint16_t* B16 = nullptr) {
     if (M <= 0 || N <= 0) return;
     // alpha == 0 (or K == 0): C = beta·C and A, B are not read (ops.h; the CPU twin never reads them, and A may hold
     // NaN). cuBLAS does not document skipping A·B for alpha == 0, so pass k = 0, which it defines as C = beta·C.
@@ -337,12 +364,22 @@ class CudaOps final : public OpsBackend {
     const int la = to_int(std::max<int64_t>(1, lda), "lda"), lb = to_int(std::max<int64_t>(1, ldb), "ldb");
     const int lc = to_int(std::max<int64_t>(1, ldc), "ldc");
     const cublasOperation_t opb = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    // Stored shapes (row-major): A (K, M) when transA else (M, K); B (N, K) when transB else (K, N).
+    const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
+    if (dtype_ != DType::BF16 && k > 0 && (A16 || B16)) {  // fp32 GEMM: widen the bf16 operand (exact)
+      const int64_t na = A16 ? (ar - 1) * lda + ac : 0, nb = B16 ? (br - 1) * ldb + bc : 0;
+      const size_t off_b = align256(size_t(na) * sizeof(float));
+      char* base = static_cast<char*>(scratch(off_b + size_t(nb) * sizeof(float)));
+      if (A16) ops::from_bf16(reinterpret_cast<float*>(base), A16, na), A = reinterpret_cast<float*>(base);
+      if (B16)
+        ops::from_bf16(reinterpret_cast<float*>(base + off_b), B16, nb), B = reinterpret_cast<float*>(base + off_b);
+      A16 = B16 = nullptr;
+    }
     if (dtype_ == DType::BF16) {
-      // Stored shapes (row-major): A (K, M) when transA else (M, K); B (N, K) when transB else (K, N).
-      // An operand inside registered weights is read from their bf16 copy in place (same offset and stride).
-      const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-      const uint16_t* wa = k > 0 ? weights_copy(A, ar, ac, lda) : nullptr;
-      const uint16_t* wb = k > 0 ? weights_copy(B, br, bc, ldb) : nullptr;
+      // An operand given as bf16 is read as it is; one inside registered weights from their bf16 copy in place
+      // (same offset and stride); any other is rounded into the scratch.
+      const uint16_t* wa = k > 0 ? (A16 ? A16 : weights_copy(A, ar, ac, lda)) : nullptr;
+      const uint16_t* wb = k > 0 ? (B16 ? B16 : weights_copy(B, br, bc, ldb)) : nullptr;
       const size_t bytes_a = wa ? 0 : align256(size_t(ar) * size_t(ac) * sizeof(uint16_t));
       const size_t bytes_b = wb ? 0 : size_t(br) * size_t(bc) * sizeof(uint16_t);
       char* base = static_cast<char*>(scratch(bytes_a + bytes_b));

@@ -125,6 +125,21 @@ __global__ void swiglu_forward_kernel(float* out, const float* gate, const float
 }
 
 // d silu(g)/dg = σ(g)·(1 + g·(1 − σ(g))). Every input is read before an output is written (aliasing allowed).
+// The same fp32 value as swiglu_forward_kernel, rounded to bf16; the vector path stores four values as 8 bytes.
+__global__ void swiglu_forward_bf16_kernel(uint16_t* out, const float* gate, const float* up, int64_t n, bool vec) {
+  flat_loop(
+      n, vec, [&](int64_t i) { out[i] = f32_to_bf16_rne(swiglu_value(gate[i], up[i])); },
+      [&](int64_t i) {
+        const F4 g = ld4(gate + i), u = ld4(up + i);
+        uint16_t h[4];
+        for (int k = 0; k < 4; ++k) h[k] = f32_to_bf16_rne(swiglu_value(g.v[k], u.v[k]));
+        uint2 o;
+        o.x = uint32_t(h[0]) | (uint32_t(h[1]) << 16);
+        o.y = uint32_t(h[2]) | (uint32_t(h[3]) << 16);
+        *reinterpret_cast<uint2*>(out + i) = o;
+      });
+}
+
 __device__ __forceinline__ void swiglu_grad(float go, float g, float u, float& dg, float& du) {
   const float s = sigmoid_rn(g);
   dg = go * u * s * (1.f + g * (1.f - s));
@@ -288,6 +303,13 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
   if (n <= 0) return;
   const bool vec = all16({out, gate, up});
   swiglu_forward_kernel<<<flat_blocks(vec ? (n + 3) / 4 : n), kThreads>>>(out, gate, up, n, vec);
+  RIFT_CUDA_CHECK_LAUNCH();
+}
+
+void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n) {
+  if (n <= 0) return;
+  const bool vec = all16({gate, up}) && reinterpret_cast<uintptr_t>(out) % 8 == 0;
+  swiglu_forward_bf16_kernel<<<flat_blocks(vec ? (n + 3) / 4 : n), kThreads>>>(out, gate, up, n, vec);
   RIFT_CUDA_CHECK_LAUNCH();
 }
 

@@ -22,6 +22,7 @@ void column_sums(float* dbias, const float* dout, int64_t M, int64_t N, double* 
 // dst (N) += Σ_p partial[p][c] over P rows of doubles (the second pass of column_sums and of RMSNorm's dweight).
 void colsum_finish(float* dst, const double* partial, int64_t P, int64_t N);
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n);  // bf16 of the same value
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t n,
                      bool accumulate);
 void add(float* out, const float* a, const float* b, int64_t n);
@@ -41,6 +42,8 @@ double sumsq(const float* x, int64_t n, double* scratch);
 
 // ---- cuda_ops_norm_rope.cu
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps);
+void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                          float eps);  // bf16 of the same value
 // scratch: colsum_scratch(T, C) doubles when dweight is not null.
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       const float* rstd, int64_t T, int64_t C, bool accumulate, double* scratch);

@@ -22,18 +22,23 @@ __device__ float block_sum(float x, float* red) {
   return warp_sum(t);
 }
 
-__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp, const float* weight, int64_t C,
+__device__ __forceinline__ void store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store(uint16_t* p, float v) { *p = f32_to_bf16_rne(v); }
+
+// Out: float, or a bf16 bit pattern rounded from the same fp32 value (rmsnorm_forward_bf16 = to_bf16 ∘ forward).
+template <class Out>
+__global__ void rmsnorm_forward_kernel(Out* out, float* rstd, const float* inp, const float* weight, int64_t C,
                                        float eps) {
   __shared__ float red[kNormThreads / 32];
   const int64_t t = blockIdx.x;
   const float* x = inp + t * C;
-  float* o = out + t * C;  // may alias x: every x is read by the reduction before any o is written
+  Out* o = out + t * C;  // may alias x (fp32): every x is read by the reduction before any o is written
   float ss = 0.f;
   for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += x[c] * x[c];
   ss = block_sum(ss, red);
   const float r = __frcp_rn(__fsqrt_rn(__fadd_rn(__fdiv_rn(ss, float(C)), eps)));
   if (threadIdx.x == 0) rstd[t] = r;
-  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = weight[c] * (x[c] * r);
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) store(o + c, __fmul_rn(weight[c], __fmul_rn(x[c], r)));
 }
 
 // partial[p][c] = Σ_{t in part p} dout[t][c]·(inp[t][c]·rstd[t]) in double.
@@ -96,6 +101,13 @@ __global__ void rope_kernel(float* out, const float* inp, const int32_t* pos, co
 }  // namespace
 
 void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C, float eps) {
+  if (T <= 0) return;
+  rmsnorm_forward_kernel<<<unsigned(T), kNormThreads>>>(out, rstd, inp, weight, C, eps);
+  RIFT_CUDA_CHECK_LAUNCH();
+}
+
+void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
+                          float eps) {
   if (T <= 0) return;
   rmsnorm_forward_kernel<<<unsigned(T), kNormThreads>>>(out, rstd, inp, weight, C, eps);
   RIFT_CUDA_CHECK_LAUNCH();

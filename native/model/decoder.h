@@ -185,8 +185,13 @@ class Decoder {
   // attention output, the mid residual, gate/up/h) as bfloat16 and the backward widens them back, one layer at a
   // time, into one shared fp32 set: about half the activation bytes, no extra FLOPs; the backward then sees those
   // tensors rounded to bf16 (the residual inputs, rstd and lse stay fp32). Recompute, when on, takes precedence.
+  // On a backend whose GEMMs round their operands to bf16 (gemm_dtype BF16) the producers write the bf16 copies
+  // directly and the linear layers read them (model/decoder_bf16.cc): the same results, bit for bit, without the
+  // fp32 round trips. set_bf16_direct(false) keeps the store-then-widen path (for comparisons).
   void set_activation_dtype(DType d) { act_dtype_ = d; }
   DType activation_dtype() const { return act_dtype_; }
+  void set_bf16_direct(bool on) { bf16_direct_ = on; }
+  bool direct_bf16() const;  // a training step now stores bf16 activations on the direct path (decoder_bf16.cc)
   // Called during the backward of loss_and_backward() each time a contiguous range of the flat grad buffer has
   // received this call's last contribution: (offset, n) in floats, in decreasing offset order — the final norm and
   // lm_head tail, then layer L−1 … 0, then the embedding — so that a data-parallel reduction of those gradients can
@@ -222,6 +227,7 @@ class Decoder {
   LossResult loss_forward_only(const int32_t* ids, int64_t B, int64_t T, const LossSpec& spec);
   void layer_forward(int64_t l, int64_t B, int64_t T, float* out);
   void move_bf16(int64_t l, int64_t N, bool store);
+  void layer_forward_bf16(int64_t l, int64_t B, int64_t T, float* out);
   void train_backward(const int32_t* ids, int64_t B, int64_t T);
   // The inference layers over x (B·T, C) in place; k/v go to the cache when cache != null: to every row (slots
   // null) or to rows slots[b] (host), each at its own length, which grows by T.
@@ -239,6 +245,7 @@ class Decoder {
   int64_t chunk_rows_ = 0, steps_ = 0;
   bool recompute_ = false;
   DType act_dtype_ = DType::F32;
+  bool bf16_direct_ = true;
   std::shared_ptr<OpsBuffer> params_, grads_, m_, v_;
   std::unique_ptr<Acts> acts_;
   GradsReady grads_ready_;

@@ -175,6 +175,20 @@ class OpsBackend {
   virtual void to_bf16(uint16_t* dst, const float* src, int64_t n) = 0;
   virtual void from_bf16(float* dst, const uint16_t* src, int64_t n) = 0;
 
+  // ---- bf16 activations written by their producers and read by the linear layers (the decoder's "direct" bf16
+  // path, model/decoder_bf16.cc). Each equals, bit for bit, the fp32 op composed with to_bf16 / from_bf16:
+  //   rmsnorm_forward_bf16 = to_bf16(rmsnorm_forward(...)),  swiglu_forward_bf16 = to_bf16(swiglu_forward(...)),
+  //   matmul_forward_bf16 / matmul_backward_bf16 (inp bf16) = matmul_forward / matmul_backward on from_bf16(inp).
+  // A backend whose GEMMs take bf16 operands (the CUDA BF16 instance) feeds inp to them as it is, with no fp32
+  // round trip; the defaults (backends/ops_defaults.cc) compose the fp32 ops through workspace.
+  virtual void rmsnorm_forward_bf16(uint16_t* out, float* rstd, const float* inp, const float* weight, int64_t T,
+                                    int64_t C, float eps);
+  virtual void swiglu_forward_bf16(uint16_t* out, const float* gate, const float* up, int64_t n);
+  virtual void matmul_forward_bf16(float* out, const uint16_t* inp, const float* weight, const float* bias, int64_t M,
+                                   int64_t N, int64_t K, bool accumulate);
+  virtual void matmul_backward_bf16(float* dinp, float* dweight, float* dbias, const float* dout, const uint16_t* inp,
+                                    const float* weight, int64_t M, int64_t N, int64_t K, bool accumulate);
+
   // ---- Elementwise, reductions, optimizer (flat buffers of n floats).
   virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;  // out = a + b; may alias a or b
   virtual void scale(float* x, float s, int64_t n) = 0;                         // x *= s

@@ -3,7 +3,8 @@
 // - Arguments are read once, checked (TypeError / RangeError naming the argument) and only then dereferenced.
 // - options.device 'cpu' | 'cuda' picks the backend (model/ops.h) and options.precision 'fp32' | 'bf16' its GEMM
 //   operand precision (default: fp32 on the CPU, bf16 on CUDA); options.activationDtype (default: the precision)
-//   how saved activations are stored; options.recompute activation recomputation.
+//   how saved activations are stored; options.recompute activation recomputation; options.bf16Direct (default
+//   true) whether bf16 activations are written by their producers where the GEMMs are bf16 (Decoder).
 // - paramsView() / gradsView() / optimizerView() are zero-copy Float32Arrays over the flat buffers of a CPU model;
 //   each view keeps its buffer alive (a shared_ptr in the ArrayBuffer's finaliser), so a view never dangles.
 //   readBuffer / writeBuffer copy any range of params / grads / m / v to and from the host on any device.
@@ -120,16 +121,17 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     int64_t chunk = 0;
     MemCategory cat = MemCategory::Params;
     std::string device = "cpu", precision, act_dtype;
-    bool recompute = false;
+    bool recompute = false, bf16_direct = true;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       args::Opts opt(info, 1);
-      opt.read({"chunkRows", "reference", "device", "precision", "recompute", "activationDtype"});
+      opt.read({"chunkRows", "reference", "device", "precision", "recompute", "activationDtype", "bf16Direct"});
       if (!opt.get("chunkRows").IsUndefined()) chunk = opt.integer("chunkRows", 1);
       if (opt.boolean("reference")) cat = MemCategory::Reference;
       device = opt.choice("device", {"cpu", "cuda"}, "cpu");
       precision = opt.choice("precision", {"fp32", "bf16"}, "");
       recompute = opt.boolean("recompute");
       act_dtype = opt.choice("activationDtype", {"fp32", "bf16"}, "");
+      bf16_direct = opt.boolean("bf16Direct", true);
     }
     if (precision.empty()) precision = device == "cuda" ? "bf16" : "fp32";
     if (act_dtype.empty()) act_dtype = precision;
@@ -156,6 +158,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     napi_type_tag_object(env, info.This(), &kModelTag);  // lease_model() recognises models by this tag
     d_->set_recompute(recompute);
     d_->set_activation_dtype(act_dtype == "bf16" ? DType::BF16 : DType::F32);
+    d_->set_bf16_direct(bf16_direct);
     device_ = device;
     precision_ = precision;
   }
@@ -332,6 +335,7 @@ class ModelWrap final : public Napi::ObjectWrap<ModelWrap> {
     o.Set("precision", precision_);
     o.Set("recompute", d_->recompute());
     o.Set("activationDtype", d_->activation_dtype() == DType::BF16 ? "bf16" : "fp32");
+    o.Set("bf16Direct", d_->direct_bf16());
     Napi::Object k = Napi::Object::New(env);
     k.Set("vocab_size", double(c.vocab));
     k.Set("hidden_size", double(c.C));

@@ -25,129 +25,12 @@
 #include "model/ops.h"
 #include "napi/args.h"
 #include "napi/ops_args.h"
-#ifdef RIFT_WITH_CUDA
-#include "cuda/cublas_loader.h"
-#include "cuda/device_mem.h"
-#endif
+#include "napi/ops_common.h"
 
 namespace rift::napi {
 namespace {
 
-using namespace ops_args;
-using args::guarded;
-using Opts = args::Opts;
-
-// The options object of an op (argument `arg`), read once: the op's keys and the backend keys every op accepts
-// (device, precision and its deprecated alias gemmDtype) are fetched before any data pointer is taken.
-Opts opts(const Napi::CallbackInfo& info, std::initializer_list<const char*> keys, size_t arg = 0) {
-  Opts o(info, arg);
-  o.read(keys).read({"device", "precision", "gemmDtype"});
-  return o;
-}
-
-// Why cuda_ops() is unusable here ("" when it is usable).
-std::string cuda_unusable_reason(DType dt) {
-#ifdef RIFT_WITH_CUDA
-  if (cuda_ops(dt)) return "";
-  if (cuda::device_count() <= 0) return "no CUDA device is visible";
-  if (!cuda::cublas_available()) return cuda::cublas_load_error();
-  return "the CUDA ops backend could not be created";
-#else
-  (void)dt;
-  return "this addon was built without CUDA (nvcc was not found at build time)";
-#endif
-}
-
-[[noreturn]] void throw_no_cuda(Napi::Env env, DType dt) {
-  Napi::Error e = Napi::Error::New(env,
-                                   "device: 'cuda' is not usable (it needs a CUDA device and a loadable "
-                                   "cuBLAS): " +
-                                       cuda_unusable_reason(dt) + "; use device 'cpu'");
-  e.Set("code", Napi::String::New(env, "ERR_RIFT_NO_CUDA"));
-  throw e;
-}
-
-// The precision the options select: `precision`, or the deprecated `gemmDtype` ('f32' spelled the old way).
-DType precision(const Opts& o) {
-  const std::string p = o.choice("precision", {"fp32", "bf16"}, "");
-  const std::string g = o.choice("gemmDtype", {"f32", "fp32", "bf16"}, "");
-  if (!p.empty() && !g.empty() && (p == "bf16") != (g == "bf16"))
-    throw_range(o.env(), "gemmDtype",
-                "is the deprecated name of precision and must agree with it ('" + p + "'), got '" + g + "'");
-  return (p.empty() ? g : p) == "bf16" ? DType::BF16 : DType::F32;
-}
-
-// The backend the options select (device, precision). Parses values already read by Opts: runs no user code.
-OpsBackend& be(const Opts& o) {
-  const bool cuda = o.choice("device", {"cpu", "cuda"}, "cpu") == "cuda";
-  const DType dt = precision(o);
-  if (!cuda) return cpu_ops(dt);
-#ifdef RIFT_WITH_CUDA
-  if (OpsBackend* b = cuda_ops(dt)) return *b;
-#endif
-  throw_no_cuda(o.env(), dt);
-}
-
-// Host arrays → the backend's memory and back. On the CPU backend a mapped pointer is the caller's own memory.
-// On CUDA every mapped array is uploaded (outputs too: elements an op does not write, such as gemm's ldc
-// padding, come back unchanged), and download() copies the arrays mapped as outputs back to the host. The same
-// host memory (pointer and length) maps to one device buffer, so allowed aliasing keeps its meaning. Absent
-// arrays map to nullptr, and so do empty ones on the device (the ops read nothing there).
-class Staging {
- public:
-  explicit Staging(OpsBackend& ops) : ops_(ops), host_(ops.space() == MemSpace::Host) {}
-  template <typename T>
-  T* in(const Span<T>& s) {  // read by the op
-    return static_cast<T*>(map(s.present ? s.data : nullptr, size_t(s.length) * sizeof(T), false));
-  }
-  template <typename T>
-  T* out(const Span<T>& s) {  // written (or read and written) by the op: copied back after it
-    return static_cast<T*>(map(s.present ? s.data : nullptr, size_t(s.length) * sizeof(T), true));
-  }
-  void download() {
-    if (host_) return;
-    for (Entry& e : entries_)
-      if (e.write) ops_.download(e.host, e.buf.data(), e.bytes);
-  }
-
- private:
-  static_assert(sizeof(int32_t) == sizeof(float), "int32 arrays are staged in float-sized buffers");
-  struct Entry {
-    void* host;
-    size_t bytes;
-    OpsBuffer buf;
-    bool write;
-  };
-  void* map(void* host, size_t bytes, bool write) {
-    if (host_ || !host) return host;
-    if (bytes == 0) return nullptr;
-    for (Entry& e : entries_)
-      if (e.host == host && e.bytes == bytes) {
-        e.write = e.write || write;
-        return e.buf.data();
-      }
-    OpsBuffer buf(ops_, MemCategory::Workspace, (bytes + sizeof(float) - 1) / sizeof(float));
-    ops_.upload(buf.data(), host, bytes);
-    entries_.push_back(Entry{host, bytes, std::move(buf), write});
-    return entries_.back().buf.data();
-  }
-
-  OpsBackend& ops_;
-  bool host_;
-  std::vector<Entry> entries_;
-};
-
-// Runs f(staging) on the backend under guarded(): uploads happen in f (through staging.in / out), the outputs
-// come back after it; an exception (ArgError → RangeError / TypeError) leaves the caller's arrays untouched on
-// CUDA.
-template <typename F>
-void run(Napi::Env env, OpsBackend& ops, F&& f) {
-  guarded(env, [&] {
-    Staging st(ops);
-    f(st);
-    st.download();
-  });
-}
+using namespace ops_common;
 
 const char* dtype_name(DType d) { return d == DType::BF16 ? "bf16" : "fp32"; }
 
@@ -683,6 +566,7 @@ void init_ops(Napi::Env env, Napi::Object exports) {
   fn("toBf16", ToBf16);
   fn("fromBf16", FromBf16);
   fn("adamw", Adamw);
+  init_ops_bf16(env, ops);
   exports.Set("ops", ops);
 }
 

@@ -50,6 +50,8 @@ void test_gemm(OpsBackend& c, OpsBackend& g);    // gemm (fp32, tf32), matmul_fo
 void test_gemm_bf16(OpsBackend& c, OpsBackend& g, OpsBackend& g32);  // the BF16 instances, weights' copy
 void test_layers(OpsBackend& c, OpsBackend& g);  // embedding, rmsnorm, rope, swiglu, kv_write, bf16 storage
 void test_flat(OpsBackend& c, OpsBackend& g);    // add, scale, zero, sumsq, adamw
+// The bf16-activation ops (rmsnorm / swiglu to bf16, matmul on a bf16 input) on both instances (g fp32, gb BF16).
+void test_bf16_acts(OpsBackend& c, OpsBackend& g, OpsBackend& gb);
 void test_attention(OpsBackend& c, OpsBackend& g, const char* tag, double fwd_tol, double bwd_tol);
 void test_attention_chunks();  // the bf16 attention's chunking, called directly
 

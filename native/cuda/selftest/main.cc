@@ -44,6 +44,7 @@ int main() {
     test_gemm_bf16(cb, *gb, *g);
     test_layers(c, *g);
     test_flat(c, *g);
+    test_bf16_acts(c, *g, *gb);
     test_attention(c, *g, "fp32", 1e-5, 3e-5);
     // The bf16 attention: GEMMs on bf16 operands in chunks (cuda_attention_gemm.cu) vs the twin's loops. Both
     // round the same operands; P̃ / dS̃ near a rounding tie may land one bf16 step apart (see
