@@ -130,11 +130,10 @@ void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
   const float* P = params_->data();
   Acts& a = *acts_;
   ops_.embedding_forward(a.layer[0].res, ids, P + off_embed_, N, c.vocab, c.C);
-  const bool direct = a.mode == Acts::Mode::Bf16 && direct_bf16();
-  a.direct = direct;
+  a.direct = a.mode == Acts::Mode::Bf16 && direct_bf16();
   for (int64_t l = 0; l < c.L; ++l) {
     float* out = l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out;
-    if (direct) {
+    if (a.direct) {
       layer_forward_bf16(l, B, T, out);  // writes the bf16 copies itself
       continue;
     }
@@ -155,13 +154,13 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
   Acts& a = *acts_;
   // Direct bf16 path: the linear layers' dweight GEMMs read the saved inputs (ln1, att, ln2, h) as bf16, and only
   // the tensors other ops read are widened (Acts::kWidened). Otherwise every input is fp32.
-  const bool direct = a.mode == Acts::Mode::Bf16 && a.direct;
-  auto linear_backward = [&](float* dinp, float* dw, float* db, const float* dout, const Acts::Layer& s,
-                             float* Acts::Layer::*inp, int big, int64_t w, int64_t M, int64_t N_, int64_t K, bool acc) {
-    if (direct)
+  // big: the saved input's index in Acts::kBig / z.
+  auto linear_backward = [&](float* dinp, float* dw, float* db, const float* dout, const Acts::Layer& s, int big,
+                             int64_t w, int64_t M, int64_t N_, int64_t K, bool acc) {
+    if (a.direct)
       ops_.matmul_backward_bf16(dinp, dw, db, dout, s.z[big], P + w, M, N_, K, acc);
     else
-      ops_.matmul_backward(dinp, dw, db, dout, s.*inp, P + w, M, N_, K, acc);
+      ops_.matmul_backward(dinp, dw, db, dout, s.*Acts::kBig[big], P + w, M, N_, K, acc);
   };
   // final norm: dres = ∂/∂res_out
   ops_.rmsnorm_backward(a.dres, G + off_norm_, a.dln, a.res_out, P + off_norm_, a.rstdf, N, C, false);
@@ -176,19 +175,19 @@ void Decoder::train_backward(const int32_t* ids, int64_t B, int64_t T) {
     // Bf16: every layer, the last included, runs its backward on the widened bf16 values
     if (a.mode == Acts::Mode::Bf16) move_bf16(l, N, false);
     // MLP: out = xmid + down(swiglu(gate(ln2), up(ln2)))
-    linear_backward(a.dI1, G + o.wd, nullptr, a.dres, s, &Acts::Layer::h, Acts::kH, o.wd, N, C, I, false);
+    linear_backward(a.dI1, G + o.wd, nullptr, a.dres, s, Acts::kH, o.wd, N, C, I, false);
     ops_.swiglu_backward(a.dI1, a.dI2, a.dI1, s.gate, s.up, N * I, false);  // dgate in place, dup
-    linear_backward(a.dln, G + o.wg, nullptr, a.dI1, s, &Acts::Layer::ln2, Acts::kLn2, o.wg, N, I, C, false);
-    linear_backward(a.dln, G + o.wu, nullptr, a.dI2, s, &Acts::Layer::ln2, Acts::kLn2, o.wu, N, I, C, true);
+    linear_backward(a.dln, G + o.wg, nullptr, a.dI1, s, Acts::kLn2, o.wg, N, I, C, false);
+    linear_backward(a.dln, G + o.wu, nullptr, a.dI2, s, Acts::kLn2, o.wu, N, I, C, true);
     ops_.rmsnorm_backward(a.dres, G + o.ln2, a.dln, s.xmid, P + o.ln2, s.rstd2, N, C, true);  // dres = ∂/∂xmid
     // attention: xmid = res + o_proj(attn(rope(q), rope(k), v))
-    linear_backward(a.datt, G + o.wo, opt(G, o.bo), a.dres, s, &Acts::Layer::att, Acts::kAtt, o.wo, N, C, QD, false);
+    linear_backward(a.datt, G + o.wo, opt(G, o.bo), a.dres, s, Acts::kAtt, o.wo, N, C, QD, false);
     ops_.attention_backward(a.dq, a.dk, a.dv, a.datt, s.q, s.k, s.v, s.att, s.lse, B, T, c.Hq, c.Hkv, c.D, false);
     ops_.rope_backward(a.dq, a.dq, pos_ptr_, N, c.Hq, c.D, theta, false);
     ops_.rope_backward(a.dk, a.dk, pos_ptr_, N, c.Hkv, c.D, theta, false);
-    linear_backward(a.dln, G + o.wq, opt(G, o.bq), a.dq, s, &Acts::Layer::ln1, Acts::kLn1, o.wq, N, QD, C, false);
-    linear_backward(a.dln, G + o.wk, opt(G, o.bk), a.dk, s, &Acts::Layer::ln1, Acts::kLn1, o.wk, N, KD, C, true);
-    linear_backward(a.dln, G + o.wv, opt(G, o.bv), a.dv, s, &Acts::Layer::ln1, Acts::kLn1, o.wv, N, KD, C, true);
+    linear_backward(a.dln, G + o.wq, opt(G, o.bq), a.dq, s, Acts::kLn1, o.wq, N, QD, C, false);
+    linear_backward(a.dln, G + o.wk, opt(G, o.bk), a.dk, s, Acts::kLn1, o.wk, N, KD, C, true);
+    linear_backward(a.dln, G + o.wv, opt(G, o.bv), a.dv, s, Acts::kLn1, o.wv, N, KD, C, true);
     ops_.rmsnorm_backward(a.dres, G + o.ln1, a.dln, s.res, P + o.ln1, s.rstd1, N, C, true);  // dres = ∂/∂res
     if (grads_ready_) grads_ready_(layer_start(l), layer_start(l + 1) - layer_start(l));
   }
