@@ -1,6 +1,8 @@
 // RIFT_CUDA_ATTENTION_CHUNK_BYTES: the parser of the bf16 attention's chunk budget (cuda_attention_gemm.h). Host
 // code only, so the CUDA self-test checks it on machines without a GPU.
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_attention_gemm.h"
@@ -25,6 +27,16 @@ size_t attention_chunk_bytes(const char* value, std::string* warning) {
                "' is not a whole number of bytes in [1, 2^48]; using the default " +
                std::to_string(kAttentionChunkBytesDefault);
   return kAttentionChunkBytesDefault;
+}
+
+size_t attention_chunk_bytes_from_env() {
+  static const size_t bytes = [] {
+    std::string warning;
+    const size_t b = attention_chunk_bytes(std::getenv("RIFT_CUDA_ATTENTION_CHUNK_BYTES"), &warning);
+    if (!warning.empty()) std::fprintf(stderr, "rift: %s\n", warning.c_str());
+    return b;
+  }();
+  return bytes;
 }
 
 }  // namespace rift::cuda

@@ -20,6 +20,9 @@ constexpr size_t kAttentionChunkBytesDefault = size_t(256) << 20;
 // bytes in [1, 2^48]. Anything else (empty, signs, spaces, suffixes, 0, too large) is ignored: the default is
 // returned and *warning (when not null) says why; valid values and an unset variable leave it empty. Host code.
 size_t attention_chunk_bytes(const char* value, std::string* warning);
+// attention_chunk_bytes of RIFT_CUDA_ATTENTION_CHUNK_BYTES, read once per process; a bad value's warning goes to
+// stderr once (one line).
+size_t attention_chunk_bytes_from_env();
 
 struct AttnGemmCtx {
   const CublasApi* api = nullptr;

@@ -1,6 +1,8 @@
 // The CUDA OpsBackend (cuda_ops(), backends/registry.h): wires model/ops.h to cuBLAS (GEMMs, loaded at run time) and
-// the kernels of cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. Semantics match the CPU twin
-// (cpu/cpu_ops.cc) op for op; linear layers are expressed through gemm exactly as there.
+// the kernels of cuda_ops_elem.cu, cuda_ops_norm_rope.cu and cuda_ops_attention.cu. The GEMM itself is in
+// cuda_gemm.cc, the BF16 instance's weight copies in cuda_weight_copies.cc, embedding_backward's host grouping in
+// cuda_ops_embedding.cc. Semantics match the CPU twin (cpu/cpu_ops.cc) op for op; linear layers are expressed
+// through gemm exactly as there.
 //
 // Row-major GEMM through column-major cuBLAS: a row-major (r, c) matrix with row stride ld is, byte for byte,
 // the column-major (c, r) matrix — its transpose — with leading dimension ld. So row-major C = op(A)·op(B)
@@ -18,7 +20,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -36,7 +37,9 @@
 #include "cuda/cuda_attention_flash.h"
 #include "cuda/cuda_attention_gemm.h"
 #include "cuda/cuda_check.h"
+#include "cuda/cuda_gemm.h"
 #include "cuda/cuda_ops_kernels.h"
+#include "cuda/cuda_weight_copies.h"
 #include "cuda/device_mem.h"
 
 namespace rift {
@@ -45,19 +48,6 @@ namespace {
 using namespace rift::cuda;
 
 size_t align256(size_t x) { return (x + 255) & ~size_t(255); }
-
-int to_int(int64_t x, const char* what) {
-  if (x < 0 || x > int64_t(INT_MAX))
-    throw std::runtime_error(std::string("cuda gemm: ") + what + " = " + std::to_string(x) +
-                             " does not fit cuBLAS's 32-bit int");
-  return int(x);
-}
-
-std::vector<int32_t> download_ints(const int32_t* p, int64_t n) {
-  std::vector<int32_t> h(size_t(std::max<int64_t>(0, n)));
-  if (n > 0) RIFT_CUDA_CHECK(cudaMemcpy(h.data(), p, size_t(n) * sizeof(int32_t), cudaMemcpyDeviceToHost));
-  return h;
-}
 
 class CudaOps final : public OpsBackend {
  public:
@@ -113,14 +103,9 @@ class CudaOps final : public OpsBackend {
       const char* e = std::getenv("RIFT_CUDA_WEIGHT_COPY");
       return e && std::string(e) == "0";
     }();
-    if (dtype_ != DType::BF16 || off || !region || n == 0) return;
-    if (n > SIZE_MAX / sizeof(uint16_t)) throw std::runtime_error("cuda weights copy: size overflow");
+    if (dtype_ != DType::BF16 || off) return;
     std::lock_guard<std::mutex> lk(mu_);
-    for (const Weights& w : weights_)
-      if (w.base == region) return;
-    auto* copy = static_cast<uint16_t*>(cuda::alloc(n * sizeof(uint16_t)));
-    mem_note_alloc(MemSpace::Device, c, int64_t(n * sizeof(uint16_t)));
-    weights_.push_back({region, n, c, copy, true});
+    weights_.add(region, n, c);
   }
 
   OpsInfo info() const override {
@@ -201,32 +186,11 @@ class CudaOps final : public OpsBackend {
     ops::embedding_forward(out, ids, wte, T, C);
   }
 
-  // Tokens grouped by id on the host (stable: token order inside a group), one block per group and column
-  // chunk on the device: deterministic, and the same summation order as the CPU twin.
+  // Tokens grouped by id on the host, then one block per group and column chunk (cuda_ops_embedding.cc).
   void embedding_backward(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V,
                           int64_t C) override {
     std::lock_guard<std::mutex> lk(mu_);
-    const std::vector<int32_t> h = download_ints(ids, T);
-    check_token_ids(h.data(), T, V);
-    if (T <= 0 || C <= 0) return;
-    std::vector<int32_t> order(static_cast<size_t>(T));
-    for (int64_t t = 0; t < T; ++t) order[size_t(t)] = int32_t(t);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return h[size_t(a)] < h[size_t(b)]; });
-    std::vector<int32_t> seg, seg_id;
-    for (int64_t k = 0; k < T; ++k)
-      if (k == 0 || h[size_t(order[size_t(k)])] != h[size_t(order[size_t(k - 1)])]) {
-        seg.push_back(int32_t(k));
-        seg_id.push_back(h[size_t(order[size_t(k)])]);
-      }
-    const int64_t U = int64_t(seg_id.size());
-    seg.push_back(int32_t(T));
-    const size_t o_order = 0, o_seg = align256(size_t(T) * 4), o_id = o_seg + align256(size_t(U + 1) * 4);
-    char* base = static_cast<char*>(scratch(o_id + size_t(U) * 4));
-    RIFT_CUDA_CHECK(cudaMemcpy(base + o_order, order.data(), size_t(T) * 4, cudaMemcpyHostToDevice));
-    RIFT_CUDA_CHECK(cudaMemcpy(base + o_seg, seg.data(), size_t(U + 1) * 4, cudaMemcpyHostToDevice));
-    RIFT_CUDA_CHECK(cudaMemcpy(base + o_id, seg_id.data(), size_t(U) * 4, cudaMemcpyHostToDevice));
-    ops::embedding_backward(dwte, dout, reinterpret_cast<int32_t*>(base + o_order),
-                            reinterpret_cast<int32_t*>(base + o_seg), reinterpret_cast<int32_t*>(base + o_id), U, C);
+    ops::embedding_backward_grouped(dwte, dout, ids, T, V, C, [this](size_t bytes) { return scratch(bytes); });
   }
 
   void rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight, int64_t T, int64_t C,
@@ -261,20 +225,9 @@ class CudaOps final : public OpsBackend {
     }();
     return dtype_ == DType::BF16 && !off;
   }
-  // RIFT_CUDA_ATTENTION_CHUNK_BYTES: the bf16 attention's chunk budget, read once; a bad value is ignored with one
-  // line on stderr (cuda_attention_gemm.h attention_chunk_bytes).
-  static size_t attn_chunk_bytes() {
-    static const size_t bytes = [] {
-      std::string warning;
-      const size_t b = cuda::attention_chunk_bytes(std::getenv("RIFT_CUDA_ATTENTION_CHUNK_BYTES"), &warning);
-      if (!warning.empty()) std::fprintf(stderr, "rift: %s\n", warning.c_str());
-      return b;
-    }();
-    return bytes;
-  }
   cuda::AttnGemmCtx attn_ctx() {
     cuda::AttnGemmCtx c;
-    c.chunk_bytes = attn_chunk_bytes();
+    c.chunk_bytes = cuda::attention_chunk_bytes_from_env();
     c.api = api_;
     c.handle = handle_;
     c.scratch = [this](size_t bytes) { return scratch(bytes); };
@@ -338,67 +291,15 @@ class CudaOps final : public OpsBackend {
   void adamw(float* param, const float* grad, float* m, float* v, int64_t n, const AdamWParams& p) override {
     if (n <= 0) return;
     std::lock_guard<std::mutex> lk(mu_);
-    uint16_t* copy = nullptr;
-    if (Weights* w = weights_holding(param, size_t(n))) {
-      if (!w->stale) copy = w->copy + (param - w->base);
-    } else {
-      mark_stale(param, size_t(n) * sizeof(float));
-    }
-    ops::adamw(param, grad, m, v, n, p, copy);
+    ops::adamw(param, grad, m, v, n, p, weights_.current_copy(param, size_t(n)));
   }
 
  private:
-  // BF16 instance (dtype_ == BF16): both operands rounded to contiguous bf16 copies in the scratch (A's at offset
-  // 0, B's at the next 256-byte boundary; ld = stored columns), then cublasGemmEx with CUDA_R_16BF operands,
-  // fp32 C and CUBLAS_COMPUTE_32F (tensor cores, fp32 accumulation). set_gemm's TF32 choice does not apply.
-  // A16 / B16 (optional): the operand given as bf16 bit patterns (same shape and leading dimension) instead of
-  // A / B (model/ops.h matmul_*_bf16). The BF16 instance reads it as it is; the fp32 ones widen it into scratch.
   void gemm_locked(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const uint16_t* A16 = nullptr,
                    const uint16_t* B16 = nullptr) {
-    if (M <= 0 || N <= 0) return;
-    // alpha == 0 (or K == 0): C = beta·C and A, B are not read (ops.h; the CPU twin never reads them, and A may hold
-    // NaN). cuBLAS does not document skipping A·B for alpha == 0, so pass k = 0, which it defines as C = beta·C.
-    if (alpha == 0.f) K = 0;
-    const int m = to_int(N, "N"), n = to_int(M, "M"), k = to_int(K, "K");
-    const int la = to_int(std::max<int64_t>(1, lda), "lda"), lb = to_int(std::max<int64_t>(1, ldb), "ldb");
-    const int lc = to_int(std::max<int64_t>(1, ldc), "ldc");
-    const cublasOperation_t opb = transB ? CUBLAS_OP_T : CUBLAS_OP_N, opa = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    // Stored shapes (row-major): A (K, M) when transA else (M, K); B (N, K) when transB else (K, N).
-    const int64_t ar = transA ? K : M, ac = transA ? M : K, br = transB ? N : K, bc = transB ? K : N;
-    if (dtype_ != DType::BF16 && k > 0 && (A16 || B16)) {  // fp32 GEMM: widen the bf16 operand (exact)
-      const int64_t na = A16 ? (ar - 1) * lda + ac : 0, nb = B16 ? (br - 1) * ldb + bc : 0;
-      const size_t off_b = align256(size_t(na) * sizeof(float));
-      char* base = static_cast<char*>(scratch(off_b + size_t(nb) * sizeof(float)));
-      if (A16) ops::from_bf16(reinterpret_cast<float*>(base), A16, na), A = reinterpret_cast<float*>(base);
-      if (B16)
-        ops::from_bf16(reinterpret_cast<float*>(base + off_b), B16, nb), B = reinterpret_cast<float*>(base + off_b);
-      A16 = B16 = nullptr;
-    }
-    if (dtype_ == DType::BF16) {
-      // An operand given as bf16 is read as it is; one inside registered weights from their bf16 copy in place
-      // (same offset and stride); any other is rounded into the scratch.
-      const uint16_t* wa = k > 0 ? (A16 ? A16 : weights_copy(A, ar, ac, lda)) : nullptr;
-      const uint16_t* wb = k > 0 ? (B16 ? B16 : weights_copy(B, br, bc, ldb)) : nullptr;
-      const size_t bytes_a = wa ? 0 : align256(size_t(ar) * size_t(ac) * sizeof(uint16_t));
-      const size_t bytes_b = wb ? 0 : size_t(br) * size_t(bc) * sizeof(uint16_t);
-      char* base = static_cast<char*>(scratch(bytes_a + bytes_b));
-      const uint16_t* a16 = wa ? wa : reinterpret_cast<uint16_t*>(base);
-      const uint16_t* b16 = wb ? wb : reinterpret_cast<uint16_t*>(base + bytes_a);
-      if (k > 0 && !wa) ops::round_bf16(reinterpret_cast<uint16_t*>(base), A, ar, ac, lda);
-      if (k > 0 && !wb) ops::round_bf16(reinterpret_cast<uint16_t*>(base + bytes_a), B, br, bc, ldb);
-      const int la16 = to_int(std::max<int64_t>(1, wa ? lda : ac), "lda");
-      const int lb16 = to_int(std::max<int64_t>(1, wb ? ldb : bc), "ldb");
-      cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, b16, CUDA_R_16BF, lb16, a16, CUDA_R_16BF, la16,
-                                 &beta, C, CUDA_R_32F, lc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                   "cublasGemmEx");
-    } else if (tf32_) {
-      cublas_check(api_->gemm_ex(handle_, opb, opa, m, n, k, &alpha, B, CUDA_R_32F, lb, A, CUDA_R_32F, la, &beta, C,
-                                 CUDA_R_32F, lc, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
-                   "cublasGemmEx");
-    } else {
-      cublas_check(api_->sgemm(handle_, opb, opa, m, n, k, &alpha, B, lb, A, la, &beta, C, lc), "cublasSgemm_v2");
-    }
+    cuda::GemmCtx g{api_, handle_, dtype_, tf32_, &weights_, [this](size_t bytes) { return scratch(bytes); }};
+    cuda::gemm(g, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, A16, B16);
   }
 
   void rope(float* out, const float* inp, const int32_t* pos, int64_t T, int64_t H, int64_t D, float theta,
@@ -449,62 +350,22 @@ class CudaOps final : public OpsBackend {
     return buf_;
   }
 
-  struct Weights {
-    const float* base;
-    size_t n;  // floats
-    MemCategory category;
-    uint16_t* copy;  // n bf16 values
-    bool stale;      // written since the copy was made
-  };
-
-  // The registered region holding [p, p + n) floats whole, or null (mu_ held).
-  Weights* weights_holding(const float* p, size_t n) {
-    for (Weights& w : weights_)
-      if (p >= w.base && p < w.base + w.n && n <= size_t(w.base + w.n - p)) return &w;
-    return nullptr;
-  }
-  // Marks every region overlapping [dst, dst + bytes) stale (mu_ held).
-  void mark_stale(const void* dst, size_t bytes) {
-    const char* d = static_cast<const char*>(dst);
-    for (Weights& w : weights_) {
-      const char* b = reinterpret_cast<const char*>(w.base);
-      if (d < b + w.n * sizeof(float) && b < d + bytes) w.stale = true;
-    }
-  }
   void weights_written(const void* dst, size_t bytes) {
     if (dtype_ != DType::BF16) return;
     std::lock_guard<std::mutex> lk(mu_);
-    mark_stale(dst, bytes);
-  }
-  // The bf16 copy of a (rows, cols) operand with row stride ld when it lies in registered weights (refreshing a
-  // stale copy first), else null (mu_ held).
-  const uint16_t* weights_copy(const float* p, int64_t rows, int64_t cols, int64_t ld) {
-    if (weights_.empty() || rows <= 0 || cols <= 0) return nullptr;
-    Weights* w = weights_holding(p, size_t((rows - 1) * ld + cols));
-    if (!w) return nullptr;
-    if (w->stale) {
-      ops::round_bf16(w->copy, w->base, 1, int64_t(w->n), int64_t(w->n));
-      w->stale = false;
-    }
-    return w->copy + (p - w->base);
+    weights_.mark_stale(dst, bytes);
   }
   void drop_weights(const float* p) noexcept {
     try {
       std::lock_guard<std::mutex> lk(mu_);
-      for (size_t i = 0; i < weights_.size(); ++i)
-        if (weights_[i].base == p) {
-          cuda::free_noexcept(weights_[i].copy);
-          mem_note_free(MemSpace::Device, weights_[i].category, int64_t(weights_[i].n * sizeof(uint16_t)));
-          weights_.erase(weights_.begin() + std::ptrdiff_t(i));
-          return;
-        }
+      weights_.drop(p);
     } catch (...) {  // a mutex that cannot be locked: leave the copy (it is freed with the process)
     }
   }
 
   const CublasApi* api_;
   DType dtype_;
-  std::vector<Weights> weights_;  // mu_
+  cuda::WeightCopies weights_;  // mu_
   int device_ = 0;
   cublasHandle_t handle_ = nullptr;
   bool tf32_ = false;

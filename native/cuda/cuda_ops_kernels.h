@@ -2,7 +2,9 @@
 // host_; scratch arguments are device workspace sized by the caller as documented. Launchers enqueue on the
 // legacy default stream, check the launch (std::runtime_error) and do not synchronise.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "model/ops.h"
 
@@ -14,6 +16,10 @@ void embedding_forward(float* out, const int32_t* ids, const float* wte, int64_t
 // seg (U + 1) offsets into order; seg_id (U) the id of each group. dwte[id] += Σ dout[t] in token order.
 void embedding_backward(float* dwte, const float* dout, const int32_t* order, const int32_t* seg, const int32_t* seg_id,
                         int64_t U, int64_t C);
+// ---- cuda_ops_embedding.cc: ids (device) copied back and checked (check_token_ids: std::out_of_range naming the
+// bad id), grouped on the host, then embedding_backward above; scratch(bytes): device workspace of at least bytes.
+void embedding_backward_grouped(float* dwte, const float* dout, const int32_t* ids, int64_t T, int64_t V, int64_t C,
+                                const std::function<void*(size_t)>& scratch);
 void bias_rows(float* out, const float* bias, int64_t M, int64_t N, bool accumulate);
 // Rows per partial of the column reductions and the scratch they need (doubles).
 int64_t colsum_rows_per_part(int64_t M, int64_t N);
