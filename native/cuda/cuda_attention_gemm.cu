@@ -17,8 +17,8 @@
 // head gG are then rows of one (G·r × ·) matrix. The sum over K = G·r is one cuBLAS reduction (head-major, then
 // rows); chunks add into dk / dv in chunk order. The CPU twin groups its sums the same way.
 //
-// x̃ = bf16(x): q, k, v (and dout) are converted once per call into scratch. Scores live in a pitch ldS =
-// round8(L) (32-byte aligned rows); R is the largest row count whose (b, h) scores fit ctx.chunk_bytes (a
+// x̃ = bf16(x): q, k, v (and dout) are converted once per call into scratch (cuda_attention_convert.h). Scores live in a
+// pitch ldS = round8(L) (32-byte aligned rows); R is the largest row count whose (b, h) scores fit ctx.chunk_bytes (a
 // multiple of 64 when that is >= 64). The device arrays of GEMM operand pointers for every chunk are built by one
 // small kernel per call (fill_tables): nothing goes through the host. No atomics: dk / dv sums run in a fixed
 // order (chunk, then one GEMM's reduction over the stacked rows).
@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cuda_attention_convert.h"
 #include "cuda/cuda_attention_gemm.h"
 #include "cuda/cuda_check.h"
 
@@ -48,45 +49,6 @@ void check_launch(const char* what) {
   if (e != cudaSuccess)
     throw std::runtime_error(std::string("CUDA error ") + std::to_string(int(e)) + " (" + cudaGetErrorName(e) +
                              ") launching " + what);
-}
-
-// dst[b·n + i] = bf16(src[b·sstride + i]) for b < B, i < n.
-__global__ void to_bf16_kernel(bf16* dst, const float* src, int64_t B, int64_t n, int64_t sstride) {
-  const int64_t total = B * n;
-  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < total; x += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t b = x / n, i = x - b * n;
-    dst[x] = __float2bfloat16(src[b * sstride + i]);
-  }
-}
-
-void to_bf16(bf16* dst, const float* src, int64_t B, int64_t n, int64_t sstride) {
-  const int64_t total = B * n;
-  if (total == 0) return;
-  const int blocks = int(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
-  to_bf16_kernel<<<blocks, kThreads>>>(dst, src, B, n, sstride);
-  check_launch("to_bf16");
-}
-
-// A batched KV cache's k or v: dst[b·L·w + i] = bf16(src[slot[b]·sstride + i]) for the first (past[b] + Tq)·w
-// elements of each batch row b, 0 for the rest of its L·w (those keys are masked; the zeros keep P̃·ṽ free of
-// whatever stale positions of a shorter row hold).
-__global__ void kv_to_bf16_kernel(bf16* dst, const float* src, int64_t B, int64_t L, int64_t w, int64_t sstride,
-                                  const int32_t* past, const int32_t* slot, int64_t Tq) {
-  const int64_t n = L * w, total = B * n;
-  for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < total; x += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t b = x / n, i = x - b * n;
-    const bool live = i < (int64_t(past[b]) + Tq) * w;
-    dst[x] = __float2bfloat16(live ? src[int64_t(slot[b]) * sstride + i] : 0.f);
-  }
-}
-
-void kv_to_bf16(bf16* dst, const float* src, int64_t B, int64_t L, int64_t w, int64_t sstride, const KvRows& rows,
-                int64_t Tq) {
-  const int64_t total = B * L * w;
-  if (total == 0) return;
-  const int blocks = int(std::min<int64_t>((total + kThreads - 1) / kThreads, 65535));
-  kv_to_bf16_kernel<<<blocks, kThreads>>>(dst, src, B, L, w, sstride, rows.past, rows.slot, Tq);
-  check_launch("to_bf16 (KV cache rows)");
 }
 
 __device__ float block_reduce(float x, bool is_max, float* sh) {
@@ -218,29 +180,6 @@ Slot slot(const void* base, int elem, int mode, int64_t cb, int64_t ch, int64_t 
   return Slot{static_cast<const char*>(base), cb, ch, cg, cr, ce, elem, mode};
 }
 
-// The backward's chunked head-major copy: src (B, T, Hq, D) fp32 → dst bf16, row (b, t, h) of chunk c = t / R
-// (first row r0 = c·R, r = min(R, T − r0) rows) at row r0·B·Hq + (b·Hq + h)·r + (t − r0). Rows on y.
-__global__ void to_bf16_chunked_kernel(bf16* dst, const float* src, int64_t B, int64_t T, int64_t Hq, int64_t D,
-                                       int64_t R) {
-  const int64_t rows = B * T * Hq;
-  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
-    const int64_t h = row % Hq, bt = row / Hq, b = bt / T, t = bt - b * T;
-    const int64_t r0 = t / R * R, r = min(R, T - r0);
-    bf16* d = dst + (r0 * B * Hq + (b * Hq + h) * r + (t - r0)) * D;
-    const float* s = src + row * D;
-    for (int64_t x = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; x < D; x += int64_t(gridDim.x) * blockDim.x)
-      d[x] = __float2bfloat16(s[x]);
-  }
-}
-
-void to_bf16_chunked(bf16* dst, const float* src, int64_t B, int64_t T, int64_t Hq, int64_t D, int64_t R) {
-  const int64_t rows = B * T * Hq;
-  if (rows == 0 || D == 0) return;
-  const dim3 grid(unsigned((D + 127) / 128), unsigned(std::min<int64_t>(rows, 65535)));
-  to_bf16_chunked_kernel<<<grid, 128>>>(dst, src, B, T, Hq, D, R);
-  check_launch("to_bf16 (chunked head-major)");
-}
-
 // Row-major batched GEMM through column-major cuBLAS (the mapping of cuda_ops.cu): C_i (M × N, ldc) =
 // alpha·op(A_i)·op(B_i) + beta·C_i, A_i (M × K) or (K × M) when ta, B_i (K × N) or (N × K) when tb.
 void bgemm(const AttnGemmCtx& c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void* const* A,
@@ -320,13 +259,13 @@ void attention_forward_gemm(const AttnGemmCtx& c, float* out, float* lse, const 
   sl.s[4] = slot(vb, 2, 0, L * KD, 0, D, 0);
   sl.s[5] = slot(out, 4, 0, Tq * QD, D, 0, QD);
   fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R, Tq);
-  to_bf16(qb, q, 1, B * Tq * QD, 0);
+  to_bf16_rows(qb, q, 1, B * Tq * QD, 0);
   if (rows) {  // batch row b: cache row slot[b], its own past[b] + Tq keys (past is their maximum)
-    kv_to_bf16(kb, k, B, L, KD, Tkv * KD, *rows, Tq);
-    kv_to_bf16(vb, v, B, L, KD, Tkv * KD, *rows, Tq);
+    kv_to_bf16_rows(kb, k, B, L, KD, Tkv * KD, *rows, Tq);
+    kv_to_bf16_rows(vb, v, B, L, KD, Tkv * KD, *rows, Tq);
   } else {
-    to_bf16(kb, k, B, L * KD, Tkv * KD);
-    to_bf16(vb, v, B, L * KD, Tkv * KD);
+    to_bf16_rows(kb, k, B, L * KD, Tkv * KD);
+    to_bf16_rows(vb, v, B, L * KD, Tkv * KD);
   }
 
   for (int64_t ch = 0; ch < pl.chunks; ++ch) {
@@ -389,8 +328,8 @@ void attention_backward_gemm(const AttnGemmCtx& c, float* dq, float* dk, float* 
   fill_tables(dptr, sl, pl.chunks, BH, Hq, Hkv, pl.R, T);
   to_bf16_chunked(qb, q, B, T, Hq, D, pl.R);
   to_bf16_chunked(dob, dout, B, T, Hq, D, pl.R);
-  to_bf16(kb, k, 1, B * T * KD, 0);
-  to_bf16(vb, v, 1, B * T * KD, 0);
+  to_bf16_rows(kb, k, 1, B * T * KD, 0);
+  to_bf16_rows(vb, v, 1, B * T * KD, 0);
   if (!accumulate) {
     RIFT_CUDA_CHECK(cudaMemsetAsync(dk, 0, size_t(B * T * KD) * sizeof(float), nullptr));
     RIFT_CUDA_CHECK(cudaMemsetAsync(dv, 0, size_t(B * T * KD) * sizeof(float), nullptr));

@@ -18,7 +18,8 @@ namespace {
 using Shape = std::array<int64_t, 7>;  // B, Tq, Tkv, past, Hq, Hkv, D
 const std::vector<Shape> kShapes = {{1, 1, 1, 0, 1, 1, 8},    {2, 37, 37, 0, 4, 2, 64},   {1, 70, 70, 0, 12, 2, 128},
                                     {1, 5, 80, 40, 4, 1, 64}, {1, 1, 100, 99, 14, 2, 64}, {2, 33, 33, 0, 2, 2, 256},
-                                    {1, 50, 50, 0, 6, 3, 96}, {1, 9, 20, 3, 2, 1, 20},    {1, 40, 40, 0, 8, 1, 32}};
+                                    {1, 50, 50, 0, 6, 3, 96}, {1, 9, 20, 3, 2, 1, 20},    {1, 40, 40, 0, 8, 1, 32},
+                                    {2, 7, 11, 4, 2, 1, 6}};  // D = 6: the bf16 conversions' one-wide path
 
 std::string name(const Shape& s) {
   return "B,Tq,Tkv,past,Hq,Hkv,D=" + dims({s[0], s[1], s[2], s[3], s[4], s[5], s[6]});
@@ -90,8 +91,8 @@ void test_attention_chunks() {
     }
     return buf;
   };
-  for (const Shape& s :
-       std::vector<Shape>{{2, 45, 45, 0, 6, 2, 32}, {1, 64, 64, 0, 4, 1, 64}, {1, 29, 29, 0, 2, 2, 16}})
+  for (const Shape& s : std::vector<Shape>{
+           {2, 45, 45, 0, 6, 2, 32}, {1, 64, 64, 0, 4, 1, 64}, {1, 29, 29, 0, 2, 2, 16}, {1, 13, 13, 0, 2, 1, 6}})
     for (size_t budget : {size_t(1) << 14, size_t(1) << 16}) {
       const int64_t B = s[0], T = s[1], Hq = s[4], Hkv = s[5], D = s[6];
       ctx.chunk_bytes = budget;
