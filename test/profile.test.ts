@@ -109,6 +109,24 @@ describe.each(SHAPES)('$name', ({ config, B, T, chunkRows }) => {
     },
   );
 
+  test.each(PROFILE_METHODS)(
+    '%s with bf16 activations and bf16 GEMMs (the direct path): predicted == measured, without fp32 ln1, ln2, h',
+    async (method) => {
+      const at = async (bf16Direct: boolean) => {
+        const o = { method, B, T, chunkRows, activationDtype: 'bf16' as const, precision: 'bf16' as const, bf16Direct };
+        const m = await measureMemory({ config, steps: 2, ...o });
+        const p = predictMemory(config, { targetRows: m.targetRows, ...o });
+        for (const k of PREDICTED_CATEGORIES) expect([k, bf16Direct, m.bytes[k]]).toEqual([k, bf16Direct, p.bytes[k]]);
+        return p.bytes.activations;
+      };
+      const c = parseConfig(config);
+      const r16 = (n: number) => Math.ceil(n / 16) * 16;
+      expect((await at(false)) - (await at(true))).toBe(
+        4 * (2 * r16(B * T * c.hidden_size) + r16(B * T * c.intermediate_size)),
+      );
+    },
+  );
+
   test('RIFT < DPO with a held reference; DPO precomputed == RIFT', () => {
     const [rift, held, pre] = PROFILE_METHODS.map((method) => predictMemory(config, { method, B, T, chunkRows }).bytes);
     expect(rift.total).toBeLessThan(held.total);

@@ -25,7 +25,9 @@
 //     L · r(N·C) + S · [3 r(N·C) + 2 r(N) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + r(N·Hq) + 3 r(N·I)]
 //                                         saved: each layer's input, and S = L sets of the rest (S = 1: recompute);
 //     activationDtype bf16: L · [r(N·C) + 2 r(N) + r(N·Hq) + Σ r(⌈N·w/2⌉)] + Σ r(N·w) over the ten big tensors'
-//                           widths w = C, Hq·D, Hkv·D, Hkv·D, Hq·D, C, C, I, I, I (bf16 copies + one fp32 set)
+//                           widths w = C, Hq·D, Hkv·D, Hkv·D, Hq·D, C, C, I, I, I (bf16 copies + one fp32 set);
+//                           with bf16 GEMMs too (the direct path, Model option bf16Direct, default on) the fp32 set
+//                           leaves out ln1, ln2 and h: 2 r(N·C) + r(N·I) fewer
 //     + 2 r(N·C) + r(N)                                                             final norm in/out, rstd
 //     + 2 r(N·C) + 2 r(N·Hq·D) + 2 r(N·Hkv·D) + 2 r(N·I)                             backward scratch
 //   the no-gradient forward (Decoder::loss_forward_only, freed on return):
@@ -152,13 +154,15 @@ export function inferenceFloats(c: DecoderConfig, N: number): number {
 
 /**
  * Floats of the training forward's saved activations for N tokens (Decoder::ensure_acts): every layer's own fp32
- * set ('full'), one shared set (recompute), or bf16 copies per layer plus one shared fp32 set (activationDtype bf16).
+ * set ('full'), one shared set (recompute), or bf16 copies per layer plus one shared fp32 set (activationDtype bf16;
+ * `direct`: the direct bf16 path's shared set, without ln1, ln2 and h).
  */
 export function activationFloats(
   c: DecoderConfig,
   N: number,
   recompute = false,
   activationDtype: Precision = 'fp32',
+  direct = false,
 ): number {
   const C = c.hidden_size,
     I = c.intermediate_size,
@@ -174,7 +178,7 @@ export function activationFloats(
   const layers = recompute
     ? L * r16(N * C) + small + big
     : activationDtype === 'bf16'
-      ? L * (r16(N * C) + small + z) + big
+      ? L * (r16(N * C) + small + z) + big - (direct ? 2 * r16(N * C) + r16(N * I) : 0)
       : L * (r16(N * C) + small + big);
   return layers + tail + bwd;
 }
@@ -218,6 +222,8 @@ export interface PredictOptions {
   zero?: 0 | 1;
   /** CUDA bf16 only: the weights' bf16 copy the GEMMs read (default true; RIFT_CUDA_WEIGHT_COPY=0 turns it off). */
   weightCopy?: boolean;
+  /** The direct bf16 path where it applies (Model option bf16Direct; default true). */
+  bf16Direct?: boolean;
 }
 
 /**
@@ -245,11 +251,16 @@ export function predictMemory(config: DecoderConfig | Record<string, unknown>, o
   if (o.weightCopy !== undefined && typeof o.weightCopy !== 'boolean')
     throw typeError('weightCopy', `must be a boolean, got ${describe(o.weightCopy)}`);
   const weights = o.device === 'cuda' && precision === 'bf16' && o.weightCopy !== false ? 6 * P : 4 * P;
+  if (o.bf16Direct !== undefined && typeof o.bf16Direct !== 'boolean')
+    throw typeError('bf16Direct', `must be a boolean, got ${describe(o.bf16Direct)}`);
+  const activationDtype = o.activationDtype ?? precision;
+  // the direct bf16 path (Decoder::direct_bf16): bf16 storage and bf16 GEMMs, no recomputation
+  const direct = o.bf16Direct !== false && activationDtype === 'bf16' && precision === 'bf16' && !o.recompute;
   const bytes: MemoryBytes = {
     params: weights,
     grads: 4 * P,
     optimizer: 8 * optimizerFloats,
-    activations: 4 * (activationFloats(c, B * T, !!o.recompute, o.activationDtype ?? precision) + refForward),
+    activations: 4 * (activationFloats(c, B * T, !!o.recompute, activationDtype, direct) + refForward),
     logitsChunk: 4 * models * logitsChunkFloats(c, chunkRows, targetRows),
     reference: method === 'dpo-held' ? weights : 0,
     total: 0,
@@ -280,6 +291,8 @@ export interface MeasureOptions {
   device?: Device;
   /** GEMM precision (the Model default for the device when absent). */
   precision?: Precision;
+  /** The direct bf16 path for the models (Model option bf16Direct; the Model default when absent). */
+  bf16Direct?: boolean;
 }
 
 let gcFn: (() => void) | undefined;
@@ -337,7 +350,13 @@ export async function measureMemory(o: MeasureOptions): Promise<MemoryMeasuremen
   const before: MemoryReport = Model.memory();
   Model.resetPeaks();
   const t0 = performance.now();
-  const dev = { device: o.device, precision: o.precision, recompute: o.recompute, activationDtype: o.activationDtype };
+  const dev = {
+    device: o.device,
+    precision: o.precision,
+    recompute: o.recompute,
+    activationDtype: o.activationDtype,
+    bf16Direct: o.bf16Direct,
+  };
   const policy = Model.fromConfig(c, { seed, chunkRows, ...dev });
   const held = method === 'dpo-held' ? Model.fromConfig(c, { seed, chunkRows, reference: true, ...dev }) : undefined;
   let refLogps: Float64Array | undefined;

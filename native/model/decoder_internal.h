@@ -21,7 +21,9 @@ int64_t checked_token_floats(const SizeCalc& k, int64_t floats, int64_t N, MemSp
 //              layer's forward first: Decoder::set_recompute)
 //   Bf16       every layer owns res, rstd1, rstd2, lse (fp32) and a bfloat16 copy of the ten big tensors (kBig);
 //              the fp32 big tensors are ONE shared set: the forward computes a layer there and stores its bf16 copy,
-//              the backward widens that copy back before the layer's backward (Decoder::set_activation_dtype)
+//              the backward widens that copy back before the layer's backward (Decoder::set_activation_dtype). On
+//              the direct path (decoder_bf16.cc) the shared set holds only the seven kWidened tensors: ln1, ln2
+//              and h are written and read as bf16 only, and their fp32 pointers are null
 struct Decoder::Acts {
   enum class Mode { Full, Recompute, Bf16 };
   struct Layer {
@@ -55,7 +57,7 @@ struct Decoder::Acts {
   }
   int64_t cap = 0;
   Mode mode = Mode::Full;
-  bool direct = false;  // Bf16: this step's forward took the direct path (decoder_bf16.cc); its backward follows
+  bool direct = false;  // Bf16: the direct path's layout (decoder_bf16.cc): the forward and backward take it
   OpsBuffer buf;
   std::vector<Layer> layer;
   float* res_out = nullptr;  // (N, C) output of the last layer

@@ -21,7 +21,10 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
   Acts& a = *acts_;
   using Mode = Acts::Mode;
   const Mode mode = recompute_ ? Mode::Recompute : act_dtype_ == DType::BF16 ? Mode::Bf16 : Mode::Full;
-  if (N > a.cap || a.mode != mode) {
+  // The direct bf16 path (decoder_bf16.cc) never writes ln1, ln2 and h in fp32: the shared set leaves them out.
+  const bool direct = mode == Mode::Bf16 && direct_bf16();
+  auto shared_fp32 = [&](int i) { return !direct || Acts::kWidened[i]; };
+  if (N > a.cap || a.mode != mode || a.direct != direct) {
     const DecoderConfig& c = cfg_;
     const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D, I = c.I;
     // Per layer: res, then (Full: all; Recompute: none; Bf16: rstd1, rstd2, lse + the bf16 copies) of its own; the
@@ -32,7 +35,7 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
     int64_t big = 0, z = 0;
     for (int i = 0; i < 10; ++i) {
       const int64_t n = k.mul(N, Acts::big_width(c, i));
-      big = k.add(big, k.r16(n));
+      if (shared_fp32(i)) big = k.add(big, k.r16(n));
       z = k.add(z, k.r16(k.add(n, 1) / 2));  // bf16 values, two per float slot
     }
     const int64_t own = mode == Mode::Full ? k.add(small, big) : mode == Mode::Bf16 ? k.add(small, z) : 0;
@@ -58,7 +61,7 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
       l.lse = take(N * c.Hq);
     };
     auto take_big = [&](Acts::Layer& l) {
-      for (int i = 0; i < 10; ++i) l.*Acts::kBig[i] = take(N * Acts::big_width(c, i));
+      for (int i = 0; i < 10; ++i) l.*Acts::kBig[i] = shared_fp32(i) ? take(N * Acts::big_width(c, i)) : nullptr;
     };
     if (mode == Mode::Full) {
       for (Acts::Layer& l : a.layer) {
@@ -92,6 +95,7 @@ void Decoder::ensure_acts(int64_t B, int64_t T) {
     a.dI2 = take(N * I);
     a.cap = N;
     a.mode = mode;
+    a.direct = direct;
   }
   stage_positions(B, T, 0);
 }
@@ -130,7 +134,6 @@ void Decoder::train_forward(const int32_t* ids, int64_t B, int64_t T) {
   const float* P = params_->data();
   Acts& a = *acts_;
   ops_.embedding_forward(a.layer[0].res, ids, P + off_embed_, N, c.vocab, c.C);
-  a.direct = a.mode == Acts::Mode::Bf16 && direct_bf16();
   for (int64_t l = 0; l < c.L; ++l) {
     float* out = l + 1 < c.L ? a.layer[size_t(l + 1)].res : a.res_out;
     if (a.direct) {
