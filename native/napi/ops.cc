@@ -26,6 +26,7 @@
 #include "napi/args.h"
 #include "napi/ops_args.h"
 #include "napi/ops_common.h"
+#include "napi/ops_matmul.h"
 
 namespace rift::napi {
 namespace {
@@ -114,47 +115,11 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value MatmulForward(const Napi::CallbackInfo& info) {
-  Opts o = opts(info, {"M", "N", "K", "accumulate", "out", "inp", "weight", "bias"});
-  OpsBackend& ops = be(o);
-  Napi::Env env = o.env();
-  const int64_t M = o.integer("M", 0), N = o.integer("N", 0), K = o.integer("K", 0);
-  const bool acc = o.boolean("accumulate");
-  auto out = o.f32("out"), inp = o.f32("inp"), w = o.f32("weight"), bias = o.f32("bias", true);
-  expect_len(env, out, {M, N}, "M × N");
-  expect_len(env, inp, {M, K}, "M × K");
-  expect_len(env, w, {N, K}, "N × K");
-  expect_len(env, bias, {N}, "N");
-  disjoint(env, out, inp);
-  disjoint(env, out, w);
-  disjoint(env, out, bias);
-  run(env, ops, [&](Staging& st) { ops.matmul_forward(st.out(out), st.in(inp), st.in(w), st.in(bias), M, N, K, acc); });
-  return env.Undefined();
+  return matmul_forward_binding<float>(info, [](OpsBackend& ops, auto... a) { ops.matmul_forward(a...); });
 }
 
 Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
-  Opts o = opts(info, {"M", "N", "K", "accumulate", "dinp", "dweight", "dbias", "dout", "inp", "weight"});
-  OpsBackend& ops = be(o);
-  Napi::Env env = o.env();
-  const int64_t M = o.integer("M", 0), N = o.integer("N", 0), K = o.integer("K", 0);
-  const bool acc = o.boolean("accumulate");
-  auto dinp = o.f32("dinp", true), dw = o.f32("dweight", true), db = o.f32("dbias", true);
-  auto dout = o.f32("dout"), inp = o.f32("inp", !dw.present), w = o.f32("weight", !dinp.present);
-  expect_len(env, dinp, {M, K}, "M × K");
-  expect_len(env, dw, {N, K}, "N × K");
-  expect_len(env, db, {N}, "N");
-  expect_len(env, dout, {M, N}, "M × N");
-  expect_len(env, inp, {M, K}, "M × K");
-  expect_len(env, w, {N, K}, "N × K");
-  for (const auto* g : {&dinp, &dw, &db}) {
-    for (const auto* x : {&dout, &inp, &w}) disjoint(env, *g, *x);
-  }
-  disjoint(env, dinp, dw);
-  disjoint(env, dinp, db);
-  disjoint(env, dw, db);
-  run(env, ops, [&](Staging& st) {
-    ops.matmul_backward(st.out(dinp), st.out(dw), st.out(db), st.in(dout), st.in(inp), st.in(w), M, N, K, acc);
-  });
-  return env.Undefined();
+  return matmul_backward_binding<float>(info, [](OpsBackend& ops, auto... a) { ops.matmul_backward(a...); });
 }
 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
