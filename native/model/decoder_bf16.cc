@@ -50,15 +50,16 @@ void Decoder::layer_forward_bf16(int64_t l, int64_t B, int64_t T, float* out) {
   ops_.rope_forward(s.q, s.q, pos_ptr_, N, c.Hq, c.D, theta);
   ops_.rope_forward(s.k, s.k, pos_ptr_, N, c.Hkv, c.D, theta);
   ops_.attention_forward(s.att, s.lse, s.q, s.k, s.v, B, T, T, 0, c.Hq, c.Hkv, c.D, nullptr);
-  for (int i : {1, 2, 3, Acts::kAtt}) ops_.to_bf16(z[i], s.*Acts::kBig[i], N * Acts::big_width(c, i));  // q k v att
+  for (int i : {Acts::kQ, Acts::kK, Acts::kV, Acts::kAtt})
+    ops_.to_bf16(z[i], s.*Acts::kBig[i], N * Acts::big_width(c, i));  // q k v att
   ops_.matmul_forward_bf16(s.xmid, z[Acts::kAtt], P + o.wo, opt(o.bo), N, C, QD, false);
   ops_.add(s.xmid, s.xmid, s.res, N * C);  // residual
-  ops_.to_bf16(z[5], s.xmid, N * C);
+  ops_.to_bf16(z[Acts::kXmid], s.xmid, N * C);
   ops_.rmsnorm_forward_bf16(z[Acts::kLn2], s.rstd2, s.xmid, P + o.ln2, N, C, eps);
   ops_.matmul_forward_bf16(s.gate, z[Acts::kLn2], P + o.wg, nullptr, N, I, C, false);
   ops_.matmul_forward_bf16(s.up, z[Acts::kLn2], P + o.wu, nullptr, N, I, C, false);
-  ops_.to_bf16(z[7], s.gate, N * I);
-  ops_.to_bf16(z[8], s.up, N * I);
+  ops_.to_bf16(z[Acts::kGate], s.gate, N * I);
+  ops_.to_bf16(z[Acts::kUp], s.up, N * I);
   ops_.swiglu_forward_bf16(z[Acts::kH], s.gate, s.up, N * I);
   if (!out) return;
   ops_.matmul_forward_bf16(out, z[Acts::kH], P + o.wd, nullptr, N, C, I, false);

@@ -46,9 +46,9 @@ struct Decoder::Acts {
   // The big tensors a Bf16 layout stores as bfloat16, and their element counts per token.
   static constexpr float* Layer::*kBig[10] = {&Layer::ln1,  &Layer::q,   &Layer::k,    &Layer::v,  &Layer::att,
                                               &Layer::xmid, &Layer::ln2, &Layer::gate, &Layer::up, &Layer::h};
-  // Indices into kBig / z of the four tensors only linear layers read in the backward: with the direct bf16 path
-  // (decoder_bf16.cc) they are never widened back.
-  static constexpr int kLn1 = 0, kAtt = 4, kLn2 = 6, kH = 9;
+  // Indices into kBig / z. ln1, att, ln2 and h are read only by linear layers in the backward: with the direct bf16
+  // path (decoder_bf16.cc) they are never widened back.
+  static constexpr int kLn1 = 0, kQ = 1, kK = 2, kV = 3, kAtt = 4, kXmid = 5, kLn2 = 6, kGate = 7, kUp = 8, kH = 9;
   static constexpr bool kWidened[10] = {false, true, true, true, true, true, false, true, true, false};
   static int64_t big_width(const DecoderConfig& c, int i) {  // per token
     const int64_t C = c.C, QD = c.Hq * c.D, KD = c.Hkv * c.D;
