@@ -35,7 +35,7 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === '--help' || a === '-h') {
       console.log(
-        'usage: node scripts/make-base-model.js [--preset tiny|hard] [--out DIR] [--seed N] [--steps N] [--threads N] [--batch-size N] [--lr X] [--eval-every N] [--hidden N] [--layers N] [--intermediate N] [--difficulty N] [--dtype float32|bfloat16] [--max-minutes N] [--grow-from DIR] [--grow-factor N]',
+        'usage: node scripts/make-base-model.js [--preset tiny|hard] [--out DIR] [--seed N] [--steps N] [--threads N] [--batch-size N] [--lr X] [--eval-every N] [--hidden N] [--layers N] [--intermediate N] [--difficulty N] [--dtype fp32|bf16] [--max-minutes N] [--grow-from DIR] [--grow-factor N]',
       );
       process.exit(0);
     }

@@ -91,3 +91,12 @@ describe('models/tiny-base', () => {
     for (const o of out) expect(o.samples[0].text).toMatch(/\\boxed\{/);
   });
 });
+
+test("makeBaseModel's dtype: 'fp32' | 'bf16' (the HF names are deprecated aliases); anything else is a typed error before any work", async () => {
+  const { makeBaseModel } = await import('../lib/demo/base-model');
+  await expect(makeBaseModel({ outDir: '/nonexistent/never-written', dtype: 'f16' as never })).rejects.toThrow(
+    /^dtype: must be 'fp32' or 'bf16' \(or the deprecated 'float32', 'bfloat16'\)/,
+  );
+  await expect(makeBaseModel({ outDir: '/nonexistent/never-written', dtype: 16 as never })).rejects.toThrow(TypeError);
+  expect(fs.existsSync('/nonexistent/never-written')).toBe(false);
+});

@@ -41,6 +41,7 @@ import { writePromptFormatFile } from '../loop/prompt-choice';
 import { baseReadme } from './base-readme';
 import { growDepth, grownConfig } from './grow';
 import { defaultModelDir } from '../loop/paths';
+import { checkDtype, type Dtype } from '../util/dtype';
 
 export const PAD_TOKEN = '<|pad|>';
 export const BOS_TOKEN = '<|bos|>';
@@ -76,7 +77,7 @@ export const BASE_PRESETS: Record<
     high: number;
     preferLow: number;
     preferHigh: number;
-    dtype: 'float32' | 'bfloat16';
+    dtype: Dtype;
     maxNewTokens: number;
     maxMinutes: number;
     warmupSteps: number;
@@ -101,7 +102,7 @@ export const BASE_PRESETS: Record<
     high: 0.6,
     preferLow: 0.4,
     preferHigh: 0.5,
-    dtype: 'float32',
+    dtype: 'fp32',
     maxNewTokens: BASE_MAX_NEW_TOKENS,
     maxMinutes: Infinity,
     warmupSteps: 50,
@@ -122,7 +123,7 @@ export const BASE_PRESETS: Record<
     high: 0.5,
     preferLow: 0.3,
     preferHigh: 0.4,
-    dtype: 'bfloat16',
+    dtype: 'bf16',
     maxNewTokens: HARD_MAX_NEW_TOKENS,
     maxMinutes: 30,
     warmupSteps: 20,
@@ -303,7 +304,8 @@ export interface MakeBaseModelOptions {
   layers?: number;
   intermediate?: number;
   threads?: number;
-  dtype?: 'float32' | 'bfloat16';
+  /** Stored weights' dtype (default the preset's); the HF names 'float32' / 'bfloat16' are deprecated aliases. */
+  dtype?: Dtype | 'float32' | 'bfloat16';
   log?: (line: string) => void;
 }
 
@@ -360,7 +362,7 @@ export async function makeBaseModel(o: MakeBaseModelOptions = {}): Promise<MakeB
     high = o.high ?? P.high,
     preferLow = o.preferLow ?? P.preferLow,
     preferHigh = o.preferHigh ?? P.preferHigh;
-  const dtype = o.dtype ?? P.dtype;
+  const dtype = checkDtype('dtype', o.dtype ?? P.dtype, ['float32', 'bfloat16']);
   const maxNewTokens = P.maxNewTokens;
   const maxMinutes = o.maxMinutes ?? P.maxMinutes;
   if (!(maxMinutes > 0)) throw new RangeError(`maxMinutes: must be > 0, got ${maxMinutes}`);
