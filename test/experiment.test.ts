@@ -110,6 +110,24 @@ test('a rerun reuses every finished run; a torn last line of runs.jsonl is repai
   expect(again.newRuns).toBe(0);
 }, 300_000);
 
+test("a call with fewer parts reports earlier calls' runs whole (their rollouts too) and lists every call", async () => {
+  const report = () => fs.readFileSync(path.join(out, 'report', 'report.md'), 'utf8');
+  const section = (md: string, heading: string) => md.split(`## ${heading}`)[1].split('\n## ')[0];
+  const before = section(report(), 'Gain against the share of mixed problems');
+  expect(before.split('\n').filter((l) => l.startsWith('| d')).length).toBe(2); // d1, d2long rows
+  const calls0 = JSON.parse(fs.readFileSync(path.join(out, 'calls.json'), 'utf8')) as { parts: string[] }[];
+  const r = await runExperiment({ out, size: 'tiny', parts: ['memory'] });
+  expect(r.newRuns).toBe(0);
+  expect(section(report(), 'Gain against the share of mixed problems')).toBe(before);
+  const rollouts = JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).rollouts;
+  expect(Object.keys(rollouts).sort()).toEqual(['d1', 'd2long', 'main']);
+  expect(Object.keys(rollouts.main.byK).sort()).toEqual([String(S.k), ...S.kAblation.map(String)].sort());
+  const calls = JSON.parse(fs.readFileSync(path.join(out, 'calls.json'), 'utf8')) as { parts: string[] }[];
+  expect(calls.length).toBe(calls0.length + 1);
+  expect(calls[calls.length - 1].parts).toEqual(['memory']);
+  expect(report()).toMatch(new RegExp(`The runs come from ${calls.length} calls, \\d+ s in all: 1\\. `));
+}, 300_000);
+
 test('bad options: typed errors naming the option; the CLI refuses an unknown part before any work', async () => {
   await expect(runExperiment({ out, size: 'huge' as never })).rejects.toThrow(/^size:/);
   await expect(runExperiment({ out, size: 'tiny', parts: ['nope' as never] })).rejects.toThrow(/^parts:/);

@@ -40,7 +40,7 @@ import {
   type MethodSpec,
   type Part,
 } from './protocol';
-import { writeExperimentReport, type ExperimentData } from './report';
+import { writeExperimentReport, type ExperimentCall, type ExperimentData } from './report';
 import { executeRun, runKey, RunStore, updatesPerEpoch, type RunContext, type RunRecord, type RunSpec } from './runner';
 
 export interface ExperimentOptions {
@@ -100,6 +100,21 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     }
   };
 
+  const store = new RunStore(path.join(out, 'runs.jsonl'));
+  // a run's identity: its spec, the sizing and the base model's weights file (size and bytes' hash)
+  const protocolKey = runKey({
+    sizing,
+    model: fileDigest(path.join(modelDir, 'model.safetensors')),
+  } as unknown as RunSpec);
+  // a part selected now, or run by an earlier call (its runs are in the report: so are the data they need)
+  const stored = new Set(
+    store
+      .all()
+      .filter((r) => r.protocol === protocolKey)
+      .map((r) => r.spec.part),
+  );
+  const reported = (p: Part) => parts.has(p) || stored.has(p);
+
   // 0. data and rollouts
   const tokenizer = Tokenizer.load(modelDir);
   const format = new PromptFormat(resolvePromptSpec({}, { dir: modelDir, tokenizer }), tokenizer);
@@ -107,13 +122,13 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
   const dataDir = path.join(out, 'data');
   fs.mkdirSync(dataDir, { recursive: true });
   for (const [name, ps] of Object.entries(splits)) writeProblems(path.join(dataDir, `${name}.jsonl`), ps);
-  const kMax = Math.max(sizing.k, ...(parts.has('ablations') ? sizing.kAblation : []));
+  const kMax = Math.max(sizing.k, ...(reported('ablations') ? sizing.kAblation : []));
   const base = Model.load(modelDir);
   const dctx = { model: base, tokenizer, format, maxNewTokens: sizing.maxNewTokens, dir: dataDir };
   const sets = new Map<DataSpec['set'], RolloutSet>();
   await timed('rollouts', async () => {
     sets.set('main', await makeRollouts(dctx, 'main', splits.train, kMax));
-    if (parts.has('difficulty')) {
+    if (reported('difficulty')) {
       sets.set('d1', await makeRollouts(dctx, 'd1', splits.d1Train, sizing.k));
       sets.set('d2long', await makeRollouts(dctx, 'd2long', splits.d2longTrain, sizing.k));
     }
@@ -157,12 +172,6 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     },
   };
 
-  const store = new RunStore(path.join(out, 'runs.jsonl'));
-  // a run's identity: its spec, the sizing and the base model's weights file (size and bytes' hash)
-  const protocolKey = runKey({
-    sizing,
-    model: fileDigest(path.join(modelDir, 'model.safetensors')),
-  } as unknown as RunSpec);
   const keyOf = (s: RunSpec) => runKey({ ...s, protocol: protocolKey } as unknown as RunSpec);
   let newRuns = 0;
   const run = async (spec: RunSpec): Promise<RunRecord> => {
@@ -354,11 +363,35 @@ export async function runExperiment(opts: ExperimentOptions = {}): Promise<Exper
     parts: [...parts],
     wallSeconds: (Date.now() - t0) / 1000,
   };
+  const callsFile = path.join(out, 'calls.json');
+  const thisCall = (): ExperimentCall => ({
+    at: new Date(t0).toISOString(),
+    parts: [...parts],
+    newRuns,
+    wallSeconds: (Date.now() - t0) / 1000,
+    timings: { ...timings },
+  });
+  data.calls = [...previousCalls(callsFile), thisCall()];
   const report = await timed('report', () => writeExperimentReport(out, data));
   data.wallSeconds = (Date.now() - t0) / 1000;
   data.timings = timings;
+  data.calls[data.calls.length - 1] = thisCall();
+  writeJsonAtomic(callsFile, data.calls);
   writeJsonAtomic(path.join(out, 'results.json'), { ...data, runs: data.runs });
   return { out, report, runs: data.runs.length, newRuns, wallSeconds: data.wallSeconds };
+}
+
+/** The calls recorded in OUT/calls.json (none when it does not exist; an Error naming the file when unreadable). */
+function previousCalls(file: string): ExperimentCall[] {
+  if (!fs.existsSync(file)) return [];
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not a list of experiment calls (${(e as Error).message})`);
+  }
+  if (!Array.isArray(v)) throw new Error(`${file}: not a list of experiment calls`);
+  return v as ExperimentCall[];
 }
 
 /** sha256 of a file's bytes (the base model's weights: runs of another base model are other runs). */

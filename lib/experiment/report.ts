@@ -47,6 +47,30 @@ export interface ExperimentData {
   timings: Record<string, number>;
   parts: string[];
   wallSeconds: number;
+  /** Every call that wrote to OUT, this one last (OUT/calls.json). */
+  calls?: ExperimentCall[];
+}
+
+/** One `rift experiment` call on an output directory: what it ran and how long it took. */
+export interface ExperimentCall {
+  at: string;
+  parts: string[];
+  newRuns: number;
+  wallSeconds: number;
+  timings: Record<string, number>;
+}
+
+/** The calls that made OUT's runs, when there were several: each call's parts, new runs and wall time, and the sum. */
+function callsLine(calls: ExperimentCall[]): string {
+  if (calls.length < 2) return '';
+  const total = calls.reduce((s, c) => s + c.wallSeconds, 0);
+  const each = calls
+    .map(
+      (c, i) =>
+        `${i + 1}. ${c.at.slice(0, 16).replace('T', ' ')} UTC: ${c.parts.join(', ')}; ${c.newRuns} new runs, ${c.wallSeconds.toFixed(0)} s`,
+    )
+    .join('; ');
+  return `The runs come from ${calls.length} calls, ${total.toFixed(0)} s in all: ${each}.\n\n`;
 }
 
 type Metric = 'mean' | 'pass';
@@ -676,6 +700,7 @@ export async function writeExperimentReport(out: string, d: ExperimentData): Pro
       )
         .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
         .join(', ')}).\n\n` +
+      callsLine(d.calls ?? []) +
       `Every run is in ${path.join(d.out, 'runs.jsonl')} (per-update loss, log-prob probes, per-problem correct counts) and ${path.join(d.out, 'results.json')}. ` +
       (d.size === 'tiny'
         ? 'Calling runExperiment again with the same options resumes: finished runs are reused, missing ones run.'
