@@ -3,23 +3,15 @@
 // load, two bf16x2 stores) when the sizes, strides and pointers allow it, else one.
 #include <algorithm>
 #include <cstdint>
-#include <stdexcept>
-#include <string>
 
 #include "cuda/cuda_attention_convert.h"
+#include "cuda/cuda_check.h"
 
 namespace rift::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
-
-void check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    throw std::runtime_error(std::string("CUDA error ") + std::to_string(int(e)) + " (" + cudaGetErrorName(e) +
-                             ") launching " + what);
-}
 
 bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 

@@ -43,6 +43,21 @@ inline void check_launch(const char* file, int line) {
   if (sync_checks()) check(cudaDeviceSynchronize(), "kernel run (RIFT_CUDA_SYNC)", file, line);
 }
 
+// check_launch for a launch named by the op it belongs to (`what`, e.g. "attention softmax") instead of a source line:
+// "CUDA error N (name) launching <what>", and with RIFT_CUDA_SYNC=1 the kernel's own fault as "... running <what>".
+inline void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error ") + std::to_string(int(e)) + " (" + cudaGetErrorName(e) +
+                             ") launching " + what);
+  if (!sync_checks()) return;
+  const cudaError_t r = cudaDeviceSynchronize();
+  if (r == cudaSuccess) return;
+  (void)cudaGetLastError();
+  throw std::runtime_error(std::string("CUDA error ") + std::to_string(int(r)) + " (" + cudaGetErrorName(r) +
+                           ") running " + what + ": " + cudaGetErrorString(r));
+}
+
 }  // namespace rift::cuda
 
 // RIFT_CUDA_CHECK(cudaMalloc(&p, n)); throws std::runtime_error on failure.

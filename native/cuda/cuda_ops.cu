@@ -18,7 +18,6 @@
 // buffer grown on demand, counted as Device/Workspace in the memory tracker. All work is on the legacy default
 // stream; a mutex serialises callers (the cuBLAS handle and the scratch are shared).
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -30,7 +29,6 @@
 #include <vector>
 
 #include "backends/registry.h"
-#include "core/checks.h"
 #include "core/loss.h"
 #include "core/memory.h"
 #include "cuda/cublas_loader.h"
